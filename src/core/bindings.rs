@@ -1,0 +1,19 @@
+//! The names of the Worker's bindings, exactly as wrangler.toml declares them. Every use of a
+//! binding goes through these constants so that a rename is one edit here and one in
+//! wrangler.toml.
+
+/// D1: the source of truth (agents, workflows, tasks, steps, events, ...).
+pub const DB: &str = "DB";
+/// KV: read-through caches and sessions.
+pub const CACHE: &str = "CACHE";
+/// R2: logs, summaries and large reports.
+pub const ARTIFACTS: &str = "ARTIFACTS";
+/// Queue producer for step dispatch; its consumer is this Worker.
+pub const STEPS: &str = "STEPS";
+/// Queue producer for messages that can never be processed; also consumed by this Worker.
+pub const STEPS_DLQ: &str = "STEPS_DLQ";
+
+/// Vars (plain text, from wrangler.toml `[vars]`) and secrets (`wrangler secret put`).
+pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
+pub const CORS_ORIGINS: &str = "CORS_ORIGINS";
+pub const TEST_FAULTS: &str = "TEST_FAULTS";

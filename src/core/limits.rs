@@ -1,0 +1,53 @@
+//! Every bound switchyard enforces, each with the reason for its number.
+//!
+//! A limit lives here, not inline at its use, so that a reader can see at one glance what a
+//! request can make the Worker do. Units are the last word of each name.
+
+/// Largest JSON request body. The biggest JSON body any route reads is an agent's report, and a
+/// report larger than this belongs in R2, not in a request; 64 KiB parses in well under a
+/// millisecond and stays far below the isolate's 128 MB memory.
+pub const JSON_BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// Longest `Authorization` header read. Tokens are at most [`TOKEN_BYTES_MAX`]; the rest is the
+/// scheme and spaces. Anything longer is not a credential of ours and is not worth comparing.
+pub const AUTHORIZATION_HEADER_BYTES_MAX: usize = 512;
+
+/// Longest bearer token accepted. Generated tokens are 43 characters (256 bits, base64url);
+/// 256 leaves room for tokens people generate themselves without letting a header grow unbounded.
+pub const TOKEN_BYTES_MAX: usize = 256;
+
+/// Shortest admin token honoured. A shorter one is guessable by brute force over the internet,
+/// so it is ignored (and logged) rather than trusted: 16 characters of a random token is at least
+/// 96 bits.
+pub const ADMIN_TOKEN_BYTES_MIN: usize = 16;
+
+/// How many admin tokens `ADMIN_TOKEN` may list at once. Rotation needs two (old and new); a few
+/// more allow a token per operator. More than this is a misconfiguration, not a use case.
+pub const ADMIN_TOKENS_MAX: usize = 8;
+
+/// How many origins `CORS_ORIGINS` may list. The API is meant for a handful of front ends
+/// (production, staging, local); each origin costs a comparison on every request.
+pub const CORS_ORIGINS_MAX: usize = 32;
+
+/// How long a browser may cache a CORS preflight answer. Ten minutes keeps a SvelteKit app from
+/// preflighting every call while letting a changed `CORS_ORIGINS` take effect soon after deploy.
+pub const CORS_MAX_AGE_SECONDS: u32 = 600;
+
+/// Default page size of list routes: enough for one screen of the dashboard.
+pub const PAGE_LIMIT_DEFAULT: u32 = 50;
+
+/// Largest page a list route returns. Each row is a D1 read; 200 rows keep a page under D1's
+/// per-query response budget and a response under a few hundred KB.
+pub const PAGE_LIMIT_MAX: u32 = 200;
+
+/// How long system events (cron ticks, queue probes, dead letters) are kept. A week covers an
+/// incident noticed after a weekend; with one cron tick a minute that is about 10,000 rows.
+pub const SYSTEM_EVENT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Longest cursor accepted by list routes. Cursors we issue are short decimal sequence numbers;
+/// anything longer is not one of ours.
+pub const CURSOR_BYTES_MAX: usize = 32;
+
+/// Seconds a `dead_letter` probe waits between its deliberate retries. Zero: the probe exists to
+/// show the dead-letter path end to end, and waiting adds nothing to that.
+pub const PROBE_RETRY_DELAY_SECONDS: u32 = 0;

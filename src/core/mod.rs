@@ -1,0 +1,20 @@
+//! The pure core of switchyard.
+//!
+//! Everything here is deterministic: the same inputs give the same outputs. Nothing in this
+//! module tree may import `worker`, read a clock, draw random numbers or do I/O; the shell passes
+//! in `now`, random bytes and binding results, and performs the effects the core describes.
+
+pub mod auth;
+pub mod bindings;
+pub mod cors;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod ids;
+pub mod limits;
+pub mod openapi;
+pub mod paging;
+pub mod queue;
+pub mod routes;
+pub mod system;
+pub mod time;

@@ -1,0 +1,204 @@
+//! The route table: every path the Worker answers, its methods, and who may call it.
+//!
+//! This table is the single list of routes. The shell dispatches on [`RouteId`]; a test checks
+//! that every entry is described in `openapi.json` and that the document describes nothing else.
+
+use super::error::ApiError;
+use super::http::Method;
+
+/// What a route needs from the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No credentials: health checks and the API description.
+    Public,
+    /// An admin bearer token.
+    Admin,
+}
+
+/// The handler a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteId {
+    Health,
+    OpenApi,
+    Whoami,
+    ListSystemEvents,
+    CreateProbe,
+    /// Exists only when the `TEST_FAULTS` var is `"enabled"`; see ARCHITECTURE.md.
+    TestPanic,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub method: Method,
+    /// Literal segments, or `{name}` for a path parameter that matches one segment.
+    pub pattern: &'static str,
+    pub id: RouteId,
+    pub access: Access,
+}
+
+const fn route(method: Method, pattern: &'static str, id: RouteId, access: Access) -> Route {
+    Route { method, pattern, id, access }
+}
+
+/// Every route of the public API, in the order of the OpenAPI document.
+pub const ROUTES: &[Route] = &[
+    route(Method::Get, "/health", RouteId::Health, Access::Public),
+    route(Method::Get, "/openapi.json", RouteId::OpenApi, Access::Public),
+    route(Method::Get, "/v1/whoami", RouteId::Whoami, Access::Admin),
+    route(Method::Get, "/v1/system/events", RouteId::ListSystemEvents, Access::Admin),
+    route(Method::Post, "/v1/system/probes", RouteId::CreateProbe, Access::Admin),
+];
+
+/// Routes that exist only for the integration tests, switched on by a var. Kept out of
+/// [`ROUTES`] (and so out of the OpenAPI document) because they are not part of the API.
+pub const TEST_ROUTES: &[Route] = &[route(Method::Post, "/__test/panic", RouteId::TestPanic, Access::Public)];
+
+/// A request matched to its route, with the path parameters in pattern order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matched {
+    pub route: Route,
+    pub params: Vec<(&'static str, String)>,
+}
+
+/// The result of looking up a path: a route, or (for `OPTIONS`) the methods the path has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    Route(Matched),
+    Options { allow: Vec<Method> },
+}
+
+/// Finds the route for `method` and `path`.
+///
+/// `HEAD` is served by the `GET` route of the same path. A known path with another method is
+/// 405 with the methods it has; an unknown path is 404. `method` is `None` for a verb switchyard
+/// does not know at all, which is 405 on a known path too.
+pub fn resolve(method: Option<Method>, path: &str, test_routes: bool) -> Result<Resolution, ApiError> {
+    let table = ROUTES.iter().chain(if test_routes { TEST_ROUTES } else { &[] });
+    let mut allow: Vec<Method> = Vec::new();
+    let mut found: Option<Matched> = None;
+    for route in table {
+        let Some(params) = match_pattern(route.pattern, path) else { continue };
+        allow.push(route.method);
+        if route.method == Method::Get {
+            allow.push(Method::Head);
+        }
+        let wanted = if method == Some(Method::Head) { Some(Method::Get) } else { method };
+        if found.is_none() && Some(route.method) == wanted {
+            found = Some(Matched { route: *route, params });
+        }
+    }
+    if allow.is_empty() {
+        return Err(ApiError::not_found_route());
+    }
+    allow.sort();
+    allow.dedup();
+    match (found, method) {
+        (Some(matched), _) => Ok(Resolution::Route(matched)),
+        (None, Some(Method::Options)) => Ok(Resolution::Options { allow }),
+        (None, _) => Err(ApiError::MethodNotAllowed { allow }),
+    }
+}
+
+/// Matches a path against a pattern segment by segment. Parameters match exactly one non-empty
+/// segment; a trailing slash is a different path.
+fn match_pattern(pattern: &'static str, path: &str) -> Option<Vec<(&'static str, String)>> {
+    let mut params = Vec::new();
+    let mut pattern_segments = pattern.split('/');
+    let mut path_segments = path.split('/');
+    loop {
+        match (pattern_segments.next(), path_segments.next()) {
+            (None, None) => return Some(params),
+            (Some(p), Some(s)) => {
+                if let Some(name) = p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                    if s.is_empty() {
+                        return None;
+                    }
+                    params.push((name, s.to_string()));
+                } else if p != s {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id_of(method: Method, path: &str) -> Result<RouteId, u16> {
+        match resolve(Some(method), path, false) {
+            Ok(Resolution::Route(m)) => Ok(m.route.id),
+            Ok(Resolution::Options { .. }) => Err(204),
+            Err(e) => Err(e.status()),
+        }
+    }
+
+    #[test]
+    fn known_paths_resolve_to_their_routes() {
+        assert_eq!(id_of(Method::Get, "/health"), Ok(RouteId::Health));
+        assert_eq!(id_of(Method::Head, "/health"), Ok(RouteId::Health));
+        assert_eq!(id_of(Method::Get, "/openapi.json"), Ok(RouteId::OpenApi));
+        assert_eq!(id_of(Method::Get, "/v1/whoami"), Ok(RouteId::Whoami));
+        assert_eq!(id_of(Method::Post, "/v1/system/probes"), Ok(RouteId::CreateProbe));
+    }
+
+    #[test]
+    fn unknown_paths_are_404() {
+        assert_eq!(id_of(Method::Get, "/"), Err(404));
+        assert_eq!(id_of(Method::Get, "/health/"), Err(404));
+        assert_eq!(id_of(Method::Get, "/v1"), Err(404));
+        assert_eq!(id_of(Method::Get, "/v1/whoami/extra"), Err(404));
+        assert_eq!(id_of(Method::Get, "/V1/WHOAMI"), Err(404));
+        assert_eq!(id_of(Method::Get, "//health"), Err(404));
+    }
+
+    #[test]
+    fn a_known_path_with_the_wrong_method_is_405_listing_the_right_ones() {
+        match resolve(Some(Method::Delete), "/health", false) {
+            Err(ApiError::MethodNotAllowed { allow }) => assert_eq!(allow, vec![Method::Get, Method::Head]),
+            other => panic!("{other:?}"),
+        }
+        match resolve(None, "/v1/system/probes", false) {
+            Err(ApiError::MethodNotAllowed { allow }) => assert_eq!(allow, vec![Method::Post]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn options_on_a_known_path_lists_its_methods() {
+        assert_eq!(
+            resolve(Some(Method::Options), "/v1/system/events", false),
+            Ok(Resolution::Options { allow: vec![Method::Get, Method::Head] })
+        );
+        assert_eq!(id_of(Method::Options, "/nowhere"), Err(404));
+    }
+
+    #[test]
+    fn test_routes_exist_only_when_switched_on() {
+        assert_eq!(id_of(Method::Post, "/__test/panic"), Err(404));
+        match resolve(Some(Method::Post), "/__test/panic", true) {
+            Ok(Resolution::Route(m)) => assert_eq!(m.route.id, RouteId::TestPanic),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parameters_match_one_non_empty_segment() {
+        assert_eq!(match_pattern("/v1/tasks/{id}", "/v1/tasks/tsk_1"), Some(vec![("id", "tsk_1".to_string())]));
+        assert_eq!(match_pattern("/v1/tasks/{id}", "/v1/tasks/"), None);
+        assert_eq!(match_pattern("/v1/tasks/{id}", "/v1/tasks/a/b"), None);
+        assert_eq!(
+            match_pattern("/v1/tasks/{id}/logs/{agent}", "/v1/tasks/t/logs/a%2Fb"),
+            Some(vec![("id", "t".to_string()), ("agent", "a%2Fb".to_string())])
+        );
+    }
+
+    #[test]
+    fn every_admin_route_is_under_v1_and_every_v1_route_needs_credentials() {
+        for route in ROUTES {
+            assert_eq!(route.pattern.starts_with("/v1/"), route.access != Access::Public, "{route:?}");
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The HTTP shell: turns a `worker::Request` into a core route, runs its handler against the
+//! bindings, and turns the result into a `worker::Response` with the security and CORS headers.
+//!
+//! Handlers parse with the core, touch bindings, and return an [`ApiResponse`]. Client mistakes
+//! are `ApiError`s; binding faults become a 500 whose detail goes to the log only.
+
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use worker::{Env, Request, Response};
+
+use super::{platform, store};
+use crate::core::auth;
+use crate::core::bindings;
+use crate::core::error::ApiError;
+use crate::core::health::{self, Check, Failure};
+use crate::core::http::{parse_json_body, ApiResponse, Method};
+use crate::core::ids::IdKind;
+use crate::core::limits::JSON_BODY_BYTES_MAX;
+use crate::core::openapi;
+use crate::core::paging::Page;
+use crate::core::queue::{ProbeOutcome, QueueMessage};
+use crate::core::routes::{self, Access, Matched, Resolution, RouteId};
+use crate::core::time::Timestamp;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why a handler did not produce a response: the client's mistake, or a fault to log.
+enum Failed {
+    Client(ApiError),
+    Fault(String),
+}
+
+impl From<ApiError> for Failed {
+    fn from(err: ApiError) -> Self {
+        Failed::Client(err)
+    }
+}
+
+impl From<worker::Error> for Failed {
+    fn from(err: worker::Error) -> Self {
+        Failed::Fault(err.to_string())
+    }
+}
+
+type Handled = Result<ApiResponse, Failed>;
+
+/// Everything a handler may need about the request besides its body.
+struct Call<'a> {
+    env: &'a Env,
+    now: Timestamp,
+    query: String,
+    content_type: Option<String>,
+    matched: Matched,
+}
+
+pub async fn handle(mut req: Request, env: &Env) -> worker::Result<Response> {
+    let now = platform::now();
+    let request_id = platform::new_id(IdKind::Request, now).unwrap_or_else(|_| "req_unavailable".into());
+    let raw_method = req.inner().method();
+    let method = Method::parse(&raw_method);
+    let origin = header(&req, "origin");
+    let cors = platform::cors_policy(env);
+
+    let outcome = route_and_run(&mut req, env, now, method).await;
+    let response = match outcome {
+        Ok(response) => response,
+        Err(Failed::Client(err)) => err.to_response(),
+        Err(Failed::Fault(detail)) => {
+            worker::console_error!("request {request_id} {raw_method} {} failed: {detail}", req.path());
+            ApiError::Internal { request_id: request_id.clone() }.to_response()
+        }
+    };
+    let mut response = cors.decorate(origin.as_deref(), response).with_security_headers();
+    response.set_header("x-request-id", &request_id);
+    if method == Some(Method::Head) {
+        response.body.clear();
+    }
+    to_worker_response(response)
+}
+
+async fn route_and_run(req: &mut Request, env: &Env, now: Timestamp, method: Option<Method>) -> Handled {
+    let path = req.path();
+    let matched = match routes::resolve(method, &path, platform::test_faults_enabled(env))? {
+        Resolution::Route(matched) => matched,
+        Resolution::Options { allow } => {
+            let cors = platform::cors_policy(env);
+            let requested = header(req, "access-control-request-method");
+            return Ok(cors.answer_options(header(req, "origin").as_deref(), requested.as_deref(), &allow)?);
+        }
+    };
+    if matched.route.access == Access::Admin {
+        auth::authenticate(header(req, "authorization").as_deref(), &platform::admin_tokens(env))?;
+    }
+    let call = Call {
+        env,
+        now,
+        query: req.url().map(|u| u.query().unwrap_or("").to_string()).unwrap_or_default(),
+        content_type: header(req, "content-type"),
+        matched,
+    };
+    match call.matched.route.id {
+        RouteId::Health => Ok(health(env).await),
+        RouteId::OpenApi => Ok(ApiResponse::raw(200, "application/json; charset=utf-8", openapi::DOCUMENT)),
+        RouteId::Whoami => Ok(ApiResponse::json(200, &json!({"principal": "admin"}))),
+        RouteId::ListSystemEvents => list_system_events(&call).await,
+        RouteId::CreateProbe => {
+            let body = read_body(req, JSON_BODY_BYTES_MAX).await?;
+            create_probe(&call, &body).await
+        }
+        RouteId::TestPanic => panic!("deliberate panic from the test-only fault route"),
+    }
+}
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
+/// Reads the body, refusing it with 413 as soon as it is known to exceed `limit_bytes`: from
+/// `Content-Length` before reading anything, or while streaming a body sent without one.
+async fn read_body(req: &mut Request, limit_bytes: usize) -> Result<Vec<u8>, Failed> {
+    let too_large = ApiError::PayloadTooLarge { limit_bytes };
+    if let Some(length) = header(req, "content-length") {
+        match length.trim().parse::<u64>() {
+            Ok(length) if length > limit_bytes as u64 => return Err(too_large.into()),
+            Ok(_) => {}
+            Err(_) => {
+                return Err(ApiError::BadRequest { message: "content-length is not a number".into(), details: vec![] }.into())
+            }
+        }
+    }
+    if req.inner().body().is_none() {
+        return Ok(Vec::new());
+    }
+    let mut stream = req.stream()?;
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > limit_bytes {
+            return Err(too_large.into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn to_worker_response(response: ApiResponse) -> worker::Result<Response> {
+    let headers = worker::Headers::new();
+    for (name, value) in &response.headers {
+        headers.set(name, value)?;
+    }
+    let body = if response.body.is_empty() { None } else { Some(response.body) };
+    let built = match body {
+        Some(bytes) => Response::from_bytes(bytes)?,
+        None => Response::empty()?,
+    };
+    Ok(built.with_status(response.status).with_headers(headers))
+}
+
+/// `GET /health`: touches every binding for real, at the same time.
+async fn health(env: &Env) -> ApiResponse {
+    let (d1, kv, r2, queue) = futures_util::join!(check_d1(env), check_kv(env), check_r2(env), check_queue(env));
+    health::report(VERSION, &[(Check::D1, d1), (Check::Kv, kv), (Check::R2, r2), (Check::Queue, queue)])
+}
+
+fn failed(check: Check, err: impl std::fmt::Display) -> Failure {
+    worker::console_error!("health: {} ({}) failed: {err}", check.name(), check.binding());
+    Failure::Failed
+}
+
+async fn check_d1(env: &Env) -> Result<(), Failure> {
+    let db = env.d1(bindings::DB).map_err(|_| Failure::Missing)?;
+    match store::check_schema(&db).await {
+        Ok(()) => Ok(()),
+        Err(err) if err.to_string().contains("no such table") => Err(Failure::NotMigrated),
+        Err(err) => Err(failed(Check::D1, err)),
+    }
+}
+
+async fn check_kv(env: &Env) -> Result<(), Failure> {
+    let kv = env.kv(bindings::CACHE).map_err(|_| Failure::Missing)?;
+    kv.get("health:probe").text().await.map(|_| ()).map_err(|err| failed(Check::Kv, err))
+}
+
+async fn check_r2(env: &Env) -> Result<(), Failure> {
+    let bucket = env.bucket(bindings::ARTIFACTS).map_err(|_| Failure::Missing)?;
+    bucket.head("health/probe").await.map(|_| ()).map_err(|err| failed(Check::R2, err))
+}
+
+async fn check_queue(env: &Env) -> Result<(), Failure> {
+    let queue = env.queue(bindings::STEPS).map_err(|_| Failure::Missing)?;
+    queue.send(QueueMessage::Ping {}.to_json()).await.map_err(|err| failed(Check::Queue, err))
+}
+
+/// `GET /v1/system/events`.
+async fn list_system_events(call: &Call<'_>) -> Handled {
+    let page = Page::parse(&call.query)?;
+    let db = call.env.d1(bindings::DB)?;
+    let rows = store::list_system_events(&db, &page).await?;
+    let next_cursor = page.next_cursor(rows.len(), rows.last().map(|r| r.seq));
+    let events: Vec<Value> = rows
+        .into_iter()
+        .map(|row| {
+            json!({
+                "seq": row.seq,
+                "kind": row.kind,
+                // Written by us as JSON; a row that somehow is not stays readable as text.
+                "data": serde_json::from_str::<Value>(&row.data).unwrap_or(Value::String(row.data)),
+                "created_at": Timestamp::saturating_from_millis(row.created_at).to_rfc3339(),
+            })
+        })
+        .collect();
+    Ok(ApiResponse::json(200, &json!({"events": events, "next_cursor": next_cursor})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProbeRequest {
+    #[serde(default = "default_outcome")]
+    outcome: ProbeOutcome,
+}
+
+fn default_outcome() -> ProbeOutcome {
+    ProbeOutcome::Ack
+}
+
+/// `POST /v1/system/probes`.
+async fn create_probe(call: &Call<'_>, body: &[u8]) -> Handled {
+    let request: ProbeRequest = parse_json_body(call.content_type.as_deref(), body)?;
+    let probe_id = platform::new_id(IdKind::Probe, call.now)?;
+    let message = QueueMessage::Probe { probe_id: probe_id.clone(), outcome: request.outcome };
+    call.env.queue(bindings::STEPS)?.send(message.to_json()).await?;
+    Ok(ApiResponse::json(202, &json!({"probe_id": probe_id, "outcome": request.outcome})))
+}

@@ -1,0 +1,74 @@
+//! The handlers nothing waits on: the queue consumer (for `STEPS` and its dead-letter queue)
+//! and the cron trigger.
+//!
+//! Each message is acknowledged or retried on its own, and the handlers always return normally:
+//! an error escaping the queue handler would retry the whole batch, redoing the messages that
+//! had already succeeded.
+
+use wasm_bindgen::JsValue;
+use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, RawMessage, ScheduledEvent};
+
+use super::{platform, store};
+use crate::core::bindings;
+use crate::core::queue::{self, Decision, QueueRole};
+use crate::core::system;
+use crate::core::time::Timestamp;
+
+pub async fn consume(batch: MessageBatch<String>, env: &Env) {
+    let role = QueueRole::of(&batch.queue());
+    for message in batch.raw_iter() {
+        let id = message.id();
+        let body = body_text(&message.body());
+        let decision = queue::decide(role, &id, &body);
+        if let Err(err) = carry_out(&decision, &message, env).await {
+            // Retried by the queue with its normal backoff; after max_retries it is dead-lettered.
+            worker::console_error!("queue message {id} failed and will be retried: {err}");
+            message.retry();
+        }
+    }
+}
+
+/// The body as text: our producers send JSON strings; anything else (an object sent by another
+/// producer) is stringified so that it can still be recorded.
+fn body_text(body: &JsValue) -> String {
+    if let Some(text) = body.as_string() {
+        return text;
+    }
+    worker::js_sys::JSON::stringify(body)
+        .ok()
+        .and_then(|s| s.as_string())
+        .unwrap_or_else(|| "<unreadable body>".to_string())
+}
+
+async fn carry_out(decision: &Decision, message: &RawMessage, env: &Env) -> worker::Result<()> {
+    match decision {
+        Decision::Ack => message.ack(),
+        Decision::RecordThenAck(event) => {
+            store::record_system_event(&env.d1(bindings::DB)?, event, platform::now()).await?;
+            message.ack();
+        }
+        Decision::RecordThenRetry { event, delay_seconds } => {
+            store::record_system_event(&env.d1(bindings::DB)?, event, platform::now()).await?;
+            message.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(*delay_seconds).build());
+        }
+        Decision::ForwardToDeadLetter(forwarded) => {
+            env.queue(bindings::STEPS_DLQ)?.send(forwarded.to_json()).await?;
+            message.ack();
+        }
+    }
+    Ok(())
+}
+
+pub async fn tick(event: ScheduledEvent, env: &Env) {
+    let now = platform::now();
+    let scheduled = Timestamp::saturating_from_millis(event.schedule() as i64);
+    let plan = system::plan_cron(&event.cron(), scheduled, now);
+    let result = match env.d1(bindings::DB) {
+        Ok(db) => store::run_cron_plan(&db, &plan, now).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = result {
+        // The next tick runs the same plan; nothing is lost by skipping one.
+        worker::console_error!("cron run for {} failed: {err}", event.cron());
+    }
+}

@@ -1,0 +1,33 @@
+//! The Worker's entry points: `fetch`, `queue` and `scheduled`.
+//!
+//! This is the imperative shell. It reads the clock and the random source, talks to the
+//! bindings, and carries out what the core decides; it holds no logic the core could hold.
+//! Nothing here may panic on input from a request, a binding or the store: a panic aborts the
+//! WebAssembly instance and every request in flight on it.
+
+mod api;
+mod background;
+mod platform;
+mod store;
+
+use worker::{event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent};
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    platform::install_panic_hook();
+    api::handle(req, &env).await
+}
+
+#[event(queue)]
+async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
+    platform::install_panic_hook();
+    background::consume(batch, &env).await;
+    // Every message was acknowledged or retried one by one; an Err here would retry the batch.
+    Ok(())
+}
+
+#[event(scheduled)]
+async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    platform::install_panic_hook();
+    background::tick(event, &env).await;
+}

@@ -1,0 +1,78 @@
+//! All SQL switchyard runs, each statement next to the function that runs it, with bound
+//! parameters only. Times are INTEGER milliseconds since the epoch.
+//!
+//! Functions here translate between rows and core values and nothing else: no decisions, no
+//! HTTP. A multi-statement change is one `batch`, which D1 runs as one transaction.
+
+use serde::Deserialize;
+use wasm_bindgen::JsValue;
+use worker::{D1Database, Result};
+
+use crate::core::paging::Page;
+use crate::core::system::{CronPlan, SystemEvent};
+use crate::core::time::Timestamp;
+
+fn int(value: i64) -> JsValue {
+    // Exact: every integer we store (times, sequence numbers) is far below 2^53.
+    JsValue::from_f64(value as f64)
+}
+
+/// A cheap query that fails unless switchyard's schema is in place; used by `GET /health`.
+pub async fn check_schema(db: &D1Database) -> Result<()> {
+    db.prepare("SELECT seq FROM events LIMIT 1").all().await?;
+    Ok(())
+}
+
+/// Records a system event unless one with the same dedupe key exists. Returns whether it was new.
+pub async fn record_system_event(db: &D1Database, event: &SystemEvent, now: Timestamp) -> Result<bool> {
+    let result = db
+        .prepare(
+            "INSERT INTO events (task_id, step_id, kind, data, dedupe_key, created_at)
+             VALUES (NULL, NULL, ?1, ?2, ?3, ?4)
+             ON CONFLICT (dedupe_key) DO NOTHING",
+        )
+        .bind(&[event.kind.into(), event.data.to_string().into(), event.dedupe_key.as_str().into(), int(now.as_millis())])?
+        .run()
+        .await?;
+    let changes = result.meta()?.and_then(|m| m.changes).unwrap_or(0);
+    Ok(changes > 0)
+}
+
+/// Records a cron tick and prunes old system events, in one transaction.
+pub async fn run_cron_plan(db: &D1Database, plan: &CronPlan, now: Timestamp) -> Result<()> {
+    let tick = &plan.tick;
+    let insert = db
+        .prepare(
+            "INSERT INTO events (task_id, step_id, kind, data, dedupe_key, created_at)
+             VALUES (NULL, NULL, ?1, ?2, ?3, ?4)
+             ON CONFLICT (dedupe_key) DO NOTHING",
+        )
+        .bind(&[tick.kind.into(), tick.data.to_string().into(), tick.dedupe_key.as_str().into(), int(now.as_millis())])?;
+    let prune = db
+        .prepare("DELETE FROM events WHERE task_id IS NULL AND created_at < ?1")
+        .bind(&[int(plan.prune_before.as_millis())])?;
+    db.batch(vec![insert, prune]).await?;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SystemEventRow {
+    pub seq: i64,
+    pub kind: String,
+    pub data: String,
+    pub created_at: i64,
+}
+
+/// One page of system events, oldest first.
+pub async fn list_system_events(db: &D1Database, page: &Page) -> Result<Vec<SystemEventRow>> {
+    db.prepare(
+        "SELECT seq, kind, data, created_at FROM events
+         WHERE task_id IS NULL AND seq > ?1
+         ORDER BY seq
+         LIMIT ?2",
+    )
+    .bind(&[int(page.after.unwrap_or(0)), int(i64::from(page.limit))])?
+    .all()
+    .await?
+    .results::<SystemEventRow>()
+}
