@@ -166,7 +166,7 @@ pub fn from_json_error(err: &serde_json::Error) -> ApiError {
 
 /// serde_json appends " at line L column C" to its messages; the envelope carries the position
 /// itself, so the message is kept without it.
-fn strip_position(err: &serde_json::Error) -> String {
+pub(crate) fn strip_position(err: &serde_json::Error) -> String {
     let text = err.to_string();
     match text.rfind(" at line ") {
         Some(cut) => text[..cut].to_string(),

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::error::ApiError;
+use super::error::{from_json_error, strip_position, ApiError, Detail};
 use super::limits::JSON_BODY_BYTES_MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -127,8 +127,10 @@ pub const SECURITY_HEADERS: [(&str, &str); 6] = [
     ("x-frame-options", "DENY"),
 ];
 
-/// Checks that a body is declared as JSON (`application/json`, any parameters) and parses it
-/// into `T`, mapping every failure to the error a client should see.
+/// Checks that a body is declared as JSON (`application/json`, any parameters), is a JSON object,
+/// and parses it into `T`, mapping every failure to the error a client should see: broken JSON
+/// is 400, well-formed JSON of the wrong shape (including a top-level array, which serde would
+/// otherwise accept for a struct) is 422.
 pub fn parse_json_body<T: serde::de::DeserializeOwned>(
     content_type: Option<&str>,
     body: &[u8],
@@ -139,7 +141,16 @@ pub fn parse_json_body<T: serde::de::DeserializeOwned>(
     if body.len() > JSON_BODY_BYTES_MAX {
         return Err(ApiError::PayloadTooLarge { limit_bytes: JSON_BODY_BYTES_MAX });
     }
-    serde_json::from_slice(body).map_err(|err| super::error::from_json_error(&err))
+    // Whether the body is well-formed at all decides between 400 and 422; serde_json classifies
+    // some shape errors (a number where an enum belongs) as syntax errors.
+    if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        return Err(from_json_error(&syntax));
+    }
+    let invalid = |message: String| ApiError::Invalid { details: vec![Detail { field: None, line: None, column: None, message }] };
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(invalid("the body must be a JSON object".into()));
+    }
+    serde_json::from_slice(body).map_err(|err| invalid(strip_position(&err)))
 }
 
 pub fn is_json_content_type(content_type: Option<&str>) -> bool {
@@ -197,6 +208,29 @@ mod tests {
         let big = format!("\"{}\"", "a".repeat(JSON_BODY_BYTES_MAX));
         let err = parse_json_body::<serde_json::Value>(Some("application/json"), big.as_bytes()).unwrap_err();
         assert_eq!(err.status(), 413);
+    }
+
+    #[test]
+    fn well_formed_json_of_the_wrong_shape_is_422_whatever_serde_calls_it() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Outcome {
+            Ack,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Body {
+            outcome: Outcome,
+        }
+        for body in [r#"{"outcome":1}"#, r#"{"outcome":"boom"}"#, r#"{"outcome":"ack","x":1}"#, r#"{"outcome":"ack","outcome":"ack"}"#, "[]", "null"] {
+            let err = parse_json_body::<Body>(Some("application/json"), body.as_bytes()).unwrap_err();
+            assert_eq!(err.status(), 422, "{body}: {err:?}");
+        }
+        for body in ["{", r#"{"outcome":}"#, "nul", ""] {
+            let err = parse_json_body::<Body>(Some("application/json"), body.as_bytes()).unwrap_err();
+            assert_eq!(err.status(), 400, "{body}: {err:?}");
+        }
     }
 
     #[test]

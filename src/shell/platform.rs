@@ -45,20 +45,25 @@ pub fn text(env: &Env, name: &str) -> Option<String> {
     env.var(name).ok().map(|v| v.to_string())
 }
 
+/// Logs configuration warnings once per isolate rather than on every request.
+fn warn_once(once: &'static std::sync::Once, warnings: Vec<String>) {
+    if !warnings.is_empty() {
+        once.call_once(|| warnings.iter().for_each(|w| worker::console_warn!("{w}")));
+    }
+}
+
 /// The admin tokens, logging (never showing) entries that were ignored.
 pub fn admin_tokens(env: &Env) -> AdminTokens {
+    static WARNED: std::sync::Once = std::sync::Once::new();
     let (tokens, warnings) = AdminTokens::parse(text(env, bindings::ADMIN_TOKEN).as_deref());
-    for warning in warnings {
-        worker::console_warn!("{warning}");
-    }
+    warn_once(&WARNED, warnings);
     tokens
 }
 
 pub fn cors_policy(env: &Env) -> CorsPolicy {
+    static WARNED: std::sync::Once = std::sync::Once::new();
     let (policy, warnings) = CorsPolicy::parse(text(env, bindings::CORS_ORIGINS).as_deref());
-    for warning in warnings {
-        worker::console_warn!("{warning}");
-    }
+    warn_once(&WARNED, warnings);
     policy
 }
 

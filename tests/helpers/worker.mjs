@@ -1,0 +1,203 @@
+// Starts the real Worker in the real local runtime (wrangler dev → workerd) for one test file:
+// its own state directory, its own ports on 127.0.0.1, and a stop() that ends exactly the
+// processes it started. The Worker must already be built (npm test builds it first).
+
+import { spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ROOT } from "../../scripts/setup.mjs";
+
+const WRANGLER = join(ROOT, "node_modules", ".bin", "wrangler");
+
+/** How long wrangler dev may take to answer its first request: a cold workerd start plus
+ * compiling the module takes a few seconds here; a minute covers a loaded CI machine. */
+const READY_TIMEOUT_MS = 60_000;
+
+/** How long a stopped runtime may take to exit before it is killed. */
+const STOP_TIMEOUT_MS = 10_000;
+
+export const ADMIN_TOKEN = "test-admin-token-0123456789abcdef";
+
+const QUIET_ENV = {
+  ...process.env,
+  WRANGLER_SEND_METRICS: "false",
+  WRANGLER_LOG: "info",
+  FORCE_COLOR: "0",
+  NO_COLOR: "1",
+  CI: "true",
+};
+
+/** A TCP port that was free a moment ago on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Writes a copy of wrangler.toml into `dir` with `main` and `migrations_dir` made absolute, no
+ * build step (the Worker is already built), and the named bindings' blocks removed.
+ */
+function writeConfig(dir, withoutBindings) {
+  let text = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
+  text = text.replace(/^main = .*$/m, `main = ${JSON.stringify(join(ROOT, "js", "entry.mjs"))}`);
+  text = text.replace(/^migrations_dir = .*$/m, `migrations_dir = ${JSON.stringify(join(ROOT, "migrations"))}`);
+  text = text.replace(/^\[build\]\n(?:.+\n)*/m, "");
+  for (const binding of withoutBindings) {
+    const block = new RegExp(`^\\[\\[[a-z_.]+\\]\\]\\nbinding = "${binding}"\\n(?:[^\\[\\n].*\\n)*`, "m");
+    if (!block.test(text)) throw new Error(`wrangler.toml has no binding ${binding}`);
+    text = text.replace(block, "");
+  }
+  const path = join(dir, "wrangler.toml");
+  writeFileSync(path, text);
+  return path;
+}
+
+function wrangler(args, cwd) {
+  const result = spawnSync(WRANGLER, args, { cwd, env: QUIET_ENV, encoding: "utf8" });
+  if (result.status !== 0) {
+    throw new Error(`wrangler ${args.join(" ")} failed:\n${result.stdout}\n${result.stderr}`);
+  }
+  return result.stdout;
+}
+
+/**
+ * Starts a Worker. Options:
+ * - `vars`: extra vars, e.g. `{ CORS_ORIGINS: "..." }`; ADMIN_TOKEN and TEST_FAULTS are set.
+ * - `withoutBindings`: binding names to leave out of the configuration.
+ * - `migrate`: apply the D1 migrations first (default true).
+ * - `stateDir`: reuse the state of an earlier Worker (to test restarts).
+ */
+export async function startWorker(options = {}) {
+  const { vars = {}, withoutBindings = [], migrate = true } = options;
+  const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), "switchyard-test-"));
+  const configDir = mkdtempSync(join(tmpdir(), "switchyard-config-"));
+  const config = writeConfig(configDir, withoutBindings);
+  if (migrate) wrangler(["d1", "migrations", "apply", "DB", "--local", "--persist-to", stateDir, "-c", config], ROOT);
+
+  const port = await freePort();
+  const inspectorPort = await freePort();
+  const allVars = { ADMIN_TOKEN, TEST_FAULTS: "enabled", ...vars };
+  const args = [
+    "dev",
+    "-c", config,
+    "--ip", "127.0.0.1",
+    "--port", String(port),
+    "--inspector-port", String(inspectorPort),
+    "--persist-to", stateDir,
+    "--test-scheduled",
+    "--show-interactive-dev-session=false",
+    ...Object.entries(allVars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
+  ];
+  // detached: the runtime gets its own process group, so stop() ends wrangler and workerd
+  // together and nothing else.
+  const child = spawn(WRANGLER, args, { cwd: ROOT, env: QUIET_ENV, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout.on("data", (chunk) => (output += chunk));
+  child.stderr.on("data", (chunk) => (output += chunk));
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+
+  const url = `http://127.0.0.1:${port}`;
+  const worker = {
+    url,
+    port,
+    stateDir,
+    adminToken: ADMIN_TOKEN,
+    /** Everything wrangler and the Worker printed so far. */
+    logs: () => output,
+    /** fetch relative to the Worker's URL. */
+    fetch: (path, init) => fetch(`${url}${path}`, init),
+    /** fetch with the admin token. */
+    admin: (path, init = {}) =>
+      fetch(`${url}${path}`, { ...init, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(init.headers ?? {}) } }),
+    async stop({ keepState = false } = {}) {
+      if (child.exitCode === null && child.signalCode === null) {
+        try {
+          process.kill(-child.pid, "SIGTERM");
+        } catch {
+          // Already gone.
+        }
+        const timedOut = await Promise.race([exited.then(() => false), sleep(STOP_TIMEOUT_MS).then(() => true)]);
+        if (timedOut) {
+          try {
+            process.kill(-child.pid, "SIGKILL");
+          } catch {
+            // Already gone.
+          }
+          await exited;
+        }
+      }
+      rmSync(configDir, { recursive: true, force: true });
+      if (!keepState) rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
+
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) break;
+    try {
+      const response = await fetch(`${url}/openapi.json`);
+      await response.arrayBuffer();
+      if (response.ok) return worker;
+    } catch {
+      // Not listening yet.
+    }
+    await sleep(200);
+  }
+  await worker.stop();
+  throw new Error(`wrangler dev did not become ready within ${READY_TIMEOUT_MS} ms:\n${output}`);
+}
+
+/** Calls `probe` until it returns a truthy value or `timeoutMs` passes; returns the last value. */
+export async function eventually(probe, { timeoutMs = 15_000, intervalMs = 100 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let value;
+  while (Date.now() < deadline) {
+    value = await probe();
+    if (value) return value;
+    await sleep(intervalMs);
+  }
+  return value;
+}
+
+/** All system events, following cursors (bounded to 50 pages). */
+export async function systemEvents(worker) {
+  const events = [];
+  let cursor = null;
+  for (let page = 0; page < 50; page += 1) {
+    const query = cursor ? `?cursor=${cursor}&limit=200` : "?limit=200";
+    const response = await worker.admin(`/v1/system/events${query}`);
+    if (response.status !== 200) throw new Error(`listing system events answered ${response.status}`);
+    const body = await response.json();
+    events.push(...body.events);
+    cursor = body.next_cursor;
+    if (!cursor) break;
+  }
+  return events;
+}
+
+/** Asserts the API's error envelope and returns its `error` object. */
+export async function errorOf(response) {
+  const type = response.headers.get("content-type") ?? "";
+  if (!type.startsWith("application/json")) {
+    throw new Error(`expected a JSON error, got ${response.status} ${type}: ${await response.text()}`);
+  }
+  const body = await response.json();
+  if (!body.error || typeof body.error.code !== "string" || typeof body.error.message !== "string" || !Array.isArray(body.error.details)) {
+    throw new Error(`not an error envelope: ${JSON.stringify(body)}`);
+  }
+  return body.error;
+}
+
+export function randomToken() {
+  return randomBytes(32).toString("base64url");
+}
