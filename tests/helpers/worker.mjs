@@ -76,9 +76,10 @@ function wrangler(args, cwd) {
  * - `withoutBindings`: binding names to leave out of the configuration.
  * - `migrate`: apply the D1 migrations first (default true).
  * - `stateDir`: reuse the state of an earlier Worker (to test restarts).
+ * - `pollMs`: how often readiness is polled (the bench polls finely to time start-up).
  */
 export async function startWorker(options = {}) {
-  const { vars = {}, withoutBindings = [], migrate = true } = options;
+  const { vars = {}, withoutBindings = [], migrate = true, pollMs = 200 } = options;
   const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), "switchyard-test-"));
   const configDir = mkdtempSync(join(tmpdir(), "switchyard-config-"));
   const config = writeConfig(configDir, withoutBindings);
@@ -151,7 +152,7 @@ export async function startWorker(options = {}) {
     } catch {
       // Not listening yet.
     }
-    await sleep(200);
+    await sleep(pollMs);
   }
   await worker.stop();
   throw new Error(`wrangler dev did not become ready within ${READY_TIMEOUT_MS} ms:\n${output}`);
