@@ -70,7 +70,8 @@ pub enum Principal {
 /// must be non-empty token68 characters.
 pub fn bearer_token(header: Option<&str>) -> Result<&str, ApiError> {
     let unauthorized = |message: &str| ApiError::Unauthorized { message: message.to_string() };
-    let header = header.ok_or_else(|| unauthorized("missing authorization header; send Authorization: Bearer <token>"))?;
+    let header =
+        header.ok_or_else(|| unauthorized("missing authorization header; send Authorization: Bearer <token>"))?;
     if header.len() > AUTHORIZATION_HEADER_BYTES_MAX {
         return Err(unauthorized("authorization header is too long"));
     }
@@ -166,7 +167,11 @@ mod tests {
 
     #[test]
     fn short_long_and_surplus_admin_tokens_are_ignored_with_a_warning_that_hides_them() {
-        let secret = format!("short, {}, {}", "x".repeat(300), (0..10).map(|i| format!("token-number-{i:04}")).collect::<Vec<_>>().join(","));
+        let secret = format!(
+            "short, {}, {}",
+            "x".repeat(300),
+            (0..10).map(|i| format!("token-number-{i:04}")).collect::<Vec<_>>().join(",")
+        );
         let (admin, warnings) = AdminTokens::parse(Some(&secret));
         assert_eq!(admin.len(), ADMIN_TOKENS_MAX);
         assert_eq!(warnings.len(), 4, "{warnings:?}");

@@ -31,14 +31,17 @@ impl CorsPolicy {
         for entry in var.unwrap_or("").split(|c: char| c == ',' || c.is_whitespace()).filter(|e| !e.is_empty()) {
             match normalise_origin(entry) {
                 Some(_) if origins.len() == CORS_ORIGINS_MAX => {
-                    warnings.push(format!("CORS_ORIGINS lists more than {CORS_ORIGINS_MAX} origins; {entry} is ignored"));
+                    warnings
+                        .push(format!("CORS_ORIGINS lists more than {CORS_ORIGINS_MAX} origins; {entry} is ignored"));
                 }
                 Some(origin) => {
                     if !origins.contains(&origin) {
                         origins.push(origin);
                     }
                 }
-                None => warnings.push(format!("CORS_ORIGINS entry {entry:?} is not an origin like https://app.example.com and is ignored")),
+                None => warnings.push(format!(
+                    "CORS_ORIGINS entry {entry:?} is not an origin like https://app.example.com and is ignored"
+                )),
             }
         }
         (CorsPolicy { origins }, warnings)
@@ -145,7 +148,9 @@ mod tests {
 
     #[test]
     fn entries_that_are_not_origins_are_ignored_with_a_warning() {
-        let (p, warnings) = CorsPolicy::parse(Some("*, https://ok.example, https://x.example/path, ftp://x.example, https://user@x.example, https://h:99999x"));
+        let (p, warnings) = CorsPolicy::parse(Some(
+            "*, https://ok.example, https://x.example/path, ftp://x.example, https://user@x.example, https://h:99999x",
+        ));
         assert_eq!(p, policy("https://ok.example"));
         assert_eq!(warnings.len(), 5, "{warnings:?}");
         assert!(!p.allows("https://anything.example"), "a wildcard is never honoured");
@@ -161,7 +166,8 @@ mod tests {
     #[test]
     fn a_preflight_from_a_listed_origin_is_answered_with_the_cors_headers() {
         let p = policy("http://localhost:5173");
-        let response = p.answer_options(Some("http://localhost:5173"), Some("POST"), &[Method::Get, Method::Post]).unwrap();
+        let response =
+            p.answer_options(Some("http://localhost:5173"), Some("POST"), &[Method::Get, Method::Post]).unwrap();
         assert_eq!(response.status, 204);
         assert_eq!(response.header("access-control-allow-origin"), Some("http://localhost:5173"));
         assert_eq!(response.header("access-control-allow-methods"), Some("GET, POST"));
@@ -172,13 +178,17 @@ mod tests {
 
     #[test]
     fn a_preflight_from_an_unlisted_origin_is_403() {
-        let err = policy("http://localhost:5173").answer_options(Some("https://evil.example"), Some("GET"), &[Method::Get]).unwrap_err();
+        let err = policy("http://localhost:5173")
+            .answer_options(Some("https://evil.example"), Some("GET"), &[Method::Get])
+            .unwrap_err();
         assert_eq!(err.status(), 403);
     }
 
     #[test]
     fn a_preflight_for_a_method_the_path_lacks_is_405() {
-        let err = policy("http://localhost:5173").answer_options(Some("http://localhost:5173"), Some("DELETE"), &[Method::Get]).unwrap_err();
+        let err = policy("http://localhost:5173")
+            .answer_options(Some("http://localhost:5173"), Some("DELETE"), &[Method::Get])
+            .unwrap_err();
         assert_eq!(err.status(), 405);
     }
 

@@ -104,10 +104,9 @@ impl ApiError {
             ApiError::OriginNotAllowed { origin } => {
                 format!("origin {origin} is not allowed to call this api")
             }
-            ApiError::MethodNotAllowed { allow } => format!(
-                "this path accepts only {}",
-                allow.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
-            ),
+            ApiError::MethodNotAllowed { allow } => {
+                format!("this path accepts only {}", allow.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "))
+            }
             ApiError::PayloadTooLarge { limit_bytes } => {
                 format!("the body is larger than the limit of {limit_bytes} bytes")
             }

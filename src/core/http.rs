@@ -131,10 +131,7 @@ pub const SECURITY_HEADERS: [(&str, &str); 6] = [
 /// and parses it into `T`, mapping every failure to the error a client should see: broken JSON
 /// is 400, well-formed JSON of the wrong shape (including a top-level array, which serde would
 /// otherwise accept for a struct) is 422.
-pub fn parse_json_body<T: serde::de::DeserializeOwned>(
-    content_type: Option<&str>,
-    body: &[u8],
-) -> Result<T, ApiError> {
+pub fn parse_json_body<T: serde::de::DeserializeOwned>(content_type: Option<&str>, body: &[u8]) -> Result<T, ApiError> {
     if !is_json_content_type(content_type) {
         return Err(ApiError::UnsupportedMediaType { expected: "application/json" });
     }
@@ -146,7 +143,9 @@ pub fn parse_json_body<T: serde::de::DeserializeOwned>(
     if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
         return Err(from_json_error(&syntax));
     }
-    let invalid = |message: String| ApiError::Invalid { details: vec![Detail { field: None, line: None, column: None, message }] };
+    let invalid = |message: String| ApiError::Invalid {
+        details: vec![Detail { field: None, line: None, column: None, message }],
+    };
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(invalid("the body must be a JSON object".into()));
     }
@@ -223,7 +222,14 @@ mod tests {
         struct Body {
             outcome: Outcome,
         }
-        for body in [r#"{"outcome":1}"#, r#"{"outcome":"boom"}"#, r#"{"outcome":"ack","x":1}"#, r#"{"outcome":"ack","outcome":"ack"}"#, "[]", "null"] {
+        for body in [
+            r#"{"outcome":1}"#,
+            r#"{"outcome":"boom"}"#,
+            r#"{"outcome":"ack","x":1}"#,
+            r#"{"outcome":"ack","outcome":"ack"}"#,
+            "[]",
+            "null",
+        ] {
             let err = parse_json_body::<Body>(Some("application/json"), body.as_bytes()).unwrap_err();
             assert_eq!(err.status(), 422, "{body}: {err:?}");
         }

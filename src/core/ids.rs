@@ -67,9 +67,7 @@ pub fn is_id(kind: IdKind, text: &str) -> bool {
         return false;
     };
     // The first character holds only the top 3 of 130 bits' worth of positions: at most '7'.
-    body.len() == ID_BODY_CHARS
-        && body.bytes().all(|b| CROCKFORD.contains(&b))
-        && body.as_bytes()[0] <= b'7'
+    body.len() == ID_BODY_CHARS && body.bytes().all(|b| CROCKFORD.contains(&b)) && body.as_bytes()[0] <= b'7'
 }
 
 #[cfg(test)]

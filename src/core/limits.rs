@@ -51,3 +51,32 @@ pub const CURSOR_BYTES_MAX: usize = 32;
 /// Seconds a `dead_letter` probe waits between its deliberate retries. Zero: the probe exists to
 /// show the dead-letter path end to end, and waiting adds nothing to that.
 pub const PROBE_RETRY_DELAY_SECONDS: u32 = 0;
+
+// How the limits relate, checked at compile time: a change that breaks one does not build.
+const _: () = {
+    // The longest accepted token fits in the longest authorization header read.
+    assert!("Bearer ".len() + TOKEN_BYTES_MAX <= AUTHORIZATION_HEADER_BYTES_MAX);
+    // An admin token can be both long enough and short enough.
+    assert!(ADMIN_TOKEN_BYTES_MIN < TOKEN_BYTES_MAX);
+    // Rotation needs an old and a new token at once.
+    assert!(ADMIN_TOKENS_MAX >= 2);
+    // The default page is a valid page.
+    assert!(PAGE_LIMIT_DEFAULT >= 1 && PAGE_LIMIT_DEFAULT <= PAGE_LIMIT_MAX);
+    // Workers accept 100 MB request bodies; a JSON body of ours is a small fraction of that.
+    assert!(JSON_BODY_BYTES_MAX <= 1024 * 1024);
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_cursor_holds_any_sequence_number() {
+        assert!(i64::MAX.to_string().len() <= CURSOR_BYTES_MAX);
+    }
+
+    #[test]
+    fn system_events_are_kept_for_a_week() {
+        assert_eq!(SYSTEM_EVENT_RETENTION_MS, 7 * 86_400_000);
+    }
+}

@@ -32,9 +32,20 @@ mod tests {
         let doc = document();
         for route in ROUTES {
             let operation = &doc["paths"][route.pattern][route.method.openapi_key()];
-            assert!(operation.is_object(), "{} {} is routed but missing from openapi.json", route.method.as_str(), route.pattern);
+            assert!(
+                operation.is_object(),
+                "{} {} is routed but missing from openapi.json",
+                route.method.as_str(),
+                route.pattern
+            );
             let public = operation["security"].as_array().is_some_and(|s| s.is_empty());
-            assert_eq!(public, route.access == Access::Public, "{} {}: security in the document disagrees with the route table", route.method.as_str(), route.pattern);
+            assert_eq!(
+                public,
+                route.access == Access::Public,
+                "{} {}: security in the document disagrees with the route table",
+                route.method.as_str(),
+                route.pattern
+            );
         }
     }
 

@@ -28,7 +28,8 @@ impl Page {
                 },
                 "limit" => match value.parse::<u32>() {
                     Ok(limit) if (1..=PAGE_LIMIT_MAX).contains(&limit) => page.limit = limit,
-                    _ => details.push(Detail::field("limit", format!("must be a whole number from 1 to {PAGE_LIMIT_MAX}"))),
+                    _ => details
+                        .push(Detail::field("limit", format!("must be a whole number from 1 to {PAGE_LIMIT_MAX}"))),
                 },
                 other => details.push(Detail::field(truncated(other), "unknown query parameter")),
             }

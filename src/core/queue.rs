@@ -71,7 +71,10 @@ pub enum Decision {
     /// Record the event, then acknowledge. If recording fails the message is retried.
     RecordThenAck(SystemEvent),
     /// Record the event, then ask for redelivery after `delay_seconds`.
-    RecordThenRetry { event: SystemEvent, delay_seconds: u32 },
+    RecordThenRetry {
+        event: SystemEvent,
+        delay_seconds: u32,
+    },
     /// Send this message to the dead-letter queue, then acknowledge.
     ForwardToDeadLetter(QueueMessage),
 }
@@ -99,10 +102,12 @@ pub fn decide(role: QueueRole, message_id: &str, body: &str) -> Decision {
             }
         }
         // Only the dead-letter consumer reads these; one on STEPS was sent there by mistake.
-        (QueueRole::Steps, Ok(QueueMessage::Rejected { .. })) => Decision::ForwardToDeadLetter(QueueMessage::Rejected {
-            reason: "a rejected message was sent to the steps queue".into(),
-            body: truncate(body),
-        }),
+        (QueueRole::Steps, Ok(QueueMessage::Rejected { .. })) => {
+            Decision::ForwardToDeadLetter(QueueMessage::Rejected {
+                reason: "a rejected message was sent to the steps queue".into(),
+                body: truncate(body),
+            })
+        }
         (QueueRole::Steps, Err(err)) => Decision::ForwardToDeadLetter(QueueMessage::Rejected {
             reason: format!("unreadable message: {err}"),
             body: truncate(body),
@@ -171,7 +176,11 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(decide(QueueRole::Steps, "m1", &body), decide(QueueRole::Steps, "m2", &body), "a redelivery decides the same");
+        assert_eq!(
+            decide(QueueRole::Steps, "m1", &body),
+            decide(QueueRole::Steps, "m2", &body),
+            "a redelivery decides the same"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use worker::{Env, Request, Response};
 use super::{platform, store};
 use crate::core::auth;
 use crate::core::bindings;
+use crate::core::cors::CorsPolicy;
 use crate::core::error::ApiError;
 use crate::core::health::{self, Check, Failure};
 use crate::core::http::{parse_json_body, ApiResponse, Method};
@@ -62,7 +63,7 @@ pub async fn handle(mut req: Request, env: &Env) -> worker::Result<Response> {
     let origin = header(&req, "origin");
     let cors = platform::cors_policy(env);
 
-    let outcome = route_and_run(&mut req, env, now, method).await;
+    let outcome = route_and_run(&mut req, env, &cors, now, method).await;
     let response = match outcome {
         Ok(response) => response,
         Err(Failed::Client(err)) => err.to_response(),
@@ -79,12 +80,17 @@ pub async fn handle(mut req: Request, env: &Env) -> worker::Result<Response> {
     to_worker_response(response)
 }
 
-async fn route_and_run(req: &mut Request, env: &Env, now: Timestamp, method: Option<Method>) -> Handled {
+async fn route_and_run(
+    req: &mut Request,
+    env: &Env,
+    cors: &CorsPolicy,
+    now: Timestamp,
+    method: Option<Method>,
+) -> Handled {
     let path = req.path();
     let matched = match routes::resolve(method, &path, platform::test_faults_enabled(env))? {
         Resolution::Route(matched) => matched,
         Resolution::Options { allow } => {
-            let cors = platform::cors_policy(env);
             let requested = header(req, "access-control-request-method");
             return Ok(cors.answer_options(header(req, "origin").as_deref(), requested.as_deref(), &allow)?);
         }
@@ -125,7 +131,9 @@ async fn read_body(req: &mut Request, limit_bytes: usize) -> Result<Vec<u8>, Fai
             Ok(length) if length > limit_bytes as u64 => return Err(too_large.into()),
             Ok(_) => {}
             Err(_) => {
-                return Err(ApiError::BadRequest { message: "content-length is not a number".into(), details: vec![] }.into())
+                return Err(
+                    ApiError::BadRequest { message: "content-length is not a number".into(), details: vec![] }.into()
+                )
             }
         }
     }

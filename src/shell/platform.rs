@@ -32,7 +32,8 @@ pub fn now() -> Timestamp {
 /// repeat, so a failure is an internal error, never a fallback.
 pub fn random_bytes<const N: usize>() -> worker::Result<[u8; N]> {
     let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes).map_err(|err| worker::Error::RustError(format!("crypto.getRandomValues failed: {err}")))?;
+    getrandom::fill(&mut bytes)
+        .map_err(|err| worker::Error::RustError(format!("crypto.getRandomValues failed: {err}")))?;
     Ok(bytes)
 }
 

@@ -31,7 +31,12 @@ pub async fn record_system_event(db: &D1Database, event: &SystemEvent, now: Time
              VALUES (NULL, NULL, ?1, ?2, ?3, ?4)
              ON CONFLICT (dedupe_key) DO NOTHING",
         )
-        .bind(&[event.kind.into(), event.data.to_string().into(), event.dedupe_key.as_str().into(), int(now.as_millis())])?
+        .bind(&[
+            event.kind.into(),
+            event.data.to_string().into(),
+            event.dedupe_key.as_str().into(),
+            int(now.as_millis()),
+        ])?
         .run()
         .await?;
     let changes = result.meta()?.and_then(|m| m.changes).unwrap_or(0);
@@ -47,7 +52,12 @@ pub async fn run_cron_plan(db: &D1Database, plan: &CronPlan, now: Timestamp) -> 
              VALUES (NULL, NULL, ?1, ?2, ?3, ?4)
              ON CONFLICT (dedupe_key) DO NOTHING",
         )
-        .bind(&[tick.kind.into(), tick.data.to_string().into(), tick.dedupe_key.as_str().into(), int(now.as_millis())])?;
+        .bind(&[
+            tick.kind.into(),
+            tick.data.to_string().into(),
+            tick.dedupe_key.as_str().into(),
+            int(now.as_millis()),
+        ])?;
     let prune = db
         .prepare("DELETE FROM events WHERE task_id IS NULL AND created_at < ?1")
         .bind(&[int(plan.prune_before.as_millis())])?;
