@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
-use worker::{D1Database, Result};
+use worker::{D1Database, D1PreparedStatement, Result};
 
 use crate::core::paging::Page;
 use crate::core::system::{CronPlan, SystemEvent};
@@ -23,41 +23,31 @@ pub async fn check_schema(db: &D1Database) -> Result<()> {
     Ok(())
 }
 
+/// The statement that records a system event unless one with the same dedupe key exists.
+fn insert_system_event(db: &D1Database, event: &SystemEvent, now: Timestamp) -> Result<D1PreparedStatement> {
+    db.prepare(
+        "INSERT INTO events (task_id, step_id, kind, data, dedupe_key, created_at)
+         VALUES (NULL, NULL, ?1, ?2, ?3, ?4)
+         ON CONFLICT (dedupe_key) DO NOTHING",
+    )
+    .bind(&[
+        event.kind.into(),
+        event.data.to_string().into(),
+        event.dedupe_key.as_str().into(),
+        int(now.as_millis()),
+    ])
+}
+
 /// Records a system event unless one with the same dedupe key exists. Returns whether it was new.
 pub async fn record_system_event(db: &D1Database, event: &SystemEvent, now: Timestamp) -> Result<bool> {
-    let result = db
-        .prepare(
-            "INSERT INTO events (task_id, step_id, kind, data, dedupe_key, created_at)
-             VALUES (NULL, NULL, ?1, ?2, ?3, ?4)
-             ON CONFLICT (dedupe_key) DO NOTHING",
-        )
-        .bind(&[
-            event.kind.into(),
-            event.data.to_string().into(),
-            event.dedupe_key.as_str().into(),
-            int(now.as_millis()),
-        ])?
-        .run()
-        .await?;
+    let result = insert_system_event(db, event, now)?.run().await?;
     let changes = result.meta()?.and_then(|m| m.changes).unwrap_or(0);
     Ok(changes > 0)
 }
 
 /// Records a cron tick and prunes old system events, in one transaction.
 pub async fn run_cron_plan(db: &D1Database, plan: &CronPlan, now: Timestamp) -> Result<()> {
-    let tick = &plan.tick;
-    let insert = db
-        .prepare(
-            "INSERT INTO events (task_id, step_id, kind, data, dedupe_key, created_at)
-             VALUES (NULL, NULL, ?1, ?2, ?3, ?4)
-             ON CONFLICT (dedupe_key) DO NOTHING",
-        )
-        .bind(&[
-            tick.kind.into(),
-            tick.data.to_string().into(),
-            tick.dedupe_key.as_str().into(),
-            int(now.as_millis()),
-        ])?;
+    let insert = insert_system_event(db, &plan.tick, now)?;
     let prune = db
         .prepare("DELETE FROM events WHERE task_id IS NULL AND created_at < ?1")
         .bind(&[int(plan.prune_before.as_millis())])?;
