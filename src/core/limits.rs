@@ -52,6 +52,14 @@ pub const CURSOR_BYTES_MAX: usize = 32;
 /// show the dead-letter path end to end, and waiting adds nothing to that.
 pub const PROBE_RETRY_DELAY_SECONDS: u32 = 0;
 
+/// Largest instruction file read. Agent OS files are a few KB (the reference file is 7.5 KB);
+/// 256 KiB allows a very long workflow while keeping parsing well under a millisecond per KB.
+pub const INSTRUCTION_FILE_BYTES_MAX: usize = 256 * 1024;
+
+/// Most steps in one workflow. Each step becomes a D1 row per task and a queue message; 64 is far
+/// beyond any real process flow (the reference has 7) and keeps a task's creation one D1 batch.
+pub const STEPS_MAX: usize = 64;
+
 // How the limits relate, checked at compile time: a change that breaks one does not build.
 const _: () = {
     // The longest accepted token fits in the longest authorization header read.

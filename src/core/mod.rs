@@ -11,6 +11,7 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod ids;
+pub mod instructions;
 pub mod limits;
 pub mod openapi;
 pub mod paging;
