@@ -19,3 +19,4 @@ pub mod queue;
 pub mod routes;
 pub mod system;
 pub mod time;
+pub mod workflow;
