@@ -18,9 +18,18 @@ CREATE TABLE agents (
   lease_ms         INTEGER NOT NULL DEFAULT 300000,
   step_timeout_ms  INTEGER NOT NULL DEFAULT 3600000,
   source           TEXT,                                  -- the imported subagent file, if any
+  metadata         TEXT NOT NULL DEFAULT '{}',            -- JSON: tools, color, prompt of an import
   version          INTEGER NOT NULL DEFAULT 1,
   created_at       INTEGER NOT NULL,
   updated_at       INTEGER NOT NULL
+);
+
+-- Facts about the installation itself, e.g. when the default agents and workflow were loaded
+-- (so that a default an operator deleted is not loaded again).
+CREATE TABLE settings (
+  key         TEXT PRIMARY KEY,
+  value       TEXT NOT NULL,
+  updated_at  INTEGER NOT NULL
 );
 
 -- Workflow definitions; each (name, version) is immutable once written.

@@ -7,7 +7,10 @@
 // 3. Latency and throughput on loopback: p50/p99 and requests/s for GET /health and the
 //    authenticated GET /v1/whoami, at 1 and 16 concurrent clients, a bounded number of
 //    requests each.
+// 4. Workflows: parsing the seed instruction file natively (cargo, release build), and posting
+//    it to the local runtime (POST /v1/workflows, one client).
 
+import { spawnSync } from "node:child_process";
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -22,6 +25,9 @@ const REQUESTS_PER_RUN = Number(process.env.BENCH_REQUESTS ?? 2000);
 const COLD_STARTS = Number(process.env.BENCH_COLD_STARTS ?? 5);
 /** Requests sent before measuring, so the isolate is warm and connections are open. */
 const WARMUP_REQUESTS = 50;
+/** Instruction files posted for the workflow figure; each one stores a new version in D1. */
+const WORKFLOW_POSTS = Number(process.env.BENCH_WORKFLOW_POSTS ?? 200);
+const SEED_PATH = join(ROOT, "..", "shared", "seed", "000_e91aae71b815acb6.txt");
 
 function kib(bytes) {
   return `${(bytes / 1024).toFixed(1)} KiB`;
@@ -133,6 +139,45 @@ async function load(url, headers, clients, total) {
   return { latencies, seconds, failures };
 }
 
+function nativeParse() {
+  const result = spawnSync("cargo", ["run", "--quiet", "--release", "--example", "parse_seed", "--", SEED_PATH], {
+    cwd: ROOT,
+    encoding: "utf8",
+  });
+  if (result.status !== 0) throw new Error(`parse_seed failed: ${result.stderr}`);
+  const figures = Object.fromEntries(
+    result.stdout
+      .trim()
+      .split(" ")
+      .slice(1)
+      .map((pair) => pair.split("=")),
+  );
+  console.log(`\nWorkflows`);
+  console.log(
+    `  parse seed natively (${figures.bytes} bytes, ${figures.iterations} runs)   p50 ${figures.p50_us} µs   p99 ${figures.p99_us} µs   mean ${figures.mean_us} µs`,
+  );
+}
+
+async function postWorkflows(worker) {
+  const seed = readFileSync(SEED_PATH);
+  const latencies = [];
+  for (let i = 0; i < WORKFLOW_POSTS; i += 1) {
+    const started = performance.now();
+    const response = await fetch(`${worker.url}/v1/workflows?name=bench-seed`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${worker.adminToken}`, "content-type": "text/markdown" },
+      body: seed,
+    });
+    await response.arrayBuffer();
+    if (response.status !== 201) throw new Error(`POST /v1/workflows answered ${response.status}`);
+    latencies.push(performance.now() - started);
+  }
+  latencies.sort((a, b) => a - b);
+  console.log(
+    `  POST /v1/workflows with the seed (${WORKFLOW_POSTS} posts, 1 client)   p50 ${percentile(latencies, 50).toFixed(2)} ms   p99 ${percentile(latencies, 99).toFixed(2)} ms`,
+  );
+}
+
 async function latency() {
   const spawned = performance.now();
   const worker = await startWorker({ pollMs: 10 });
@@ -154,6 +199,8 @@ async function latency() {
         );
       }
     }
+    nativeParse();
+    await postWorkflows(worker);
   } finally {
     await worker.stop();
   }

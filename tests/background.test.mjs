@@ -94,7 +94,8 @@ describe("background work", { timeout: 180_000 }, () => {
       ["limit=abc", ["limit"]],
       ["cursor=abc", ["cursor"]],
       ["cursor=1%3B%20DROP%20TABLE%20events", ["cursor"]],
-      ["cursor=-1&limit=-1", ["cursor", "limit"]],
+      ["cursor=-1", ["cursor"]],
+      ["cursor=a%21&limit=-1", ["cursor", "limit"]],
       ["order=desc", ["order"]],
     ];
     for (const [query, fields] of cases) {

@@ -147,15 +147,18 @@ describe("the HTTP contract", { timeout: 180_000 }, () => {
     assert.match(document.openapi, /^3\.1\./);
   });
 
-  test("every documented operation is routed: none of them answers 404 or 405", async () => {
+  test("every documented operation is routed: none of them answers 405 or a no-route 404", async () => {
     const document = JSON.parse(readFileSync(join(ROOT, "openapi.json"), "utf8"));
-    for (const [path, item] of Object.entries(document.paths)) {
+    for (const [template, item] of Object.entries(document.paths)) {
+      // Path parameters get a value that names nothing: a 404 then says so, not "no route".
+      const path = template.replace(/\{[a-z_]+\}/g, "sample-1");
       for (const method of Object.keys(item).filter((k) => ["get", "post", "put", "patch", "delete"].includes(k))) {
         const init = { method: method.toUpperCase() };
         if (method !== "get") Object.assign(init, { headers: { "content-type": "application/json" }, body: "{}" });
         const response = await worker.admin(path, init);
-        assert.ok(![404, 405].includes(response.status), `${method} ${path} answered ${response.status}`);
-        await response.arrayBuffer();
+        const body = await response.text();
+        assert.notEqual(response.status, 405, `${method} ${path}`);
+        assert.doesNotMatch(body, /no route matches this path/, `${method} ${path}`);
       }
     }
   });

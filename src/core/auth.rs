@@ -60,6 +60,24 @@ impl AdminTokens {
     }
 }
 
+/// Random bytes in an agent token: 256 bits, unguessable even by an attacker who can try
+/// tokens at line rate for years.
+pub const AGENT_TOKEN_RANDOM_BYTES: usize = 32;
+
+/// Prefix of agent tokens, so a leaked token is recognisable (and greppable) as switchyard's.
+pub const AGENT_TOKEN_PREFIX: &str = "sya_";
+
+/// A new agent token from random bytes the shell draws.
+pub fn new_agent_token(random: [u8; AGENT_TOKEN_RANDOM_BYTES]) -> String {
+    format!("{AGENT_TOKEN_PREFIX}{}", super::encoding::base64url(&random))
+}
+
+/// What is stored for a token: its SHA-256, in hex. A leaked database does not leak tokens.
+pub fn hash_token(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    super::encoding::hex(&Sha256::digest(token.as_bytes()))
+}
+
 /// A caller whose credentials were accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
@@ -190,6 +208,15 @@ mod tests {
     #[test]
     fn debug_output_never_shows_a_token() {
         assert_eq!(format!("{:?}", tokens(TOKEN)), "AdminTokens(1 configured)");
+    }
+
+    #[test]
+    fn agent_tokens_are_prefixed_base64url_and_stored_as_sha256() {
+        let token = new_agent_token([0; AGENT_TOKEN_RANDOM_BYTES]);
+        assert_eq!(token, format!("sya_{}", "A".repeat(43)));
+        assert!(token.len() <= TOKEN_BYTES_MAX);
+        assert!(bearer_token(Some(&format!("Bearer {token}"))).is_ok(), "usable as a bearer token");
+        assert_eq!(hash_token("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]

@@ -53,8 +53,13 @@ pub enum ApiError {
     PayloadTooLarge { limit_bytes: usize },
     /// 415: the body's `Content-Type` is not one the route reads.
     UnsupportedMediaType { expected: &'static str },
+    /// 409: the request conflicts with what exists (a name already taken...).
+    Conflict { message: String },
     /// 422: well-formed but invalid content; `details` lists every problem found.
     Invalid { details: Vec<Detail> },
+    /// 422: an instruction file or workflow definition with problems; `details` has each one,
+    /// with line and column for files.
+    InvalidWorkflow { details: Vec<Detail> },
     /// 500: a fault of switchyard or of a binding. The client sees only the request id.
     Internal { request_id: String },
 }
@@ -73,7 +78,8 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::UnsupportedMediaType { .. } => 415,
-            ApiError::Invalid { .. } => 422,
+            ApiError::Conflict { .. } => 409,
+            ApiError::Invalid { .. } | ApiError::InvalidWorkflow { .. } => 422,
             ApiError::Internal { .. } => 500,
         }
     }
@@ -88,7 +94,9 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            ApiError::Conflict { .. } => "conflict",
             ApiError::Invalid { .. } => "invalid_request",
+            ApiError::InvalidWorkflow { .. } => "invalid_workflow",
             ApiError::Internal { .. } => "internal",
         }
     }
@@ -100,7 +108,8 @@ impl ApiError {
             }
             ApiError::BadRequest { message, .. }
             | ApiError::Unauthorized { message }
-            | ApiError::NotFound { message } => message.clone(),
+            | ApiError::NotFound { message }
+            | ApiError::Conflict { message } => message.clone(),
             ApiError::OriginNotAllowed { origin } => {
                 format!("origin {origin} is not allowed to call this api")
             }
@@ -114,6 +123,7 @@ impl ApiError {
                 format!("the body must be sent as {expected}")
             }
             ApiError::Invalid { .. } => "the request is well-formed but invalid".into(),
+            ApiError::InvalidWorkflow { details } => format!("the workflow has {} problem(s)", details.len()),
             ApiError::Internal { request_id } => {
                 format!("internal error; quote request id {request_id} when reporting it")
             }
@@ -122,7 +132,9 @@ impl ApiError {
 
     pub fn details(&self) -> &[Detail] {
         match self {
-            ApiError::BadRequest { details, .. } | ApiError::Invalid { details } => details,
+            ApiError::BadRequest { details, .. }
+            | ApiError::Invalid { details }
+            | ApiError::InvalidWorkflow { details } => details,
             _ => &[],
         }
     }
@@ -202,7 +214,9 @@ mod tests {
         check(ApiError::MethodNotAllowed { allow: vec![Method::Get] }, 405, "method_not_allowed");
         check(ApiError::PayloadTooLarge { limit_bytes: 10 }, 413, "payload_too_large");
         check(ApiError::UnsupportedMediaType { expected: "application/json" }, 415, "unsupported_media_type");
+        check(ApiError::Conflict { message: "agent x exists".into() }, 409, "conflict");
         check(ApiError::Invalid { details: vec![Detail::field("outcome", "unknown value")] }, 422, "invalid_request");
+        check(ApiError::InvalidWorkflow { details: vec![Detail::at(1, 1, "x")] }, 422, "invalid_workflow");
         check(ApiError::Internal { request_id: "req_1".into() }, 500, "internal");
     }
 

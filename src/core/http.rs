@@ -132,11 +132,20 @@ pub const SECURITY_HEADERS: [(&str, &str); 6] = [
 /// is 400, well-formed JSON of the wrong shape (including a top-level array, which serde would
 /// otherwise accept for a struct) is 422.
 pub fn parse_json_body<T: serde::de::DeserializeOwned>(content_type: Option<&str>, body: &[u8]) -> Result<T, ApiError> {
+    parse_json_body_within(JSON_BODY_BYTES_MAX, content_type, body)
+}
+
+/// [`parse_json_body`] for a route whose bodies may be larger than `JSON_BODY_BYTES_MAX`.
+pub fn parse_json_body_within<T: serde::de::DeserializeOwned>(
+    limit_bytes: usize,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<T, ApiError> {
     if !is_json_content_type(content_type) {
         return Err(ApiError::UnsupportedMediaType { expected: "application/json" });
     }
-    if body.len() > JSON_BODY_BYTES_MAX {
-        return Err(ApiError::PayloadTooLarge { limit_bytes: JSON_BODY_BYTES_MAX });
+    if body.len() > limit_bytes {
+        return Err(ApiError::PayloadTooLarge { limit_bytes });
     }
     // Whether the body is well-formed at all decides between 400 and 422; serde_json classifies
     // some shape errors (a number where an enum belongs) as syntax errors.
@@ -153,9 +162,18 @@ pub fn parse_json_body<T: serde::de::DeserializeOwned>(content_type: Option<&str
 }
 
 pub fn is_json_content_type(content_type: Option<&str>) -> bool {
-    let Some(value) = content_type else { return false };
-    let essence = value.split(';').next().unwrap_or("").trim();
-    essence.eq_ignore_ascii_case("application/json")
+    media_type(content_type).is_some_and(|m| m.eq_ignore_ascii_case("application/json"))
+}
+
+/// The media type of a `Content-Type` header without its parameters: `text/markdown`.
+pub fn media_type(content_type: Option<&str>) -> Option<&str> {
+    content_type.map(|value| value.split(';').next().unwrap_or("").trim())
+}
+
+/// True for the types an instruction or subagent file may be sent as.
+pub fn is_markdown_content_type(content_type: Option<&str>) -> bool {
+    media_type(content_type)
+        .is_some_and(|m| ["text/markdown", "text/x-markdown", "text/plain"].iter().any(|t| m.eq_ignore_ascii_case(t)))
 }
 
 #[cfg(test)]

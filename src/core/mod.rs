@@ -4,11 +4,13 @@
 //! module tree may import `worker`, read a clock, draw random numbers or do I/O; the shell passes
 //! in `now`, random bytes and binding results, and performs the effects the core describes.
 
+pub mod agents;
 pub mod analysis;
 pub mod auth;
 pub mod bindings;
 pub mod cors;
 pub mod default_agents;
+pub mod encoding;
 pub mod error;
 pub mod health;
 pub mod http;

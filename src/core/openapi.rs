@@ -101,7 +101,9 @@ mod tests {
             ApiError::MethodNotAllowed { allow: vec![Method::Get] },
             ApiError::PayloadTooLarge { limit_bytes: 1 },
             ApiError::UnsupportedMediaType { expected: "application/json" },
+            ApiError::Conflict { message: String::new() },
             ApiError::Invalid { details: vec![] },
+            ApiError::InvalidWorkflow { details: vec![] },
             ApiError::Internal { request_id: String::new() },
         ];
         for error in samples {

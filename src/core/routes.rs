@@ -23,6 +23,18 @@ pub enum RouteId {
     Whoami,
     ListSystemEvents,
     CreateProbe,
+    ListAgents,
+    CreateAgent,
+    ImportAgent,
+    SelectAgent,
+    GetAgent,
+    UpdateAgent,
+    DeleteAgent,
+    ListWorkflows,
+    CreateWorkflow,
+    GetWorkflow,
+    GetWorkflowVersion,
+    Analyze,
     /// Exists only when the `TEST_FAULTS` var is `"enabled"`; see ARCHITECTURE.md.
     TestPanic,
 }
@@ -47,6 +59,18 @@ pub const ROUTES: &[Route] = &[
     route(Method::Get, "/v1/whoami", RouteId::Whoami, Access::Admin),
     route(Method::Get, "/v1/system/events", RouteId::ListSystemEvents, Access::Admin),
     route(Method::Post, "/v1/system/probes", RouteId::CreateProbe, Access::Admin),
+    route(Method::Get, "/v1/agents", RouteId::ListAgents, Access::Admin),
+    route(Method::Post, "/v1/agents", RouteId::CreateAgent, Access::Admin),
+    route(Method::Post, "/v1/agents/import", RouteId::ImportAgent, Access::Admin),
+    route(Method::Post, "/v1/agents/select", RouteId::SelectAgent, Access::Admin),
+    route(Method::Get, "/v1/agents/{name}", RouteId::GetAgent, Access::Admin),
+    route(Method::Put, "/v1/agents/{name}", RouteId::UpdateAgent, Access::Admin),
+    route(Method::Delete, "/v1/agents/{name}", RouteId::DeleteAgent, Access::Admin),
+    route(Method::Get, "/v1/workflows", RouteId::ListWorkflows, Access::Admin),
+    route(Method::Post, "/v1/workflows", RouteId::CreateWorkflow, Access::Admin),
+    route(Method::Get, "/v1/workflows/{name}", RouteId::GetWorkflow, Access::Admin),
+    route(Method::Get, "/v1/workflows/{name}/versions/{version}", RouteId::GetWorkflowVersion, Access::Admin),
+    route(Method::Post, "/v1/analyze", RouteId::Analyze, Access::Admin),
 ];
 
 /// Routes that exist only for the integration tests, switched on by a var. Kept out of
@@ -58,6 +82,13 @@ pub const TEST_ROUTES: &[Route] = &[route(Method::Post, "/__test/panic", RouteId
 pub struct Matched {
     pub route: Route,
     pub params: Vec<(&'static str, String)>,
+}
+
+impl Matched {
+    /// The raw (still percent-encoded) value of a path parameter.
+    pub fn param(&self, name: &str) -> &str {
+        self.params.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| v.as_str())
+    }
 }
 
 /// The result of looking up a path: a route, or (for `OPTIONS`) the methods the path has.
@@ -180,6 +211,21 @@ mod tests {
         assert_eq!(id_of(Method::Post, "/__test/panic"), Err(404));
         match resolve(Some(Method::Post), "/__test/panic", true) {
             Ok(Resolution::Route(m)) => assert_eq!(m.route.id, RouteId::TestPanic),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn literal_routes_win_over_parameters_and_parameters_are_captured() {
+        assert_eq!(id_of(Method::Post, "/v1/agents/import"), Ok(RouteId::ImportAgent));
+        assert_eq!(id_of(Method::Post, "/v1/agents/select"), Ok(RouteId::SelectAgent));
+        assert_eq!(id_of(Method::Get, "/v1/agents/import"), Ok(RouteId::GetAgent));
+        assert_eq!(id_of(Method::Post, "/v1/agents/someone"), Err(405));
+        match resolve(Some(Method::Get), "/v1/workflows/default/versions/3", false) {
+            Ok(Resolution::Route(m)) => {
+                assert_eq!(m.route.id, RouteId::GetWorkflowVersion);
+                assert_eq!(m.params, vec![("name", "default".to_string()), ("version", "3".to_string())]);
+            }
             other => panic!("{other:?}"),
         }
     }

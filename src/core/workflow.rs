@@ -221,7 +221,10 @@ pub fn validate(definition: &mut Definition) -> Vec<Detail> {
             }
             if let Some(group) = step.group.as_deref() {
                 if closed_groups.contains(group) {
-                    details.push(Detail::field(field("group"), format!("the steps of group {group} must be next to each other")));
+                    details.push(Detail::field(
+                        field("group"),
+                        format!("the steps of group {group} must be next to each other"),
+                    ));
                 }
             }
             current_group = step.group.as_deref();
@@ -241,7 +244,9 @@ pub fn validate(definition: &mut Definition) -> Vec<Detail> {
 }
 
 fn name_rule() -> String {
-    format!("must be 1 to {WORKFLOW_NAME_BYTES_MAX} lowercase letters, digits and hyphens, starting with a letter or digit")
+    format!(
+        "must be 1 to {WORKFLOW_NAME_BYTES_MAX} lowercase letters, digits and hyphens, starting with a letter or digit"
+    )
 }
 
 pub fn is_workflow_name(name: &str) -> bool {
@@ -324,8 +329,14 @@ mod tests {
         assert_eq!(groups, vec![None, Some("parallel-1"), Some("parallel-1"), None, None, None, None]);
         let optional: Vec<bool> = definition.steps.iter().map(|s| s.optional).collect();
         assert_eq!(optional, vec![false, true, true, false, false, false, false]);
-        assert_eq!(definition.agents(), vec!["cloudflare-specialist", "context-fetcher", "project-manager", "sveltekit-specialist", "test-runner"]);
-        assert_eq!(definition.description.as_deref(), Some("Enhanced Multi-Agent Execution Pattern for Cloudflare + SvelteKit"));
+        assert_eq!(
+            definition.agents(),
+            vec!["cloudflare-specialist", "context-fetcher", "project-manager", "sveltekit-specialist", "test-runner"]
+        );
+        assert_eq!(
+            definition.description.as_deref(),
+            Some("Enhanced Multi-Agent Execution Pattern for Cloudflare + SvelteKit")
+        );
         assert!(definition.post_flight.as_ref().and_then(|p| p.summary_template()).is_some());
     }
 
@@ -425,10 +436,15 @@ mod tests {
 
     #[test]
     fn names_come_from_the_request_the_front_matter_or_the_title() {
-        let file = parse("---\nname: from-front-matter\n---\n# A Title\n<process_flow><step number=\"1\">x</step></process_flow>").file;
+        let file = parse(
+            "---\nname: from-front-matter\n---\n# A Title\n<process_flow><step number=\"1\">x</step></process_flow>",
+        )
+        .file;
         assert_eq!(choose_name(Some("asked-for"), &file), Ok("asked-for".to_string()));
         assert_eq!(choose_name(None, &file), Ok("from-front-matter".to_string()));
-        let file = parse("# Enhanced Multi-Agent Task Execution\n<process_flow><step number=\"1\">x</step></process_flow>").file;
+        let file =
+            parse("# Enhanced Multi-Agent Task Execution\n<process_flow><step number=\"1\">x</step></process_flow>")
+                .file;
         assert_eq!(choose_name(None, &file), Ok("enhanced-multi-agent-task-execution".to_string()));
         let file = parse("<process_flow><step number=\"1\">x</step></process_flow>").file;
         assert!(choose_name(None, &file).is_err());
@@ -466,7 +482,9 @@ mod default_workflow_tests {
         let steps: Vec<(&str, &str, Option<&str>, Vec<&str>)> = definition
             .steps
             .iter()
-            .map(|s| (s.key.as_str(), s.name.as_str(), s.agent.as_deref(), s.depends_on.iter().map(String::as_str).collect()))
+            .map(|s| {
+                (s.key.as_str(), s.name.as_str(), s.agent.as_deref(), s.depends_on.iter().map(String::as_str).collect())
+            })
             .collect();
         assert_eq!(
             steps,

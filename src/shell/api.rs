@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{Env, Request, Response};
 
-use super::{platform, store};
+use super::{platform, registry, store};
+use crate::core::agents::SUBAGENT_FILE_BYTES_MAX;
 use crate::core::auth;
 use crate::core::bindings;
 use crate::core::cors::CorsPolicy;
@@ -17,7 +18,7 @@ use crate::core::error::ApiError;
 use crate::core::health::{self, Check, Failure};
 use crate::core::http::{parse_json_body, ApiResponse, Method};
 use crate::core::ids::IdKind;
-use crate::core::limits::JSON_BODY_BYTES_MAX;
+use crate::core::limits::{INSTRUCTION_FILE_BYTES_MAX, JSON_BODY_BYTES_MAX};
 use crate::core::openapi;
 use crate::core::paging::Page;
 use crate::core::queue::{ProbeOutcome, QueueMessage};
@@ -27,7 +28,7 @@ use crate::core::time::Timestamp;
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Why a handler did not produce a response: the client's mistake, or a fault to log.
-enum Failed {
+pub(super) enum Failed {
     Client(ApiError),
     Fault(String),
 }
@@ -44,15 +45,15 @@ impl From<worker::Error> for Failed {
     }
 }
 
-type Handled = Result<ApiResponse, Failed>;
+pub(super) type Handled = Result<ApiResponse, Failed>;
 
 /// Everything a handler may need about the request besides its body.
-struct Call<'a> {
-    env: &'a Env,
-    now: Timestamp,
-    query: String,
-    content_type: Option<String>,
-    matched: Matched,
+pub(super) struct Call<'a> {
+    pub env: &'a Env,
+    pub now: Timestamp,
+    pub query: String,
+    pub content_type: Option<String>,
+    pub matched: Matched,
 }
 
 pub async fn handle(mut req: Request, env: &Env) -> worker::Result<Response> {
@@ -114,6 +115,20 @@ async fn route_and_run(
             let body = read_body(req, JSON_BODY_BYTES_MAX).await?;
             create_probe(&call, &body).await
         }
+        RouteId::ListAgents => registry::list_agents(&call).await,
+        RouteId::CreateAgent => registry::create_agent(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
+        RouteId::ImportAgent => registry::import_agent(&call, &read_body(req, SUBAGENT_FILE_BYTES_MAX).await?).await,
+        RouteId::SelectAgent => registry::select_agent(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
+        RouteId::GetAgent => registry::get_agent(&call).await,
+        RouteId::UpdateAgent => registry::update_agent(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
+        RouteId::DeleteAgent => registry::delete_agent(&call).await,
+        RouteId::ListWorkflows => registry::list_workflows(&call).await,
+        RouteId::CreateWorkflow => {
+            registry::create_workflow(&call, &read_body(req, INSTRUCTION_FILE_BYTES_MAX).await?).await
+        }
+        RouteId::GetWorkflow => registry::get_workflow(&call).await,
+        RouteId::GetWorkflowVersion => registry::get_workflow_version(&call).await,
+        RouteId::Analyze => registry::analyze(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
         RouteId::TestPanic => panic!("deliberate panic from the test-only fault route"),
     }
 }
@@ -204,8 +219,8 @@ async fn check_queue(env: &Env) -> Result<(), Failure> {
 async fn list_system_events(call: &Call<'_>) -> Handled {
     let page = Page::parse(&call.query)?;
     let db = call.env.d1(bindings::DB)?;
-    let rows = store::list_system_events(&db, &page).await?;
-    let next_cursor = page.next_cursor(rows.len(), rows.last().map(|r| r.seq));
+    let rows = store::list_system_events(&db, page.after_seq()?, page.limit).await?;
+    let next_cursor = page.next_cursor(rows.len(), rows.last().map(|r| r.seq.to_string()));
     let events: Vec<Value> = rows
         .into_iter()
         .map(|row| {

@@ -61,6 +61,10 @@ async fn carry_out(decision: &Decision, message: &RawMessage, env: &Env) -> work
 
 pub async fn tick(event: ScheduledEvent, env: &Env) {
     let now = platform::now();
+    // The first cron run after a deploy loads the defaults if no request has yet.
+    if let Err(err) = super::registry::ensure_defaults(env, now).await {
+        worker::console_error!("loading the defaults failed: {err}");
+    }
     let scheduled = Timestamp::saturating_from_millis(event.schedule() as i64);
     let plan = system::plan_cron(&event.cron(), scheduled, now);
     let result = match env.d1(bindings::DB) {

@@ -8,6 +8,7 @@
 mod api;
 mod background;
 mod platform;
+mod registry;
 mod store;
 
 use worker::{event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent};

@@ -1,0 +1,487 @@
+//! Handlers for the agent registry, workflows, task analysis and agent selection, and the
+//! one-time loading of the defaults.
+//!
+//! Agent lookups by name go through a KV read-through cache (`agent:{name}`) that every write
+//! to that agent deletes. KV is eventually consistent across locations, so another location may
+//! serve a cached agent for up to [`AGENT_CACHE_TTL_SECONDS`] after a change; in one location
+//! (and locally) a change is seen at once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::{json, Value};
+use worker::{D1Database, Env};
+
+use super::api::{Call, Failed, Handled};
+use super::{platform, store};
+use crate::core::agents::{self, AgentInput, AgentSpec, Mode};
+use crate::core::analysis::{self, AgentProfile, TaskInput};
+use crate::core::auth::{hash_token, new_agent_token, AGENT_TOKEN_RANDOM_BYTES};
+use crate::core::bindings;
+use crate::core::default_agents::DEFAULT_AGENTS;
+use crate::core::encoding::base64url;
+use crate::core::error::{ApiError, Detail};
+use crate::core::http::{
+    is_json_content_type, is_markdown_content_type, parse_json_body, parse_json_body_within, ApiResponse,
+};
+use crate::core::ids::IdKind;
+use crate::core::instructions;
+use crate::core::limits::INSTRUCTION_FILE_BYTES_MAX;
+use crate::core::paging::Page;
+use crate::core::time::Timestamp;
+use crate::core::workflow::{self, Definition, DEFAULT_WORKFLOW_NAME, DEFAULT_WORKFLOW_SOURCE};
+
+/// How long a cached agent lives in KV: KV's shortest TTL, which is also the longest another
+/// location can serve an agent after it changed.
+pub const AGENT_CACHE_TTL_SECONDS: u64 = 60;
+
+/// Random bytes in a webhook secret: 256 bits, like the agent token.
+const WEBHOOK_SECRET_RANDOM_BYTES: usize = 32;
+
+/// Set once this isolate has made sure the defaults are loaded; the check is one D1 batch, and
+/// it need not run on every request.
+static DEFAULTS_CHECKED: AtomicBool = AtomicBool::new(false);
+
+/// Loads the default agents and the default workflow the first time any isolate needs them.
+/// The batch is idempotent (see `store::load_defaults`), so isolates racing here is harmless.
+pub async fn ensure_defaults(env: &Env, now: Timestamp) -> worker::Result<()> {
+    if DEFAULTS_CHECKED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let db = env.d1(bindings::DB)?;
+    let agents: Vec<AgentSpec> = DEFAULT_AGENTS
+        .iter()
+        .map(|a| AgentSpec {
+            name: a.name.to_string(),
+            description: a.description.to_string(),
+            capabilities: a.capabilities.iter().map(|c| c.to_string()).collect(),
+            mode: Mode::Pull,
+            webhook_url: None,
+            max_concurrency: 1,
+            metadata: json!({}),
+            source: None,
+        })
+        .collect();
+    let parsed = instructions::parse(DEFAULT_WORKFLOW_SOURCE);
+    let definition = workflow::from_instructions(DEFAULT_WORKFLOW_NAME.to_string(), &parsed.file);
+    let definition_json = serde_json::to_string(&definition).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let id = platform::new_id(IdKind::Workflow, now)?;
+    store::load_defaults(&db, &agents, (&id, DEFAULT_WORKFLOW_NAME, &definition_json, DEFAULT_WORKFLOW_SOURCE), now)
+        .await?;
+    DEFAULTS_CHECKED.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+fn millis(ms: i64) -> String {
+    Timestamp::saturating_from_millis(ms).to_rfc3339()
+}
+
+fn agent_json(row: &store::AgentRow) -> Value {
+    json!({
+        "name": row.name,
+        "description": row.description,
+        "capabilities": serde_json::from_str::<Value>(&row.capabilities).unwrap_or(json!([])),
+        "mode": row.mode,
+        "webhook_url": row.webhook_url,
+        "max_concurrency": row.max_concurrency,
+        "lease_ms": row.lease_ms,
+        "step_timeout_ms": row.step_timeout_ms,
+        "imported": row.imported != 0,
+        "metadata": serde_json::from_str::<Value>(&row.metadata).unwrap_or(json!({})),
+        "version": row.version,
+        "created_at": millis(row.created_at),
+        "updated_at": millis(row.updated_at),
+    })
+}
+
+fn cache_key(name: &str) -> String {
+    format!("agent:{name}")
+}
+
+/// An agent by name, through the KV cache. A KV failure is logged and treated as a miss: the
+/// cache may make lookups faster, never make them fail.
+async fn cached_agent(env: &Env, db: &D1Database, name: &str) -> worker::Result<Option<Value>> {
+    let kv = env.kv(bindings::CACHE)?;
+    match kv.get(&cache_key(name)).text().await {
+        Ok(Some(text)) => {
+            if let Ok(value) = serde_json::from_str::<Value>(&text) {
+                return Ok(Some(value));
+            }
+        }
+        Ok(None) => {}
+        Err(err) => worker::console_warn!("agent cache read for {name} failed: {err}"),
+    }
+    let Some(row) = store::get_agent(db, name).await? else { return Ok(None) };
+    let value = agent_json(&row);
+    // A JSON string, not the Value itself: the runtime would store a map as {}.
+    let stored = match kv.put(&cache_key(name), value.to_string()) {
+        Ok(put) => put.expiration_ttl(AGENT_CACHE_TTL_SECONDS).execute().await.map_err(worker::Error::from),
+        Err(err) => Err(worker::Error::from(err)),
+    };
+    if let Err(err) = stored {
+        worker::console_warn!("agent cache write for {name} failed: {err}");
+    }
+    Ok(Some(value))
+}
+
+async fn invalidate(env: &Env, name: &str) -> worker::Result<()> {
+    env.kv(bindings::CACHE)?.delete(&cache_key(name)).await.map_err(worker::Error::from)
+}
+
+/// A path parameter that must be an agent name; anything else cannot name an agent: 404.
+fn agent_name_param(call: &Call<'_>) -> Result<String, ApiError> {
+    let name = call.matched.param("name");
+    agents::check_name(name).map_err(|_| ApiError::NotFound { message: "no agent with this name".into() })?;
+    Ok(name.to_string())
+}
+
+fn not_found_agent(name: &str) -> Failed {
+    Failed::Client(ApiError::NotFound { message: format!("no agent named {name}") })
+}
+
+/// A new bearer token for an agent: shown once, stored as a hash.
+fn new_token() -> worker::Result<String> {
+    Ok(new_agent_token(platform::random_bytes::<AGENT_TOKEN_RANDOM_BYTES>()?))
+}
+
+fn new_webhook_secret() -> worker::Result<String> {
+    Ok(format!("whsec_{}", base64url(&platform::random_bytes::<WEBHOOK_SECRET_RANDOM_BYTES>()?)))
+}
+
+/// Stores a new agent and answers 201 with it and its token (and webhook secret), shown once.
+async fn create(call: &Call<'_>, spec: AgentSpec) -> Handled {
+    let db = call.env.d1(bindings::DB)?;
+    let token = new_token()?;
+    let webhook_secret = if spec.mode == Mode::Webhook { Some(new_webhook_secret()?) } else { None };
+    let token_hash = hash_token(&token);
+    let secrets = store::AgentSecrets { token_hash: &token_hash, webhook_secret: webhook_secret.as_deref() };
+    match store::insert_agent(&db, &spec, &secrets, call.now).await? {
+        store::InsertAgent::Inserted => {}
+        store::InsertAgent::NameTaken => {
+            return Err(ApiError::Conflict { message: format!("an agent named {} already exists", spec.name) }.into())
+        }
+        store::InsertAgent::RegistryFull => {
+            return Err(ApiError::Conflict {
+                message: format!("the registry holds its maximum of {} agents", store::AGENTS_MAX),
+            }
+            .into())
+        }
+    }
+    invalidate(call.env, &spec.name).await?;
+    let row = store::get_agent(&db, &spec.name).await?.ok_or_else(|| not_found_agent(&spec.name))?;
+    let mut body = json!({"agent": agent_json(&row), "token": token});
+    if let Some(secret) = webhook_secret {
+        body["webhook_secret"] = Value::from(secret);
+    }
+    Ok(ApiResponse::json(201, &body))
+}
+
+/// `POST /v1/agents`.
+pub async fn create_agent(call: &Call<'_>, body: &[u8]) -> Handled {
+    ensure_defaults(call.env, call.now).await?;
+    let input: AgentInput = parse_json_body(call.content_type.as_deref(), body)?;
+    let spec = agents::validate(input, None).map_err(|details| ApiError::Invalid { details })?;
+    create(call, spec).await
+}
+
+/// `POST /v1/agents/import`: a Claude Code subagent file.
+pub async fn import_agent(call: &Call<'_>, body: &[u8]) -> Handled {
+    ensure_defaults(call.env, call.now).await?;
+    let text = markdown_body(call, body)?;
+    let spec = agents::from_subagent_file(&text).map_err(|details| ApiError::Invalid { details })?;
+    create(call, spec).await
+}
+
+/// `GET /v1/agents`.
+pub async fn list_agents(call: &Call<'_>) -> Handled {
+    ensure_defaults(call.env, call.now).await?;
+    let page = Page::parse(&call.query)?;
+    let db = call.env.d1(bindings::DB)?;
+    let rows = store::list_agents(&db, page.cursor.as_deref(), page.limit).await?;
+    let next_cursor = page.next_cursor(rows.len(), rows.last().map(|r| r.name.clone()));
+    let agents: Vec<Value> = rows.iter().map(agent_json).collect();
+    Ok(ApiResponse::json(200, &json!({"agents": agents, "next_cursor": next_cursor})))
+}
+
+/// `GET /v1/agents/{name}`, through the KV cache.
+pub async fn get_agent(call: &Call<'_>) -> Handled {
+    ensure_defaults(call.env, call.now).await?;
+    let name = agent_name_param(call)?;
+    let db = call.env.d1(bindings::DB)?;
+    let agent = cached_agent(call.env, &db, &name).await?.ok_or_else(|| not_found_agent(&name))?;
+    Ok(ApiResponse::json(200, &json!({"agent": agent})))
+}
+
+/// `PUT /v1/agents/{name}`: replaces the editable fields. An agent that becomes a webhook agent
+/// gets a webhook secret, shown in this response only.
+pub async fn update_agent(call: &Call<'_>, body: &[u8]) -> Handled {
+    ensure_defaults(call.env, call.now).await?;
+    let name = agent_name_param(call)?;
+    let input: AgentInput = parse_json_body(call.content_type.as_deref(), body)?;
+    let spec = agents::validate(input, Some(&name)).map_err(|details| ApiError::Invalid { details })?;
+    let db = call.env.d1(bindings::DB)?;
+    let new_secret = if spec.mode == Mode::Webhook && !store::has_webhook_secret(&db, &name).await? {
+        Some(new_webhook_secret()?)
+    } else {
+        None
+    };
+    if !store::update_agent(&db, &spec, new_secret.as_deref(), call.now).await? {
+        return Err(not_found_agent(&name));
+    }
+    invalidate(call.env, &name).await?;
+    let row = store::get_agent(&db, &name).await?.ok_or_else(|| not_found_agent(&name))?;
+    let mut body = json!({"agent": agent_json(&row)});
+    if let Some(secret) = new_secret {
+        body["webhook_secret"] = Value::from(secret);
+    }
+    Ok(ApiResponse::json(200, &body))
+}
+
+/// `DELETE /v1/agents/{name}`.
+pub async fn delete_agent(call: &Call<'_>) -> Handled {
+    ensure_defaults(call.env, call.now).await?;
+    let name = agent_name_param(call)?;
+    let db = call.env.d1(bindings::DB)?;
+    if !store::delete_agent(&db, &name).await? {
+        return Err(not_found_agent(&name));
+    }
+    invalidate(call.env, &name).await?;
+    Ok(ApiResponse::empty(204))
+}
+
+/// An instruction or subagent file: declared as markdown or plain text, valid UTF-8.
+fn markdown_body(call: &Call<'_>, body: &[u8]) -> Result<String, ApiError> {
+    if !is_markdown_content_type(call.content_type.as_deref()) {
+        return Err(ApiError::UnsupportedMediaType { expected: "text/markdown" });
+    }
+    String::from_utf8(body.to_vec()).map_err(|err| ApiError::BadRequest {
+        message: format!("the body is not valid UTF-8 (invalid byte at offset {})", err.utf8_error().valid_up_to()),
+        details: vec![],
+    })
+}
+
+/// The workflow's view: id, name, version and time, then the definition's fields.
+fn workflow_json(id: &str, version: i64, created_at: i64, definition: &Value) -> Value {
+    let mut body = json!({"id": id, "version": version, "created_at": millis(created_at)});
+    if let (Some(target), Some(fields)) = (body.as_object_mut(), definition.as_object()) {
+        for (key, value) in fields {
+            target.insert(key.clone(), value.clone());
+        }
+    }
+    body
+}
+
+fn stored_workflow(row: &store::WorkflowRow) -> Value {
+    let definition = serde_json::from_str::<Value>(&row.definition).unwrap_or(json!({}));
+    workflow_json(&row.id, row.version, row.created_at, &definition)
+}
+
+/// The `name` query parameter of `POST /v1/workflows`, if any; other parameters are refused.
+fn requested_name(query: &str) -> Result<Option<String>, ApiError> {
+    let mut name = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("name", value)) => name = Some(value.to_string()),
+            _ => {
+                return Err(ApiError::BadRequest {
+                    message: "invalid query parameters".into(),
+                    details: vec![Detail::field(pair.chars().take(64).collect::<String>(), "unknown query parameter")],
+                })
+            }
+        }
+    }
+    Ok(name)
+}
+
+/// `POST /v1/workflows`: an instruction file (`text/markdown`) or a definition (JSON). Every
+/// problem is reported at once (422 `invalid_workflow`); agents that are not registered yet are
+/// warnings, since agents are often imported after the workflow.
+pub async fn create_workflow(call: &Call<'_>, body: &[u8]) -> Handled {
+    ensure_defaults(call.env, call.now).await?;
+    let requested = requested_name(&call.query)?;
+    let (definition, source, mut warnings) = if is_json_content_type(call.content_type.as_deref()) {
+        let mut definition: Definition =
+            parse_json_body_within(INSTRUCTION_FILE_BYTES_MAX, call.content_type.as_deref(), body)?;
+        if let Some(name) = requested {
+            definition.name = name;
+        }
+        let details = workflow::validate(&mut definition);
+        if !details.is_empty() {
+            return Err(ApiError::InvalidWorkflow { details }.into());
+        }
+        (definition, None, Vec::new())
+    } else {
+        let text = markdown_body(call, body).map_err(|err| match err {
+            ApiError::UnsupportedMediaType { .. } => {
+                ApiError::UnsupportedMediaType { expected: "text/markdown or application/json" }
+            }
+            other => other,
+        })?;
+        let parsed = instructions::parse(&text);
+        let (mut errors, warnings) = workflow::split_problems(&parsed.problems);
+        let name = workflow::choose_name(requested.as_deref(), &parsed.file);
+        if let Err(detail) = &name {
+            errors.insert(0, detail.clone());
+        }
+        match name {
+            Ok(name) if errors.is_empty() => (workflow::from_instructions(name, &parsed.file), Some(text), warnings),
+            _ => return Err(ApiError::InvalidWorkflow { details: errors }.into()),
+        }
+    };
+    let db = call.env.d1(bindings::DB)?;
+    let named = definition.agents();
+    let existing = store::existing_agents(&db, &named).await?;
+    for agent in named.iter().filter(|a| !existing.iter().any(|e| e == *a)) {
+        warnings.push(Detail::field(
+            "agent",
+            format!("agent {agent} is not registered yet; tasks using this workflow are refused until it is"),
+        ));
+    }
+    let definition_json = serde_json::to_value(&definition).map_err(|e| Failed::Fault(e.to_string()))?;
+    let id = platform::new_id(IdKind::Workflow, call.now)?;
+    let version =
+        store::insert_workflow(&db, &id, &definition.name, &definition_json.to_string(), source.as_deref(), call.now)
+            .await?;
+    let mut body = workflow_json(&id, version, call.now.as_millis(), &definition_json);
+    body["warnings"] = serde_json::to_value(&warnings).unwrap_or(json!([]));
+    Ok(ApiResponse::json(201, &body))
+}
+
+fn workflow_name_param(call: &Call<'_>) -> Result<String, ApiError> {
+    let name = call.matched.param("name");
+    if workflow::is_workflow_name(name) {
+        Ok(name.to_string())
+    } else {
+        Err(ApiError::NotFound { message: "no workflow with this name".into() })
+    }
+}
+
+/// `GET /v1/workflows`: the latest version of each workflow, summarised.
+pub async fn list_workflows(call: &Call<'_>) -> Handled {
+    ensure_defaults(call.env, call.now).await?;
+    let page = Page::parse(&call.query)?;
+    let db = call.env.d1(bindings::DB)?;
+    let rows = store::list_workflows(&db, page.cursor.as_deref(), page.limit).await?;
+    let next_cursor = page.next_cursor(rows.len(), rows.last().map(|r| r.name.clone()));
+    let workflows: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id, "name": r.name, "version": r.version, "title": r.title,
+                "description": r.description, "steps": r.steps, "created_at": millis(r.created_at),
+            })
+        })
+        .collect();
+    Ok(ApiResponse::json(200, &json!({"workflows": workflows, "next_cursor": next_cursor})))
+}
+
+/// `GET /v1/workflows/{name}`: the latest version.
+pub async fn get_workflow(call: &Call<'_>) -> Handled {
+    ensure_defaults(call.env, call.now).await?;
+    let name = workflow_name_param(call)?;
+    let db = call.env.d1(bindings::DB)?;
+    let row = store::latest_workflow(&db, &name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound { message: format!("no workflow named {name}") })?;
+    Ok(ApiResponse::json(200, &stored_workflow(&row)))
+}
+
+/// `GET /v1/workflows/{name}/versions/{version}`.
+pub async fn get_workflow_version(call: &Call<'_>) -> Handled {
+    ensure_defaults(call.env, call.now).await?;
+    let name = workflow_name_param(call)?;
+    let version = call.matched.param("version");
+    let missing = || ApiError::NotFound { message: format!("workflow {name} has no version {version}") };
+    let number = version.parse::<i64>().ok().filter(|n| *n >= 1 && version.bytes().all(|b| b.is_ascii_digit()));
+    let number = number.ok_or_else(missing)?;
+    let db = call.env.d1(bindings::DB)?;
+    let row = store::workflow_version(&db, &name, number).await?.ok_or_else(missing)?;
+    Ok(ApiResponse::json(200, &stored_workflow(&row)))
+}
+
+/// Longest list of requirements or paths in one request.
+const TASK_LIST_ITEMS_MAX: usize = 64;
+/// Longest title, requirement or path.
+const TASK_FIELD_BYTES_MAX: usize = 1024;
+/// Longest task description: a long issue body; what analysis reads of one.
+const TASK_DESCRIPTION_BYTES_MAX: usize = 8 * 1024;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnalyzeRequest {
+    title: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    requirements: Vec<String>,
+    #[serde(default)]
+    paths: Vec<String>,
+}
+
+fn check_list(field: &str, items: &[String], details: &mut Vec<Detail>) {
+    if items.len() > TASK_LIST_ITEMS_MAX {
+        details.push(Detail::field(field, format!("at most {TASK_LIST_ITEMS_MAX} items")));
+    }
+    for (index, item) in items.iter().enumerate() {
+        if item.len() > TASK_FIELD_BYTES_MAX {
+            details
+                .push(Detail::field(format!("{field}[{index}]"), format!("longer than {TASK_FIELD_BYTES_MAX} bytes")));
+        }
+    }
+}
+
+/// `POST /v1/analyze`: the task type, agents and evidence for a task, without creating one.
+pub async fn analyze(call: &Call<'_>, body: &[u8]) -> Handled {
+    let request: AnalyzeRequest = parse_json_body(call.content_type.as_deref(), body)?;
+    let mut details = Vec::new();
+    if request.title.trim().is_empty() {
+        details.push(Detail::field("title", "is required"));
+    }
+    if request.title.len() > TASK_FIELD_BYTES_MAX {
+        details.push(Detail::field("title", format!("longer than {TASK_FIELD_BYTES_MAX} bytes")));
+    }
+    if request.description.len() > TASK_DESCRIPTION_BYTES_MAX {
+        details.push(Detail::field("description", format!("longer than {TASK_DESCRIPTION_BYTES_MAX} bytes")));
+    }
+    check_list("requirements", &request.requirements, &mut details);
+    check_list("paths", &request.paths, &mut details);
+    if !details.is_empty() {
+        return Err(ApiError::Invalid { details }.into());
+    }
+    let input = TaskInput {
+        title: &request.title,
+        description: &request.description,
+        requirements: &request.requirements,
+        paths: &request.paths,
+    };
+    Ok(ApiResponse::json(200, &analysis::analyze(&input)))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelectRequest {
+    requirements: Vec<String>,
+}
+
+/// `POST /v1/agents/select`: the best registered agent for a list of requirements.
+pub async fn select_agent(call: &Call<'_>, body: &[u8]) -> Handled {
+    ensure_defaults(call.env, call.now).await?;
+    let request: SelectRequest = parse_json_body(call.content_type.as_deref(), body)?;
+    let mut details = Vec::new();
+    if request.requirements.iter().all(|r| r.trim().is_empty()) {
+        details.push(Detail::field("requirements", "list at least one requirement"));
+    }
+    check_list("requirements", &request.requirements, &mut details);
+    if !details.is_empty() {
+        return Err(ApiError::Invalid { details }.into());
+    }
+    let db = call.env.d1(bindings::DB)?;
+    let rows = store::all_agents(&db).await?;
+    let capabilities: Vec<Vec<String>> =
+        rows.iter().map(|r| serde_json::from_str(&r.capabilities).unwrap_or_default()).collect();
+    let profiles: Vec<AgentProfile> = rows
+        .iter()
+        .zip(&capabilities)
+        .map(|(row, capabilities)| AgentProfile { name: &row.name, description: &row.description, capabilities })
+        .collect();
+    Ok(ApiResponse::json(200, &analysis::select(&request.requirements, &profiles)))
+}

@@ -1,0 +1,270 @@
+// The agent registry, workflows, task analysis and agent selection over HTTP, with the
+// defaults loaded on first start, and every bad input refused without a change.
+
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { ROOT } from "../scripts/setup.mjs";
+import { errorOf, startWorker } from "./helpers/worker.mjs";
+
+const SEED = readFileSync(join(ROOT, "..", "shared", "seed", "000_e91aae71b815acb6.txt"), "utf8");
+const DEFAULT_AGENTS = ["cloudflare-specialist", "context-fetcher", "project-manager", "sveltekit-specialist", "test-runner"];
+
+describe("the registry", { timeout: 240_000 }, () => {
+  let worker;
+  before(async () => {
+    worker = await startWorker();
+  });
+  after(async () => {
+    await worker?.stop();
+  });
+
+  const json = (method, path, body) =>
+    worker.admin(path, { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const markdown = (path, body, type = "text/markdown") =>
+    worker.admin(path, { method: "POST", headers: { "content-type": type }, body });
+  const agentNames = async () => {
+    const body = await (await worker.admin("/v1/agents?limit=200")).json();
+    return body.agents.map((a) => a.name);
+  };
+  const workflowCount = async () => (await (await worker.admin("/v1/workflows?limit=200")).json()).workflows.length;
+
+  test("the default agents and workflow are there on first start", async () => {
+    assert.deepEqual(await agentNames(), DEFAULT_AGENTS);
+    const response = await worker.admin("/v1/workflows/enhanced-multi-agent");
+    assert.equal(response.status, 200);
+    const workflow = await response.json();
+    assert.equal(workflow.version, 1);
+    assert.deepEqual(
+      workflow.steps.map((s) => [s.key, s.agent, s.group, s.depends_on]),
+      [
+        ["1", "context-fetcher", null, []],
+        ["2a", "cloudflare-specialist", "parallel-1", ["1"]],
+        ["2b", "sveltekit-specialist", "parallel-1", ["1"]],
+        ["3", "project-manager", null, ["2a", "2b"]],
+        ["4", null, null, ["3"]],
+        ["5", "test-runner", null, ["4"]],
+        ["6", "project-manager", null, ["5"]],
+      ],
+    );
+  });
+
+  test("an agent is created with a token shown once, then read, listed, updated and deleted", async () => {
+    const created = await json("POST", "/v1/agents", {
+      name: "db-reviewer",
+      description: "Reviews D1 migrations",
+      capabilities: ["D1", "Migrations"],
+      max_concurrency: 2,
+    });
+    assert.equal(created.status, 201);
+    const body = await created.json();
+    assert.match(body.token, /^sya_[A-Za-z0-9_-]{43}$/);
+    assert.equal(body.agent.name, "db-reviewer");
+    assert.deepEqual(body.agent.capabilities, ["d1", "migrations"]);
+    assert.equal(body.agent.mode, "pull");
+    assert.equal(body.webhook_secret, undefined);
+
+    const fetched = await (await worker.admin("/v1/agents/db-reviewer")).json();
+    assert.deepEqual(fetched.agent, body.agent);
+    assert.equal(JSON.stringify(fetched).includes(body.token), false, "the token is never shown again");
+
+    const updated = await json("PUT", "/v1/agents/db-reviewer", { description: "Reviews SQL", capabilities: ["sql"] });
+    assert.equal(updated.status, 200);
+    assert.equal((await updated.json()).agent.version, 2);
+    const reread = await (await worker.admin("/v1/agents/db-reviewer")).json();
+    assert.equal(reread.agent.description, "Reviews SQL", "the cached copy was invalidated");
+
+    const deleted = await worker.admin("/v1/agents/db-reviewer", { method: "DELETE" });
+    assert.equal(deleted.status, 204);
+    assert.equal((await worker.admin("/v1/agents/db-reviewer")).status, 404);
+  });
+
+  test("a webhook agent gets a webhook secret once", async () => {
+    const created = await json("POST", "/v1/agents", { name: "ci-hook", mode: "webhook", webhook_url: "http://127.0.0.1:9/hook" });
+    assert.equal(created.status, 201);
+    const body = await created.json();
+    assert.match(body.webhook_secret, /^whsec_/);
+    const fetched = await (await worker.admin("/v1/agents/ci-hook")).json();
+    assert.equal(JSON.stringify(fetched).includes("whsec_"), false);
+  });
+
+  test("a Claude Code subagent file is imported", async () => {
+    const file = "---\nname: a11y-auditor\ndescription: Audits Svelte components for accessibility\ntools: Read, Grep\ncolor: purple\n---\n\nYou audit components.\n";
+    const response = await markdown("/v1/agents/import", file);
+    assert.equal(response.status, 201);
+    const { agent, token } = await response.json();
+    assert.ok(token);
+    assert.equal(agent.imported, true);
+    assert.deepEqual(agent.metadata, { tools: ["Read", "Grep"], color: "purple", prompt: "You audit components." });
+    assert.ok(agent.capabilities.includes("accessibility"));
+    // Removed again so that it does not compete with the defaults in the selection test.
+    assert.equal((await worker.admin("/v1/agents/a11y-auditor", { method: "DELETE" })).status, 204);
+  });
+
+  test("bad agent inputs are refused with every problem and change nothing", async () => {
+    const before = await agentNames();
+    const cases = [
+      [await json("POST", "/v1/agents", { name: "Bad Name" }), 422, "invalid_request"],
+      [await json("POST", "/v1/agents", { name: "import" }), 422, "invalid_request"],
+      [await json("POST", "/v1/agents", { name: "x", mode: "webhook" }), 422, "invalid_request"],
+      [await json("POST", "/v1/agents", { name: "x", mode: "carrier-pigeon" }), 422, "invalid_request"],
+      [await json("POST", "/v1/agents", { name: "x", max_concurrency: 0 }), 422, "invalid_request"],
+      [await json("POST", "/v1/agents", { name: "x", surprise: true }), 422, "invalid_request"],
+      [await json("POST", "/v1/agents", { name: "cloudflare-specialist" }), 409, "conflict"],
+      [await worker.admin("/v1/agents", { method: "POST", headers: { "content-type": "text/plain" }, body: "{}" }), 415, "unsupported_media_type"],
+      [await worker.admin("/v1/agents", { method: "POST", headers: { "content-type": "application/json" }, body: "{" }), 400, "malformed_json"],
+      [await markdown("/v1/agents/import", "no front matter"), 422, "invalid_request"],
+      [await markdown("/v1/agents/import", "---\nname: ../../etc\n---\n"), 422, "invalid_request"],
+      [await markdown("/v1/agents/import", "---\nname: fine\n---\n", "application/json"), 415, "unsupported_media_type"],
+      [await json("PUT", "/v1/agents/cloudflare-specialist", { name: "renamed" }), 422, "invalid_request"],
+      [await json("PUT", "/v1/agents/nobody", {}), 404, "not_found"],
+      [await worker.admin("/v1/agents/nobody", { method: "DELETE" }), 404, "not_found"],
+      [await worker.admin("/v1/agents/..%2F..%2Fetc"), 404, "not_found"],
+      [await worker.admin("/v1/agents/a%2Fb"), 404, "not_found"],
+      [await worker.admin("/v1/agents/NOPE"), 404, "not_found"],
+    ];
+    for (const [response, status, code] of cases) {
+      assert.equal(response.status, status, `${response.url}`);
+      assert.equal((await errorOf(response)).code, code);
+    }
+    assert.deepEqual(await agentNames(), before);
+  });
+
+  test("the seed file becomes a workflow, and posting the same name again makes version 2", async () => {
+    const first = await markdown("/v1/workflows?name=seed-flow", SEED);
+    assert.equal(first.status, 201);
+    const created = await first.json();
+    assert.equal(created.name, "seed-flow");
+    assert.equal(created.version, 1);
+    assert.deepEqual(created.warnings, []);
+    assert.equal(created.steps.length, 7);
+    assert.deepEqual(created.steps.find((s) => s.key === "3").depends_on, ["2a", "2b"]);
+    assert.equal(created.post_flight.executes[0], ".agent-os/instructions/meta/post-flight.md");
+
+    const second = await (await markdown("/v1/workflows?name=seed-flow", SEED)).json();
+    assert.equal(second.version, 2);
+    assert.equal((await (await worker.admin("/v1/workflows/seed-flow")).json()).version, 2);
+    const v1 = await (await worker.admin("/v1/workflows/seed-flow/versions/1")).json();
+    assert.equal(v1.id, created.id);
+    assert.deepEqual(v1.steps, created.steps);
+  });
+
+  test("a workflow is named from its title when no name is given", async () => {
+    const response = await markdown("/v1/workflows", SEED);
+    assert.equal(response.status, 201);
+    assert.equal((await response.json()).name, "enhanced-multi-agent-task-execution");
+  });
+
+  test("a JSON definition is accepted, and unregistered agents are warnings", async () => {
+    const response = await json("POST", "/v1/workflows", {
+      name: "json-flow",
+      steps: [
+        { key: "1", name: "plan", agent: "context-fetcher" },
+        { key: "2", name: "build", agent: "not-yet-imported" },
+        { key: "3", name: "pick", auto_select: { requirements: ["d1"] } },
+      ],
+    });
+    assert.equal(response.status, 201);
+    const body = await response.json();
+    assert.deepEqual(body.steps.map((s) => s.depends_on), [[], ["1"], ["2"]]);
+    assert.equal(body.warnings.length, 1);
+    assert.match(body.warnings[0].message, /not-yet-imported is not registered yet/);
+  });
+
+  test("an invalid instruction file lists every problem with its line and column", async () => {
+    const before = await workflowCount();
+    const file = "# Broken\n<process_flow>\n<step number=\"1\">a</step>\n<step number=\"1\">b</step>\n<step>c\n</process_flow>\n";
+    const response = await markdown("/v1/workflows", file);
+    assert.equal(response.status, 422);
+    const error = await errorOf(response);
+    assert.equal(error.code, "invalid_workflow");
+    assert.deepEqual(
+      error.details.map((d) => [d.line, d.column, d.message]),
+      [
+        [4, 1, "step number 1 is used twice (first on line 3)"],
+        [5, 1, "<step> is never closed"],
+      ],
+    );
+    assert.equal(await workflowCount(), before);
+  });
+
+  test("bad workflow inputs are refused and change nothing", async () => {
+    const before = await workflowCount();
+    const invalidUtf8 = Buffer.concat([Buffer.from("# T\n<process_flow><step number=\"1\">"), Buffer.from([0xff, 0xfe]), Buffer.from("</step></process_flow>")]);
+    const cases = [
+      [await markdown("/v1/workflows", SEED, "application/xml"), 415, "unsupported_media_type"],
+      [await markdown("/v1/workflows", invalidUtf8), 400, "bad_request"],
+      [await markdown("/v1/workflows", "x".repeat(300 * 1024)), 413, "payload_too_large"],
+      [await markdown("/v1/workflows?name=..%2Fetc", SEED), 422, "invalid_workflow"],
+      [await markdown("/v1/workflows?name=a/b", SEED), 422, "invalid_workflow"],
+      [await markdown("/v1/workflows?colour=red", SEED), 400, "bad_request"],
+      [await markdown("/v1/workflows", ""), 422, "invalid_workflow"],
+      [await markdown("/v1/workflows", "<process_flow></process_flow>"), 422, "invalid_workflow"],
+      [await json("POST", "/v1/workflows", { name: "x", steps: [] }), 422, "invalid_workflow"],
+      [await json("POST", "/v1/workflows", { name: "x", steps: [{ key: "1", name: "a", depends_on: ["9"] }] }), 422, "invalid_workflow"],
+      [await json("POST", "/v1/workflows", { name: "x", steps: [{ key: "1" }] }), 422, "invalid_request"],
+      [await json("POST", "/v1/workflows", { name: "x", steps: [], extra: 1 }), 422, "invalid_request"],
+      [await worker.admin("/v1/workflows/nope"), 404, "not_found"],
+      [await worker.admin("/v1/workflows/enhanced-multi-agent/versions/0"), 404, "not_found"],
+      [await worker.admin("/v1/workflows/enhanced-multi-agent/versions/99"), 404, "not_found"],
+      [await worker.admin("/v1/workflows/enhanced-multi-agent/versions/1e1"), 404, "not_found"],
+      [await worker.admin("/v1/workflows/..%2F..%2Fetc"), 404, "not_found"],
+    ];
+    for (const [response, status, code] of cases) {
+      assert.equal(response.status, status, response.url);
+      assert.equal((await errorOf(response)).code, code, response.url);
+    }
+    assert.equal(await workflowCount(), before);
+  });
+
+  test("workflows and agents page with a cursor", async () => {
+    const first = await (await worker.admin("/v1/agents?limit=2")).json();
+    assert.equal(first.agents.length, 2);
+    assert.ok(first.next_cursor);
+    const second = await (await worker.admin(`/v1/agents?limit=2&cursor=${first.next_cursor}`)).json();
+    assert.ok(second.agents[0].name > first.agents[1].name);
+    const workflows = await (await worker.admin("/v1/workflows?limit=1")).json();
+    assert.equal(workflows.workflows.length, 1);
+    assert.ok(workflows.next_cursor);
+  });
+
+  test("analysis classifies a task and names its agents with evidence", async () => {
+    const response = await json("POST", "/v1/analyze", {
+      title: "Upload avatars to R2 and show them on the profile page",
+      description: "Store the image in a bucket and render it in a Svelte component.",
+    });
+    assert.equal(response.status, 200);
+    const analysis = await response.json();
+    assert.equal(analysis.task_type, "full-stack");
+    assert.deepEqual(analysis.agents, ["cloudflare-specialist", "sveltekit-specialist"]);
+    assert.ok(analysis.evidence.length > 0);
+    assert.ok(analysis.confidence > 0 && analysis.confidence <= 1);
+  });
+
+  test("bad analysis inputs are refused", async () => {
+    const cases = [
+      [await json("POST", "/v1/analyze", {}), 422],
+      [await json("POST", "/v1/analyze", { title: "" }), 422],
+      [await json("POST", "/v1/analyze", { title: "x", requirements: "d1" }), 422],
+      [await json("POST", "/v1/analyze", { title: "x", paths: Array(65).fill("a") }), 422],
+      [await json("POST", "/v1/analyze", { title: "x".repeat(2000) }), 422],
+    ];
+    for (const [response, status] of cases) {
+      assert.equal(response.status, status);
+      assert.equal((await errorOf(response)).code, "invalid_request");
+    }
+  });
+
+  test("auto-select picks the seed's agents for the seed's requirements", async () => {
+    const database = await (await json("POST", "/v1/agents/select", { requirements: ["database", "d1", "migrations"] })).json();
+    assert.equal(database.agent, "cloudflare-specialist");
+    assert.ok(database.candidates[0].matched.length > 0);
+    const ui = await (await json("POST", "/v1/agents/select", { requirements: ["component", "svelte", "accessibility"] })).json();
+    assert.equal(ui.agent, "sveltekit-specialist");
+    const none = await (await json("POST", "/v1/agents/select", { requirements: ["quantum-entanglement"] })).json();
+    assert.deepEqual(none, { agent: null, candidates: [] });
+    const empty = await json("POST", "/v1/agents/select", { requirements: [] });
+    assert.equal(empty.status, 422);
+  });
+});
