@@ -247,7 +247,8 @@ describe("the registry", { timeout: 240_000 }, () => {
       [await json("POST", "/v1/analyze", {}), 422],
       [await json("POST", "/v1/analyze", { title: "" }), 422],
       [await json("POST", "/v1/analyze", { title: "x", requirements: "d1" }), 422],
-      [await json("POST", "/v1/analyze", { title: "x", paths: Array(65).fill("a") }), 422],
+      [await json("POST", "/v1/analyze", { title: "x", paths: Array(257).fill("a") }), 422],
+      [await json("POST", "/v1/analyze", { title: "x", requirements: ["r".repeat(300)] }), 422],
       [await json("POST", "/v1/analyze", { title: "x".repeat(2000) }), 422],
     ];
     for (const [response, status] of cases) {
@@ -266,5 +267,7 @@ describe("the registry", { timeout: 240_000 }, () => {
     assert.deepEqual(none, { agent: null, candidates: [] });
     const empty = await json("POST", "/v1/agents/select", { requirements: [] });
     assert.equal(empty.status, 422);
+    const many = await json("POST", "/v1/agents/select", { requirements: Array(17).fill("d1") });
+    assert.equal(many.status, 422);
   });
 });

@@ -9,14 +9,11 @@ use serde_json::Value;
 
 use super::error::Detail;
 use super::instructions::{is_agent_name, parse_front_matter, split_front_matter, AGENT_NAME_BYTES_MAX};
+use super::limits::{AGENT_CAPABILITIES_MAX, AGENT_CAPABILITY_BYTES_MAX};
 
 /// Longest agent description: a paragraph that a person reads in a list and analysis reads for
 /// keywords.
 pub const AGENT_DESCRIPTION_BYTES_MAX: usize = 2000;
-/// Most capability keywords per agent: selection scores every keyword for every requirement.
-pub const AGENT_CAPABILITIES_MAX: usize = 64;
-/// Longest capability keyword or phrase.
-pub const AGENT_CAPABILITY_BYTES_MAX: usize = 64;
 /// Highest per-agent concurrency: more parallel steps than any workflow has (64) is pointless.
 pub const AGENT_CONCURRENCY_MAX: u32 = 64;
 /// Longest webhook URL.

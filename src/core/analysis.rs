@@ -15,29 +15,11 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-/// Bytes of a title or description that are read. The opening 8 KiB (over a thousand words) says
-/// what kind of work a task is; a longer description is a spec, and reading all of it would only
-/// spend the request's CPU budget on the same answer.
-const TEXT_BYTES_MAX: usize = 8 * 1024;
-
-/// Requirements that are read. Requirements are keywords (`database,d1,migrations`); more than
-/// 64 of them is a document pasted in the wrong field, and the first 64 already decide.
-const REQUIREMENTS_MAX: usize = 64;
-
-/// Bytes of one requirement that are read: a keyword or a short phrase, never a paragraph.
-const REQUIREMENT_BYTES_MAX: usize = 256;
-
-/// Paths that are read. A change touching more files than this is classified by its first 256,
-/// which is plenty to see which areas it touches.
-const PATHS_MAX: usize = 256;
-
-/// Bytes of one path that are read. Real repository paths are far shorter; a longer "path" is not
-/// one, and classifying it would only cost time.
-const PATH_BYTES_MAX: usize = 512;
-
-/// Evidence items listed in an analysis. The decision uses all of them; the list is for people,
-/// and past 64 items it stops explaining and starts padding the response.
-const EVIDENCE_MAX: usize = 64;
+use super::limits::{
+    AGENT_CAPABILITIES_MAX, AGENT_CAPABILITY_BYTES_MAX, ANALYSIS_TEXT_BYTES_MAX, EVIDENCE_MAX, SELECT_AGENTS_MAX,
+    SELECT_DESCRIPTION_BYTES_MAX, SELECT_REQUIREMENTS_MAX, TASK_PATHS_MAX, TASK_PATH_BYTES_MAX, TASK_REQUIREMENTS_MAX,
+    TASK_REQUIREMENT_BYTES_MAX,
+};
 
 /// Characters of matched text quoted in a piece of evidence: enough for a phrase or a path.
 const MATCHED_CHARS_MAX: usize = 80;
@@ -45,26 +27,6 @@ const MATCHED_CHARS_MAX: usize = 80;
 /// How many words after a negator it still governs. "without touching the database" needs
 /// three; past four a sentence has usually moved on to what should be done instead.
 const NEGATION_REACH_WORDS: usize = 4;
-
-/// Requirements [`select`] reads. An `auto-select` step lists a few (the seed's examples list
-/// three); every one is compared with every capability of every agent, so this bound multiplies.
-const SELECT_REQUIREMENTS_MAX: usize = 16;
-
-/// Agents scored by [`select`]. A deployment registers a handful of specialists (five by
-/// default); scoring more than 64 for one step would spend the request's CPU on agents registered
-/// by mistake.
-const AGENTS_MAX: usize = 64;
-
-/// Capabilities read per agent: the defaults have at most 25, and a capability list is meant to
-/// be read by people too.
-const CAPABILITIES_MAX: usize = 32;
-
-/// Bytes of one capability that are read: capabilities are keywords.
-const CAPABILITY_BYTES_MAX: usize = 64;
-
-/// Bytes of an agent's description that are read for the weakest kind of match: one or two
-/// sentences.
-const DESCRIPTION_BYTES_MAX: usize = 1024;
 
 /// Scores of [`select`], per requirement and agent; the best kind of match counts, once.
 /// A requirement equal to a capability (after case, separators and plural: "Components" =
@@ -358,14 +320,14 @@ const STOPWORDS: &[&str] = &[
 pub fn analyze(input: &TaskInput) -> Analysis {
     let lexicon = Lexicon::new();
     let mut found = Vec::new();
-    scan_text(&lexicon, head(input.title, TEXT_BYTES_MAX), Source::Title, &mut found);
-    scan_text(&lexicon, head(input.description, TEXT_BYTES_MAX), Source::Description, &mut found);
-    for requirement in input.requirements.iter().take(REQUIREMENTS_MAX) {
-        scan_text(&lexicon, head(requirement, REQUIREMENT_BYTES_MAX), Source::Requirement, &mut found);
+    scan_text(&lexicon, head(input.title, ANALYSIS_TEXT_BYTES_MAX), Source::Title, &mut found);
+    scan_text(&lexicon, head(input.description, ANALYSIS_TEXT_BYTES_MAX), Source::Description, &mut found);
+    for requirement in input.requirements.iter().take(TASK_REQUIREMENTS_MAX) {
+        scan_text(&lexicon, head(requirement, TASK_REQUIREMENT_BYTES_MAX), Source::Requirement, &mut found);
     }
     let mut paths_seen = BTreeSet::new();
-    for path in input.paths.iter().take(PATHS_MAX) {
-        let path = head(path.trim(), PATH_BYTES_MAX);
+    for path in input.paths.iter().take(TASK_PATHS_MAX) {
+        let path = head(path.trim(), TASK_PATH_BYTES_MAX);
         let Some((class, term)) = classify_path(path).and_then(|c| Some((c, find_term(c.term)?))) else { continue };
         if paths_seen.insert(path) {
             found.push(Found {
@@ -677,7 +639,7 @@ fn chunk(text: &str, start: usize, end: usize, mut pending: Break, tokens: &mut 
     let core = core.trim_end_matches(is_wrapping_or_sentence_end);
     let core_end = core_start + core.len();
     let looks_like_path = core.contains('/') || core.contains('.') || core.starts_with('+');
-    if looks_like_path && core.len() <= PATH_BYTES_MAX {
+    if looks_like_path && core.len() <= TASK_PATH_BYTES_MAX {
         if let Some(class) = classify_path(core) {
             tokens.push(Token {
                 kind: Kind::File(class, core.to_lowercase()),
@@ -1078,21 +1040,21 @@ pub fn select(requirements: &[String], agents: &[AgentProfile]) -> Selection {
     let requirements: Vec<Phrase> = requirements
         .iter()
         .take(SELECT_REQUIREMENTS_MAX)
-        .map(|r| head(r.trim(), REQUIREMENT_BYTES_MAX))
+        .map(|r| head(r.trim(), TASK_REQUIREMENT_BYTES_MAX))
         .filter(|r| !r.is_empty())
         .map(|r| Phrase::new(&lexicon, r))
         .filter(|p| !p.words.is_empty() && seen.insert(p.words.clone()))
         .collect();
     let mut candidates = Vec::new();
-    for agent in agents.iter().take(AGENTS_MAX) {
+    for agent in agents.iter().take(SELECT_AGENTS_MAX) {
         let capabilities: Vec<Phrase> = agent
             .capabilities
             .iter()
-            .take(CAPABILITIES_MAX)
-            .map(|c| Phrase::new(&lexicon, head(c.trim(), CAPABILITY_BYTES_MAX)))
+            .take(AGENT_CAPABILITIES_MAX)
+            .map(|c| Phrase::new(&lexicon, head(c.trim(), AGENT_CAPABILITY_BYTES_MAX)))
             .collect();
         let description: BTreeSet<String> =
-            content_words(&words(head(agent.description, DESCRIPTION_BYTES_MAX))).into_iter().collect();
+            content_words(&words(head(agent.description, SELECT_DESCRIPTION_BYTES_MAX))).into_iter().collect();
         let mut score = 0u32;
         let mut matched = Vec::new();
         for requirement in &requirements {
@@ -1612,8 +1574,8 @@ mod tests {
             let got = run(text, text, &[text], &[text]);
             assert!((0.0..=1.0).contains(&got.confidence), "{text:?}");
         }
-        let multibyte = "é".repeat(TEXT_BYTES_MAX);
-        assert!(head(&multibyte, TEXT_BYTES_MAX - 1).len() < TEXT_BYTES_MAX);
+        let multibyte = "é".repeat(ANALYSIS_TEXT_BYTES_MAX);
+        assert!(head(&multibyte, ANALYSIS_TEXT_BYTES_MAX - 1).len() < ANALYSIS_TEXT_BYTES_MAX);
     }
 
     // Selection.
@@ -1726,7 +1688,7 @@ mod tests {
             .collect();
         let requirements: Vec<String> = (0..10_000).map(|i| format!("capability {i}")).collect();
         let got = select(&requirements, &agents);
-        assert_eq!(got.candidates.len(), AGENTS_MAX);
+        assert_eq!(got.candidates.len(), SELECT_AGENTS_MAX);
         assert_eq!(got.agent.as_deref(), Some("agent-0000"));
         let huge = "x".repeat(1 << 20);
         let got = select(
@@ -1735,7 +1697,7 @@ mod tests {
         );
         assert_eq!(
             got.agent, None,
-            "a requirement is read up to {REQUIREMENT_BYTES_MAX} bytes, a capability to {CAPABILITY_BYTES_MAX}"
+            "a requirement is read up to {TASK_REQUIREMENT_BYTES_MAX} bytes, a capability to {AGENT_CAPABILITY_BYTES_MAX}"
         );
     }
 }

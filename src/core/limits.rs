@@ -60,6 +60,53 @@ pub const INSTRUCTION_FILE_BYTES_MAX: usize = 256 * 1024;
 /// beyond any real process flow (the reference has 7) and keeps a task's creation one D1 batch.
 pub const STEPS_MAX: usize = 64;
 
+// Task analysis and agent selection (core::analysis) read their inputs only up to these bounds;
+// the HTTP routes refuse inputs beyond them instead of reading them in part.
+
+/// Bytes of a title or description that are read. The opening 8 KiB (over a thousand words) says
+/// what kind of work a task is; a longer description is a spec, and reading all of it would only
+/// spend the request's CPU budget on the same answer.
+pub const ANALYSIS_TEXT_BYTES_MAX: usize = 8 * 1024;
+
+/// Requirements that are read. Requirements are keywords (`database,d1,migrations`); more than
+/// 64 of them is a document pasted in the wrong field, and the first 64 already decide.
+pub const TASK_REQUIREMENTS_MAX: usize = 64;
+
+/// Bytes of one requirement that are read: a keyword or a short phrase, never a paragraph.
+pub const TASK_REQUIREMENT_BYTES_MAX: usize = 256;
+
+/// Paths that are read. A change touching more files than this is classified by its first 256,
+/// which is plenty to see which areas it touches.
+pub const TASK_PATHS_MAX: usize = 256;
+
+/// Bytes of one path that are read. Real repository paths are far shorter; a longer "path" is not
+/// one, and classifying it would only cost time.
+pub const TASK_PATH_BYTES_MAX: usize = 512;
+
+/// Evidence items listed in an analysis. The decision uses all of them; the list is for people,
+/// and past 64 items it stops explaining and starts padding the response.
+pub const EVIDENCE_MAX: usize = 64;
+
+/// Requirements selection reads. An `auto-select` step lists a few (the seed's examples list
+/// three); every one is compared with every capability of every agent, so this bound multiplies.
+pub const SELECT_REQUIREMENTS_MAX: usize = 16;
+
+/// Agents scored by selection. A deployment registers a handful of specialists (five by
+/// default); scoring more than 64 for one step would spend the request's CPU on agents registered
+/// by mistake.
+pub const SELECT_AGENTS_MAX: usize = 64;
+
+/// Capabilities read per agent: the defaults have at most 25, and a capability list is meant to
+/// be read by people too.
+pub const AGENT_CAPABILITIES_MAX: usize = 32;
+
+/// Bytes of one capability that are read: capabilities are keywords.
+pub const AGENT_CAPABILITY_BYTES_MAX: usize = 64;
+
+/// Bytes of an agent's description that are read for the weakest kind of match: one or two
+/// sentences.
+pub const SELECT_DESCRIPTION_BYTES_MAX: usize = 1024;
+
 // How the limits relate, checked at compile time: a change that breaks one does not build.
 const _: () = {
     // The longest accepted token fits in the longest authorization header read.

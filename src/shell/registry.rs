@@ -25,7 +25,10 @@ use crate::core::http::{
 };
 use crate::core::ids::IdKind;
 use crate::core::instructions;
-use crate::core::limits::INSTRUCTION_FILE_BYTES_MAX;
+use crate::core::limits::{
+    ANALYSIS_TEXT_BYTES_MAX, INSTRUCTION_FILE_BYTES_MAX, SELECT_REQUIREMENTS_MAX, TASK_PATHS_MAX, TASK_PATH_BYTES_MAX,
+    TASK_REQUIREMENTS_MAX, TASK_REQUIREMENT_BYTES_MAX,
+};
 use crate::core::paging::Page;
 use crate::core::time::Timestamp;
 use crate::core::workflow::{self, Definition, DEFAULT_WORKFLOW_NAME, DEFAULT_WORKFLOW_SOURCE};
@@ -398,12 +401,8 @@ pub async fn get_workflow_version(call: &Call<'_>) -> Handled {
     Ok(ApiResponse::json(200, &stored_workflow(&row)))
 }
 
-/// Longest list of requirements or paths in one request.
-const TASK_LIST_ITEMS_MAX: usize = 64;
-/// Longest title, requirement or path.
-const TASK_FIELD_BYTES_MAX: usize = 1024;
-/// Longest task description: a long issue body; what analysis reads of one.
-const TASK_DESCRIPTION_BYTES_MAX: usize = 8 * 1024;
+/// Longest task title: a line, not a paragraph.
+const TASK_TITLE_BYTES_MAX: usize = 1024;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -417,14 +416,13 @@ struct AnalyzeRequest {
     paths: Vec<String>,
 }
 
-fn check_list(field: &str, items: &[String], details: &mut Vec<Detail>) {
-    if items.len() > TASK_LIST_ITEMS_MAX {
-        details.push(Detail::field(field, format!("at most {TASK_LIST_ITEMS_MAX} items")));
+fn check_list(field: &str, items: &[String], items_max: usize, item_bytes_max: usize, details: &mut Vec<Detail>) {
+    if items.len() > items_max {
+        details.push(Detail::field(field, format!("at most {items_max} items")));
     }
     for (index, item) in items.iter().enumerate() {
-        if item.len() > TASK_FIELD_BYTES_MAX {
-            details
-                .push(Detail::field(format!("{field}[{index}]"), format!("longer than {TASK_FIELD_BYTES_MAX} bytes")));
+        if item.len() > item_bytes_max {
+            details.push(Detail::field(format!("{field}[{index}]"), format!("longer than {item_bytes_max} bytes")));
         }
     }
 }
@@ -436,14 +434,14 @@ pub async fn analyze(call: &Call<'_>, body: &[u8]) -> Handled {
     if request.title.trim().is_empty() {
         details.push(Detail::field("title", "is required"));
     }
-    if request.title.len() > TASK_FIELD_BYTES_MAX {
-        details.push(Detail::field("title", format!("longer than {TASK_FIELD_BYTES_MAX} bytes")));
+    if request.title.len() > TASK_TITLE_BYTES_MAX {
+        details.push(Detail::field("title", format!("longer than {TASK_TITLE_BYTES_MAX} bytes")));
     }
-    if request.description.len() > TASK_DESCRIPTION_BYTES_MAX {
-        details.push(Detail::field("description", format!("longer than {TASK_DESCRIPTION_BYTES_MAX} bytes")));
+    if request.description.len() > ANALYSIS_TEXT_BYTES_MAX {
+        details.push(Detail::field("description", format!("longer than {ANALYSIS_TEXT_BYTES_MAX} bytes")));
     }
-    check_list("requirements", &request.requirements, &mut details);
-    check_list("paths", &request.paths, &mut details);
+    check_list("requirements", &request.requirements, TASK_REQUIREMENTS_MAX, TASK_REQUIREMENT_BYTES_MAX, &mut details);
+    check_list("paths", &request.paths, TASK_PATHS_MAX, TASK_PATH_BYTES_MAX, &mut details);
     if !details.is_empty() {
         return Err(ApiError::Invalid { details }.into());
     }
@@ -470,7 +468,13 @@ pub async fn select_agent(call: &Call<'_>, body: &[u8]) -> Handled {
     if request.requirements.iter().all(|r| r.trim().is_empty()) {
         details.push(Detail::field("requirements", "list at least one requirement"));
     }
-    check_list("requirements", &request.requirements, &mut details);
+    check_list(
+        "requirements",
+        &request.requirements,
+        SELECT_REQUIREMENTS_MAX,
+        TASK_REQUIREMENT_BYTES_MAX,
+        &mut details,
+    );
     if !details.is_empty() {
         return Err(ApiError::Invalid { details }.into());
     }

@@ -79,7 +79,7 @@ pub async fn list_system_events(db: &D1Database, after_seq: i64, limit: u32) -> 
 
 /// Most agents in the registry: the most that selection (core::analysis) scores. A team runs a
 /// handful of specialists; a bound keeps each selection and the list small.
-pub const AGENTS_MAX: i64 = 64;
+pub const AGENTS_MAX: i64 = crate::core::limits::SELECT_AGENTS_MAX as i64;
 
 /// The settings key recording that the defaults were loaded once.
 const DEFAULTS_LOADED: &str = "defaults_loaded";
