@@ -100,6 +100,12 @@ impl Definition {
     }
 }
 
+/// The agents a definition names that are not in `registered`, sorted: a task on this workflow
+/// must be refused with these names until they are registered.
+pub fn missing_agents<'a>(definition: &'a Definition, registered: &[&str]) -> Vec<&'a str> {
+    definition.agents().into_iter().filter(|agent| !registered.contains(agent)).collect()
+}
+
 /// Builds a definition from a parsed instruction file. `name` is the name to store it under
 /// (from the request, the front matter `name`, or the title).
 pub fn from_instructions(name: String, file: &InstructionFile) -> Definition {
@@ -338,6 +344,16 @@ mod tests {
             Some("Enhanced Multi-Agent Execution Pattern for Cloudflare + SvelteKit")
         );
         assert!(definition.post_flight.as_ref().and_then(|p| p.summary_template()).is_some());
+    }
+
+    #[test]
+    fn missing_agents_are_the_named_ones_not_registered() {
+        let definition = definition(&seed());
+        let registered = ["context-fetcher", "cloudflare-specialist", "test-runner"];
+        assert_eq!(missing_agents(&definition, &registered), vec!["project-manager", "sveltekit-specialist"]);
+        let all =
+            ["cloudflare-specialist", "context-fetcher", "project-manager", "sveltekit-specialist", "test-runner"];
+        assert!(missing_agents(&definition, &all).is_empty());
     }
 
     #[test]

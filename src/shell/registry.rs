@@ -333,7 +333,8 @@ pub async fn create_workflow(call: &Call<'_>, body: &[u8]) -> Handled {
     let db = call.env.d1(bindings::DB)?;
     let named = definition.agents();
     let existing = store::existing_agents(&db, &named).await?;
-    for agent in named.iter().filter(|a| !existing.iter().any(|e| e == *a)) {
+    let registered: Vec<&str> = existing.iter().map(String::as_str).collect();
+    for agent in workflow::missing_agents(&definition, &registered) {
         warnings.push(Detail::field(
             "agent",
             format!("agent {agent} is not registered yet; tasks using this workflow are refused until it is"),
