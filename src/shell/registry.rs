@@ -126,8 +126,16 @@ async fn cached_agent(env: &Env, db: &D1Database, name: &str) -> worker::Result<
     Ok(Some(value))
 }
 
-async fn invalidate(env: &Env, name: &str) -> worker::Result<()> {
-    env.kv(bindings::CACHE)?.delete(&cache_key(name)).await.map_err(worker::Error::from)
+/// Deletes the cached copy after a write to D1. A failure is logged, not returned: the write has
+/// happened, and a copy left behind expires within the documented staleness bound anyway.
+async fn invalidate(env: &Env, name: &str) {
+    let deleted = match env.kv(bindings::CACHE) {
+        Ok(kv) => kv.delete(&cache_key(name)).await.map_err(worker::Error::from),
+        Err(err) => Err(err),
+    };
+    if let Err(err) = deleted {
+        worker::console_warn!("agent cache invalidation for {name} failed: {err}");
+    }
 }
 
 /// A path parameter that must be an agent name; anything else cannot name an agent: 404.
@@ -169,7 +177,7 @@ async fn create(call: &Call<'_>, spec: AgentSpec) -> Handled {
             .into())
         }
     }
-    invalidate(call.env, &spec.name).await?;
+    invalidate(call.env, &spec.name).await;
     let row = store::get_agent(&db, &spec.name).await?.ok_or_else(|| not_found_agent(&spec.name))?;
     let mut body = json!({"agent": agent_json(&row), "token": token});
     if let Some(secret) = webhook_secret {
@@ -230,7 +238,7 @@ pub async fn update_agent(call: &Call<'_>, body: &[u8]) -> Handled {
     if !store::update_agent(&db, &spec, new_secret.as_deref(), call.now).await? {
         return Err(not_found_agent(&name));
     }
-    invalidate(call.env, &name).await?;
+    invalidate(call.env, &name).await;
     let row = store::get_agent(&db, &name).await?.ok_or_else(|| not_found_agent(&name))?;
     let mut body = json!({"agent": agent_json(&row)});
     if let Some(secret) = new_secret {
@@ -247,7 +255,7 @@ pub async fn delete_agent(call: &Call<'_>) -> Handled {
     if !store::delete_agent(&db, &name).await? {
         return Err(not_found_agent(&name));
     }
-    invalidate(call.env, &name).await?;
+    invalidate(call.env, &name).await;
     Ok(ApiResponse::empty(204))
 }
 
