@@ -44,9 +44,9 @@ pub const PAGE_LIMIT_MAX: u32 = 200;
 /// incident noticed after a weekend; with one cron tick a minute that is about 10,000 rows.
 pub const SYSTEM_EVENT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
-/// Longest cursor accepted by list routes. Cursors we issue are short decimal sequence numbers;
-/// anything longer is not one of ours.
-pub const CURSOR_BYTES_MAX: usize = 32;
+/// Longest cursor accepted by list routes. Cursors we issue are sequence numbers and names (at
+/// most 64 bytes); anything longer is not one of ours.
+pub const CURSOR_BYTES_MAX: usize = 64;
 
 /// Seconds a `dead_letter` probe waits between its deliberate retries. Zero: the probe exists to
 /// show the dead-letter path end to end, and waiting adds nothing to that.
@@ -55,6 +55,10 @@ pub const PROBE_RETRY_DELAY_SECONDS: u32 = 0;
 /// Largest instruction file read. Agent OS files are a few KB (the reference file is 7.5 KB);
 /// 256 KiB allows a very long workflow while keeping parsing well under a millisecond per KB.
 pub const INSTRUCTION_FILE_BYTES_MAX: usize = 256 * 1024;
+
+/// Most problems reported for one instruction file. A person fixes the first hundred and posts
+/// again; listing every one of tens of thousands would only make a multi-megabyte error body.
+pub const PROBLEMS_MAX: usize = 100;
 
 /// Most steps in one workflow. Each step becomes a D1 row per task and a queue message; 64 is far
 /// beyond any real process flow (the reference has 7) and keeps a task's creation one D1 batch.

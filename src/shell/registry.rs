@@ -2,9 +2,10 @@
 //! one-time loading of the defaults.
 //!
 //! Agent lookups by name go through a KV read-through cache (`agent:{name}`) that every write
-//! to that agent deletes. KV is eventually consistent across locations, so another location may
-//! serve a cached agent for up to [`AGENT_CACHE_TTL_SECONDS`] after a change; in one location
-//! (and locally) a change is seen at once.
+//! to that agent deletes. A lookup may serve an agent up to [`AGENT_CACHE_TTL_SECONDS`] older
+//! than the latest write: in another location (KV is eventually consistent), or when a lookup
+//! that read D1 just before a write puts its copy back just after the write's delete. Every
+//! copy expires by then.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -108,14 +108,15 @@ fn skip_code_span(bytes: &[u8], start: usize) -> usize {
     start + run
 }
 
-/// The length of an HTML comment starting at `start`, if one does.
+/// The length of an HTML comment starting at `start`, if one does. An unclosed comment runs to
+/// the end of the file, as in HTML: searching again from every later `<!--` would make a file
+/// of them quadratic.
 fn comment_length(bytes: &[u8], start: usize) -> Option<usize> {
     if !bytes[start..].starts_with(b"<!--") {
         return None;
     }
     let body = &bytes[start + 4..];
-    let end = body.windows(3).position(|w| w == b"-->")?;
-    Some(4 + end + 3)
+    Some(body.windows(3).position(|w| w == b"-->").map_or(bytes.len() - start, |end| 4 + end + 3))
 }
 
 fn is_name_start(b: u8) -> bool {
@@ -187,7 +188,8 @@ fn read_tag(text: &str, start: usize) -> Option<(Token<'_>, usize)> {
                 i += 1;
                 let quote = bytes.get(i).copied().filter(|q| *q == b'"' || *q == b'\'')?;
                 let value_start = i + 1;
-                let value_length = bytes[value_start..limit].iter().position(|b| *b == quote)?;
+                // `get`: the `=` or the quote may sit at the limit, leaving no room for a value.
+                let value_length = bytes.get(value_start..limit)?.iter().position(|b| *b == quote)?;
                 attrs.push((attr, &text[value_start..value_start + value_length]));
                 i = value_start + value_length + 1;
             }
@@ -243,7 +245,7 @@ mod tests {
         check("<>", &["\"<>\""]);
         check("<", &["\"<\""]);
         check("<!-- <step> -->", &["\"<!-- <step> -->\""]);
-        check("<!-- unclosed <step>", &["\"<!-- unclosed \"", "<step>"]);
+        check("<!-- unclosed <step>", &["\"<!-- unclosed <step>\""]);
     }
 
     #[test]
@@ -277,6 +279,22 @@ mod tests {
     #[test]
     fn overlong_tags_are_text() {
         let text = format!("<a b=\"{}\">", "x".repeat(TAG_BYTES_MAX));
+        assert_eq!(tokenize(&text).len(), 1);
+    }
+
+    #[test]
+    fn an_attribute_value_starting_at_the_tag_limit_is_text_not_a_panic() {
+        // Regression: `="` landing exactly on TAG_BYTES_MAX sliced past the limit.
+        for pad in TAG_BYTES_MAX - 6..TAG_BYTES_MAX + 2 {
+            let text = format!("<a {}=\"x\"> tail", "b".repeat(pad));
+            let tokens = tokenize(&text);
+            assert!(!tokens.is_empty());
+        }
+    }
+
+    #[test]
+    fn many_unclosed_comments_are_read_in_linear_time() {
+        let text = "<!--".repeat(64 * 1024);
         assert_eq!(tokenize(&text).len(), 1);
     }
 

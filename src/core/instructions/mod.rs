@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::limits::{INSTRUCTION_FILE_BYTES_MAX, STEPS_MAX};
+use super::limits::{INSTRUCTION_FILE_BYTES_MAX, PROBLEMS_MAX, STEPS_MAX};
 use tree::{Element, Node};
 
 pub use front_matter::parse as parse_front_matter;
@@ -202,19 +202,26 @@ impl Parsed {
 struct Lines<'a> {
     text: &'a str,
     starts: Vec<usize>,
+    /// The last answer (line start, offset, column): problems come mostly in file order, and
+    /// counting on from there keeps many problems on one long line linear.
+    last: std::cell::Cell<(usize, usize, usize)>,
 }
 
 impl<'a> Lines<'a> {
     fn new(text: &'a str) -> Self {
         let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
-        Lines { text, starts }
+        Lines { text, starts, last: std::cell::Cell::new((0, 0, 0)) }
     }
 
     fn position(&self, offset: usize) -> (u32, u32) {
+        let offset = offset.min(self.text.len());
         let line = self.starts.partition_point(|s| *s <= offset).saturating_sub(1);
         let start = self.starts.get(line).copied().unwrap_or(0);
-        let offset = offset.min(self.text.len());
-        let column = self.text.get(start..offset).map_or(0, |s| s.chars().count());
+        let (last_start, last_offset, last_column) = self.last.get();
+        let (from, counted) =
+            if last_start == start && last_offset <= offset { (last_offset, last_column) } else { (start, 0) };
+        let column = counted + self.text.get(from..offset).map_or(0, |s| s.chars().count());
+        self.last.set((start, offset, column));
         (to_u32(line + 1), to_u32(column + 1))
     }
 }
@@ -274,6 +281,12 @@ pub fn parse(text: &str) -> Parsed {
     }
     validate_steps(&file, &mut problems);
     problems.sort_by_key(|p| (p.line, p.column));
+    if problems.len() > PROBLEMS_MAX {
+        let more = problems.len() - PROBLEMS_MAX;
+        problems.truncate(PROBLEMS_MAX);
+        let (line, column) = problems.last().map_or((1, 1), |p| (p.line, p.column));
+        problems.push(Problem::error(line, column, format!("{more} more problems are not listed")));
+    }
     Parsed { file, problems }
 }
 

@@ -381,6 +381,17 @@ fn too_many_steps_and_too_large_files_are_refused() {
 }
 
 #[test]
+fn problems_are_capped_and_the_rest_counted() {
+    let text = format!("<process_flow><step number=\"1\">a</step></process_flow>{}", "x</step>".repeat(500));
+    let problems = problems_of(&text);
+    assert_eq!(problems.len(), PROBLEMS_MAX + 1);
+    assert!(problems[0].ends_with("</step> closes a tag that is not open"));
+    assert!(problems[PROBLEMS_MAX].ends_with("400 more problems are not listed"), "{}", problems[PROBLEMS_MAX]);
+    // Columns are still counted in characters along the one long line.
+    assert!(problems[1].starts_with("1:64 "), "{}", problems[1]);
+}
+
+#[test]
 fn blocks_serialise_without_empty_fields() {
     let file = parse(&flow("<step number=\"1\"><logging>\nRECORD: x\n</logging></step>")).file;
     let json = serde_json::to_value(&file.steps().next().unwrap().blocks[0]).unwrap();

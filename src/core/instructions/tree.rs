@@ -132,14 +132,32 @@ fn match_tags(
 ) -> Vec<Option<usize>> {
     let mut partners = vec![None; tokens.len()];
     let mut open: Vec<(usize, &str)> = Vec::new();
+    // How many tags of each name are open: a closing tag with none open is not searched for,
+    // which keeps a file of stray closing tags linear.
+    let mut open_by_name: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     let mut unclosed: Vec<usize> = Vec::new();
     for (index, token) in tokens.iter().enumerate() {
         match token {
             Token::Open { self_closing: true, .. } => partners[index] = Some(index),
-            Token::Open { name, .. } => open.push((index, name)),
-            Token::Close { name, start, .. } => match open.iter().rposition(|(_, n)| n == name) {
+            Token::Open { name, .. } => {
+                open.push((index, name));
+                *open_by_name.entry(name).or_default() += 1;
+            }
+            Token::Close { name, start, .. } => match open_by_name
+                .get(name)
+                .filter(|count| **count > 0)
+                .and_then(|_| open.iter().rposition(|(_, n)| n == name))
+            {
                 Some(depth) => {
-                    unclosed.extend(open.drain(depth + 1..).map(|(i, _)| i));
+                    for (i, n) in open.drain(depth + 1..) {
+                        unclosed.push(i);
+                        if let Some(count) = open_by_name.get_mut(n) {
+                            *count -= 1;
+                        }
+                    }
+                    if let Some(count) = open_by_name.get_mut(name) {
+                        *count -= 1;
+                    }
                     if let Some((opened, _)) = open.pop() {
                         partners[opened] = Some(index);
                         partners[index] = Some(opened);
@@ -231,6 +249,14 @@ mod tests {
         assert_eq!(levels, NESTING_DEPTH_MAX);
         assert_eq!(root.elements().count(), 1, "the outermost element holds everything");
         assert_eq!(root.own_text(), "tail", "text after the too-deep tags stays where it was");
+    }
+
+    #[test]
+    fn many_opening_tags_and_stray_closing_tags_are_matched_in_linear_time() {
+        let text = format!("{}{}", "<a>".repeat(40_000), "</b>".repeat(40_000));
+        let mut problems = Vec::new();
+        let root = build(&text, &mut problems, &|_| (1, 1));
+        assert_eq!(root.elements().count(), 0);
     }
 
     #[test]
