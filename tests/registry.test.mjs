@@ -229,6 +229,49 @@ describe("the registry", { timeout: 240_000 }, () => {
     assert.ok(workflows.next_cursor);
   });
 
+  test("every route refuses bodies of the wrong type or size, and bad list parameters", async () => {
+    const before = await agentNames();
+    const post = (path, type, body, method = "POST") => worker.admin(path, { method, headers: { "content-type": type }, body });
+    const cases = [
+      [await post("/v1/analyze", "text/plain", '{"title":"x"}'), 415, "unsupported_media_type"],
+      [await post("/v1/agents/select", "text/plain", '{"requirements":["d1"]}'), 415, "unsupported_media_type"],
+      [await post("/v1/agents/cloudflare-specialist", "text/plain", "{}", "PUT"), 415, "unsupported_media_type"],
+      [await post("/v1/agents", "application/json", Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d])), 400, "malformed_json"],
+      [await post("/v1/agents/import", "text/markdown", Buffer.from([0x2d, 0x2d, 0x2d, 0x0a, 0xc3, 0x28])), 400, "bad_request"],
+      [await post("/v1/agents/import", "text/markdown", "x".repeat(65 * 1024)), 413, "payload_too_large"],
+      [await post("/v1/analyze", "application/json", JSON.stringify({ title: "x".repeat(70 * 1024) })), 413, "payload_too_large"],
+      [await post("/v1/agents", "application/json", JSON.stringify({ name: "../x" })), 422, "invalid_request"],
+      [await post("/v1/agents", "application/json", JSON.stringify({ name: "a/b" })), 422, "invalid_request"],
+      [await worker.admin("/v1/agents?cursor=a%2Fb"), 400, "bad_request"],
+      [await worker.admin(`/v1/agents?cursor=${"a".repeat(65)}`), 400, "bad_request"],
+      [await worker.admin("/v1/agents?limit=0"), 400, "bad_request"],
+      [await worker.admin("/v1/workflows?limit=1000"), 400, "bad_request"],
+      [await worker.admin("/v1/workflows?sort=name"), 400, "bad_request"],
+    ];
+    for (const [response, status, code] of cases) {
+      assert.equal(response.status, status, response.url);
+      assert.equal((await errorOf(response)).code, code, response.url);
+    }
+    const longest = await worker.admin(`/v1/agents?cursor=${"a".repeat(64)}`);
+    assert.equal(longest.status, 200, "a cursor as long as the longest name is accepted");
+    assert.deepEqual(await agentNames(), before);
+  });
+
+  test("a JSON definition whose dependencies disagree with its order, even in a cycle, is refused", async () => {
+    const response = await json("POST", "/v1/workflows", {
+      name: "cyclic",
+      steps: [
+        { key: "1", name: "a", depends_on: ["2"] },
+        { key: "2", name: "b", depends_on: ["1"] },
+      ],
+    });
+    assert.equal(response.status, 422);
+    const error = await errorOf(response);
+    assert.equal(error.code, "invalid_workflow");
+    assert.deepEqual(error.details.map((d) => d.field), ["steps[0].depends_on"], "step 2 does follow step 1");
+    assert.equal((await worker.admin("/v1/workflows/cyclic")).status, 404);
+  });
+
   test("analysis classifies a task and names its agents with evidence", async () => {
     const response = await json("POST", "/v1/analyze", {
       title: "Upload avatars to R2 and show them on the profile page",

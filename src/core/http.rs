@@ -147,6 +147,17 @@ pub fn parse_json_body_within<T: serde::de::DeserializeOwned>(
     if body.len() > limit_bytes {
         return Err(ApiError::PayloadTooLarge { limit_bytes });
     }
+    // serde_json skips strings it ignores without checking their encoding, so check it first.
+    if let Err(err) = std::str::from_utf8(body) {
+        let valid = std::str::from_utf8(&body[..err.valid_up_to()]).unwrap_or_default();
+        let line = valid.matches('\n').count() + 1;
+        let column = valid.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        return Err(ApiError::MalformedJson {
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+            column: u32::try_from(column).unwrap_or(u32::MAX),
+            message: "invalid UTF-8".into(),
+        });
+    }
     // Whether the body is well-formed at all decides between 400 and 422; serde_json classifies
     // some shape errors (a number where an enum belongs) as syntax errors.
     if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
@@ -255,6 +266,12 @@ mod tests {
             let err = parse_json_body::<Body>(Some("application/json"), body.as_bytes()).unwrap_err();
             assert_eq!(err.status(), 400, "{body}: {err:?}");
         }
+    }
+
+    #[test]
+    fn invalid_utf8_anywhere_is_malformed_with_its_position() {
+        let err = parse_json_body::<serde_json::Value>(Some("application/json"), b"{\n \"a\": \"\xff\"}").unwrap_err();
+        assert_eq!(err, ApiError::MalformedJson { line: 2, column: 8, message: "invalid UTF-8".into() });
     }
 
     #[test]
