@@ -198,7 +198,7 @@ pub async fn create_agent(call: &Call<'_>, body: &[u8]) -> Handled {
 /// `POST /v1/agents/import`: a Claude Code subagent file.
 pub async fn import_agent(call: &Call<'_>, body: &[u8]) -> Handled {
     ensure_defaults(call.env, call.now).await?;
-    let text = markdown_body(call, body)?;
+    let text = markdown_body(call, body, "text/markdown")?;
     let spec = agents::from_subagent_file(&text).map_err(|details| ApiError::Invalid { details })?;
     create(call, spec).await
 }
@@ -261,9 +261,10 @@ pub async fn delete_agent(call: &Call<'_>) -> Handled {
 }
 
 /// An instruction or subagent file: declared as markdown or plain text, valid UTF-8.
-fn markdown_body(call: &Call<'_>, body: &[u8]) -> Result<String, ApiError> {
+/// `expected` names the types the route takes, for the 415 message.
+fn markdown_body(call: &Call<'_>, body: &[u8], expected: &'static str) -> Result<String, ApiError> {
     if !is_markdown_content_type(call.content_type.as_deref()) {
-        return Err(ApiError::UnsupportedMediaType { expected: "text/markdown" });
+        return Err(ApiError::UnsupportedMediaType { expected });
     }
     String::from_utf8(body.to_vec()).map_err(|err| ApiError::BadRequest {
         message: format!("the body is not valid UTF-8 (invalid byte at offset {})", err.utf8_error().valid_up_to()),
@@ -322,12 +323,7 @@ pub async fn create_workflow(call: &Call<'_>, body: &[u8]) -> Handled {
         }
         (definition, None, Vec::new())
     } else {
-        let text = markdown_body(call, body).map_err(|err| match err {
-            ApiError::UnsupportedMediaType { .. } => {
-                ApiError::UnsupportedMediaType { expected: "text/markdown or application/json" }
-            }
-            other => other,
-        })?;
+        let text = markdown_body(call, body, "text/markdown or application/json")?;
         let parsed = instructions::parse(&text);
         let (mut errors, warnings) = workflow::split_problems(&parsed.problems);
         let name = workflow::choose_name(requested.as_deref(), &parsed.file);
