@@ -115,6 +115,11 @@ fn text_or_null(value: Option<&str>) -> JsValue {
     value.map_or(JsValue::NULL, JsValue::from)
 }
 
+/// Capabilities are stored as a JSON array of strings (serialising strings cannot fail).
+fn capabilities_json(spec: &AgentSpec) -> String {
+    serde_json::to_string(&spec.capabilities).unwrap_or_else(|_| "[]".into())
+}
+
 fn insert_agent_statement(
     db: &D1Database,
     spec: &AgentSpec,
@@ -122,7 +127,7 @@ fn insert_agent_statement(
     now: Timestamp,
     guard: &str,
 ) -> Result<D1PreparedStatement> {
-    let capabilities = serde_json::to_string(&spec.capabilities).unwrap_or_else(|_| "[]".into());
+    let capabilities = capabilities_json(spec);
     db.prepare(format!(
         "INSERT INTO agents (name, description, capabilities, mode, webhook_url, webhook_secret, token_hash,
                              max_concurrency, lease_ms, step_timeout_ms, source, metadata, version, created_at, updated_at)
@@ -218,7 +223,7 @@ pub async fn update_agent(
     new_webhook_secret: Option<&str>,
     now: Timestamp,
 ) -> Result<bool> {
-    let capabilities = serde_json::to_string(&spec.capabilities).unwrap_or_else(|_| "[]".into());
+    let capabilities = capabilities_json(spec);
     let result = db
         .prepare(
             "UPDATE agents SET description = ?2, capabilities = ?3, mode = ?4, webhook_url = ?5,
