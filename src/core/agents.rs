@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::error::Detail;
 use super::instructions::{is_agent_name, parse_front_matter, split_front_matter, AGENT_NAME_BYTES_MAX};
-use super::limits::{AGENT_CAPABILITIES_MAX, AGENT_CAPABILITY_BYTES_MAX};
+use super::limits::{AGENT_CAPABILITIES_MAX, AGENT_CAPABILITY_BYTES_MAX, LEASE_MS_MAX, LEASE_MS_MIN};
 
 /// Longest agent description: a paragraph that a person reads in a list and analysis reads for
 /// keywords.
@@ -72,6 +72,13 @@ pub struct AgentInput {
     pub webhook_url: Option<String>,
     #[serde(default = "default_concurrency")]
     pub max_concurrency: u32,
+    /// How long a lease on one of its steps lasts without a heartbeat.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: i64,
+}
+
+fn default_lease_ms() -> i64 {
+    LEASE_MS_DEFAULT
 }
 
 fn default_mode() -> Mode {
@@ -92,6 +99,7 @@ pub struct AgentSpec {
     pub mode: Mode,
     pub webhook_url: Option<String>,
     pub max_concurrency: u32,
+    pub lease_ms: i64,
     /// What an imported subagent file said besides the above: tools, color, the prompt.
     pub metadata: Value,
     /// The imported file, kept as is.
@@ -143,6 +151,9 @@ pub fn validate(input: AgentInput, path_name: Option<&str>) -> Result<AgentSpec,
     if input.max_concurrency == 0 || input.max_concurrency > AGENT_CONCURRENCY_MAX {
         details.push(Detail::field("max_concurrency", format!("must be from 1 to {AGENT_CONCURRENCY_MAX}")));
     }
+    if !(LEASE_MS_MIN..=LEASE_MS_MAX).contains(&input.lease_ms) {
+        details.push(Detail::field("lease_ms", format!("must be from {LEASE_MS_MIN} to {LEASE_MS_MAX}")));
+    }
     match (input.mode, &input.webhook_url) {
         (Mode::Webhook, None) => details.push(Detail::field("webhook_url", "is required for a webhook agent")),
         (Mode::Webhook, Some(url)) => {
@@ -163,6 +174,7 @@ pub fn validate(input: AgentInput, path_name: Option<&str>) -> Result<AgentSpec,
         mode: input.mode,
         webhook_url: input.webhook_url,
         max_concurrency: input.max_concurrency,
+        lease_ms: input.lease_ms,
         metadata: Value::Object(Default::default()),
         source: None,
     })
@@ -252,6 +264,7 @@ pub fn from_subagent_file(text: &str) -> Result<AgentSpec, Vec<Detail>> {
         mode: Mode::Pull,
         webhook_url: None,
         max_concurrency: 1,
+        lease_ms: LEASE_MS_DEFAULT,
     };
     let mut spec = validate(input, None)?;
     let mut metadata = serde_json::Map::new();

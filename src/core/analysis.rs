@@ -44,6 +44,10 @@ const SCORE_DESCRIPTION: u32 = 1;
 const CLOUDFLARE_SPECIALIST: &str = "cloudflare-specialist";
 const SVELTEKIT_SPECIALIST: &str = "sveltekit-specialist";
 
+/// The specialists analysis chooses between. An optional workflow step assigned to one of these
+/// runs only when analysis chose it; steps of other agents are not analysis's to skip.
+pub const SPECIALISTS: [&str; 2] = [CLOUDFLARE_SPECIALIST, SVELTEKIT_SPECIALIST];
+
 /// What analysis reads: the task as submitted.
 #[derive(Debug, Clone, Copy)]
 pub struct TaskInput<'a> {
@@ -76,7 +80,7 @@ impl TaskType {
         names.iter().map(|n| n.to_string()).collect()
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             TaskType::Frontend => "frontend",
             TaskType::Backend => "backend",

@@ -82,6 +82,8 @@ pub fn hash_token(token: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     Admin,
+    /// A registered agent, by name, from its own token.
+    Agent(String),
 }
 
 /// Reads `Authorization: Bearer <token>`. The scheme is case-insensitive (RFC 9110); the token

@@ -17,3 +17,6 @@ pub const STEPS_DLQ: &str = "STEPS_DLQ";
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 pub const CORS_ORIGINS: &str = "CORS_ORIGINS";
 pub const TEST_FAULTS: &str = "TEST_FAULTS";
+/// Seconds a queued step's message may be overdue before the cron sweep re-sends it (default
+/// 60; the tests set it low to prove recovery without waiting a minute).
+pub const REDISPATCH_AFTER_SECONDS: &str = "REDISPATCH_AFTER_SECONDS";

@@ -45,6 +45,8 @@ pub enum ApiError {
     Unauthorized { message: String },
     /// 403: a cross-origin request from an origin that is not in `CORS_ORIGINS`.
     OriginNotAllowed { origin: String },
+    /// 403: valid credentials that do not cover this resource (another agent's step).
+    Forbidden { message: String },
     /// 404: no route, or no such resource.
     NotFound { message: String },
     /// 405: the path exists but not with this method; `allow` lists the methods that do.
@@ -55,6 +57,10 @@ pub enum ApiError {
     UnsupportedMediaType { expected: &'static str },
     /// 409: the request conflicts with what exists (a name already taken...).
     Conflict { message: String },
+    /// 409: the lease named is not the step's current lease (expired, replaced or finished).
+    StaleLease { message: String },
+    /// 409: the task was cancelled; the agent should stop working on it.
+    Cancelled { message: String },
     /// 422: well-formed but invalid content; `details` lists every problem found.
     Invalid { details: Vec<Detail> },
     /// 422: an instruction file or workflow definition with problems; `details` has each one,
@@ -73,12 +79,12 @@ impl ApiError {
         match self {
             ApiError::MalformedJson { .. } | ApiError::BadRequest { .. } => 400,
             ApiError::Unauthorized { .. } => 401,
-            ApiError::OriginNotAllowed { .. } => 403,
+            ApiError::OriginNotAllowed { .. } | ApiError::Forbidden { .. } => 403,
             ApiError::NotFound { .. } => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::UnsupportedMediaType { .. } => 415,
-            ApiError::Conflict { .. } => 409,
+            ApiError::Conflict { .. } | ApiError::StaleLease { .. } | ApiError::Cancelled { .. } => 409,
             ApiError::Invalid { .. } | ApiError::InvalidWorkflow { .. } => 422,
             ApiError::Internal { .. } => 500,
         }
@@ -95,6 +101,9 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::Conflict { .. } => "conflict",
+            ApiError::Forbidden { .. } => "forbidden",
+            ApiError::StaleLease { .. } => "stale_lease",
+            ApiError::Cancelled { .. } => "cancelled",
             ApiError::Invalid { .. } => "invalid_request",
             ApiError::InvalidWorkflow { .. } => "invalid_workflow",
             ApiError::Internal { .. } => "internal",
@@ -109,7 +118,10 @@ impl ApiError {
             ApiError::BadRequest { message, .. }
             | ApiError::Unauthorized { message }
             | ApiError::NotFound { message }
-            | ApiError::Conflict { message } => message.clone(),
+            | ApiError::Conflict { message }
+            | ApiError::Forbidden { message }
+            | ApiError::StaleLease { message }
+            | ApiError::Cancelled { message } => message.clone(),
             ApiError::OriginNotAllowed { origin } => {
                 format!("origin {origin} is not allowed to call this api")
             }
@@ -215,6 +227,9 @@ mod tests {
         check(ApiError::PayloadTooLarge { limit_bytes: 10 }, 413, "payload_too_large");
         check(ApiError::UnsupportedMediaType { expected: "application/json" }, 415, "unsupported_media_type");
         check(ApiError::Conflict { message: "agent x exists".into() }, 409, "conflict");
+        check(ApiError::Forbidden { message: "not yours".into() }, 403, "forbidden");
+        check(ApiError::StaleLease { message: "expired".into() }, 409, "stale_lease");
+        check(ApiError::Cancelled { message: "stop".into() }, 409, "cancelled");
         check(ApiError::Invalid { details: vec![Detail::field("outcome", "unknown value")] }, 422, "invalid_request");
         check(ApiError::InvalidWorkflow { details: vec![Detail::at(1, 1, "x")] }, 422, "invalid_workflow");
         check(ApiError::Internal { request_id: "req_1".into() }, 500, "internal");

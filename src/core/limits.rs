@@ -72,6 +72,9 @@ pub const STEPS_MAX: usize = 64;
 /// spend the request's CPU budget on the same answer.
 pub const ANALYSIS_TEXT_BYTES_MAX: usize = 8 * 1024;
 
+/// Longest task title: a line, not a paragraph.
+pub const TASK_TITLE_BYTES_MAX: usize = 1024;
+
 /// Requirements that are read. Requirements are keywords (`database,d1,migrations`); more than
 /// 64 of them is a document pasted in the wrong field, and the first 64 already decide.
 pub const TASK_REQUIREMENTS_MAX: usize = 64;
@@ -111,6 +114,70 @@ pub const AGENT_CAPABILITY_BYTES_MAX: usize = 64;
 /// sentences.
 pub const SELECT_DESCRIPTION_BYTES_MAX: usize = 1024;
 
+// The execution engine (core::engine).
+
+/// Attempts a step gets unless its workflow says otherwise (`max_attempts="5"` on the step): one
+/// try and two retries ride out a flaky network or a restarted agent without hiding a real fault.
+pub const STEP_ATTEMPTS_DEFAULT: u32 = 3;
+
+/// Most attempts a workflow may give a step. With the backoff below, ten attempts span about
+/// twenty minutes; past that a person should look at the step rather than the engine retry it.
+pub const STEP_ATTEMPTS_MAX: u32 = 10;
+
+/// Backoff before the first retry; it doubles with every further failure.
+pub const RETRY_BACKOFF_BASE_SECONDS: u32 = 2;
+
+/// Longest backoff between attempts: five minutes, so that an agent that recovers is used again
+/// soon, and far below the twelve hours a queue message may be delayed.
+pub const RETRY_BACKOFF_CAP_SECONDS: u32 = 300;
+
+/// Longest `wait` of a lease request. A long poll holds a request (and its CPU-free wait) open;
+/// twenty seconds is well inside every proxy's idle timeout and makes an idle agent poll three
+/// times a minute.
+pub const LEASE_WAIT_SECONDS_MAX: u32 = 20;
+
+/// How often a waiting lease request looks for work again in D1 (each look is one read), for
+/// steps made ready by another isolate; steps made ready by its own isolate wake it at once.
+/// Half a second bounds what a long poll costs D1 while keeping cross-isolate pickup prompt.
+pub const LEASE_POLL_INTERVAL_MS: u32 = 500;
+
+/// How often a waiting lease request checks whether its own isolate made a step ready: a memory
+/// read, cheap enough to do often; 20 ms keeps pickup well under the 50 ms target.
+pub const LEASE_WAKE_CHECK_MS: u32 = 20;
+
+/// Largest completion request: a report plus an attempt's log. Agents' logs are text of a few
+/// hundred KB at most; anything bigger belongs in the agent's own storage.
+pub const COMPLETE_BODY_BYTES_MAX: usize = 1024 * 1024;
+
+/// Largest report kept inline in D1. Larger reports go to R2 and D1 keeps the key: D1 rows stay
+/// small, so reading a task's steps stays one cheap query.
+pub const REPORT_INLINE_BYTES_MAX: usize = 8 * 1024;
+
+/// Largest attempt log accepted in a completion.
+pub const ATTEMPT_LOG_BYTES_MAX: usize = 512 * 1024;
+
+/// How many times a transition is decided again after losing a race (another transition of the
+/// same task applied first). Each retry reads fresh state, and a task has at most a few steps
+/// running at once, so losing eight times in a row means something is wrong.
+pub const TRANSITION_RETRIES_MAX: u32 = 8;
+
+/// Tasks one cron run sweeps (expired leases, overdue messages). Each is a read and a write; 50
+/// keeps a run well inside the cron handler's time, and the next minute takes the rest.
+pub const SWEEP_TASKS_MAX: u32 = 50;
+
+/// How long after its due time a queued step's message is considered lost and sent again. Queues
+/// deliver within seconds; a minute (one cron period) avoids re-sending what is merely slow.
+pub const REDISPATCH_AFTER_MS_DEFAULT: i64 = 60_000;
+
+/// Longest a webhook agent may take to answer a delivery. Longer work answers 202 and completes
+/// over the API later; a queue consumer should not hold a batch for minutes.
+pub const WEBHOOK_TIMEOUT_MS: u32 = 15_000;
+
+/// Longest lease an agent may ask for (`lease_ms`), and the shortest: leases are renewed by
+/// heartbeats, so an hour without one means the agent is gone.
+pub const LEASE_MS_MAX: i64 = 60 * 60 * 1000;
+pub const LEASE_MS_MIN: i64 = 1000;
+
 // How the limits relate, checked at compile time: a change that breaks one does not build.
 const _: () = {
     // The longest accepted token fits in the longest authorization header read.
@@ -123,6 +190,13 @@ const _: () = {
     assert!(PAGE_LIMIT_DEFAULT >= 1 && PAGE_LIMIT_DEFAULT <= PAGE_LIMIT_MAX);
     // Workers accept 100 MB request bodies; a JSON body of ours is a small fraction of that.
     assert!(JSON_BODY_BYTES_MAX <= 1024 * 1024);
+    // The default attempts are allowed.
+    assert!(STEP_ATTEMPTS_DEFAULT >= 1 && STEP_ATTEMPTS_DEFAULT <= STEP_ATTEMPTS_MAX);
+    // Queues delay a message by at most 12 hours.
+    assert!(RETRY_BACKOFF_BASE_SECONDS >= 1 && RETRY_BACKOFF_CAP_SECONDS <= 12 * 3600);
+    // An inline report and a log fit in a completion.
+    assert!(REPORT_INLINE_BYTES_MAX + ATTEMPT_LOG_BYTES_MAX <= COMPLETE_BODY_BYTES_MAX);
+    assert!(LEASE_MS_MIN < LEASE_MS_MAX);
 };
 
 #[cfg(test)]

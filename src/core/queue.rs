@@ -36,6 +36,8 @@ pub enum QueueMessage {
     Ping {},
     /// Sent by `POST /v1/system/probes` to show a queue path end to end.
     Probe { probe_id: String, outcome: ProbeOutcome },
+    /// Dispatch attempt `attempt` of a step: sent whenever a step becomes ready or is due again.
+    Step { task_id: String, step_id: String, attempt: u32 },
     /// Put on the dead-letter queue by the `STEPS` consumer for a body it cannot read, so that
     /// it is recorded once instead of being retried to no purpose.
     Rejected { reason: String, body: String },
@@ -77,6 +79,19 @@ pub enum Decision {
     },
     /// Send this message to the dead-letter queue, then acknowledge.
     ForwardToDeadLetter(QueueMessage),
+    /// Dispatch the step (the engine decides whether the message is still current).
+    DispatchStep {
+        task_id: String,
+        step_id: String,
+        attempt: u32,
+    },
+    /// The queue gave up on a step's message: the step dies, with the reason recorded.
+    StepDeadLettered {
+        task_id: String,
+        step_id: String,
+        attempt: u32,
+        event: SystemEvent,
+    },
 }
 
 /// Decides what to do with the message `message_id` whose body is `body`, on a queue in `role`.
@@ -101,6 +116,19 @@ pub fn decide(role: QueueRole, message_id: &str, body: &str) -> Decision {
                 delay_seconds: super::limits::PROBE_RETRY_DELAY_SECONDS,
             }
         }
+        (QueueRole::Steps, Ok(QueueMessage::Step { task_id, step_id, attempt })) => {
+            Decision::DispatchStep { task_id, step_id, attempt }
+        }
+        (QueueRole::DeadLetter, Ok(QueueMessage::Step { task_id, step_id, attempt })) => Decision::StepDeadLettered {
+            event: SystemEvent {
+                kind: "queue.dead_lettered",
+                data: json!({"reason": "retries exhausted", "task_id": task_id, "step_id": step_id, "attempt": attempt}),
+                dedupe_key: format!("dlq:{message_id}"),
+            },
+            task_id,
+            step_id,
+            attempt,
+        },
         // Only the dead-letter consumer reads these; one on STEPS was sent there by mistake.
         (QueueRole::Steps, Ok(QueueMessage::Rejected { .. })) => {
             Decision::ForwardToDeadLetter(QueueMessage::Rejected {
@@ -118,7 +146,9 @@ pub fn decide(role: QueueRole, message_id: &str, body: &str) -> Decision {
                 Ok(QueueMessage::Probe { probe_id, .. }) => {
                     json!({"reason": "retries exhausted", "probe_id": probe_id})
                 }
-                Ok(QueueMessage::Ping {}) => json!({"reason": "retries exhausted", "body": truncate(body)}),
+                Ok(QueueMessage::Ping {}) | Ok(QueueMessage::Step { .. }) => {
+                    json!({"reason": "retries exhausted", "body": truncate(body)})
+                }
                 Err(_) => json!({"reason": "retries exhausted", "body": truncate(body)}),
             };
             Decision::RecordThenAck(SystemEvent {
@@ -159,6 +189,23 @@ mod tests {
         assert_eq!(probe.to_json(), r#"{"kind":"probe","probe_id":"prb_1","outcome":"dead_letter"}"#);
         assert_eq!(serde_json::from_str::<QueueMessage>(&probe.to_json()).unwrap(), probe);
         assert_eq!(QueueMessage::Ping {}.to_json(), r#"{"kind":"ping"}"#);
+    }
+
+    #[test]
+    fn a_step_message_is_dispatched_and_dies_with_its_step_on_the_dead_letter_queue() {
+        let body = QueueMessage::Step { task_id: "tsk_1".into(), step_id: "stp_1".into(), attempt: 2 }.to_json();
+        assert_eq!(body, r#"{"kind":"step","task_id":"tsk_1","step_id":"stp_1","attempt":2}"#);
+        assert_eq!(
+            decide(QueueRole::Steps, "m1", &body),
+            Decision::DispatchStep { task_id: "tsk_1".into(), step_id: "stp_1".into(), attempt: 2 }
+        );
+        match decide(QueueRole::DeadLetter, "m9", &body) {
+            Decision::StepDeadLettered { step_id, attempt, event, .. } => {
+                assert_eq!((step_id.as_str(), attempt), ("stp_1", 2));
+                assert_eq!(event.dedupe_key, "dlq:m9");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -47,6 +47,10 @@ impl Timestamp {
     pub fn minus_millis(self, ms: i64) -> Timestamp {
         Timestamp(self.0.saturating_sub(ms).max(0))
     }
+
+    pub fn plus_millis(self, ms: i64) -> Timestamp {
+        Timestamp(self.0.saturating_add(ms).clamp(0, Self::MAX_MS))
+    }
 }
 
 #[cfg(test)]

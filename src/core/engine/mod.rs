@@ -1,0 +1,823 @@
+//! The execution engine's state machine: how a task's steps move from `pending` to a terminal
+//! status, whatever order the platform delivers things in.
+//!
+//! Everything that can happen to a task is a [`Command`]: a queue message arriving, an agent
+//! leasing, heartbeating or completing, the cron sweep, a cancellation, a manual retry, a dead
+//! letter. [`apply`] takes the task as last read ([`Task`]), a command, the time and a random
+//! number, and returns either the new state with the events to record and the queue messages to
+//! send, or a refusal. It never does I/O: the shell writes the new state in one D1 batch guarded
+//! by the version it read, so two transitions decided on the same state cannot both apply; the
+//! loser reads again and decides again.
+//!
+//! Step statuses:
+//!
+//! ```text
+//! pending ──► queued ──► leased ──► succeeded
+//!    │          ▲          │
+//!    │          │          ▼
+//!    │          └──────  failed  ──► dead ──(manual retry)──► queued
+//!    ▼
+//! skipped          any non-terminal status ──(cancel)──► cancelled
+//! ```
+//!
+//! - `queued`: its queue message is on the way (`ready_at` unset) or it has been dispatched and
+//!   waits for its pull agent to lease it (`ready_at` set).
+//! - `failed`: the last attempt failed and a retry message is on its way after a backoff.
+//! - `dead`: the attempts ran out (or the queue gave up on its message); the task is `failed`
+//!   until the step is retried by hand.
+//!
+//! A queue message names a step and the attempt it is for; a message for any other attempt, or
+//! for a step already dispatched, is a duplicate and changes nothing.
+
+pub mod plan;
+#[cfg(test)]
+mod simulation;
+#[cfg(test)]
+mod tests;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::limits::{RETRY_BACKOFF_BASE_SECONDS, RETRY_BACKOFF_CAP_SECONDS};
+use super::time::Timestamp;
+
+/// A task's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Running,
+    Succeeded,
+    /// A step is dead; other branches may still finish, and a manual retry resumes the task.
+    Failed,
+    Cancelled,
+}
+
+/// A step's status; see the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Queued,
+    Leased,
+    Failed,
+    Succeeded,
+    Dead,
+    Skipped,
+    Cancelled,
+}
+
+/// Who runs a step: an agent (pull or webhook, known only at dispatch) or the Worker itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Runner {
+    Agent,
+    Builtin,
+}
+
+/// How one attempt of a step ended, or that it is still running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptStatus {
+    Running,
+    Succeeded,
+    Failed,
+    /// The lease ran out without a heartbeat.
+    Expired,
+    Cancelled,
+}
+
+macro_rules! text_enum {
+    ($name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+            pub fn parse(text: &str) -> Option<$name> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+text_enum!(TaskStatus { Running = "running", Succeeded = "succeeded", Failed = "failed", Cancelled = "cancelled" });
+text_enum!(StepStatus {
+    Pending = "pending",
+    Queued = "queued",
+    Leased = "leased",
+    Failed = "failed",
+    Succeeded = "succeeded",
+    Dead = "dead",
+    Skipped = "skipped",
+    Cancelled = "cancelled",
+});
+text_enum!(Runner { Agent = "agent", Builtin = "builtin" });
+text_enum!(AttemptStatus {
+    Running = "running",
+    Succeeded = "succeeded",
+    Failed = "failed",
+    Expired = "expired",
+    Cancelled = "cancelled",
+});
+
+impl StepStatus {
+    /// Whether steps that depend on this one may start.
+    pub fn satisfies_dependents(self) -> bool {
+        matches!(self, StepStatus::Succeeded | StepStatus::Skipped)
+    }
+
+    /// Whether the step will not move again by itself (a dead step moves only by a manual retry).
+    pub fn is_settled(self) -> bool {
+        matches!(self, StepStatus::Succeeded | StepStatus::Skipped | StepStatus::Cancelled | StepStatus::Dead)
+    }
+}
+
+/// One try of a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub number: u32,
+    pub agent: Option<String>,
+    pub lease_id: Option<String>,
+    pub status: AttemptStatus,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub error: Option<String>,
+    /// A hash of the completion request, so that the same completion sent again is answered as
+    /// the first time and a different one is refused.
+    pub completion_hash: Option<String>,
+    /// The response the completion was answered with (JSON).
+    pub response: Option<String>,
+}
+
+/// One step of a task's run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub id: String,
+    pub key: String,
+    pub name: String,
+    pub runner: Runner,
+    pub agent: Option<String>,
+    pub status: StepStatus,
+    /// Keys of the steps this one waits for.
+    pub depends_on: Vec<String>,
+    /// Attempts started so far.
+    pub attempt: u32,
+    pub attempts_max: u32,
+    /// Attempts one drive may use; a manual retry grants this many more.
+    pub attempts_budget: u32,
+    pub lease_id: Option<String>,
+    pub lease_expires_at: Option<Timestamp>,
+    /// When the current queue message was sent, and when it is due (after a retry's backoff).
+    pub queued_at: Option<Timestamp>,
+    pub due_at: Option<Timestamp>,
+    /// When the step was dispatched and became leasable.
+    pub ready_at: Option<Timestamp>,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub skip_reason: Option<String>,
+    pub error: Option<String>,
+    pub attempts: Vec<Attempt>,
+}
+
+/// A task and its steps, as read in one go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub id: String,
+    pub status: TaskStatus,
+    /// Incremented by every transition; a transition applies only to the version it read.
+    pub version: i64,
+    pub finished_at: Option<Timestamp>,
+    pub steps: Vec<Step>,
+}
+
+impl Task {
+    pub fn step(&self, step_id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id == step_id)
+    }
+
+    fn index(&self, step_id: &str) -> Result<usize, Refusal> {
+        self.steps.iter().position(|s| s.id == step_id).ok_or(Refusal::UnknownStep)
+    }
+
+    fn dependencies_met(&self, step: &Step) -> bool {
+        step.depends_on
+            .iter()
+            .all(|key| self.steps.iter().find(|s| &s.key == key).is_none_or(|s| s.status.satisfies_dependents()))
+    }
+}
+
+/// Who is calling: an admin may act for any agent; an agent only for its own steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Admin,
+    Agent(String),
+}
+
+/// Where a report is kept: inline in D1, or in R2 under a key when it is large.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportRef {
+    Inline(String),
+    Stored(String),
+}
+
+/// How a dispatched step reaches its runner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dispatch {
+    /// A pull agent's step: it becomes leasable.
+    Leasable,
+    /// A webhook agent's step: leased on the agent's behalf for the delivery.
+    Deliver { lease_id: String, lease_ms: i64 },
+    /// A built-in step the Worker has just run, with its output.
+    Builtin { report: ReportRef },
+}
+
+/// An agent's (or a webhook's) answer for a leased step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub step_id: String,
+    pub lease_id: String,
+    pub caller: Caller,
+    pub succeeded: bool,
+    pub error: Option<String>,
+    /// Hash of the request body: the same completion twice is answered as the first time.
+    pub hash: String,
+    pub report: Option<ReportRef>,
+}
+
+/// Everything that can happen to a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// A queue message for `attempt` of a step arrived.
+    Dispatch {
+        step_id: String,
+        attempt: u32,
+        how: Dispatch,
+    },
+    /// A pull agent leases a leasable step. `at_capacity`: it already holds its
+    /// `max_concurrency` leases.
+    Lease {
+        step_id: String,
+        caller: Caller,
+        lease_id: String,
+        lease_ms: i64,
+        at_capacity: bool,
+    },
+    Heartbeat {
+        step_id: String,
+        caller: Caller,
+        lease_id: String,
+        lease_ms: i64,
+    },
+    Complete(Completion),
+    /// The cron sweep: expire leases whose heartbeats stopped, re-send messages overdue by
+    /// `redispatch_after_ms`.
+    Sweep {
+        redispatch_after_ms: i64,
+    },
+    Cancel,
+    /// Re-drive a dead step.
+    Retry {
+        step_id: String,
+    },
+    /// The queue gave up on the message for `attempt` of a step.
+    DeadLetter {
+        step_id: String,
+        attempt: u32,
+        reason: String,
+    },
+}
+
+/// A queue message to send: dispatch `attempt` of a step after `delay_seconds`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Send {
+    pub step_id: String,
+    pub attempt: u32,
+    pub delay_seconds: u32,
+}
+
+/// A task event to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub step_id: Option<String>,
+    pub kind: &'static str,
+    pub data: Value,
+}
+
+/// The result of a command that changed the task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub task: Task,
+    pub events: Vec<Event>,
+    pub sends: Vec<Send>,
+    /// Reports to write, by step id.
+    pub reports: Vec<(String, ReportRef)>,
+    /// The answer to a completion (also kept on its attempt).
+    pub response: Option<String>,
+}
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Changed(Box<Transition>),
+    /// Nothing to do: a duplicate or stale message, a sweep with nothing due, a second cancel.
+    Unchanged(&'static str),
+    /// The same completion again: here is the first answer.
+    Replay(String),
+}
+
+/// Why a command was refused; the shell maps each to an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    UnknownStep,
+    /// The caller is an agent other than the step's.
+    Forbidden,
+    /// The lease is not (or no longer) the step's current lease.
+    StaleLease(&'static str),
+    /// The task was cancelled.
+    Cancelled,
+    /// The step cannot be leased now (not dispatched, already leased, finished).
+    NotLeasable,
+    /// The agent already holds as many leases as it may.
+    AtCapacity,
+    /// The command does not apply to the step or task in its status.
+    WrongStatus(String),
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> ApiError {
+        match refusal {
+            Refusal::UnknownStep => ApiError::NotFound { message: "no step with this id".into() },
+            Refusal::Forbidden => ApiError::Forbidden { message: "this step belongs to another agent".into() },
+            Refusal::StaleLease(why) => ApiError::StaleLease { message: why.into() },
+            Refusal::Cancelled => ApiError::Cancelled { message: "the task was cancelled; stop working on it".into() },
+            Refusal::NotLeasable => ApiError::Conflict { message: "the step is not waiting to be leased".into() },
+            Refusal::AtCapacity => {
+                ApiError::Conflict { message: "the agent already holds as many leases as it may".into() }
+            }
+            Refusal::WrongStatus(message) => ApiError::Conflict { message },
+        }
+    }
+}
+
+/// Seconds before retry number `attempt` (the attempt that failed): exponential from
+/// [`RETRY_BACKOFF_BASE_SECONDS`], capped, with "equal jitter" (between half and all of it) from
+/// `random`, so that many steps failing together do not all come back at the same moment.
+pub fn backoff_seconds(failed_attempt: u32, random: u32) -> u32 {
+    let exponent = failed_attempt.saturating_sub(1).min(16);
+    let full = RETRY_BACKOFF_BASE_SECONDS.saturating_mul(1 << exponent).min(RETRY_BACKOFF_CAP_SECONDS);
+    let half = full / 2;
+    (half + random % (full - half + 1)).max(1)
+}
+
+/// Applies `command` to `task` as read; see the module documentation.
+pub fn apply(task: &Task, command: &Command, now: Timestamp, random: u32) -> Result<Outcome, Refusal> {
+    let mut run = Run { task: task.clone(), events: Vec::new(), sends: Vec::new(), reports: Vec::new(), now, random };
+    let mut response = None;
+    match command {
+        Command::Dispatch { step_id, attempt, how } => {
+            if let Some(why) = run.dispatch(step_id, *attempt, how)? {
+                return Ok(Outcome::Unchanged(why));
+            }
+        }
+        Command::Lease { step_id, caller, lease_id, lease_ms, at_capacity } => {
+            run.lease(step_id, caller, lease_id, *lease_ms, *at_capacity)?
+        }
+        Command::Heartbeat { step_id, caller, lease_id, lease_ms } => {
+            run.heartbeat(step_id, caller, lease_id, *lease_ms)?
+        }
+        Command::Complete(completion) => match run.complete(completion)? {
+            Completed::Replay(first) => return Ok(Outcome::Replay(first)),
+            Completed::Now(answer) => response = Some(answer),
+        },
+        Command::Sweep { redispatch_after_ms } => {
+            if !run.sweep(*redispatch_after_ms) {
+                return Ok(Outcome::Unchanged("nothing due"));
+            }
+        }
+        Command::Cancel => {
+            if let Some(why) = run.cancel()? {
+                return Ok(Outcome::Unchanged(why));
+            }
+        }
+        Command::Retry { step_id } => run.retry(step_id)?,
+        Command::DeadLetter { step_id, attempt, reason } => {
+            if let Some(why) = run.dead_letter(step_id, *attempt, reason)? {
+                return Ok(Outcome::Unchanged(why));
+            }
+        }
+    }
+    run.task.version += 1;
+    Ok(Outcome::Changed(Box::new(Transition {
+        task: run.task,
+        events: run.events,
+        sends: run.sends,
+        reports: run.reports,
+        response,
+    })))
+}
+
+enum Completed {
+    Replay(String),
+    Now(String),
+}
+
+/// The state a command is being applied to, and what it has produced so far.
+struct Run {
+    task: Task,
+    events: Vec<Event>,
+    sends: Vec<Send>,
+    reports: Vec<(String, ReportRef)>,
+    now: Timestamp,
+    random: u32,
+}
+
+impl Run {
+    fn event(&mut self, index: Option<usize>, kind: &'static str, data: Value) {
+        let step_id = index.map(|i| self.task.steps[i].id.clone());
+        self.events.push(Event { step_id, kind, data });
+    }
+
+    fn step_event(&mut self, index: usize, kind: &'static str, mut data: Value) {
+        let step = &self.task.steps[index];
+        if let Some(fields) = data.as_object_mut() {
+            fields.insert("key".into(), Value::from(step.key.clone()));
+            fields.insert("attempt".into(), Value::from(step.attempt));
+            if let Some(agent) = &step.agent {
+                fields.insert("agent".into(), Value::from(agent.clone()));
+            }
+        }
+        self.event(Some(index), kind, data);
+    }
+
+    fn check_caller(&self, index: usize, caller: &Caller) -> Result<(), Refusal> {
+        match caller {
+            Caller::Admin => Ok(()),
+            Caller::Agent(name) if self.task.steps[index].agent.as_deref() == Some(name) => Ok(()),
+            Caller::Agent(_) => Err(Refusal::Forbidden),
+        }
+    }
+
+    /// Sends the message for the step's next attempt and marks it queued (or failed, for a
+    /// retry waiting out its backoff).
+    fn queue(&mut self, index: usize, status: StepStatus, delay_seconds: u32) {
+        let now = self.now;
+        let step = &mut self.task.steps[index];
+        step.status = status;
+        step.queued_at = Some(now);
+        step.due_at = Some(now.plus_millis(i64::from(delay_seconds) * 1000));
+        step.ready_at = None;
+        step.lease_id = None;
+        step.lease_expires_at = None;
+        self.sends.push(Send { step_id: step.id.clone(), attempt: step.attempt + 1, delay_seconds });
+    }
+
+    /// Queues every pending step whose dependencies are met, then settles the task's status.
+    fn advance(&mut self) {
+        if self.task.status == TaskStatus::Cancelled || self.task.status == TaskStatus::Succeeded {
+            return;
+        }
+        for index in 0..self.task.steps.len() {
+            let step = &self.task.steps[index];
+            if step.status == StepStatus::Pending && self.task.dependencies_met(step) {
+                self.queue(index, StepStatus::Queued, 0);
+                self.step_event(index, "step.queued", json!({}));
+            }
+        }
+        if self.task.steps.iter().all(|s| s.status.satisfies_dependents()) {
+            self.task.status = TaskStatus::Succeeded;
+            self.task.finished_at = Some(self.now);
+            self.event(None, "task.succeeded", json!({}));
+        }
+    }
+
+    fn start_attempt(&mut self, index: usize, lease_id: &str, lease_ms: i64) {
+        let now = self.now;
+        let step = &mut self.task.steps[index];
+        step.attempt += 1;
+        step.status = StepStatus::Leased;
+        step.lease_id = Some(lease_id.to_string());
+        step.lease_expires_at = Some(now.plus_millis(lease_ms));
+        step.started_at.get_or_insert(now);
+        step.attempts.push(Attempt {
+            number: step.attempt,
+            agent: step.agent.clone(),
+            lease_id: Some(lease_id.to_string()),
+            status: AttemptStatus::Running,
+            started_at: now,
+            finished_at: None,
+            error: None,
+            completion_hash: None,
+            response: None,
+        });
+    }
+
+    fn finish_attempt(&mut self, index: usize, status: AttemptStatus, error: Option<String>) {
+        let now = self.now;
+        let step = &mut self.task.steps[index];
+        if let Some(attempt) = step.attempts.iter_mut().rev().find(|a| a.status == AttemptStatus::Running) {
+            attempt.status = status;
+            attempt.finished_at = Some(now);
+            attempt.error = error;
+        }
+    }
+
+    fn succeed(&mut self, index: usize, report: Option<ReportRef>) {
+        self.finish_attempt(index, AttemptStatus::Succeeded, None);
+        let now = self.now;
+        let step = &mut self.task.steps[index];
+        step.status = StepStatus::Succeeded;
+        step.finished_at = Some(now);
+        step.lease_id = None;
+        step.lease_expires_at = None;
+        step.error = None;
+        if let Some(report) = report {
+            self.reports.push((step.id.clone(), report));
+        }
+        self.step_event(index, "step.succeeded", json!({}));
+        self.advance();
+    }
+
+    /// Ends the running attempt as failed: retried after a backoff while attempts remain, dead
+    /// (and the task failed) when they are used up.
+    fn fail(&mut self, index: usize, status: AttemptStatus, error: String) {
+        self.finish_attempt(index, status, Some(error.clone()));
+        let step = &mut self.task.steps[index];
+        step.error = Some(error.clone());
+        if step.attempt < step.attempts_max {
+            let delay = backoff_seconds(step.attempt, self.random);
+            self.queue(index, StepStatus::Failed, delay);
+            self.step_event(index, "step.failed", json!({"error": error, "retry_in_seconds": delay}));
+        } else {
+            self.step_event(index, "step.failed", json!({"error": error, "retry_in_seconds": null}));
+            self.kill(index, format!("attempts exhausted after {} tries: {error}", self.task.steps[index].attempt));
+        }
+    }
+
+    fn kill(&mut self, index: usize, reason: String) {
+        let now = self.now;
+        let step = &mut self.task.steps[index];
+        step.status = StepStatus::Dead;
+        step.finished_at = Some(now);
+        step.lease_id = None;
+        step.lease_expires_at = None;
+        step.ready_at = None;
+        step.error = Some(reason.clone());
+        self.step_event(index, "step.dead", json!({"reason": reason}));
+        if self.task.status == TaskStatus::Running {
+            self.task.status = TaskStatus::Failed;
+            self.task.finished_at = Some(now);
+            let key = self.task.steps[index].key.clone();
+            self.event(None, "task.failed", json!({"step": key}));
+        }
+    }
+
+    fn dispatch(&mut self, step_id: &str, attempt: u32, how: &Dispatch) -> Result<Option<&'static str>, Refusal> {
+        let index = self.task.index(step_id)?;
+        let step = &self.task.steps[index];
+        if self.task.status == TaskStatus::Cancelled || self.task.status == TaskStatus::Succeeded {
+            return Ok(Some("the task is finished"));
+        }
+        let waiting = matches!(step.status, StepStatus::Queued | StepStatus::Failed) && step.ready_at.is_none();
+        if !waiting || step.attempt + 1 != attempt {
+            return Ok(Some("duplicate or stale message"));
+        }
+        match how {
+            Dispatch::Leasable => {
+                let now = self.now;
+                let step = &mut self.task.steps[index];
+                step.status = StepStatus::Queued;
+                step.ready_at = Some(now);
+                self.step_event(index, "step.ready", json!({}));
+            }
+            Dispatch::Deliver { lease_id, lease_ms } => {
+                self.start_attempt(index, lease_id, *lease_ms);
+                self.step_event(index, "step.leased", json!({"lease_id": lease_id, "via": "webhook"}));
+            }
+            Dispatch::Builtin { report } => {
+                self.start_attempt(index, "builtin", 0);
+                self.step_event(index, "step.leased", json!({"via": "builtin"}));
+                self.succeed(index, Some(report.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    fn lease(
+        &mut self,
+        step_id: &str,
+        caller: &Caller,
+        lease_id: &str,
+        lease_ms: i64,
+        at_capacity: bool,
+    ) -> Result<(), Refusal> {
+        let index = self.task.index(step_id)?;
+        self.check_caller(index, caller)?;
+        let step = &self.task.steps[index];
+        if self.task.status == TaskStatus::Cancelled {
+            return Err(Refusal::Cancelled);
+        }
+        if step.runner != Runner::Agent || step.status != StepStatus::Queued || step.ready_at.is_none() {
+            return Err(Refusal::NotLeasable);
+        }
+        if at_capacity {
+            return Err(Refusal::AtCapacity);
+        }
+        self.start_attempt(index, lease_id, lease_ms);
+        let waited = self.task.steps[index].ready_at.map(|ready| self.now.as_millis() - ready.as_millis());
+        self.step_event(
+            index,
+            "step.leased",
+            json!({"lease_id": lease_id, "via": "lease", "ready_to_leased_ms": waited}),
+        );
+        Ok(())
+    }
+
+    /// The step's current, unexpired lease, or why `lease_id` is not it.
+    fn current_lease(&self, index: usize, lease_id: &str) -> Result<(), Refusal> {
+        let step = &self.task.steps[index];
+        if self.task.status == TaskStatus::Cancelled || step.status == StepStatus::Cancelled {
+            return Err(Refusal::Cancelled);
+        }
+        if step.status != StepStatus::Leased || step.lease_id.as_deref() != Some(lease_id) {
+            return Err(Refusal::StaleLease("this lease is not the step's current lease"));
+        }
+        if step.lease_expires_at.is_some_and(|expires| self.now >= expires) {
+            return Err(Refusal::StaleLease("this lease has expired"));
+        }
+        Ok(())
+    }
+
+    fn heartbeat(&mut self, step_id: &str, caller: &Caller, lease_id: &str, lease_ms: i64) -> Result<(), Refusal> {
+        let index = self.task.index(step_id)?;
+        self.check_caller(index, caller)?;
+        self.current_lease(index, lease_id)?;
+        let now = self.now;
+        self.task.steps[index].lease_expires_at = Some(now.plus_millis(lease_ms));
+        Ok(())
+    }
+
+    fn complete(&mut self, completion: &Completion) -> Result<Completed, Refusal> {
+        let index = self.task.index(&completion.step_id)?;
+        self.check_caller(index, &completion.caller)?;
+        let step = &self.task.steps[index];
+        let answered = step
+            .attempts
+            .iter()
+            .find(|a| a.lease_id.as_deref() == Some(completion.lease_id.as_str()) && a.completion_hash.is_some());
+        if let Some(attempt) = answered {
+            return if attempt.completion_hash.as_deref() == Some(completion.hash.as_str()) {
+                Ok(Completed::Replay(attempt.response.clone().unwrap_or_default()))
+            } else {
+                Err(Refusal::StaleLease("this lease was already completed with a different body"))
+            };
+        }
+        self.current_lease(index, &completion.lease_id)?;
+        let attempt_number = step.attempt;
+        if completion.succeeded {
+            self.succeed(index, completion.report.clone());
+        } else {
+            if let Some(report) = &completion.report {
+                self.reports.push((completion.step_id.clone(), report.clone()));
+            }
+            let error = completion.error.clone().unwrap_or_else(|| "the agent reported failure".into());
+            self.fail(index, AttemptStatus::Failed, error);
+        }
+        let step = &self.task.steps[index];
+        let response = json!({
+            "step_id": step.id,
+            "task_id": self.task.id,
+            "attempt": attempt_number,
+            "outcome": if completion.succeeded { "succeeded" } else { "failed" },
+            "status": step.status,
+            "task_status": self.task.status,
+        })
+        .to_string();
+        let step = &mut self.task.steps[index];
+        if let Some(attempt) = step.attempts.iter_mut().find(|a| a.number == attempt_number) {
+            attempt.completion_hash = Some(completion.hash.clone());
+            attempt.response = Some(response.clone());
+        }
+        Ok(Completed::Now(response))
+    }
+
+    /// Returns whether anything changed.
+    fn sweep(&mut self, redispatch_after_ms: i64) -> bool {
+        if self.task.status == TaskStatus::Cancelled || self.task.status == TaskStatus::Succeeded {
+            return false;
+        }
+        let mut changed = false;
+        for index in 0..self.task.steps.len() {
+            let step = &self.task.steps[index];
+            let expired = step.status == StepStatus::Leased && step.lease_expires_at.is_some_and(|e| e <= self.now);
+            let overdue = matches!(step.status, StepStatus::Queued | StepStatus::Failed)
+                && step.ready_at.is_none()
+                && step.due_at.is_some_and(|due| due.plus_millis(redispatch_after_ms) <= self.now);
+            if expired {
+                self.step_event(index, "step.lease_expired", json!({}));
+                self.fail(index, AttemptStatus::Expired, "the lease expired without a heartbeat".into());
+                changed = true;
+            } else if overdue {
+                let status = step.status;
+                self.queue(index, status, 0);
+                self.step_event(index, "step.redispatched", json!({}));
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    fn cancel(&mut self) -> Result<Option<&'static str>, Refusal> {
+        match self.task.status {
+            TaskStatus::Cancelled => return Ok(Some("already cancelled")),
+            TaskStatus::Succeeded => return Err(Refusal::WrongStatus("the task has already succeeded".into())),
+            TaskStatus::Running | TaskStatus::Failed => {}
+        }
+        for index in 0..self.task.steps.len() {
+            if self.task.steps[index].status.is_settled() {
+                continue;
+            }
+            self.finish_attempt(index, AttemptStatus::Cancelled, Some("the task was cancelled".into()));
+            let now = self.now;
+            let step = &mut self.task.steps[index];
+            step.status = StepStatus::Cancelled;
+            step.finished_at = Some(now);
+            step.lease_id = None;
+            step.lease_expires_at = None;
+            self.step_event(index, "step.cancelled", json!({}));
+        }
+        self.task.status = TaskStatus::Cancelled;
+        self.task.finished_at = Some(self.now);
+        self.event(None, "task.cancelled", json!({}));
+        Ok(None)
+    }
+
+    fn retry(&mut self, step_id: &str) -> Result<(), Refusal> {
+        let index = self.task.index(step_id)?;
+        if self.task.status == TaskStatus::Cancelled {
+            return Err(Refusal::Cancelled);
+        }
+        let step = &mut self.task.steps[index];
+        if step.status != StepStatus::Dead {
+            return Err(Refusal::WrongStatus(format!(
+                "only a dead step can be retried; this one is {}",
+                step.status.as_str()
+            )));
+        }
+        step.attempts_max = step.attempt + step.attempts_budget;
+        step.finished_at = None;
+        self.queue(index, StepStatus::Queued, 0);
+        self.step_event(index, "step.retried", json!({"attempts_max": self.task.steps[index].attempts_max}));
+        if self.task.status == TaskStatus::Failed && !self.task.steps.iter().any(|s| s.status == StepStatus::Dead) {
+            self.task.status = TaskStatus::Running;
+            self.task.finished_at = None;
+            self.event(None, "task.resumed", json!({}));
+        }
+        self.advance();
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, step_id: &str, attempt: u32, reason: &str) -> Result<Option<&'static str>, Refusal> {
+        let index = self.task.index(step_id)?;
+        let step = &self.task.steps[index];
+        let waiting = matches!(step.status, StepStatus::Queued | StepStatus::Failed) && step.ready_at.is_none();
+        if !waiting || step.attempt + 1 != attempt || self.task.status == TaskStatus::Cancelled {
+            return Ok(Some("the step has moved on since this message was sent"));
+        }
+        self.kill(index, format!("the queue gave up on its message: {reason}"));
+        Ok(None)
+    }
+}
+
+/// Checks what must hold of any task at any time; the simulation runs it after every event.
+pub fn check_invariants(task: &Task) -> Result<(), String> {
+    for step in &task.steps {
+        let here = |what: &str| format!("step {} ({}): {what}", step.key, step.status.as_str());
+        let started = !step.attempts.is_empty();
+        if started && !task.dependencies_met(step) {
+            return Err(here("started before its dependencies succeeded"));
+        }
+        if step.attempt > step.attempts_max {
+            return Err(here(&format!("attempt {} is over the limit {}", step.attempt, step.attempts_max)));
+        }
+        if step.attempts.len() != step.attempt as usize {
+            return Err(here("attempt count and attempt records disagree"));
+        }
+        let running = step.attempts.iter().filter(|a| a.status == AttemptStatus::Running).count();
+        let leased = step.status == StepStatus::Leased;
+        if running != usize::from(leased) || leased != step.lease_id.is_some() {
+            return Err(here("a lease must match exactly one running attempt"));
+        }
+        if step.status == StepStatus::Succeeded
+            && step.attempts.last().map(|a| a.status) != Some(AttemptStatus::Succeeded)
+        {
+            return Err(here("succeeded without a succeeded attempt"));
+        }
+    }
+    if task.status == TaskStatus::Succeeded && !task.steps.iter().all(|s| s.status.satisfies_dependents()) {
+        return Err("the task succeeded with steps unfinished".into());
+    }
+    if task.status == TaskStatus::Cancelled && task.steps.iter().any(|s| !s.status.is_settled()) {
+        return Err("the task is cancelled with steps still moving".into());
+    }
+    Ok(())
+}

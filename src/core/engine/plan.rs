@@ -1,0 +1,192 @@
+//! Submission: a workflow version, a task's analysis and the registered agents become the
+//! task's steps, each assigned to an agent or the Worker, or skipped with the reason.
+//!
+//! Assignment, step by step:
+//! - a step naming an agent gets it; a task is refused while any named agent is unregistered;
+//! - an optional step naming one of analysis's specialists runs only if analysis chose that
+//!   specialist ("the sveltekit step of a backend-only task" is skipped);
+//! - an `auto-select` step gets the best registered agent for its requirements, or is skipped
+//!   (if optional) or refused (if not) when none matches;
+//! - a step with no agent runs in the Worker if its name is a [`BUILTIN_STEPS`] entry, and is
+//!   otherwise skipped (if optional) or refused.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::{Event, Run, Runner, Send, Step, StepStatus, Task, TaskStatus};
+use crate::core::analysis::{self, AgentProfile, Analysis, Selection, SPECIALISTS};
+use crate::core::error::Detail;
+use crate::core::limits::{STEP_ATTEMPTS_DEFAULT, STEP_ATTEMPTS_MAX};
+use crate::core::time::Timestamp;
+use crate::core::workflow::{missing_agents, Definition, StepDefinition};
+
+/// Steps without an agent that the Worker runs itself, by step name: the feedback aggregation
+/// and summaries of the seed workflow.
+pub const BUILTIN_STEPS: &[&str] = &["feedback_aggregation", "task_summary", "post_flight_summary"];
+
+/// What a submission is planned from.
+pub struct PlanInput<'a> {
+    pub task_id: &'a str,
+    /// One new id per workflow step, in order.
+    pub step_ids: &'a [String],
+    pub definition: &'a Definition,
+    pub analysis: &'a Analysis,
+    pub agents: &'a [AgentProfile<'a>],
+    pub now: Timestamp,
+}
+
+/// A planned task: its initial state, the events and first queue messages of its creation, the
+/// auto-select decisions (kept with the analysis) and each step's instructions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub task: Task,
+    pub events: Vec<Event>,
+    pub sends: Vec<Send>,
+    pub selections: BTreeMap<String, Selection>,
+    /// Per step, in order: its title, phase, text and structured blocks (JSON).
+    pub instructions: Vec<Value>,
+}
+
+/// Plans the task, or returns every reason it cannot run.
+pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
+    let registered: Vec<&str> = input.agents.iter().map(|a| a.name).collect();
+    let mut problems: Vec<Detail> = missing_agents(input.definition, &registered)
+        .into_iter()
+        .map(|agent| {
+            let keys = steps_naming(input.definition, agent);
+            Detail::field("workflow", format!("agent {agent} (step {keys}) is not registered"))
+        })
+        .collect();
+    let mut selections = BTreeMap::new();
+    let mut steps = Vec::new();
+    let mut events = Vec::new();
+    for (definition, id) in input.definition.steps.iter().zip(input.step_ids) {
+        let (runner, agent, skip_reason) = match assign(definition, input, &mut selections) {
+            Ok(assigned) => assigned,
+            Err(problem) => {
+                problems.push(problem);
+                continue;
+            }
+        };
+        let attempts = attempts_of(definition);
+        let skipped = skip_reason.is_some();
+        if skipped {
+            events.push(Event {
+                step_id: Some(id.clone()),
+                kind: "step.skipped",
+                data: json!({"key": definition.key, "reason": skip_reason}),
+            });
+        }
+        steps.push(Step {
+            id: id.clone(),
+            key: definition.key.clone(),
+            name: definition.name.clone(),
+            runner,
+            agent,
+            status: if skipped { StepStatus::Skipped } else { StepStatus::Pending },
+            depends_on: definition.depends_on.clone(),
+            attempt: 0,
+            attempts_max: attempts,
+            attempts_budget: attempts,
+            lease_id: None,
+            lease_expires_at: None,
+            queued_at: None,
+            due_at: None,
+            ready_at: None,
+            started_at: None,
+            finished_at: skipped.then_some(input.now),
+            skip_reason,
+            error: None,
+            attempts: Vec::new(),
+        });
+    }
+    if input.step_ids.len() != input.definition.steps.len() {
+        problems.push(Detail::field("workflow", "internal: one step id is needed per workflow step"));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let task =
+        Task { id: input.task_id.to_string(), status: TaskStatus::Running, version: 1, finished_at: None, steps };
+    let mut run = Run { task, events: Vec::new(), sends: Vec::new(), reports: Vec::new(), now: input.now, random: 0 };
+    run.event(None, "task.created", json!({"task_type": input.analysis.task_type, "agents": input.analysis.agents}));
+    run.events.extend(events);
+    run.advance();
+    Ok(Plan {
+        task: run.task,
+        events: run.events,
+        sends: run.sends,
+        selections,
+        instructions: input.definition.steps.iter().map(instructions_of).collect(),
+    })
+}
+
+type Assigned = (Runner, Option<String>, Option<String>);
+
+fn assign(
+    step: &StepDefinition,
+    input: &PlanInput,
+    selections: &mut BTreeMap<String, Selection>,
+) -> Result<Assigned, Detail> {
+    let here = format!("step {} ({})", step.key, step.name);
+    if let Some(agent) = &step.agent {
+        let specialist = SPECIALISTS.contains(&agent.as_str());
+        if step.optional && specialist && !input.analysis.agents.contains(agent) {
+            let reason =
+                format!("analysis found a {} task, which does not need {agent}", input.analysis.task_type.name());
+            return Ok((Runner::Agent, Some(agent.clone()), Some(reason)));
+        }
+        return Ok((Runner::Agent, Some(agent.clone()), None));
+    }
+    if let Some(auto) = &step.auto_select {
+        let selection = analysis::select(&auto.requirements, input.agents);
+        let chosen = selection.agent.clone();
+        selections.insert(step.key.clone(), selection);
+        return match chosen {
+            Some(agent) => Ok((Runner::Agent, Some(agent), None)),
+            None if step.optional => Ok((
+                Runner::Agent,
+                None,
+                Some(format!("no registered agent matches the requirements {}", auto.requirements.join(", "))),
+            )),
+            None => Err(Detail::field(
+                "workflow",
+                format!("{here}: no registered agent matches the requirements {}", auto.requirements.join(", ")),
+            )),
+        };
+    }
+    if BUILTIN_STEPS.contains(&step.name.as_str()) {
+        return Ok((Runner::Builtin, None, None));
+    }
+    if step.optional {
+        return Ok((Runner::Agent, None, Some("the step names no agent and is not a built-in step".into())));
+    }
+    Err(Detail::field(
+        "workflow",
+        format!("{here} names no agent and is not a built-in step ({})", BUILTIN_STEPS.join(", ")),
+    ))
+}
+
+fn steps_naming(definition: &Definition, agent: &str) -> String {
+    let keys: Vec<&str> =
+        definition.steps.iter().filter(|s| s.agent.as_deref() == Some(agent)).map(|s| s.key.as_str()).collect();
+    keys.join(", ")
+}
+
+/// `max_attempts="5"` on the step, within [1, STEP_ATTEMPTS_MAX]; the default otherwise.
+fn attempts_of(step: &StepDefinition) -> u32 {
+    step.attributes
+        .get("max_attempts")
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .map_or(STEP_ATTEMPTS_DEFAULT, |n| n.clamp(1, STEP_ATTEMPTS_MAX))
+}
+
+fn instructions_of(step: &StepDefinition) -> Value {
+    json!({
+        "title": step.title,
+        "phase": step.phase,
+        "text": step.text,
+        "blocks": step.blocks,
+    })
+}

@@ -1,0 +1,461 @@
+//! Every transition of the state machine, one at a time, on the default workflow.
+
+use super::plan::{plan, PlanInput, BUILTIN_STEPS};
+use super::*;
+use crate::core::analysis::{analyze, AgentProfile, TaskInput};
+use crate::core::default_agents::DEFAULT_AGENTS;
+use crate::core::instructions;
+use crate::core::workflow::{self, Definition, DEFAULT_WORKFLOW_NAME, DEFAULT_WORKFLOW_SOURCE};
+
+const FULL_STACK: &str = "Add a D1-backed comments API and a SvelteKit page that lists them";
+const BACKEND: &str = "Add a D1 migration and a Worker API endpoint for comments";
+const FRONTEND: &str = "Restyle the SvelteKit settings page and its form components";
+
+fn at(ms: i64) -> Timestamp {
+    Timestamp::from_millis(1_800_000_000_000 + ms).unwrap()
+}
+
+fn default_definition() -> Definition {
+    let parsed = instructions::parse(DEFAULT_WORKFLOW_SOURCE);
+    workflow::from_instructions(DEFAULT_WORKFLOW_NAME.into(), &parsed.file)
+}
+
+fn capabilities() -> Vec<Vec<String>> {
+    DEFAULT_AGENTS.iter().map(|a| a.capabilities.iter().map(|c| c.to_string()).collect()).collect()
+}
+
+fn planned(definition: &Definition, title: &str, extra_agents: &[&str]) -> Result<plan::Plan, Vec<Detail>> {
+    let capabilities = capabilities();
+    let extra_capabilities = vec![vec!["testing".to_string()]; extra_agents.len()];
+    let mut agents: Vec<AgentProfile> = DEFAULT_AGENTS
+        .iter()
+        .zip(&capabilities)
+        .map(|(a, c)| AgentProfile { name: a.name, description: a.description, capabilities: c })
+        .collect();
+    for (name, c) in extra_agents.iter().zip(&extra_capabilities) {
+        agents.push(AgentProfile { name, description: "", capabilities: c });
+    }
+    let analysis = analyze(&TaskInput { title, description: "", requirements: &[], paths: &[] });
+    let step_ids: Vec<String> = (0..definition.steps.len()).map(|i| format!("stp_{i}")).collect();
+    plan(&PlanInput {
+        task_id: "tsk_1",
+        step_ids: &step_ids,
+        definition,
+        analysis: &analysis,
+        agents: &agents,
+        now: at(0),
+    })
+}
+
+use crate::core::error::Detail;
+
+fn submitted(title: &str) -> Task {
+    planned(&default_definition(), title, &[]).expect("the default workflow plans").task
+}
+
+fn id_of(task: &Task, key: &str) -> String {
+    task.steps.iter().find(|s| s.key == key).unwrap().id.clone()
+}
+
+fn step<'a>(task: &'a Task, key: &str) -> &'a Step {
+    task.steps.iter().find(|s| s.key == key).unwrap()
+}
+
+fn changed(task: &Task, command: Command, now: Timestamp) -> Transition {
+    match apply(task, &command, now, 7) {
+        Ok(Outcome::Changed(transition)) => {
+            assert_eq!(transition.task.version, task.version + 1);
+            check_invariants(&transition.task).unwrap();
+            *transition
+        }
+        other => panic!("{command:?} did not change the task: {other:?}"),
+    }
+}
+
+fn refused(task: &Task, command: Command, now: Timestamp) -> Refusal {
+    match apply(task, &command, now, 7) {
+        Err(refusal) => refusal,
+        other => panic!("{command:?} was not refused: {other:?}"),
+    }
+}
+
+fn dispatch(task: &Task, key: &str) -> Task {
+    let step = step(task, key);
+    let command = Command::Dispatch { step_id: step.id.clone(), attempt: step.attempt + 1, how: Dispatch::Leasable };
+    changed(task, command, at(10)).task
+}
+
+fn lease(task: &Task, key: &str, lease_id: &str) -> Task {
+    let command = Command::Lease {
+        step_id: id_of(task, key),
+        caller: Caller::Admin,
+        lease_id: lease_id.into(),
+        lease_ms: 1_000,
+        at_capacity: false,
+    };
+    changed(task, command, at(20)).task
+}
+
+fn completion(task: &Task, key: &str, succeeded: bool, hash: &str) -> Command {
+    Command::Complete(Completion {
+        step_id: id_of(task, key),
+        lease_id: step(task, key).lease_id.clone().unwrap_or_default(),
+        caller: Caller::Admin,
+        succeeded,
+        error: (!succeeded).then(|| "broke".to_string()),
+        hash: hash.into(),
+        report: Some(ReportRef::Inline("{}".into())),
+    })
+}
+
+/// Dispatches, leases and completes one step successfully.
+fn run(task: &Task, key: &str) -> Transition {
+    let leased = lease(&dispatch(task, key), key, &format!("lse_{key}"));
+    changed(&leased, completion(&leased, key, true, "h"), at(30))
+}
+
+#[test]
+fn a_full_stack_task_queues_step_1_only_and_runs_both_specialists() {
+    let plan = planned(&default_definition(), FULL_STACK, &[]).unwrap();
+    let statuses: Vec<_> = plan.task.steps.iter().map(|s| (s.key.as_str(), s.status)).collect();
+    assert_eq!(statuses[0], ("1", StepStatus::Queued));
+    assert!(statuses[1..].iter().all(|(_, s)| *s == StepStatus::Pending));
+    assert_eq!(plan.sends, vec![Send { step_id: id_of(&plan.task, "1"), attempt: 1, delay_seconds: 0 }]);
+    assert_eq!(plan.events[0].kind, "task.created");
+    assert_eq!(plan.instructions.len(), plan.task.steps.len());
+    assert_eq!(step(&plan.task, "4").runner, Runner::Builtin);
+}
+
+#[test]
+fn a_backend_task_skips_the_frontend_step_with_a_reason_and_a_frontend_task_the_backend_step() {
+    let plan = planned(&default_definition(), BACKEND, &[]).unwrap();
+    let skipped = step(&plan.task, "2b");
+    assert_eq!(skipped.status, StepStatus::Skipped);
+    assert!(skipped.skip_reason.as_deref().unwrap().contains("backend task"));
+    assert!(plan.events.iter().any(|e| e.kind == "step.skipped"));
+    let frontend = submitted(FRONTEND);
+    assert_eq!(step(&frontend, "2a").status, StepStatus::Skipped);
+    assert_eq!(step(&frontend, "2b").status, StepStatus::Pending);
+}
+
+#[test]
+fn a_workflow_naming_unregistered_agents_is_refused_with_their_names_and_steps() {
+    let mut definition = default_definition();
+    definition.steps[0].agent = Some("ghost".into());
+    definition.steps[5].agent = Some("ghost".into());
+    let problems = planned(&definition, FULL_STACK, &[]).unwrap_err();
+    assert_eq!(problems[0].message, "agent ghost (step 1, 5) is not registered");
+}
+
+#[test]
+fn auto_select_steps_get_the_best_agent_and_are_skipped_or_refused_without_one() {
+    let mut definition = default_definition();
+    definition.steps[5].agent = None;
+    definition.steps[5].auto_select = Some(workflow::AutoSelect { requirements: vec!["unit tests".into()] });
+    let plan = planned(&definition, FULL_STACK, &[]).unwrap();
+    assert_eq!(step(&plan.task, "5").agent.as_deref(), Some("test-runner"));
+    assert!(plan.selections.contains_key("5"));
+
+    definition.steps[5].auto_select = Some(workflow::AutoSelect { requirements: vec!["zzz".into()] });
+    assert!(planned(&definition, FULL_STACK, &[]).unwrap_err()[0].message.contains("no registered agent"));
+    definition.steps[5].optional = true;
+    let plan = planned(&definition, FULL_STACK, &[]).unwrap();
+    assert_eq!(step(&plan.task, "5").status, StepStatus::Skipped);
+}
+
+#[test]
+fn a_step_without_an_agent_is_built_in_by_name_or_skipped_if_optional_or_refused() {
+    let mut definition = default_definition();
+    definition.steps[4].name = "mystery".into();
+    assert!(planned(&definition, FULL_STACK, &[]).unwrap_err()[0].message.contains("not a built-in step"));
+    definition.steps[4].optional = true;
+    assert_eq!(step(&planned(&definition, FULL_STACK, &[]).unwrap().task, "4").status, StepStatus::Skipped);
+    assert!(BUILTIN_STEPS.contains(&"feedback_aggregation"));
+}
+
+#[test]
+fn max_attempts_is_read_from_the_step_and_clamped() {
+    let mut definition = default_definition();
+    definition.steps[0].attributes.insert("max_attempts".into(), "5".into());
+    definition.steps[1].attributes.insert("max_attempts".into(), "500".into());
+    definition.steps[2].attributes.insert("max_attempts".into(), "0".into());
+    let task = planned(&definition, FULL_STACK, &[]).unwrap().task;
+    assert_eq!(step(&task, "1").attempts_max, 5);
+    assert_eq!(step(&task, "2a").attempts_max, crate::core::limits::STEP_ATTEMPTS_MAX);
+    assert_eq!(step(&task, "2b").attempts_max, 1);
+    assert_eq!(step(&task, "3").attempts_max, crate::core::limits::STEP_ATTEMPTS_DEFAULT);
+}
+
+#[test]
+fn dispatching_a_pull_step_makes_it_leasable_and_a_duplicate_message_changes_nothing() {
+    let task = submitted(FULL_STACK);
+    let ready = dispatch(&task, "1");
+    assert_eq!(step(&ready, "1").status, StepStatus::Queued);
+    assert_eq!(step(&ready, "1").ready_at, Some(at(10)));
+    let again = Command::Dispatch { step_id: id_of(&ready, "1"), attempt: 1, how: Dispatch::Leasable };
+    assert!(matches!(apply(&ready, &again, at(11), 0), Ok(Outcome::Unchanged(_))));
+    let other_attempt = Command::Dispatch { step_id: id_of(&task, "1"), attempt: 2, how: Dispatch::Leasable };
+    assert!(matches!(apply(&task, &other_attempt, at(11), 0), Ok(Outcome::Unchanged(_))));
+}
+
+#[test]
+fn dispatching_a_webhook_step_leases_it_for_the_delivery() {
+    let task = submitted(FULL_STACK);
+    let how = Dispatch::Deliver { lease_id: "lse_w".into(), lease_ms: 5_000 };
+    let after = changed(&task, Command::Dispatch { step_id: id_of(&task, "1"), attempt: 1, how }, at(10)).task;
+    let step = step(&after, "1");
+    assert_eq!((step.status, step.attempt, step.lease_id.as_deref()), (StepStatus::Leased, 1, Some("lse_w")));
+    assert_eq!(step.lease_expires_at, Some(at(5_010)));
+}
+
+#[test]
+fn a_builtin_step_runs_at_dispatch_and_the_next_step_is_queued() {
+    let mut task = submitted(FULL_STACK);
+    for key in ["1", "2a", "2b", "3"] {
+        task = run(&task, key).task;
+    }
+    assert_eq!(step(&task, "4").status, StepStatus::Queued);
+    let how = Dispatch::Builtin { report: ReportRef::Inline("{\"builtin\":true}".into()) };
+    let transition = changed(&task, Command::Dispatch { step_id: id_of(&task, "4"), attempt: 1, how }, at(40));
+    assert_eq!(step(&transition.task, "4").status, StepStatus::Succeeded);
+    assert_eq!(step(&transition.task, "5").status, StepStatus::Queued);
+    assert_eq!(transition.reports.len(), 1);
+}
+
+#[test]
+fn a_message_for_a_finished_task_changes_nothing() {
+    let task = submitted(FULL_STACK);
+    let cancelled = changed(&task, Command::Cancel, at(5)).task;
+    let command = Command::Dispatch { step_id: id_of(&task, "1"), attempt: 1, how: Dispatch::Leasable };
+    assert!(matches!(apply(&cancelled, &command, at(6), 0), Ok(Outcome::Unchanged(_))));
+}
+
+#[test]
+fn only_a_dispatched_step_can_be_leased_and_only_by_its_agent_within_its_capacity() {
+    let task = submitted(FULL_STACK);
+    let lease_as = |task: &Task, caller: Caller, at_capacity: bool| Command::Lease {
+        step_id: id_of(task, "1"),
+        caller,
+        lease_id: "lse_1".into(),
+        lease_ms: 1_000,
+        at_capacity,
+    };
+    assert_eq!(refused(&task, lease_as(&task, Caller::Admin, false), at(1)), Refusal::NotLeasable);
+    let ready = dispatch(&task, "1");
+    assert_eq!(
+        refused(&ready, lease_as(&ready, Caller::Agent("test-runner".into()), false), at(1)),
+        Refusal::Forbidden
+    );
+    assert_eq!(refused(&ready, lease_as(&ready, Caller::Admin, true), at(1)), Refusal::AtCapacity);
+    let leased = changed(&ready, lease_as(&ready, Caller::Agent("context-fetcher".into()), false), at(20)).task;
+    let step = step(&leased, "1");
+    assert_eq!((step.status, step.attempt, step.lease_expires_at), (StepStatus::Leased, 1, Some(at(1_020))));
+    assert_eq!(refused(&leased, lease_as(&leased, Caller::Admin, false), at(21)), Refusal::NotLeasable);
+}
+
+#[test]
+fn a_cancelled_task_refuses_leases() {
+    let ready = dispatch(&submitted(FULL_STACK), "1");
+    let mut cancelled = ready.clone();
+    cancelled.status = TaskStatus::Cancelled;
+    let command = Command::Lease {
+        step_id: id_of(&ready, "1"),
+        caller: Caller::Admin,
+        lease_id: "l".into(),
+        lease_ms: 1,
+        at_capacity: false,
+    };
+    assert_eq!(refused(&cancelled, command, at(30)), Refusal::Cancelled);
+}
+
+#[test]
+fn a_heartbeat_extends_the_current_lease_and_refuses_any_other() {
+    let leased = lease(&dispatch(&submitted(FULL_STACK), "1"), "1", "lse_a");
+    let beat = |lease_id: &str| Command::Heartbeat {
+        step_id: id_of(&leased, "1"),
+        caller: Caller::Admin,
+        lease_id: lease_id.into(),
+        lease_ms: 1_000,
+    };
+    let extended = changed(&leased, beat("lse_a"), at(500)).task;
+    assert_eq!(step(&extended, "1").lease_expires_at, Some(at(1_500)));
+    assert!(matches!(refused(&leased, beat("lse_other"), at(500)), Refusal::StaleLease(_)));
+    assert!(matches!(refused(&leased, beat("lse_a"), at(1_020)), Refusal::StaleLease(_)), "expired");
+    let cancelled = changed(&leased, Command::Cancel, at(600)).task;
+    assert_eq!(refused(&cancelled, beat("lse_a"), at(700)), Refusal::Cancelled);
+}
+
+#[test]
+fn the_fan_in_step_is_queued_once_when_the_last_parallel_step_succeeds_in_either_order() {
+    let after_one = run(&submitted(FULL_STACK), "1").task;
+    assert_eq!(step(&after_one, "2a").status, StepStatus::Queued);
+    assert_eq!(step(&after_one, "2b").status, StepStatus::Queued);
+    for order in [["2a", "2b"], ["2b", "2a"]] {
+        let first = run(&after_one, order[0]);
+        assert_eq!(step(&first.task, "3").status, StepStatus::Pending);
+        assert!(first.sends.is_empty());
+        let second = run(&first.task, order[1]);
+        assert_eq!(step(&second.task, "3").status, StepStatus::Queued);
+        assert_eq!(second.sends.len(), 1);
+        assert_eq!(second.events.iter().filter(|e| e.kind == "step.queued").count(), 1);
+    }
+}
+
+#[test]
+fn the_task_succeeds_with_its_last_step() {
+    let mut task = submitted(BACKEND);
+    for key in ["1", "2a", "3"] {
+        task = run(&task, key).task;
+    }
+    let how = Dispatch::Builtin { report: ReportRef::Inline("{}".into()) };
+    task = changed(&task, Command::Dispatch { step_id: id_of(&task, "4"), attempt: 1, how }, at(40)).task;
+    task = run(&task, "5").task;
+    let last = run(&task, "6");
+    assert_eq!(last.task.status, TaskStatus::Succeeded);
+    assert!(last.events.iter().any(|e| e.kind == "task.succeeded"));
+}
+
+#[test]
+fn a_failed_attempt_is_retried_after_a_backoff_and_the_last_one_kills_the_step_and_fails_the_task() {
+    let mut task = submitted(FULL_STACK);
+    for attempt in 1..=3 {
+        let leased = lease(&dispatch(&task, "1"), "1", &format!("lse_{attempt}"));
+        let transition = changed(&leased, completion(&leased, "1", false, "h"), at(30));
+        task = transition.task;
+        if attempt < 3 {
+            assert_eq!(step(&task, "1").status, StepStatus::Failed);
+            let delay = backoff_seconds(attempt, 7);
+            assert_eq!(
+                transition.sends,
+                vec![Send { step_id: id_of(&task, "1"), attempt: attempt + 1, delay_seconds: delay }]
+            );
+            assert_eq!(step(&task, "1").due_at, Some(at(30 + i64::from(delay) * 1000)));
+        }
+    }
+    assert_eq!(step(&task, "1").status, StepStatus::Dead);
+    assert_eq!(task.status, TaskStatus::Failed);
+    assert!(step(&task, "1").error.as_deref().unwrap().contains("attempts exhausted"));
+}
+
+#[test]
+fn the_same_completion_twice_is_answered_as_the_first_time_and_another_body_is_refused() {
+    let leased = lease(&dispatch(&submitted(FULL_STACK), "1"), "1", "lse_1");
+    let first = changed(&leased, completion(&leased, "1", true, "h1"), at(30));
+    let replay = apply(&first.task, &completion(&leased, "1", true, "h1"), at(40), 0).unwrap();
+    assert_eq!(replay, Outcome::Replay(first.response.clone().unwrap()));
+    assert!(matches!(refused(&first.task, completion(&leased, "1", true, "h2"), at(40)), Refusal::StaleLease(_)));
+    let response: serde_json::Value = serde_json::from_str(first.response.as_deref().unwrap()).unwrap();
+    assert_eq!(response["status"], "succeeded");
+    assert_eq!(first.reports.len(), 1);
+}
+
+#[test]
+fn a_completion_after_the_lease_expired_is_refused() {
+    let leased = lease(&dispatch(&submitted(FULL_STACK), "1"), "1", "lse_1");
+    assert!(matches!(refused(&leased, completion(&leased, "1", true, "h"), at(5_000)), Refusal::StaleLease(_)));
+}
+
+#[test]
+fn backoff_doubles_is_capped_and_jittered_but_never_zero() {
+    for attempt in 1..=20 {
+        for random in [0, 1, 7, u32::MAX] {
+            let full = (RETRY_BACKOFF_BASE_SECONDS << (attempt - 1).min(16)).min(RETRY_BACKOFF_CAP_SECONDS);
+            let delay = backoff_seconds(attempt, random);
+            assert!(delay >= (full / 2).max(1) && delay <= full, "{attempt} {random} {delay}");
+        }
+    }
+    assert_eq!(backoff_seconds(1, 0), 1);
+    assert_eq!(backoff_seconds(30, 0), RETRY_BACKOFF_CAP_SECONDS / 2);
+}
+
+#[test]
+fn the_sweep_expires_a_lease_whose_heartbeats_stopped() {
+    let leased = lease(&dispatch(&submitted(FULL_STACK), "1"), "1", "lse_1");
+    assert!(matches!(
+        apply(&leased, &Command::Sweep { redispatch_after_ms: 60_000 }, at(500), 0),
+        Ok(Outcome::Unchanged(_))
+    ));
+    let swept = changed(&leased, Command::Sweep { redispatch_after_ms: 60_000 }, at(1_020));
+    let step = step(&swept.task, "1");
+    assert_eq!(step.status, StepStatus::Failed);
+    assert_eq!(step.attempts[0].status, AttemptStatus::Expired);
+    assert_eq!(swept.sends[0].attempt, 2);
+    assert!(swept.events.iter().any(|e| e.kind == "step.lease_expired"));
+}
+
+#[test]
+fn the_sweep_resends_an_overdue_message_for_the_same_attempt_but_not_a_recent_one() {
+    let task = submitted(FULL_STACK);
+    let sweep = Command::Sweep { redispatch_after_ms: 60_000 };
+    assert!(matches!(apply(&task, &sweep, at(59_999), 0), Ok(Outcome::Unchanged(_))));
+    let swept = changed(&task, sweep, at(60_000));
+    assert_eq!(swept.sends, vec![Send { step_id: id_of(&task, "1"), attempt: 1, delay_seconds: 0 }]);
+    assert_eq!(step(&swept.task, "1").queued_at, Some(at(60_000)));
+}
+
+#[test]
+fn cancelling_stops_every_moving_step_and_leaves_finished_ones_alone() {
+    let after_one = run(&submitted(FULL_STACK), "1").task;
+    let leased = lease(&dispatch(&after_one, "2a"), "2a", "lse_2a");
+    let cancelled = changed(&leased, Command::Cancel, at(50)).task;
+    assert_eq!(cancelled.status, TaskStatus::Cancelled);
+    assert_eq!(step(&cancelled, "1").status, StepStatus::Succeeded);
+    assert!(cancelled.steps[1..].iter().all(|s| s.status == StepStatus::Cancelled));
+    assert_eq!(step(&cancelled, "2a").attempts[0].status, AttemptStatus::Cancelled);
+    assert!(matches!(apply(&cancelled, &Command::Cancel, at(60), 0), Ok(Outcome::Unchanged(_))));
+}
+
+#[test]
+fn a_succeeded_task_cannot_be_cancelled() {
+    let mut task = submitted(FULL_STACK);
+    task.status = TaskStatus::Succeeded;
+    assert!(matches!(refused(&task, Command::Cancel, at(1)), Refusal::WrongStatus(_)));
+}
+
+#[test]
+fn a_dead_step_retried_by_hand_gets_a_fresh_budget_and_the_task_resumes() {
+    let task = submitted(FULL_STACK);
+    let retry = Command::Retry { step_id: id_of(&task, "1") };
+    assert!(matches!(refused(&task, retry.clone(), at(1)), Refusal::WrongStatus(_)));
+    let dead =
+        changed(&task, Command::DeadLetter { step_id: id_of(&task, "1"), attempt: 1, reason: "x".into() }, at(5)).task;
+    assert_eq!(dead.status, TaskStatus::Failed);
+    let retried = changed(&dead, retry, at(10));
+    let step = step(&retried.task, "1");
+    assert_eq!((step.status, step.attempts_max), (StepStatus::Queued, step.attempt + step.attempts_budget));
+    assert_eq!(retried.task.status, TaskStatus::Running);
+    assert_eq!(retried.sends[0].attempt, 1);
+}
+
+#[test]
+fn a_dead_letter_for_an_older_attempt_changes_nothing() {
+    let ready = dispatch(&submitted(FULL_STACK), "1");
+    let command = Command::DeadLetter { step_id: id_of(&ready, "1"), attempt: 1, reason: "x".into() };
+    assert!(matches!(apply(&ready, &command, at(20), 0), Ok(Outcome::Unchanged(_))), "already dispatched");
+}
+
+#[test]
+fn unknown_steps_are_refused_and_refusals_change_nothing() {
+    let task = submitted(FULL_STACK);
+    let before = task.clone();
+    assert_eq!(refused(&task, Command::Retry { step_id: "stp_nope".into() }, at(1)), Refusal::UnknownStep);
+    assert_eq!(task, before);
+}
+
+#[test]
+fn the_invariants_reject_corrupted_states() {
+    let leased = lease(&dispatch(&submitted(FULL_STACK), "1"), "1", "lse_1");
+    let mut early = leased.clone();
+    early.steps[1].attempts = early.steps[0].attempts.clone();
+    early.steps[1].attempt = 1;
+    assert!(check_invariants(&early).unwrap_err().contains("before its dependencies"));
+    let mut over = leased.clone();
+    over.steps[0].attempts_max = 0;
+    assert!(check_invariants(&over).is_err());
+    let mut unleased = leased.clone();
+    unleased.steps[0].lease_id = None;
+    assert!(check_invariants(&unleased).is_err());
+    let mut done = leased;
+    done.status = TaskStatus::Succeeded;
+    assert!(check_invariants(&done).is_err());
+}
