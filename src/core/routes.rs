@@ -13,6 +13,8 @@ pub enum Access {
     Public,
     /// An admin bearer token.
     Admin,
+    /// An admin token or an agent's own token; the handler checks what the agent may touch.
+    Agent,
 }
 
 /// The handler a request goes to.
@@ -30,13 +32,26 @@ pub enum RouteId {
     GetAgent,
     UpdateAgent,
     DeleteAgent,
+    RotateAgentToken,
     ListWorkflows,
     CreateWorkflow,
     GetWorkflow,
     GetWorkflowVersion,
     Analyze,
+    SubmitTask,
+    ListTasks,
+    GetTask,
+    ListTaskEvents,
+    CancelTask,
+    LeaseStep,
+    HeartbeatStep,
+    CompleteStep,
+    RetryStep,
+    Counters,
     /// Exists only when the `TEST_FAULTS` var is `"enabled"`; see ARCHITECTURE.md.
     TestPanic,
+    /// Sends a step message as the queue would redeliver it (duplicates on demand); test-only.
+    TestStepMessage,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +71,9 @@ const fn route(method: Method, pattern: &'static str, id: RouteId, access: Acces
 pub const ROUTES: &[Route] = &[
     route(Method::Get, "/health", RouteId::Health, Access::Public),
     route(Method::Get, "/openapi.json", RouteId::OpenApi, Access::Public),
-    route(Method::Get, "/v1/whoami", RouteId::Whoami, Access::Admin),
+    route(Method::Get, "/v1/whoami", RouteId::Whoami, Access::Agent),
     route(Method::Get, "/v1/system/events", RouteId::ListSystemEvents, Access::Admin),
+    route(Method::Get, "/v1/system/counters", RouteId::Counters, Access::Admin),
     route(Method::Post, "/v1/system/probes", RouteId::CreateProbe, Access::Admin),
     route(Method::Get, "/v1/agents", RouteId::ListAgents, Access::Admin),
     route(Method::Post, "/v1/agents", RouteId::CreateAgent, Access::Admin),
@@ -66,16 +82,29 @@ pub const ROUTES: &[Route] = &[
     route(Method::Get, "/v1/agents/{name}", RouteId::GetAgent, Access::Admin),
     route(Method::Put, "/v1/agents/{name}", RouteId::UpdateAgent, Access::Admin),
     route(Method::Delete, "/v1/agents/{name}", RouteId::DeleteAgent, Access::Admin),
+    route(Method::Post, "/v1/agents/{name}/token", RouteId::RotateAgentToken, Access::Admin),
+    route(Method::Post, "/v1/agents/{name}/lease", RouteId::LeaseStep, Access::Agent),
     route(Method::Get, "/v1/workflows", RouteId::ListWorkflows, Access::Admin),
     route(Method::Post, "/v1/workflows", RouteId::CreateWorkflow, Access::Admin),
     route(Method::Get, "/v1/workflows/{name}", RouteId::GetWorkflow, Access::Admin),
     route(Method::Get, "/v1/workflows/{name}/versions/{version}", RouteId::GetWorkflowVersion, Access::Admin),
     route(Method::Post, "/v1/analyze", RouteId::Analyze, Access::Admin),
+    route(Method::Get, "/v1/tasks", RouteId::ListTasks, Access::Admin),
+    route(Method::Post, "/v1/tasks", RouteId::SubmitTask, Access::Admin),
+    route(Method::Get, "/v1/tasks/{id}", RouteId::GetTask, Access::Admin),
+    route(Method::Get, "/v1/tasks/{id}/events", RouteId::ListTaskEvents, Access::Admin),
+    route(Method::Post, "/v1/tasks/{id}/cancel", RouteId::CancelTask, Access::Admin),
+    route(Method::Post, "/v1/steps/{id}/heartbeat", RouteId::HeartbeatStep, Access::Agent),
+    route(Method::Post, "/v1/steps/{id}/complete", RouteId::CompleteStep, Access::Agent),
+    route(Method::Post, "/v1/steps/{id}/retry", RouteId::RetryStep, Access::Admin),
 ];
 
 /// Routes that exist only for the integration tests, switched on by a var. Kept out of
 /// [`ROUTES`] (and so out of the OpenAPI document) because they are not part of the API.
-pub const TEST_ROUTES: &[Route] = &[route(Method::Post, "/__test/panic", RouteId::TestPanic, Access::Public)];
+pub const TEST_ROUTES: &[Route] = &[
+    route(Method::Post, "/__test/panic", RouteId::TestPanic, Access::Public),
+    route(Method::Post, "/__test/step-messages", RouteId::TestStepMessage, Access::Admin),
+];
 
 /// A request matched to its route, with the path parameters in pattern order.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,16 +9,16 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{Env, Request, Response};
 
-use super::{platform, registry, store};
+use super::{platform, registry, store, tasks};
 use crate::core::agents::SUBAGENT_FILE_BYTES_MAX;
-use crate::core::auth;
+use crate::core::auth::{self, Principal};
 use crate::core::bindings;
 use crate::core::cors::CorsPolicy;
 use crate::core::error::ApiError;
 use crate::core::health::{self, Check, Failure};
 use crate::core::http::{parse_json_body, ApiResponse, Method};
 use crate::core::ids::IdKind;
-use crate::core::limits::{INSTRUCTION_FILE_BYTES_MAX, JSON_BODY_BYTES_MAX};
+use crate::core::limits::{COMPLETE_BODY_BYTES_MAX, INSTRUCTION_FILE_BYTES_MAX, JSON_BODY_BYTES_MAX};
 use crate::core::openapi;
 use crate::core::paging::Page;
 use crate::core::queue::{ProbeOutcome, QueueMessage};
@@ -54,6 +54,9 @@ pub(super) struct Call<'a> {
     pub query: String,
     pub content_type: Option<String>,
     pub matched: Matched,
+    /// Who is calling; `None` on public routes.
+    pub principal: Option<Principal>,
+    pub idempotency_key: Option<String>,
 }
 
 pub async fn handle(mut req: Request, env: &Env) -> worker::Result<Response> {
@@ -96,20 +99,30 @@ async fn route_and_run(
             return Ok(cors.answer_options(header(req, "origin").as_deref(), requested.as_deref(), &allow)?);
         }
     };
-    if matched.route.access == Access::Admin {
-        auth::authenticate(header(req, "authorization").as_deref(), &platform::admin_tokens(env))?;
-    }
+    let principal = match matched.route.access {
+        Access::Public => None,
+        access => Some(authenticate(env, header(req, "authorization").as_deref(), access).await?),
+    };
     let call = Call {
         env,
         now,
         query: req.url().map(|u| u.query().unwrap_or("").to_string()).unwrap_or_default(),
         content_type: header(req, "content-type"),
         matched,
+        principal,
+        idempotency_key: header(req, "idempotency-key"),
     };
     match call.matched.route.id {
         RouteId::Health => Ok(health(env).await),
         RouteId::OpenApi => Ok(ApiResponse::raw(200, "application/json; charset=utf-8", openapi::DOCUMENT)),
-        RouteId::Whoami => Ok(ApiResponse::json(200, &json!({"principal": "admin"}))),
+        RouteId::Whoami => Ok(ApiResponse::json(
+            200,
+            &match &call.principal {
+                Some(Principal::Agent(name)) => json!({"principal": "agent", "agent": name}),
+                _ => json!({"principal": "admin"}),
+            },
+        )),
+        RouteId::Counters => Ok(tasks::counters()),
         RouteId::ListSystemEvents => list_system_events(&call).await,
         RouteId::CreateProbe => {
             let body = read_body(req, JSON_BODY_BYTES_MAX).await?;
@@ -129,8 +142,40 @@ async fn route_and_run(
         RouteId::GetWorkflow => registry::get_workflow(&call).await,
         RouteId::GetWorkflowVersion => registry::get_workflow_version(&call).await,
         RouteId::Analyze => registry::analyze(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
+        RouteId::SubmitTask => tasks::submit(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
+        RouteId::ListTasks => tasks::list(&call).await,
+        RouteId::GetTask => tasks::get(&call).await,
+        RouteId::ListTaskEvents => tasks::events(&call).await,
+        RouteId::CancelTask => tasks::cancel(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
+        RouteId::LeaseStep => tasks::lease(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
+        RouteId::HeartbeatStep => tasks::heartbeat(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
+        RouteId::CompleteStep => tasks::complete(&call, &read_body(req, COMPLETE_BODY_BYTES_MAX).await?).await,
+        RouteId::RetryStep => tasks::retry(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
+        RouteId::RotateAgentToken => registry::rotate_token(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
+        RouteId::TestStepMessage => tasks::test_step_message(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
         RouteId::TestPanic => panic!("deliberate panic from the test-only fault route"),
     }
+}
+
+/// Admin tokens are checked first (in constant time, without I/O); an agent token is looked up
+/// by its hash. An agent token on an admin route is 403: the caller is known, the route is not
+/// theirs.
+async fn authenticate(env: &Env, authorization: Option<&str>, access: Access) -> Result<Principal, Failed> {
+    let refused = match auth::authenticate(authorization, &platform::admin_tokens(env)) {
+        Ok(principal) => return Ok(principal),
+        Err(refused) => refused,
+    };
+    let token = auth::bearer_token(authorization)?;
+    if !token.starts_with(auth::AGENT_TOKEN_PREFIX) {
+        return Err(refused.into());
+    }
+    let Some(agent) = registry::agent_for_token(env, &auth::hash_token(token)).await? else {
+        return Err(refused.into());
+    };
+    if access == Access::Admin {
+        return Err(ApiError::Forbidden { message: "this route needs an admin token".into() }.into());
+    }
+    Ok(Principal::Agent(agent))
 }
 
 fn header(req: &Request, name: &str) -> Option<String> {

@@ -8,7 +8,7 @@
 use wasm_bindgen::JsValue;
 use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, RawMessage, ScheduledEvent};
 
-use super::{platform, store};
+use super::{engine, platform, store};
 use crate::core::bindings;
 use crate::core::queue::{self, Decision, QueueRole};
 use crate::core::system;
@@ -55,6 +55,15 @@ async fn carry_out(decision: &Decision, message: &RawMessage, env: &Env) -> work
             env.queue(bindings::STEPS_DLQ)?.send(forwarded.to_json()).await?;
             message.ack();
         }
+        Decision::DispatchStep { task_id, step_id, attempt } => {
+            engine::dispatch(env, task_id, step_id, *attempt).await?;
+            message.ack();
+        }
+        Decision::StepDeadLettered { task_id, step_id, attempt, event } => {
+            store::record_system_event(&env.d1(bindings::DB)?, event, platform::now()).await?;
+            engine::dead_letter(env, task_id, step_id, *attempt).await?;
+            message.ack();
+        }
     }
     Ok(())
 }
@@ -74,5 +83,8 @@ pub async fn tick(event: ScheduledEvent, env: &Env) {
     if let Err(err) = result {
         // The next tick runs the same plan; nothing is lost by skipping one.
         worker::console_error!("cron run for {} failed: {err}", event.cron());
+    }
+    if let Err(err) = engine::sweep(env).await {
+        worker::console_error!("the engine sweep failed (the next tick sweeps again): {err}");
     }
 }

@@ -7,9 +7,11 @@
 
 mod api;
 mod background;
+mod engine;
 mod platform;
 mod registry;
 mod store;
+mod tasks;
 
 use worker::{event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent};
 

@@ -26,11 +26,9 @@ use crate::core::http::{
 };
 use crate::core::ids::IdKind;
 use crate::core::instructions;
-use crate::core::limits::{
-    ANALYSIS_TEXT_BYTES_MAX, INSTRUCTION_FILE_BYTES_MAX, SELECT_REQUIREMENTS_MAX, TASK_PATHS_MAX, TASK_PATH_BYTES_MAX,
-    TASK_REQUIREMENTS_MAX, TASK_REQUIREMENT_BYTES_MAX,
-};
+use crate::core::limits::{INSTRUCTION_FILE_BYTES_MAX, SELECT_REQUIREMENTS_MAX, TASK_REQUIREMENT_BYTES_MAX};
 use crate::core::paging::Page;
+use crate::core::task_api::{check_list, TaskRequest};
 use crate::core::time::Timestamp;
 use crate::core::workflow::{self, Definition, DEFAULT_WORKFLOW_NAME, DEFAULT_WORKFLOW_SOURCE};
 
@@ -61,6 +59,7 @@ pub async fn ensure_defaults(env: &Env, now: Timestamp) -> worker::Result<()> {
             mode: Mode::Pull,
             webhook_url: None,
             max_concurrency: 1,
+            lease_ms: crate::core::agents::LEASE_MS_DEFAULT,
             metadata: json!({}),
             source: None,
         })
@@ -130,13 +129,58 @@ async fn cached_agent(env: &Env, db: &D1Database, name: &str) -> worker::Result<
 /// Deletes the cached copy after a write to D1. A failure is logged, not returned: the write has
 /// happened, and a copy left behind expires within the documented staleness bound anyway.
 async fn invalidate(env: &Env, name: &str) {
+    delete_cached(env, &cache_key(name)).await;
+}
+
+async fn delete_cached(env: &Env, key: &str) {
     let deleted = match env.kv(bindings::CACHE) {
-        Ok(kv) => kv.delete(&cache_key(name)).await.map_err(worker::Error::from),
+        Ok(kv) => kv.delete(key).await.map_err(worker::Error::from),
         Err(err) => Err(err),
     };
     if let Err(err) = deleted {
-        worker::console_warn!("agent cache invalidation for {name} failed: {err}");
+        worker::console_warn!("cache invalidation of {key} failed: {err}");
     }
+}
+
+fn token_cache_key(token_hash: &str) -> String {
+    format!("token:{token_hash}")
+}
+
+/// The agent a token belongs to, by the token's SHA-256, through the KV cache (same TTL and
+/// staleness bound as agent lookups; deleting an agent drops its entry). Only known tokens are
+/// cached, so unknown ones cannot fill KV.
+pub async fn agent_for_token(env: &Env, token_hash: &str) -> worker::Result<Option<String>> {
+    let key = token_cache_key(token_hash);
+    let kv = env.kv(bindings::CACHE)?;
+    match kv.get(&key).text().await {
+        Ok(Some(name)) => return Ok(Some(name)),
+        Ok(None) => {}
+        Err(err) => worker::console_warn!("token cache read failed: {err}"),
+    }
+    let Some(name) = store::agent_by_token_hash(&env.d1(bindings::DB)?, token_hash).await? else { return Ok(None) };
+    let stored = match kv.put(&key, name.clone()) {
+        Ok(put) => put.expiration_ttl(AGENT_CACHE_TTL_SECONDS).execute().await.map_err(worker::Error::from),
+        Err(err) => Err(worker::Error::from(err)),
+    };
+    if let Err(err) = stored {
+        worker::console_warn!("token cache write failed: {err}");
+    }
+    Ok(Some(name))
+}
+
+/// What dispatching a step needs to know about its agent.
+pub struct DispatchAgent {
+    pub webhook: bool,
+    pub lease_ms: i64,
+}
+
+/// An agent's mode and lease length, through the KV cache.
+pub async fn agent_for_dispatch(env: &Env, db: &D1Database, name: &str) -> worker::Result<Option<DispatchAgent>> {
+    let Some(agent) = cached_agent(env, db, name).await? else { return Ok(None) };
+    Ok(Some(DispatchAgent {
+        webhook: agent["mode"] == "webhook",
+        lease_ms: agent["lease_ms"].as_i64().unwrap_or(crate::core::agents::LEASE_MS_DEFAULT),
+    }))
 }
 
 /// A path parameter that must be an agent name; anything else cannot name an agent: 404.
@@ -248,15 +292,39 @@ pub async fn update_agent(call: &Call<'_>, body: &[u8]) -> Handled {
     Ok(ApiResponse::json(200, &body))
 }
 
+/// `POST /v1/agents/{name}/token`: a new token for the agent, shown once; the old one stops
+/// working at once here and, through the token cache, within its TTL everywhere.
+pub async fn rotate_token(call: &Call<'_>, body: &[u8]) -> Handled {
+    ensure_defaults(call.env, call.now).await?;
+    let name = agent_name_param(call)?;
+    if !body.is_empty() {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Empty {}
+        parse_json_body::<Empty>(call.content_type.as_deref(), body)?;
+    }
+    let db = call.env.d1(bindings::DB)?;
+    let token = new_token()?;
+    let Some(old) = store::replace_token_hash(&db, &name, &hash_token(&token), call.now).await? else {
+        return Err(not_found_agent(&name));
+    };
+    if let Some(hash) = old {
+        delete_cached(call.env, &token_cache_key(&hash)).await;
+    }
+    invalidate(call.env, &name).await;
+    Ok(ApiResponse::json(200, &json!({"agent": name, "token": token})))
+}
+
 /// `DELETE /v1/agents/{name}`.
 pub async fn delete_agent(call: &Call<'_>) -> Handled {
     ensure_defaults(call.env, call.now).await?;
     let name = agent_name_param(call)?;
     let db = call.env.d1(bindings::DB)?;
-    if !store::delete_agent(&db, &name).await? {
-        return Err(not_found_agent(&name));
-    }
+    let Some(deleted) = store::delete_agent(&db, &name).await? else { return Err(not_found_agent(&name)) };
     invalidate(call.env, &name).await;
+    if let Some(hash) = deleted.token_hash {
+        delete_cached(call.env, &token_cache_key(&hash)).await;
+    }
     Ok(ApiResponse::empty(204))
 }
 
@@ -407,50 +475,10 @@ pub async fn get_workflow_version(call: &Call<'_>) -> Handled {
     Ok(ApiResponse::json(200, &stored_workflow(&row)))
 }
 
-/// Longest task title: a line, not a paragraph.
-const TASK_TITLE_BYTES_MAX: usize = 1024;
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AnalyzeRequest {
-    title: String,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    requirements: Vec<String>,
-    #[serde(default)]
-    paths: Vec<String>,
-}
-
-fn check_list(field: &str, items: &[String], items_max: usize, item_bytes_max: usize, details: &mut Vec<Detail>) {
-    if items.len() > items_max {
-        details.push(Detail::field(field, format!("at most {items_max} items")));
-    }
-    for (index, item) in items.iter().enumerate() {
-        if item.len() > item_bytes_max {
-            details.push(Detail::field(format!("{field}[{index}]"), format!("longer than {item_bytes_max} bytes")));
-        }
-    }
-}
-
 /// `POST /v1/analyze`: the task type, agents and evidence for a task, without creating one.
 pub async fn analyze(call: &Call<'_>, body: &[u8]) -> Handled {
-    let request: AnalyzeRequest = parse_json_body(call.content_type.as_deref(), body)?;
-    let mut details = Vec::new();
-    if request.title.trim().is_empty() {
-        details.push(Detail::field("title", "is required"));
-    }
-    if request.title.len() > TASK_TITLE_BYTES_MAX {
-        details.push(Detail::field("title", format!("longer than {TASK_TITLE_BYTES_MAX} bytes")));
-    }
-    if request.description.len() > ANALYSIS_TEXT_BYTES_MAX {
-        details.push(Detail::field("description", format!("longer than {ANALYSIS_TEXT_BYTES_MAX} bytes")));
-    }
-    check_list("requirements", &request.requirements, TASK_REQUIREMENTS_MAX, TASK_REQUIREMENT_BYTES_MAX, &mut details);
-    check_list("paths", &request.paths, TASK_PATHS_MAX, TASK_PATH_BYTES_MAX, &mut details);
-    if !details.is_empty() {
-        return Err(ApiError::Invalid { details }.into());
-    }
+    let request: TaskRequest = parse_json_body(call.content_type.as_deref(), body)?;
+    request.validate()?;
     let input = TaskInput {
         title: &request.title,
         description: &request.description,

@@ -1,0 +1,489 @@
+//! Carries out the engine's decisions: reads a task, lets `core::engine` decide, writes the
+//! transition in one guarded batch, then sends the queue messages it asked for. Also the
+//! background halves of the engine: dispatching a step's queue message (making it leasable,
+//! delivering it to a webhook, or running a built-in step), the cron sweep and dead letters.
+//!
+//! A transition that loses a race (another one applied to the task first) is decided again on
+//! fresh state, up to `TRANSITION_RETRIES_MAX` times. Messages are sent after the batch commits:
+//! if sending fails, the step stays `queued` with its due time, and the cron sweep re-sends it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use worker::{BatchMessageBuilder, D1Database, Env, MessageBuilder};
+
+use super::{platform, registry, store};
+use crate::core::bindings;
+use crate::core::encoding::hex;
+use crate::core::engine::{
+    self, Caller, Command, Completion, Dispatch, Outcome, Refusal, ReportRef, Runner, Transition,
+};
+use crate::core::ids::IdKind;
+use crate::core::limits::{
+    REDISPATCH_AFTER_MS_DEFAULT, REPORT_INLINE_BYTES_MAX, SWEEP_TASKS_MAX, TRANSITION_RETRIES_MAX, WEBHOOK_TIMEOUT_MS,
+};
+use crate::core::queue::QueueMessage;
+use crate::core::task_api::{CompletionRequest, Outcome as Reported};
+use crate::core::time::Timestamp;
+use crate::core::webhook::{self, Answer};
+
+/// What driving a command to a task came to.
+pub enum Driven {
+    Applied(Box<Transition>),
+    Unchanged(&'static str),
+    Replay(String),
+    Refused(Refusal),
+    NoSuchTask,
+}
+
+/// Which task a command is for: by its id, or as the task of a step.
+#[derive(Clone, Copy)]
+pub enum TaskKey<'a> {
+    Id(&'a str),
+    OfStep(&'a str),
+}
+
+/// Applies `command` to the task, deciding again on fresh state after a lost race. Reports the
+/// transition carries are written inline or, when large, to R2 first; `log` (a completion's) is
+/// written to R2 under the completed attempt.
+pub async fn drive(
+    env: &Env,
+    db: &D1Database,
+    key: TaskKey<'_>,
+    command: &Command,
+    log: Option<&str>,
+) -> worker::Result<Driven> {
+    drive_from(env, db, key, None, command, log).await
+}
+
+/// [`drive`], deciding first on a task the caller has just read (saving a round trip).
+pub async fn drive_from(
+    env: &Env,
+    db: &D1Database,
+    key: TaskKey<'_>,
+    mut fresh: Option<store::TaskRead>,
+    command: &Command,
+    log: Option<&str>,
+) -> worker::Result<Driven> {
+    // Counted here rather than from the store's global counter: requests interleave.
+    let mut trips = 0;
+    for _ in 0..TRANSITION_RETRIES_MAX {
+        let read = match (fresh.take(), key) {
+            (Some(read), _) => Some(read),
+            (None, TaskKey::Id(id)) => store::read_task(db, id).await?,
+            (None, TaskKey::OfStep(step_id)) => store::read_task_of_step(db, step_id).await?,
+        };
+        trips += 1;
+        let Some(read) = read else { return Ok(Driven::NoSuchTask) };
+        let before = store::task_state(&read.task, &read.steps, &read.attempts)?;
+        let now = platform::now();
+        let transition = match engine::apply(&before, command, now, random_u32()?) {
+            Err(refusal) => return Ok(Driven::Refused(refusal)),
+            Ok(Outcome::Unchanged(why)) => return Ok(Driven::Unchanged(why)),
+            Ok(Outcome::Replay(response)) => return Ok(Driven::Replay(response)),
+            Ok(Outcome::Changed(transition)) => transition,
+        };
+        let extras = artifacts(env, &before, &transition, command, log).await?;
+        let written = store::write_transition(db, &before, &transition, &store::Guard::Version, &extras, now).await?;
+        trips += 1;
+        match written {
+            store::Write::Done => {
+                count_transition(&transition, trips);
+                send(env, &before.id, &transition.sends).await;
+                return Ok(Driven::Applied(transition));
+            }
+            store::Write::Stale => continue,
+        }
+    }
+    Err(worker::Error::RustError(format!("lost {TRANSITION_RETRIES_MAX} races in a row")))
+}
+
+/// Writes a transition's large reports and a completion's log to R2, and returns the D1 writes
+/// that point to them. Keys name the attempt, so a transition decided again after a lost race
+/// overwrites the same objects.
+pub async fn artifacts(
+    env: &Env,
+    before: &engine::Task,
+    transition: &Transition,
+    command: &Command,
+    log: Option<&str>,
+) -> worker::Result<Vec<store::Extra>> {
+    let mut extras = Vec::new();
+    for (step_id, report) in &transition.reports {
+        let attempt = transition.task.step(step_id).map_or(0, |s| s.attempt);
+        let report = match report {
+            ReportRef::Inline(json) if json.len() > REPORT_INLINE_BYTES_MAX => {
+                let key = report_key(&before.id, step_id, attempt);
+                env.bucket(bindings::ARTIFACTS)?.put(&key, json.clone()).execute().await?;
+                ReportRef::Stored(key)
+            }
+            other => other.clone(),
+        };
+        extras.push(store::Extra::Report { step_id: step_id.clone(), report });
+    }
+    if let (Some(log), Command::Complete(completion)) = (log, command) {
+        let attempt = before.step(&completion.step_id).map_or(0, |s| s.attempt);
+        let key = log_key(&before.id, &completion.step_id, attempt);
+        env.bucket(bindings::ARTIFACTS)?.put(&key, log.to_string()).execute().await?;
+        extras.push(store::Extra::LogKey { step_id: completion.step_id.clone(), attempt, key });
+    }
+    Ok(extras)
+}
+
+/// Step transitions applied by this isolate, and the D1 round trips they took (reads, writes
+/// and lost races; not idle lease polls), for the benchmark.
+static TRANSITIONS: AtomicU64 = AtomicU64::new(0);
+static TRANSITION_TRIPS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts a written transition: each step event is one step changing status.
+pub fn count_transition(transition: &Transition, round_trips: u64) {
+    let steps = transition.events.iter().filter(|e| e.step_id.is_some()).count() as u64;
+    TRANSITIONS.fetch_add(steps, Ordering::Relaxed);
+    TRANSITION_TRIPS.fetch_add(round_trips, Ordering::Relaxed);
+}
+
+/// Counts a submission: its step events and the round trips it took.
+pub fn count_submission(events: &[engine::Event], round_trips: u64) {
+    TRANSITIONS.fetch_add(events.iter().filter(|e| e.step_id.is_some()).count() as u64, Ordering::Relaxed);
+    TRANSITION_TRIPS.fetch_add(round_trips, Ordering::Relaxed);
+}
+
+pub fn transition_counts() -> (u64, u64) {
+    (TRANSITIONS.load(Ordering::Relaxed), TRANSITION_TRIPS.load(Ordering::Relaxed))
+}
+
+pub fn random_u32() -> worker::Result<u32> {
+    Ok(u32::from_le_bytes(platform::random_bytes::<4>()?))
+}
+
+/// Sends the transition's queue messages. A failure is logged, not returned: the transition is
+/// written, and the sweep re-sends a message that never arrived.
+pub async fn send(env: &Env, task_id: &str, sends: &[engine::Send]) {
+    if sends.is_empty() {
+        return;
+    }
+    let messages: Vec<_> = sends
+        .iter()
+        .map(|s| {
+            let body =
+                QueueMessage::Step { task_id: task_id.to_string(), step_id: s.step_id.clone(), attempt: s.attempt };
+            MessageBuilder::new(body.to_json()).delay_seconds(s.delay_seconds).build()
+        })
+        .collect();
+    let sent = match env.queue(bindings::STEPS) {
+        Ok(queue) => queue.send_batch(BatchMessageBuilder::new().messages(messages).build()).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = sent {
+        worker::console_error!(
+            "task {task_id}: sending {} step messages failed (the sweep re-sends): {err}",
+            sends.len()
+        );
+    }
+}
+
+/// The R2 key of an attempt's report when it is too large for D1.
+pub fn report_key(task_id: &str, step_id: &str, attempt: u32) -> String {
+    format!("tasks/{task_id}/steps/{step_id}/attempt-{attempt}/report.json")
+}
+
+pub fn log_key(task_id: &str, step_id: &str, attempt: u32) -> String {
+    format!("tasks/{task_id}/steps/{step_id}/attempt-{attempt}.log")
+}
+
+/// A report as stored: parsed inline JSON, or fetched from R2.
+pub async fn load_report(env: &Env, inline: Option<&str>, key: Option<&str>) -> worker::Result<Value> {
+    if let Some(json) = inline {
+        return serde_json::from_str(json).map_err(|_| worker::Error::RustError("a stored report is not JSON".into()));
+    }
+    let Some(key) = key else { return Ok(Value::Null) };
+    let Some(object) = env.bucket(bindings::ARTIFACTS)?.get(key).execute().await? else {
+        return Err(worker::Error::RustError(format!("report {key} is missing from R2")));
+    };
+    let text = match object.body() {
+        Some(body) => body.text().await?,
+        None => String::new(),
+    };
+    serde_json::from_str(&text).map_err(|_| worker::Error::RustError(format!("report {key} is not JSON")))
+}
+
+/// The reports a step works from: those of the steps it depends on, by key (a skipped step
+/// gives its reason instead).
+pub async fn inputs_of(env: &Env, depends_on: &[String], rows: &[store::ReportRow]) -> worker::Result<Value> {
+    let mut inputs = Map::new();
+    for row in rows.iter().filter(|r| depends_on.contains(&r.key)) {
+        let value = if row.status == "skipped" {
+            json!({"step": row.name, "status": "skipped", "reason": row.skip_reason})
+        } else {
+            let report = load_report(env, row.report.as_deref(), row.report_key.as_deref()).await?;
+            json!({"step": row.name, "status": row.status, "agent": row.agent, "report": report})
+        };
+        inputs.insert(row.key.clone(), value);
+    }
+    Ok(Value::Object(inputs))
+}
+
+/// The step as an agent receives it, from a lease or a webhook delivery.
+pub fn step_payload(
+    task_id: &str,
+    step: &engine::Step,
+    instructions: &str,
+    inputs: Value,
+    lease_expires_at: Option<Timestamp>,
+) -> Value {
+    json!({
+        "id": step.id,
+        "task_id": task_id,
+        "key": step.key,
+        "name": step.name,
+        "agent": step.agent,
+        "instructions": serde_json::from_str::<Value>(instructions).unwrap_or(Value::Null),
+        "inputs": inputs,
+        "attempt": step.attempt,
+        "attempts_max": step.attempts_max,
+        "lease_id": step.lease_id,
+        "lease_expires_at": lease_expires_at.map(Timestamp::to_rfc3339),
+    })
+}
+
+/// Handles a `step` message from the queue. Errors are returned so that the message is retried.
+pub async fn dispatch(env: &Env, task_id: &str, step_id: &str, attempt: u32) -> worker::Result<()> {
+    let db = env.d1(bindings::DB)?;
+    let Some(read) = store::read_task(&db, task_id).await? else {
+        worker::console_warn!("step message for unknown task {task_id}; dropped");
+        return Ok(());
+    };
+    let task = store::task_state(&read.task, &read.steps, &read.attempts)?;
+    let Some(step) = task.step(step_id) else {
+        worker::console_warn!("step message for unknown step {step_id}; dropped");
+        return Ok(());
+    };
+    let how = match (step.runner, step.agent.as_deref()) {
+        (Runner::Builtin, _) => {
+            let report = builtin_output(env, &db, task_id, step).await?;
+            Dispatch::Builtin { report: ReportRef::Inline(report.to_string()) }
+        }
+        (Runner::Agent, Some(agent)) => match registry::agent_for_dispatch(env, &db, agent).await? {
+            Some(found) if found.webhook => Dispatch::Deliver {
+                lease_id: platform::new_id(IdKind::Lease, platform::now())?,
+                lease_ms: found.lease_ms,
+            },
+            // An agent that is not registered (any more) gets its steps when it is registered again.
+            _ => Dispatch::Leasable,
+        },
+        (Runner::Agent, None) => Dispatch::Leasable,
+    };
+    let command = Command::Dispatch { step_id: step_id.to_string(), attempt, how: how.clone() };
+    let agent = step.agent.clone();
+    let driven = drive_from(env, &db, TaskKey::Id(task_id), Some(read), &command, None).await?;
+    if let (Driven::Applied(_), Dispatch::Leasable, Some(agent)) = (&driven, &how, agent.as_deref()) {
+        super::tasks::notify_ready(agent);
+    }
+    match (driven, &how) {
+        (Driven::Applied(transition), Dispatch::Deliver { .. }) => {
+            deliver(env, &db, task_id, step_id, &transition).await
+        }
+        (Driven::Unchanged(why), _) => {
+            worker::console_log!("step message {step_id} attempt {attempt} acknowledged without effect: {why}");
+            Ok(())
+        }
+        (Driven::Refused(refusal), _) => {
+            worker::console_warn!("step message {step_id} attempt {attempt} refused: {refusal:?}");
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What a built-in step records: the steps so far and what each agent reported, by agent. The
+/// summaries built from these are written by the records feature; this is their raw material.
+async fn builtin_output(env: &Env, db: &D1Database, task_id: &str, step: &engine::Step) -> worker::Result<Value> {
+    let rows = store::task_reports(db, task_id).await?;
+    let mut steps = Vec::new();
+    let mut feedback = Map::new();
+    for row in &rows {
+        steps.push(json!({"key": row.key, "name": row.name, "agent": row.agent, "status": row.status,
+                          "skip_reason": row.skip_reason}));
+        if row.status != "succeeded" {
+            continue;
+        }
+        let report = load_report(env, row.report.as_deref(), row.report_key.as_deref()).await?;
+        if let (Some(agent), Some(items)) = (&row.agent, report.get("feedback").and_then(Value::as_object)) {
+            let entry = feedback.entry(agent.clone()).or_insert_with(|| json!({}));
+            for (category, list) in items {
+                entry[category.as_str()] = list.clone();
+            }
+        }
+    }
+    Ok(json!({"builtin": step.name, "steps": steps, "feedback": feedback}))
+}
+
+/// POSTs a step just leased for a webhook agent, then completes it from the answer (or leaves it
+/// leased after a 202). Only the delivery's own lease can be completed this way.
+async fn deliver(
+    env: &Env,
+    db: &D1Database,
+    task_id: &str,
+    step_id: &str,
+    transition: &Transition,
+) -> worker::Result<()> {
+    let Some(step) = transition.task.step(step_id) else { return Ok(()) };
+    let (Some(agent), Some(lease_id)) = (step.agent.clone(), step.lease_id.clone()) else { return Ok(()) };
+    let target = store::webhook_target(db, &agent).await?;
+    let (Some(url), Some(secret)) =
+        (target.as_ref().and_then(|t| t.webhook_url.clone()), target.as_ref().and_then(|t| t.webhook_secret.clone()))
+    else {
+        return complete_delivery(
+            env,
+            db,
+            task_id,
+            step_id,
+            &agent,
+            &lease_id,
+            Answer::Failed("the agent has no webhook url".into()),
+        )
+        .await;
+    };
+    let instructions = store::step_instructions(db, step_id).await?.unwrap_or_else(|| "{}".into());
+    let inputs = inputs_of(env, &step.depends_on, &store::task_reports(db, task_id).await?).await?;
+    let body = json!({"step": step_payload(task_id, step, &instructions, inputs, step.lease_expires_at)}).to_string();
+    let now = platform::now();
+    let timestamp = now.as_millis() / 1000;
+    let answer = match post_signed(&url, &secret, &lease_id, timestamp, &body).await {
+        Ok((status, text)) => webhook::read_answer(status, &text),
+        Err(reason) => Answer::Failed(reason),
+    };
+    complete_delivery(env, db, task_id, step_id, &agent, &lease_id, answer).await
+}
+
+async fn post_signed(
+    url: &str,
+    secret: &str,
+    delivery: &str,
+    timestamp: i64,
+    body: &str,
+) -> Result<(u16, String), String> {
+    let headers = worker::Headers::new();
+    let set = |name: &str, value: &str| headers.set(name, value).map_err(|e| e.to_string());
+    set("content-type", "application/json")?;
+    set(webhook::DELIVERY_HEADER, delivery)?;
+    set(webhook::TIMESTAMP_HEADER, &timestamp.to_string())?;
+    set(webhook::SIGNATURE_HEADER, &webhook::sign(secret, timestamp, body.as_bytes()))?;
+    let mut init = worker::RequestInit::new();
+    init.with_method(worker::Method::Post).with_headers(headers).with_body(Some(body.into()));
+    let request = worker::Request::new_with_init(url, &init).map_err(|e| e.to_string())?;
+    let controller = worker::AbortController::default();
+    let signal = controller.signal();
+    let fetch = worker::Fetch::Request(request);
+    let sent = fetch.send_with_signal(&signal);
+    let timeout = worker::Delay::from(Duration::from_millis(u64::from(WEBHOOK_TIMEOUT_MS)));
+    futures_util::pin_mut!(sent);
+    futures_util::pin_mut!(timeout);
+    match futures_util::future::select(sent, timeout).await {
+        futures_util::future::Either::Left((Ok(mut response), _)) => {
+            let status = response.status_code();
+            let text = response.text().await.unwrap_or_default();
+            Ok((status, text))
+        }
+        futures_util::future::Either::Left((Err(err), _)) => Err(format!("the webhook could not be reached: {err}")),
+        futures_util::future::Either::Right(_) => {
+            controller.abort();
+            Err(format!("the webhook did not answer within {WEBHOOK_TIMEOUT_MS} ms"))
+        }
+    }
+}
+
+async fn complete_delivery(
+    env: &Env,
+    db: &D1Database,
+    task_id: &str,
+    step_id: &str,
+    agent: &str,
+    lease_id: &str,
+    answer: Answer,
+) -> worker::Result<()> {
+    let (succeeded, error, report, log, hash_source) = match answer {
+        Answer::Later => return Ok(()),
+        Answer::Failed(reason) => (false, Some(reason.clone()), None, None, reason),
+        Answer::Complete(value) => {
+            let text = value.to_string();
+            let parsed = serde_json::from_value::<CompletionRequest>(value)
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.validate().map_err(|e| e.message()));
+            match parsed {
+                Ok(checked) if checked.lease_id.as_deref().is_none_or(|l| l == lease_id) => (
+                    checked.outcome == Reported::Succeeded,
+                    checked.error,
+                    checked.report.map(|r| r.into_value()),
+                    checked.log,
+                    text,
+                ),
+                Ok(_) => (false, Some("the webhook answered for another lease".into()), None, None, text),
+                Err(reason) => {
+                    (false, Some(format!("the webhook's answer is not a valid completion: {reason}")), None, None, text)
+                }
+            }
+        }
+    };
+    let completion = Completion {
+        step_id: step_id.to_string(),
+        lease_id: lease_id.to_string(),
+        caller: Caller::Agent(agent.to_string()),
+        succeeded,
+        error,
+        hash: hex(&sha256(hash_source.as_bytes())),
+        report: report.map(|r| ReportRef::Inline(r.to_string())),
+    };
+    match drive(env, db, TaskKey::Id(task_id), &Command::Complete(completion), log.as_deref()).await? {
+        Driven::Refused(refusal) => worker::console_warn!("webhook completion of {step_id} refused: {refusal:?}"),
+        Driven::Applied(_) | Driven::Replay(_) | Driven::Unchanged(_) | Driven::NoSuchTask => {}
+    }
+    Ok(())
+}
+
+pub fn sha256(bytes: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).to_vec()
+}
+
+/// The queue gave up on a step's message: the step dies with the reason.
+pub async fn dead_letter(env: &Env, task_id: &str, step_id: &str, attempt: u32) -> worker::Result<()> {
+    let db = env.d1(bindings::DB)?;
+    let command = Command::DeadLetter {
+        step_id: step_id.to_string(),
+        attempt,
+        reason: "its queue message failed every delivery".into(),
+    };
+    if let Driven::Refused(refusal) = drive(env, &db, TaskKey::Id(task_id), &command, None).await? {
+        worker::console_warn!("dead letter for {step_id} refused: {refusal:?}");
+    }
+    Ok(())
+}
+
+/// How long a message may be overdue before the sweep re-sends it: the var
+/// `REDISPATCH_AFTER_SECONDS`, or a minute.
+fn redispatch_after_ms(env: &Env) -> i64 {
+    platform::text(env, bindings::REDISPATCH_AFTER_SECONDS)
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|s| (0..=86_400).contains(s))
+        .map_or(REDISPATCH_AFTER_MS_DEFAULT, |s| s * 1000)
+}
+
+/// The cron sweep: expires leases whose heartbeats stopped and re-sends overdue messages, task
+/// by task. Two sweeps at once are safe: each transition applies to the state it read, once.
+pub async fn sweep(env: &Env) -> worker::Result<u32> {
+    let db = env.d1(bindings::DB)?;
+    let after = redispatch_after_ms(env);
+    let tasks = store::tasks_to_sweep(&db, platform::now(), after, SWEEP_TASKS_MAX).await?;
+    let mut swept = 0;
+    for task_id in tasks {
+        match drive(env, &db, TaskKey::Id(&task_id), &Command::Sweep { redispatch_after_ms: after }, None).await {
+            Ok(Driven::Applied(_)) => swept += 1,
+            Ok(_) => {}
+            // One task's failure does not stop the sweep of the others.
+            Err(err) => worker::console_error!("sweeping task {task_id} failed: {err}"),
+        }
+    }
+    Ok(swept)
+}

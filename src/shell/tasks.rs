@@ -1,0 +1,598 @@
+//! Handlers for tasks and steps: submission (with `Idempotency-Key`), reading tasks and their
+//! history, cancelling, and the pull protocol (lease, heartbeat, complete) plus manual retry.
+//!
+//! Every state change goes through `shell::engine::drive` (or, for a lease, the same read-decide-
+//! write cycle with the agent's concurrency in the guard); nothing here writes steps itself.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::api::{Call, Failed, Handled};
+use super::engine::{self, Driven, TaskKey};
+use super::{platform, registry, store};
+use crate::core::analysis::{self, AgentProfile, TaskInput};
+use crate::core::auth::Principal;
+use crate::core::bindings;
+use crate::core::encoding::hex;
+use crate::core::engine::plan::{self, PlanInput};
+use crate::core::engine::{self as core_engine, Caller, Command, Completion, Outcome, ReportRef, StepStatus, Task};
+use crate::core::error::{ApiError, Detail};
+use crate::core::http::{parse_json_body, parse_json_body_within, ApiResponse};
+use crate::core::ids::IdKind;
+use crate::core::limits::{
+    COMPLETE_BODY_BYTES_MAX, LEASE_POLL_INTERVAL_MS, LEASE_WAIT_SECONDS_MAX, LEASE_WAKE_CHECK_MS,
+    TRANSITION_RETRIES_MAX,
+};
+use crate::core::paging::Page;
+use crate::core::task_api::{CompletionRequest, HeartbeatRequest, Outcome as Reported, TaskRequest};
+use crate::core::time::Timestamp;
+use crate::core::workflow::Definition;
+
+/// Longest `Idempotency-Key`: a UUID is 36 characters; 128 leaves room for keys that embed a
+/// client name, while a key cannot become a way to store data.
+const IDEMPOTENCY_KEY_BYTES_MAX: usize = 128;
+
+fn millis(time: Option<Timestamp>) -> Value {
+    time.map_or(Value::Null, |t| Value::from(t.to_rfc3339()))
+}
+
+fn caller_of(call: &Call<'_>) -> Caller {
+    match &call.principal {
+        Some(Principal::Agent(name)) => Caller::Agent(name.clone()),
+        _ => Caller::Admin,
+    }
+}
+
+/// The task as the API shows it: the same body from submission, `GET` and the idempotent replay.
+fn task_json(row: &store::TaskRow, task: &Task) -> Value {
+    let analysis = serde_json::from_str::<Value>(&row.analysis).unwrap_or(Value::Null);
+    let input = serde_json::from_str::<Value>(&row.input).unwrap_or(Value::Null);
+    let steps: Vec<Value> = task
+        .steps
+        .iter()
+        .map(|s| {
+            let attempts: Vec<Value> = s
+                .attempts
+                .iter()
+                .map(|a| {
+                    json!({
+                        "attempt": a.number, "agent": a.agent, "status": a.status,
+                        "started_at": a.started_at.to_rfc3339(), "finished_at": millis(a.finished_at),
+                        "error": a.error,
+                    })
+                })
+                .collect();
+            json!({
+                "id": s.id, "key": s.key, "name": s.name, "agent": s.agent, "runner": s.runner,
+                "status": s.status, "depends_on": s.depends_on, "attempt": s.attempt,
+                "attempts_max": s.attempts_max, "skip_reason": s.skip_reason, "error": s.error,
+                "queued_at": millis(s.queued_at), "ready_at": millis(s.ready_at),
+                "lease_expires_at": millis(s.lease_expires_at), "started_at": millis(s.started_at),
+                "finished_at": millis(s.finished_at), "attempts": attempts,
+            })
+        })
+        .collect();
+    json!({
+        "id": task.id,
+        "title": row.title,
+        "description": row.description,
+        "requirements": input["requirements"],
+        "paths": input["paths"],
+        "status": task.status,
+        "task_type": analysis["task_type"],
+        "agents": analysis["agents"],
+        "analysis": analysis,
+        "workflow": {"id": row.workflow_id, "name": row.workflow_name, "version": row.workflow_version},
+        "version": task.version,
+        "created_at": Timestamp::saturating_from_millis(row.created_at).to_rfc3339(),
+        "updated_at": Timestamp::saturating_from_millis(row.updated_at).to_rfc3339(),
+        "finished_at": millis(task.finished_at),
+        "steps": steps,
+    })
+}
+
+fn idempotency_key(call: &Call<'_>) -> Result<Option<String>, ApiError> {
+    let Some(key) = call.idempotency_key.as_deref() else { return Ok(None) };
+    let printable = key.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if key.is_empty() || key.len() > IDEMPOTENCY_KEY_BYTES_MAX || !printable {
+        return Err(ApiError::BadRequest {
+            message: format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_BYTES_MAX} printable ASCII characters"),
+            details: vec![],
+        });
+    }
+    Ok(Some(key.to_string()))
+}
+
+/// The answer to a key seen before: the first response for the same body, 409 for another.
+fn replay(row: store::IdempotencyRow, hash: &str) -> Handled {
+    if row.request_hash != hash {
+        return Err(ApiError::Conflict {
+            message: "this Idempotency-Key was already used with a different request body".into(),
+        }
+        .into());
+    }
+    let status = u16::try_from(row.status).unwrap_or(201);
+    let mut response = ApiResponse::raw(status, "application/json; charset=utf-8", row.response);
+    response.set_header("idempotent-replayed", "true");
+    Ok(response)
+}
+
+/// `POST /v1/tasks`.
+pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
+    registry::ensure_defaults(call.env, call.now).await?;
+    let key = idempotency_key(call)?;
+    let request: TaskRequest = parse_json_body(call.content_type.as_deref(), body)?;
+    let workflow_ref = request.validate()?;
+    let db = call.env.d1(bindings::DB)?;
+    // Round trips of this submission, counted as they are made (requests interleave).
+    let mut trips = 0;
+    let hash = hex(&engine::sha256(body));
+    if let Some(key) = &key {
+        trips += 1;
+        if let Some(row) = store::submission_by_key(&db, key).await? {
+            return replay(row, &hash);
+        }
+    }
+    let workflow = match workflow_ref.version {
+        Some(version) => store::workflow_version(&db, &workflow_ref.name, version).await?,
+        None => store::latest_workflow(&db, &workflow_ref.name).await?,
+    };
+    trips += 1;
+    let Some(workflow) = workflow else {
+        return Err(ApiError::Invalid {
+            details: vec![Detail::field(
+                "workflow",
+                format!("no workflow {}", request.workflow.as_deref().unwrap_or(&workflow_ref.name)),
+            )],
+        }
+        .into());
+    };
+    let definition: Definition = serde_json::from_str(&workflow.definition)
+        .map_err(|err| Failed::Fault(format!("stored workflow {} is not readable: {err}", workflow.id)))?;
+    let agents = store::all_agents(&db).await?;
+    trips += 2;
+    let capabilities: Vec<Vec<String>> =
+        agents.iter().map(|r| serde_json::from_str(&r.capabilities).unwrap_or_default()).collect();
+    let profiles: Vec<AgentProfile> = agents
+        .iter()
+        .zip(&capabilities)
+        .map(|(row, capabilities)| AgentProfile { name: &row.name, description: &row.description, capabilities })
+        .collect();
+    let analysis = analysis::analyze(&TaskInput {
+        title: &request.title,
+        description: &request.description,
+        requirements: &request.requirements,
+        paths: &request.paths,
+    });
+    let task_id = platform::new_id(IdKind::Task, call.now)?;
+    let step_ids = definition
+        .steps
+        .iter()
+        .map(|_| platform::new_id(IdKind::Step, call.now))
+        .collect::<worker::Result<Vec<_>>>()?;
+    let planned = plan::plan(&PlanInput {
+        task_id: &task_id,
+        step_ids: &step_ids,
+        definition: &definition,
+        analysis: &analysis,
+        agents: &profiles,
+        now: call.now,
+    })
+    .map_err(|details| ApiError::Invalid { details })?;
+    let mut analysis_json = serde_json::to_value(&analysis).map_err(|e| Failed::Fault(e.to_string()))?;
+    analysis_json["selections"] =
+        serde_json::to_value(&planned.selections).map_err(|e| Failed::Fault(e.to_string()))?;
+    let row = store::TaskRow {
+        id: task_id.clone(),
+        workflow_id: workflow.id.clone(),
+        workflow_name: workflow_ref.name.clone(),
+        workflow_version: workflow.version,
+        title: request.title.clone(),
+        description: request.description.clone(),
+        input: json!({"requirements": request.requirements, "paths": request.paths}).to_string(),
+        analysis: analysis_json.to_string(),
+        status: planned.task.status.as_str().to_string(),
+        version: planned.task.version,
+        created_at: call.now.as_millis(),
+        updated_at: call.now.as_millis(),
+        finished_at: planned.task.finished_at.map(Timestamp::as_millis),
+    };
+    let response = json!({"task": task_json(&row, &planned.task)}).to_string();
+    let instructions: Vec<String> = planned.instructions.iter().map(Value::to_string).collect();
+    let new = store::NewTask {
+        task: &planned.task,
+        workflow_id: &row.workflow_id,
+        workflow_name: &row.workflow_name,
+        workflow_version: row.workflow_version,
+        title: &row.title,
+        description: &row.description,
+        input: &row.input,
+        analysis: &row.analysis,
+        instructions: &instructions,
+        events: &planned.events,
+        idempotency: key.as_deref().map(|k| (k, hash.as_str(), response.as_str())),
+    };
+    match store::insert_task(&db, &new, call.now).await? {
+        store::Write::Done => {}
+        // Another request with the same key got there first: answer as it was answered.
+        store::Write::Stale => {
+            let row = match key.as_deref() {
+                Some(key) => store::submission_by_key(&db, key).await?,
+                None => None,
+            };
+            return match row {
+                Some(row) => replay(row, &hash),
+                None => Err(Failed::Fault("task insert refused without an idempotency key".into())),
+            };
+        }
+    }
+    engine::count_submission(&planned.events, trips);
+    engine::send(call.env, &task_id, &planned.sends).await;
+    Ok(ApiResponse::raw(201, "application/json; charset=utf-8", response))
+}
+
+/// A task id from the path; anything that is not one cannot name a task.
+fn task_id_param(call: &Call<'_>) -> Result<String, ApiError> {
+    id_param(call, "tsk_", "no task with this id")
+}
+
+fn step_id_param(call: &Call<'_>) -> Result<String, ApiError> {
+    id_param(call, "stp_", "no step with this id")
+}
+
+fn id_param(call: &Call<'_>, prefix: &str, missing: &str) -> Result<String, ApiError> {
+    let id = call.matched.param("id");
+    let body = id.strip_prefix(prefix).unwrap_or("");
+    if body.len() != 26 || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(ApiError::NotFound { message: missing.into() });
+    }
+    Ok(id.to_string())
+}
+
+async fn task_view(call: &Call<'_>, task_id: &str) -> Handled {
+    let db = call.env.d1(bindings::DB)?;
+    let read = store::read_task(&db, task_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound { message: format!("no task {task_id}") })?;
+    let task = store::task_state(&read.task, &read.steps, &read.attempts)?;
+    Ok(ApiResponse::json(200, &json!({"task": task_json(&read.task, &task)})))
+}
+
+/// `GET /v1/tasks/{id}`.
+pub async fn get(call: &Call<'_>) -> Handled {
+    let task_id = task_id_param(call)?;
+    task_view(call, &task_id).await
+}
+
+/// `GET /v1/tasks?status=&cursor=&limit=`.
+pub async fn list(call: &Call<'_>) -> Handled {
+    let mut status = None;
+    let mut rest = Vec::new();
+    for pair in call.query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("status", value)) => status = Some(value.to_string()),
+            _ => rest.push(pair),
+        }
+    }
+    if let Some(value) = &status {
+        if core_engine::TaskStatus::parse(value).is_none() {
+            return Err(ApiError::BadRequest {
+                message: "invalid query parameters".into(),
+                details: vec![Detail::field("status", "must be running, succeeded, failed or cancelled")],
+            }
+            .into());
+        }
+    }
+    let page = Page::parse(&rest.join("&"))?;
+    let db = call.env.d1(bindings::DB)?;
+    let rows = store::list_tasks(&db, status.as_deref(), page.cursor.as_deref(), page.limit).await?;
+    let next_cursor = page.next_cursor(rows.len(), rows.last().map(|r| r.id.clone()));
+    let tasks: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id, "title": r.title, "status": r.status, "task_type": r.task_type,
+                "workflow": {"name": r.workflow_name, "version": r.workflow_version},
+                "created_at": Timestamp::saturating_from_millis(r.created_at).to_rfc3339(),
+                "updated_at": Timestamp::saturating_from_millis(r.updated_at).to_rfc3339(),
+                "finished_at": millis(r.finished_at.map(Timestamp::saturating_from_millis)),
+            })
+        })
+        .collect();
+    Ok(ApiResponse::json(200, &json!({"tasks": tasks, "next_cursor": next_cursor})))
+}
+
+/// `GET /v1/tasks/{id}/events?after=`.
+pub async fn events(call: &Call<'_>) -> Handled {
+    let task_id = task_id_param(call)?;
+    let page = Page::parse(&call.query)?;
+    let db = call.env.d1(bindings::DB)?;
+    let rows = store::list_task_events(&db, &task_id, page.after_seq()?, page.limit).await?;
+    if rows.is_empty() && page.cursor.is_none() && store::read_task(&db, &task_id).await?.is_none() {
+        return Err(ApiError::NotFound { message: format!("no task {task_id}") }.into());
+    }
+    let next_cursor = page.next_cursor(rows.len(), rows.last().map(|r| r.seq.to_string()));
+    let events: Vec<Value> = rows
+        .into_iter()
+        .map(|row| {
+            json!({
+                "seq": row.seq,
+                "step_id": row.step_id,
+                "kind": row.kind,
+                "data": serde_json::from_str::<Value>(&row.data).unwrap_or(Value::String(row.data)),
+                "created_at": Timestamp::saturating_from_millis(row.created_at).to_rfc3339(),
+            })
+        })
+        .collect();
+    Ok(ApiResponse::json(200, &json!({"events": events, "next_cursor": next_cursor})))
+}
+
+/// Routes whose body is optional and, when sent, must be an empty JSON object.
+fn no_fields(call: &Call<'_>, body: &[u8]) -> Result<(), ApiError> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Empty {}
+    parse_json_body::<Empty>(call.content_type.as_deref(), body).map(|_| ())
+}
+
+fn refused_or_missing(driven: Driven, missing: &str) -> Failed {
+    match driven {
+        Driven::Refused(refusal) => Failed::Client(refusal.into()),
+        _ => Failed::Client(ApiError::NotFound { message: missing.into() }),
+    }
+}
+
+/// `POST /v1/tasks/{id}/cancel`: every step still moving is cancelled; agents learn it at their
+/// next heartbeat or completion. Cancelling a cancelled task again changes nothing.
+pub async fn cancel(call: &Call<'_>, body: &[u8]) -> Handled {
+    let task_id = task_id_param(call)?;
+    no_fields(call, body)?;
+    let db = call.env.d1(bindings::DB)?;
+    match engine::drive(call.env, &db, TaskKey::Id(&task_id), &Command::Cancel, None).await? {
+        Driven::Applied(_) | Driven::Unchanged(_) => task_view(call, &task_id).await,
+        other => Err(refused_or_missing(other, &format!("no task {task_id}"))),
+    }
+}
+
+/// `POST /v1/steps/{id}/retry`: re-drives a dead step with a fresh budget of attempts.
+pub async fn retry(call: &Call<'_>, body: &[u8]) -> Handled {
+    let step_id = step_id_param(call)?;
+    no_fields(call, body)?;
+    let db = call.env.d1(bindings::DB)?;
+    match engine::drive(call.env, &db, TaskKey::OfStep(&step_id), &Command::Retry { step_id: step_id.clone() }, None)
+        .await?
+    {
+        Driven::Applied(transition) => task_view(call, &transition.task.id).await,
+        other => Err(refused_or_missing(other, &format!("no step {step_id}"))),
+    }
+}
+
+/// The `wait` query parameter of a lease: seconds to wait for work, 0 by default.
+fn wait_seconds(query: &str) -> Result<u32, ApiError> {
+    let mut wait = 0;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let parsed = match pair.split_once('=') {
+            Some(("wait", value)) => value.parse::<u32>().ok().filter(|w| *w <= LEASE_WAIT_SECONDS_MAX),
+            _ => None,
+        };
+        match parsed {
+            Some(value) => wait = value,
+            None => {
+                return Err(ApiError::BadRequest {
+                    message: "invalid query parameters".into(),
+                    details: vec![Detail::field(
+                        "wait",
+                        format!("the only parameter is wait, whole seconds from 0 to {LEASE_WAIT_SECONDS_MAX}"),
+                    )],
+                })
+            }
+        }
+    }
+    Ok(wait)
+}
+
+/// `POST /v1/agents/{name}/lease?wait=`: the agent's oldest leasable step, or 204 when there is
+/// none (after waiting up to `wait` seconds for one).
+pub async fn lease(call: &Call<'_>, body: &[u8]) -> Handled {
+    let name = call.matched.param("name").to_string();
+    if crate::core::agents::check_name(&name).is_err() {
+        return Err(ApiError::NotFound { message: "no agent with this name".into() }.into());
+    }
+    let caller = caller_of(call);
+    if matches!(&caller, Caller::Agent(own) if *own != name) {
+        return Err(ApiError::Forbidden { message: "an agent may lease only its own steps".into() }.into());
+    }
+    let wait = wait_seconds(&call.query)?;
+    no_fields(call, body)?;
+    let db = call.env.d1(bindings::DB)?;
+    let deadline = call.now.plus_millis(i64::from(wait) * 1000);
+    loop {
+        let seen = ready_generation(&name);
+        if let Some(response) = try_lease(call, &db, &name, &caller).await? {
+            return Ok(response);
+        }
+        // Wait for a step of this agent to become ready in this isolate, or for the poll
+        // interval (steps made ready by other isolates are only seen by looking again).
+        // Steps made ready by this isolate are noticed within a wake check (a memory read: a
+        // waker cannot be woken from another request's context); others at the next D1 look.
+        let look_again = platform::now().plus_millis(i64::from(LEASE_POLL_INTERVAL_MS)).min(deadline);
+        while platform::now() < look_again && ready_generation(&name) == seen {
+            worker::Delay::from(Duration::from_millis(u64::from(LEASE_WAKE_CHECK_MS))).await;
+        }
+        if platform::now() >= deadline && ready_generation(&name) == seen {
+            return Ok(ApiResponse::empty(204));
+        }
+    }
+}
+
+thread_local! {
+    /// Per agent, how many of its steps this isolate has made leasable.
+    static READY: RefCell<BTreeMap<String, u64>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+fn ready_generation(agent: &str) -> u64 {
+    READY.with(|ready| ready.borrow().get(agent).copied().unwrap_or(0))
+}
+
+/// Tells this isolate's lease requests waiting for `agent` to look again now.
+pub fn notify_ready(agent: &str) {
+    READY.with(|ready| *ready.borrow_mut().entry(agent.to_string()).or_insert(0) += 1);
+}
+
+/// One look for work: read the agent's oldest leasable step's task, decide the lease, write it
+/// guarded by the task's version and the agent's lease count.
+async fn try_lease(
+    call: &Call<'_>,
+    db: &worker::D1Database,
+    name: &str,
+    caller: &Caller,
+) -> Result<Option<ApiResponse>, Failed> {
+    // Round trips of this lease, counted as they are made (requests interleave).
+    let mut trips = 0;
+    for _ in 0..TRANSITION_RETRIES_MAX {
+        trips += 1;
+        let read = store::read_for_lease(db, name)
+            .await?
+            .ok_or_else(|| ApiError::NotFound { message: format!("no agent named {name}") })?;
+        let Some(task_read) = &read.task else { return Ok(None) };
+        if read.leased >= read.max_concurrency {
+            return Ok(None);
+        }
+        let before = store::task_state(&task_read.task, &task_read.steps, &task_read.attempts)?;
+        let candidate = before
+            .steps
+            .iter()
+            .filter(|s| s.agent.as_deref() == Some(name) && s.status == StepStatus::Queued && s.ready_at.is_some())
+            .min_by_key(|s| (s.ready_at, s.id.clone()));
+        let Some(candidate) = candidate else { return Ok(None) };
+        let now = platform::now();
+        let lease_id = platform::new_id(IdKind::Lease, now)?;
+        let command = Command::Lease {
+            step_id: candidate.id.clone(),
+            caller: caller.clone(),
+            lease_id,
+            lease_ms: read.lease_ms,
+            at_capacity: false,
+        };
+        let transition = match core_engine::apply(&before, &command, now, engine::random_u32()?) {
+            Ok(Outcome::Changed(transition)) => transition,
+            // Another agent took it between the read and now, or the task moved on: look again.
+            Ok(_) | Err(_) => continue,
+        };
+        let guard = store::Guard::AgentBelow { agent: name, max_concurrency: read.max_concurrency };
+        trips += 1;
+        match store::write_transition(db, &before, &transition, &guard, &[], now).await? {
+            store::Write::Stale => continue,
+            store::Write::Done => engine::count_transition(&transition, trips),
+        }
+        let Some(step) = transition.task.step(&candidate.id) else { return Ok(None) };
+        let instructions =
+            read.instructions.iter().find(|(id, _)| *id == step.id).map_or("{}", |(_, text)| text.as_str());
+        let inputs = engine::inputs_of(call.env, &step.depends_on, &read.reports).await?;
+        let payload = engine::step_payload(&before.id, step, instructions, inputs, step.lease_expires_at);
+        return Ok(Some(ApiResponse::json(200, &json!({"step": payload}))));
+    }
+    Ok(None)
+}
+
+/// `POST /v1/steps/{id}/heartbeat`.
+pub async fn heartbeat(call: &Call<'_>, body: &[u8]) -> Handled {
+    let step_id = step_id_param(call)?;
+    let request: HeartbeatRequest = parse_json_body(call.content_type.as_deref(), body)?;
+    let db = call.env.d1(bindings::DB)?;
+    // An agent heartbeats its own steps, so its name comes with the call; an admin's needs a read.
+    let agent = match caller_of(call) {
+        Caller::Agent(name) => Some(name),
+        Caller::Admin => store::read_task_of_step(&db, &step_id)
+            .await?
+            .and_then(|read| read.steps.into_iter().find(|s| s.id == step_id))
+            .and_then(|s| s.agent),
+    };
+    let lease_ms = match agent {
+        Some(agent) => registry::agent_for_dispatch(call.env, &db, &agent).await?.map(|a| a.lease_ms),
+        None => None,
+    }
+    .unwrap_or(crate::core::agents::LEASE_MS_DEFAULT);
+    let command =
+        Command::Heartbeat { step_id: step_id.clone(), caller: caller_of(call), lease_id: request.lease_id, lease_ms };
+    match engine::drive(call.env, &db, TaskKey::OfStep(&step_id), &command, None).await? {
+        Driven::Applied(transition) => {
+            let step = transition.task.step(&step_id);
+            Ok(ApiResponse::json(
+                200,
+                &json!({"step_id": step_id, "lease_expires_at": millis(step.and_then(|s| s.lease_expires_at))}),
+            ))
+        }
+        other => Err(refused_or_missing(other, &format!("no step {step_id}"))),
+    }
+}
+
+/// `POST /v1/steps/{id}/complete`.
+pub async fn complete(call: &Call<'_>, body: &[u8]) -> Handled {
+    let step_id = step_id_param(call)?;
+    let request: CompletionRequest =
+        parse_json_body_within(COMPLETE_BODY_BYTES_MAX, call.content_type.as_deref(), body)?;
+    let checked = request.validate()?;
+    let Some(lease_id) = checked.lease_id.clone() else {
+        return Err(ApiError::Invalid { details: vec![Detail::field("lease_id", "is required")] }.into());
+    };
+    let db = call.env.d1(bindings::DB)?;
+    let completion = Completion {
+        step_id: step_id.clone(),
+        lease_id,
+        caller: caller_of(call),
+        succeeded: checked.outcome == Reported::Succeeded,
+        error: checked.error.clone(),
+        hash: hex(&engine::sha256(body)),
+        report: checked.report.map(|r| ReportRef::Inline(r.into_value().to_string())),
+    };
+    let command = Command::Complete(completion);
+    match engine::drive(call.env, &db, TaskKey::OfStep(&step_id), &command, checked.log.as_deref()).await? {
+        Driven::Applied(transition) => {
+            let response = transition.response.clone().unwrap_or_else(|| "{}".into());
+            Ok(ApiResponse::raw(200, "application/json; charset=utf-8", response))
+        }
+        Driven::Replay(response) => Ok(ApiResponse::raw(200, "application/json; charset=utf-8", response)),
+        other => Err(refused_or_missing(other, &format!("no step {step_id}"))),
+    }
+}
+
+/// `GET /v1/system/counters`: what this isolate has done since it started, for benchmarks.
+pub fn counters() -> ApiResponse {
+    let (transitions, transition_trips) = engine::transition_counts();
+    ApiResponse::json(
+        200,
+        &json!({
+            "d1_round_trips": store::round_trips(),
+            "step_transitions": transitions,
+            "transition_round_trips": transition_trips,
+        }),
+    )
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestStepMessage {
+    task_id: String,
+    step_id: String,
+    attempt: u32,
+}
+
+/// `POST /__test/step-messages` (test-only): puts a step message on the queue, so that the tests
+/// can deliver one twice, or out of order, as the platform may.
+pub async fn test_step_message(call: &Call<'_>, body: &[u8]) -> Handled {
+    let request: TestStepMessage = parse_json_body(call.content_type.as_deref(), body)?;
+    let message = crate::core::queue::QueueMessage::Step {
+        task_id: request.task_id,
+        step_id: request.step_id,
+        attempt: request.attempt,
+    };
+    call.env.queue(bindings::STEPS)?.send(message.to_json()).await?;
+    Ok(ApiResponse::empty(202))
+}
