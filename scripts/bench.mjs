@@ -9,12 +9,17 @@
 //    requests each.
 // 4. Workflows: parsing the seed instruction file natively (cargo, release build), and posting
 //    it to the local runtime (POST /v1/workflows, one client).
+// 5. The engine: N full-stack tasks (N = 50 and 200) run through the default workflow by
+//    simulated pull agents on loopback: tasks/s, step transitions/s, "step ready" to "leased"
+//    p50/p99 (from the Worker's own step.leased events), and D1 round trips per transition
+//    (the Worker counts them; see GET /v1/system/counters).
 
 import { spawnSync } from "node:child_process";
-import { readFileSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { Miniflare } from "miniflare";
+import { agent, eventsOf, issueToken, submit, taskOf } from "../tests/helpers/agents.mjs";
 import { startWorker } from "../tests/helpers/worker.mjs";
 import { ROOT, setup } from "./setup.mjs";
 
@@ -28,6 +33,13 @@ const WARMUP_REQUESTS = 50;
 /** Instruction files posted for the workflow figure; each one stores a new version in D1. */
 const WORKFLOW_POSTS = Number(process.env.BENCH_WORKFLOW_POSTS ?? 200);
 const SEED_PATH = join(ROOT, "..", "shared", "seed", "000_e91aae71b815acb6.txt");
+/** Task counts of the engine figure. */
+const ENGINE_TASKS = (process.env.BENCH_ENGINE_TASKS ?? "50,200").split(",").map(Number);
+/** Concurrent workers per agent in the engine figure, and the max_concurrency they get. */
+const WORKERS_PER_AGENT = Number(process.env.BENCH_WORKERS ?? 8);
+/** The engine figure gives up on a run after this long (it is a bound, not an expectation). */
+const ENGINE_RUN_LIMIT_MS = 15 * 60 * 1000;
+const AGENTS = ["context-fetcher", "cloudflare-specialist", "sveltekit-specialist", "project-manager", "test-runner"];
 
 function kib(bytes) {
   return `${(bytes / 1024).toFixed(1)} KiB`;
@@ -83,7 +95,9 @@ async function miniflareColdStart() {
     await mf.ready;
     const ready = performance.now();
     const db = await mf.getD1Database("DB");
-    for (const statement of readFileSync(join(ROOT, "migrations", "0001_initial.sql"), "utf8")
+    const migrations = readdirSync(join(ROOT, "migrations")).filter((f) => f.endsWith(".sql")).sort();
+    const sql = migrations.map((f) => readFileSync(join(ROOT, "migrations", f), "utf8")).join(";\n");
+    for (const statement of sql
       .replace(/--.*$/gm, "")
       .split(";")
       .map((s) => s.trim())
@@ -204,6 +218,94 @@ async function latency() {
   }
 }
 
+/** Runs `count` full-stack tasks to completion with simulated pull agents; returns figures. */
+async function engineRun(worker, clients, count) {
+  const counters = async () => (await worker.admin("/v1/system/counters")).json();
+  const before = await counters();
+  const started = performance.now();
+  const ids = [];
+  for (let i = 0; i < count; i += 1) {
+    const { response, body } = await submit(worker, { title: `Add a D1 comments API and a SvelteKit page, run ${i}` });
+    if (response.status !== 201) throw new Error(`submit answered ${response.status}`);
+    ids.push(body.task.id);
+  }
+  const open = new Set(ids);
+  const deadline = Date.now() + ENGINE_RUN_LIMIT_MS;
+  let stop = false;
+  const work = async (client) => {
+    while (!stop && Date.now() < deadline) {
+      const step = await client.lease(1);
+      if (!step) continue;
+      const done = await client.complete(step, { report: { notes: "bench" } });
+      if (done.status !== 200) throw new Error(`complete answered ${done.status}`);
+    }
+  };
+  const watch = async () => {
+    while (open.size > 0 && Date.now() < deadline) {
+      for (const id of [...open]) {
+        const task = await taskOf(worker, id);
+        if (task.status !== "running") open.delete(id);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    stop = true;
+  };
+  const workers = clients.flatMap((client) => Array.from({ length: WORKERS_PER_AGENT }, () => work(client)));
+  await Promise.all([watch(), ...workers]);
+  const seconds = (performance.now() - started) / 1000;
+  if (open.size > 0) throw new Error(`${open.size} tasks did not finish within ${ENGINE_RUN_LIMIT_MS} ms`);
+  const now = await counters();
+  const trips = now.transition_round_trips - before.transition_round_trips;
+  const counted = now.step_transitions - before.step_transitions;
+  const allTrips = now.d1_round_trips - before.d1_round_trips;
+  const waits = [];
+  let transitions = 0;
+  for (const id of ids) {
+    for (const event of await eventsOf(worker, id)) {
+      if (event.kind.startsWith("step.")) transitions += 1;
+      if (event.kind === "step.leased" && event.data.via === "lease") waits.push(event.data.ready_to_leased_ms);
+    }
+  }
+  waits.sort((a, b) => a - b);
+  return { seconds, transitions, trips, counted, allTrips, waits };
+}
+
+async function engine() {
+  console.log("\nEngine (full-stack tasks through the default workflow, simulated pull agents on loopback)");
+  const worker = await startWorker({ pollMs: 50 });
+  try {
+    const clients = [];
+    for (const name of AGENTS) {
+      const current = (await (await worker.admin(`/v1/agents/${name}`)).json()).agent;
+      const update = await worker.admin(`/v1/agents/${name}`, {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          description: current.description,
+          capabilities: current.capabilities,
+          max_concurrency: WORKERS_PER_AGENT,
+        }),
+      });
+      if (update.status !== 200) throw new Error(`configuring ${name} answered ${update.status}`);
+      clients.push(agent(worker, name, await issueToken(worker, name)));
+    }
+    for (const count of ENGINE_TASKS) {
+      const { seconds, transitions, trips, counted, allTrips, waits } = await engineRun(worker, clients, count);
+      console.log(
+        `  N=${String(count).padEnd(4)} ${(count / seconds).toFixed(2).padStart(7)} tasks/s  ` +
+          `${(transitions / seconds).toFixed(1).padStart(7)} step transitions/s  ` +
+          `ready→leased p50 ${percentile(waits, 50)} ms p99 ${percentile(waits, 99)} ms`,
+      );
+      console.log(
+        `          ${(trips / counted).toFixed(2)} D1 round trips per step transition (${trips} / ${counted}; ` +
+          `${transitions} step events recorded); all D1 round trips incl. idle lease polls and reads: ${allTrips}`,
+      );
+    }
+  } finally {
+    await worker.stop();
+  }
+}
+
 try {
   setup({ quiet: true });
 } catch (error) {
@@ -211,9 +313,13 @@ try {
   process.exit(1);
 }
 console.log(`switchyard bench — node ${process.versions.node}, ${new Date().toISOString()}`);
-bundleSizes();
-await coldStarts();
+/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine) runs a subset. */
+const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(",")) : null;
+const wanted = (name) => !only || only.has(name);
+if (wanted("bundle")) bundleSizes();
+if (wanted("cold")) await coldStarts();
 // Before the runtime starts: the release build of the example can take a while, and
 // keep-alive connections to wrangler dev would sit idle meanwhile.
-nativeParse();
-await latency();
+if (wanted("parse")) nativeParse();
+if (wanted("latency")) await latency();
+if (wanted("engine")) await engine();

@@ -1,0 +1,297 @@
+// Tasks run through workflows with simulated pull agents on the real local runtime: the full
+// default workflow end to end, skips chosen by analysis, and each way the platform or an agent
+// can misbehave (duplicates, races, double completions, expired leases, cancellation, failures),
+// counted in the task's events so that nothing happens twice.
+
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import {
+  agent,
+  eventsOf,
+  issueToken,
+  leaseWithin,
+  postAs,
+  reportFor,
+  submit,
+  taskOf,
+  workTask,
+} from "./helpers/agents.mjs";
+import { errorOf, eventually, startWorker } from "./helpers/worker.mjs";
+
+const DEFAULT_AGENTS = ["context-fetcher", "cloudflare-specialist", "sveltekit-specialist", "project-manager", "test-runner"];
+const FULL_STACK = { title: "Add a D1-backed comments API and a SvelteKit page that lists the comments" };
+const BACKEND = { title: "Add a D1 migration and a Worker API endpoint for comments" };
+const FRONTEND = { title: "Restyle the SvelteKit settings page and its form components" };
+
+describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
+  let worker;
+  const clients = {};
+  before(async () => {
+    worker = await startWorker({ vars: { REDISPATCH_AFTER_SECONDS: "1" } });
+    for (const name of DEFAULT_AGENTS) clients[name] = agent(worker, name, await issueToken(worker, name));
+  });
+  after(async () => {
+    await worker?.stop();
+  });
+
+  const all = () => DEFAULT_AGENTS.map((name) => clients[name]);
+  const json = (method, path, body) =>
+    worker.admin(path, { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const count = (events, kind, stepId) => events.filter((e) => e.kind === kind && (!stepId || e.step_id === stepId)).length;
+  const cancel = (id) => worker.admin(`/v1/tasks/${id}/cancel`, { method: "POST" });
+
+  /** A one-step workflow run by a new agent of its own, so tests do not share work. */
+  async function soloWorkflow(name, { attempts = 3, agentFields = {} } = {}) {
+    const created = await json("POST", "/v1/agents", { name, capabilities: ["testing"], ...agentFields });
+    assert.equal(created.status, 201);
+    const { token } = await created.json();
+    const workflow = await json("POST", "/v1/workflows", {
+      name: `${name}-flow`,
+      steps: [{ key: "1", name: "only_step", agent: name, attributes: { max_attempts: String(attempts) } }],
+    });
+    assert.equal(workflow.status, 201, await workflow.text());
+    return agent(worker, name, token);
+  }
+
+  test("a full-stack task runs every step to success, 2a and 2b at the same time, and fans in once", async () => {
+    const { response, body } = await submit(worker, FULL_STACK);
+    assert.equal(response.status, 201);
+    const task = body.task;
+    assert.equal(task.task_type, "full-stack");
+    assert.deepEqual(
+      task.steps.map((s) => [s.key, s.agent, s.status]),
+      [
+        ["1", "context-fetcher", "queued"],
+        ["2a", "cloudflare-specialist", "pending"],
+        ["2b", "sveltekit-specialist", "pending"],
+        ["3", "project-manager", "pending"],
+        ["4", null, "pending"],
+        ["5", "test-runner", "pending"],
+        ["6", "project-manager", "pending"],
+      ],
+    );
+    const read = await taskOf(worker, task.id);
+    assert.deepEqual(
+      read.steps.map((s) => [s.id, s.key, s.agent]),
+      task.steps.map((s) => [s.id, s.key, s.agent]),
+      "GET shows the task submission answered with",
+    );
+
+    const first = await leaseWithin(clients["context-fetcher"]);
+    assert.equal(first.key, "1");
+    assert.ok(first.instructions.blocks.length > 0, "the step's structured blocks come with it");
+    assert.equal((await clients["context-fetcher"].complete(first, { report: reportFor(first) })).status, 200);
+
+    // Both parallel steps are leased before either completes.
+    const [backend, frontend] = await Promise.all([
+      leaseWithin(clients["cloudflare-specialist"]),
+      leaseWithin(clients["sveltekit-specialist"]),
+    ]);
+    assert.deepEqual([backend.key, frontend.key], ["2a", "2b"]);
+    assert.deepEqual(Object.keys(backend.inputs), ["1"], "a step receives the reports of the steps it depends on");
+    assert.equal(backend.inputs["1"].report.notes, "did task_analysis");
+    const midway = await taskOf(worker, task.id);
+    assert.deepEqual(midway.steps.filter((s) => s.status === "leased").map((s) => s.key), ["2a", "2b"]);
+
+    await Promise.all([
+      clients["cloudflare-specialist"].complete(backend, { report: reportFor(backend) }),
+      clients["sveltekit-specialist"].complete(frontend, { report: reportFor(frontend) }),
+    ]);
+    const integration = await leaseWithin(clients["project-manager"]);
+    assert.equal(integration.key, "3");
+    assert.deepEqual(Object.keys(integration.inputs).sort(), ["2a", "2b"]);
+    await clients["project-manager"].complete(integration, { report: reportFor(integration) });
+
+    const done = await workTask(worker, task.id, all());
+    assert.equal(done.status, "succeeded");
+    assert.ok(done.steps.every((s) => s.status === "succeeded"));
+    const builtin = done.steps.find((s) => s.key === "4");
+    assert.equal(builtin.runner, "builtin");
+    assert.equal(builtin.attempts.length, 1);
+
+    const events = await eventsOf(worker, task.id);
+    const step3 = task.steps.find((s) => s.key === "3").id;
+    assert.equal(count(events, "step.queued", step3), 1, "the fan-in step is queued exactly once");
+    assert.equal(count(events, "step.queued"), 7);
+    assert.equal(count(events, "step.succeeded"), 7);
+    assert.equal(count(events, "task.succeeded"), 1);
+    const seqs = events.map((e) => e.seq);
+    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), "events come in order");
+  });
+
+  test("a backend-only task skips the frontend step and a frontend-only task the backend step", async () => {
+    const backend = (await submit(worker, BACKEND)).body.task;
+    assert.equal(backend.task_type, "backend");
+    const skipped = backend.steps.find((s) => s.key === "2b");
+    assert.equal(skipped.status, "skipped");
+    assert.match(skipped.skip_reason, /backend task.*sveltekit-specialist/);
+    assert.equal(backend.steps.find((s) => s.key === "2a").status, "pending");
+
+    const frontend = (await submit(worker, FRONTEND)).body.task;
+    assert.equal(frontend.task_type, "frontend");
+    assert.equal(frontend.steps.find((s) => s.key === "2a").status, "skipped");
+
+    const done = await workTask(worker, backend.id, all());
+    assert.equal(done.status, "succeeded");
+    const fanIn = await eventsOf(worker, backend.id);
+    assert.equal(count(fanIn, "step.queued", backend.steps.find((s) => s.key === "3").id), 1);
+    assert.equal((await workTask(worker, frontend.id, all())).status, "succeeded");
+  });
+
+  test("a duplicated queue message dispatches nothing twice", async () => {
+    const solo = await soloWorkflow("dup-agent");
+    const task = (await submit(worker, { title: "Check the fixtures", workflow: "dup-agent-flow" })).body.task;
+    const step = task.steps[0];
+    await eventually(async () => (await taskOf(worker, task.id)).steps[0].ready_at);
+    const before = await eventsOf(worker, task.id);
+    for (let i = 0; i < 3; i += 1) {
+      const sent = await json("POST", "/__test/step-messages", { task_id: task.id, step_id: step.id, attempt: 1 });
+      assert.equal(sent.status, 202);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.deepEqual(await eventsOf(worker, task.id), before, "redelivered messages recorded nothing");
+    const leased = await leaseWithin(solo);
+    assert.equal((await solo.complete(leased, { report: {} })).status, 200);
+    assert.equal((await taskOf(worker, task.id)).status, "succeeded");
+  });
+
+  test("agents racing for one step: exactly one lease is granted", async () => {
+    const solo = await soloWorkflow("race-agent", { agentFields: { max_concurrency: 4 } });
+    const task = (await submit(worker, { title: "Race", workflow: "race-agent-flow" })).body.task;
+    await eventually(async () => (await taskOf(worker, task.id)).steps[0].ready_at);
+    const racers = await Promise.all([
+      solo.lease(0),
+      solo.lease(0),
+      solo.lease(0),
+      postAs(worker, worker.adminToken, "/v1/agents/race-agent/lease").then(async (r) => (r.status === 200 ? (await r.json()).step : null)),
+    ]);
+    const winners = racers.filter(Boolean);
+    assert.equal(winners.length, 1);
+    const events = await eventsOf(worker, task.id);
+    assert.equal(count(events, "step.leased"), 1);
+    assert.equal((await solo.complete(winners[0], { report: {} })).status, 200);
+  });
+
+  test("completing twice with the same body is answered as the first time; another body is refused", async () => {
+    const solo = await soloWorkflow("twice-agent");
+    const task = (await submit(worker, { title: "Twice", workflow: "twice-agent-flow" })).body.task;
+    const step = await leaseWithin(solo);
+    const body = { outcome: "succeeded", report: { notes: "first" }, log: "line one\nline two\n" };
+    const first = await solo.complete(step, body);
+    assert.equal(first.status, 200);
+    const firstBody = await first.text();
+    const again = await solo.complete(step, body);
+    assert.equal(again.status, 200);
+    assert.equal(await again.text(), firstBody);
+    const other = await solo.complete(step, { ...body, report: { notes: "second" } });
+    assert.equal(other.status, 409);
+    assert.equal((await errorOf(other)).code, "stale_lease");
+    const events = await eventsOf(worker, task.id);
+    assert.equal(count(events, "step.succeeded"), 1);
+    assert.equal(JSON.parse(firstBody).status, "succeeded");
+  });
+
+  test("an expired lease is refused, and the sweep retries the step", async () => {
+    const solo = await soloWorkflow("slow-agent", { agentFields: { lease_ms: 1000 } });
+    const task = (await submit(worker, { title: "Slow", workflow: "slow-agent-flow" })).body.task;
+    const step = await leaseWithin(solo);
+    await new Promise((resolve) => setTimeout(resolve, 1300));
+    const late = await solo.heartbeat(step);
+    assert.equal(late.status, 409);
+    assert.equal((await errorOf(late)).code, "stale_lease");
+    assert.equal((await worker.fetch("/__scheduled?cron=*+*+*+*+*")).status, 200);
+    const retried = await eventually(async () => (await taskOf(worker, task.id)).steps[0].attempts[0]?.status === "expired");
+    assert.ok(retried, "the sweep expired the attempt");
+    const second = await leaseWithin(solo);
+    assert.equal(second.attempt, 2);
+    assert.equal((await solo.heartbeat(second)).status, 200);
+    assert.equal((await solo.complete(step, { report: {} })).status, 409, "the first lease stays stale");
+    assert.equal((await solo.complete(second, { report: {} })).status, 200);
+    const events = await eventsOf(worker, task.id);
+    assert.equal(count(events, "step.lease_expired"), 1);
+    assert.equal(count(events, "step.succeeded"), 1);
+  });
+
+  test("a cancelled task stops its agents at their next heartbeat and completion", async () => {
+    const solo = await soloWorkflow("cancel-agent");
+    const task = (await submit(worker, { title: "Cancel me", workflow: "cancel-agent-flow" })).body.task;
+    const step = await leaseWithin(solo);
+    const cancelled = await cancel(task.id);
+    assert.equal(cancelled.status, 200);
+    assert.equal((await cancelled.json()).task.status, "cancelled");
+    const heartbeat = await solo.heartbeat(step);
+    assert.equal(heartbeat.status, 409);
+    assert.equal((await errorOf(heartbeat)).code, "cancelled");
+    const complete = await solo.complete(step, { report: {} });
+    assert.equal((await errorOf(complete)).code, "cancelled");
+    assert.equal((await cancel(task.id)).status, 200, "cancelling again changes nothing");
+    const events = await eventsOf(worker, task.id);
+    assert.equal(count(events, "task.cancelled"), 1);
+    assert.equal(count(events, "step.cancelled"), 1);
+  });
+
+  test("failed attempts are retried with backoff until the step is dead; a retry by hand resumes the task", async () => {
+    const solo = await soloWorkflow("flaky-agent", { attempts: 2 });
+    const task = (await submit(worker, { title: "Flaky", workflow: "flaky-agent-flow" })).body.task;
+    for (let attempt = 1; attempt <= 2; attempt += 1) {
+      const step = await leaseWithin(solo);
+      assert.equal(step.attempt, attempt);
+      const failed = await solo.complete(step, { outcome: "failed", error: `broke ${attempt}` });
+      assert.equal(failed.status, 200);
+    }
+    const dead = await taskOf(worker, task.id);
+    assert.equal(dead.status, "failed");
+    assert.equal(dead.steps[0].status, "dead");
+    assert.match(dead.steps[0].error, /broke 2/);
+    assert.equal((await solo.lease(0)), null, "a dead step is not leasable");
+
+    const retried = await worker.admin(`/v1/steps/${dead.steps[0].id}/retry`, { method: "POST" });
+    assert.equal(retried.status, 200);
+    assert.equal((await retried.json()).task.status, "running");
+    const step = await leaseWithin(solo);
+    assert.equal(step.attempt, 3);
+    await solo.complete(step, { report: {} });
+    assert.equal((await taskOf(worker, task.id)).status, "succeeded");
+    const again = await worker.admin(`/v1/steps/${dead.steps[0].id}/retry`, { method: "POST" });
+    assert.equal(again.status, 409, "only a dead step can be retried");
+    const events = await eventsOf(worker, task.id);
+    assert.equal(count(events, "step.failed"), 2);
+    assert.equal(count(events, "step.dead"), 1);
+    assert.equal(count(events, "task.resumed"), 1);
+  });
+
+  test("the same Idempotency-Key and body give the same task; another body is a conflict", async () => {
+    const key = `key-${Date.now()}`;
+    const first = await submit(worker, BACKEND, { "idempotency-key": key });
+    assert.equal(first.response.status, 201);
+    const again = await submit(worker, BACKEND, { "idempotency-key": key });
+    assert.equal(again.response.status, 201);
+    assert.equal(again.response.headers.get("idempotent-replayed"), "true");
+    assert.deepEqual(again.body, first.body);
+    const other = await submit(worker, FRONTEND, { "idempotency-key": key });
+    assert.equal(other.response.status, 409);
+    const listed = await (await worker.admin("/v1/tasks?limit=200")).json();
+    assert.equal(listed.tasks.filter((t) => t.id === first.body.task.id).length, 1);
+    assert.equal((await cancel(first.body.task.id)).status, 200);
+  });
+
+  test("an agent may lease and complete only its own steps", async () => {
+    const owner = await soloWorkflow("owner-agent");
+    const intruder = await soloWorkflow("intruder-agent");
+    const task = (await submit(worker, { title: "Mine", workflow: "owner-agent-flow" })).body.task;
+    const leaseOther = await postAs(worker, intruder.token, "/v1/agents/owner-agent/lease");
+    assert.equal(leaseOther.status, 403);
+    assert.equal((await errorOf(leaseOther)).code, "forbidden");
+    const step = await leaseWithin(owner);
+    const foreign = await postAs(worker, intruder.token, `/v1/steps/${step.id}/complete`, { lease_id: step.lease_id });
+    assert.equal(foreign.status, 403);
+    const heartbeat = await postAs(worker, intruder.token, `/v1/steps/${step.id}/heartbeat`, { lease_id: step.lease_id });
+    assert.equal(heartbeat.status, 403);
+    const adminOnly = await postAs(worker, owner.token, "/v1/tasks", FULL_STACK);
+    assert.equal(adminOnly.status, 403, "an agent token does not open admin routes");
+    const whoami = await worker.fetch("/v1/whoami", { headers: { authorization: `Bearer ${owner.token}` } });
+    assert.deepEqual(await whoami.json(), { principal: "agent", agent: "owner-agent" });
+    assert.equal((await owner.complete(step, { report: {} })).status, 200);
+    assert.equal((await taskOf(worker, task.id)).status, "succeeded");
+  });
+});

@@ -1,0 +1,127 @@
+// Webhook agents: switchyard POSTs each step to the agent's URL, signed with the agent's secret;
+// the receiver here is a plain HTTP server on loopback that checks the signature with its own
+// HMAC code, as a real agent would.
+
+import assert from "node:assert/strict";
+import { createHmac, timingSafeEqual } from "node:crypto";
+import { createServer } from "node:http";
+import { after, before, describe, test } from "node:test";
+import { eventsOf, submit, taskOf } from "./helpers/agents.mjs";
+import { eventually, startWorker } from "./helpers/worker.mjs";
+
+/** The receiver's check: `v1=` HMAC-SHA256 of `timestamp.body`, and a fresh timestamp. */
+function verify(secret, headers, body, nowSeconds = Math.floor(Date.now() / 1000)) {
+  const timestamp = headers["x-switchyard-timestamp"] ?? "";
+  const given = Buffer.from(String(headers["x-switchyard-signature"] ?? ""));
+  const expected = Buffer.from(`v1=${createHmac("sha256", secret).update(`${timestamp}.${body}`).digest("hex")}`);
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return false;
+  return Math.abs(nowSeconds - Number(timestamp)) <= 300;
+}
+
+/** A loopback server that records deliveries and answers with `answer(delivery)`. */
+async function receiver(answer) {
+  const deliveries = [];
+  const server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (chunk) => (body += chunk));
+    req.on("end", () => {
+      const delivery = { headers: req.headers, body };
+      deliveries.push(delivery);
+      const { status, json } = answer(delivery);
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(json === undefined ? "" : JSON.stringify(json));
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${server.address().port}/hook`, deliveries, close: () => server.close() };
+}
+
+describe("webhook agents", { timeout: 300_000 }, () => {
+  let worker;
+  const servers = [];
+  before(async () => {
+    worker = await startWorker();
+  });
+  after(async () => {
+    servers.forEach((s) => s.close());
+    await worker?.stop();
+  });
+
+  const json = (method, path, body) =>
+    worker.admin(path, { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+
+  async function webhookAgent(name, url, attempts) {
+    const created = await json("POST", "/v1/agents", { name, mode: "webhook", webhook_url: url, capabilities: ["hooks"] });
+    assert.equal(created.status, 201);
+    const { webhook_secret: secret } = await created.json();
+    const workflow = await json("POST", "/v1/workflows", {
+      name: `${name}-flow`,
+      steps: [{ key: "1", name: "hooked", agent: name, attributes: { max_attempts: String(attempts) } }],
+    });
+    assert.equal(workflow.status, 201);
+    return secret;
+  }
+
+  test("a webhook agent receives a correctly signed step and completes it with its answer", async () => {
+    let secret;
+    const server = await receiver((delivery) => {
+      if (!verify(secret, delivery.headers, delivery.body)) return { status: 401, json: { error: "bad signature" } };
+      const step = JSON.parse(delivery.body).step;
+      return { status: 200, json: { outcome: "succeeded", report: { notes: `handled ${step.name}`, lines_added: 5 } } };
+    });
+    servers.push(server);
+    secret = await webhookAgent("hook-agent", server.url, 3);
+    const task = (await submit(worker, { title: "Ping the hook", workflow: "hook-agent-flow" })).body.task;
+    const done = await eventually(async () => {
+      const read = await taskOf(worker, task.id);
+      return read.status === "succeeded" && read;
+    });
+    assert.ok(done, "the task succeeded from the webhook's answer");
+    assert.equal(server.deliveries.length, 1);
+    const delivery = server.deliveries[0];
+    assert.ok(delivery.headers["x-switchyard-delivery"].startsWith("lse_"));
+    const payload = JSON.parse(delivery.body).step;
+    assert.equal(payload.id, task.steps[0].id);
+    assert.equal(payload.lease_id, delivery.headers["x-switchyard-delivery"]);
+
+    // What the receiver's check protects against: a changed body, another secret, an old request.
+    assert.equal(verify(secret, delivery.headers, delivery.body.replace("hooked", "hijack")), false);
+    assert.equal(verify("whsec_someone_else", delivery.headers, delivery.body), false);
+    assert.equal(verify(secret, delivery.headers, delivery.body, Math.floor(Date.now() / 1000) + 3600), false);
+  });
+
+  test("a webhook that answers 500 is retried, then the step is dead and the task failed", async () => {
+    const server = await receiver(() => ({ status: 500, json: { error: "down" } }));
+    servers.push(server);
+    await webhookAgent("broken-hook", server.url, 2);
+    const task = (await submit(worker, { title: "Ping the broken hook", workflow: "broken-hook-flow" })).body.task;
+    const failed = await eventually(
+      async () => {
+        const read = await taskOf(worker, task.id);
+        return read.status === "failed" && read;
+      },
+      { timeoutMs: 30_000 },
+    );
+    assert.ok(failed, "the task failed after its attempts");
+    assert.equal(failed.steps[0].status, "dead");
+    assert.equal(server.deliveries.length, 2);
+    assert.deepEqual(failed.steps[0].attempts.map((a) => a.status), ["failed", "failed"]);
+    assert.match(failed.steps[0].attempts[0].error, /answered 500/);
+    const events = await eventsOf(worker, task.id);
+    assert.equal(events.filter((e) => e.kind === "step.dead").length, 1);
+  });
+
+  test("a webhook that answers 202 completes the step later over the API", async () => {
+    const server = await receiver(() => ({ status: 202 }));
+    servers.push(server);
+    await webhookAgent("later-hook", server.url, 3);
+    const task = (await submit(worker, { title: "Later", workflow: "later-hook-flow" })).body.task;
+    await eventually(() => server.deliveries.length === 1);
+    const leased = await eventually(async () => (await taskOf(worker, task.id)).steps[0].status === "leased");
+    assert.ok(leased);
+    const leaseId = server.deliveries[0].headers["x-switchyard-delivery"];
+    const completed = await json("POST", `/v1/steps/${task.steps[0].id}/complete`, { lease_id: leaseId, report: {} });
+    assert.equal(completed.status, 200);
+    assert.equal((await taskOf(worker, task.id)).status, "succeeded");
+  });
+});
