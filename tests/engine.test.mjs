@@ -93,13 +93,16 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
     const midway = await taskOf(worker, task.id);
     assert.deepEqual(midway.steps.filter((s) => s.status === "leased").map((s) => s.key), ["2a", "2b"]);
 
+    // A report over the inline limit goes to R2 and still reaches the steps that depend on it.
+    const bigNotes = "n".repeat(20_000);
     await Promise.all([
-      clients["cloudflare-specialist"].complete(backend, { report: reportFor(backend) }),
+      clients["cloudflare-specialist"].complete(backend, { report: { ...reportFor(backend), notes: bigNotes } }),
       clients["sveltekit-specialist"].complete(frontend, { report: reportFor(frontend) }),
     ]);
     const integration = await leaseWithin(clients["project-manager"]);
     assert.equal(integration.key, "3");
     assert.deepEqual(Object.keys(integration.inputs).sort(), ["2a", "2b"]);
+    assert.equal(integration.inputs["2a"].report.notes, bigNotes);
     await clients["project-manager"].complete(integration, { report: reportFor(integration) });
 
     const done = await workTask(worker, task.id, all());
@@ -153,6 +156,40 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
     const leased = await leaseWithin(solo);
     assert.equal((await solo.complete(leased, { report: {} })).status, 200);
     assert.equal((await taskOf(worker, task.id)).status, "succeeded");
+  });
+
+  test("a step whose message the queue gave up on is dead, with the reason, and the task failed", async () => {
+    await soloWorkflow("dlq-agent");
+    const task = (await submit(worker, { title: "Doomed", workflow: "dlq-agent-flow" })).body.task;
+    // Letters for an attempt already dispatched, or not yet sent, are stale: nothing changes.
+    await eventually(async () => (await taskOf(worker, task.id)).steps[0].ready_at);
+    const step = task.steps[0];
+    const stale = await json("POST", "/__test/step-messages", { task_id: task.id, step_id: step.id, attempt: 1, dead_letter: true });
+    assert.equal(stale.status, 202);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    assert.equal((await taskOf(worker, task.id)).status, "running", "a letter for an attempt already dispatched changes nothing");
+    const early = await json("POST", "/__test/step-messages", { task_id: task.id, step_id: step.id, attempt: 2, dead_letter: true });
+    assert.equal(early.status, 202);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    assert.equal((await taskOf(worker, task.id)).status, "running", "a letter for a later attempt changes nothing");
+    await cancel(task.id);
+
+    const other = (await submit(worker, { title: "Doomed again", workflow: "dlq-agent-flow" })).body.task;
+    // A step waiting out its retry backoff whose retry message is dead-lettered dies.
+    const leased = await leaseWithin(agent(worker, "dlq-agent", (await (await worker.admin("/v1/agents/dlq-agent/token", { method: "POST" })).json()).token));
+    assert.equal(leased.task_id, other.id);
+    const failed = await postAs(worker, worker.adminToken, `/v1/steps/${leased.id}/complete`, { lease_id: leased.lease_id, outcome: "failed", error: "x" });
+    assert.equal(failed.status, 200);
+    const letter = await json("POST", "/__test/step-messages", { task_id: other.id, step_id: leased.id, attempt: 2, dead_letter: true });
+    assert.equal(letter.status, 202);
+    const dead = await eventually(async () => {
+      const read = await taskOf(worker, other.id);
+      return read.status === "failed" && read;
+    });
+    assert.ok(dead, "the task failed");
+    assert.match(dead.steps[0].error, /queue gave up/);
+    const events = await eventsOf(worker, other.id);
+    assert.equal(count(events, "step.dead"), 1);
   });
 
   test("agents racing for one step: exactly one lease is granted", async () => {

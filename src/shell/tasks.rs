@@ -582,10 +582,13 @@ struct TestStepMessage {
     task_id: String,
     step_id: String,
     attempt: u32,
+    /// Put it on the dead-letter queue instead, as the queue does when retries run out.
+    #[serde(default)]
+    dead_letter: bool,
 }
 
-/// `POST /__test/step-messages` (test-only): puts a step message on the queue, so that the tests
-/// can deliver one twice, or out of order, as the platform may.
+/// `POST /__test/step-messages` (test-only): puts a step message on the queue (or its dead-letter
+/// queue), so that the tests can deliver one twice, out of order or dead, as the platform may.
 pub async fn test_step_message(call: &Call<'_>, body: &[u8]) -> Handled {
     let request: TestStepMessage = parse_json_body(call.content_type.as_deref(), body)?;
     let message = crate::core::queue::QueueMessage::Step {
@@ -593,6 +596,7 @@ pub async fn test_step_message(call: &Call<'_>, body: &[u8]) -> Handled {
         step_id: request.step_id,
         attempt: request.attempt,
     };
-    call.env.queue(bindings::STEPS)?.send(message.to_json()).await?;
+    let queue = if request.dead_letter { bindings::STEPS_DLQ } else { bindings::STEPS };
+    call.env.queue(queue)?.send(message.to_json()).await?;
     Ok(ApiResponse::empty(202))
 }
