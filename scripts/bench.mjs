@@ -230,14 +230,29 @@ async function engineRun(worker, clients, count) {
     ids.push(body.task.id);
   }
   const open = new Set(ids);
+  let restarts = 0;
   const deadline = Date.now() + ENGINE_RUN_LIMIT_MS;
   let stop = false;
+  // `wrangler dev` now and then restarts its runtime under this load and answers 503 to the
+  // requests in flight; an agent retries, as a real one would (a completion sent again with the
+  // same body is answered as the first). The restarts are counted and printed.
   const work = async (client) => {
     while (!stop && Date.now() < deadline) {
-      const step = await client.lease(1);
+      let step;
+      try {
+        step = await client.lease(1);
+      } catch (error) {
+        if (!/restarted/.test(error.message)) throw error;
+        restarts += 1;
+        continue;
+      }
       if (!step) continue;
-      const done = await client.complete(step, { report: { notes: "bench" } });
-      if (done.status !== 200) throw new Error(`complete answered ${done.status}`);
+      for (let attempt = 0; ; attempt += 1) {
+        const done = await client.complete(step, { report: { notes: "bench" } });
+        if (done.status === 200) break;
+        if (done.status !== 503 || attempt === 3) throw new Error(`complete answered ${done.status}`);
+        restarts += 1;
+      }
     }
   };
   const watch = async () => {
@@ -267,7 +282,7 @@ async function engineRun(worker, clients, count) {
     }
   }
   waits.sort((a, b) => a - b);
-  return { seconds, transitions, trips, counted, allTrips, waits };
+  return { seconds, transitions, trips, counted, allTrips, waits, restarts };
 }
 
 async function engine() {
@@ -290,7 +305,11 @@ async function engine() {
       clients.push(agent(worker, name, await issueToken(worker, name)));
     }
     for (const count of ENGINE_TASKS) {
-      const { seconds, transitions, trips, counted, allTrips, waits } = await engineRun(worker, clients, count);
+      const run = await engineRun(worker, clients, count).catch((error) => {
+        console.error(worker.logs().split("\n").filter((l) => !/Request\.cf|ENOTFOUND|GetAddrInfo/.test(l)).slice(-40).join("\n"));
+        throw error;
+      });
+      const { seconds, transitions, trips, counted, allTrips, waits, restarts } = run;
       console.log(
         `  N=${String(count).padEnd(4)} ${(count / seconds).toFixed(2).padStart(7)} tasks/s  ` +
           `${(transitions / seconds).toFixed(1).padStart(7)} step transitions/s  ` +
@@ -300,6 +319,12 @@ async function engine() {
         `          ${(trips / counted).toFixed(2)} D1 round trips per step transition (${trips} / ${counted}; ` +
           `${transitions} step events recorded); all D1 round trips incl. idle lease polls and reads: ${allTrips}`,
       );
+      if (restarts > 0) {
+        console.log(
+          `          ${restarts} requests answered 503 by a runtime restart and retried; ` +
+            "the Worker's counters restart with it, so the round-trip figure of this row is not valid",
+        );
+      }
     }
   } finally {
     await worker.stop();

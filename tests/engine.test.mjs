@@ -159,7 +159,7 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
   });
 
   test("a step whose message the queue gave up on is dead, with the reason, and the task failed", async () => {
-    await soloWorkflow("dlq-agent");
+    const dlqAgent = await soloWorkflow("dlq-agent", { attempts: 4 });
     const task = (await submit(worker, { title: "Doomed", workflow: "dlq-agent-flow" })).body.task;
     // Letters for an attempt already dispatched, or not yet sent, are stale: nothing changes.
     await eventually(async () => (await taskOf(worker, task.id)).steps[0].ready_at);
@@ -175,12 +175,16 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
     await cancel(task.id);
 
     const other = (await submit(worker, { title: "Doomed again", workflow: "dlq-agent-flow" })).body.task;
-    // A step waiting out its retry backoff whose retry message is dead-lettered dies.
-    const leased = await leaseWithin(agent(worker, "dlq-agent", (await (await worker.admin("/v1/agents/dlq-agent/token", { method: "POST" })).json()).token));
-    assert.equal(leased.task_id, other.id);
-    const failed = await postAs(worker, worker.adminToken, `/v1/steps/${leased.id}/complete`, { lease_id: leased.lease_id, outcome: "failed", error: "x" });
-    assert.equal(failed.status, 200);
-    const letter = await json("POST", "/__test/step-messages", { task_id: other.id, step_id: leased.id, attempt: 2, dead_letter: true });
+    // A step waiting out its retry backoff whose retry message is dead-lettered dies. After a
+    // third failure the backoff is at least 4 s, far longer than the dead letter takes.
+    let leased;
+    for (let attempt = 1; attempt <= 3; attempt += 1) {
+      leased = await leaseWithin(dlqAgent);
+      assert.equal(leased.task_id, other.id);
+      const failed = await dlqAgent.complete(leased, { outcome: "failed", error: `broke ${attempt}` });
+      assert.equal(failed.status, 200);
+    }
+    const letter = await json("POST", "/__test/step-messages", { task_id: other.id, step_id: leased.id, attempt: 4, dead_letter: true });
     assert.equal(letter.status, 202);
     const dead = await eventually(async () => {
       const read = await taskOf(worker, other.id);

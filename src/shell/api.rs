@@ -4,6 +4,9 @@
 //! Handlers parse with the core, touch bindings, and return an [`ApiResponse`]. Client mistakes
 //! are `ApiError`s; binding faults become a 500 whose detail goes to the log only.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -112,48 +115,89 @@ async fn route_and_run(
         principal,
         idempotency_key: header(req, "idempotency-key"),
     };
-    match call.matched.route.id {
-        RouteId::Health => Ok(health(env).await),
-        RouteId::OpenApi => Ok(ApiResponse::raw(200, "application/json; charset=utf-8", openapi::DOCUMENT)),
-        RouteId::Whoami => Ok(ApiResponse::json(
-            200,
-            &match &call.principal {
+    let id = call.matched.route.id;
+    let body = match body_limit(id) {
+        Some(limit) => read_body(req, limit).await?,
+        None => Vec::new(),
+    };
+    // Each handler's future is boxed: inlined into one state machine, their code made this
+    // function the largest in the module.
+    let handler: Pin<Box<dyn Future<Output = Handled> + '_>> = match id {
+        RouteId::Health => Box::pin(async { Ok(health(env).await) }),
+        RouteId::OpenApi => {
+            return Ok(ApiResponse::raw(200, "application/json; charset=utf-8", openapi::DOCUMENT));
+        }
+        RouteId::Whoami => {
+            let body = match &call.principal {
                 Some(Principal::Agent(name)) => json!({"principal": "agent", "agent": name}),
                 _ => json!({"principal": "admin"}),
-            },
-        )),
-        RouteId::Counters => Ok(tasks::counters()),
-        RouteId::ListSystemEvents => list_system_events(&call).await,
-        RouteId::CreateProbe => {
-            let body = read_body(req, JSON_BODY_BYTES_MAX).await?;
-            create_probe(&call, &body).await
+            };
+            return Ok(ApiResponse::json(200, &body));
         }
-        RouteId::ListAgents => registry::list_agents(&call).await,
-        RouteId::CreateAgent => registry::create_agent(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
-        RouteId::ImportAgent => registry::import_agent(&call, &read_body(req, SUBAGENT_FILE_BYTES_MAX).await?).await,
-        RouteId::SelectAgent => registry::select_agent(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
-        RouteId::GetAgent => registry::get_agent(&call).await,
-        RouteId::UpdateAgent => registry::update_agent(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
-        RouteId::DeleteAgent => registry::delete_agent(&call).await,
-        RouteId::ListWorkflows => registry::list_workflows(&call).await,
-        RouteId::CreateWorkflow => {
-            registry::create_workflow(&call, &read_body(req, INSTRUCTION_FILE_BYTES_MAX).await?).await
-        }
-        RouteId::GetWorkflow => registry::get_workflow(&call).await,
-        RouteId::GetWorkflowVersion => registry::get_workflow_version(&call).await,
-        RouteId::Analyze => registry::analyze(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
-        RouteId::SubmitTask => tasks::submit(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
-        RouteId::ListTasks => tasks::list(&call).await,
-        RouteId::GetTask => tasks::get(&call).await,
-        RouteId::ListTaskEvents => tasks::events(&call).await,
-        RouteId::CancelTask => tasks::cancel(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
-        RouteId::LeaseStep => tasks::lease(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
-        RouteId::HeartbeatStep => tasks::heartbeat(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
-        RouteId::CompleteStep => tasks::complete(&call, &read_body(req, COMPLETE_BODY_BYTES_MAX).await?).await,
-        RouteId::RetryStep => tasks::retry(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
-        RouteId::RotateAgentToken => registry::rotate_token(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
-        RouteId::TestStepMessage => tasks::test_step_message(&call, &read_body(req, JSON_BODY_BYTES_MAX).await?).await,
+        RouteId::Counters => return Ok(tasks::counters()),
+        RouteId::ListSystemEvents => Box::pin(list_system_events(&call)),
+        RouteId::CreateProbe => Box::pin(create_probe(&call, &body)),
+        RouteId::ListAgents => Box::pin(registry::list_agents(&call)),
+        RouteId::CreateAgent => Box::pin(registry::create_agent(&call, &body)),
+        RouteId::ImportAgent => Box::pin(registry::import_agent(&call, &body)),
+        RouteId::SelectAgent => Box::pin(registry::select_agent(&call, &body)),
+        RouteId::GetAgent => Box::pin(registry::get_agent(&call)),
+        RouteId::UpdateAgent => Box::pin(registry::update_agent(&call, &body)),
+        RouteId::DeleteAgent => Box::pin(registry::delete_agent(&call)),
+        RouteId::RotateAgentToken => Box::pin(registry::rotate_token(&call, &body)),
+        RouteId::ListWorkflows => Box::pin(registry::list_workflows(&call)),
+        RouteId::CreateWorkflow => Box::pin(registry::create_workflow(&call, &body)),
+        RouteId::GetWorkflow => Box::pin(registry::get_workflow(&call)),
+        RouteId::GetWorkflowVersion => Box::pin(registry::get_workflow_version(&call)),
+        RouteId::Analyze => Box::pin(registry::analyze(&call, &body)),
+        RouteId::SubmitTask => Box::pin(tasks::submit(&call, &body)),
+        RouteId::ListTasks => Box::pin(tasks::list(&call)),
+        RouteId::GetTask => Box::pin(tasks::get(&call)),
+        RouteId::ListTaskEvents => Box::pin(tasks::events(&call)),
+        RouteId::CancelTask => Box::pin(tasks::cancel(&call, &body)),
+        RouteId::LeaseStep => Box::pin(tasks::lease(&call, &body)),
+        RouteId::HeartbeatStep => Box::pin(tasks::heartbeat(&call, &body)),
+        RouteId::CompleteStep => Box::pin(tasks::complete(&call, &body)),
+        RouteId::RetryStep => Box::pin(tasks::retry(&call, &body)),
+        RouteId::TestStepMessage => Box::pin(tasks::test_step_message(&call, &body)),
         RouteId::TestPanic => panic!("deliberate panic from the test-only fault route"),
+    };
+    handler.await
+}
+
+/// How much body a route reads; `None` for routes that read none.
+fn body_limit(id: RouteId) -> Option<usize> {
+    match id {
+        RouteId::ImportAgent => Some(SUBAGENT_FILE_BYTES_MAX),
+        RouteId::CreateWorkflow => Some(INSTRUCTION_FILE_BYTES_MAX),
+        RouteId::CompleteStep => Some(COMPLETE_BODY_BYTES_MAX),
+        RouteId::CreateProbe
+        | RouteId::CreateAgent
+        | RouteId::SelectAgent
+        | RouteId::UpdateAgent
+        | RouteId::RotateAgentToken
+        | RouteId::Analyze
+        | RouteId::SubmitTask
+        | RouteId::CancelTask
+        | RouteId::LeaseStep
+        | RouteId::HeartbeatStep
+        | RouteId::RetryStep
+        | RouteId::TestStepMessage => Some(JSON_BODY_BYTES_MAX),
+        RouteId::Health
+        | RouteId::OpenApi
+        | RouteId::Whoami
+        | RouteId::Counters
+        | RouteId::ListSystemEvents
+        | RouteId::ListAgents
+        | RouteId::GetAgent
+        | RouteId::DeleteAgent
+        | RouteId::ListWorkflows
+        | RouteId::GetWorkflow
+        | RouteId::GetWorkflowVersion
+        | RouteId::ListTasks
+        | RouteId::GetTask
+        | RouteId::ListTaskEvents
+        | RouteId::TestPanic => None,
     }
 }
 
@@ -266,19 +310,20 @@ async fn list_system_events(call: &Call<'_>) -> Handled {
     let db = call.env.d1(bindings::DB)?;
     let rows = store::list_system_events(&db, page.after_seq()?, page.limit).await?;
     let next_cursor = page.next_cursor(rows.len(), rows.last().map(|r| r.seq.to_string()));
-    let events: Vec<Value> = rows
-        .into_iter()
-        .map(|row| {
-            json!({
-                "seq": row.seq,
-                "kind": row.kind,
-                // Written by us as JSON; a row that somehow is not stays readable as text.
-                "data": serde_json::from_str::<Value>(&row.data).unwrap_or(Value::String(row.data)),
-                "created_at": Timestamp::saturating_from_millis(row.created_at).to_rfc3339(),
-            })
-        })
-        .collect();
+    let events: Vec<Value> =
+        rows.into_iter().map(|row| event_json(row.seq, row.kind, row.data, row.created_at)).collect();
     Ok(ApiResponse::json(200, &json!({"events": events, "next_cursor": next_cursor})))
+}
+
+/// An event as the API shows it.
+pub(super) fn event_json(seq: i64, kind: String, data: String, created_at: i64) -> Value {
+    json!({
+        "seq": seq,
+        "kind": kind,
+        // Written by us as JSON; a row that somehow is not stays readable as text.
+        "data": serde_json::from_str::<Value>(&data).unwrap_or(Value::String(data)),
+        "created_at": Timestamp::saturating_from_millis(created_at).to_rfc3339(),
+    })
 }
 
 #[derive(Deserialize)]

@@ -514,12 +514,19 @@ pub async fn select_agent(call: &Call<'_>, body: &[u8]) -> Handled {
     }
     let db = call.env.d1(bindings::DB)?;
     let rows = store::all_agents(&db).await?;
-    let capabilities: Vec<Vec<String>> =
-        rows.iter().map(|r| serde_json::from_str(&r.capabilities).unwrap_or_default()).collect();
-    let profiles: Vec<AgentProfile> = rows
-        .iter()
-        .zip(&capabilities)
+    let capabilities = capabilities_of(&rows);
+    Ok(ApiResponse::json(200, &analysis::select(&request.requirements, &profiles(&rows, &capabilities))))
+}
+
+/// Each agent's capabilities, parsed from their stored JSON (written by us; unreadable is none).
+pub fn capabilities_of(rows: &[store::AgentRow]) -> Vec<Vec<String>> {
+    rows.iter().map(|r| serde_json::from_str(&r.capabilities).unwrap_or_default()).collect()
+}
+
+/// The agents as selection and planning read them.
+pub fn profiles<'a>(rows: &'a [store::AgentRow], capabilities: &'a [Vec<String>]) -> Vec<AgentProfile<'a>> {
+    rows.iter()
+        .zip(capabilities)
         .map(|(row, capabilities)| AgentProfile { name: &row.name, description: &row.description, capabilities })
-        .collect();
-    Ok(ApiResponse::json(200, &analysis::select(&request.requirements, &profiles)))
+        .collect()
 }

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::api::{Call, Failed, Handled};
+use super::api::{event_json, Call, Failed, Handled};
 use super::engine::{self, Driven, TaskKey};
 use super::{platform, registry, store};
-use crate::core::analysis::{self, AgentProfile, TaskInput};
+use crate::core::analysis::{self, TaskInput};
 use crate::core::auth::Principal;
 use crate::core::bindings;
 use crate::core::encoding::hex;
@@ -154,13 +154,8 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
         .map_err(|err| Failed::Fault(format!("stored workflow {} is not readable: {err}", workflow.id)))?;
     let agents = store::all_agents(&db).await?;
     trips += 2;
-    let capabilities: Vec<Vec<String>> =
-        agents.iter().map(|r| serde_json::from_str(&r.capabilities).unwrap_or_default()).collect();
-    let profiles: Vec<AgentProfile> = agents
-        .iter()
-        .zip(&capabilities)
-        .map(|(row, capabilities)| AgentProfile { name: &row.name, description: &row.description, capabilities })
-        .collect();
+    let capabilities = registry::capabilities_of(&agents);
+    let profiles = registry::profiles(&agents, &capabilities);
     let analysis = analysis::analyze(&TaskInput {
         title: &request.title,
         description: &request.description,
@@ -318,13 +313,9 @@ pub async fn events(call: &Call<'_>) -> Handled {
     let events: Vec<Value> = rows
         .into_iter()
         .map(|row| {
-            json!({
-                "seq": row.seq,
-                "step_id": row.step_id,
-                "kind": row.kind,
-                "data": serde_json::from_str::<Value>(&row.data).unwrap_or(Value::String(row.data)),
-                "created_at": Timestamp::saturating_from_millis(row.created_at).to_rfc3339(),
-            })
+            let mut event = event_json(row.seq, row.kind, row.data, row.created_at);
+            event["step_id"] = row.step_id.map_or(Value::Null, Value::from);
+            event
         })
         .collect();
     Ok(ApiResponse::json(200, &json!({"events": events, "next_cursor": next_cursor})))
