@@ -120,6 +120,8 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
     assert.equal(count(events, "task.succeeded"), 1);
     const seqs = events.map((e) => e.seq);
     assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), "events come in order");
+    const later = await (await worker.admin(`/v1/tasks/${task.id}/events?after=${seqs[4]}`)).json();
+    assert.deepEqual(later.events.map((e) => e.seq), seqs.slice(5), "after= continues from a seq");
   });
 
   test("a backend-only task skips the frontend step and a frontend-only task the backend step", async () => {

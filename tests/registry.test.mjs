@@ -172,6 +172,17 @@ describe("the registry", { timeout: 240_000 }, () => {
     assert.match(body.warnings[0].message, /not-yet-imported is not registered yet/);
   });
 
+  test("a workflow read back can be posted again as its next version", async () => {
+    const read = await (await worker.admin("/v1/workflows/enhanced-multi-agent")).json();
+    const posted = await json("POST", "/v1/workflows", read);
+    assert.equal(posted.status, 201, await posted.clone().text());
+    const body = await posted.json();
+    assert.equal(body.name, "enhanced-multi-agent");
+    assert.equal(body.version, read.version + 1);
+    assert.notEqual(body.id, read.id);
+    assert.deepEqual(body.steps, read.steps);
+  });
+
   test("an invalid instruction file lists every problem with its line and column", async () => {
     const before = await workflowCount();
     const file = "# Broken\n<process_flow>\n<step number=\"1\">a</step>\n<step number=\"1\">b</step>\n<step>c\n</process_flow>\n";

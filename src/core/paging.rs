@@ -39,6 +39,19 @@ impl Page {
         }
     }
 
+    /// For histories ordered by sequence number, which also take `after=<seq>` (the last
+    /// sequence number seen) in place of `cursor`: both say the same thing.
+    pub fn parse_history(query: &str) -> Result<Page, ApiError> {
+        let renamed: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.strip_prefix("after=") {
+                Some(value) => format!("cursor={value}"),
+                None => pair.to_string(),
+            })
+            .collect();
+        Page::parse(&renamed.join("&"))
+    }
+
     /// For lists ordered by sequence number: the cursor as one, or a 400.
     pub fn after_seq(&self) -> Result<i64, ApiError> {
         match &self.cursor {
@@ -120,6 +133,9 @@ mod tests {
     #[test]
     fn sequence_cursors_must_be_numbers() {
         assert_eq!(Page::parse("cursor=17").unwrap().after_seq(), Ok(17));
+        assert_eq!(Page::parse_history("after=17&limit=5").unwrap().after_seq(), Ok(17));
+        assert!(Page::parse_history("after=x").unwrap().after_seq().is_err());
+        assert!(Page::parse("after=17").is_err(), "only histories take after");
         assert_eq!(Page::parse("").unwrap().after_seq(), Ok(0));
         assert!(Page::parse("cursor=abc").unwrap().after_seq().is_err());
         assert!(Page::parse("cursor=-5").unwrap().after_seq().is_err());

@@ -212,6 +212,12 @@ pub fn validate(definition: &mut Definition) -> Vec<Detail> {
             (Some(agent), _) if !is_agent_name(agent) => {
                 details.push(Detail::field(field("agent"), "must be lowercase letters, digits and hyphens"));
             }
+            (Some(agent), _) if agent == AUTO_SELECT => {
+                details.push(Detail::field(field("agent"), "auto-select is written as auto_select with requirements"));
+            }
+            (Some(agent), _) if super::agents::check_name(agent).is_err() => {
+                details.push(Detail::field(field("agent"), format!("{agent} is reserved and cannot name an agent")));
+            }
             (Some(_), Some(_)) => {
                 details.push(Detail::field(field("auto_select"), "a step has either an agent or auto_select, not both"))
             }
@@ -401,6 +407,21 @@ mod tests {
         .unwrap();
         assert_eq!(validate(&mut posted), vec![]);
         assert_eq!(dependencies(&posted), vec!["1:", "2a:1", "2b:1", "3:2a+2b"]);
+    }
+
+    #[test]
+    fn route_words_and_auto_select_cannot_name_a_step_agent() {
+        let mut posted: Definition = serde_json::from_value(serde_json::json!({
+            "name": "reserved",
+            "steps": [
+                {"key": "1", "name": "a", "agent": "import"},
+                {"key": "2", "name": "b", "agent": "select"},
+                {"key": "3", "name": "c", "agent": "auto-select"}
+            ]
+        }))
+        .unwrap();
+        let fields: Vec<String> = validate(&mut posted).into_iter().map(|d| d.field.unwrap_or_default()).collect();
+        assert_eq!(fields, ["steps[0].agent", "steps[1].agent", "steps[2].agent"]);
     }
 
     #[test]

@@ -306,7 +306,7 @@ async fn check_queue(env: &Env) -> Result<(), Failure> {
 
 /// `GET /v1/system/events`.
 async fn list_system_events(call: &Call<'_>) -> Handled {
-    let page = Page::parse(&call.query)?;
+    let page = Page::parse_history(&call.query)?;
     let db = call.env.d1(bindings::DB)?;
     let rows = store::list_system_events(&db, page.after_seq()?, page.limit).await?;
     let next_cursor = page.next_cursor(rows.len(), rows.last().map(|r| r.seq.to_string()));

@@ -351,9 +351,12 @@ fn workflow_json(id: &str, version: i64, created_at: i64, definition: &Value) ->
     body
 }
 
-fn stored_workflow(row: &store::WorkflowRow) -> Value {
-    let definition = serde_json::from_str::<Value>(&row.definition).unwrap_or(json!({}));
-    workflow_json(&row.id, row.version, row.created_at, &definition)
+/// A stored workflow as served. Definitions are written by us as JSON; one that does not read
+/// back is a fault to report, not an empty workflow to show.
+fn stored_workflow(row: &store::WorkflowRow) -> Result<Value, Failed> {
+    let definition = serde_json::from_str::<Value>(&row.definition)
+        .map_err(|err| Failed::Fault(format!("stored workflow {} is not JSON: {err}", row.id)))?;
+    Ok(workflow_json(&row.id, row.version, row.created_at, &definition))
 }
 
 /// The `name` query parameter of `POST /v1/workflows`, if any; other parameters are refused.
@@ -380,8 +383,15 @@ pub async fn create_workflow(call: &Call<'_>, body: &[u8]) -> Handled {
     ensure_defaults(call.env, call.now).await?;
     let requested = requested_name(&call.query)?;
     let (definition, source, mut warnings) = if is_json_content_type(call.content_type.as_deref()) {
-        let mut definition: Definition =
+        let mut fields: serde_json::Map<String, Value> =
             parse_json_body_within(INSTRUCTION_FILE_BYTES_MAX, call.content_type.as_deref(), body)?;
+        // What GET adds to a definition may come back with it: a workflow read can be posted
+        // again as the next version.
+        for served in ["id", "version", "created_at"] {
+            fields.remove(served);
+        }
+        let mut definition: Definition =
+            serde_json::from_value(Value::Object(fields)).map_err(|err| crate::core::error::from_json_error(&err))?;
         if let Some(name) = requested {
             definition.name = name;
         }
@@ -459,7 +469,7 @@ pub async fn get_workflow(call: &Call<'_>) -> Handled {
     let row = store::latest_workflow(&db, &name)
         .await?
         .ok_or_else(|| ApiError::NotFound { message: format!("no workflow named {name}") })?;
-    Ok(ApiResponse::json(200, &stored_workflow(&row)))
+    Ok(ApiResponse::json(200, &stored_workflow(&row)?))
 }
 
 /// `GET /v1/workflows/{name}/versions/{version}`.
@@ -472,7 +482,7 @@ pub async fn get_workflow_version(call: &Call<'_>) -> Handled {
     let number = number.ok_or_else(missing)?;
     let db = call.env.d1(bindings::DB)?;
     let row = store::workflow_version(&db, &name, number).await?.ok_or_else(missing)?;
-    Ok(ApiResponse::json(200, &stored_workflow(&row)))
+    Ok(ApiResponse::json(200, &stored_workflow(&row)?))
 }
 
 /// `POST /v1/analyze`: the task type, agents and evidence for a task, without creating one.

@@ -333,21 +333,36 @@ pub async fn insert_workflow(
     source: Option<&str>,
     now: Timestamp,
 ) -> Result<i64> {
-    trip();
     #[derive(Deserialize)]
     struct Version {
         version: i64,
     }
-    let row: Option<Version> = db
-        .prepare(
-            "INSERT INTO workflows (id, name, version, definition, source, created_at)
-             SELECT ?1, ?2, COALESCE(MAX(version), 0) + 1, ?3, ?4, ?5 FROM workflows WHERE name = ?2
-             RETURNING version",
-        )
-        .bind(&[id.into(), name.into(), definition.into(), text_or_null(source), int(now.as_millis())])?
-        .first(None)
-        .await?;
-    row.map(|r| r.version).ok_or_else(|| worker::Error::RustError("insert returned no version".into()))
+    // One statement is atomic, so two posts cannot take the same number; should a database ever
+    // interleave them, the UNIQUE index refuses the second, which then takes the next number.
+    let mut attempts_left = 3;
+    loop {
+        trip();
+        let inserted: Result<Option<Version>> = db
+            .prepare(
+                "INSERT INTO workflows (id, name, version, definition, source, created_at)
+                 SELECT ?1, ?2, COALESCE(MAX(version), 0) + 1, ?3, ?4, ?5 FROM workflows WHERE name = ?2
+                 RETURNING version",
+            )
+            .bind(&[id.into(), name.into(), definition.into(), text_or_null(source), int(now.as_millis())])?
+            .first(None)
+            .await;
+        match inserted {
+            Ok(row) => {
+                return row
+                    .map(|r| r.version)
+                    .ok_or_else(|| worker::Error::RustError("insert returned no version".into()))
+            }
+            Err(err) if attempts_left > 1 && err.to_string().contains("UNIQUE constraint failed: workflows.name") => {
+                attempts_left -= 1;
+            }
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 const WORKFLOW_COLUMNS: &str = "id, version, definition, created_at";

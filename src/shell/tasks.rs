@@ -303,7 +303,7 @@ pub async fn list(call: &Call<'_>) -> Handled {
 /// `GET /v1/tasks/{id}/events?after=`.
 pub async fn events(call: &Call<'_>) -> Handled {
     let task_id = task_id_param(call)?;
-    let page = Page::parse(&call.query)?;
+    let page = Page::parse_history(&call.query)?;
     let db = call.env.d1(bindings::DB)?;
     let rows = store::list_task_events(&db, &task_id, page.after_seq()?, page.limit).await?;
     if rows.is_empty() && page.cursor.is_none() && store::read_task(&db, &task_id).await?.is_none() {
