@@ -37,6 +37,8 @@ const SEED_PATH = join(ROOT, "..", "shared", "seed", "000_e91aae71b815acb6.txt")
 const ENGINE_TASKS = (process.env.BENCH_ENGINE_TASKS ?? "50,200").split(",").map(Number);
 /** Concurrent workers per agent in the engine figure, and the max_concurrency they get. */
 const WORKERS_PER_AGENT = Number(process.env.BENCH_WORKERS ?? 8);
+/** Tasks running at once in the engine figure (each has at most two steps ready at a time). */
+const IN_FLIGHT = Number(process.env.BENCH_IN_FLIGHT ?? WORKERS_PER_AGENT);
 /** The engine figure gives up on a run after this long (it is a bound, not an expectation). */
 const ENGINE_RUN_LIMIT_MS = 15 * 60 * 1000;
 const AGENTS = ["context-fetcher", "cloudflare-specialist", "sveltekit-specialist", "project-manager", "test-runner"];
@@ -223,16 +225,28 @@ async function engineRun(worker, clients, count) {
   const counters = async () => (await worker.admin("/v1/system/counters")).json();
   const before = await counters();
   const started = performance.now();
+  // Tasks are fed so that at most IN_FLIGHT run at once: with every task submitted up front,
+  // "ready to leased" would measure how long steps queue behind the agents' capacity rather
+  // than how quickly the engine hands a ready step to a waiting agent.
   const ids = [];
-  for (let i = 0; i < count; i += 1) {
-    const { response, body } = await submit(worker, { title: `Add a D1 comments API and a SvelteKit page, run ${i}` });
-    if (response.status !== 201) throw new Error(`submit answered ${response.status}`);
-    ids.push(body.task.id);
-  }
-  const open = new Set(ids);
+  const open = new Set();
+  let submitted = 0;
   let restarts = 0;
   const deadline = Date.now() + ENGINE_RUN_LIMIT_MS;
   let stop = false;
+  const feed = async () => {
+    while (submitted < count && Date.now() < deadline) {
+      if (open.size >= IN_FLIGHT) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        continue;
+      }
+      const { response, body } = await submit(worker, { title: `Add a D1 comments API and a SvelteKit page, run ${submitted}` });
+      if (response.status !== 201) throw new Error(`submit answered ${response.status}`);
+      ids.push(body.task.id);
+      open.add(body.task.id);
+      submitted += 1;
+    }
+  };
   // `wrangler dev` now and then restarts its runtime under this load and answers 503 to the
   // requests in flight; an agent retries, as a real one would (a completion sent again with the
   // same body is answered as the first). The restarts are counted and printed.
@@ -256,7 +270,7 @@ async function engineRun(worker, clients, count) {
     }
   };
   const watch = async () => {
-    while (open.size > 0 && Date.now() < deadline) {
+    while ((submitted < count || open.size > 0) && Date.now() < deadline) {
       for (const id of [...open]) {
         const task = await taskOf(worker, id);
         if (task.status !== "running") open.delete(id);
@@ -266,9 +280,9 @@ async function engineRun(worker, clients, count) {
     stop = true;
   };
   const workers = clients.flatMap((client) => Array.from({ length: WORKERS_PER_AGENT }, () => work(client)));
-  await Promise.all([watch(), ...workers]);
+  await Promise.all([feed(), watch(), ...workers]);
   const seconds = (performance.now() - started) / 1000;
-  if (open.size > 0) throw new Error(`${open.size} tasks did not finish within ${ENGINE_RUN_LIMIT_MS} ms`);
+  if (open.size > 0 || submitted < count) throw new Error(`${open.size} tasks did not finish within ${ENGINE_RUN_LIMIT_MS} ms`);
   const now = await counters();
   const trips = now.transition_round_trips - before.transition_round_trips;
   const counted = now.step_transitions - before.step_transitions;
@@ -286,7 +300,10 @@ async function engineRun(worker, clients, count) {
 }
 
 async function engine() {
-  console.log("\nEngine (full-stack tasks through the default workflow, simulated pull agents on loopback)");
+  console.log(
+    "\nEngine (full-stack tasks through the default workflow, simulated pull agents on loopback, " +
+      `${WORKERS_PER_AGENT} workers per agent, at most ${IN_FLIGHT} tasks in flight)`,
+  );
   const worker = await startWorker({ pollMs: 50 });
   try {
     const clients = [];

@@ -661,7 +661,10 @@ pub struct ReportRow {
     pub report_key: Option<String>,
 }
 
-pub async fn read_for_lease(db: &D1Database, agent: &str) -> Result<Option<LeaseRead>> {
+/// `spread` picks among the agent's oldest few ready steps (taken modulo how many there are), so
+/// that several workers of one agent asking at once mostly pick different steps instead of all
+/// racing for the oldest one.
+pub async fn read_for_lease(db: &D1Database, agent: &str, spread: u32) -> Result<Option<LeaseRead>> {
     #[derive(Deserialize)]
     struct Limits {
         max_concurrency: i64,
@@ -674,15 +677,16 @@ pub async fn read_for_lease(db: &D1Database, agent: &str) -> Result<Option<Lease
         instructions: String,
     }
     let task_sql = "(SELECT task_id FROM steps WHERE agent = ?1 AND status = 'queued' AND ready_at IS NOT NULL \
-                    ORDER BY ready_at, id LIMIT 1)";
-    let binds = [JsValue::from(agent)];
+                    ORDER BY ready_at, id LIMIT 1 OFFSET ?2 % MAX(1, (SELECT COUNT(*) FROM steps \
+                    WHERE agent = ?1 AND status = 'queued' AND ready_at IS NOT NULL)))";
+    let binds = [JsValue::from(agent), int(i64::from(spread))];
     let mut statements = vec![db
         .prepare(
             "SELECT max_concurrency, lease_ms,
                     (SELECT COUNT(*) FROM steps WHERE agent = ?1 AND status = 'leased') AS leased
              FROM agents WHERE name = ?1",
         )
-        .bind(&binds)?];
+        .bind(&binds[..1])?];
     statements.extend(read_statements(db, task_sql, &binds)?);
     statements.push(
         db.prepare(format!(

@@ -436,7 +436,12 @@ pub fn notify_ready(agent: &str) {
     READY.with(|ready| *ready.borrow_mut().entry(agent.to_string()).or_insert(0) += 1);
 }
 
-/// One look for work: read the agent's oldest leasable step's task, decide the lease, write it
+/// How many of an agent's oldest ready steps a lease picks among: workers of one agent asking
+/// at the same moment then mostly take different steps instead of racing for the oldest.
+/// Small, so that work is still taken close to the order it became ready.
+const LEASE_SPREAD: u32 = 4;
+
+/// One look for work: read the task of one of the agent's oldest leasable steps, decide the lease, write it
 /// guarded by the task's version and the agent's lease count.
 async fn try_lease(
     call: &Call<'_>,
@@ -448,7 +453,8 @@ async fn try_lease(
     let mut trips = 0;
     for _ in 0..TRANSITION_RETRIES_MAX {
         trips += 1;
-        let read = store::read_for_lease(db, name)
+        let spread = engine::random_u32()? % LEASE_SPREAD;
+        let read = store::read_for_lease(db, name, spread)
             .await?
             .ok_or_else(|| ApiError::NotFound { message: format!("no agent named {name}") })?;
         let Some(task_read) = &read.task else { return Ok(None) };
