@@ -404,36 +404,52 @@ pub async fn lease(call: &Call<'_>, body: &[u8]) -> Handled {
     let db = call.env.d1(bindings::DB)?;
     let deadline = call.now.plus_millis(i64::from(wait) * 1000);
     loop {
-        let seen = ready_generation(&name);
         if let Some(response) = try_lease(call, &db, &name, &caller).await? {
             return Ok(response);
         }
-        // Wait for a step of this agent to become ready in this isolate, or for the poll
-        // interval (steps made ready by other isolates are only seen by looking again).
-        // Steps made ready by this isolate are noticed within a wake check (a memory read: a
-        // waker cannot be woken from another request's context); others at the next D1 look.
+        // Wait until this isolate makes one of the agent's steps ready (noticed within a wake
+        // check: a waker cannot be woken from another request's context), or until the poll
+        // interval, for steps made ready by other isolates.
         let look_again = platform::now().plus_millis(i64::from(LEASE_POLL_INTERVAL_MS)).min(deadline);
-        while platform::now() < look_again && ready_generation(&name) == seen {
+        let mut woken = false;
+        while !woken && platform::now() < look_again {
             worker::Delay::from(Duration::from_millis(u64::from(LEASE_WAKE_CHECK_MS))).await;
+            woken = take_ready(&name);
         }
-        if platform::now() >= deadline && ready_generation(&name) == seen {
+        if !woken && platform::now() >= deadline {
             return Ok(ApiResponse::empty(204));
         }
     }
 }
 
+/// Most wake-ups kept for an agent nobody is waiting for: each costs a waiting request one early
+/// look, so a few are harmless, and a bound keeps an agent that never leases from piling them up.
+const READY_WAKEUPS_MAX: u32 = 16;
+
 thread_local! {
-    /// Per agent, how many of its steps this isolate has made leasable.
-    static READY: RefCell<BTreeMap<String, u64>> = const { RefCell::new(BTreeMap::new()) };
+    /// Per agent, steps this isolate made leasable that no waiting request has looked for yet.
+    static READY: RefCell<BTreeMap<String, u32>> = const { RefCell::new(BTreeMap::new()) };
 }
 
-fn ready_generation(agent: &str) -> u64 {
-    READY.with(|ready| ready.borrow().get(agent).copied().unwrap_or(0))
+/// Takes one wake-up for `agent`: one step made ready wakes one waiting request, not all of
+/// them (the others would only race it for the same step).
+fn take_ready(agent: &str) -> bool {
+    READY.with(|ready| match ready.borrow_mut().get_mut(agent) {
+        Some(count) if *count > 0 => {
+            *count -= 1;
+            true
+        }
+        _ => false,
+    })
 }
 
-/// Tells this isolate's lease requests waiting for `agent` to look again now.
+/// Wakes one of this isolate's lease requests waiting for `agent`.
 pub fn notify_ready(agent: &str) {
-    READY.with(|ready| *ready.borrow_mut().entry(agent.to_string()).or_insert(0) += 1);
+    READY.with(|ready| {
+        let mut ready = ready.borrow_mut();
+        let count = ready.entry(agent.to_string()).or_insert(0);
+        *count = (*count + 1).min(READY_WAKEUPS_MAX);
+    });
 }
 
 /// How many of an agent's oldest ready steps a lease picks among: workers of one agent asking
@@ -441,8 +457,8 @@ pub fn notify_ready(agent: &str) {
 /// Small, so that work is still taken close to the order it became ready.
 const LEASE_SPREAD: u32 = 4;
 
-/// One look for work: read the task of one of the agent's oldest leasable steps, decide the lease, write it
-/// guarded by the task's version and the agent's lease count.
+/// One look for work: read the task of one of the agent's oldest leasable steps, decide the
+/// lease, write it guarded by the task's version and the agent's lease count.
 async fn try_lease(
     call: &Call<'_>,
     db: &worker::D1Database,
