@@ -141,13 +141,13 @@ impl World {
             webhook_agents,
             capacity,
             leases: 0,
-            trace: vec![format!("shape {shape}, webhook agents {:?}", ())],
+            trace: Vec::new(),
             once: BTreeSet::new(),
             queued: BTreeMap::new(),
             events: 0,
             calm: false,
         };
-        world.trace[0] = format!("shape {shape}, webhook agents {:?}", world.webhook_agents);
+        world.trace.push(format!("shape {shape}, webhook agents {:?}", world.webhook_agents));
         let transition = Transition {
             task: planned.task,
             events: planned.events,

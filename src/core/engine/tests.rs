@@ -24,17 +24,13 @@ fn capabilities() -> Vec<Vec<String>> {
     DEFAULT_AGENTS.iter().map(|a| a.capabilities.iter().map(|c| c.to_string()).collect()).collect()
 }
 
-fn planned(definition: &Definition, title: &str, extra_agents: &[&str]) -> Result<plan::Plan, Vec<Detail>> {
+fn planned(definition: &Definition, title: &str) -> Result<plan::Plan, Vec<Detail>> {
     let capabilities = capabilities();
-    let extra_capabilities = vec![vec!["testing".to_string()]; extra_agents.len()];
-    let mut agents: Vec<AgentProfile> = DEFAULT_AGENTS
+    let agents: Vec<AgentProfile> = DEFAULT_AGENTS
         .iter()
         .zip(&capabilities)
         .map(|(a, c)| AgentProfile { name: a.name, description: a.description, capabilities: c })
         .collect();
-    for (name, c) in extra_agents.iter().zip(&extra_capabilities) {
-        agents.push(AgentProfile { name, description: "", capabilities: c });
-    }
     let analysis = analyze(&TaskInput { title, description: "", requirements: &[], paths: &[] });
     let step_ids: Vec<String> = (0..definition.steps.len()).map(|i| format!("stp_{i}")).collect();
     plan(&PlanInput {
@@ -50,7 +46,7 @@ fn planned(definition: &Definition, title: &str, extra_agents: &[&str]) -> Resul
 use crate::core::error::Detail;
 
 fn submitted(title: &str) -> Task {
-    planned(&default_definition(), title, &[]).expect("the default workflow plans").task
+    planned(&default_definition(), title).expect("the default workflow plans").task
 }
 
 fn id_of(task: &Task, key: &str) -> String {
@@ -116,7 +112,7 @@ fn run(task: &Task, key: &str) -> Transition {
 
 #[test]
 fn a_full_stack_task_queues_step_1_only_and_runs_both_specialists() {
-    let plan = planned(&default_definition(), FULL_STACK, &[]).unwrap();
+    let plan = planned(&default_definition(), FULL_STACK).unwrap();
     let statuses: Vec<_> = plan.task.steps.iter().map(|s| (s.key.as_str(), s.status)).collect();
     assert_eq!(statuses[0], ("1", StepStatus::Queued));
     assert!(statuses[1..].iter().all(|(_, s)| *s == StepStatus::Pending));
@@ -128,7 +124,7 @@ fn a_full_stack_task_queues_step_1_only_and_runs_both_specialists() {
 
 #[test]
 fn a_backend_task_skips_the_frontend_step_with_a_reason_and_a_frontend_task_the_backend_step() {
-    let plan = planned(&default_definition(), BACKEND, &[]).unwrap();
+    let plan = planned(&default_definition(), BACKEND).unwrap();
     let skipped = step(&plan.task, "2b");
     assert_eq!(skipped.status, StepStatus::Skipped);
     assert!(skipped.skip_reason.as_deref().unwrap().contains("backend task"));
@@ -143,7 +139,7 @@ fn a_workflow_naming_unregistered_agents_is_refused_with_their_names_and_steps()
     let mut definition = default_definition();
     definition.steps[0].agent = Some("ghost".into());
     definition.steps[5].agent = Some("ghost".into());
-    let problems = planned(&definition, FULL_STACK, &[]).unwrap_err();
+    let problems = planned(&definition, FULL_STACK).unwrap_err();
     assert_eq!(problems[0].message, "agent ghost (step 1, 5) is not registered");
 }
 
@@ -152,14 +148,14 @@ fn auto_select_steps_get_the_best_agent_and_are_skipped_or_refused_without_one()
     let mut definition = default_definition();
     definition.steps[5].agent = None;
     definition.steps[5].auto_select = Some(workflow::AutoSelect { requirements: vec!["unit tests".into()] });
-    let plan = planned(&definition, FULL_STACK, &[]).unwrap();
+    let plan = planned(&definition, FULL_STACK).unwrap();
     assert_eq!(step(&plan.task, "5").agent.as_deref(), Some("test-runner"));
     assert!(plan.selections.contains_key("5"));
 
     definition.steps[5].auto_select = Some(workflow::AutoSelect { requirements: vec!["zzz".into()] });
-    assert!(planned(&definition, FULL_STACK, &[]).unwrap_err()[0].message.contains("no registered agent"));
+    assert!(planned(&definition, FULL_STACK).unwrap_err()[0].message.contains("no registered agent"));
     definition.steps[5].optional = true;
-    let plan = planned(&definition, FULL_STACK, &[]).unwrap();
+    let plan = planned(&definition, FULL_STACK).unwrap();
     assert_eq!(step(&plan.task, "5").status, StepStatus::Skipped);
 }
 
@@ -167,9 +163,9 @@ fn auto_select_steps_get_the_best_agent_and_are_skipped_or_refused_without_one()
 fn a_step_without_an_agent_is_built_in_by_name_or_skipped_if_optional_or_refused() {
     let mut definition = default_definition();
     definition.steps[4].name = "mystery".into();
-    assert!(planned(&definition, FULL_STACK, &[]).unwrap_err()[0].message.contains("not a built-in step"));
+    assert!(planned(&definition, FULL_STACK).unwrap_err()[0].message.contains("not a built-in step"));
     definition.steps[4].optional = true;
-    assert_eq!(step(&planned(&definition, FULL_STACK, &[]).unwrap().task, "4").status, StepStatus::Skipped);
+    assert_eq!(step(&planned(&definition, FULL_STACK).unwrap().task, "4").status, StepStatus::Skipped);
     assert!(BUILTIN_STEPS.contains(&"feedback_aggregation"));
 }
 
@@ -179,7 +175,7 @@ fn max_attempts_is_read_from_the_step_and_clamped() {
     definition.steps[0].attributes.insert("max_attempts".into(), "5".into());
     definition.steps[1].attributes.insert("max_attempts".into(), "500".into());
     definition.steps[2].attributes.insert("max_attempts".into(), "0".into());
-    let task = planned(&definition, FULL_STACK, &[]).unwrap().task;
+    let task = planned(&definition, FULL_STACK).unwrap().task;
     assert_eq!(step(&task, "1").attempts_max, 5);
     assert_eq!(step(&task, "2a").attempts_max, crate::core::limits::STEP_ATTEMPTS_MAX);
     assert_eq!(step(&task, "2b").attempts_max, 1);
