@@ -215,6 +215,20 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
     assert.equal((await solo.complete(winners[0], { report: {} })).status, 200);
   });
 
+  test("an agent holds at most max_concurrency leases at once", async () => {
+    const solo = await soloWorkflow("single-agent", { agentFields: { max_concurrency: 1 } });
+    const first = (await submit(worker, { title: "One", workflow: "single-agent-flow" })).body.task;
+    const second = (await submit(worker, { title: "Two", workflow: "single-agent-flow" })).body.task;
+    await eventually(async () => (await taskOf(worker, second.id)).steps[0].ready_at);
+    const held = await leaseWithin(solo);
+    assert.equal(await solo.lease(0), null, "a second lease waits while the first is held");
+    assert.equal((await solo.complete(held, { report: {} })).status, 200);
+    const next = await leaseWithin(solo);
+    assert.ok(next, "the second step is leased once the first is done");
+    assert.deepEqual([held.task_id, next.task_id].sort(), [first.id, second.id].sort());
+    assert.equal((await solo.complete(next, { report: {} })).status, 200);
+  });
+
   test("completing twice with the same body is answered as the first time; another body is refused", async () => {
     const solo = await soloWorkflow("twice-agent");
     const task = (await submit(worker, { title: "Twice", workflow: "twice-agent-flow" })).body.task;
