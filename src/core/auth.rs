@@ -74,8 +74,7 @@ pub fn new_agent_token(random: [u8; AGENT_TOKEN_RANDOM_BYTES]) -> String {
 
 /// What is stored for a token: its SHA-256, in hex. A leaked database does not leak tokens.
 pub fn hash_token(token: &str) -> String {
-    use sha2::{Digest, Sha256};
-    super::encoding::hex(&Sha256::digest(token.as_bytes()))
+    super::encoding::sha256_hex(token.as_bytes())
 }
 
 /// A caller whose credentials were accepted.

@@ -1,5 +1,5 @@
 //! Byte encodings for tokens and hashes: base64url without padding (tokens travel in headers
-//! and URLs) and lowercase hex (hashes stored in D1).
+//! and URLs), lowercase hex (hashes stored in D1) and the SHA-256 hex digest.
 
 const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -18,6 +18,12 @@ pub fn base64url(bytes: &[u8]) -> String {
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     bytes.iter().flat_map(|b| [DIGITS[(b >> 4) as usize] as char, DIGITS[(b & 0xf) as usize] as char]).collect()
+}
+
+/// The SHA-256 of `bytes` in hex: how token hashes and request fingerprints are stored.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(bytes))
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use worker::{BatchMessageBuilder, D1Database, Env, MessageBuilder};
 
 use super::{platform, registry, store};
 use crate::core::bindings;
-use crate::core::encoding::hex;
+use crate::core::encoding::sha256_hex;
 use crate::core::engine::{
     self, Caller, Command, Completion, Dispatch, Outcome, Refusal, ReportRef, Runner, Transition,
 };
@@ -432,7 +432,7 @@ async fn complete_delivery(
         caller: Caller::Agent(agent.to_string()),
         succeeded,
         error,
-        hash: hex(&sha256(hash_source.as_bytes())),
+        hash: sha256_hex(hash_source.as_bytes()),
         report: report.map(|r| ReportRef::Inline(r.to_string())),
     };
     match drive(env, db, TaskKey::Id(task_id), &Command::Complete(completion), log.as_deref()).await? {
@@ -440,11 +440,6 @@ async fn complete_delivery(
         Driven::Applied(_) | Driven::Replay(_) | Driven::Unchanged(_) | Driven::NoSuchTask => {}
     }
     Ok(())
-}
-
-pub fn sha256(bytes: &[u8]) -> Vec<u8> {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes).to_vec()
 }
 
 /// The queue gave up on a step's message: the step dies with the reason.

@@ -16,7 +16,7 @@ use super::{platform, registry, store};
 use crate::core::analysis::{self, TaskInput};
 use crate::core::auth::Principal;
 use crate::core::bindings;
-use crate::core::encoding::hex;
+use crate::core::encoding::sha256_hex;
 use crate::core::engine::plan::{self, PlanInput};
 use crate::core::engine::{self as core_engine, Caller, Command, Completion, Outcome, ReportRef, StepStatus, Task};
 use crate::core::error::{ApiError, Detail};
@@ -129,7 +129,7 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
     let db = call.env.d1(bindings::DB)?;
     // Round trips of this submission, counted as they are made (requests interleave).
     let mut trips = 0;
-    let hash = hex(&engine::sha256(body));
+    let hash = sha256_hex(body);
     if let Some(key) = &key {
         trips += 1;
         if let Some(row) = store::submission_by_key(&db, key).await? {
@@ -562,7 +562,7 @@ pub async fn complete(call: &Call<'_>, body: &[u8]) -> Handled {
         caller: caller_of(call),
         succeeded: checked.outcome == Reported::Succeeded,
         error: checked.error.clone(),
-        hash: hex(&engine::sha256(body)),
+        hash: sha256_hex(body),
         report: checked.report.map(|r| ReportRef::Inline(r.into_value().to_string())),
     };
     let command = Command::Complete(completion);
