@@ -4,6 +4,7 @@
 //! module tree may import `worker`, read a clock, draw random numbers or do I/O; the shell passes
 //! in `now`, random bytes and binding results, and performs the effects the core describes.
 
+pub mod agent_log;
 pub mod agents;
 pub mod analysis;
 pub mod auth;

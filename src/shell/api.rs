@@ -154,6 +154,8 @@ async fn route_and_run(
         RouteId::ListTasks => Box::pin(tasks::list(&call)),
         RouteId::GetTask => Box::pin(tasks::get(&call)),
         RouteId::ListTaskEvents => Box::pin(tasks::events(&call)),
+        RouteId::ListTaskLogs => Box::pin(tasks::logs(&call)),
+        RouteId::GetTaskLog => Box::pin(tasks::agent_log(&call)),
         RouteId::CancelTask => Box::pin(tasks::cancel(&call, &body)),
         RouteId::LeaseStep => Box::pin(tasks::lease(&call, &body)),
         RouteId::HeartbeatStep => Box::pin(tasks::heartbeat(&call, &body)),
@@ -197,6 +199,8 @@ fn body_limit(id: RouteId) -> Option<usize> {
         | RouteId::ListTasks
         | RouteId::GetTask
         | RouteId::ListTaskEvents
+        | RouteId::ListTaskLogs
+        | RouteId::GetTaskLog
         | RouteId::TestPanic => None,
     }
 }
