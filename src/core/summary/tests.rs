@@ -17,8 +17,11 @@ fn object(value: Value) -> Map<String, Value> {
     value.as_object().unwrap().clone()
 }
 
+/// A step of the fixture: key, name, agent, status and report.
+type FixtureStep = (&'static str, &'static str, Option<&'static str>, &'static str, Option<Map<String, Value>>);
+
 struct Fixture {
-    reports: Vec<(&'static str, &'static str, Option<&'static str>, &'static str, Option<Map<String, Value>>)>,
+    reports: Vec<FixtureStep>,
 }
 
 impl Fixture {
