@@ -68,7 +68,9 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
         ["4", null, "pending"],
         ["5", "test-runner", "pending"],
         ["6", "project-manager", "pending"],
+        ["7", null, "pending"],
       ],
+      "the workflow's post-flight summary template adds a last built-in step",
     );
     const read = await taskOf(worker, task.id);
     assert.deepEqual(
@@ -108,15 +110,18 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
     const done = await workTask(worker, task.id, all());
     assert.equal(done.status, "succeeded");
     assert.ok(done.steps.every((s) => s.status === "succeeded"));
-    const builtin = done.steps.find((s) => s.key === "4");
-    assert.equal(builtin.runner, "builtin");
-    assert.equal(builtin.attempts.length, 1);
+    for (const key of ["4", "7"]) {
+      const builtin = done.steps.find((s) => s.key === key);
+      assert.equal(builtin.runner, "builtin");
+      assert.equal(builtin.attempts.length, 1);
+    }
+    assert.equal(done.steps.find((s) => s.key === "7").name, "post_flight_summary");
 
     const events = await eventsOf(worker, task.id);
     const step3 = task.steps.find((s) => s.key === "3").id;
     assert.equal(count(events, "step.queued", step3), 1, "the fan-in step is queued exactly once");
-    assert.equal(count(events, "step.queued"), 7);
-    assert.equal(count(events, "step.succeeded"), 7);
+    assert.equal(count(events, "step.queued"), 8);
+    assert.equal(count(events, "step.succeeded"), 8);
     assert.equal(count(events, "task.succeeded"), 1);
     const seqs = events.map((e) => e.seq);
     assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), "events come in order");

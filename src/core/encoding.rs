@@ -26,8 +26,44 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// A query-string value decoded: `%XX` escapes and `+` as a space. `None` when an escape is
+/// broken or the bytes are not UTF-8: such a value cannot be what the client meant.
+pub fn query_value(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = raw.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            other => {
+                out.push(other);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn query_values_are_percent_decoded_and_broken_escapes_refused() {
+        use super::query_value;
+        assert_eq!(query_value("2026-11-24T10%3A00%3A00%2B01%3A00").as_deref(), Some("2026-11-24T10:00:00+01:00"));
+        assert_eq!(query_value("a+b").as_deref(), Some("a b"));
+        assert_eq!(query_value("%zz"), None);
+        assert_eq!(query_value("%4"), None);
+        assert_eq!(query_value("%ff"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -53,6 +53,8 @@ pub enum ApiError {
     MethodNotAllowed { allow: Vec<Method> },
     /// 413: the body is larger than the route's named limit.
     PayloadTooLarge { limit_bytes: usize },
+    /// 406: the `Accept` header names none of the media types the route can answer with.
+    NotAcceptable { offered: Vec<&'static str> },
     /// 415: the body's `Content-Type` is not one the route reads.
     UnsupportedMediaType { expected: &'static str },
     /// 409: the request conflicts with what exists (a name already taken...).
@@ -82,6 +84,7 @@ impl ApiError {
             ApiError::OriginNotAllowed { .. } | ApiError::Forbidden { .. } => 403,
             ApiError::NotFound { .. } => 404,
             ApiError::MethodNotAllowed { .. } => 405,
+            ApiError::NotAcceptable { .. } => 406,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::UnsupportedMediaType { .. } => 415,
             ApiError::Conflict { .. } | ApiError::StaleLease { .. } | ApiError::Cancelled { .. } => 409,
@@ -98,6 +101,7 @@ impl ApiError {
             ApiError::OriginNotAllowed { .. } => "origin_not_allowed",
             ApiError::NotFound { .. } => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::NotAcceptable { .. } => "not_acceptable",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::Conflict { .. } => "conflict",
@@ -130,6 +134,9 @@ impl ApiError {
             }
             ApiError::PayloadTooLarge { limit_bytes } => {
                 format!("the body is larger than the limit of {limit_bytes} bytes")
+            }
+            ApiError::NotAcceptable { offered } => {
+                format!("this resource can be sent only as {}", offered.join(" or "))
             }
             ApiError::UnsupportedMediaType { expected } => {
                 format!("the body must be sent as {expected}")

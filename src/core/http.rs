@@ -187,9 +187,61 @@ pub fn is_markdown_content_type(content_type: Option<&str>) -> bool {
         .is_some_and(|m| ["text/markdown", "text/x-markdown", "text/plain"].iter().any(|t| m.eq_ignore_ascii_case(t)))
 }
 
+/// Picks the media type to answer with: the one of `offered` the `Accept` header rates highest
+/// (ties go to the earlier in `offered`); the first when there is no header or it accepts
+/// anything. `None` when every offered type is refused: the caller answers 406.
+pub fn negotiate(accept: Option<&str>, offered: &[&'static str]) -> Option<&'static str> {
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else { return offered.first().copied() };
+    let mut best: Option<(&'static str, u32)> = None;
+    for &media in offered {
+        let (kind, _) = media.split_once('/').unwrap_or((media, ""));
+        let mut quality: Option<(u32, u8)> = None; // (q in thousandths, specificity)
+        for range in accept.split(',') {
+            let mut parts = range.split(';');
+            let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let specificity = if name == media {
+                2
+            } else if name == format!("{kind}/*") {
+                1
+            } else if name == "*/*" {
+                0
+            } else {
+                continue;
+            };
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .filter_map(|q| q.trim().parse::<f32>().ok())
+                .next()
+                .map_or(1000, |q| (q.clamp(0.0, 1.0) * 1000.0) as u32);
+            if quality.is_none_or(|(_, s)| specificity > s) {
+                quality = Some((q, specificity));
+            }
+        }
+        if let Some((q, _)) = quality.filter(|(q, _)| *q > 0) {
+            if best.is_none_or(|(_, b)| q > b) {
+                best = Some((media, q));
+            }
+        }
+    }
+    best.map(|(media, _)| media)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_picks_the_highest_rated_offered_type_and_none_when_all_are_refused() {
+        let offered = ["text/markdown", "application/json"];
+        assert_eq!(negotiate(None, &offered), Some("text/markdown"));
+        assert_eq!(negotiate(Some("*/*"), &offered), Some("text/markdown"));
+        assert_eq!(negotiate(Some("application/json"), &offered), Some("application/json"));
+        assert_eq!(negotiate(Some("text/*;q=0.5, application/json"), &offered), Some("application/json"));
+        assert_eq!(negotiate(Some("text/markdown, application/json"), &offered), Some("text/markdown"));
+        assert_eq!(negotiate(Some("Application/JSON; charset=utf-8"), &offered), Some("application/json"));
+        assert_eq!(negotiate(Some("*/*, text/markdown;q=0"), &offered), Some("application/json"));
+        assert_eq!(negotiate(Some("image/png"), &offered), None);
+    }
 
     #[test]
     fn methods_parse_case_insensitively_and_unknown_verbs_are_none() {

@@ -24,6 +24,29 @@ pub struct StepFigures {
     pub lines_removed: u64,
 }
 
+/// The change figures of one report: how many files it lists as created and modified, and its
+/// line counts (0 for what it leaves out).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReportCounts {
+    pub files_created: u64,
+    pub files_modified: u64,
+    pub lines_added: u64,
+    pub lines_removed: u64,
+}
+
+impl ReportCounts {
+    pub fn of(report: &serde_json::Value) -> ReportCounts {
+        let files = |name: &str| report.get(name).and_then(serde_json::Value::as_array).map_or(0, |a| a.len() as u64);
+        let lines = |name: &str| report.get(name).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        ReportCounts {
+            files_created: files("files_created"),
+            files_modified: files("files_modified"),
+            lines_added: lines("lines_added"),
+            lines_removed: lines("lines_removed"),
+        }
+    }
+}
+
 /// One agent's figures for one task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AgentMetrics {
@@ -207,7 +230,10 @@ mod tests {
     #[test]
     fn an_agent_with_a_step_still_running_has_no_end_and_a_dead_step_makes_it_failed() {
         let running = per_agent(&[step("a", "succeeded", 0, Some(5), 0), step("a", "leased", 6, None, 0)]);
-        assert_eq!((running[0].end_time.as_deref(), running[0].duration_ms, running[0].outcome), (None, None, "running"));
+        assert_eq!(
+            (running[0].end_time.as_deref(), running[0].duration_ms, running[0].outcome),
+            (None, None, "running")
+        );
         let failed = per_agent(&[step("a", "dead", 0, Some(5), 0), step("a", "cancelled", 6, Some(7), 0)]);
         assert_eq!(failed[0].outcome, "failed");
         assert!(per_agent(&[step("a", "skipped", 0, Some(0), 0)]).is_empty());
@@ -226,11 +252,20 @@ mod tests {
     #[test]
     fn the_yaml_follows_the_seed_layout_with_quoted_strings() {
         let yaml = to_yaml("tsk_1", &per_agent(&[step("cloudflare-specialist", "succeeded", 0, Some(900_000), 245)]));
-        assert!(yaml.starts_with("\"tsk_1\":\n  \"cloudflare-specialist\":\n    start_time: \"1970-01-01T00:00:00.000Z\"\n"));
+        assert!(yaml
+            .starts_with("\"tsk_1\":\n  \"cloudflare-specialist\":\n    start_time: \"1970-01-01T00:00:00.000Z\"\n"));
         assert!(yaml.contains("    duration: \"15 minutes\"\n    duration_ms: 900000\n"));
         assert!(yaml.contains("    lines_added: 245\n    lines_removed: 1\n"));
         assert!(yaml.ends_with("    outcome: \"succeeded\"\n"));
         assert_eq!(to_yaml("tsk_2", &[]), "\"tsk_2\": {}\n");
+    }
+
+    #[test]
+    fn a_reports_counts_are_its_list_lengths_and_line_figures() {
+        let report = serde_json::json!({"files_created": ["a", "b"], "files_modified": ["c"], "lines_added": 9});
+        let counts = ReportCounts::of(&report);
+        assert_eq!(counts, ReportCounts { files_created: 2, files_modified: 1, lines_added: 9, lines_removed: 0 });
+        assert_eq!(ReportCounts::of(&serde_json::json!({"notes": "x"})), ReportCounts::default());
     }
 
     #[test]

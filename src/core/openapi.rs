@@ -101,6 +101,7 @@ mod tests {
             ApiError::MethodNotAllowed { allow: vec![Method::Get] },
             ApiError::PayloadTooLarge { limit_bytes: 1 },
             ApiError::UnsupportedMediaType { expected: "application/json" },
+            ApiError::NotAcceptable { offered: vec!["text/markdown"] },
             ApiError::Conflict { message: String::new() },
             ApiError::Forbidden { message: String::new() },
             ApiError::StaleLease { message: String::new() },

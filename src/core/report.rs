@@ -106,7 +106,9 @@ pub fn validate(value: Value) -> Result<Report, Vec<Detail>> {
             "tests" => check_tests(&at, value, &mut problems),
             "performance" => check_performance(&at, value, &mut problems),
             "notes" if !value.is_string() => problems.push(Detail::field(at, "must be a string")),
-            "next_steps" | "outstanding_issues" => check_strings(&at, value, REPORT_ITEMS_MAX, &mut problems),
+            "next_steps" | "outstanding_issues" | "integration_points" => {
+                check_strings(&at, value, REPORT_ITEMS_MAX, &mut problems)
+            }
             _ => {}
         }
     }

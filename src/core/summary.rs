@@ -269,10 +269,7 @@ fn tests_of(report: &Map<String, Value>, kind: TestKind) -> Option<TestCounts> {
 }
 
 fn strings(report: &Map<String, Value>, field: &str) -> Vec<String> {
-    report
-        .get(field)
-        .and_then(Value::as_array)
-        .map_or_else(Vec::new, |items| items.iter().map(item_text).collect())
+    report.get(field).and_then(Value::as_array).map_or_else(Vec::new, |items| items.iter().map(item_text).collect())
 }
 
 fn item_text(item: &Value) -> String {
@@ -453,7 +450,9 @@ impl Summary {
             for feedback in &work.feedback {
                 match &feedback.items {
                     None => md.push_str(&format!("- {}: {NOT_REPORTED}\n", one_line(&feedback.category))),
-                    Some(items) if items.is_empty() => md.push_str(&format!("- {}: none\n", one_line(&feedback.category))),
+                    Some(items) if items.is_empty() => {
+                        md.push_str(&format!("- {}: none\n", one_line(&feedback.category)))
+                    }
                     Some(items) => {
                         md.push_str(&format!("- {}:\n", one_line(&feedback.category)));
                         for item in items {
@@ -603,7 +602,8 @@ impl Summary {
         if name.is_empty() {
             return None;
         }
-        let figure = self.performance.iter().rev().find(|f| f.name == name || f.name.starts_with(&format!("{name}_")))?;
+        let figure =
+            self.performance.iter().rev().find(|f| f.name == name || f.name.starts_with(&format!("{name}_")))?;
         let unit = match figure.name[name.len()..].trim_start_matches('_') {
             "" => "",
             "ms" => " ms",

@@ -161,6 +161,38 @@ fn step_optional(step: &instructions::Step) -> bool {
     step.flag("optional") || step.flag("conditional")
 }
 
+/// The name of the built-in step that writes the post-flight summary.
+pub const POST_FLIGHT_STEP: &str = "post_flight_summary";
+
+/// The steps a task runs: the workflow's, plus a last built-in `post_flight_summary` step when
+/// the workflow has a post-flight `<summary>` template and no step of that name, so the summary
+/// is written after every other step and before the task succeeds.
+pub fn steps_to_run(definition: &Definition) -> Vec<StepDefinition> {
+    let mut steps = definition.steps.clone();
+    let has_template = definition.post_flight.as_ref().and_then(FlightCheck::summary_template).is_some();
+    if !has_template || steps.iter().any(|s| s.name == POST_FLIGHT_STEP) {
+        return steps;
+    }
+    let last_number =
+        steps.iter().filter_map(|s| s.key.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u64>().ok()).max();
+    steps.push(StepDefinition {
+        key: (last_number.unwrap_or(0) + 1).to_string(),
+        name: POST_FLIGHT_STEP.to_string(),
+        title: Some("Post-flight summary".to_string()),
+        agent: None,
+        auto_select: None,
+        group: None,
+        optional: false,
+        depends_on: Vec::new(),
+        phase: None,
+        attributes: BTreeMap::new(),
+        text: "Fills in the workflow's post-flight summary template from the agents' reports.".to_string(),
+        blocks: Vec::new(),
+    });
+    derive_dependencies(&mut steps);
+    steps
+}
+
 /// Fills `depends_on` from order and groups (see the module documentation).
 pub fn derive_dependencies(steps: &mut [StepDefinition]) {
     let mut previous: Vec<String> = Vec::new();
@@ -350,6 +382,11 @@ mod tests {
             Some("Enhanced Multi-Agent Execution Pattern for Cloudflare + SvelteKit")
         );
         assert!(definition.post_flight.as_ref().and_then(|p| p.summary_template()).is_some());
+        let run = steps_to_run(&definition);
+        let last = run.last().unwrap();
+        assert_eq!((last.key.as_str(), last.name.as_str(), last.agent.as_deref()), ("7", POST_FLIGHT_STEP, None));
+        assert_eq!(last.depends_on, vec!["6"]);
+        assert_eq!(run.len(), definition.steps.len() + 1);
     }
 
     #[test]
@@ -536,5 +573,16 @@ mod default_workflow_tests {
             ]
         );
         assert!(definition.post_flight.as_ref().and_then(|p| p.summary_template()).is_some());
+    }
+
+    #[test]
+    fn only_a_workflow_with_a_summary_template_and_no_post_flight_step_gets_one_added() {
+        let default = || from_instructions("w".into(), &parse(DEFAULT_WORKFLOW_SOURCE).file);
+        let mut definition = default();
+        definition.post_flight = None;
+        assert_eq!(steps_to_run(&definition).len(), definition.steps.len());
+        let mut named = default();
+        named.steps[6].name = POST_FLIGHT_STEP.to_string();
+        assert_eq!(steps_to_run(&named).len(), named.steps.len());
     }
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{Env, Request, Response};
 
-use super::{platform, registry, store, tasks};
+use super::{platform, records, registry, store, tasks};
 use crate::core::agents::SUBAGENT_FILE_BYTES_MAX;
 use crate::core::auth::{self, Principal};
 use crate::core::bindings;
@@ -56,6 +56,7 @@ pub(super) struct Call<'a> {
     pub now: Timestamp,
     pub query: String,
     pub content_type: Option<String>,
+    pub accept: Option<String>,
     pub matched: Matched,
     /// Who is calling; `None` on public routes.
     pub principal: Option<Principal>,
@@ -111,6 +112,7 @@ async fn route_and_run(
         now,
         query: req.url().map(|u| u.query().unwrap_or("").to_string()).unwrap_or_default(),
         content_type: header(req, "content-type"),
+        accept: header(req, "accept"),
         matched,
         principal,
         idempotency_key: header(req, "idempotency-key"),
@@ -154,8 +156,11 @@ async fn route_and_run(
         RouteId::ListTasks => Box::pin(tasks::list(&call)),
         RouteId::GetTask => Box::pin(tasks::get(&call)),
         RouteId::ListTaskEvents => Box::pin(tasks::events(&call)),
-        RouteId::ListTaskLogs => Box::pin(tasks::logs(&call)),
-        RouteId::GetTaskLog => Box::pin(tasks::agent_log(&call)),
+        RouteId::ListTaskLogs => Box::pin(records::logs(&call)),
+        RouteId::GetTaskLog => Box::pin(records::agent_log(&call)),
+        RouteId::GetTaskSummary => Box::pin(records::summary(&call)),
+        RouteId::GetTaskMetrics => Box::pin(records::task_metrics(&call)),
+        RouteId::AgentMetrics => Box::pin(records::agent_metrics(&call)),
         RouteId::CancelTask => Box::pin(tasks::cancel(&call, &body)),
         RouteId::LeaseStep => Box::pin(tasks::lease(&call, &body)),
         RouteId::HeartbeatStep => Box::pin(tasks::heartbeat(&call, &body)),
@@ -201,6 +206,9 @@ fn body_limit(id: RouteId) -> Option<usize> {
         | RouteId::ListTaskEvents
         | RouteId::ListTaskLogs
         | RouteId::GetTaskLog
+        | RouteId::GetTaskSummary
+        | RouteId::GetTaskMetrics
+        | RouteId::AgentMetrics
         | RouteId::TestPanic => None,
     }
 }

@@ -24,6 +24,7 @@ use crate::core::ids::IdKind;
 use crate::core::limits::{
     REDISPATCH_AFTER_MS_DEFAULT, REPORT_INLINE_BYTES_MAX, SWEEP_TASKS_MAX, TRANSITION_RETRIES_MAX, WEBHOOK_TIMEOUT_MS,
 };
+use crate::core::metrics::ReportCounts;
 use crate::core::queue::QueueMessage;
 use crate::core::task_api::{CompletionRequest, Outcome as Reported};
 use crate::core::time::Timestamp;
@@ -55,10 +56,11 @@ pub async fn drive(
     command: &Command,
     log: Option<&str>,
 ) -> worker::Result<Driven> {
-    drive_from(env, db, key, None, command, log).await
+    drive_from(env, db, key, None, command, log, Vec::new()).await
 }
 
-/// [`drive`], deciding first on a task the caller has just read (saving a round trip).
+/// [`drive`], deciding first on a task the caller has just read (saving a round trip), and
+/// writing `written_with` in the same batch as the transition.
 pub async fn drive_from(
     env: &Env,
     db: &D1Database,
@@ -66,6 +68,7 @@ pub async fn drive_from(
     mut fresh: Option<store::TaskRead>,
     command: &Command,
     log: Option<&str>,
+    written_with: Vec<store::Extra>,
 ) -> worker::Result<Driven> {
     // Counted here rather than from the store's global counter: requests interleave.
     let mut trips = 0;
@@ -85,7 +88,8 @@ pub async fn drive_from(
             Ok(Outcome::Replay(response)) => return Ok(Driven::Replay(response)),
             Ok(Outcome::Changed(transition)) => transition,
         };
-        let extras = artifacts(env, &before, &transition, command, log).await?;
+        let mut extras = artifacts(env, &before, &transition, command, log).await?;
+        extras.extend(written_with.iter().cloned());
         let written = store::write_transition(db, &before, &transition, &store::Guard::Version, &extras, now).await?;
         trips += 1;
         match written {
@@ -177,6 +181,12 @@ pub async fn artifacts(
     let mut extras = Vec::new();
     for (step_id, report) in &transition.reports {
         let attempt = transition.task.step(step_id).map_or(0, |s| s.attempt);
+        let counts = match report {
+            ReportRef::Inline(json) => {
+                serde_json::from_str::<Value>(json).map(|r| ReportCounts::of(&r)).unwrap_or_default()
+            }
+            ReportRef::Stored(_) => ReportCounts::default(),
+        };
         let report = match report {
             ReportRef::Inline(json) if json.len() > REPORT_INLINE_BYTES_MAX => {
                 let key = report_key(&before.id, step_id, attempt);
@@ -185,7 +195,7 @@ pub async fn artifacts(
             }
             other => other.clone(),
         };
-        extras.push(store::Extra::Report { step_id: step_id.clone(), report });
+        extras.push(store::Extra::Report { step_id: step_id.clone(), report, counts });
     }
     if let (Some(log), Command::Complete(completion)) = (log, command) {
         let attempt = before.step(&completion.step_id).map_or(0, |s| s.attempt);
@@ -324,9 +334,16 @@ pub async fn dispatch(env: &Env, task_id: &str, step_id: &str, attempt: u32) -> 
         worker::console_warn!("step message for unknown step {step_id}; dropped");
         return Ok(());
     };
+    let mut extras = Vec::new();
     let how = match (step.runner, step.agent.as_deref()) {
+        // Only a message that will dispatch the step writes a summary; a duplicate changes nothing.
+        (Runner::Builtin, _) if !step.awaits_dispatch(attempt) || task.status != engine::TaskStatus::Running => {
+            worker::console_log!("step message {step_id} attempt {attempt} acknowledged without effect");
+            return Ok(());
+        }
         (Runner::Builtin, _) => {
-            let report = builtin_output(env, &db, task_id, step).await?;
+            let (report, summary) = super::records::run_builtin(env, &db, task_id, step).await?;
+            extras.push(store::Extra::Summary(summary));
             Dispatch::Builtin { report: ReportRef::Inline(report.to_string()) }
         }
         (Runner::Agent, Some(agent)) => match registry::agent_for_dispatch(env, &db, agent).await? {
@@ -341,7 +358,7 @@ pub async fn dispatch(env: &Env, task_id: &str, step_id: &str, attempt: u32) -> 
     };
     let command = Command::Dispatch { step_id: step_id.to_string(), attempt, how: how.clone() };
     let agent = step.agent.clone();
-    let driven = drive_from(env, &db, TaskKey::Id(task_id), Some(read), &command, None).await?;
+    let driven = drive_from(env, &db, TaskKey::Id(task_id), Some(read), &command, None, extras).await?;
     if let (Driven::Applied(_), Dispatch::Leasable, Some(agent)) = (&driven, &how, agent.as_deref()) {
         super::tasks::notify_ready(agent);
     }
@@ -359,29 +376,6 @@ pub async fn dispatch(env: &Env, task_id: &str, step_id: &str, attempt: u32) -> 
         }
         _ => Ok(()),
     }
-}
-
-/// What a built-in step records: the steps so far and what each agent reported, by agent. The
-/// summaries built from these are written by the records feature; this is their raw material.
-async fn builtin_output(env: &Env, db: &D1Database, task_id: &str, step: &engine::Step) -> worker::Result<Value> {
-    let rows = store::task_reports(db, task_id).await?;
-    let mut steps = Vec::new();
-    let mut feedback = Map::new();
-    for row in &rows {
-        steps.push(json!({"key": row.key, "name": row.name, "agent": row.agent, "status": row.status,
-                          "skip_reason": row.skip_reason}));
-        if row.status != "succeeded" {
-            continue;
-        }
-        let report = load_report(env, row.report.as_deref(), row.report_key.as_deref()).await?;
-        if let (Some(agent), Some(items)) = (&row.agent, report.get("feedback").and_then(Value::as_object)) {
-            let entry = feedback.entry(agent.clone()).or_insert_with(|| json!({}));
-            for (category, list) in items {
-                entry[category.as_str()] = list.clone();
-            }
-        }
-    }
-    Ok(json!({"builtin": step.name, "steps": steps, "feedback": feedback}))
 }
 
 /// POSTs a step just leased for a webhook agent, then completes it from the answer (or leaves it

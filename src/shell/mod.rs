@@ -9,6 +9,7 @@ mod api;
 mod background;
 mod engine;
 mod platform;
+mod records;
 mod registry;
 mod store;
 mod tasks;

@@ -14,6 +14,7 @@ use crate::core::agents::{AgentSpec, STEP_TIMEOUT_MS_DEFAULT};
 use crate::core::engine::{
     Attempt, AttemptStatus, Event, ReportRef, Runner, Step, StepStatus, Task, TaskStatus, Transition,
 };
+use crate::core::metrics::ReportCounts;
 use crate::core::system::{CronPlan, SystemEvent};
 use crate::core::time::Timestamp;
 
@@ -118,6 +119,11 @@ const AGENT_COLUMNS: &str = "name, description, capabilities, mode, webhook_url,
 pub struct AgentSecrets<'a> {
     pub token_hash: &'a str,
     pub webhook_secret: Option<&'a str>,
+}
+
+/// A count from a report: bounded far below 2^53 by the report's limits.
+fn report_count(value: u64) -> JsValue {
+    int(i64::try_from(value).unwrap_or(i64::MAX))
 }
 
 fn text_or_null(value: Option<&str>) -> JsValue {
@@ -734,6 +740,139 @@ pub async fn task_reports(db: &D1Database, task_id: &str) -> Result<Vec<ReportRo
     .results()
 }
 
+/// A step as the records read it: its report, figures and times, in workflow order.
+#[derive(Debug, Deserialize)]
+pub struct RecordRow {
+    pub key: String,
+    pub name: String,
+    pub agent: Option<String>,
+    pub status: String,
+    pub skip_reason: Option<String>,
+    pub error: Option<String>,
+    pub report: Option<String>,
+    pub report_key: Option<String>,
+    pub attempt: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub files_created: i64,
+    pub files_modified: i64,
+    pub lines_added: i64,
+    pub lines_removed: i64,
+}
+
+/// Every step of a task with its records, in workflow order.
+pub async fn task_records(db: &D1Database, task_id: &str) -> Result<Vec<RecordRow>> {
+    trip();
+    db.prepare(
+        "SELECT key, name, agent, status, skip_reason, error, report, report_key, attempt, started_at,
+                finished_at, files_created, files_modified, lines_added, lines_removed
+         FROM steps WHERE task_id = ?1 ORDER BY rowid",
+    )
+    .bind(&[task_id.into()])?
+    .all()
+    .await?
+    .results()
+}
+
+/// A task as its summary shows it, with its workflow's definition (JSON).
+#[derive(Debug, Deserialize)]
+pub struct SummaryTaskRow {
+    pub title: String,
+    pub description: String,
+    pub input: String,
+    pub task_type: Option<String>,
+    pub status: String,
+    pub definition: String,
+}
+
+pub async fn task_for_summary(db: &D1Database, task_id: &str) -> Result<Option<SummaryTaskRow>> {
+    trip();
+    db.prepare(
+        "SELECT t.title, t.description, t.input, json_extract(t.analysis, '$.task_type') AS task_type, t.status,
+                w.definition
+         FROM tasks t JOIN workflows w ON w.id = t.workflow_id WHERE t.id = ?1",
+    )
+    .bind(&[task_id.into()])?
+    .first(None)
+    .await
+}
+
+/// Whether a task exists.
+pub async fn task_exists(db: &D1Database, task_id: &str) -> Result<bool> {
+    #[derive(Deserialize)]
+    struct Row {
+        #[allow(dead_code)]
+        id: String,
+    }
+    trip();
+    let row: Option<Row> =
+        db.prepare("SELECT id FROM tasks WHERE id = ?1").bind(&[task_id.into()])?.first(None).await?;
+    Ok(row.is_some())
+}
+
+/// The summary written last for a task, of any kind.
+pub async fn latest_summary(db: &D1Database, task_id: &str) -> Result<Option<SummaryRow>> {
+    trip();
+    db.prepare(
+        "SELECT task_id, step_id, kind, written_at, markdown_key, json_key, metrics_key FROM summaries
+         WHERE task_id = ?1 ORDER BY written_at DESC, rowid DESC LIMIT 1",
+    )
+    .bind(&[task_id.into()])?
+    .first(None)
+    .await
+}
+
+/// One agent's figures across the steps that ended since a time (see `agent_aggregates`).
+#[derive(Debug, Deserialize)]
+pub struct AggregateRow {
+    pub agent: String,
+    pub steps: i64,
+    pub succeeded: i64,
+    pub p50_ms: Option<i64>,
+    pub p95_ms: Option<i64>,
+    pub files_created: i64,
+    pub files_modified: i64,
+    pub lines_added: i64,
+    pub lines_removed: i64,
+}
+
+/// Per agent, over its steps that ended (succeeded or dead) at or after `since`: counts, totals
+/// and nearest-rank p50/p95 durations, all computed in one D1 query that returns one row per
+/// agent (the percentile rank is `metrics::nearest_rank`).
+pub async fn agent_aggregates(db: &D1Database, since: Timestamp) -> Result<Vec<AggregateRow>> {
+    trip();
+    db.prepare(
+        "WITH ended AS (
+           SELECT agent, status, finished_at - started_at AS duration, files_created, files_modified,
+                  lines_added, lines_removed
+           FROM steps
+           WHERE agent IS NOT NULL AND finished_at IS NOT NULL AND finished_at >= ?1
+             AND status IN ('succeeded', 'dead') AND started_at IS NOT NULL
+         ),
+         ranked AS (
+           SELECT agent, duration,
+                  ROW_NUMBER() OVER (PARTITION BY agent ORDER BY duration) AS position,
+                  COUNT(*) OVER (PARTITION BY agent) AS total
+           FROM ended
+         ),
+         percentiles AS (
+           SELECT agent,
+                  MAX(CASE WHEN position = MAX(1, (total * 50 + 99) / 100) THEN duration END) AS p50_ms,
+                  MAX(CASE WHEN position = MAX(1, (total * 95 + 99) / 100) THEN duration END) AS p95_ms
+           FROM ranked GROUP BY agent
+         )
+         SELECT e.agent, COUNT(*) AS steps, SUM(e.status = 'succeeded') AS succeeded, p.p50_ms, p.p95_ms,
+                SUM(e.files_created) AS files_created, SUM(e.files_modified) AS files_modified,
+                SUM(e.lines_added) AS lines_added, SUM(e.lines_removed) AS lines_removed
+         FROM ended e JOIN percentiles p ON p.agent = e.agent
+         GROUP BY e.agent ORDER BY e.agent",
+    )
+    .bind(&[int(since.as_millis())])?
+    .all()
+    .await?
+    .results()
+}
+
 /// The step's instructions (JSON), as fixed at submission.
 pub async fn step_instructions(db: &D1Database, step_id: &str) -> Result<Option<String>> {
     #[derive(Deserialize)]
@@ -846,9 +985,33 @@ fn step_statement(db: &D1Database, step: &Step) -> Result<D1PreparedStatement> {
 }
 
 /// Something written with a transition besides the state: a report, or an attempt's log key.
+#[derive(Clone)]
 pub enum Extra {
-    Report { step_id: String, report: ReportRef },
-    LogKey { step_id: String, attempt: u32, key: String },
+    /// A step's report and its change figures.
+    Report {
+        step_id: String,
+        report: ReportRef,
+        counts: ReportCounts,
+    },
+    LogKey {
+        step_id: String,
+        attempt: u32,
+        key: String,
+    },
+    /// A summary a built-in step wrote to R2.
+    Summary(SummaryRow),
+}
+
+/// Where a written summary is in R2.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SummaryRow {
+    pub task_id: String,
+    pub step_id: String,
+    pub kind: String,
+    pub written_at: i64,
+    pub markdown_key: String,
+    pub json_key: String,
+    pub metrics_key: String,
 }
 
 /// Writes a transition decided on `before`, in one batch that applies only if the task is still
@@ -888,17 +1051,40 @@ pub async fn write_transition(
     }
     for extra in extras {
         statements.push(match extra {
-            Extra::Report { step_id, report } => {
+            Extra::Report { step_id, report, counts } => {
                 let (inline, key) = match report {
                     ReportRef::Inline(json) => (Some(json.as_str()), None),
                     ReportRef::Stored(key) => (None, Some(key.as_str())),
                 };
-                db.prepare("UPDATE steps SET report = ?2, report_key = ?3 WHERE id = ?1").bind(&[
+                db.prepare(
+                    "UPDATE steps SET report = ?2, report_key = ?3, files_created = ?4, files_modified = ?5,
+                            lines_added = ?6, lines_removed = ?7
+                     WHERE id = ?1",
+                )
+                .bind(&[
                     step_id.as_str().into(),
                     text_or_null(inline),
                     text_or_null(key),
+                    report_count(counts.files_created),
+                    report_count(counts.files_modified),
+                    report_count(counts.lines_added),
+                    report_count(counts.lines_removed),
                 ])?
             }
+            Extra::Summary(row) => db
+                .prepare(
+                    "INSERT INTO summaries (task_id, step_id, kind, written_at, markdown_key, json_key, metrics_key)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+                )
+                .bind(&[
+                    row.task_id.as_str().into(),
+                    row.step_id.as_str().into(),
+                    row.kind.as_str().into(),
+                    int(row.written_at),
+                    row.markdown_key.as_str().into(),
+                    row.json_key.as_str().into(),
+                    row.metrics_key.as_str().into(),
+                ])?,
             Extra::LogKey { step_id, attempt, key } => db
                 .prepare("UPDATE attempts SET log_key = ?3 WHERE step_id = ?1 AND attempt = ?2")
                 .bind(&[step_id.as_str().into(), int(i64::from(*attempt)), key.as_str().into()])?,

@@ -13,7 +13,6 @@ use serde_json::{json, Value};
 use super::api::{event_json, Call, Failed, Handled};
 use super::engine::{self, Driven, TaskKey};
 use super::{platform, registry, store};
-use crate::core::agent_log;
 use crate::core::analysis::{self, TaskInput};
 use crate::core::auth::Principal;
 use crate::core::bindings;
@@ -30,7 +29,7 @@ use crate::core::limits::{
 use crate::core::paging::Page;
 use crate::core::task_api::{CompletionRequest, HeartbeatRequest, Outcome as Reported, TaskRequest};
 use crate::core::time::Timestamp;
-use crate::core::workflow::Definition;
+use crate::core::workflow::{self, Definition};
 
 /// Longest `Idempotency-Key`: a UUID is 36 characters; 128 leaves room for keys that embed a
 /// client name, while a key cannot become a way to store data.
@@ -151,8 +150,9 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
         }
         .into());
     };
-    let definition: Definition = serde_json::from_str(&workflow.definition)
+    let mut definition: Definition = serde_json::from_str(&workflow.definition)
         .map_err(|err| Failed::Fault(format!("stored workflow {} is not readable: {err}", workflow.id)))?;
+    definition.steps = workflow::steps_to_run(&definition);
     let agents = store::all_agents(&db).await?;
     trips += 2;
     let capabilities = registry::capabilities_of(&agents);
@@ -320,58 +320,6 @@ pub async fn events(call: &Call<'_>) -> Handled {
         })
         .collect();
     Ok(ApiResponse::json(200, &json!({"events": events, "next_cursor": next_cursor})))
-}
-
-/// Most agent logs listed for a task: a task's steps name at most this many agents.
-const TASK_LOGS_MAX: u32 = crate::core::limits::STEPS_MAX as u32;
-
-/// `GET /v1/tasks/{id}/logs`: each agent's log of the task, with its size and last write.
-pub async fn logs(call: &Call<'_>) -> Handled {
-    let task_id = task_id_param(call)?;
-    let db = call.env.d1(bindings::DB)?;
-    if store::read_task(&db, &task_id).await?.is_none() {
-        return Err(ApiError::NotFound { message: format!("no task {task_id}") }.into());
-    }
-    let listed = call
-        .env
-        .bucket(bindings::ARTIFACTS)?
-        .list()
-        .prefix(agent_log::prefix(&task_id))
-        .limit(TASK_LOGS_MAX)
-        .execute()
-        .await?;
-    let logs: Vec<Value> = listed
-        .objects()
-        .iter()
-        .filter_map(|object| {
-            let agent = agent_log::agent_of(&task_id, &object.key())?;
-            let updated = Timestamp::saturating_from_millis(object.uploaded().as_millis() as i64);
-            Some(json!({
-                "agent": agent,
-                "bytes": object.size(),
-                "updated_at": updated.to_rfc3339(),
-                "url": format!("/v1/tasks/{task_id}/logs/{agent}"),
-            }))
-        })
-        .collect();
-    Ok(ApiResponse::json(200, &json!({"logs": logs})))
-}
-
-/// `GET /v1/tasks/{id}/logs/{agent}`: the agent's log of the task, as text.
-pub async fn agent_log(call: &Call<'_>) -> Handled {
-    let task_id = task_id_param(call)?;
-    let agent = call.matched.param("agent").to_string();
-    let missing = || ApiError::NotFound { message: format!("no log of agent {agent} for task {task_id}") };
-    if crate::core::agents::check_name(&agent).is_err() {
-        return Err(missing().into());
-    }
-    let object = call.env.bucket(bindings::ARTIFACTS)?.get(agent_log::key(&task_id, &agent)).execute().await?;
-    let Some(object) = object else { return Err(missing().into()) };
-    let text = match object.body() {
-        Some(body) => body.text().await?,
-        None => String::new(),
-    };
-    Ok(ApiResponse::raw(200, "text/plain; charset=utf-8", text))
 }
 
 /// Routes whose body is optional and, when sent, must be an empty JSON object.

@@ -179,6 +179,15 @@ pub struct Step {
     pub attempts: Vec<Attempt>,
 }
 
+impl Step {
+    /// Whether a queue message for `attempt` would dispatch this step now: it waits for its
+    /// message (not yet made leasable) and the message is for its next attempt.
+    pub fn awaits_dispatch(&self, attempt: u32) -> bool {
+        let waiting = matches!(self.status, StepStatus::Queued | StepStatus::Failed) && self.ready_at.is_none();
+        waiting && self.attempt + 1 == attempt
+    }
+}
+
 /// A task and its steps, as read in one go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
@@ -577,8 +586,7 @@ impl Run {
         if self.task.status == TaskStatus::Cancelled || self.task.status == TaskStatus::Succeeded {
             return Ok(Some("the task is finished"));
         }
-        let waiting = matches!(step.status, StepStatus::Queued | StepStatus::Failed) && step.ready_at.is_none();
-        if !waiting || step.attempt + 1 != attempt {
+        if !step.awaits_dispatch(attempt) {
             return Ok(Some("duplicate or stale message"));
         }
         match how {

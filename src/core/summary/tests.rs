@@ -81,7 +81,9 @@ impl Fixture {
             .reports
             .iter()
             .filter_map(|(_, _, agent, status, report)| {
-                let count = |f: &str| report.as_ref().and_then(|r| r.get(f)).and_then(Value::as_array).map_or(0, |a| a.len() as u64);
+                let count = |f: &str| {
+                    report.as_ref().and_then(|r| r.get(f)).and_then(Value::as_array).map_or(0, |a| a.len() as u64)
+                };
                 let lines = |f: &str| report.as_ref().and_then(|r| r.get(f)).and_then(Value::as_u64).unwrap_or(0);
                 Some(StepFigures {
                     agent: (*agent)?.to_string(),
@@ -176,7 +178,14 @@ fn the_post_flight_template_is_filled_from_the_reports_and_says_what_was_not_rep
 
 #[test]
 fn a_task_with_no_reports_says_not_reported_rather_than_inventing_figures() {
-    let task = TaskFacts { id: "t", title: "T", description: "", status: "running", task_type: "general", requirements: vec![] };
+    let task = TaskFacts {
+        id: "t",
+        title: "T",
+        description: "",
+        status: "running",
+        task_type: "general",
+        requirements: vec![],
+    };
     let summary = build(Kind::PostFlight, &task, &[], Vec::new(), &template(), "2026-11-24T10:00:00.000Z");
     let md = summary.post_flight_markdown(&summary_template());
     assert!(md.contains("- Unit: not reported\n"));
@@ -198,7 +207,14 @@ fn reported_text_stays_on_one_line_so_it_cannot_start_a_heading() {
         error: None,
         report: Some(&report),
     }];
-    let task = TaskFacts { id: "t", title: "T\n# x", description: "", status: "running", task_type: "general", requirements: vec![] };
+    let task = TaskFacts {
+        id: "t",
+        title: "T\n# x",
+        description: "",
+        status: "running",
+        task_type: "general",
+        requirements: vec![],
+    };
     let summary = build(Kind::PostFlight, &task, &steps, Vec::new(), &template(), "now");
     let md = summary.post_flight_markdown(&summary_template());
     assert!(md.contains("- line one ## Injected heading\n"));

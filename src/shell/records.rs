@@ -1,0 +1,337 @@
+//! What a task leaves behind, written and served: the summaries its built-in steps write to R2,
+//! each agent's log, and the per-agent metrics (one task's, and aggregates across tasks).
+//!
+//! Summaries and metrics are built by `core::summary` and `core::metrics` from the steps' rows
+//! and reports; this module only reads those, stores the renderings and serves them. It never
+//! changes a step: a built-in step's result is committed by the engine like any completion.
+
+use serde_json::{json, Map, Value};
+use worker::{D1Database, Env, HttpMetadata};
+
+use super::api::{Call, Handled};
+use super::{engine, platform, store};
+use crate::core::agent_log;
+use crate::core::bindings;
+use crate::core::encoding::query_value;
+use crate::core::engine as core_engine;
+use crate::core::error::{ApiError, Detail};
+use crate::core::http::{negotiate, ApiResponse};
+use crate::core::limits::STEPS_MAX;
+use crate::core::metrics::{self, AgentAggregate, StepFigures};
+use crate::core::summary::{self, Kind, StepFacts, TaskFacts, Template};
+use crate::core::time::Timestamp;
+use crate::core::workflow::Definition;
+
+/// The template a post-flight step fills when its workflow has none: the seed's.
+const DEFAULT_POST_FLIGHT_TEMPLATE: &str = "## Task Completion Summary
+
+Agents Used:
+- {list of agents involved}
+
+Work Completed:
+- {summary of changes}
+
+Files Modified:
+- {list of files}
+
+Tests Passed:
+- Unit: {count}
+- Integration: {count}
+- E2E: {count}
+
+Performance Metrics:
+- PageSpeed Score: {score}
+- Bundle Size: {size}
+- Cold Start: {time}
+
+Next Steps:
+- {recommended follow-up tasks}
+";
+
+fn fault(message: String) -> worker::Error {
+    worker::Error::RustError(message)
+}
+
+/// The change figures of a step row, for the metrics.
+fn figures_of(row: &store::RecordRow) -> Option<StepFigures> {
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Some(StepFigures {
+        agent: row.agent.clone()?,
+        status: row.status.clone(),
+        started_at: row.started_at.map(Timestamp::saturating_from_millis),
+        finished_at: row.finished_at.map(Timestamp::saturating_from_millis),
+        attempts: u32::try_from(row.attempt).unwrap_or(0),
+        files_created: count(row.files_created),
+        files_modified: count(row.files_modified),
+        lines_added: count(row.lines_added),
+        lines_removed: count(row.lines_removed),
+    })
+}
+
+/// Runs a built-in step: builds its summary from every step's report, writes it (markdown and
+/// JSON) and the task's metrics (YAML) to R2, and returns the step's report and the row that
+/// records where the summary is. The engine commits both with the step's success.
+pub async fn run_builtin(
+    env: &Env,
+    db: &D1Database,
+    task_id: &str,
+    step: &core_engine::Step,
+) -> worker::Result<(Value, store::SummaryRow)> {
+    let now = platform::now();
+    let task = store::task_for_summary(db, task_id).await?.ok_or_else(|| fault(format!("task {task_id} is gone")))?;
+    let definition: Definition = serde_json::from_str(&task.definition)
+        .map_err(|err| fault(format!("the workflow of task {task_id} is not readable: {err}")))?;
+    let rows = store::task_records(db, task_id).await?;
+    let mut reports: Vec<Option<Map<String, Value>>> = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let report = if row.status == "succeeded" && row.agent.is_some() {
+            match engine::load_report(env, row.report.as_deref(), row.report_key.as_deref()).await? {
+                Value::Object(map) => Some(map),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        reports.push(report);
+    }
+    let kind = Kind::of_step(&step.name);
+    let post_flight = definition.post_flight.as_ref().and_then(|p| p.summary_template());
+    let blocks = definition.steps.iter().find(|s| s.key == step.key).map(|s| s.blocks.as_slice()).unwrap_or(&[]);
+    let template = Template::from_blocks(blocks, post_flight);
+    let facts: Vec<StepFacts> = rows
+        .iter()
+        .zip(&reports)
+        .map(|(row, report)| StepFacts {
+            key: &row.key,
+            name: &row.name,
+            agent: row.agent.as_deref(),
+            status: &row.status,
+            skip_reason: row.skip_reason.as_deref(),
+            error: row.error.as_deref(),
+            report: report.as_ref(),
+        })
+        .collect();
+    let input: Value = serde_json::from_str(&task.input).unwrap_or(Value::Null);
+    let requirements = input["requirements"].as_array().into_iter().flatten().filter_map(Value::as_str);
+    let task_facts = TaskFacts {
+        id: task_id,
+        title: &task.title,
+        description: &task.description,
+        status: &task.status,
+        task_type: task.task_type.as_deref().unwrap_or("general"),
+        requirements: requirements.map(String::from).collect(),
+    };
+    let figures: Vec<StepFigures> = rows.iter().filter_map(figures_of).collect();
+    let metrics = metrics::per_agent(&figures);
+    let written_at = now.to_rfc3339();
+    let built = summary::build(kind, &task_facts, &facts, metrics.clone(), &template, &written_at);
+    let markdown = match kind {
+        Kind::TaskSummary => built.task_summary_markdown(),
+        Kind::PostFlight => built.post_flight_markdown(post_flight.unwrap_or(DEFAULT_POST_FLIGHT_TEMPLATE)),
+    };
+    let stamp = written_at.replace(['-', ':', '.'], "");
+    let stem = format!("tasks/{task_id}/{}-{stamp}", kind.file_stem());
+    let row = store::SummaryRow {
+        task_id: task_id.to_string(),
+        step_id: step.id.clone(),
+        kind: serde_json::to_value(kind).ok().and_then(|k| k.as_str().map(String::from)).unwrap_or_default(),
+        written_at: now.as_millis(),
+        markdown_key: format!("{stem}.md"),
+        json_key: format!("{stem}.json"),
+        metrics_key: format!("tasks/{task_id}/agent-performance-{stamp}.yml"),
+    };
+    let mut structured = serde_json::to_value(&built).map_err(|e| fault(e.to_string()))?;
+    structured["markdown"] = Value::from(markdown.clone());
+    let bucket = env.bucket(bindings::ARTIFACTS)?;
+    for (key, body, content_type) in [
+        (&row.markdown_key, markdown, "text/markdown; charset=utf-8"),
+        (&row.json_key, structured.to_string(), "application/json; charset=utf-8"),
+        (&row.metrics_key, metrics::to_yaml(task_id, &metrics), "application/yaml; charset=utf-8"),
+    ] {
+        bucket
+            .put(key, body)
+            .http_metadata(HttpMetadata { content_type: Some(content_type.into()), ..HttpMetadata::default() })
+            .execute()
+            .await?;
+    }
+    let feedback: Map<String, Value> = built
+        .work
+        .iter()
+        .filter(|w| !w.feedback.is_empty())
+        .map(|w| {
+            let answers: Map<String, Value> = w.feedback.iter().map(|f| (f.category.clone(), json!(f.items))).collect();
+            (w.agent.clone(), Value::Object(answers))
+        })
+        .collect();
+    let report = json!({
+        "builtin": step.name,
+        "summary": {
+            "kind": row.kind,
+            "written_at": written_at,
+            "markdown_key": row.markdown_key,
+            "json_key": row.json_key,
+            "metrics_key": row.metrics_key,
+        },
+        "agents": built.agents,
+        "feedback": feedback,
+    });
+    Ok((report, row))
+}
+
+/// A task id from the path; anything that is not one names no task.
+fn task_id_param(call: &Call<'_>) -> Result<String, ApiError> {
+    let id = call.matched.param("id");
+    let body = id.strip_prefix("tsk_").unwrap_or("");
+    if body.len() != 26 || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(ApiError::NotFound { message: "no task with this id".into() });
+    }
+    Ok(id.to_string())
+}
+
+fn no_task(task_id: &str) -> ApiError {
+    ApiError::NotFound { message: format!("no task {task_id}") }
+}
+
+async fn read_text(env: &Env, key: &str) -> worker::Result<Option<String>> {
+    let Some(object) = env.bucket(bindings::ARTIFACTS)?.get(key).execute().await? else { return Ok(None) };
+    Ok(Some(match object.body() {
+        Some(body) => body.text().await?,
+        None => String::new(),
+    }))
+}
+
+/// Most agent logs listed for a task: a task's steps name at most this many agents.
+const TASK_LOGS_MAX: u32 = STEPS_MAX as u32 + 1;
+
+/// `GET /v1/tasks/{id}/logs`: each agent's log of the task, with its size and last write.
+pub async fn logs(call: &Call<'_>) -> Handled {
+    let task_id = task_id_param(call)?;
+    let db = call.env.d1(bindings::DB)?;
+    if !store::task_exists(&db, &task_id).await? {
+        return Err(no_task(&task_id).into());
+    }
+    let listed = call
+        .env
+        .bucket(bindings::ARTIFACTS)?
+        .list()
+        .prefix(agent_log::prefix(&task_id))
+        .limit(TASK_LOGS_MAX)
+        .execute()
+        .await?;
+    let logs: Vec<Value> = listed
+        .objects()
+        .iter()
+        .filter_map(|object| {
+            let agent = agent_log::agent_of(&task_id, &object.key())?;
+            let updated = Timestamp::saturating_from_millis(object.uploaded().as_millis() as i64);
+            Some(json!({
+                "agent": agent,
+                "bytes": object.size(),
+                "updated_at": updated.to_rfc3339(),
+                "url": format!("/v1/tasks/{task_id}/logs/{agent}"),
+            }))
+        })
+        .collect();
+    Ok(ApiResponse::json(200, &json!({"logs": logs})))
+}
+
+/// `GET /v1/tasks/{id}/logs/{agent}`: the agent's log of the task, as text.
+pub async fn agent_log(call: &Call<'_>) -> Handled {
+    let task_id = task_id_param(call)?;
+    let agent = call.matched.param("agent").to_string();
+    let missing = || ApiError::NotFound { message: format!("no log of agent {agent} for task {task_id}") };
+    if crate::core::agents::check_name(&agent).is_err() {
+        return Err(missing().into());
+    }
+    let Some(text) = read_text(call.env, &agent_log::key(&task_id, &agent)).await? else {
+        return Err(missing().into());
+    };
+    Ok(ApiResponse::raw(200, "text/plain; charset=utf-8", text))
+}
+
+/// `GET /v1/tasks/{id}/summary`: the summary written last (markdown, or JSON on request).
+pub async fn summary(call: &Call<'_>) -> Handled {
+    let task_id = task_id_param(call)?;
+    let offered = ["text/markdown", "application/json"];
+    let media =
+        negotiate(call.accept.as_deref(), &offered).ok_or(ApiError::NotAcceptable { offered: offered.to_vec() })?;
+    let db = call.env.d1(bindings::DB)?;
+    let Some(row) = store::latest_summary(&db, &task_id).await? else {
+        if !store::task_exists(&db, &task_id).await? {
+            return Err(no_task(&task_id).into());
+        }
+        return Err(ApiError::NotFound { message: format!("task {task_id} has no summary yet") }.into());
+    };
+    let key = if media == "application/json" { &row.json_key } else { &row.markdown_key };
+    let text = read_text(call.env, key)
+        .await?
+        .ok_or_else(|| super::api::Failed::Fault(format!("summary {key} is missing from R2")))?;
+    let mut response = ApiResponse::raw(200, &format!("{media}; charset=utf-8"), text);
+    response.set_header("vary", "accept");
+    Ok(response)
+}
+
+/// `GET /v1/tasks/{id}/metrics`: each agent's figures for the task (JSON, or the seed's YAML).
+pub async fn task_metrics(call: &Call<'_>) -> Handled {
+    let task_id = task_id_param(call)?;
+    let offered = ["application/json", "application/yaml"];
+    let media =
+        negotiate(call.accept.as_deref(), &offered).ok_or(ApiError::NotAcceptable { offered: offered.to_vec() })?;
+    let db = call.env.d1(bindings::DB)?;
+    let rows = store::task_records(&db, &task_id).await?;
+    if rows.is_empty() && !store::task_exists(&db, &task_id).await? {
+        return Err(no_task(&task_id).into());
+    }
+    let metrics = metrics::per_agent(&rows.iter().filter_map(figures_of).collect::<Vec<_>>());
+    let mut response = if media == "application/yaml" {
+        ApiResponse::raw(200, "application/yaml; charset=utf-8", metrics::to_yaml(&task_id, &metrics))
+    } else {
+        ApiResponse::json(200, &json!({"task_id": task_id, "agents": metrics}))
+    };
+    response.set_header("vary", "accept");
+    Ok(response)
+}
+
+/// `GET /v1/metrics/agents?since=`: per agent, across tasks, the steps that ended since a time.
+pub async fn agent_metrics(call: &Call<'_>) -> Handled {
+    let mut since = Timestamp::saturating_from_millis(0);
+    for pair in call.query.split('&').filter(|p| !p.is_empty()) {
+        let (name, raw) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "since" => {
+                since = query_value(raw).as_deref().and_then(Timestamp::parse_rfc3339).ok_or_else(|| {
+                    ApiError::BadRequest {
+                        message: "invalid query parameters".into(),
+                        details: vec![Detail::field("since", "must be an RFC 3339 time, e.g. 2026-11-24T00:00:00Z")],
+                    }
+                })?;
+            }
+            other => {
+                return Err(ApiError::BadRequest {
+                    message: "invalid query parameters".into(),
+                    details: vec![Detail::field(other, "unknown query parameter; this route reads only since")],
+                }
+                .into())
+            }
+        }
+    }
+    let db = call.env.d1(bindings::DB)?;
+    let rows = store::agent_aggregates(&db, since).await?;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    let agents: Vec<AgentAggregate> = rows
+        .into_iter()
+        .map(|r| AgentAggregate {
+            success_rate: if r.steps > 0 { r.succeeded as f64 / r.steps as f64 } else { 0.0 },
+            agent: r.agent,
+            steps: count(r.steps),
+            succeeded: count(r.succeeded),
+            duration_p50_ms: r.p50_ms,
+            duration_p95_ms: r.p95_ms,
+            files_created: count(r.files_created),
+            files_modified: count(r.files_modified),
+            lines_added: count(r.lines_added),
+            lines_removed: count(r.lines_removed),
+        })
+        .collect();
+    Ok(ApiResponse::json(200, &json!({"since": since.to_rfc3339(), "agents": agents})))
+}
