@@ -22,3 +22,6 @@ CREATE TABLE summaries (
   metrics_key   TEXT NOT NULL,
   PRIMARY KEY (task_id, step_id, written_at)
 );
+
+-- A lease response carries the newest messages to the agent about the step's task.
+CREATE INDEX messages_by_recipient_task ON messages (to_agent, task_id, seq) WHERE task_id IS NOT NULL;

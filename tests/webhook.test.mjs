@@ -3,38 +3,10 @@
 // HMAC code, as a real agent would.
 
 import assert from "node:assert/strict";
-import { createHmac, timingSafeEqual } from "node:crypto";
-import { createServer } from "node:http";
 import { after, before, describe, test } from "node:test";
 import { eventsOf, submit, taskOf } from "./helpers/agents.mjs";
+import { receiver, verify } from "./helpers/webhook.mjs";
 import { eventually, startWorker } from "./helpers/worker.mjs";
-
-/** The receiver's check: `v1=` HMAC-SHA256 of `timestamp.body`, and a fresh timestamp. */
-function verify(secret, headers, body, nowSeconds = Math.floor(Date.now() / 1000)) {
-  const timestamp = headers["x-switchyard-timestamp"] ?? "";
-  const given = Buffer.from(String(headers["x-switchyard-signature"] ?? ""));
-  const expected = Buffer.from(`v1=${createHmac("sha256", secret).update(`${timestamp}.${body}`).digest("hex")}`);
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return false;
-  return Math.abs(nowSeconds - Number(timestamp)) <= 300;
-}
-
-/** A loopback server that records deliveries and answers with `answer(delivery)`. */
-async function receiver(answer) {
-  const deliveries = [];
-  const server = createServer((req, res) => {
-    let body = "";
-    req.on("data", (chunk) => (body += chunk));
-    req.on("end", () => {
-      const delivery = { headers: req.headers, body };
-      deliveries.push(delivery);
-      const { status, json } = answer(delivery);
-      res.writeHead(status, { "content-type": "application/json" });
-      res.end(json === undefined ? "" : JSON.stringify(json));
-    });
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { url: `http://127.0.0.1:${server.address().port}/hook`, deliveries, close: () => server.close() };
-}
 
 describe("webhook agents", { timeout: 300_000 }, () => {
   let worker;

@@ -19,6 +19,7 @@ pub mod http;
 pub mod ids;
 pub mod instructions;
 pub mod limits;
+pub mod messages;
 pub mod metrics;
 pub mod openapi;
 pub mod paging;

@@ -38,6 +38,8 @@ pub enum QueueMessage {
     Probe { probe_id: String, outcome: ProbeOutcome },
     /// Dispatch attempt `attempt` of a step: sent whenever a step becomes ready or is due again.
     Step { task_id: String, step_id: String, attempt: u32 },
+    /// Deliver message `message_id` to its recipient's webhook (sent only for webhook agents).
+    Message { message_id: String },
     /// Put on the dead-letter queue by the `STEPS` consumer for a body it cannot read, so that
     /// it is recorded once instead of being retried to no purpose.
     Rejected { reason: String, body: String },
@@ -85,6 +87,10 @@ pub enum Decision {
         step_id: String,
         attempt: u32,
     },
+    /// POST the agent message to its recipient's webhook; an error retries it.
+    DeliverMessage {
+        message_id: String,
+    },
     /// The queue gave up on a step's message: the step dies, with the reason recorded.
     StepDeadLettered {
         task_id: String,
@@ -119,6 +125,13 @@ pub fn decide(role: QueueRole, message_id: &str, body: &str) -> Decision {
         (QueueRole::Steps, Ok(QueueMessage::Step { task_id, step_id, attempt })) => {
             Decision::DispatchStep { task_id, step_id, attempt }
         }
+        (QueueRole::Steps, Ok(QueueMessage::Message { message_id })) => Decision::DeliverMessage { message_id },
+        // One record per agent message, however often the queue redelivers it here.
+        (QueueRole::DeadLetter, Ok(QueueMessage::Message { message_id: id })) => Decision::RecordThenAck(SystemEvent {
+            kind: "message.undelivered",
+            data: json!({"reason": "the recipient's webhook failed every delivery", "message_id": id}),
+            dedupe_key: format!("undelivered:{id}"),
+        }),
         (QueueRole::DeadLetter, Ok(QueueMessage::Step { task_id, step_id, attempt })) => Decision::StepDeadLettered {
             event: SystemEvent {
                 kind: "queue.dead_lettered",
@@ -146,7 +159,7 @@ pub fn decide(role: QueueRole, message_id: &str, body: &str) -> Decision {
                 Ok(QueueMessage::Probe { probe_id, .. }) => {
                     json!({"reason": "retries exhausted", "probe_id": probe_id})
                 }
-                Ok(QueueMessage::Ping {}) | Ok(QueueMessage::Step { .. }) => {
+                Ok(QueueMessage::Ping {}) | Ok(QueueMessage::Step { .. }) | Ok(QueueMessage::Message { .. }) => {
                     json!({"reason": "retries exhausted", "body": truncate(body)})
                 }
                 Err(_) => json!({"reason": "retries exhausted", "body": truncate(body)}),
@@ -175,6 +188,15 @@ fn truncate(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_agent_message_is_delivered_and_recorded_once_as_undelivered_on_the_dead_letter_queue() {
+        let body = QueueMessage::Message { message_id: "msg_1".into() }.to_json();
+        assert_eq!(body, r#"{"kind":"message","message_id":"msg_1"}"#);
+        assert_eq!(decide(QueueRole::Steps, "m1", &body), Decision::DeliverMessage { message_id: "msg_1".into() });
+        let Decision::RecordThenAck(event) = decide(QueueRole::DeadLetter, "m2", &body) else { panic!() };
+        assert_eq!((event.kind, event.dedupe_key.as_str()), ("message.undelivered", "undelivered:msg_1"));
+    }
 
     #[test]
     fn queue_roles_follow_the_dead_letter_suffix() {

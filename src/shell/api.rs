@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{Env, Request, Response};
 
-use super::{platform, records, registry, store, tasks};
+use super::{messages, platform, records, registry, store, tasks};
 use crate::core::agents::SUBAGENT_FILE_BYTES_MAX;
 use crate::core::auth::{self, Principal};
 use crate::core::bindings;
@@ -159,6 +159,9 @@ async fn route_and_run(
         RouteId::ListTaskLogs => Box::pin(records::logs(&call)),
         RouteId::GetTaskLog => Box::pin(records::agent_log(&call)),
         RouteId::GetTaskSummary => Box::pin(records::summary(&call)),
+        RouteId::SendMessage => Box::pin(messages::send(&call, &body)),
+        RouteId::ListMessages => Box::pin(messages::conversation(&call)),
+        RouteId::Inbox => Box::pin(messages::inbox(&call)),
         RouteId::GetTaskMetrics => Box::pin(records::task_metrics(&call)),
         RouteId::AgentMetrics => Box::pin(records::agent_metrics(&call)),
         RouteId::CancelTask => Box::pin(tasks::cancel(&call, &body)),
@@ -189,6 +192,7 @@ fn body_limit(id: RouteId) -> Option<usize> {
         | RouteId::LeaseStep
         | RouteId::HeartbeatStep
         | RouteId::RetryStep
+        | RouteId::SendMessage
         | RouteId::TestStepMessage => Some(JSON_BODY_BYTES_MAX),
         RouteId::Health
         | RouteId::OpenApi
@@ -207,6 +211,8 @@ fn body_limit(id: RouteId) -> Option<usize> {
         | RouteId::ListTaskLogs
         | RouteId::GetTaskLog
         | RouteId::GetTaskSummary
+        | RouteId::ListMessages
+        | RouteId::Inbox
         | RouteId::GetTaskMetrics
         | RouteId::AgentMetrics
         | RouteId::TestPanic => None,

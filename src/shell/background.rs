@@ -59,6 +59,10 @@ async fn carry_out(decision: &Decision, message: &RawMessage, env: &Env) -> work
             engine::dispatch(env, task_id, step_id, *attempt).await?;
             message.ack();
         }
+        Decision::DeliverMessage { message_id } => {
+            super::messages::deliver(env, message_id).await?;
+            message.ack();
+        }
         Decision::StepDeadLettered { task_id, step_id, attempt, event } => {
             store::record_system_event(&env.d1(bindings::DB)?, event, platform::now()).await?;
             engine::dead_letter(env, task_id, step_id, *attempt).await?;

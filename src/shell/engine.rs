@@ -416,7 +416,9 @@ async fn deliver(
     complete_delivery(env, db, task_id, step_id, &agent, &lease_id, answer).await
 }
 
-async fn post_signed(
+/// POSTs `body` signed with the webhook headers; the status and text of the answer, or why
+/// there was none.
+pub async fn post_signed(
     url: &str,
     secret: &str,
     delivery: &str,

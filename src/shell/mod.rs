@@ -8,6 +8,7 @@
 mod api;
 mod background;
 mod engine;
+mod messages;
 mod platform;
 mod records;
 mod registry;

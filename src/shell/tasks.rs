@@ -509,7 +509,8 @@ async fn try_lease(
         let instructions =
             read.instructions.iter().find(|(id, _)| *id == step.id).map_or("{}", |(_, text)| text.as_str());
         let inputs = engine::inputs_of(call.env, &step.depends_on, &read.reports).await?;
-        let payload = engine::step_payload(&before.id, step, instructions, inputs, step.lease_expires_at);
+        let mut payload = engine::step_payload(&before.id, step, instructions, inputs, step.lease_expires_at);
+        payload["messages"] = read.messages.iter().map(super::messages::message_json).collect();
         return Ok(Some(ApiResponse::json(200, &json!({"step": payload}))));
     }
     Ok(None)
