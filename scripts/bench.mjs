@@ -13,14 +13,18 @@
 //    simulated pull agents on loopback: tasks/s, step transitions/s, "step ready" to "leased"
 //    p50/p99 (from the Worker's own step.leased events), and D1 round trips per transition
 //    (the Worker counts them; see GET /v1/system/counters).
+// 6. Records: how long a built-in step takes to write a task's summary (read every report,
+//    render, write R2) for a task of 7 and of 50 steps, and GET /v1/metrics/agents over 10,000
+//    seeded step rows: latency, D1 queries per request and rows D1 read.
 
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { Miniflare } from "miniflare";
 import { agent, eventsOf, issueToken, submit, taskOf } from "../tests/helpers/agents.mjs";
-import { startWorker } from "../tests/helpers/worker.mjs";
+import { executeSql, startWorker } from "../tests/helpers/worker.mjs";
 import { ROOT, setup } from "./setup.mjs";
 
 /** Requests per latency configuration: enough for a stable p99 (≥ 20 samples above it),
@@ -41,6 +45,13 @@ const WORKERS_PER_AGENT = Number(process.env.BENCH_WORKERS ?? 8);
 const IN_FLIGHT = Number(process.env.BENCH_IN_FLIGHT ?? WORKERS_PER_AGENT);
 /** The engine figure gives up on a run after this long (it is a bound, not an expectation). */
 const ENGINE_RUN_LIMIT_MS = 15 * 60 * 1000;
+/** Tasks run for each summary size; the median time per summary is reported. */
+const SUMMARY_RUNS = Number(process.env.BENCH_SUMMARY_RUNS ?? 5);
+/** Step sizes of the summary figure: the default workflow's size and a large workflow. */
+const SUMMARY_SIZES = [7, 50];
+/** Step rows seeded for the aggregate metrics figure, and requests timed against them. */
+const METRIC_ROWS = Number(process.env.BENCH_METRIC_ROWS ?? 10_000);
+const METRIC_REQUESTS = Number(process.env.BENCH_METRIC_REQUESTS ?? 50);
 const AGENTS = ["context-fetcher", "cloudflare-specialist", "sveltekit-specialist", "project-manager", "test-runner"];
 
 function kib(bytes) {
@@ -348,6 +359,166 @@ async function engine() {
   }
 }
 
+/** A report like a busy agent's: files, lines, records, the feedback the workflow asks for. */
+function benchReport(i) {
+  return {
+    files_created: [`src/feature-${i}/index.ts`, `src/feature-${i}/view.svelte`],
+    files_modified: ["wrangler.toml", `src/routes/${i}/+page.server.ts`],
+    lines_added: 100 + i,
+    lines_removed: i % 7,
+    records: { "API endpoints created": [`GET /api/items/${i}`], "Components created": [`Item${i}`] },
+    feedback: {
+      "Services configured": [`D1 table items_${i}`],
+      "Performance optimizations applied": ["cached list in KV"],
+      "Security measures implemented": ["input validation"],
+    },
+    integration_points: [`GET /api/items/${i} feeds the page load`],
+    tests: { unit: { passed: 10, failed: 0, skipped: 1 } },
+    performance: { cold_start_ms: 10 + (i % 5) },
+    notes: `Finished part ${i}.`,
+  };
+}
+
+/** A workflow of `size` steps: size - 1 agent steps side by side, then the feedback aggregation. */
+function summaryWorkflow(size) {
+  const letters = (n) => (n < 26 ? String.fromCharCode(97 + n) : letters(Math.floor(n / 26) - 1) + letters(n % 26));
+  const parts = Array.from({ length: size - 1 }, (_, i) => ({ key: `1${letters(i)}`, name: `part_${i}`, agent: "bench-writer", group: "parts" }));
+  const aggregation = {
+    key: "2",
+    name: "feedback_aggregation",
+    blocks: [
+      {
+        tag: "feedback_collection",
+        children: [{ tag: "from_agent", attributes: { name: "bench-writer" }, items: ["Files created/modified", "Services configured", "Performance optimizations applied", "Security measures implemented"].map((text) => ({ text })) }],
+      },
+      {
+        tag: "activity_log",
+        directives: [{ keyword: "CONTENT", value: "", items: ["Task objectives", "Agents involved", "Work completed by each agent", "Integration points", "Performance metrics", "Outstanding issues"] }],
+      },
+    ],
+  };
+  return { name: `bench-summary-${size}`, steps: [...parts, aggregation] };
+}
+
+/** Runs one task of the workflow with `writers` pulling its steps; the Worker's own timing of
+ * the summary it wrote. */
+async function summaryRun(worker, writers, workflow) {
+  const counters = async () => (await worker.admin("/v1/system/counters")).json();
+  const before = await counters();
+  const task = (await submit(worker, { title: "Benchmark the summary writer", workflow })).body.task;
+  let done = 0;
+  await Promise.all(
+    writers.map(async (writer) => {
+      for (let round = 0; round < 500; round += 1) {
+        const step = await writer.lease(1);
+        if (!step) {
+          if ((await taskOf(worker, task.id)).status !== "running") return;
+          continue;
+        }
+        const response = await writer.complete(step, { report: benchReport(done++) });
+        if (response.status !== 200) throw new Error(`completing ${step.key} answered ${response.status}`);
+      }
+    }),
+  );
+  const after = await counters();
+  const written = after.summaries_written - before.summaries_written;
+  if (written !== 1) throw new Error(`expected one summary, the Worker wrote ${written}`);
+  return after.summary_write_ms - before.summary_write_ms;
+}
+
+/** SQL that seeds `rows` finished steps over tasks of 50 steps, spread over the five agents. */
+function seedSql(rows) {
+  const lines = ["INSERT INTO workflows (id, name, version, definition, created_at) VALUES ('wfl_bench', 'bench-seeded', 1, '{}', 0);"];
+  const tasks = Math.ceil(rows / 50);
+  const start = Date.parse("2026-01-01T00:00:00Z");
+  for (let t = 0; t < tasks; t += 1) {
+    lines.push(`INSERT INTO tasks (id, workflow_id, title, status, created_at, updated_at) VALUES ('tsk_bench_${t}', 'wfl_bench', 'seeded', 'succeeded', ${start}, ${start});`);
+  }
+  for (let first = 0; first < rows; first += 500) {
+    const values = [];
+    for (let i = first; i < Math.min(rows, first + 500); i += 1) {
+      const began = start + i * 60_000;
+      const duration = 1_000 + ((i * 7919) % 600_000);
+      const status = i % 10 === 0 ? "dead" : "succeeded";
+      values.push(
+        `('stp_bench_${i}', 'tsk_bench_${Math.floor(i / 50)}', '${(i % 50) + 1}', 'seeded', '${AGENTS[i % AGENTS.length]}', '${status}', ` +
+          `${began}, ${began + duration}, ${i % 4}, ${i % 3}, ${i % 200}, ${i % 20})`,
+      );
+    }
+    lines.push(
+      "INSERT INTO steps (id, task_id, key, name, agent, status, started_at, finished_at, files_created, files_modified, lines_added, lines_removed) VALUES\n" +
+        `${values.join(",\n")};`,
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+async function records() {
+  console.log(`\nRecords (summary writing, median of ${SUMMARY_RUNS} tasks; agent metrics over ${METRIC_ROWS} seeded step rows)`);
+  const worker = await startWorker();
+  try {
+    const created = await worker.admin("/v1/agents", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "bench-writer", capabilities: ["writing"], max_concurrency: 64 }),
+    });
+    if (created.status !== 201) throw new Error(`creating the bench agent answered ${created.status}`);
+    const { token } = await created.json();
+    const writers = Array.from({ length: 8 }, () => agent(worker, "bench-writer", token));
+    for (const size of SUMMARY_SIZES) {
+      const posted = await worker.admin("/v1/workflows", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(summaryWorkflow(size)),
+      });
+      if (posted.status !== 201) throw new Error(`posting the ${size}-step workflow answered ${posted.status}: ${await posted.text()}`);
+      const times = [];
+      for (let run = 0; run < SUMMARY_RUNS; run += 1) {
+        const took = await summaryRun(worker, writers, `bench-summary-${size}`).catch((error) => {
+          console.error(worker.logs().split("\n").filter((l) => !/Request\.cf|ENOTFOUND|GetAddrInfo/.test(l)).slice(-30).join("\n"));
+          throw error;
+        });
+        times.push(took);
+      }
+      console.log(`  summary of a ${String(size).padStart(2)}-step task: ${median(times)} ms (runs: ${times.join(", ")} ms)`);
+    }
+  } finally {
+    await worker.stop();
+  }
+
+  const stateDir = mkdtempSync(join(tmpdir(), "switchyard-bench-"));
+  const sqlFile = join(stateDir, "seed.sql");
+  writeFileSync(sqlFile, seedSql(METRIC_ROWS));
+  executeSql(stateDir, sqlFile);
+  rmSync(sqlFile);
+  const seeded = await startWorker({ stateDir });
+  try {
+    const counters = async () => (await seeded.admin("/v1/system/counters")).json();
+    const path = "/v1/metrics/agents?since=2026-01-01T00%3A00%3A00Z";
+    let answer;
+    for (let i = 0; i < 5; i += 1) answer = await (await seeded.admin(path)).json();
+    const steps = answer.agents.reduce((total, a) => total + a.steps, 0);
+    const before = await counters();
+    const times = [];
+    for (let i = 0; i < METRIC_REQUESTS; i += 1) {
+      const started = performance.now();
+      const response = await seeded.admin(path);
+      await response.arrayBuffer();
+      times.push(performance.now() - started);
+    }
+    const after = await counters();
+    times.sort((a, b) => a - b);
+    console.log(
+      `  GET /v1/metrics/agents over ${steps} step rows (${answer.agents.length} agents): ` +
+        `p50 ${percentile(times, 50).toFixed(1)} ms p99 ${percentile(times, 99).toFixed(1)} ms, ` +
+        `${((after.d1_round_trips - before.d1_round_trips) / METRIC_REQUESTS).toFixed(2)} D1 queries per request, ` +
+        `${after.agent_metrics_rows_read} rows read by D1 per query`,
+    );
+  } finally {
+    await seeded.stop();
+  }
+}
+
 try {
   setup({ quiet: true });
 } catch (error) {
@@ -355,7 +526,7 @@ try {
   process.exit(1);
 }
 console.log(`switchyard bench — node ${process.versions.node}, ${new Date().toISOString()}`);
-/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine) runs a subset. */
+/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records) runs a subset. */
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(",")) : null;
 const wanted = (name) => !only || only.has(name);
 if (wanted("bundle")) bundleSizes();
@@ -365,3 +536,4 @@ if (wanted("cold")) await coldStarts();
 if (wanted("parse")) nativeParse();
 if (wanted("latency")) await latency();
 if (wanted("engine")) await engine();
+if (wanted("records")) await records();

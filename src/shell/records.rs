@@ -5,6 +5,8 @@
 //! and reports; this module only reads those, stores the renderings and serves them. It never
 //! changes a step: a built-in step's result is committed by the engine like any completion.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde_json::{json, Map, Value};
 use worker::{D1Database, Env, HttpMetadata};
 
@@ -47,6 +49,15 @@ Performance Metrics:
 Next Steps:
 - {recommended follow-up tasks}
 ";
+
+/// Summaries this isolate has written and the milliseconds they took (reading the task and its
+/// reports, rendering, writing R2), for the benchmark.
+static SUMMARIES_WRITTEN: AtomicU64 = AtomicU64::new(0);
+static SUMMARY_WRITE_MS: AtomicU64 = AtomicU64::new(0);
+
+pub fn summary_counts() -> (u64, u64) {
+    (SUMMARIES_WRITTEN.load(Ordering::Relaxed), SUMMARY_WRITE_MS.load(Ordering::Relaxed))
+}
 
 fn fault(message: String) -> worker::Error {
     worker::Error::RustError(message)
@@ -175,6 +186,9 @@ pub async fn run_builtin(
         "agents": built.agents,
         "feedback": feedback,
     });
+    SUMMARIES_WRITTEN.fetch_add(1, Ordering::Relaxed);
+    let took = platform::now().as_millis() - now.as_millis();
+    SUMMARY_WRITE_MS.fetch_add(u64::try_from(took).unwrap_or(0), Ordering::Relaxed);
     Ok((report, row))
 }
 

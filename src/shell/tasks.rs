@@ -581,12 +581,16 @@ pub async fn complete(call: &Call<'_>, body: &[u8]) -> Handled {
 /// `GET /v1/system/counters`: what this isolate has done since it started, for benchmarks.
 pub fn counters() -> ApiResponse {
     let (transitions, transition_trips) = engine::transition_counts();
+    let (summaries, summary_ms) = super::records::summary_counts();
     ApiResponse::json(
         200,
         &json!({
             "d1_round_trips": store::round_trips(),
             "step_transitions": transitions,
             "transition_round_trips": transition_trips,
+            "summaries_written": summaries,
+            "summary_write_ms": summary_ms,
+            "agent_metrics_rows_read": store::aggregate_rows_read(),
         }),
     )
 }

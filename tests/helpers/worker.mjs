@@ -71,6 +71,21 @@ function wrangler(args, cwd) {
 }
 
 /**
+ * Applies the migrations to the local D1 in `stateDir`, then runs the SQL file `file` against
+ * it, before any Worker uses that state (the bench seeds large tables this way).
+ */
+export function executeSql(stateDir, file) {
+  const configDir = mkdtempSync(join(tmpdir(), "switchyard-config-"));
+  try {
+    const config = writeConfig(configDir, []);
+    wrangler(["d1", "migrations", "apply", "DB", "--local", "--persist-to", stateDir, "-c", config], ROOT);
+    wrangler(["d1", "execute", "DB", "--local", "--persist-to", stateDir, "-c", config, "--file", file, "--yes"], ROOT);
+  } finally {
+    rmSync(configDir, { recursive: true, force: true });
+  }
+}
+
+/**
  * Starts a Worker. Options:
  * - `vars`: extra vars, e.g. `{ CORS_ORIGINS: "..." }`; ADMIN_TOKEN and TEST_FAULTS are set.
  * - `withoutBindings`: binding names to leave out of the configuration.
