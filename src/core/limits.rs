@@ -201,6 +201,16 @@ const _: () = {
     assert!(LEASE_MS_MIN < LEASE_MS_MAX);
 };
 
+/// Largest `payload` (as JSON): a question or an answer with an example, not a file transfer.
+/// Files and large results belong in a step's report, which goes to R2.
+pub const MESSAGE_PAYLOAD_BYTES_MAX: usize = 16 * 1024;
+/// Longest `correlation_id`: room for a task id plus a suffix, not a place to store data.
+pub const CORRELATION_ID_BYTES_MAX: usize = 128;
+/// Most messages a lease response carries (the newest of the step's task to the agent): enough
+/// for a conversation, while a chatty task cannot make every lease response large. The inbox
+/// has them all.
+pub const MESSAGES_IN_LEASE_MAX: u32 = 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;

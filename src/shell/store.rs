@@ -14,7 +14,8 @@ use crate::core::agents::{AgentSpec, STEP_TIMEOUT_MS_DEFAULT};
 use crate::core::engine::{
     Attempt, AttemptStatus, Event, ReportRef, Runner, Step, StepStatus, Task, TaskStatus, Transition,
 };
-use crate::core::messages::{NewMessage, MESSAGES_IN_LEASE_MAX};
+use crate::core::limits::MESSAGES_IN_LEASE_MAX;
+use crate::core::messages::NewMessage;
 use crate::core::metrics::ReportCounts;
 use crate::core::system::{CronPlan, SystemEvent};
 use crate::core::time::Timestamp;
