@@ -68,6 +68,9 @@ pub enum ApiError {
     /// 422: an instruction file or workflow definition with problems; `details` has each one,
     /// with line and column for files.
     InvalidWorkflow { details: Vec<Detail> },
+    /// 503: the task kept changing under this request (other agents' completions won every
+    /// race); nothing was written, and the same request may be sent again.
+    Busy { retry_after_seconds: u32 },
     /// 500: a fault of switchyard or of a binding. The client sees only the request id.
     Internal { request_id: String },
 }
@@ -89,6 +92,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType { .. } => 415,
             ApiError::Conflict { .. } | ApiError::StaleLease { .. } | ApiError::Cancelled { .. } => 409,
             ApiError::Invalid { .. } | ApiError::InvalidWorkflow { .. } => 422,
+            ApiError::Busy { .. } => 503,
             ApiError::Internal { .. } => 500,
         }
     }
@@ -110,6 +114,7 @@ impl ApiError {
             ApiError::Cancelled { .. } => "cancelled",
             ApiError::Invalid { .. } => "invalid_request",
             ApiError::InvalidWorkflow { .. } => "invalid_workflow",
+            ApiError::Busy { .. } => "busy",
             ApiError::Internal { .. } => "internal",
         }
     }
@@ -143,6 +148,9 @@ impl ApiError {
             }
             ApiError::Invalid { .. } => "the request is well-formed but invalid".into(),
             ApiError::InvalidWorkflow { details } => format!("the workflow has {} problem(s)", details.len()),
+            ApiError::Busy { retry_after_seconds } => {
+                format!("the task is changing too fast to apply this now; nothing was written, send it again in {retry_after_seconds} s")
+            }
             ApiError::Internal { request_id } => {
                 format!("internal error; quote request id {request_id} when reporting it")
             }
@@ -174,6 +182,9 @@ impl ApiError {
             }
             ApiError::Unauthorized { .. } => {
                 response.set_header("www-authenticate", "Bearer realm=\"switchyard\"");
+            }
+            ApiError::Busy { retry_after_seconds } => {
+                response.set_header("retry-after", &retry_after_seconds.to_string());
             }
             _ => {}
         }
@@ -252,6 +263,14 @@ mod tests {
     fn unauthorized_names_the_bearer_scheme() {
         let response = ApiError::Unauthorized { message: "x".into() }.to_response();
         assert_eq!(response.header("www-authenticate"), Some("Bearer realm=\"switchyard\""));
+    }
+
+    #[test]
+    fn a_busy_task_is_a_503_that_says_when_to_send_again() {
+        let error = ApiError::Busy { retry_after_seconds: 1 };
+        let response = error.to_response();
+        assert_eq!((response.status, error.code()), (503, "busy"));
+        assert_eq!(response.header("retry-after"), Some("1"));
     }
 
     #[test]

@@ -159,9 +159,13 @@ pub const REPORT_INLINE_BYTES_MAX: usize = 8 * 1024;
 pub const ATTEMPT_LOG_BYTES_MAX: usize = 512 * 1024;
 
 /// How many times a transition is decided again after losing a race (another transition of the
-/// same task applied first). Each retry reads fresh state, and a task has at most a few steps
-/// running at once, so losing eight times in a row means something is wrong.
+/// same task applied first). Each retry reads fresh state after a jittered pause
+/// ([`TRANSITION_RETRY_PAUSE_MS`]), so eight losses in a row take a task with dozens of steps
+/// completing at once; the request is then answered 503 `busy` and may be sent again.
 pub const TRANSITION_RETRIES_MAX: u32 = 8;
+/// The pause before the n-th retry of a lost transition is random in [0, this << n) ms: racers
+/// that lost together spread out instead of colliding again. 5 ms doubles to at most 640 ms.
+pub const TRANSITION_RETRY_PAUSE_MS: u32 = 5;
 
 /// Tasks one cron run sweeps (expired leases, overdue messages). Each is a read and a write; 50
 /// keeps a run well inside the cron handler's time, and the next minute takes the rest.

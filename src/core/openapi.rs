@@ -108,6 +108,7 @@ mod tests {
             ApiError::Cancelled { message: String::new() },
             ApiError::Invalid { details: vec![] },
             ApiError::InvalidWorkflow { details: vec![] },
+            ApiError::Busy { retry_after_seconds: 1 },
             ApiError::Internal { request_id: String::new() },
         ];
         for error in samples {

@@ -22,7 +22,8 @@ use crate::core::engine::{
 };
 use crate::core::ids::IdKind;
 use crate::core::limits::{
-    REDISPATCH_AFTER_MS_DEFAULT, REPORT_INLINE_BYTES_MAX, SWEEP_TASKS_MAX, TRANSITION_RETRIES_MAX, WEBHOOK_TIMEOUT_MS,
+    REDISPATCH_AFTER_MS_DEFAULT, REPORT_INLINE_BYTES_MAX, SWEEP_TASKS_MAX, TRANSITION_RETRIES_MAX,
+    TRANSITION_RETRY_PAUSE_MS, WEBHOOK_TIMEOUT_MS,
 };
 use crate::core::metrics::ReportCounts;
 use crate::core::queue::QueueMessage;
@@ -37,6 +38,8 @@ pub enum Driven {
     Replay(String),
     Refused(Refusal),
     NoSuchTask,
+    /// Every try lost its race to another transition of the task; nothing was written.
+    Busy,
 }
 
 /// Which task a command is for: by its id, or as the task of a step.
@@ -72,7 +75,10 @@ pub async fn drive_from(
 ) -> worker::Result<Driven> {
     // Counted here rather than from the store's global counter: requests interleave.
     let mut trips = 0;
-    for _ in 0..TRANSITION_RETRIES_MAX {
+    for retry in 0..TRANSITION_RETRIES_MAX {
+        if retry > 0 {
+            pause_before_retry(retry).await?;
+        }
         let read = match (fresh.take(), key) {
             (Some(read), _) => Some(read),
             (None, TaskKey::Id(id)) => store::read_task(db, id).await?,
@@ -104,7 +110,16 @@ pub async fn drive_from(
             store::Write::Stale => continue,
         }
     }
-    Err(worker::Error::RustError(format!("lost {TRANSITION_RETRIES_MAX} races in a row")))
+    worker::console_warn!("a transition lost {TRANSITION_RETRIES_MAX} races in a row; answered busy");
+    Ok(Driven::Busy)
+}
+
+/// A random pause before retry `n` of a lost transition (see `TRANSITION_RETRY_PAUSE_MS`).
+pub async fn pause_before_retry(n: u32) -> worker::Result<()> {
+    let window = TRANSITION_RETRY_PAUSE_MS << n.min(7);
+    let ms = random_u32()? % window.max(1);
+    worker::Delay::from(Duration::from_millis(u64::from(ms))).await;
+    Ok(())
 }
 
 /// Appends a completed attempt to its agent's log for the task. A failure is logged, not
@@ -366,6 +381,7 @@ pub async fn dispatch(env: &Env, task_id: &str, step_id: &str, attempt: u32) -> 
         (Driven::Applied(transition), Dispatch::Deliver { .. }) => {
             deliver(env, &db, task_id, step_id, &transition).await
         }
+        (Driven::Busy, _) => Err(worker::Error::RustError(format!("step message {step_id}: the task stayed busy"))),
         (Driven::Unchanged(why), _) => {
             worker::console_log!("step message {step_id} attempt {attempt} acknowledged without effect: {why}");
             Ok(())
@@ -498,6 +514,9 @@ async fn complete_delivery(
     };
     match drive(env, db, TaskKey::Id(task_id), &Command::Complete(completion), log.as_deref()).await? {
         Driven::Refused(refusal) => worker::console_warn!("webhook completion of {step_id} refused: {refusal:?}"),
+        Driven::Busy => {
+            return Err(worker::Error::RustError(format!("webhook completion of {step_id}: the task stayed busy")))
+        }
         Driven::Applied(_) | Driven::Replay(_) | Driven::Unchanged(_) | Driven::NoSuchTask => {}
     }
     Ok(())
@@ -511,8 +530,12 @@ pub async fn dead_letter(env: &Env, task_id: &str, step_id: &str, attempt: u32) 
         attempt,
         reason: "its queue message failed every delivery".into(),
     };
-    if let Driven::Refused(refusal) = drive(env, &db, TaskKey::Id(task_id), &command, None).await? {
-        worker::console_warn!("dead letter for {step_id} refused: {refusal:?}");
+    match drive(env, &db, TaskKey::Id(task_id), &command, None).await? {
+        Driven::Refused(refusal) => worker::console_warn!("dead letter for {step_id} refused: {refusal:?}"),
+        Driven::Busy => {
+            return Err(worker::Error::RustError(format!("dead letter for {step_id}: the task stayed busy")))
+        }
+        _ => {}
     }
     Ok(())
 }

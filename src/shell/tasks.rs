@@ -336,6 +336,7 @@ fn no_fields(call: &Call<'_>, body: &[u8]) -> Result<(), ApiError> {
 fn refused_or_missing(driven: Driven, missing: &str) -> Failed {
     match driven {
         Driven::Refused(refusal) => Failed::Client(refusal.into()),
+        Driven::Busy => Failed::Client(ApiError::Busy { retry_after_seconds: 1 }),
         _ => Failed::Client(ApiError::NotFound { message: missing.into() }),
     }
 }
