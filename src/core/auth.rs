@@ -112,16 +112,25 @@ pub fn bearer_token(header: Option<&str>) -> Result<&str, ApiError> {
 /// Accepts the request when its bearer token equals one of the admin tokens.
 pub fn authenticate(header: Option<&str>, admin: &AdminTokens) -> Result<Principal, ApiError> {
     let token = bearer_token(header)?;
-    // Compare against every token, without stopping at a match, so that timing says nothing
-    // about which token matched or how many there are.
-    let mut matched = false;
-    for candidate in &admin.0 {
-        matched |= constant_time_eq(token.as_bytes(), candidate);
-    }
-    if matched {
+    if admin.accepts(token) {
         Ok(Principal::Admin)
     } else {
-        Err(ApiError::Unauthorized { message: "unknown bearer token".into() })
+        Err(ApiError::Unauthorized { message: UNKNOWN_TOKEN.into() })
+    }
+}
+
+/// The 401 message for a token that is no admin token, agent token or live session.
+pub const UNKNOWN_TOKEN: &str = "unknown bearer token";
+
+impl AdminTokens {
+    /// Whether `token` is one of the admin tokens. Compares against every token, without
+    /// stopping at a match, so that timing says nothing about which matched or how many there are.
+    pub fn accepts(&self, token: &str) -> bool {
+        let mut matched = false;
+        for candidate in &self.0 {
+            matched |= constant_time_eq(token.as_bytes(), candidate);
+        }
+        matched
     }
 }
 

@@ -185,6 +185,16 @@ pub const LEASE_MS_MAX: i64 = 60 * 60 * 1000;
 pub const LEASE_MS_MIN: i64 = 1000;
 
 // How the limits relate, checked at compile time: a change that breaks one does not build.
+/// How long a session lasts when `SESSION_TTL_SECONDS` is not set: a working day, so a person
+/// signs in to the dashboard about once a day and a stolen cookie stops working by the next.
+pub const SESSION_TTL_SECONDS_DEFAULT: i64 = 8 * 3600;
+/// Longest session `SESSION_TTL_SECONDS` may ask for: 30 days. Longer-lived access is what
+/// tokens are for.
+pub const SESSION_TTL_SECONDS_MAX: i64 = 30 * 24 * 3600;
+/// KV refuses an expiration TTL under 60 seconds; shorter sessions are kept that long in KV and
+/// refused by their own `expires_at`.
+pub const KV_TTL_SECONDS_MIN: i64 = 60;
+
 const _: () = {
     // The longest accepted token fits in the longest authorization header read.
     assert!("Bearer ".len() + TOKEN_BYTES_MAX <= AUTHORIZATION_HEADER_BYTES_MAX);

@@ -26,6 +26,7 @@ pub mod paging;
 pub mod queue;
 pub mod report;
 pub mod routes;
+pub mod sessions;
 pub mod summary;
 pub mod system;
 pub mod task_api;

@@ -45,6 +45,8 @@ pub enum RouteId {
     ListTaskLogs,
     GetTaskLog,
     GetTaskSummary,
+    CreateSession,
+    DeleteSession,
     SendMessage,
     ListMessages,
     Inbox,
@@ -109,6 +111,8 @@ pub const ROUTES: &[Route] = &[
     route(Method::Get, "/v1/tasks/{id}/summary", RouteId::GetTaskSummary, Access::Admin),
     route(Method::Get, "/v1/tasks/{id}/metrics", RouteId::GetTaskMetrics, Access::Admin),
     route(Method::Get, "/v1/metrics/agents", RouteId::AgentMetrics, Access::Admin),
+    route(Method::Post, "/v1/sessions", RouteId::CreateSession, Access::Public),
+    route(Method::Delete, "/v1/sessions/current", RouteId::DeleteSession, Access::Agent),
     route(Method::Post, "/v1/tasks/{id}/cancel", RouteId::CancelTask, Access::Admin),
     route(Method::Post, "/v1/steps/{id}/heartbeat", RouteId::HeartbeatStep, Access::Agent),
     route(Method::Post, "/v1/steps/{id}/complete", RouteId::CompleteStep, Access::Agent),
@@ -287,9 +291,11 @@ mod tests {
     }
 
     #[test]
-    fn every_admin_route_is_under_v1_and_every_v1_route_needs_credentials() {
+    fn every_admin_route_is_under_v1_and_every_v1_route_but_sign_in_needs_credentials() {
         for route in ROUTES {
-            assert_eq!(route.pattern.starts_with("/v1/"), route.access != Access::Public, "{route:?}");
+            // Signing in is how credentials are obtained: it takes a token in its body instead.
+            let sign_in = route.id == RouteId::CreateSession;
+            assert_eq!(route.pattern.starts_with("/v1/") && !sign_in, route.access != Access::Public, "{route:?}");
         }
     }
 }

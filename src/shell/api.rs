@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{Env, Request, Response};
 
-use super::{messages, platform, records, registry, store, tasks};
+use super::{messages, platform, records, registry, sessions, store, tasks};
 use crate::core::agents::SUBAGENT_FILE_BYTES_MAX;
 use crate::core::auth::{self, Principal};
 use crate::core::bindings;
@@ -60,6 +60,8 @@ pub(super) struct Call<'a> {
     pub matched: Matched,
     /// Who is calling; `None` on public routes.
     pub principal: Option<Principal>,
+    /// The session the call was made with, if it was made with one.
+    pub session_id: Option<String>,
     pub idempotency_key: Option<String>,
 }
 
@@ -103,9 +105,13 @@ async fn route_and_run(
             return Ok(cors.answer_options(header(req, "origin").as_deref(), requested.as_deref(), &allow)?);
         }
     };
-    let principal = match matched.route.access {
+    let credential = match matched.route.access {
         Access::Public => None,
-        access => Some(authenticate(env, header(req, "authorization").as_deref(), access).await?),
+        access => Some(authenticate(env, header(req, "authorization").as_deref(), access, now).await?),
+    };
+    let (principal, session_id) = match credential {
+        Some(Credential { principal, session_id }) => (Some(principal), session_id),
+        None => (None, None),
     };
     let call = Call {
         env,
@@ -115,6 +121,7 @@ async fn route_and_run(
         accept: header(req, "accept"),
         matched,
         principal,
+        session_id,
         idempotency_key: header(req, "idempotency-key"),
     };
     let id = call.matched.route.id;
@@ -160,6 +167,8 @@ async fn route_and_run(
         RouteId::GetTaskLog => Box::pin(records::agent_log(&call)),
         RouteId::GetTaskSummary => Box::pin(records::summary(&call)),
         RouteId::SendMessage => Box::pin(messages::send(&call, &body)),
+        RouteId::CreateSession => Box::pin(sessions::create(&call, &body)),
+        RouteId::DeleteSession => Box::pin(sessions::delete_current(&call)),
         RouteId::ListMessages => Box::pin(messages::conversation(&call)),
         RouteId::Inbox => Box::pin(messages::inbox(&call)),
         RouteId::GetTaskMetrics => Box::pin(records::task_metrics(&call)),
@@ -193,6 +202,7 @@ fn body_limit(id: RouteId) -> Option<usize> {
         | RouteId::HeartbeatStep
         | RouteId::RetryStep
         | RouteId::SendMessage
+        | RouteId::CreateSession
         | RouteId::TestStepMessage => Some(JSON_BODY_BYTES_MAX),
         RouteId::Health
         | RouteId::OpenApi
@@ -212,6 +222,7 @@ fn body_limit(id: RouteId) -> Option<usize> {
         | RouteId::GetTaskLog
         | RouteId::GetTaskSummary
         | RouteId::ListMessages
+        | RouteId::DeleteSession
         | RouteId::Inbox
         | RouteId::GetTaskMetrics
         | RouteId::AgentMetrics
@@ -219,25 +230,46 @@ fn body_limit(id: RouteId) -> Option<usize> {
     }
 }
 
+/// Who a bearer token speaks for, and the session id when it is one.
+pub(super) struct Credential {
+    pub principal: Principal,
+    pub session_id: Option<String>,
+}
+
 /// Admin tokens are checked first (in constant time, without I/O); an agent token is looked up
-/// by its hash. An agent token on an admin route is 403: the caller is known, the route is not
-/// theirs.
-async fn authenticate(env: &Env, authorization: Option<&str>, access: Access) -> Result<Principal, Failed> {
-    let refused = match auth::authenticate(authorization, &platform::admin_tokens(env)) {
-        Ok(principal) => return Ok(principal),
-        Err(refused) => refused,
-    };
-    let token = auth::bearer_token(authorization)?;
-    if !token.starts_with(auth::AGENT_TOKEN_PREFIX) {
-        return Err(refused.into());
+/// by its hash, a session id in KV. `None` when the token is none of these (or an expired
+/// session).
+pub(super) async fn resolve_token(env: &Env, token: &str, now: Timestamp) -> Result<Option<Credential>, Failed> {
+    if platform::admin_tokens(env).accepts(token) {
+        return Ok(Some(Credential { principal: Principal::Admin, session_id: None }));
     }
-    let Some(agent) = registry::agent_for_token(env, &auth::hash_token(token)).await? else {
-        return Err(refused.into());
+    if token.starts_with(auth::AGENT_TOKEN_PREFIX) {
+        let agent = registry::agent_for_token(env, &auth::hash_token(token)).await?;
+        return Ok(agent.map(|name| Credential { principal: Principal::Agent(name), session_id: None }));
+    }
+    if crate::core::sessions::looks_like_session(token) {
+        let principal = sessions::lookup(env, token, now).await?;
+        return Ok(principal.map(|principal| Credential { principal, session_id: Some(token.to_string()) }));
+    }
+    Ok(None)
+}
+
+/// The caller of a route that needs credentials. An agent (by token or session) on an admin
+/// route is 403: the caller is known, the route is not theirs.
+async fn authenticate(
+    env: &Env,
+    authorization: Option<&str>,
+    access: Access,
+    now: Timestamp,
+) -> Result<Credential, Failed> {
+    let token = auth::bearer_token(authorization)?;
+    let Some(credential) = resolve_token(env, token, now).await? else {
+        return Err(ApiError::Unauthorized { message: auth::UNKNOWN_TOKEN.into() }.into());
     };
-    if access == Access::Admin {
+    if access == Access::Admin && credential.principal != Principal::Admin {
         return Err(ApiError::Forbidden { message: "this route needs an admin token".into() }.into());
     }
-    Ok(Principal::Agent(agent))
+    Ok(credential)
 }
 
 fn header(req: &Request, name: &str) -> Option<String> {

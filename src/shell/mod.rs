@@ -12,6 +12,7 @@ mod messages;
 mod platform;
 mod records;
 mod registry;
+mod sessions;
 mod store;
 mod tasks;
 

@@ -1,0 +1,85 @@
+//! Sessions in KV: `POST /v1/sessions` trades a token for a session id, `DELETE
+//! /v1/sessions/current` ends the session the request was made with, and `lookup` resolves a
+//! session id for authentication.
+//!
+//! What a session is lives in `core::sessions`; this module only reads and writes KV. It never
+//! stores or logs a session id or token in the clear.
+
+use serde_json::json;
+use worker::Env;
+
+use super::api::{resolve_token, Call, Handled};
+use super::platform;
+use crate::core::auth::Principal;
+use crate::core::bindings;
+use crate::core::error::ApiError;
+use crate::core::http::{parse_json_body, ApiResponse};
+use crate::core::limits::{KV_TTL_SECONDS_MIN, SESSION_TTL_SECONDS_DEFAULT, SESSION_TTL_SECONDS_MAX};
+use crate::core::sessions::{self, SessionRecord, SessionRequest, SESSION_RANDOM_BYTES};
+use crate::core::time::Timestamp;
+
+/// The session length: the var `SESSION_TTL_SECONDS` (1 s to 30 days), or 8 hours.
+fn ttl_seconds(env: &Env) -> i64 {
+    platform::text(env, bindings::SESSION_TTL_SECONDS)
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|s| (1..=SESSION_TTL_SECONDS_MAX).contains(s))
+        .unwrap_or(SESSION_TTL_SECONDS_DEFAULT)
+}
+
+/// Who a live session speaks for; `None` when it is unknown, ended or expired.
+pub async fn lookup(env: &Env, session_id: &str, now: Timestamp) -> worker::Result<Option<Principal>> {
+    let stored = env.kv(bindings::CACHE)?.get(&sessions::kv_key(session_id)).text().await?;
+    let record = stored.and_then(|text| serde_json::from_str::<SessionRecord>(&text).ok());
+    Ok(record.and_then(|r| r.principal(now)))
+}
+
+/// `POST /v1/sessions` `{"token"}`: a new session for the token's admin or agent.
+pub async fn create(call: &Call<'_>, body: &[u8]) -> Handled {
+    let request: SessionRequest = parse_json_body(call.content_type.as_deref(), body)?;
+    // A session is made from a token, not from another session: ending one must end it.
+    let credential = if sessions::looks_like_session(&request.token) {
+        None
+    } else {
+        resolve_token(call.env, &request.token, call.now).await?
+    };
+    let Some(credential) = credential else {
+        return Err(ApiError::Unauthorized { message: "the token is not an admin or agent token".into() }.into());
+    };
+    let session_id = sessions::new_session_id(platform::random_bytes::<SESSION_RANDOM_BYTES>()?);
+    let ttl = ttl_seconds(call.env);
+    let record = SessionRecord::new(&credential.principal, call.now, ttl);
+    let value = serde_json::to_string(&record).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    call.env
+        .kv(bindings::CACHE)?
+        .put(&sessions::kv_key(&session_id), value)
+        .map_err(worker::Error::from)?
+        .expiration_ttl(ttl.max(KV_TTL_SECONDS_MIN) as u64)
+        .execute()
+        .await
+        .map_err(worker::Error::from)?;
+    let principal = match &credential.principal {
+        Principal::Admin => json!({"principal": "admin"}),
+        Principal::Agent(name) => json!({"principal": "agent", "agent": name}),
+    };
+    Ok(ApiResponse::json(
+        201,
+        &json!({
+            "session_id": session_id,
+            "expires_at": Timestamp::saturating_from_millis(record.expires_at).to_rfc3339(),
+            "principal": principal,
+        }),
+    ))
+}
+
+/// `DELETE /v1/sessions/current`: ends the session the request was made with.
+pub async fn delete_current(call: &Call<'_>) -> Handled {
+    let Some(session_id) = &call.session_id else {
+        return Err(ApiError::BadRequest {
+            message: "this request was not made with a session; only a session can end itself".into(),
+            details: vec![],
+        }
+        .into());
+    };
+    call.env.kv(bindings::CACHE)?.delete(&sessions::kv_key(session_id)).await.map_err(worker::Error::from)?;
+    Ok(ApiResponse::empty(204))
+}
