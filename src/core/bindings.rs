@@ -13,6 +13,10 @@ pub const STEPS: &str = "STEPS";
 /// Queue producer for messages that can never be processed; also consumed by this Worker.
 pub const STEPS_DLQ: &str = "STEPS_DLQ";
 
+/// Rate-limiting bindings: requests per client address, and per bearer token.
+pub const RATE_LIMIT_ADDRESS: &str = "RATE_LIMIT_ADDRESS";
+pub const RATE_LIMIT_CREDENTIAL: &str = "RATE_LIMIT_CREDENTIAL";
+
 /// Vars (plain text, from wrangler.toml `[vars]`) and secrets (`wrangler secret put`).
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 pub const CORS_ORIGINS: &str = "CORS_ORIGINS";

@@ -68,6 +68,8 @@ pub enum ApiError {
     /// 422: an instruction file or workflow definition with problems; `details` has each one,
     /// with line and column for files.
     InvalidWorkflow { details: Vec<Detail> },
+    /// 429: the client address or the token has used up its requests for the current window.
+    TooManyRequests { retry_after_seconds: u32 },
     /// 503: the task kept changing under this request (other agents' completions won every
     /// race); nothing was written, and the same request may be sent again.
     Busy { retry_after_seconds: u32 },
@@ -92,6 +94,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType { .. } => 415,
             ApiError::Conflict { .. } | ApiError::StaleLease { .. } | ApiError::Cancelled { .. } => 409,
             ApiError::Invalid { .. } | ApiError::InvalidWorkflow { .. } => 422,
+            ApiError::TooManyRequests { .. } => 429,
             ApiError::Busy { .. } => 503,
             ApiError::Internal { .. } => 500,
         }
@@ -114,6 +117,7 @@ impl ApiError {
             ApiError::Cancelled { .. } => "cancelled",
             ApiError::Invalid { .. } => "invalid_request",
             ApiError::InvalidWorkflow { .. } => "invalid_workflow",
+            ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::Busy { .. } => "busy",
             ApiError::Internal { .. } => "internal",
         }
@@ -148,6 +152,9 @@ impl ApiError {
             }
             ApiError::Invalid { .. } => "the request is well-formed but invalid".into(),
             ApiError::InvalidWorkflow { details } => format!("the workflow has {} problem(s)", details.len()),
+            ApiError::TooManyRequests { retry_after_seconds } => {
+                format!("too many requests; try again in {retry_after_seconds} s")
+            }
             ApiError::Busy { retry_after_seconds } => {
                 format!("the task is changing too fast to apply this now; nothing was written, send it again in {retry_after_seconds} s")
             }
@@ -183,7 +190,7 @@ impl ApiError {
             ApiError::Unauthorized { .. } => {
                 response.set_header("www-authenticate", "Bearer realm=\"switchyard\"");
             }
-            ApiError::Busy { retry_after_seconds } => {
+            ApiError::Busy { retry_after_seconds } | ApiError::TooManyRequests { retry_after_seconds } => {
                 response.set_header("retry-after", &retry_after_seconds.to_string());
             }
             _ => {}

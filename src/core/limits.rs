@@ -195,6 +195,11 @@ pub const SESSION_TTL_SECONDS_MAX: i64 = 30 * 24 * 3600;
 /// refused by their own `expires_at`.
 pub const KV_TTL_SECONDS_MIN: i64 = 60;
 
+/// `Retry-After` of a 429: the rate-limiting bindings count in windows of 10 seconds (see
+/// wrangler.toml), and the binding does not say when the current one ends, so a client is told
+/// to wait one whole window.
+pub const RATE_LIMIT_RETRY_AFTER_SECONDS: u32 = 10;
+
 const _: () = {
     // The longest accepted token fits in the longest authorization header read.
     assert!("Bearer ".len() + TOKEN_BYTES_MAX <= AUTHORIZATION_HEADER_BYTES_MAX);

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod paging;
 pub mod queue;
+pub mod rate_limit;
 pub mod report;
 pub mod routes;
 pub mod sessions;

@@ -21,10 +21,13 @@ use crate::core::error::ApiError;
 use crate::core::health::{self, Check, Failure};
 use crate::core::http::{parse_json_body, ApiResponse, Method};
 use crate::core::ids::IdKind;
-use crate::core::limits::{COMPLETE_BODY_BYTES_MAX, INSTRUCTION_FILE_BYTES_MAX, JSON_BODY_BYTES_MAX};
+use crate::core::limits::{
+    COMPLETE_BODY_BYTES_MAX, INSTRUCTION_FILE_BYTES_MAX, JSON_BODY_BYTES_MAX, RATE_LIMIT_RETRY_AFTER_SECONDS,
+};
 use crate::core::openapi;
 use crate::core::paging::Page;
 use crate::core::queue::{ProbeOutcome, QueueMessage};
+use crate::core::rate_limit;
 use crate::core::routes::{self, Access, Matched, Resolution, RouteId};
 use crate::core::time::Timestamp;
 
@@ -97,6 +100,7 @@ async fn route_and_run(
     now: Timestamp,
     method: Option<Method>,
 ) -> Handled {
+    check_rate(env, req).await?;
     let path = req.path();
     let matched = match routes::resolve(method, &path, platform::test_faults_enabled(env))? {
         Resolution::Route(matched) => matched,
@@ -228,6 +232,34 @@ fn body_limit(id: RouteId) -> Option<usize> {
         | RouteId::AgentMetrics
         | RouteId::TestPanic => None,
     }
+}
+
+/// Charges the request to its client address and, when it carries a bearer token, to that
+/// token, before anything is looked up (a flood of guessed tokens costs no KV or D1 read once
+/// it is over the limit). A deployment without the bindings is not limited; a warning says so
+/// once, as does a binding that fails (the request is then let through).
+async fn check_rate(env: &Env, req: &Request) -> Result<(), Failed> {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let mut charges =
+        vec![(bindings::RATE_LIMIT_ADDRESS, rate_limit::address_key(header(req, "cf-connecting-ip").as_deref()))];
+    let authorization = header(req, "authorization");
+    if let Ok(token) = auth::bearer_token(authorization.as_deref()) {
+        charges.push((bindings::RATE_LIMIT_CREDENTIAL, rate_limit::credential_key(token)));
+    }
+    for (binding, key) in charges {
+        let outcome = match env.rate_limiter(binding) {
+            Ok(limiter) => limiter.limit(key).await,
+            Err(err) => Err(err),
+        };
+        match outcome {
+            Ok(outcome) if !outcome.success => {
+                return Err(ApiError::TooManyRequests { retry_after_seconds: RATE_LIMIT_RETRY_AFTER_SECONDS }.into());
+            }
+            Ok(_) => {}
+            Err(err) => WARNED.call_once(|| worker::console_warn!("rate limiting is off: {binding}: {err}")),
+        }
+    }
+    Ok(())
 }
 
 /// Who a bearer token speaks for, and the session id when it is one.

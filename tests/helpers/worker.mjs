@@ -43,12 +43,23 @@ export function freePort() {
   });
 }
 
+/** Rate limits for tests that are not about rate limiting: every test file sends all of its
+ * requests from loopback, far more per window than one client address should. */
+const TEST_RATE_LIMITS = { RATE_LIMIT_ADDRESS: 1_000_000, RATE_LIMIT_CREDENTIAL: 1_000_000 };
+
 /**
  * Writes a copy of wrangler.toml into `dir` with `main` and `migrations_dir` made absolute, no
  * build step (the Worker is already built), and the named bindings' blocks removed.
  */
-function writeConfig(dir, withoutBindings) {
+function writeConfig(dir, withoutBindings, rateLimits = TEST_RATE_LIMITS) {
   let text = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
+  if (rateLimits) {
+    for (const [name, limit] of Object.entries(rateLimits)) {
+      const block = new RegExp(`(name = "${name}"\\n(?:.+\\n)*?simple = \\{ limit = )\\d+`);
+      if (!block.test(text)) throw new Error(`wrangler.toml has no rate limit ${name}`);
+      text = text.replace(block, (_, head) => `${head}${limit}`);
+    }
+  }
   text = text.replace(/^main = .*$/m, `main = ${JSON.stringify(join(ROOT, "js", "entry.mjs"))}`);
   text = text.replace(/^migrations_dir = .*$/m, `migrations_dir = ${JSON.stringify(join(ROOT, "migrations"))}`);
   text = text.replace(/^\[build\]\n(?:.+\n)*/m, "");
@@ -92,12 +103,14 @@ export function executeSql(stateDir, file) {
  * - `migrate`: apply the D1 migrations first (default true).
  * - `stateDir`: reuse the state of an earlier Worker (to test restarts).
  * - `pollMs`: how often readiness is polled (the bench polls finely to time start-up).
+ * - `rateLimits`: limits per rate-limiting binding, e.g. `{ RATE_LIMIT_ADDRESS: 5 }`; `null`
+ *   keeps wrangler.toml's. By default both are far above anything a test sends.
  */
 export async function startWorker(options = {}) {
-  const { vars = {}, withoutBindings = [], migrate = true, pollMs = 200 } = options;
+  const { vars = {}, withoutBindings = [], migrate = true, pollMs = 200, rateLimits = TEST_RATE_LIMITS } = options;
   const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), "switchyard-test-"));
   const configDir = mkdtempSync(join(tmpdir(), "switchyard-config-"));
-  const config = writeConfig(configDir, withoutBindings);
+  const config = writeConfig(configDir, withoutBindings, rateLimits);
   if (migrate) wrangler(["d1", "migrations", "apply", "DB", "--local", "--persist-to", stateDir, "-c", config], ROOT);
 
   const port = await freePort();
