@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::encoding::has_control_chars;
 use super::error::Detail;
 use super::instructions::{is_agent_name, parse_front_matter, split_front_matter, AGENT_NAME_BYTES_MAX};
 use super::limits::{AGENT_CAPABILITIES_MAX, AGENT_CAPABILITY_BYTES_MAX, LEASE_MS_MAX, LEASE_MS_MIN};
@@ -26,8 +27,9 @@ pub const LEASE_MS_DEFAULT: i64 = 5 * 60 * 1000;
 /// Default time a step may run in total before it counts as failed.
 pub const STEP_TIMEOUT_MS_DEFAULT: i64 = 60 * 60 * 1000;
 
-/// Names that are routes under `/v1/agents/`, so no agent may take them.
-const RESERVED_NAMES: [&str; 2] = ["import", "select"];
+/// Names no agent may take: routes under `/v1/agents/`, and `auto-select`, which a workflow
+/// step writes to ask for selection (an agent of that name could never be given a step).
+const RESERVED_NAMES: [&str; 3] = ["import", "select", "auto-select"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -147,6 +149,9 @@ pub fn validate(input: AgentInput, path_name: Option<&str>) -> Result<AgentSpec,
     if input.description.len() > AGENT_DESCRIPTION_BYTES_MAX {
         details.push(Detail::field("description", format!("longer than {AGENT_DESCRIPTION_BYTES_MAX} bytes")));
     }
+    if has_control_chars(&input.description, true) {
+        details.push(Detail::field("description", super::task_api::CONTROL_CHARACTERS));
+    }
     let capabilities = normalise_capabilities(&input.capabilities, &mut details);
     if input.max_concurrency == 0 || input.max_concurrency > AGENT_CONCURRENCY_MAX {
         details.push(Detail::field("max_concurrency", format!("must be from 1 to {AGENT_CONCURRENCY_MAX}")));
@@ -188,19 +193,24 @@ fn normalise_capabilities(given: &[String], details: &mut Vec<Detail>) -> Vec<St
     let mut capabilities: Vec<String> = Vec::new();
     for (index, capability) in given.iter().enumerate() {
         let normalised = capability.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
-        if normalised.is_empty()
-            || normalised.len() > AGENT_CAPABILITY_BYTES_MAX
-            || normalised.chars().any(char::is_control)
-        {
+        if normalised.is_empty() || normalised.len() > AGENT_CAPABILITY_BYTES_MAX || !is_keyword(&normalised) {
             details.push(Detail::field(
                 format!("capabilities[{index}]"),
-                format!("must be 1 to {AGENT_CAPABILITY_BYTES_MAX} printable characters"),
+                format!(
+                    "must be 1 to {AGENT_CAPABILITY_BYTES_MAX} letters, digits, spaces and - _ . + # / (a keyword, not markup)"
+                ),
             ));
         } else if !capabilities.contains(&normalised) {
             capabilities.push(normalised);
         }
     }
     capabilities
+}
+
+/// A capability is a keyword such as `d1`, `node.js`, `c++` or `server-side rendering`: it is
+/// matched against task text and shown in lists, so nothing that could be markup is let in.
+fn is_keyword(text: &str) -> bool {
+    text.chars().all(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.' | '+' | '#' | '/'))
 }
 
 /// A webhook URL is an absolute http(s) URL with a host and no credentials in it.
@@ -344,8 +354,24 @@ mod tests {
     }
 
     #[test]
+    fn capabilities_are_keywords_and_markup_is_refused() {
+        let mut details = Vec::new();
+        let kept = normalise_capabilities(
+            &["Node.js".into(), "C++".into(), "server-side  rendering".into(), "c#".into(), "ci/cd".into()],
+            &mut details,
+        );
+        assert_eq!(kept, vec!["node.js", "c++", "server-side rendering", "c#", "ci/cd"]);
+        assert!(details.is_empty());
+        for markup in ["<img src=x>", "a\"b", "it's", "x&y", "`cmd`"] {
+            let mut details = Vec::new();
+            normalise_capabilities(&[markup.to_string()], &mut details);
+            assert_eq!(details.len(), 1, "{markup}");
+        }
+    }
+
+    #[test]
     fn names_are_checked_and_reserved_route_names_refused() {
-        for bad in ["", "UPPER", "-lead", "a/b", "..", "a b", "import", "select", &"a".repeat(65)] {
+        for bad in ["", "UPPER", "-lead", "a/b", "..", "a b", "import", "select", "auto-select", &"a".repeat(65)] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
         for good in ["a", "cloudflare-specialist", "agent-2", &"a".repeat(64)] {

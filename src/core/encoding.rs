@@ -52,8 +52,26 @@ pub fn query_value(raw: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Whether `text` holds control characters a person never types into it: NUL, escape codes and
+/// the like. Line breaks and tabs count only when the field is `multiline`. Such characters in
+/// a title or description are an attack on whatever displays or stores it, not content.
+pub fn has_control_chars(text: &str, multiline: bool) -> bool {
+    text.chars().any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn control_characters_are_found_and_line_breaks_allowed_only_in_multiline_fields() {
+        use super::has_control_chars;
+        assert!(has_control_chars("a\u{0}b", true));
+        assert!(has_control_chars("\u{1b}[31mred", true));
+        assert!(has_control_chars("\u{7f}", true));
+        assert!(has_control_chars("two\nlines", false));
+        assert!(!has_control_chars("two\nlines\tand a tab", true));
+        assert!(!has_control_chars("Ünïcödé — fine", false));
+    }
+
     #[test]
     fn query_values_are_percent_decoded_and_broken_escapes_refused() {
         use super::query_value;

@@ -62,6 +62,8 @@ pub enum RouteId {
     TestPanic,
     /// Sends a step message as the queue would redeliver it (duplicates on demand); test-only.
     TestStepMessage,
+    /// Row counts of every table, so tests can show a refused request changed nothing; test-only.
+    TestRowCounts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +126,7 @@ pub const ROUTES: &[Route] = &[
 pub const TEST_ROUTES: &[Route] = &[
     route(Method::Post, "/__test/panic", RouteId::TestPanic, Access::Public),
     route(Method::Post, "/__test/step-messages", RouteId::TestStepMessage, Access::Admin),
+    route(Method::Get, "/__test/row-counts", RouteId::TestRowCounts, Access::Admin),
 ];
 
 /// A request matched to its route, with the path parameters in pattern order.

@@ -6,6 +6,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::encoding::has_control_chars;
 use super::error::{ApiError, Detail};
 use super::limits::{
     ANALYSIS_TEXT_BYTES_MAX, ATTEMPT_LOG_BYTES_MAX, TASK_PATHS_MAX, TASK_PATH_BYTES_MAX, TASK_REQUIREMENTS_MAX,
@@ -51,6 +52,9 @@ impl WorkflowRef {
 }
 
 /// Adds a detail for a list over `items_max` items and for each item over `item_bytes_max` bytes.
+/// The problem with a text field holding control characters.
+pub const CONTROL_CHARACTERS: &str = "must not contain control characters (NUL, escape codes...)";
+
 pub fn check_list(field: &str, items: &[String], items_max: usize, item_bytes_max: usize, details: &mut Vec<Detail>) {
     if items.len() > items_max {
         details.push(Detail::field(field, format!("at most {items_max} items")));
@@ -58,6 +62,9 @@ pub fn check_list(field: &str, items: &[String], items_max: usize, item_bytes_ma
     for (index, item) in items.iter().enumerate() {
         if item.len() > item_bytes_max {
             details.push(Detail::field(format!("{field}[{index}]"), format!("longer than {item_bytes_max} bytes")));
+        }
+        if has_control_chars(item, false) {
+            details.push(Detail::field(format!("{field}[{index}]"), CONTROL_CHARACTERS));
         }
     }
 }
@@ -72,8 +79,14 @@ impl TaskRequest {
         if self.title.len() > TASK_TITLE_BYTES_MAX {
             details.push(Detail::field("title", format!("longer than {TASK_TITLE_BYTES_MAX} bytes")));
         }
+        if has_control_chars(&self.title, false) {
+            details.push(Detail::field("title", CONTROL_CHARACTERS));
+        }
         if self.description.len() > ANALYSIS_TEXT_BYTES_MAX {
             details.push(Detail::field("description", format!("longer than {ANALYSIS_TEXT_BYTES_MAX} bytes")));
+        }
+        if has_control_chars(&self.description, true) {
+            details.push(Detail::field("description", CONTROL_CHARACTERS));
         }
         check_list("requirements", &self.requirements, TASK_REQUIREMENTS_MAX, TASK_REQUIREMENT_BYTES_MAX, &mut details);
         check_list("paths", &self.paths, TASK_PATHS_MAX, TASK_PATH_BYTES_MAX, &mut details);

@@ -183,6 +183,10 @@ async fn route_and_run(
         RouteId::CompleteStep => Box::pin(tasks::complete(&call, &body)),
         RouteId::RetryStep => Box::pin(tasks::retry(&call, &body)),
         RouteId::TestStepMessage => Box::pin(tasks::test_step_message(&call, &body)),
+        RouteId::TestRowCounts => Box::pin(async {
+            let counts = store::row_counts(&call.env.d1(bindings::DB)?).await?;
+            Ok(ApiResponse::json(200, &counts))
+        }),
         RouteId::TestPanic => panic!("deliberate panic from the test-only fault route"),
     };
     handler.await
@@ -230,6 +234,7 @@ fn body_limit(id: RouteId) -> Option<usize> {
         | RouteId::Inbox
         | RouteId::GetTaskMetrics
         | RouteId::AgentMetrics
+        | RouteId::TestRowCounts
         | RouteId::TestPanic => None,
     }
 }

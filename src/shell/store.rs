@@ -1519,3 +1519,33 @@ pub async fn record_delivery(db: &D1Database, message: &MessageRow, now: Timesta
     .await?;
     Ok(())
 }
+
+/// Every table's row count, by table (for the test-only `/__test/row-counts`).
+pub async fn row_counts(db: &D1Database) -> Result<serde_json::Map<String, serde_json::Value>> {
+    #[derive(Deserialize)]
+    struct Count {
+        n: i64,
+    }
+    const TABLES: [&str; 10] = [
+        "agents",
+        "settings",
+        "workflows",
+        "tasks",
+        "steps",
+        "attempts",
+        "events",
+        "messages",
+        "summaries",
+        "idempotency_keys",
+    ];
+    let statements =
+        TABLES.iter().map(|table| db.prepare(format!("SELECT COUNT(*) AS n FROM {table}"))).collect::<Vec<_>>();
+    trip();
+    let results = db.batch(statements).await?;
+    let mut counts = serde_json::Map::new();
+    for (table, result) in TABLES.iter().zip(results) {
+        let rows: Vec<Count> = result.results()?;
+        counts.insert((*table).to_string(), rows.first().map_or(0, |c| c.n).into());
+    }
+    Ok(counts)
+}
