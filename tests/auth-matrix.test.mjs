@@ -41,6 +41,7 @@ const RULES = {
   updateAgent: "admin",
   deleteAgent: "admin",
   rotateAgentToken: "admin",
+  rotateWebhookSecret: "admin",
   listWorkflows: "admin",
   createWorkflow: "admin",
   getWorkflow: "admin",

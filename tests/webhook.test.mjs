@@ -96,4 +96,23 @@ describe("webhook agents", { timeout: 300_000 }, () => {
     assert.equal(completed.status, 200);
     assert.equal((await taskOf(worker, task.id)).status, "succeeded");
   });
+  test("a rotated webhook secret signs the next delivery and the old one no longer verifies", async () => {
+    const server = await receiver(() => ({ status: 200, json: { outcome: "succeeded", report: {} } }));
+    servers.push(server);
+    const first = await webhookAgent("rotating-hook", server.url, 3);
+    const rotated = await json("POST", "/v1/agents/rotating-hook/webhook-secret", {});
+    assert.equal(rotated.status, 200);
+    const { webhook_secret: second } = await rotated.json();
+    assert.match(second, /^whsec_/);
+    assert.notEqual(second, first);
+    const agentBody = await (await worker.admin("/v1/agents/rotating-hook")).text();
+    assert.ok(!agentBody.includes(second) && !agentBody.includes(first), "a secret is never shown again");
+    const task = (await submit(worker, { title: "Ping the rotated hook", workflow: "rotating-hook-flow" })).body.task;
+    assert.ok(await eventually(async () => (await taskOf(worker, task.id)).status === "succeeded"));
+    const delivery = server.deliveries.at(-1);
+    assert.equal(verify(second, delivery.headers, delivery.body), true);
+    assert.equal(verify(first, delivery.headers, delivery.body), false);
+    assert.equal((await json("POST", "/v1/agents/test-runner/webhook-secret", {})).status, 409, "a pull agent has no secret");
+    assert.equal((await json("POST", "/v1/agents/no-such-agent/webhook-secret", {})).status, 404);
+  });
 });

@@ -158,6 +158,7 @@ async fn route_and_run(
         RouteId::UpdateAgent => Box::pin(registry::update_agent(&call, &body)),
         RouteId::DeleteAgent => Box::pin(registry::delete_agent(&call)),
         RouteId::RotateAgentToken => Box::pin(registry::rotate_token(&call, &body)),
+        RouteId::RotateWebhookSecret => Box::pin(registry::rotate_webhook_secret(&call, &body)),
         RouteId::ListWorkflows => Box::pin(registry::list_workflows(&call)),
         RouteId::CreateWorkflow => Box::pin(registry::create_workflow(&call, &body)),
         RouteId::GetWorkflow => Box::pin(registry::get_workflow(&call)),
@@ -203,6 +204,7 @@ fn body_limit(id: RouteId) -> Option<usize> {
         | RouteId::SelectAgent
         | RouteId::UpdateAgent
         | RouteId::RotateAgentToken
+        | RouteId::RotateWebhookSecret
         | RouteId::Analyze
         | RouteId::SubmitTask
         | RouteId::CancelTask

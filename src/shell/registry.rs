@@ -315,6 +315,33 @@ pub async fn rotate_token(call: &Call<'_>, body: &[u8]) -> Handled {
     Ok(ApiResponse::json(200, &json!({"agent": name, "token": token})))
 }
 
+/// `POST /v1/agents/{name}/webhook-secret`: a new signing secret for a webhook agent, shown
+/// once; deliveries are signed with it from now on and the old one stops verifying.
+pub async fn rotate_webhook_secret(call: &Call<'_>, body: &[u8]) -> Handled {
+    ensure_defaults(call.env, call.now).await?;
+    let name = agent_name_param(call)?;
+    if !body.is_empty() {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Empty {}
+        parse_json_body::<Empty>(call.content_type.as_deref(), body)?;
+    }
+    let db = call.env.d1(bindings::DB)?;
+    let secret = new_webhook_secret()?;
+    match store::replace_webhook_secret(&db, &name, &secret, call.now).await? {
+        store::SecretReplaced::Done => {}
+        store::SecretReplaced::NoSuchAgent => return Err(not_found_agent(&name)),
+        store::SecretReplaced::NotWebhook => {
+            return Err(ApiError::Conflict {
+                message: format!("{name} is a pull agent; only webhook agents have a secret"),
+            }
+            .into())
+        }
+    }
+    invalidate(call.env, &name).await;
+    Ok(ApiResponse::json(200, &json!({"agent": name, "webhook_secret": secret})))
+}
+
 /// `DELETE /v1/agents/{name}`.
 pub async fn delete_agent(call: &Call<'_>) -> Handled {
     ensure_defaults(call.env, call.now).await?;

@@ -271,6 +271,42 @@ pub async fn update_agent(
 }
 
 /// Whether the agent has a webhook secret (set when it was created or became a webhook agent).
+/// What replacing a webhook secret came to.
+pub enum SecretReplaced {
+    Done,
+    NoSuchAgent,
+    NotWebhook,
+}
+
+/// Replaces a webhook agent's signing secret, in one statement that changes only a webhook agent.
+pub async fn replace_webhook_secret(
+    db: &D1Database,
+    name: &str,
+    secret: &str,
+    now: Timestamp,
+) -> Result<SecretReplaced> {
+    #[derive(Deserialize)]
+    struct Mode {
+        mode: String,
+    }
+    let statements = vec![
+        db.prepare(
+            "UPDATE agents SET webhook_secret = ?2, version = version + 1, updated_at = ?3
+             WHERE name = ?1 AND mode = 'webhook'",
+        )
+        .bind(&[name.into(), secret.into(), int(now.as_millis())])?,
+        db.prepare("SELECT mode FROM agents WHERE name = ?1").bind(&[name.into()])?,
+    ];
+    trip();
+    let results = db.batch(statements).await?;
+    let modes: Vec<Mode> = results.get(1).map(|r| r.results()).transpose()?.unwrap_or_default();
+    Ok(match modes.first().map(|m| m.mode.as_str()) {
+        None => SecretReplaced::NoSuchAgent,
+        Some("webhook") => SecretReplaced::Done,
+        Some(_) => SecretReplaced::NotWebhook,
+    })
+}
+
 pub async fn has_webhook_secret(db: &D1Database, name: &str) -> Result<bool> {
     trip();
     #[derive(Deserialize)]
