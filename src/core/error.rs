@@ -68,8 +68,9 @@ pub enum ApiError {
     /// 422: an instruction file or workflow definition with problems; `details` has each one,
     /// with line and column for files.
     InvalidWorkflow { details: Vec<Detail> },
-    /// 429: the client address or the token has used up its requests for the current window.
-    TooManyRequests { retry_after_seconds: u32 },
+    /// 429: the client address or the token has used up its requests for the current window,
+    /// or a named limit on how much a client may start (messages per minute, running tasks).
+    TooManyRequests { message: String, retry_after_seconds: u32 },
     /// 503: the task kept changing under this request (other agents' completions won every
     /// race); nothing was written, and the same request may be sent again.
     Busy { retry_after_seconds: u32 },
@@ -152,8 +153,8 @@ impl ApiError {
             }
             ApiError::Invalid { .. } => "the request is well-formed but invalid".into(),
             ApiError::InvalidWorkflow { details } => format!("the workflow has {} problem(s)", details.len()),
-            ApiError::TooManyRequests { retry_after_seconds } => {
-                format!("too many requests; try again in {retry_after_seconds} s")
+            ApiError::TooManyRequests { message, retry_after_seconds } => {
+                format!("{message}; try again in {retry_after_seconds} s")
             }
             ApiError::Busy { retry_after_seconds } => {
                 format!("the task is changing too fast to apply this now; nothing was written, send it again in {retry_after_seconds} s")
@@ -190,7 +191,7 @@ impl ApiError {
             ApiError::Unauthorized { .. } => {
                 response.set_header("www-authenticate", "Bearer realm=\"switchyard\"");
             }
-            ApiError::Busy { retry_after_seconds } | ApiError::TooManyRequests { retry_after_seconds } => {
+            ApiError::Busy { retry_after_seconds } | ApiError::TooManyRequests { retry_after_seconds, .. } => {
                 response.set_header("retry-after", &retry_after_seconds.to_string());
             }
             _ => {}

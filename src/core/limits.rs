@@ -200,6 +200,13 @@ pub const KV_TTL_SECONDS_MIN: i64 = 60;
 /// to wait one whole window.
 pub const RATE_LIMIT_RETRY_AFTER_SECONDS: u32 = 10;
 
+/// Messages one agent may send in a minute: a question a second is an agent stuck in a loop,
+/// not a conversation, and every message is a D1 row and maybe a webhook delivery.
+pub const MESSAGES_PER_MINUTE_MAX: i64 = 60;
+/// Tasks running at once: each holds steps, leases and queue messages; a thousand is far past
+/// what a team of agents works through, and the bound keeps a runaway script from filling D1.
+pub const TASKS_RUNNING_MAX: i64 = 1_000;
+
 const _: () = {
     // The longest accepted token fits in the longest authorization header read.
     assert!("Bearer ".len() + TOKEN_BYTES_MAX <= AUTHORIZATION_HEADER_BYTES_MAX);

@@ -109,7 +109,7 @@ mod tests {
             ApiError::Invalid { details: vec![] },
             ApiError::InvalidWorkflow { details: vec![] },
             ApiError::Busy { retry_after_seconds: 1 },
-            ApiError::TooManyRequests { retry_after_seconds: 10 },
+            ApiError::TooManyRequests { message: String::new(), retry_after_seconds: 10 },
             ApiError::Internal { request_id: String::new() },
         ];
         for error in samples {

@@ -260,7 +260,11 @@ async fn check_rate(env: &Env, req: &Request) -> Result<(), Failed> {
         };
         match outcome {
             Ok(outcome) if !outcome.success => {
-                return Err(ApiError::TooManyRequests { retry_after_seconds: RATE_LIMIT_RETRY_AFTER_SECONDS }.into());
+                return Err(ApiError::TooManyRequests {
+                    message: "too many requests from this address or with this token".into(),
+                    retry_after_seconds: RATE_LIMIT_RETRY_AFTER_SECONDS,
+                }
+                .into());
             }
             Ok(_) => {}
             Err(err) => WARNED.call_once(|| worker::console_warn!("rate limiting is off: {binding}: {err}")),

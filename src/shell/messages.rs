@@ -20,7 +20,9 @@ use crate::core::encoding::query_value;
 use crate::core::error::{ApiError, Detail};
 use crate::core::http::{parse_json_body, ApiResponse};
 use crate::core::ids::IdKind;
-use crate::core::limits::{LEASE_POLL_INTERVAL_MS, LEASE_WAIT_SECONDS_MAX, LEASE_WAKE_CHECK_MS};
+use crate::core::limits::{
+    LEASE_POLL_INTERVAL_MS, LEASE_WAIT_SECONDS_MAX, LEASE_WAKE_CHECK_MS, MESSAGES_PER_MINUTE_MAX,
+};
 use crate::core::messages::{self, check_answers, check_sender, MessageRequest, StoredMessage};
 use crate::core::paging::Page;
 use crate::core::queue::QueueMessage;
@@ -63,7 +65,14 @@ pub async fn send(call: &Call<'_>, body: &[u8]) -> Handled {
     let principal = call.principal.clone().unwrap_or(Principal::Admin);
     check_sender(&principal, &message.from)?;
     let db = call.env.d1(bindings::DB)?;
-    let found = store::check_message(&db, &message).await?;
+    let found = store::check_message(&db, &message, call.now).await?;
+    if found.sent_last_minute >= MESSAGES_PER_MINUTE_MAX {
+        return Err(ApiError::TooManyRequests {
+            message: format!("{} sent {MESSAGES_PER_MINUTE_MAX} messages in the last minute, the limit", message.from),
+            retry_after_seconds: 60,
+        }
+        .into());
+    }
     let mode_of = |name: &str| found.agents.iter().find(|(n, _)| n == name).map(|(_, mode)| mode.clone());
     let mut problems = Vec::new();
     for (field, name) in [("from", &message.from), ("to", &message.to)] {

@@ -14,7 +14,7 @@ use crate::core::agents::{AgentSpec, STEP_TIMEOUT_MS_DEFAULT};
 use crate::core::engine::{
     Attempt, AttemptStatus, Event, ReportRef, Runner, Step, StepStatus, Task, TaskStatus, Transition,
 };
-use crate::core::limits::MESSAGES_IN_LEASE_MAX;
+use crate::core::limits::{MESSAGES_IN_LEASE_MAX, TASKS_RUNNING_MAX};
 use crate::core::messages::NewMessage;
 use crate::core::metrics::ReportCounts;
 use crate::core::system::{CronPlan, SystemEvent};
@@ -1175,20 +1175,22 @@ pub struct NewTask<'a> {
 /// The route name idempotency keys of task submissions are stored under.
 const SUBMIT_ROUTE: &str = "POST /v1/tasks";
 
-/// Inserts a task, its steps and its first events in one batch. With an idempotency key, the
-/// batch applies only if the key is new: `Write::Stale` means another request used it first.
+/// Inserts a task, its steps and its first events in one batch, which applies only while fewer
+/// than `TASKS_RUNNING_MAX` tasks run and, with an idempotency key, only if the key is new:
+/// `Write::Stale` means one of these did not hold.
 pub async fn insert_task(db: &D1Database, new: &NewTask<'_>, now: Timestamp) -> Result<Write> {
     let task = new.task;
-    let mut statements = Vec::new();
+    // The guard: fewer than TASKS_RUNNING_MAX tasks are running, and the idempotency key (if
+    // any) is new. Either failing rolls the batch back as `Write::Stale`.
+    let mut statements = vec![db
+        .prepare(
+            "INSERT INTO transition_guard (id, ok)
+             VALUES (1, (SELECT COUNT(*) FROM tasks WHERE status = 'running') < ?3
+                        AND NOT EXISTS (SELECT 1 FROM idempotency_keys WHERE key = ?1 AND route = ?2))
+             ON CONFLICT (id) DO UPDATE SET ok = excluded.ok",
+        )
+        .bind(&[text_or_null(new.idempotency.map(|(key, _, _)| key)), SUBMIT_ROUTE.into(), int(TASKS_RUNNING_MAX)])?];
     if let Some((key, hash, response)) = new.idempotency {
-        statements.push(
-            db.prepare(
-                "INSERT INTO transition_guard (id, ok)
-                 VALUES (1, NOT EXISTS (SELECT 1 FROM idempotency_keys WHERE key = ?1 AND route = ?2))
-                 ON CONFLICT (id) DO UPDATE SET ok = excluded.ok",
-            )
-            .bind(&[key.into(), SUBMIT_ROUTE.into()])?,
-        );
         statements.push(
             db.prepare(
                 "INSERT INTO idempotency_keys (key, route, request_hash, status, response, created_at)
@@ -1413,9 +1415,11 @@ pub struct MessageCheck {
     pub agents: Vec<(String, String)>,
     pub task_exists: bool,
     pub query_found: bool,
+    /// Messages the sender stored in the last minute.
+    pub sent_last_minute: i64,
 }
 
-pub async fn check_message(db: &D1Database, message: &NewMessage) -> Result<MessageCheck> {
+pub async fn check_message(db: &D1Database, message: &NewMessage, now: Timestamp) -> Result<MessageCheck> {
     #[derive(Deserialize)]
     struct Agent {
         name: String,
@@ -1439,6 +1443,8 @@ pub async fn check_message(db: &D1Database, message: &NewMessage) -> Result<Mess
             message.to.as_str().into(),
             message.from.as_str().into(),
         ])?,
+        db.prepare("SELECT COUNT(*) AS found FROM messages WHERE from_agent = ?1 AND created_at > ?2")
+            .bind(&[message.from.as_str().into(), int(now.minus_millis(60_000).as_millis())])?,
     ];
     trip();
     let results = db.batch(statements).await?;
@@ -1451,6 +1457,10 @@ pub async fn check_message(db: &D1Database, message: &NewMessage) -> Result<Mess
         agents: agents.into_iter().map(|a| (a.name, a.mode)).collect(),
         task_exists: found(1)?,
         query_found: found(2)?,
+        sent_last_minute: {
+            let rows: Vec<Found> = results.get(3).map(|r| r.results()).transpose()?.unwrap_or_default();
+            rows.first().map_or(0, |r| r.found)
+        },
     })
 }
 

@@ -23,7 +23,7 @@ use crate::core::error::{ApiError, Detail};
 use crate::core::http::{parse_json_body, parse_json_body_within, ApiResponse};
 use crate::core::ids::IdKind;
 use crate::core::limits::{
-    COMPLETE_BODY_BYTES_MAX, LEASE_POLL_INTERVAL_MS, LEASE_WAIT_SECONDS_MAX, LEASE_WAKE_CHECK_MS,
+    COMPLETE_BODY_BYTES_MAX, LEASE_POLL_INTERVAL_MS, LEASE_WAIT_SECONDS_MAX, LEASE_WAKE_CHECK_MS, TASKS_RUNNING_MAX,
     TRANSITION_RETRIES_MAX,
 };
 use crate::core::paging::Page;
@@ -221,7 +221,11 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
             };
             return match row {
                 Some(row) => replay(row, &hash),
-                None => Err(Failed::Fault("task insert refused without an idempotency key".into())),
+                None => Err(ApiError::TooManyRequests {
+                    message: format!("{TASKS_RUNNING_MAX} tasks are running, the limit; submit again when some finish"),
+                    retry_after_seconds: 60,
+                }
+                .into()),
             };
         }
     }
