@@ -16,6 +16,10 @@
 // 6. Records: how long a built-in step takes to write a task's summary (read every report,
 //    render, write R2) for a task of 7 and of 50 steps, and GET /v1/metrics/agents over 10,000
 //    seeded step rows: latency, D1 queries per request and rows D1 read.
+// 7. Abuse: with wrangler.toml's own rate limits, 200 requests/s of invalid tokens from one
+//    address for as long as a full-stack task takes to run (bounded), while its agents work
+//    from their own addresses: the share of the flood answered 429, and whether the task
+//    finished.
 
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -49,6 +53,9 @@ const ENGINE_RUN_LIMIT_MS = 15 * 60 * 1000;
 const SUMMARY_RUNS = Number(process.env.BENCH_SUMMARY_RUNS ?? 5);
 /** Step sizes of the summary figure: the default workflow's size and a large workflow. */
 const SUMMARY_SIZES = [7, 50];
+/** The invalid-token flood of the abuse figure: requests per second, and its upper bound in time. */
+const FLOOD_PER_SECOND = Number(process.env.BENCH_FLOOD_PER_SECOND ?? 200);
+const FLOOD_LIMIT_MS = 120_000;
 /** Step rows seeded for the aggregate metrics figure, and requests timed against them. */
 const METRIC_ROWS = Number(process.env.BENCH_METRIC_ROWS ?? 10_000);
 const METRIC_REQUESTS = Number(process.env.BENCH_METRIC_REQUESTS ?? 50);
@@ -536,6 +543,85 @@ async function records() {
   }
 }
 
+/** One simulated agent working from its own address: long-polls its steps and completes them
+ * with a report until `done()` says to stop. */
+async function agentFrom(worker, name, token, address, done) {
+  const headers = { authorization: `Bearer ${token}`, "cf-connecting-ip": address, "content-type": "application/json" };
+  let worked = 0;
+  while (!done()) {
+    const leased = await worker.fetch(`/v1/agents/${name}/lease?wait=1`, { method: "POST", headers });
+    if (leased.status !== 200) {
+      await leased.arrayBuffer();
+      if (leased.status !== 204) throw new Error(`${name} lease answered ${leased.status}`);
+      continue;
+    }
+    const { step } = await leased.json();
+    const body = JSON.stringify({ lease_id: step.lease_id, outcome: "succeeded", report: benchReport(worked) });
+    const completed = await worker.fetch(`/v1/steps/${step.id}/complete`, { method: "POST", headers, body });
+    await completed.arrayBuffer();
+    if (completed.status !== 200) throw new Error(`${name} complete answered ${completed.status}`);
+    worked += 1;
+  }
+}
+
+async function abuse() {
+  console.log(`\nAbuse (wrangler.toml's rate limits; ${FLOOD_PER_SECOND} invalid-token requests/s from one address while a task runs)`);
+  const worker = await startWorker({ rateLimits: null });
+  try {
+    const tokens = {};
+    for (const name of AGENTS) tokens[name] = await issueToken(worker, name);
+    const started = performance.now();
+    const task = (await submit(worker, { title: "Add a D1-backed comments API and a SvelteKit page that lists the comments" })).body.task;
+    let finished = null;
+    const statuses = new Map();
+    let sent = 0;
+    const flood = (async () => {
+      const interval = 1000 / FLOOD_PER_SECOND;
+      const inFlight = new Set();
+      while (finished === null && performance.now() - started < FLOOD_LIMIT_MS) {
+        const due = started + sent * interval;
+        const wait = due - performance.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        sent += 1;
+        const request = fetch(`${worker.url}/v1/whoami`, {
+          headers: { authorization: `Bearer sya_flood-${sent}`, "cf-connecting-ip": "203.0.113.66" },
+        })
+          .then(async (response) => {
+            await response.arrayBuffer();
+            statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
+          })
+          .catch(() => statuses.set("error", (statuses.get("error") ?? 0) + 1))
+          .finally(() => inFlight.delete(request));
+        inFlight.add(request);
+      }
+      await Promise.all(inFlight);
+    })();
+    const watcher = (async () => {
+      while (finished === null && performance.now() - started < FLOOD_LIMIT_MS) {
+        const read = await taskOf(worker, task.id);
+        if (read.status !== "running") finished = { status: read.status, seconds: (performance.now() - started) / 1000 };
+        else await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    })();
+    await Promise.all([
+      watcher,
+      flood,
+      ...AGENTS.map((name, i) => agentFrom(worker, name, tokens[name], `198.51.100.${i + 1}`, () => finished !== null || performance.now() - started > FLOOD_LIMIT_MS)),
+    ]);
+    const limited = statuses.get(429) ?? 0;
+    const share = sent > 0 ? ((100 * limited) / sent).toFixed(1) : "0";
+    const others = [...statuses.entries()].filter(([status]) => status !== 429).map(([status, n]) => `${n} × ${status}`).join(", ");
+    console.log(`  flood: ${sent} requests, ${limited} answered 429 (${share}%); the rest: ${others || "none"}`);
+    console.log(
+      finished
+        ? `  the task ${finished.status} in ${finished.seconds.toFixed(1)} s under the flood`
+        : `  the task did not finish within ${FLOOD_LIMIT_MS / 1000} s`,
+    );
+  } finally {
+    await worker.stop();
+  }
+}
+
 try {
   setup({ quiet: true });
 } catch (error) {
@@ -543,7 +629,7 @@ try {
   process.exit(1);
 }
 console.log(`switchyard bench — node ${process.versions.node}, ${new Date().toISOString()}`);
-/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records) runs a subset. */
+/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records, abuse) runs a subset. */
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(",")) : null;
 const wanted = (name) => !only || only.has(name);
 if (wanted("bundle")) bundleSizes();
@@ -554,3 +640,4 @@ if (wanted("parse")) nativeParse();
 if (wanted("latency")) await latency();
 if (wanted("engine")) await engine();
 if (wanted("records")) await records();
+if (wanted("abuse")) await abuse();
