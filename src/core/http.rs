@@ -4,7 +4,7 @@
 //! The shell converts `worker::Request`/`worker::Response` to and from these; nothing here knows
 //! the runtime, so response shaping (security headers, CORS, error envelopes) is tested natively.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::{from_json_error, strip_position, ApiError, Detail};
 use super::limits::JSON_BODY_BYTES_MAX;
@@ -185,6 +185,17 @@ pub fn media_type(content_type: Option<&str>) -> Option<&str> {
 pub fn is_markdown_content_type(content_type: Option<&str>) -> bool {
     media_type(content_type)
         .is_some_and(|m| ["text/markdown", "text/x-markdown", "text/plain"].iter().any(|t| m.eq_ignore_ascii_case(t)))
+}
+
+/// For routes whose body is optional and, when sent, must be an empty JSON object (`{}`).
+pub fn parse_no_fields(content_type: Option<&str>, body: &[u8]) -> Result<(), ApiError> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Empty {}
+    parse_json_body::<Empty>(content_type, body).map(|_| ())
 }
 
 /// Picks the media type to answer with: the one of `offered` the `Accept` header rates highest

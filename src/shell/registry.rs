@@ -22,7 +22,8 @@ use crate::core::default_agents::DEFAULT_AGENTS;
 use crate::core::encoding::base64url;
 use crate::core::error::{ApiError, Detail};
 use crate::core::http::{
-    is_json_content_type, is_markdown_content_type, parse_json_body, parse_json_body_within, ApiResponse,
+    is_json_content_type, is_markdown_content_type, parse_json_body, parse_json_body_within, parse_no_fields,
+    ApiResponse,
 };
 use crate::core::ids::IdKind;
 use crate::core::instructions;
@@ -297,12 +298,7 @@ pub async fn update_agent(call: &Call<'_>, body: &[u8]) -> Handled {
 pub async fn rotate_token(call: &Call<'_>, body: &[u8]) -> Handled {
     ensure_defaults(call.env, call.now).await?;
     let name = agent_name_param(call)?;
-    if !body.is_empty() {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Empty {}
-        parse_json_body::<Empty>(call.content_type.as_deref(), body)?;
-    }
+    parse_no_fields(call.content_type.as_deref(), body)?;
     let db = call.env.d1(bindings::DB)?;
     let token = new_token()?;
     let Some(old) = store::replace_token_hash(&db, &name, &hash_token(&token), call.now).await? else {
@@ -320,12 +316,7 @@ pub async fn rotate_token(call: &Call<'_>, body: &[u8]) -> Handled {
 pub async fn rotate_webhook_secret(call: &Call<'_>, body: &[u8]) -> Handled {
     ensure_defaults(call.env, call.now).await?;
     let name = agent_name_param(call)?;
-    if !body.is_empty() {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Empty {}
-        parse_json_body::<Empty>(call.content_type.as_deref(), body)?;
-    }
+    parse_no_fields(call.content_type.as_deref(), body)?;
     let db = call.env.d1(bindings::DB)?;
     let secret = new_webhook_secret()?;
     match store::replace_webhook_secret(&db, &name, &secret, call.now).await? {

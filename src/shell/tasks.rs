@@ -20,7 +20,7 @@ use crate::core::encoding::sha256_hex;
 use crate::core::engine::plan::{self, PlanInput};
 use crate::core::engine::{self as core_engine, Caller, Command, Completion, Outcome, ReportRef, StepStatus, Task};
 use crate::core::error::{ApiError, Detail};
-use crate::core::http::{parse_json_body, parse_json_body_within, ApiResponse};
+use crate::core::http::{parse_json_body, parse_json_body_within, parse_no_fields, ApiResponse};
 use crate::core::ids::IdKind;
 use crate::core::limits::{
     COMPLETE_BODY_BYTES_MAX, LEASE_POLL_INTERVAL_MS, LEASE_WAIT_SECONDS_MAX, LEASE_WAKE_CHECK_MS, TASKS_RUNNING_MAX,
@@ -328,13 +328,7 @@ pub async fn events(call: &Call<'_>) -> Handled {
 
 /// Routes whose body is optional and, when sent, must be an empty JSON object.
 fn no_fields(call: &Call<'_>, body: &[u8]) -> Result<(), ApiError> {
-    if body.is_empty() {
-        return Ok(());
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Empty {}
-    parse_json_body::<Empty>(call.content_type.as_deref(), body).map(|_| ())
+    parse_no_fields(call.content_type.as_deref(), body)
 }
 
 fn refused_or_missing(driven: Driven, missing: &str) -> Failed {
