@@ -149,11 +149,21 @@ export function buildWorker() {
   writeFileSync(INPUTS_STAMP, hash);
 }
 
+/** Where `buildAgent` puts the switchyard-agent binary. */
+export const AGENT_BINARY = join(ROOT, "target", "release", process.platform === "win32" ? "switchyard-agent.exe" : "switchyard-agent");
+
+/** Builds the switchyard-agent runner (a native release build; cargo skips it when current). */
+export function buildAgent() {
+  say("switchyard-agent: building (cargo build --release -p switchyard-agent)");
+  run(cargoBin("cargo"), ["build", "--release", "--locked", "--quiet", "-p", "switchyard-agent"]);
+}
+
 /** Installs what is missing and builds: the whole set-up. */
 export function setup(options = {}) {
   quiet = Boolean(options.quiet);
   ensureTools();
   buildWorker();
+  buildAgent();
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

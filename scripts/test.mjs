@@ -1,5 +1,6 @@
-// npm test: set everything up, then run the native unit tests of the pure core (cargo test)
-// and the integration tests against the real Worker in the local runtime (node --test).
+// npm test: set everything up, then run the native unit tests of the pure core and of
+// switchyard-agent (cargo test --workspace) and the integration tests against the real Worker
+// in the local runtime (node --test).
 
 import { spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
@@ -20,7 +21,7 @@ try {
   process.exit(1);
 }
 
-const nativeOk = step("native unit tests", "cargo", ["test", "--locked"]);
+const nativeOk = step("native unit tests", "cargo", ["test", "--locked", "--workspace"]);
 
 const testFiles = readdirSync(join(ROOT, "tests"))
   .filter((name) => name.endsWith(".test.mjs"))

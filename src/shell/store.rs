@@ -687,6 +687,8 @@ pub async fn read_task_of_step(db: &D1Database, step_id: &str) -> Result<Option<
 pub struct LeaseRead {
     pub max_concurrency: i64,
     pub lease_ms: i64,
+    /// How long the agent's steps may run in all; runners stop a command after it.
+    pub step_timeout_ms: i64,
     pub leased: i64,
     pub task: Option<TaskRead>,
     /// Instructions of the task's steps, by step id.
@@ -715,6 +717,7 @@ pub async fn read_for_lease(db: &D1Database, agent: &str, spread: u32) -> Result
     struct Limits {
         max_concurrency: i64,
         lease_ms: i64,
+        step_timeout_ms: i64,
         leased: i64,
     }
     #[derive(Deserialize)]
@@ -728,7 +731,7 @@ pub async fn read_for_lease(db: &D1Database, agent: &str, spread: u32) -> Result
     let binds = [JsValue::from(agent), int(i64::from(spread))];
     let mut statements = vec![db
         .prepare(
-            "SELECT max_concurrency, lease_ms,
+            "SELECT max_concurrency, lease_ms, step_timeout_ms,
                     (SELECT COUNT(*) FROM steps WHERE agent = ?1 AND status = 'leased') AS leased
              FROM agents WHERE name = ?1",
         )
@@ -768,6 +771,7 @@ pub async fn read_for_lease(db: &D1Database, agent: &str, spread: u32) -> Result
     Ok(Some(LeaseRead {
         max_concurrency: limits.max_concurrency,
         lease_ms: limits.lease_ms,
+        step_timeout_ms: limits.step_timeout_ms,
         leased: limits.leased,
         task,
         instructions: instructions.into_iter().map(|i| (i.id, i.instructions)).collect(),

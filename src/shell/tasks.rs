@@ -510,6 +510,7 @@ async fn try_lease(
         let inputs = engine::inputs_of(call.env, &step.depends_on, &read.reports).await?;
         let mut payload = engine::step_payload(&before.id, step, instructions, inputs, step.lease_expires_at);
         payload["messages"] = read.messages.iter().map(super::messages::message_json).collect();
+        payload["timeout_ms"] = Value::from(read.step_timeout_ms);
         return Ok(Some(ApiResponse::json(200, &json!({"step": payload}))));
     }
     Ok(None)

@@ -1,0 +1,389 @@
+//! `switchyard-agent run`: lease the agent's steps one at a time and run the command for each,
+//! heartbeating while it runs, then complete the step with the command's log and report and the
+//! change measured in the work directory.
+//!
+//! The runner never leaves a step leased on purpose: a command that ends is completed (failed
+//! if it exited non-zero, was stopped at its time limit or by Ctrl-C), and a step whose lease
+//! was lost or whose task was cancelled has its command stopped.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::client::{explain, CallError, Client};
+use crate::{diff, prompt, report};
+
+/// The most log a step completes with: the Worker's limit for an attempt's log. Longer output
+/// keeps its tail, where errors are.
+pub const LOG_BYTES_MAX: usize = 512 * 1024;
+/// How long a stopped command gets to exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How often the runner looks at the command between heartbeats.
+const POLL: Duration = Duration::from_millis(100);
+
+pub struct Settings {
+    pub url: String,
+    pub agent: String,
+    pub token: String,
+    pub workdir: PathBuf,
+    pub command: Vec<String>,
+    pub heartbeat: Duration,
+    pub timeout: Duration,
+    /// Stop after this many steps (0: never), for scripts and tests.
+    pub steps: u64,
+}
+
+/// The tail of a command's output, bounded.
+#[derive(Default)]
+struct Tail {
+    text: Vec<u8>,
+    dropped: usize,
+}
+
+impl Tail {
+    fn push(&mut self, bytes: &[u8]) {
+        self.text.extend_from_slice(bytes);
+        if self.text.len() > LOG_BYTES_MAX - 64 {
+            let cut = self.text.len() - (LOG_BYTES_MAX - 64);
+            self.text.drain(..cut);
+            self.dropped += cut;
+        }
+    }
+
+    fn render(&self) -> String {
+        let text = String::from_utf8_lossy(&self.text).into_owned();
+        if self.dropped == 0 {
+            text
+        } else {
+            format!("[{} earlier bytes of output were cut]\n{text}", self.dropped)
+        }
+    }
+}
+
+/// How a step's command ended.
+enum Ended {
+    Exited(ExitStatus),
+    TimedOut,
+    /// Ctrl-C: hand the step back.
+    Interrupted,
+    /// The lease is gone or the task was cancelled: nothing to complete.
+    Abandoned(String),
+}
+
+pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<(), String> {
+    if !settings.workdir.is_dir() {
+        return Err(format!("the work directory {} does not exist", settings.workdir.display()));
+    }
+    let client = Client::new(&settings.url, &settings.token);
+    let preflight = Client::new(&settings.url, &settings.token).with_tries(3);
+    let whoami = preflight.get("/v1/whoami").map_err(|e| explain(&e, &settings.agent))?;
+    match (whoami.body["principal"].as_str(), whoami.body["agent"].as_str()) {
+        (Some("agent"), Some(own)) if own != settings.agent => {
+            return Err(format!("this token is {own}'s, not {}'s: each agent runs with its own token", settings.agent))
+        }
+        _ => {}
+    }
+    let measured = diff::is_work_tree(&settings.workdir);
+    eprintln!(
+        "switchyard-agent: {} leasing from {} in {}{}",
+        settings.agent,
+        settings.url,
+        settings.workdir.display(),
+        if measured { "" } else { " (not a git work tree: changes are not measured)" }
+    );
+    let mut done = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let leased = client
+            .post(&format!("/v1/agents/{}/lease?wait=20", settings.agent), &json!({}))
+            .map_err(|e| explain(&e, &settings.agent))?;
+        if leased.status == 204 {
+            continue;
+        }
+        let step = leased.body["step"].clone();
+        run_step(&client, settings, &step, measured, &stop)?;
+        done += 1;
+        if settings.steps > 0 && done >= settings.steps {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn run_step(
+    client: &Client,
+    settings: &Settings,
+    step: &Value,
+    measured: bool,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let step_id = step["id"].as_str().unwrap_or_default().to_string();
+    let lease_id = step["lease_id"].as_str().unwrap_or_default().to_string();
+    eprintln!("switchyard-agent: step {} ({}) attempt {}", step["key"], step["name"], step["attempt"]);
+    let files = StepFiles::create(&step_id, step["attempt"].as_u64().unwrap_or(0))?;
+    let prompt_text = prompt::render(step);
+    std::fs::write(&files.prompt, &prompt_text).map_err(|e| format!("writing the prompt: {e}"))?;
+    let pretty = serde_json::to_string_pretty(step).unwrap_or_default();
+    std::fs::write(&files.step, pretty).map_err(|e| format!("writing the step: {e}"))?;
+    let before = if measured { diff::snapshot(&settings.workdir).ok() } else { None };
+
+    let tail = Arc::new(Mutex::new(Tail::default()));
+    let (ended, problems) = match spawn(settings, step, &files) {
+        Err(why) => (Ended::Exited(failed_status()), vec![why]),
+        Ok(mut child) => {
+            feed(&mut child, prompt_text, &tail);
+            let ended = watch(client, settings, &step_id, &lease_id, step, &mut child, stop);
+            (ended, Vec::new())
+        }
+    };
+    let mut log = tail.lock().map(|t| t.render()).unwrap_or_default();
+    for problem in &problems {
+        log.push_str(&format!("\n[switchyard-agent] {problem}\n"));
+    }
+    let (succeeded, error) = match &ended {
+        Ended::Abandoned(why) => {
+            eprintln!("switchyard-agent: step {step_id} left: {why}");
+            files.remove();
+            return Ok(());
+        }
+        Ended::Exited(status) if status.success() && problems.is_empty() => (true, None),
+        Ended::Exited(status) => (false, Some(format!("the command failed ({status})"))),
+        Ended::TimedOut => (
+            false,
+            Some(format!("the command ran past its {} s limit and was stopped", timeout_of(settings, step).as_secs())),
+        ),
+        Ended::Interrupted => {
+            (false, Some("the runner was stopped (Ctrl-C); the step is handed back for another attempt".to_string()))
+        }
+    };
+    let change = match (&before, measured) {
+        (Some(before), true) => {
+            diff::snapshot(&settings.workdir).and_then(|after| diff::between(&settings.workdir, before, &after)).ok()
+        }
+        _ => None,
+    };
+    let written = std::fs::read_to_string(&files.report).ok();
+    let own = match report::parse(written.as_deref()) {
+        Ok(own) => own,
+        Err(why) => {
+            log.push_str(&format!("\n[switchyard-agent] {why}\n"));
+            Default::default()
+        }
+    };
+    let merged = report::merge(own, change.as_ref());
+    let mut body = json!({
+        "lease_id": lease_id,
+        "outcome": if succeeded { "succeeded" } else { "failed" },
+        "report": Value::Object(merged),
+        "log": log,
+    });
+    if let Some(error) = error {
+        body["error"] = Value::from(error);
+    }
+    match client.post(&format!("/v1/steps/{step_id}/complete"), &body) {
+        Ok(_) => eprintln!("switchyard-agent: step {step_id} {}", if succeeded { "succeeded" } else { "failed" }),
+        Err(CallError::Refused(refused)) if refused.status == 409 => {
+            eprintln!("switchyard-agent: step {step_id} was not completed: {refused}");
+        }
+        Err(other) => return Err(format!("completing step {step_id}: {}", explain(&other, &settings.agent))),
+    }
+    files.remove();
+    Ok(())
+}
+
+/// A status that reads as a failure, for a command that could not even start.
+fn failed_status() -> ExitStatus {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        ExitStatus::from_raw(127 << 8)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::os::windows::process::ExitStatusExt;
+        ExitStatus::from_raw(127)
+    }
+}
+
+/// The files a step's command works from, in a directory of their own outside the work tree
+/// (so they are not counted as changes).
+struct StepFiles {
+    dir: PathBuf,
+    prompt: PathBuf,
+    step: PathBuf,
+    report: PathBuf,
+}
+
+impl StepFiles {
+    fn create(step_id: &str, attempt: u64) -> Result<StepFiles, String> {
+        let dir =
+            std::env::temp_dir().join("switchyard-agent").join(format!("{step_id}-{attempt}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        Ok(StepFiles {
+            prompt: dir.join("prompt.md"),
+            step: dir.join("step.json"),
+            report: dir.join("report.json"),
+            dir,
+        })
+    }
+
+    fn remove(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn timeout_of(settings: &Settings, step: &Value) -> Duration {
+    step["timeout_ms"].as_u64().map_or(settings.timeout, Duration::from_millis).min(settings.timeout)
+}
+
+fn spawn(settings: &Settings, step: &Value, files: &StepFiles) -> Result<Child, String> {
+    let (program, args) = settings.command.split_first().ok_or("no command to run")?;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .current_dir(&settings.workdir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("SWITCHYARD_URL", &settings.url)
+        .env("SWITCHYARD_AGENT", &settings.agent)
+        .env("SWITCHYARD_TOKEN", &settings.token)
+        .env("SWITCHYARD_TASK_ID", step["task_id"].as_str().unwrap_or_default())
+        .env("SWITCHYARD_STEP_ID", step["id"].as_str().unwrap_or_default())
+        .env("SWITCHYARD_STEP_KEY", step["key"].as_str().unwrap_or_default())
+        .env("SWITCHYARD_STEP_NAME", step["name"].as_str().unwrap_or_default())
+        .env("SWITCHYARD_ATTEMPT", step["attempt"].to_string())
+        .env("SWITCHYARD_PROMPT_FILE", &files.prompt)
+        .env("SWITCHYARD_STEP_FILE", &files.step)
+        .env("SWITCHYARD_REPORT_FILE", &files.report);
+    #[cfg(unix)]
+    {
+        // Its own process group, so stopping it also stops whatever it started.
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+    }
+    command.spawn().map_err(|e| format!("the command {program} could not be started: {e}"))
+}
+
+/// Writes the prompt to the command's stdin and collects its stdout and stderr into `tail`.
+fn feed(child: &mut Child, prompt_text: String, tail: &Arc<Mutex<Tail>>) {
+    if let Some(mut stdin) = child.stdin.take() {
+        // A command that never reads stdin must not block the runner: write from a thread.
+        thread::spawn(move || {
+            let _ = stdin.write_all(prompt_text.as_bytes());
+        });
+    }
+    let readers: Vec<Box<dyn Read + Send>> = [
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for mut reader in readers {
+        let tail = Arc::clone(tail);
+        thread::spawn(move || {
+            let mut buffer = [0u8; 8192];
+            while let Ok(n) = reader.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut tail) = tail.lock() {
+                    tail.push(&buffer[..n]);
+                }
+            }
+        });
+    }
+}
+
+/// Waits for the command, heartbeating the lease, and stops it at its time limit, on Ctrl-C,
+/// or when the lease is lost or the task cancelled.
+fn watch(
+    client: &Client,
+    settings: &Settings,
+    step_id: &str,
+    lease_id: &str,
+    step: &Value,
+    child: &mut Child,
+    stop: &AtomicBool,
+) -> Ended {
+    let started = Instant::now();
+    let limit = timeout_of(settings, step);
+    let mut last_beat = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            // Let the readers drain what is left in the pipes.
+            thread::sleep(Duration::from_millis(50));
+            return Ended::Exited(status);
+        }
+        if stop.load(Ordering::SeqCst) {
+            terminate(child);
+            return Ended::Interrupted;
+        }
+        if started.elapsed() >= limit {
+            terminate(child);
+            return Ended::TimedOut;
+        }
+        if last_beat.elapsed() >= settings.heartbeat {
+            last_beat = Instant::now();
+            match client.post(&format!("/v1/steps/{step_id}/heartbeat"), &json!({"lease_id": lease_id})) {
+                Ok(_) => {}
+                Err(CallError::Refused(refused)) => {
+                    terminate(child);
+                    return Ended::Abandoned(format!("the heartbeat was refused ({refused}); the command was stopped"));
+                }
+                // The server is unreachable for now: keep working, the lease may still hold.
+                Err(CallError::Unreachable(why)) => eprintln!("switchyard-agent: heartbeat failed: {why}"),
+            }
+        }
+        thread::sleep(POLL);
+    }
+}
+
+/// SIGTERM to the command's process group, then SIGKILL if it has not exited after a grace.
+fn terminate(child: &mut Child) {
+    #[cfg(unix)]
+    {
+        let group = format!("-{}", child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            thread::sleep(POLL);
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The work directory, absolute, so that the command and git see the same one.
+pub fn absolute(dir: &Path) -> PathBuf {
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_over_the_limit_keeps_its_tail_and_says_what_was_cut() {
+        let mut tail = Tail::default();
+        tail.push(b"start\n");
+        tail.push(&vec![b'x'; LOG_BYTES_MAX]);
+        tail.push(b"\nthe error at the end\n");
+        let text = tail.render();
+        assert!(text.len() <= LOG_BYTES_MAX);
+        assert!(text.starts_with('['), "{}", &text[..40]);
+        assert!(text.contains("earlier bytes of output were cut"));
+        assert!(text.ends_with("the error at the end\n"));
+        assert!(!text.contains("start"));
+    }
+}
