@@ -166,6 +166,20 @@ describe("switchyard-agent runners", { timeout: 300_000 }, () => {
     assert.equal(readFileSync(marker, "utf8"), "started\n", "the command was stopped before it finished");
   });
 
+  test("Ctrl-C hands the running step back for another attempt and the runner exits", async () => {
+    const token = await soloAgent("interrupted-agent", 3);
+    const marker = join(scratch, "interrupt-marker.txt");
+    const { runner } = startRunner("interrupted-agent", token, `echo started > ${marker}; sleep 20`);
+    const task = (await submit(worker, { title: "Interrupt me", workflow: "interrupted-agent-flow" })).body.task;
+    assert.ok(await eventually(() => existsSync(marker), { timeoutMs: 30_000 }), runner.output);
+    runner.kill("SIGINT");
+    assert.ok(await eventually(() => runner.exitCode !== null, { timeoutMs: 20_000 }), runner.output);
+    const step = (await taskOf(worker, task.id)).steps[0];
+    assert.equal(step.attempts[0].status, "failed");
+    assert.match(step.attempts[0].error, /handed back for another attempt/);
+    assert.ok(["failed", "queued"].includes(step.status), `the step waits for its next attempt, not a lease: ${step.status}`);
+  });
+
   test("a wrong token, an unknown agent and a missing work directory are explained", () => {
     const cases = [
       [["--token", "sya_not-a-real-token-not-a-real-token-abcdef", "--agent", "test-runner"], /token was refused \(401\)/],
