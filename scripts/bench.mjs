@@ -20,8 +20,11 @@
 //    address for as long as a full-stack task takes to run (bounded), while its agents work
 //    from their own addresses: the share of the flood answered 429, and whether the task
 //    finished.
+// 8. switchyard-agent: the runner's overhead per step (lease to completion, from the Worker's
+//    own events, with a no-op command in a git work tree), and steps/s for one runner and for
+//    four runners of one agent working through a backlog of one-step tasks.
 
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,7 +32,7 @@ import { gzipSync } from "node:zlib";
 import { Miniflare } from "miniflare";
 import { agent, eventsOf, issueToken, submit, taskOf } from "../tests/helpers/agents.mjs";
 import { executeSql, startWorker } from "../tests/helpers/worker.mjs";
-import { ROOT, setup } from "./setup.mjs";
+import { AGENT_BINARY, ROOT, setup } from "./setup.mjs";
 
 /** Requests per latency configuration: enough for a stable p99 (≥ 20 samples above it),
  * few enough that the whole bench stays under a minute or two on two cores. */
@@ -56,6 +59,9 @@ const SUMMARY_SIZES = [7, 50];
 /** The invalid-token flood of the abuse figure: requests per second, and its upper bound in time. */
 const FLOOD_PER_SECOND = Number(process.env.BENCH_FLOOD_PER_SECOND ?? 200);
 const FLOOD_LIMIT_MS = 120_000;
+/** One-step tasks per runner figure, and the bound on one round. */
+const RUNNER_TASKS = Number(process.env.BENCH_RUNNER_TASKS ?? 40);
+const RUNNER_ROUND_LIMIT_MS = 3 * 60 * 1000;
 /** Step rows seeded for the aggregate metrics figure, and requests timed against them. */
 const METRIC_ROWS = Number(process.env.BENCH_METRIC_ROWS ?? 10_000);
 const METRIC_REQUESTS = Number(process.env.BENCH_METRIC_REQUESTS ?? 50);
@@ -622,6 +628,82 @@ async function abuse() {
   }
 }
 
+/**
+ * Runs `runners` switchyard-agent processes of a new agent of their own (so no long poll left
+ * over from an earlier round can take its steps) until `tasks` one-step tasks are done.
+ */
+async function runnerRound(worker, workdir, runners, tasks) {
+  const agentName = `runner-bench-${runners}`;
+  const created = await worker.admin("/v1/agents", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ name: agentName, capabilities: ["benching"], max_concurrency: runners }),
+  });
+  const { token } = await created.json();
+  const flow = await worker.admin("/v1/workflows", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ name: `${agentName}-flow`, steps: [{ key: "1", name: "noop", agent: agentName }] }),
+  });
+  if (flow.status !== 201) throw new Error(`posting the runner workflow answered ${flow.status}`);
+  const ids = [];
+  for (let i = 0; i < tasks; i += 1) {
+    ids.push((await submit(worker, { title: `Runner bench ${i}`, workflow: `${agentName}-flow` })).body.task.id);
+  }
+  const started = performance.now();
+  const processes = Array.from({ length: runners }, () =>
+    spawn(AGENT_BINARY, ["run", "--url", worker.url, "--agent", agentName, "--token", token, "--workdir", workdir, "--", "true"], {
+      stdio: ["ignore", "ignore", "pipe"],
+    }),
+  );
+  let output = "";
+  for (const child of processes) child.stderr.on("data", (chunk) => (output += chunk));
+  try {
+    const deadline = Date.now() + RUNNER_ROUND_LIMIT_MS;
+    let remaining = [...ids];
+    while (remaining.length > 0 && Date.now() < deadline) {
+      const states = await Promise.all(remaining.map((id) => taskOf(worker, id)));
+      remaining = remaining.filter((_, i) => states[i].status === "running");
+      if (remaining.length > 0) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    if (remaining.length > 0) {
+      throw new Error(`${remaining.length} runner bench tasks did not finish; the runners said:\n${output.slice(-3000)}`);
+    }
+    const seconds = (performance.now() - started) / 1000;
+    const overheads = [];
+    for (const id of ids) {
+      const events = await eventsOf(worker, id);
+      const leased = events.find((e) => e.kind === "step.leased");
+      const succeeded = events.find((e) => e.kind === "step.succeeded");
+      if (leased && succeeded) overheads.push(Date.parse(succeeded.created_at) - Date.parse(leased.created_at));
+    }
+    overheads.sort((a, b) => a - b);
+    return { seconds, overheads };
+  } finally {
+    for (const child of processes) child.kill("SIGKILL");
+  }
+}
+
+async function runnerBench() {
+  console.log(`\nswitchyard-agent (no-op command in a git work tree, ${RUNNER_TASKS} one-step tasks per row)`);
+  const worker = await startWorker();
+  const workdir = mkdtempSync(join(tmpdir(), "switchyard-bench-runner-"));
+  try {
+    spawnSync("git", ["init", "-q", workdir]);
+    writeFileSync(join(workdir, "README.md"), "bench\n");
+    for (const runners of [1, 4]) {
+      const { seconds, overheads } = await runnerRound(worker, workdir, runners, RUNNER_TASKS);
+      console.log(
+        `  ${runners} runner${runners > 1 ? "s" : " "}  ${(RUNNER_TASKS / seconds).toFixed(2).padStart(6)} steps/s   ` +
+          `lease→complete p50 ${percentile(overheads, 50)} ms p99 ${percentile(overheads, 99)} ms`,
+      );
+    }
+  } finally {
+    await worker.stop();
+    rmSync(workdir, { recursive: true, force: true });
+  }
+}
+
 try {
   setup({ quiet: true });
 } catch (error) {
@@ -629,7 +711,7 @@ try {
   process.exit(1);
 }
 console.log(`switchyard bench — node ${process.versions.node}, ${new Date().toISOString()}`);
-/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records, abuse) runs a subset. */
+/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records, abuse, runner) runs a subset. */
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(",")) : null;
 const wanted = (name) => !only || only.has(name);
 if (wanted("bundle")) bundleSizes();
@@ -641,3 +723,4 @@ if (wanted("latency")) await latency();
 if (wanted("engine")) await engine();
 if (wanted("records")) await records();
 if (wanted("abuse")) await abuse();
+if (wanted("runner")) await runnerBench();
