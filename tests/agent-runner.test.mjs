@@ -5,13 +5,14 @@
 
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { AGENT_BINARY } from "../scripts/setup.mjs";
 import { issueToken, submit, taskOf } from "./helpers/agents.mjs";
-import { eventually, startWorker } from "./helpers/worker.mjs";
+import { eventually, freePort, startWorker } from "./helpers/worker.mjs";
 
 const AGENTS = ["context-fetcher", "cloudflare-specialist", "sveltekit-specialist", "project-manager", "test-runner"];
 
@@ -178,6 +179,56 @@ describe("switchyard-agent runners", { timeout: 300_000 }, () => {
     assert.equal(step.attempts[0].status, "failed");
     assert.match(step.attempts[0].error, /handed back for another attempt/);
     assert.ok(["failed", "queued"].includes(step.status), `the step waits for its next attempt, not a lease: ${step.status}`);
+  });
+
+  test("a webhook agent served by `serve` completes its step, and forged or replayed deliveries are refused", async () => {
+    const port = await freePort();
+    const created = await worker.admin("/v1/agents", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "served-agent", mode: "webhook", webhook_url: `http://127.0.0.1:${port}/hook`, capabilities: ["serving"] }),
+    });
+    assert.equal(created.status, 201);
+    const { token, webhook_secret: secret } = await created.json();
+    const flow = await worker.admin("/v1/workflows", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "served-flow", steps: [{ key: "1", name: "serve_it", agent: "served-agent" }] }),
+    });
+    assert.equal(flow.status, 201);
+    const clone = join(scratch, "served");
+    spawnSync("git", ["clone", "-q", join(scratch, "origin"), clone]);
+    const script = "printf 'served\\n' > served.txt; echo handled the delivery";
+    const server = spawn(
+      AGENT_BINARY,
+      ["serve", "--url", worker.url, "--agent", "served-agent", "--token", token, "--secret", secret, "--listen", `127.0.0.1:${port}`, "--workdir", clone, "--", "sh", "-c", script],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    server.output = "";
+    server.stderr.on("data", (chunk) => (server.output += chunk));
+    runners.push(server);
+    assert.ok(await eventually(() => server.output.includes("serving webhook deliveries"), { timeoutMs: 10_000 }), server.output);
+
+    const task = (await submit(worker, { title: "Serve it", workflow: "served-flow" })).body.task;
+    const done = await eventually(async () => {
+      const read = await taskOf(worker, task.id);
+      return read.status !== "running" && read;
+    }, { timeoutMs: 60_000, intervalMs: 250 });
+    assert.equal(done?.status, "succeeded", server.output);
+    const metrics = (await (await worker.admin(`/v1/tasks/${task.id}/metrics`)).json()).agents[0];
+    assert.deepEqual([metrics.files_created, metrics.lines_added], [1, 1], "the served step's change was measured");
+
+    const body = JSON.stringify({ message: { id: "msg_test", type: "notify", from: "test-runner", payload: {} } });
+    const now = Math.floor(Date.now() / 1000);
+    const signed = (timestamp, key = secret) => `v1=${createHmac("sha256", key).update(`${timestamp}.${body}`).digest("hex")}`;
+    const deliver = (headers) => fetch(`http://127.0.0.1:${port}/hook`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
+    const good = { "x-switchyard-delivery": "dlv-1", "x-switchyard-timestamp": String(now), "x-switchyard-signature": signed(now) };
+    assert.equal((await deliver(good)).status, 200);
+    assert.equal((await deliver(good)).status, 401, "a replayed delivery id is refused");
+    assert.equal((await deliver({ ...good, "x-switchyard-delivery": "dlv-2", "x-switchyard-signature": signed(now, "whsec_forged") })).status, 401);
+    const old = now - 3600;
+    assert.equal((await deliver({ ...good, "x-switchyard-delivery": "dlv-3", "x-switchyard-timestamp": String(old), "x-switchyard-signature": signed(old) })).status, 401);
+    server.kill("SIGTERM");
   });
 
   test("a wrong token, an unknown agent and a missing work directory are explained", () => {

@@ -7,6 +7,8 @@ mod diff;
 mod prompt;
 mod report;
 mod runner;
+mod serve;
+mod signature;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +69,29 @@ enum Commands {
         #[arg(long, default_value_t = 0)]
         steps: u64,
         /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Serve webhook deliveries for a webhook agent: check switchyard's signature (timestamp
+    /// tolerance, each delivery id once), answer 202, run COMMAND for the step as `run` does and
+    /// complete it over the API. Messages are acknowledged and printed.
+    Serve {
+        #[command(flatten)]
+        connection: Connection,
+        #[arg(long, env = "SWITCHYARD_AGENT")]
+        agent: Option<String>,
+        /// The agent's webhook secret (whsec_...), shown when the agent was created or rotated.
+        #[arg(long, env = "SWITCHYARD_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+        /// Address to listen on; the agent's webhook_url must reach it.
+        #[arg(long, default_value = "127.0.0.1:8790")]
+        listen: String,
+        #[arg(long, env = "SWITCHYARD_WORKDIR")]
+        workdir: Option<PathBuf>,
+        #[arg(long, default_value_t = 30)]
+        heartbeat_seconds: u64,
+        #[arg(long, default_value_t = 3600)]
+        timeout_seconds: u64,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -161,6 +186,22 @@ fn run(cli: Cli) -> Result<(), String> {
             })
             .map_err(|e| format!("cannot watch for Ctrl-C: {e}"))?;
             runner::run(&settings, stop)
+        }
+        Commands::Serve { connection, agent, secret, listen, workdir, heartbeat_seconds, timeout_seconds, command } => {
+            let config = config_of(connection.config.as_ref())?;
+            let workdir =
+                workdir.or_else(|| config["workdir"].as_str().map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("."));
+            let settings = runner::Settings {
+                url: setting(connection.url, &config, "url", "the switchyard URL")?,
+                token: setting(connection.token, &config, "token", "the token")?,
+                agent: setting(agent, &config, "agent", "the agent name")?,
+                workdir: runner::absolute(&workdir),
+                command,
+                heartbeat: Duration::from_secs(heartbeat_seconds.max(1)),
+                timeout: Duration::from_secs(timeout_seconds.max(1)),
+                steps: 0,
+            };
+            serve::serve(settings, &listen, &secret, Arc::new(AtomicBool::new(false)))
         }
         Commands::Send { connection, from, to, kind, payload, correlation_id, task_id, wait } => {
             let config = config_of(connection.config.as_ref())?;

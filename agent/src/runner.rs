@@ -115,7 +115,8 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<(), String> {
     Ok(())
 }
 
-fn run_step(
+/// Runs one step (leased, or delivered to `serve`) and completes it.
+pub fn run_step(
     client: &Client,
     settings: &Settings,
     step: &Value,

@@ -1,0 +1,93 @@
+//! `switchyard-agent serve`: a small HTTP server for a webhook agent. switchyard POSTs each of
+//! the agent's steps (and messages) to it, signed; a step is answered 202 at once and run the
+//! way `run` runs a leased step (heartbeats and completion over the API), one at a time.
+
+use std::io::Read;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use tiny_http::{Header, Method, Response, Server};
+
+use crate::client::Client;
+use crate::runner::{self, Settings};
+use crate::signature::{self, SeenDeliveries};
+
+/// Largest delivery read: a step with its inputs is far smaller; more is not switchyard.
+const DELIVERY_BYTES_MAX: u64 = 4 * 1024 * 1024;
+
+fn now_seconds() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn answer(request: tiny_http::Request, status: u16, body: Value) {
+    let header = Header::from_bytes(&b"content-type"[..], &b"application/json"[..]).expect("a static header is valid");
+    let _ = request.respond(Response::from_string(body.to_string()).with_status_code(status).with_header(header));
+}
+
+fn header_of(request: &tiny_http::Request, name: &'static str) -> String {
+    request.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str().to_string()).unwrap_or_default()
+}
+
+pub fn serve(settings: Settings, listen: &str, secret: &str, stop: Arc<AtomicBool>) -> Result<(), String> {
+    if !settings.workdir.is_dir() {
+        return Err(format!("the work directory {} does not exist", settings.workdir.display()));
+    }
+    let server = Server::http(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    eprintln!("switchyard-agent: {} serving webhook deliveries on http://{listen}", settings.agent);
+    let (steps, queue) = mpsc::channel::<Value>();
+    let settings = Arc::new(settings);
+    let worker_settings = Arc::clone(&settings);
+    // One step at a time, in delivery order: they share the work directory.
+    thread::spawn(move || {
+        let client = Client::new(&worker_settings.url, &worker_settings.token);
+        let measured = crate::diff::is_work_tree(&worker_settings.workdir);
+        for step in queue {
+            if let Err(why) = runner::run_step(&client, &worker_settings, &step, measured, &stop) {
+                eprintln!("switchyard-agent: {why}");
+            }
+        }
+    });
+    let mut seen = SeenDeliveries::default();
+    for mut request in server.incoming_requests() {
+        if request.method() != &Method::Post {
+            answer(request, 405, json!({"error": "deliveries are POSTed"}));
+            continue;
+        }
+        let mut body = Vec::new();
+        let read = request.as_reader().take(DELIVERY_BYTES_MAX + 1).read_to_end(&mut body);
+        if read.is_err() || body.len() as u64 > DELIVERY_BYTES_MAX {
+            answer(request, 413, json!({"error": "the delivery is too large"}));
+            continue;
+        }
+        let checked = signature::verify(
+            secret,
+            &header_of(&request, "x-switchyard-timestamp"),
+            &header_of(&request, "x-switchyard-signature"),
+            &body,
+            now_seconds(),
+        )
+        .and_then(|()| seen.accept(&header_of(&request, "x-switchyard-delivery"), now_seconds()));
+        if let Err(rejected) = checked {
+            eprintln!("switchyard-agent: refused a delivery: {rejected}");
+            answer(request, 401, json!({"error": rejected.to_string()}));
+            continue;
+        }
+        let delivery: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if delivery["step"].is_object() {
+            let _ = steps.send(delivery["step"].clone());
+            // Completed later over the API, once the command has run.
+            answer(request, 202, json!({"accepted": delivery["step"]["id"]}));
+        } else if delivery["message"].is_object() {
+            let message = &delivery["message"];
+            eprintln!("switchyard-agent: {} from {}: {}", message["type"], message["from"], message["payload"]);
+            answer(request, 200, json!({"received": message["id"]}));
+        } else {
+            answer(request, 400, json!({"error": "a delivery holds a step or a message"}));
+        }
+    }
+    Ok(())
+}
