@@ -231,6 +231,38 @@ describe("switchyard-agent runners", { timeout: 300_000 }, () => {
     server.kill("SIGTERM");
   });
 
+  test("send --wait prints the answer to a query, and inbox lists what arrived", async () => {
+    const env = { ...process.env, SWITCHYARD_URL: worker.url };
+    const asking = spawn(
+      AGENT_BINARY,
+      ["send", "--token", tokens["sveltekit-specialist"], "--from", "sveltekit-specialist", "--to", "cloudflare-specialist",
+        "--correlation-id", "cli-question", "--payload", '{"question":"Which KV key?"}', "--wait", "30"],
+      { env, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let printed = "";
+    asking.stdout.on("data", (chunk) => (printed += chunk));
+    asking.stderr.on("data", (chunk) => (printed += chunk));
+    const exited = new Promise((resolve) => asking.once("exit", resolve));
+    runners.push(asking);
+    const listed = await eventually(() => {
+      const result = spawnSync(AGENT_BINARY, ["inbox", "--token", tokens["cloudflare-specialist"], "--agent", "cloudflare-specialist", "--wait", "1"], {
+        env,
+        encoding: "utf8",
+      });
+      const messages = JSON.parse(result.stdout || "{}").messages ?? [];
+      return messages.some((m) => m.correlation_id === "cli-question") && messages;
+    }, { timeoutMs: 20_000 });
+    assert.ok(listed, "the query reached the inbox");
+    const reply = await worker.fetch("/v1/messages", {
+      method: "POST",
+      headers: { authorization: `Bearer ${tokens["cloudflare-specialist"]}`, "content-type": "application/json" },
+      body: JSON.stringify({ from: "cloudflare-specialist", to: "sveltekit-specialist", type: "response", payload: { answer: "session:{id}" }, correlation_id: "cli-question" }),
+    });
+    assert.equal(reply.status, 201);
+    assert.equal(await exited, 0, printed);
+    assert.equal(JSON.parse(printed).payload.answer, "session:{id}");
+  });
+
   test("a wrong token, an unknown agent and a missing work directory are explained", () => {
     const cases = [
       [["--token", "sya_not-a-real-token-not-a-real-token-abcdef", "--agent", "test-runner"], /token was refused \(401\)/],
