@@ -83,6 +83,15 @@ impl ApiError {
         ApiError::NotFound { message: "no route matches this path".into() }
     }
 
+    /// 400 for one unreadable query parameter. A parameter's name is echoed back at most 64
+    /// characters long: it is the client's text.
+    pub fn bad_query(field: &str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            message: "invalid query parameters".into(),
+            details: vec![Detail::field(field.chars().take(64).collect::<String>(), message)],
+        }
+    }
+
     pub fn status(&self) -> u16 {
         match self {
             ApiError::MalformedJson { .. } | ApiError::BadRequest { .. } => 400,

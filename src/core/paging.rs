@@ -56,10 +56,11 @@ impl Page {
     pub fn after_seq(&self) -> Result<i64, ApiError> {
         match &self.cursor {
             None => Ok(0),
-            Some(cursor) => cursor.parse::<i64>().ok().filter(|seq| *seq >= 0).ok_or_else(|| ApiError::BadRequest {
-                message: "invalid query parameters".into(),
-                details: vec![Detail::field("cursor", "not a cursor issued by this api")],
-            }),
+            Some(cursor) => cursor
+                .parse::<i64>()
+                .ok()
+                .filter(|seq| *seq >= 0)
+                .ok_or_else(|| ApiError::bad_query("cursor", "not a cursor issued by this api")),
         }
     }
 

@@ -119,17 +119,14 @@ fn take_params<'q>(query: &'q str, names: &[&str]) -> Result<(BTreeMap<String, S
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, raw) = pair.split_once('=').unwrap_or((pair, ""));
         if names.contains(&name) {
-            let value = query_value(raw).ok_or_else(|| bad_param(name, "is not a well-formed query value"))?;
+            let value =
+                query_value(raw).ok_or_else(|| ApiError::bad_query(name, "is not a well-formed query value"))?;
             taken.insert(name.to_string(), value);
         } else {
             rest.push(pair);
         }
     }
     Ok((taken, rest.join("&")))
-}
-
-fn bad_param(name: &str, message: &str) -> ApiError {
-    ApiError::BadRequest { message: "invalid query parameters".into(), details: vec![Detail::field(name, message)] }
 }
 
 /// The list answer: messages and the cursor to ask after (the last seq seen, or the one asked
@@ -151,13 +148,12 @@ pub async fn inbox(call: &Call<'_>) -> Handled {
         return Err(ApiError::Forbidden { message: "an agent reads only its own inbox".into() }.into());
     }
     let (taken, rest) = take_params(&call.query, &["wait"])?;
-    let wait =
-        match taken.get("wait") {
-            None => 0,
-            Some(value) => value.parse::<u32>().ok().filter(|w| *w <= LEASE_WAIT_SECONDS_MAX).ok_or_else(|| {
-                bad_param("wait", &format!("must be whole seconds from 0 to {LEASE_WAIT_SECONDS_MAX}"))
-            })?,
-        };
+    let wait = match taken.get("wait") {
+        None => 0,
+        Some(value) => value.parse::<u32>().ok().filter(|w| *w <= LEASE_WAIT_SECONDS_MAX).ok_or_else(|| {
+            ApiError::bad_query("wait", &format!("must be whole seconds from 0 to {LEASE_WAIT_SECONDS_MAX}"))
+        })?,
+    };
     let page = Page::parse_history(&rest)?;
     let after = page.after_seq()?;
     let db = call.env.d1(bindings::DB)?;
@@ -187,7 +183,7 @@ pub async fn conversation(call: &Call<'_>) -> Handled {
     let correlation_id = taken
         .get("correlation_id")
         .filter(|c| messages::is_correlation_id(c))
-        .ok_or_else(|| bad_param("correlation_id", "is required: the conversation's correlation id"))?;
+        .ok_or_else(|| ApiError::bad_query("correlation_id", "is required: the conversation's correlation id"))?;
     let page = Page::parse_history(&rest)?;
     let after = page.after_seq()?;
     let party = match &call.principal {

@@ -11,12 +11,13 @@ use serde_json::{json, Map, Value};
 use worker::{D1Database, Env, HttpMetadata};
 
 use super::api::{Call, Handled};
+use super::tasks::task_id_param;
 use super::{engine, platform, store};
 use crate::core::agent_log;
 use crate::core::bindings;
 use crate::core::encoding::query_value;
 use crate::core::engine as core_engine;
-use crate::core::error::{ApiError, Detail};
+use crate::core::error::ApiError;
 use crate::core::http::{negotiate, ApiResponse};
 use crate::core::limits::STEPS_MAX;
 use crate::core::metrics::{self, AgentAggregate, StepFigures};
@@ -192,16 +193,6 @@ pub async fn run_builtin(
     Ok((report, row))
 }
 
-/// A task id from the path; anything that is not one names no task.
-fn task_id_param(call: &Call<'_>) -> Result<String, ApiError> {
-    let id = call.matched.param("id");
-    let body = id.strip_prefix("tsk_").unwrap_or("");
-    if body.len() != 26 || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(ApiError::NotFound { message: "no task with this id".into() });
-    }
-    Ok(id.to_string())
-}
-
 fn no_task(task_id: &str) -> ApiError {
     ApiError::NotFound { message: format!("no task {task_id}") }
 }
@@ -314,18 +305,11 @@ pub async fn agent_metrics(call: &Call<'_>) -> Handled {
         match name {
             "since" => {
                 since = query_value(raw).as_deref().and_then(Timestamp::parse_rfc3339).ok_or_else(|| {
-                    ApiError::BadRequest {
-                        message: "invalid query parameters".into(),
-                        details: vec![Detail::field("since", "must be an RFC 3339 time, e.g. 2026-11-24T00:00:00Z")],
-                    }
+                    ApiError::bad_query("since", "must be an RFC 3339 time, e.g. 2026-11-24T00:00:00Z")
                 })?;
             }
             other => {
-                return Err(ApiError::BadRequest {
-                    message: "invalid query parameters".into(),
-                    details: vec![Detail::field(other, "unknown query parameter; this route reads only since")],
-                }
-                .into())
+                return Err(ApiError::bad_query(other, "unknown query parameter; this route reads only since").into())
             }
         }
     }

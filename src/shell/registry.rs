@@ -383,12 +383,7 @@ fn requested_name(query: &str) -> Result<Option<String>, ApiError> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("name", value)) => name = Some(value.to_string()),
-            _ => {
-                return Err(ApiError::BadRequest {
-                    message: "invalid query parameters".into(),
-                    details: vec![Detail::field(pair.chars().take(64).collect::<String>(), "unknown query parameter")],
-                })
-            }
+            _ => return Err(ApiError::bad_query(pair, "unknown query parameter")),
         }
     }
     Ok(name)

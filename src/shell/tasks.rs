@@ -235,7 +235,7 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
 }
 
 /// A task id from the path; anything that is not one cannot name a task.
-fn task_id_param(call: &Call<'_>) -> Result<String, ApiError> {
+pub(super) fn task_id_param(call: &Call<'_>) -> Result<String, ApiError> {
     id_param(call, "tsk_", "no task with this id")
 }
 
@@ -279,11 +279,7 @@ pub async fn list(call: &Call<'_>) -> Handled {
     }
     if let Some(value) = &status {
         if core_engine::TaskStatus::parse(value).is_none() {
-            return Err(ApiError::BadRequest {
-                message: "invalid query parameters".into(),
-                details: vec![Detail::field("status", "must be running, succeeded, failed or cancelled")],
-            }
-            .into());
+            return Err(ApiError::bad_query("status", "must be running, succeeded, failed or cancelled").into());
         }
     }
     let page = Page::parse(&rest.join("&"))?;
@@ -375,13 +371,10 @@ fn wait_seconds(query: &str) -> Result<u32, ApiError> {
         match parsed {
             Some(value) => wait = value,
             None => {
-                return Err(ApiError::BadRequest {
-                    message: "invalid query parameters".into(),
-                    details: vec![Detail::field(
-                        "wait",
-                        format!("the only parameter is wait, whole seconds from 0 to {LEASE_WAIT_SECONDS_MAX}"),
-                    )],
-                })
+                return Err(ApiError::bad_query(
+                    "wait",
+                    format!("the only parameter is wait, whole seconds from 0 to {LEASE_WAIT_SECONDS_MAX}"),
+                ))
             }
         }
     }
