@@ -43,6 +43,23 @@ struct Connection {
     config: Option<PathBuf>,
 }
 
+/// How a step's command is run, for `run` and `serve` alike.
+#[derive(Args)]
+struct Work {
+    /// The agent to work as, e.g. cloudflare-specialist.
+    #[arg(long, env = "SWITCHYARD_AGENT")]
+    agent: Option<String>,
+    /// Where the command runs; when it is a git work tree, files and lines changed are measured.
+    #[arg(long, env = "SWITCHYARD_WORKDIR")]
+    workdir: Option<PathBuf>,
+    /// Seconds between heartbeats while a command runs.
+    #[arg(long, default_value_t = 30)]
+    heartbeat_seconds: u64,
+    /// Longest a command may run; it is stopped and the step failed after this.
+    #[arg(long, default_value_t = 3600)]
+    timeout_seconds: u64,
+}
+
 #[derive(Subcommand)]
 enum Commands {
     /// Lease this agent's steps and run COMMAND for each, until stopped with Ctrl-C.
@@ -53,18 +70,8 @@ enum Commands {
     Run {
         #[command(flatten)]
         connection: Connection,
-        /// The agent to run as, e.g. cloudflare-specialist.
-        #[arg(long, env = "SWITCHYARD_AGENT")]
-        agent: Option<String>,
-        /// Where the command runs; when it is a git work tree, files and lines changed are measured.
-        #[arg(long, env = "SWITCHYARD_WORKDIR")]
-        workdir: Option<PathBuf>,
-        /// Seconds between heartbeats while a command runs.
-        #[arg(long, default_value_t = 30)]
-        heartbeat_seconds: u64,
-        /// Longest a command may run; it is stopped and the step failed after this.
-        #[arg(long, default_value_t = 3600)]
-        timeout_seconds: u64,
+        #[command(flatten)]
+        work: Work,
         /// Exit after this many steps (0: keep going).
         #[arg(long, default_value_t = 0)]
         steps: u64,
@@ -78,20 +85,14 @@ enum Commands {
     Serve {
         #[command(flatten)]
         connection: Connection,
-        #[arg(long, env = "SWITCHYARD_AGENT")]
-        agent: Option<String>,
+        #[command(flatten)]
+        work: Work,
         /// The agent's webhook secret (whsec_...), shown when the agent was created or rotated.
         #[arg(long, env = "SWITCHYARD_WEBHOOK_SECRET", hide_env_values = true)]
         secret: String,
         /// Address to listen on; the agent's webhook_url must reach it.
         #[arg(long, default_value = "127.0.0.1:8790")]
         listen: String,
-        #[arg(long, env = "SWITCHYARD_WORKDIR")]
-        workdir: Option<PathBuf>,
-        #[arg(long, default_value_t = 30)]
-        heartbeat_seconds: u64,
-        #[arg(long, default_value_t = 3600)]
-        timeout_seconds: u64,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -149,6 +150,28 @@ fn setting(flag: Option<String>, config: &Value, key: &str, what: &str) -> Resul
     })
 }
 
+/// The runner's settings from flags, environment and config file.
+fn settings_of(
+    connection: Connection,
+    work: Work,
+    command: Vec<String>,
+    steps: u64,
+) -> Result<runner::Settings, String> {
+    let config = config_of(connection.config.as_ref())?;
+    let workdir =
+        work.workdir.or_else(|| config["workdir"].as_str().map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("."));
+    Ok(runner::Settings {
+        url: setting(connection.url, &config, "url", "the switchyard URL")?,
+        token: setting(connection.token, &config, "token", "the token")?,
+        agent: setting(work.agent, &config, "agent", "the agent name")?,
+        workdir: runner::absolute(&workdir),
+        command,
+        heartbeat: Duration::from_secs(work.heartbeat_seconds.max(1)),
+        timeout: Duration::from_secs(work.timeout_seconds.max(1)),
+        steps,
+    })
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -161,20 +184,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Commands::Run { connection, agent, workdir, heartbeat_seconds, timeout_seconds, steps, command } => {
-            let config = config_of(connection.config.as_ref())?;
-            let workdir =
-                workdir.or_else(|| config["workdir"].as_str().map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("."));
-            let settings = runner::Settings {
-                url: setting(connection.url, &config, "url", "the switchyard URL")?,
-                token: setting(connection.token, &config, "token", "the token")?,
-                agent: setting(agent, &config, "agent", "the agent name")?,
-                workdir: runner::absolute(&workdir),
-                command,
-                heartbeat: Duration::from_secs(heartbeat_seconds.max(1)),
-                timeout: Duration::from_secs(timeout_seconds.max(1)),
-                steps,
-            };
+        Commands::Run { connection, work, steps, command } => {
+            let settings = settings_of(connection, work, command, steps)?;
             let stop = Arc::new(AtomicBool::new(false));
             let flag = Arc::clone(&stop);
             ctrlc::set_handler(move || {
@@ -187,20 +198,8 @@ fn run(cli: Cli) -> Result<(), String> {
             .map_err(|e| format!("cannot watch for Ctrl-C: {e}"))?;
             runner::run(&settings, stop)
         }
-        Commands::Serve { connection, agent, secret, listen, workdir, heartbeat_seconds, timeout_seconds, command } => {
-            let config = config_of(connection.config.as_ref())?;
-            let workdir =
-                workdir.or_else(|| config["workdir"].as_str().map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("."));
-            let settings = runner::Settings {
-                url: setting(connection.url, &config, "url", "the switchyard URL")?,
-                token: setting(connection.token, &config, "token", "the token")?,
-                agent: setting(agent, &config, "agent", "the agent name")?,
-                workdir: runner::absolute(&workdir),
-                command,
-                heartbeat: Duration::from_secs(heartbeat_seconds.max(1)),
-                timeout: Duration::from_secs(timeout_seconds.max(1)),
-                steps: 0,
-            };
+        Commands::Serve { connection, work, secret, listen, command } => {
+            let settings = settings_of(connection, work, command, 0)?;
             serve::serve(settings, &listen, &secret, Arc::new(AtomicBool::new(false)))
         }
         Commands::Send { connection, from, to, kind, payload, correlation_id, task_id, wait } => {
