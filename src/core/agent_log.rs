@@ -63,11 +63,7 @@ pub fn format(entry: &Entry) -> String {
     for (name, items) in entry.records.into_iter().flatten() {
         text.push_str(&format!("RECORD {name}:\n"));
         for item in items.as_array().into_iter().flatten() {
-            let item = match item {
-                Value::String(text) => text.clone(),
-                other => other.to_string(),
-            };
-            text.push_str(&format!("  - {item}\n"));
+            text.push_str(&format!("  - {}\n", super::report::item_text(item)));
         }
     }
     text

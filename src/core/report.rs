@@ -62,9 +62,7 @@ impl Report {
 
     /// The counts reported for one kind of test; `None` when the kind is not reported.
     pub fn tests(&self, kind: TestKind) -> Option<TestCounts> {
-        let counts = self.0.get("tests")?.get(kind.as_str())?;
-        let get = |name: &str| counts.get(name).and_then(Value::as_u64).unwrap_or(0);
-        Some(TestCounts { passed: get("passed"), failed: get("failed"), skipped: get("skipped") })
+        tests_in(&self.0, kind)
     }
 
     pub fn files_created(&self) -> Vec<&str> {
@@ -86,6 +84,21 @@ impl Report {
             .get(field)
             .and_then(Value::as_array)
             .map_or_else(Vec::new, |items| items.iter().filter_map(Value::as_str).collect())
+    }
+}
+
+/// The counts a report object gives for one kind of test; `None` when the kind is not reported.
+pub fn tests_in(report: &Map<String, Value>, kind: TestKind) -> Option<TestCounts> {
+    let counts = report.get("tests")?.get(kind.as_str())?;
+    let get = |name: &str| counts.get(name).and_then(Value::as_u64).unwrap_or(0);
+    Some(TestCounts { passed: get("passed"), failed: get("failed"), skipped: get("skipped") })
+}
+
+/// A list item of a report (records may hold objects) as one line of text.
+pub fn item_text(item: &Value) -> String {
+    match item {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
     }
 }
 

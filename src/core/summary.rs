@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::instructions::Block;
 use super::metrics::AgentMetrics;
-use super::report::{TestCounts, TestKind};
+use super::report::{item_text, tests_in, TestCounts, TestKind};
 
 /// What a missing figure is written as.
 pub const NOT_REPORTED: &str = "not reported";
@@ -249,7 +249,7 @@ pub fn build(
         }
     }
     for kind in TestKind::ALL {
-        let counts: Vec<TestCounts> = steps.iter().filter_map(|s| s.report).filter_map(|r| tests_of(r, kind)).collect();
+        let counts: Vec<TestCounts> = steps.iter().filter_map(|s| s.report).filter_map(|r| tests_in(r, kind)).collect();
         if !counts.is_empty() {
             let total = Tests {
                 passed: counts.iter().map(|c| c.passed).sum(),
@@ -262,21 +262,8 @@ pub fn build(
     summary
 }
 
-fn tests_of(report: &Map<String, Value>, kind: TestKind) -> Option<TestCounts> {
-    let counts = report.get("tests")?.get(kind.as_str())?;
-    let get = |name: &str| counts.get(name).and_then(Value::as_u64).unwrap_or(0);
-    Some(TestCounts { passed: get("passed"), failed: get("failed"), skipped: get("skipped") })
-}
-
 fn strings(report: &Map<String, Value>, field: &str) -> Vec<String> {
     report.get(field).and_then(Value::as_array).map_or_else(Vec::new, |items| items.iter().map(item_text).collect())
-}
-
-fn item_text(item: &Value) -> String {
-    match item {
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
-    }
 }
 
 fn attributed(steps: &[StepFacts], field: &str) -> Vec<Attributed> {

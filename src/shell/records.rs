@@ -197,14 +197,6 @@ fn no_task(task_id: &str) -> ApiError {
     ApiError::NotFound { message: format!("no task {task_id}") }
 }
 
-async fn read_text(env: &Env, key: &str) -> worker::Result<Option<String>> {
-    let Some(object) = env.bucket(bindings::ARTIFACTS)?.get(key).execute().await? else { return Ok(None) };
-    Ok(Some(match object.body() {
-        Some(body) => body.text().await?,
-        None => String::new(),
-    }))
-}
-
 /// Most agent logs listed for a task: a task's steps name at most this many agents.
 const TASK_LOGS_MAX: u32 = STEPS_MAX as u32 + 1;
 
@@ -248,7 +240,7 @@ pub async fn agent_log(call: &Call<'_>) -> Handled {
     if crate::core::agents::check_name(&agent).is_err() {
         return Err(missing().into());
     }
-    let Some(text) = read_text(call.env, &agent_log::key(&task_id, &agent)).await? else {
+    let Some(text) = engine::read_artifact(call.env, &agent_log::key(&task_id, &agent)).await? else {
         return Err(missing().into());
     };
     Ok(ApiResponse::raw(200, "text/plain; charset=utf-8", text))
@@ -268,7 +260,7 @@ pub async fn summary(call: &Call<'_>) -> Handled {
         return Err(ApiError::NotFound { message: format!("task {task_id} has no summary yet") }.into());
     };
     let key = if media == "application/json" { &row.json_key } else { &row.markdown_key };
-    let text = read_text(call.env, key)
+    let text = engine::read_artifact(call.env, key)
         .await?
         .ok_or_else(|| super::api::Failed::Fault(format!("summary {key} is missing from R2")))?;
     let mut response = ApiResponse::raw(200, &format!("{media}; charset=utf-8"), text);
