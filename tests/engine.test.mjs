@@ -141,6 +141,13 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
     assert.equal(frontend.task_type, "frontend");
     assert.equal(frontend.steps.find((s) => s.key === "2a").status, "skipped");
 
+    // The list shows each task's type and chosen agents, as the task itself does.
+    const listed = (await (await worker.admin("/v1/tasks?limit=200")).json()).tasks;
+    for (const task of [backend, frontend]) {
+      const row = listed.find((t) => t.id === task.id);
+      assert.deepEqual([row.task_type, row.agents], [task.task_type, task.agents]);
+    }
+
     const done = await workTask(worker, backend.id, all());
     assert.equal(done.status, "succeeded");
     const fanIn = await eventsOf(worker, backend.id);

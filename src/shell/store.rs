@@ -1291,6 +1291,8 @@ pub struct TaskSummaryRow {
     pub workflow_name: String,
     pub workflow_version: i64,
     pub task_type: Option<String>,
+    /// JSON array text: the agents analysis chose.
+    pub agents: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
@@ -1306,7 +1308,8 @@ pub async fn list_tasks(
     trip();
     db.prepare(
         "SELECT id, title, status, workflow_name, workflow_version,
-                json_extract(analysis, '$.task_type') AS task_type, created_at, updated_at, finished_at
+                json_extract(analysis, '$.task_type') AS task_type, json_extract(analysis, '$.agents') AS agents,
+                created_at, updated_at, finished_at
          FROM tasks
          WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR id < ?2)
          ORDER BY id DESC LIMIT ?3",

@@ -289,8 +289,10 @@ pub async fn list(call: &Call<'_>) -> Handled {
     let tasks: Vec<Value> = rows
         .iter()
         .map(|r| {
+            let agents: Value =
+                r.agents.as_deref().and_then(|a| serde_json::from_str(a).ok()).unwrap_or_else(|| json!([]));
             json!({
-                "id": r.id, "title": r.title, "status": r.status, "task_type": r.task_type,
+                "id": r.id, "title": r.title, "status": r.status, "task_type": r.task_type, "agents": agents,
                 "workflow": {"name": r.workflow_name, "version": r.workflow_version},
                 "created_at": Timestamp::saturating_from_millis(r.created_at).to_rfc3339(),
                 "updated_at": Timestamp::saturating_from_millis(r.updated_at).to_rfc3339(),
