@@ -6,8 +6,10 @@
 //   node scripts/setup.mjs --build-only    build if stale (tools must be installed)
 //   --quiet                                print only what changes
 //
-// Only package registries are used (npm, crates.io). Nothing is downloaded from anywhere else:
-// worker-build is pointed at local wasm-bindgen, esbuild and wasm-opt binaries.
+// Only package registries are used (npm, crates.io, and Debian's apt for the browser tests'
+// chromium). Nothing is downloaded from anywhere else: worker-build is pointed at local
+// wasm-bindgen, esbuild and wasm-opt binaries, and playwright-core drives the system Chromium
+// rather than downloading its own.
 
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -107,9 +109,33 @@ export function lockedWasmBindgenVersion() {
   return match[1];
 }
 
+/** Debian's package, which playwright-core drives in the dashboard's browser tests. */
+const CHROMIUM = "/usr/bin/chromium";
+
+/**
+ * Installs Debian's chromium for the browser tests where apt is available and we are root. Elsewhere
+ * the browser tests are skipped with the reason (set CHROMIUM_PATH to use another Chromium).
+ */
+function ensureChromium() {
+  if (process.env.CHROMIUM_PATH || existsSync(CHROMIUM)) return say("chromium: installed");
+  const apt = capture("apt-get", ["--version"]);
+  const root = typeof process.getuid === "function" && process.getuid() === 0;
+  if (!apt || !root) return say("chromium: not installed and apt-get is not usable here; the browser tests will be skipped");
+  say("chromium: installing (apt-get install chromium)");
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  const install = () =>
+    spawnSync("apt-get", ["install", "-y", "-q", "--no-install-recommends", "chromium"], { stdio: quiet ? "ignore" : "inherit", env }).status === 0;
+  // A fresh machine may have no package lists yet.
+  if (!install()) {
+    run("apt-get", ["update", "-q"], { env });
+    if (!install()) throw new Error("apt-get install chromium failed");
+  }
+}
+
 function ensureTools() {
   checkNode();
   ensureNpmPackages();
+  ensureChromium();
   ensureRust();
   ensureCargoTool("worker-build", "worker-build", WORKER_BUILD_VERSION);
   ensureCargoTool("wasm-bindgen-cli", "wasm-bindgen", lockedWasmBindgenVersion());

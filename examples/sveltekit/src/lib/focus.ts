@@ -1,0 +1,8 @@
+/**
+ * Moves keyboard focus to an element when it appears: an error summary after a refused form, a
+ * freshly shown token. Screen readers then read it, and keyboard users continue from there.
+ */
+export function focusOnMount(node: HTMLElement) {
+  if (!node.hasAttribute("tabindex")) node.setAttribute("tabindex", "-1");
+  node.focus();
+}

@@ -1,0 +1,104 @@
+// The example SvelteKit dashboard (examples/sveltekit) for end-to-end tests and the bench: build
+// it, serve the build with `vite preview` pointed at a test Worker, and drive it with the system
+// Chromium through playwright-core.
+
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ROOT } from "../../scripts/setup.mjs";
+import { freePort } from "./worker.mjs";
+
+export const DASHBOARD_DIR = join(ROOT, "examples", "sveltekit");
+/** Where end-to-end screenshots go; CI keeps the folder as the run's artifacts. */
+export const SCREENSHOT_DIR = join(ROOT, "test-artifacts", "screenshots");
+/** Debian's chromium package puts the browser here; CHROMIUM_PATH overrides it. */
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+
+const VITE = join(ROOT, "node_modules", "vite", "bin", "vite.js");
+const READY_TIMEOUT_MS = 30_000;
+const STOP_TIMEOUT_MS = 5_000;
+
+/** Why the browser tests cannot run here, or null when they can. */
+export function browserMissing() {
+  return existsSync(CHROMIUM) ? null : `no Chromium at ${CHROMIUM} (the set-up installs Debian's chromium where apt is available)`;
+}
+
+/** Builds the dashboard for production (adapter-cloudflare's output and the preview server's). */
+export function buildDashboard() {
+  const result = spawnSync(process.execPath, [VITE, "build", "--logLevel", "warn"], { cwd: DASHBOARD_DIR, encoding: "utf8" });
+  if (result.status !== 0) throw new Error(`building the dashboard failed:\n${result.stdout}\n${result.stderr}`);
+}
+
+/** Serves the built dashboard on loopback, talking to switchyard at `switchyardUrl`. */
+export async function startDashboard({ switchyardUrl }) {
+  const port = await freePort();
+  const child = spawn(process.execPath, [VITE, "preview", "--host", "127.0.0.1", "--port", String(port), "--strictPort"], {
+    cwd: DASHBOARD_DIR,
+    env: { ...process.env, SWITCHYARD_URL: switchyardUrl },
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout.on("data", (chunk) => (output += chunk));
+  child.stderr.on("data", (chunk) => (output += chunk));
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  const url = `http://127.0.0.1:${port}`;
+  const dashboard = {
+    url,
+    logs: () => output,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      try {
+        process.kill(-child.pid, "SIGTERM");
+      } catch {
+        // Already gone.
+      }
+      const timedOut = await Promise.race([exited.then(() => false), sleep(STOP_TIMEOUT_MS).then(() => true)]);
+      if (timedOut) {
+        try {
+          process.kill(-child.pid, "SIGKILL");
+        } catch {
+          // Already gone.
+        }
+      }
+    },
+  };
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline && child.exitCode === null) {
+    try {
+      const response = await fetch(`${url}/signin`);
+      await response.arrayBuffer();
+      if (response.ok) return dashboard;
+    } catch {
+      // Not listening yet.
+    }
+    await sleep(100);
+  }
+  await dashboard.stop();
+  throw new Error(`the dashboard did not start within ${READY_TIMEOUT_MS} ms:\n${output}`);
+}
+
+/** Headless Chromium as the machine allows it: as root without its sandbox, and with no background traffic. */
+export async function launchBrowser() {
+  const { chromium } = await import("playwright-core");
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+}
+
+/** Saves a full-page screenshot as `name.png` in the artifacts folder. */
+export async function screenshot(page, name) {
+  mkdirSync(SCREENSHOT_DIR, { recursive: true });
+  await page.screenshot({ path: join(SCREENSHOT_DIR, `${name}.png`), fullPage: true });
+}
