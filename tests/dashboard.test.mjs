@@ -1,13 +1,25 @@
 // The example SvelteKit dashboard end to end, in headless Chromium: sign in, a refused and then an
 // accepted "new task" form, the task running to the end while simulated agents complete its steps
 // (the page updates itself), its summary, the agents and workflows pages, sign out. Screenshots of
-// the main pages at desktop and phone sizes go to test-artifacts/screenshots/.
+// the main pages at desktop and phone sizes go to test-artifacts/screenshots/. The app runs
+// under `vite preview` with SWITCHYARD_URL, and then as a Worker in workerd reaching switchyard
+// through its service binding.
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { agent, issueToken, workTask } from "./helpers/agents.mjs";
-import { browserMissing, buildDashboard, launchBrowser, screenshot, startDashboard } from "./helpers/dashboard.mjs";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  browserMissing,
+  buildDashboard,
+  launchBrowser,
+  screenshot,
+  startDashboard,
+  startDashboardOnWorkerd,
+} from "./helpers/dashboard.mjs";
 import { ADMIN_TOKEN, startWorker } from "./helpers/worker.mjs";
 
 const DEFAULT_AGENTS = ["context-fetcher", "cloudflare-specialist", "sveltekit-specialist", "project-manager", "test-runner"];
@@ -242,6 +254,48 @@ describe("the SvelteKit dashboard in a browser", { timeout: 600_000, skip: missi
 
     await page.goto(`${dashboard.url}/agents`);
     assert.equal(new URL(page.url()).pathname, "/signin");
+    await context.close();
+  });
+});
+
+describe("the dashboard as a Worker, through its service binding", { timeout: 300_000, skip: missing ?? false }, () => {
+  let registryDir;
+  let worker;
+  let dashboard;
+  let browser;
+
+  before(async () => {
+    // Its own registry, so the binding finds this file's switchyard and no other.
+    registryDir = mkdtempSync(join(tmpdir(), "switchyard-registry-"));
+    buildDashboard();
+    worker = await startWorker({ registryDir });
+    dashboard = await startDashboardOnWorkerd({ registryDir, stateDir: join(registryDir, "dashboard-state") });
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+    await dashboard?.stop();
+    await worker?.stop();
+    if (registryDir) rmSync(registryDir, { recursive: true, force: true });
+  });
+
+  test("signs in, submits a task and shows it with no URL configured, only the binding", async () => {
+    const context = await browser.newContext({ viewport: DESKTOP });
+    const page = await context.newPage();
+    await page.goto(`${dashboard.url}/tasks/new`);
+    await page.getByLabel("Admin token").fill(ADMIN_TOKEN);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.waitForURL(`${dashboard.url}/tasks/new`);
+
+    await page.getByLabel("Title").fill("Add a Worker API endpoint for comments");
+    await page.getByRole("button", { name: "Submit task" }).click();
+    await page.waitForURL(/\/tasks\/tsk_[^/]+$/, { timeout: UI_TIMEOUT_MS });
+    const taskId = decodeURIComponent(new URL(page.url()).pathname.split("/").pop());
+    assert.equal(await page.getByTestId("task-status").innerText(), "running");
+    assert.equal((await worker.admin(`/v1/tasks/${taskId}`)).status, 200, "the task is in this switchyard");
+
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.waitForURL(`${dashboard.url}/signin`);
     await context.close();
   });
 });

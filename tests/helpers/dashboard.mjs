@@ -1,13 +1,13 @@
 // The example SvelteKit dashboard (examples/sveltekit) for end-to-end tests and the bench: build
-// it, serve the build with `vite preview` pointed at a test Worker, and drive it with the system
-// Chromium through playwright-core.
+// it, serve the build (with `vite preview` and a URL, or in workerd with the service binding)
+// pointed at a test Worker, and drive it with the system Chromium through playwright-core.
 
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ROOT } from "../../scripts/setup.mjs";
-import { freePort } from "./worker.mjs";
+import { freePort, QUIET_ENV } from "./worker.mjs";
 
 export const DASHBOARD_DIR = join(ROOT, "examples", "sveltekit");
 /** Where end-to-end screenshots go; CI keeps the folder as the run's artifacts. */
@@ -16,7 +16,9 @@ export const SCREENSHOT_DIR = join(ROOT, "test-artifacts", "screenshots");
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 const VITE = join(ROOT, "node_modules", "vite", "bin", "vite.js");
-const READY_TIMEOUT_MS = 30_000;
+const WRANGLER = join(ROOT, "node_modules", ".bin", "wrangler");
+/** wrangler dev's first start compiles the app's Worker; a minute covers a loaded machine. */
+const READY_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 5_000;
 
 /** Why the browser tests cannot run here, or null when they can. */
@@ -30,15 +32,49 @@ export function buildDashboard() {
   if (result.status !== 0) throw new Error(`building the dashboard failed:\n${result.stdout}\n${result.stderr}`);
 }
 
-/** Serves the built dashboard on loopback, talking to switchyard at `switchyardUrl`. */
+/**
+ * Serves the built dashboard with `vite preview` (Node) on loopback, talking to switchyard at
+ * `switchyardUrl`: the plain-URL way.
+ */
 export async function startDashboard({ switchyardUrl }) {
   const port = await freePort();
-  const child = spawn(process.execPath, [VITE, "preview", "--host", "127.0.0.1", "--port", String(port), "--strictPort"], {
-    cwd: DASHBOARD_DIR,
-    env: { ...process.env, SWITCHYARD_URL: switchyardUrl },
-    detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const args = [VITE, "preview", "--host", "127.0.0.1", "--port", String(port), "--strictPort"];
+  return serve(process.execPath, args, { ...process.env, SWITCHYARD_URL: switchyardUrl }, port);
+}
+
+/**
+ * Serves adapter-cloudflare's output with `wrangler dev` (workerd) on loopback, reaching
+ * switchyard through the app's `SWITCHYARD` service binding: the Worker started with the same
+ * `registryDir` (startWorker's option) answers it.
+ */
+export async function startDashboardOnWorkerd({ registryDir, stateDir }) {
+  const port = await freePort();
+  const inspectorPort = await freePort();
+  const args = [
+    "dev",
+    "--ip", "127.0.0.1",
+    "--port", String(port),
+    "--inspector-port", String(inspectorPort),
+    "--persist-to", stateDir,
+    "--show-interactive-dev-session=false",
+    // An empty env file, so a developer's .env (SWITCHYARD_URL) cannot take the binding's place.
+    "--env-file", emptyEnvFile(stateDir),
+  ];
+  const env = { ...QUIET_ENV, WRANGLER_REGISTRY_PATH: registryDir };
+  delete env.SWITCHYARD_URL;
+  return serve(WRANGLER, args, env, port);
+}
+
+function emptyEnvFile(dir) {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, "empty.env");
+  writeFileSync(path, "");
+  return path;
+}
+
+/** Starts `command` in its own process group and waits until the dashboard answers on `port`. */
+async function serve(command, args, env, port) {
+  const child = spawn(command, args, { cwd: DASHBOARD_DIR, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout.on("data", (chunk) => (output += chunk));
   child.stderr.on("data", (chunk) => (output += chunk));

@@ -22,13 +22,16 @@ const STOP_TIMEOUT_MS = 10_000;
 
 export const ADMIN_TOKEN = "test-admin-token-0123456789abcdef";
 
-const QUIET_ENV = {
+export const QUIET_ENV = {
   ...process.env,
   WRANGLER_SEND_METRICS: "false",
   WRANGLER_LOG: "info",
   FORCE_COLOR: "0",
   NO_COLOR: "1",
   CI: "true",
+  // Local runs must not reach out: without this, wrangler dev fetches a sample `request.cf`
+  // from workers.cloudflare.com whenever its cache folder has none.
+  CLOUDFLARE_CF_FETCH_ENABLED: "false",
 };
 
 /** A TCP port that was free a moment ago on 127.0.0.1. */
@@ -105,9 +108,11 @@ export function executeSql(stateDir, file) {
  * - `pollMs`: how often readiness is polled (the bench polls finely to time start-up).
  * - `rateLimits`: limits per rate-limiting binding, e.g. `{ RATE_LIMIT_ADDRESS: 5 }`; `null`
  *   keeps wrangler.toml's. By default both are far above anything a test sends.
+ * - `registryDir`: the wrangler dev registry to join (WRANGLER_REGISTRY_PATH), so that another
+ *   `wrangler dev` using the same folder reaches this Worker through a service binding.
  */
 export async function startWorker(options = {}) {
-  const { vars = {}, withoutBindings = [], migrate = true, pollMs = 200, rateLimits = TEST_RATE_LIMITS } = options;
+  const { vars = {}, withoutBindings = [], migrate = true, pollMs = 200, rateLimits = TEST_RATE_LIMITS, registryDir } = options;
   const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), "switchyard-test-"));
   const configDir = mkdtempSync(join(tmpdir(), "switchyard-config-"));
   const config = writeConfig(configDir, withoutBindings, rateLimits);
@@ -129,7 +134,8 @@ export async function startWorker(options = {}) {
   ];
   // detached: the runtime gets its own process group, so stop() ends wrangler and workerd
   // together and nothing else.
-  const child = spawn(WRANGLER, args, { cwd: ROOT, env: QUIET_ENV, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  const env = registryDir ? { ...QUIET_ENV, WRANGLER_REGISTRY_PATH: registryDir } : QUIET_ENV;
+  const child = spawn(WRANGLER, args, { cwd: ROOT, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout.on("data", (chunk) => (output += chunk));
   child.stderr.on("data", (chunk) => (output += chunk));
