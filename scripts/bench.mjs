@@ -23,6 +23,9 @@
 // 8. switchyard-agent: the runner's overhead per step (lease to completion, from the Worker's
 //    own events, with a no-op command in a git work tree), and steps/s for one runner and for
 //    four runners of one agent working through a backlog of one-step tasks.
+// 9. The example dashboard (examples/sveltekit): its client JavaScript, raw and gzip, and a
+//    Lighthouse run (the system Chromium) of a finished task's detail page, signed in: the
+//    performance and accessibility scores with Lighthouse's mobile and desktop settings.
 
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -30,8 +33,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { Miniflare } from "miniflare";
-import { agent, eventsOf, issueToken, submit, taskOf } from "../tests/helpers/agents.mjs";
-import { executeSql, startWorker } from "../tests/helpers/worker.mjs";
+import { agent, eventsOf, issueToken, submit, taskOf, workTask } from "../tests/helpers/agents.mjs";
+import { buildDashboard, browserMissing, CHROMIUM, DASHBOARD_DIR, startDashboard } from "../tests/helpers/dashboard.mjs";
+import { ADMIN_TOKEN, executeSql, freePort, startWorker } from "../tests/helpers/worker.mjs";
 import { AGENT_BINARY, ROOT, setup } from "./setup.mjs";
 
 /** Requests per latency configuration: enough for a stable p99 (≥ 20 samples above it),
@@ -704,6 +708,106 @@ async function runnerBench() {
   }
 }
 
+/** Every file under `dir`, recursively. */
+function filesUnder(dir) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory() ? filesUnder(join(dir, entry.name)) : [join(dir, entry.name)],
+  );
+}
+
+/** A headless Chromium for Lighthouse, listening for DevTools on a loopback port. */
+async function chromiumForLighthouse() {
+  const port = await freePort();
+  const profile = mkdtempSync(join(tmpdir(), "switchyard-bench-chromium-"));
+  const child = spawn(
+    CHROMIUM,
+    [
+      "--headless=new",
+      `--remote-debugging-port=${port}`,
+      "--remote-debugging-address=127.0.0.1",
+      `--user-data-dir=${profile}`,
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "about:blank",
+    ],
+    { stdio: "ignore" },
+  );
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/json/version`)).ok) break;
+    } catch {
+      // Not listening yet.
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return {
+    port,
+    stop() {
+      child.kill("SIGTERM");
+      rmSync(profile, { recursive: true, force: true, maxRetries: 5 });
+    },
+  };
+}
+
+async function dashboardBench() {
+  console.log("\nexample dashboard (examples/sveltekit, production build)");
+  buildDashboard();
+  const clientDir = join(DASHBOARD_DIR, ".svelte-kit", "output", "client");
+  const scripts = filesUnder(clientDir).filter((file) => file.endsWith(".js"));
+  const raw = scripts.reduce((sum, file) => sum + statSync(file).size, 0);
+  const gzip = scripts.reduce((sum, file) => sum + gzipSync(readFileSync(file), { level: 9 }).length, 0);
+  console.log(`  client JS, all routes: ${scripts.length} files, ${kib(raw)} raw, ${kib(gzip)} gzip`);
+
+  const missing = browserMissing();
+  if (missing) return console.log(`  lighthouse: skipped, ${missing}`);
+  const worker = await startWorker();
+  const dashboard = await startDashboard({ switchyardUrl: worker.url });
+  const chromium = await chromiumForLighthouse();
+  try {
+    const names = ["context-fetcher", "cloudflare-specialist", "sveltekit-specialist", "project-manager", "test-runner"];
+    const clients = [];
+    for (const name of names) clients.push(agent(worker, name, await issueToken(worker, name)));
+    const { body } = await submit(worker, { title: "Add a D1-backed comments API and a SvelteKit page that lists the comments" });
+    const done = await workTask(worker, body.task.id, clients);
+    if (done.status !== "succeeded") throw new Error(`the dashboard's task ended ${done.status}`);
+    const session = await (
+      await worker.fetch("/v1/sessions", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token: ADMIN_TOKEN }) })
+    ).json();
+    const { default: lighthouse } = await import("lighthouse");
+    const { default: desktopConfig } = await import("lighthouse/core/config/desktop-config.js");
+    const url = `${dashboard.url}/tasks/${body.task.id}`;
+    const flags = {
+      port: chromium.port,
+      output: "json",
+      logLevel: "error",
+      onlyCategories: ["performance", "accessibility"],
+      extraHeaders: { Cookie: `switchyard_session=${session.session_id}` },
+    };
+    for (const [label, config] of [["mobile", undefined], ["desktop", desktopConfig]]) {
+      const result = await lighthouse(url, flags, config);
+      const { categories, audits } = result.lhr;
+      const failing = Object.values(audits).filter((a) => a.scoreDisplayMode === "binary" && a.score === 0 && categories.accessibility.auditRefs.some((r) => r.id === a.id));
+      console.log(
+        `  lighthouse ${label.padEnd(7)} task detail: performance ${Math.round(categories.performance.score * 100)}, ` +
+          `accessibility ${Math.round(categories.accessibility.score * 100)}` +
+          `  (FCP ${audits["first-contentful-paint"].displayValue}, LCP ${audits["largest-contentful-paint"].displayValue}, ` +
+          `TBT ${audits["total-blocking-time"].displayValue}, CLS ${audits["cumulative-layout-shift"].displayValue})` +
+          (failing.length ? `  failing: ${failing.map((a) => a.id).join(", ")}` : ""),
+      );
+    }
+  } finally {
+    chromium.stop();
+    await dashboard.stop();
+    await worker.stop();
+  }
+}
+
 try {
   setup({ quiet: true });
 } catch (error) {
@@ -711,7 +815,7 @@ try {
   process.exit(1);
 }
 console.log(`switchyard bench — node ${process.versions.node}, ${new Date().toISOString()}`);
-/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records, abuse, runner) runs a subset. */
+/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records, abuse, runner, dashboard) runs a subset. */
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(",")) : null;
 const wanted = (name) => !only || only.has(name);
 if (wanted("bundle")) bundleSizes();
@@ -724,3 +828,4 @@ if (wanted("engine")) await engine();
 if (wanted("records")) await records();
 if (wanted("abuse")) await abuse();
 if (wanted("runner")) await runnerBench();
+if (wanted("dashboard")) await dashboardBench();
