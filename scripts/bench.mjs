@@ -34,7 +34,7 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { Miniflare } from "miniflare";
 import { agent, eventsOf, issueToken, submit, taskOf, workTask } from "../tests/helpers/agents.mjs";
-import { buildDashboard, browserMissing, CHROMIUM, DASHBOARD_DIR, startDashboard } from "../tests/helpers/dashboard.mjs";
+import { browserMissing, buildDashboard, CHROMIUM, CHROMIUM_FLAGS, DASHBOARD_DIR, startDashboard } from "../tests/helpers/dashboard.mjs";
 import { ADMIN_TOKEN, executeSql, freePort, startWorker } from "../tests/helpers/worker.mjs";
 import { AGENT_BINARY, ROOT, setup } from "./setup.mjs";
 
@@ -726,13 +726,7 @@ async function chromiumForLighthouse() {
       `--remote-debugging-port=${port}`,
       "--remote-debugging-address=127.0.0.1",
       `--user-data-dir=${profile}`,
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
+      ...CHROMIUM_FLAGS,
       "about:blank",
     ],
     { stdio: "ignore" },

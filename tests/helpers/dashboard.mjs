@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ROOT } from "../../scripts/setup.mjs";
-import { freePort, QUIET_ENV } from "./worker.mjs";
+import { freePort, QUIET_ENV, stopGroup } from "./worker.mjs";
 
 export const DASHBOARD_DIR = join(ROOT, "examples", "sveltekit");
 /** Where end-to-end screenshots go; CI keeps the folder as the run's artifacts. */
@@ -19,7 +19,6 @@ const VITE = join(ROOT, "node_modules", "vite", "bin", "vite.js");
 const WRANGLER = join(ROOT, "node_modules", ".bin", "wrangler");
 /** wrangler dev's first start compiles the app's Worker; a minute covers a loaded machine. */
 const READY_TIMEOUT_MS = 60_000;
-const STOP_TIMEOUT_MS = 5_000;
 
 /** Why the browser tests cannot run here, or null when they can. */
 export function browserMissing() {
@@ -83,22 +82,7 @@ async function serve(command, args, env, port) {
   const dashboard = {
     url,
     logs: () => output,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      try {
-        process.kill(-child.pid, "SIGTERM");
-      } catch {
-        // Already gone.
-      }
-      const timedOut = await Promise.race([exited.then(() => false), sleep(STOP_TIMEOUT_MS).then(() => true)]);
-      if (timedOut) {
-        try {
-          process.kill(-child.pid, "SIGKILL");
-        } catch {
-          // Already gone.
-        }
-      }
-    },
+    stop: () => stopGroup(child, exited),
   };
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (Date.now() < deadline && child.exitCode === null) {
@@ -115,22 +99,24 @@ async function serve(command, args, env, port) {
   throw new Error(`the dashboard did not start within ${READY_TIMEOUT_MS} ms:\n${output}`);
 }
 
-/** Headless Chromium as the machine allows it: as root without its sandbox, and with no background traffic. */
+/**
+ * Chromium as these machines allow it: as root, without its sandbox; and with no background
+ * traffic, since anything but loopback is refused here.
+ */
+export const CHROMIUM_FLAGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+/** Headless Chromium driven by playwright-core. */
 export async function launchBrowser() {
   const { chromium } = await import("playwright-core");
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS });
 }
 
 /** Saves a full-page screenshot as `name.png` in the artifacts folder. */

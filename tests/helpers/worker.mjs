@@ -155,22 +155,7 @@ export async function startWorker(options = {}) {
     admin: (path, init = {}) =>
       fetch(`${url}${path}`, { ...init, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(init.headers ?? {}) } }),
     async stop({ keepState = false } = {}) {
-      if (child.exitCode === null && child.signalCode === null) {
-        try {
-          process.kill(-child.pid, "SIGTERM");
-        } catch {
-          // Already gone.
-        }
-        const timedOut = await Promise.race([exited.then(() => false), sleep(STOP_TIMEOUT_MS).then(() => true)]);
-        if (timedOut) {
-          try {
-            process.kill(-child.pid, "SIGKILL");
-          } catch {
-            // Already gone.
-          }
-          await exited;
-        }
-      }
+      await stopGroup(child, exited);
       rmSync(configDir, { recursive: true, force: true });
       if (!keepState) rmSync(stateDir, { recursive: true, force: true });
     },
@@ -190,6 +175,27 @@ export async function startWorker(options = {}) {
   }
   await worker.stop();
   throw new Error(`wrangler dev did not become ready within ${READY_TIMEOUT_MS} ms:\n${output}`);
+}
+
+/**
+ * Ends a child started with `detached: true` and all of its process group (wrangler and its
+ * workerd, say): SIGTERM, then SIGKILL if it has not exited within `timeoutMs`.
+ */
+export async function stopGroup(child, exited, timeoutMs = STOP_TIMEOUT_MS) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const signal = (name) => {
+    try {
+      process.kill(-child.pid, name);
+    } catch {
+      // Already gone.
+    }
+  };
+  signal("SIGTERM");
+  const timedOut = await Promise.race([exited.then(() => false), sleep(timeoutMs).then(() => true)]);
+  if (timedOut) {
+    signal("SIGKILL");
+    await exited;
+  }
 }
 
 /** Calls `probe` until it returns a truthy value or `timeoutMs` passes; returns the last value. */

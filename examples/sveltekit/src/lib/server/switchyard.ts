@@ -34,7 +34,7 @@ export function signInUrl(event: Pick<RequestEvent, "url">): string {
  * user out and sends them to sign in; any other refusal becomes the page's error with
  * switchyard's message and code.
  */
-export async function load<T>(event: RequestEvent, call: Promise<{ data?: T; error?: unknown; response: Response }>): Promise<T> {
+export async function read<T>(event: RequestEvent, call: Promise<{ data?: T; error?: unknown; response: Response }>): Promise<T> {
   try {
     return await ok(call);
   } catch (e) {
@@ -47,14 +47,14 @@ export async function load<T>(event: RequestEvent, call: Promise<{ data?: T; err
   }
 }
 
-/** Like `load`, but a 404 (a summary not written yet, say) is `null` rather than an error page. */
-export async function loadOptional<T>(
+/** Like `read`, but a 404 (a summary not written yet, say) is `null` rather than an error page. */
+export async function readOptional<T>(
   event: RequestEvent,
   call: Promise<{ data?: T; error?: unknown; response: Response }>,
 ): Promise<T | null> {
   const result = await call;
   if (result.response.status === 404) return null;
-  return load(event, Promise.resolve(result));
+  return read(event, Promise.resolve(result));
 }
 
 /**

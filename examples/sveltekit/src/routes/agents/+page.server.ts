@@ -1,4 +1,4 @@
-import { fieldErrors, load as call } from "$lib/server/switchyard";
+import { fieldErrors, read } from "$lib/server/switchyard";
 import { collect, markdown, ok, pages, SwitchyardError } from "@switchyard/client";
 import { fail } from "@sveltejs/kit";
 import type { Actions, PageServerLoad } from "./$types";
@@ -10,7 +10,7 @@ const SUBAGENT_FILE_BYTES_MAX = 65536;
 
 export const load: PageServerLoad = async (event) => {
   const agents = await collect(
-    pages((cursor) => call(event, event.locals.switchyard.GET("/v1/agents", { params: { query: { cursor, limit: 200 } } }))),
+    pages((cursor) => read(event, event.locals.switchyard.GET("/v1/agents", { params: { query: { cursor, limit: 200 } } }))),
     (page) => page.agents,
   );
   return { agents };

@@ -1,4 +1,4 @@
-import { load as call } from "$lib/server/switchyard";
+import { read } from "$lib/server/switchyard";
 import type { PageServerLoad } from "./$types";
 
 /** Tasks per page: a screenful on a desktop, and few enough for one quick D1 read. */
@@ -10,6 +10,6 @@ export const load: PageServerLoad = async (event) => {
   const asked = event.url.searchParams.get("status");
   const status = STATUSES.find((s) => s === asked) as Status | undefined;
   const cursor = event.url.searchParams.get("cursor") || undefined;
-  const page = await call(event, event.locals.switchyard.GET("/v1/tasks", { params: { query: { status, cursor, limit: PAGE_SIZE } } }));
+  const page = await read(event, event.locals.switchyard.GET("/v1/tasks", { params: { query: { status, cursor, limit: PAGE_SIZE } } }));
   return { tasks: page.tasks, nextCursor: page.next_cursor, status: status ?? "", statuses: STATUSES, paged: Boolean(cursor) };
 };

@@ -1,4 +1,4 @@
-import { load as call } from "$lib/server/switchyard";
+import { read } from "$lib/server/switchyard";
 import { collect, markdown, ok, pages, SwitchyardError } from "@switchyard/client";
 import { fail } from "@sveltejs/kit";
 import type { Actions, PageServerLoad } from "./$types";
@@ -15,7 +15,7 @@ export interface FileProblem {
 
 export const load: PageServerLoad = async (event) => {
   const workflows = await collect(
-    pages((cursor) => call(event, event.locals.switchyard.GET("/v1/workflows", { params: { query: { cursor, limit: 200 } } }))),
+    pages((cursor) => read(event, event.locals.switchyard.GET("/v1/workflows", { params: { query: { cursor, limit: 200 } } }))),
     (page) => page.workflows,
   );
   return { workflows };

@@ -1,5 +1,5 @@
 import { renderMarkdown } from "$lib/server/markdown";
-import { load as call, loadOptional } from "$lib/server/switchyard";
+import { read, readOptional } from "$lib/server/switchyard";
 import { collect, pages, type Schemas } from "@switchyard/client";
 import type { PageServerLoad } from "./$types";
 
@@ -21,18 +21,18 @@ export const load: PageServerLoad = async (event) => {
   const sy = event.locals.switchyard;
   const path = { id: event.params.id };
 
-  const { task } = await call(event, sy.GET("/v1/tasks/{id}", { params: { path } }));
+  const { task } = await read(event, sy.GET("/v1/tasks/{id}", { params: { path } }));
   const [events, logList, metrics, summary] = await Promise.all([
     collect(
       pages(
-        (cursor) => call(event, sy.GET("/v1/tasks/{id}/events", { params: { path, query: { cursor, limit: EVENTS_PER_PAGE } } })),
+        (cursor) => read(event, sy.GET("/v1/tasks/{id}/events", { params: { path, query: { cursor, limit: EVENTS_PER_PAGE } } })),
         { maxPages: EVENT_PAGES_MAX },
       ),
       (page) => page.events,
     ),
-    call(event, sy.GET("/v1/tasks/{id}/logs", { params: { path } })),
-    call(event, sy.GET("/v1/tasks/{id}/metrics", { params: { path }, headers: { accept: "application/json" } })),
-    loadOptional(event, sy.GET("/v1/tasks/{id}/summary", { params: { path }, headers: { accept: "application/json" } })),
+    read(event, sy.GET("/v1/tasks/{id}/logs", { params: { path } })),
+    read(event, sy.GET("/v1/tasks/{id}/metrics", { params: { path }, headers: { accept: "application/json" } })),
+    readOptional(event, sy.GET("/v1/tasks/{id}/summary", { params: { path }, headers: { accept: "application/json" } })),
   ]);
 
   const logs = await Promise.all(
@@ -40,7 +40,7 @@ export const load: PageServerLoad = async (event) => {
       agent: log.agent ?? "",
       bytes: log.bytes ?? 0,
       text:
-        (await loadOptional(
+        (await readOptional(
           event,
           sy.GET("/v1/tasks/{id}/logs/{agent}", { params: { path: { id: task.id, agent: log.agent ?? "" } }, parseAs: "text" }),
         )) ?? "",
@@ -53,7 +53,7 @@ export const load: PageServerLoad = async (event) => {
   ].slice(0, CONVERSATIONS_MAX);
   const messages: Schemas["Message"][] = (
     await Promise.all(
-      conversations.map((correlation_id) => call(event, sy.GET("/v1/messages", { params: { query: { correlation_id, limit: 50 } } }))),
+      conversations.map((correlation_id) => read(event, sy.GET("/v1/messages", { params: { query: { correlation_id, limit: 50 } } }))),
     )
   )
     .flatMap((page) => page.messages)

@@ -1,5 +1,5 @@
 import { checkTaskForm, readTaskForm, TASK_FIELDS } from "$lib/server/task-form";
-import { fieldErrors, load as call } from "$lib/server/switchyard";
+import { fieldErrors, read } from "$lib/server/switchyard";
 import { collect, idempotent, newIdempotencyKey, ok, pages, SwitchyardError } from "@switchyard/client";
 import { fail, redirect } from "@sveltejs/kit";
 import type { Actions, PageServerLoad } from "./$types";
@@ -9,7 +9,7 @@ const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,128}$/;
 
 export const load: PageServerLoad = async (event) => {
   const workflows = await collect(
-    pages((cursor) => call(event, event.locals.switchyard.GET("/v1/workflows", { params: { query: { cursor, limit: 200 } } }))),
+    pages((cursor) => read(event, event.locals.switchyard.GET("/v1/workflows", { params: { query: { cursor, limit: 200 } } }))),
     (page) => page.workflows,
   );
   // The key is made with the form, so submitting the same form twice (a double click, a retried

@@ -1,7 +1,7 @@
-import { load as call } from "$lib/server/switchyard";
+import { read } from "$lib/server/switchyard";
 import type { PageServerLoad } from "./$types";
 
 export const load: PageServerLoad = async (event) => {
-  const workflow = await call(event, event.locals.switchyard.GET("/v1/workflows/{name}", { params: { path: { name: event.params.name } } }));
+  const workflow = await read(event, event.locals.switchyard.GET("/v1/workflows/{name}", { params: { path: { name: event.params.name } } }));
   return { workflow };
 };
