@@ -219,6 +219,57 @@ describe("the SvelteKit dashboard in a browser", { timeout: 600_000, skip: missi
     await context.close();
   });
 
+  test("the tasks list pages with the API's cursor and filters by status", async () => {
+    for (let i = 0; i < 21; i += 1) await worker.admin("/v1/tasks", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ title: `Paging task ${i}` }) });
+    const total = (await (await worker.admin("/v1/tasks?limit=200")).json()).tasks.length;
+    const context = await browser.newContext({ viewport: DESKTOP });
+    const page = await context.newPage();
+    await signIn(page);
+
+    const rows = () => page.locator("tbody tr").count();
+    assert.equal(await rows(), 20, "a page holds 20 tasks");
+    assert.match(await page.locator("tbody tr").first().innerText(), /Paging task 20/, "newest first");
+    await page.getByRole("link", { name: "Next page" }).click();
+    await page.waitForURL(/cursor=/);
+    assert.equal(await rows(), total - 20);
+    assert.equal(await page.getByRole("link", { name: "Next page" }).count(), 0, "the last page has no next page");
+    await page.getByRole("link", { name: "First page" }).click();
+    await page.waitForURL(`${dashboard.url}/tasks`);
+
+    await page.getByLabel("Status").selectOption("succeeded");
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page.waitForURL(/status=succeeded/);
+    const statuses = await page.locator("tbody tr .badge").allInnerTexts();
+    assert.ok(statuses.length >= 1 && statuses.every((s) => s === "succeeded"), `only succeeded tasks: ${statuses}`);
+    await context.close();
+  });
+
+  test("works from the keyboard alone, and an error summary leads to its field", async () => {
+    const context = await browser.newContext({ viewport: DESKTOP });
+    const page = await context.newPage();
+    await page.goto(`${dashboard.url}/signin`);
+    await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Skip to content", "the first stop skips the navigation");
+    await page.keyboard.press("Enter");
+    await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate(() => document.activeElement?.id), "token");
+    await page.keyboard.type(ADMIN_TOKEN);
+    await page.keyboard.press("Enter");
+    await page.waitForURL(`${dashboard.url}/tasks`);
+
+    await page.goto(`${dashboard.url}/tasks/new`);
+    await page.getByLabel("Title").focus();
+    await page.keyboard.type("   ");
+    await page.keyboard.press("Enter");
+    await page.getByRole("alert").waitFor({ timeout: UI_TIMEOUT_MS });
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute("role")), "alert", "focus moves to the summary");
+    await page.keyboard.press("Tab");
+    assert.match(await page.evaluate(() => document.activeElement?.textContent ?? ""), /^Title: /);
+    await page.keyboard.press("Enter");
+    assert.equal(await page.evaluate(() => document.activeElement?.id), "title", "the summary's link moves focus to the field");
+    await context.close();
+  });
+
   test("on a phone-sized screen every page fits the width", async () => {
     const context = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true });
     const page = await context.newPage();
