@@ -184,12 +184,28 @@ export function buildAgent() {
   run(cargoBin("cargo"), ["build", "--release", "--locked", "--quiet", "-p", "switchyard-agent"]);
 }
 
+const CLIENT_DIR = join(ROOT, "clients", "typescript");
+
+/**
+ * Compiles the TypeScript client to `clients/typescript/dist/` (JavaScript and declarations, what
+ * the example dashboard and any other package import) unless it is newer than its sources.
+ */
+export function buildClient() {
+  const built = join(CLIENT_DIR, "dist", "index.js");
+  const inputs = [...listFiles(join(CLIENT_DIR, "src")), join(CLIENT_DIR, "tsconfig.json"), join(CLIENT_DIR, "tsconfig.build.json")];
+  const newest = Math.max(...inputs.map((file) => statSync(file).mtimeMs));
+  if (existsSync(built) && statSync(built).mtimeMs >= newest) return say("client build: up to date");
+  say("client build: building (tsc -p tsconfig.build.json)");
+  run(process.execPath, [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.build.json"], { cwd: CLIENT_DIR });
+}
+
 /** Installs what is missing and builds: the whole set-up. */
 export function setup(options = {}) {
   quiet = Boolean(options.quiet);
   ensureTools();
   buildWorker();
   buildAgent();
+  buildClient();
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

@@ -1,11 +1,11 @@
-// Writes src/schema.d.ts from the repository's openapi.json (`npm run generate`). The drift test
+// Writes src/schema.ts from the repository's openapi.json (`npm run generate`). The drift test
 // calls `generate` on the document the Worker serves and compares, so both use these options.
 import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import openapiTS, { astToString, COMMENT_HEADER } from "openapi-typescript";
 
 export const DOCUMENT = fileURLToPath(new URL("../../openapi.json", import.meta.url));
-export const SCHEMA = fileURLToPath(new URL("./src/schema.d.ts", import.meta.url));
+export const SCHEMA = fileURLToPath(new URL("./src/schema.ts", import.meta.url));
 
 /** The TypeScript declarations of an OpenAPI document. */
 export async function generate(document) {

@@ -6,7 +6,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ROOT } from "../../scripts/setup.mjs";
+import { buildClient, ROOT } from "../../scripts/setup.mjs";
 import { freePort, QUIET_ENV, stopGroup } from "./worker.mjs";
 
 export const DASHBOARD_DIR = join(ROOT, "examples", "sveltekit");
@@ -25,8 +25,9 @@ export function browserMissing() {
   return existsSync(CHROMIUM) ? null : `no Chromium at ${CHROMIUM} (the set-up installs Debian's chromium where apt is available)`;
 }
 
-/** Builds the dashboard for production (adapter-cloudflare's output and the preview server's). */
+/** Builds the dashboard for production (adapter-cloudflare's output and the preview server's), and the client it imports. */
 export function buildDashboard() {
+  buildClient();
   const result = spawnSync(process.execPath, [VITE, "build", "--logLevel", "warn"], { cwd: DASHBOARD_DIR, encoding: "utf8" });
   if (result.status !== 0) throw new Error(`building the dashboard failed:\n${result.stdout}\n${result.stderr}`);
 }

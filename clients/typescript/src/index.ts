@@ -1,7 +1,7 @@
 /**
  * A typed client for the switchyard HTTP API.
  *
- * Every route, parameter and body is typed from `schema.d.ts`, which `npm run generate` writes
+ * Every route, parameter and body is typed from `schema.ts`, which `npm run generate` writes
  * from the repository's `openapi.json`; a test fails when the two differ, so the types cannot
  * drift from what the Worker serves. Requests go through `openapi-fetch` (`GET`, `POST`, `PUT`,
  * `DELETE` on the path as the document spells it); this module adds what every caller needs on
@@ -12,7 +12,7 @@
  * server creates one per request with that request's session.
  */
 import createFetchClient, { type Client } from "openapi-fetch";
-import type { components, operations, paths } from "./schema";
+import type { components, operations, paths } from "./schema.js";
 
 export type { components, operations, paths };
 

@@ -33,7 +33,7 @@ describe("the generated types", () => {
   it("are what openapi-typescript makes of that document today", async () => {
     const generated = await generate(served);
     const committed = readFileSync(SCHEMA, "utf8");
-    expect(committed, "src/schema.d.ts is stale: run `npm run generate -w @switchyard/client`").toBe(generated);
+    expect(committed, "src/schema.ts is stale: run `npm run generate -w @switchyard/client`").toBe(generated);
   });
 
   it("reach the real Worker through the client, its error codes included", async () => {
