@@ -31,6 +31,14 @@ const UI_TIMEOUT_MS = 20_000;
 
 const missing = browserMissing();
 
+/**
+ * Opens a page and waits until its scripts have loaded and hydrated it. Typing into a form
+ * before hydration can be undone by it, and a click can go to a native submit meanwhile.
+ */
+async function open(page, url) {
+  await page.goto(url, { waitUntil: "networkidle" });
+}
+
 describe("the SvelteKit dashboard in a browser", { timeout: 600_000, skip: missing ?? false }, () => {
   let worker;
   let dashboard;
@@ -51,7 +59,7 @@ describe("the SvelteKit dashboard in a browser", { timeout: 600_000, skip: missi
   const taskCount = async () => (await (await worker.admin("/v1/tasks?limit=200")).json()).tasks.length;
 
   async function signIn(page) {
-    await page.goto(`${dashboard.url}/tasks`);
+    await open(page, `${dashboard.url}/tasks`);
     await page.getByLabel("Admin token").fill(ADMIN_TOKEN);
     await page.getByRole("button", { name: "Sign in" }).click();
     await page.waitForURL(`${dashboard.url}/tasks`);
@@ -61,7 +69,7 @@ describe("the SvelteKit dashboard in a browser", { timeout: 600_000, skip: missi
     const context = await browser.newContext({ viewport: DESKTOP });
     const page = await context.newPage();
 
-    await page.goto(`${dashboard.url}/tasks`);
+    await open(page, `${dashboard.url}/tasks`);
     assert.equal(new URL(page.url()).pathname, "/signin", "an anonymous visitor is sent to sign in");
     await screenshot(page, "signin-desktop");
 
@@ -154,7 +162,13 @@ describe("the SvelteKit dashboard in a browser", { timeout: 600_000, skip: missi
     assert.match(await page.locator("main").innerText(), /step\.succeeded/, "the timeline lists the events");
     await screenshot(page, "task-succeeded-desktop");
 
-    await page.goto(`${dashboard.url}/tasks`);
+    await page.locator("details summary", { hasText: "context-fetcher" }).click();
+    assert.match(await page.locator("details[open] pre").innerText(), /step 1 \(task_analysis\) attempt 1 succeeded/, "the agent's log opens in place");
+    const whole = await page.request.get(`${dashboard.url}/tasks/${taskId}/logs/context-fetcher`);
+    assert.equal(whole.headers()["content-type"], "text/plain; charset=utf-8");
+    assert.match(await whole.text(), /step 1 \(task_analysis\)/);
+
+    await open(page, `${dashboard.url}/tasks`);
     const row = page.getByRole("row", { name: new RegExp(FULL_STACK_TITLE) });
     assert.match(await row.innerText(), /succeeded[\s\S]*full-stack[\s\S]*cloudflare-specialist/);
     await screenshot(page, "tasks-desktop");
@@ -165,7 +179,7 @@ describe("the SvelteKit dashboard in a browser", { timeout: 600_000, skip: missi
     const context = await browser.newContext({ viewport: DESKTOP });
     const page = await context.newPage();
     await signIn(page);
-    await page.goto(`${dashboard.url}/agents`);
+    await open(page, `${dashboard.url}/agents`);
 
     await page.getByLabel("Name").fill("Not A Name");
     await page.getByRole("button", { name: "Register" }).click();
@@ -201,7 +215,7 @@ describe("the SvelteKit dashboard in a browser", { timeout: 600_000, skip: missi
     const context = await browser.newContext({ viewport: DESKTOP });
     const page = await context.newPage();
     await signIn(page);
-    await page.goto(`${dashboard.url}/workflows`);
+    await open(page, `${dashboard.url}/workflows`);
     const before = (await (await worker.admin("/v1/workflows")).json()).workflows.length;
 
     await page.getByLabel("Or paste it").fill("---\nname: broken-flow\n---\n\n# Broken\n\n<process_flow>\n<step number=\"1\" subagent=\"context-fetcher\" name=\"look\">\nLook around.\n</process_flow>\n");
@@ -211,7 +225,7 @@ describe("the SvelteKit dashboard in a browser", { timeout: 600_000, skip: missi
     assert.equal((await (await worker.admin("/v1/workflows")).json()).workflows.length, before, "nothing was stored");
     await screenshot(page, "workflows-errors-desktop");
 
-    await page.goto(`${dashboard.url}/workflows/enhanced-multi-agent`);
+    await open(page, `${dashboard.url}/workflows/enhanced-multi-agent`);
     const flow = await page.locator("main").innerText();
     assert.match(flow, /In parallel/);
     assert.match(flow, /cloudflare-specialist[\s\S]*sveltekit-specialist/);
@@ -247,7 +261,7 @@ describe("the SvelteKit dashboard in a browser", { timeout: 600_000, skip: missi
   test("works from the keyboard alone, and an error summary leads to its field", async () => {
     const context = await browser.newContext({ viewport: DESKTOP });
     const page = await context.newPage();
-    await page.goto(`${dashboard.url}/signin`);
+    await open(page, `${dashboard.url}/signin`);
     await page.keyboard.press("Tab");
     assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Skip to content", "the first stop skips the navigation");
     await page.keyboard.press("Enter");
@@ -257,7 +271,7 @@ describe("the SvelteKit dashboard in a browser", { timeout: 600_000, skip: missi
     await page.keyboard.press("Enter");
     await page.waitForURL(`${dashboard.url}/tasks`);
 
-    await page.goto(`${dashboard.url}/tasks/new`);
+    await open(page, `${dashboard.url}/tasks/new`);
     await page.getByLabel("Title").focus();
     await page.keyboard.type("   ");
     await page.keyboard.press("Enter");
@@ -283,7 +297,7 @@ describe("the SvelteKit dashboard in a browser", { timeout: 600_000, skip: missi
       ["workflows", "/workflows"],
       ["workflow", "/workflows/enhanced-multi-agent"],
     ]) {
-      await page.goto(`${dashboard.url}${path}`);
+      await open(page, `${dashboard.url}${path}`);
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       assert.ok(overflow <= 0, `${path} is ${overflow}px wider than the screen`);
       await screenshot(page, `${name}-phone`);
@@ -303,7 +317,7 @@ describe("the SvelteKit dashboard in a browser", { timeout: 600_000, skip: missi
     const old = await worker.fetch("/v1/whoami", { headers: { authorization: `Bearer ${cookie.value}` } });
     assert.equal(old.status, 401, "the session id no longer works");
 
-    await page.goto(`${dashboard.url}/agents`);
+    await open(page, `${dashboard.url}/agents`);
     assert.equal(new URL(page.url()).pathname, "/signin");
     await context.close();
   });
@@ -333,7 +347,7 @@ describe("the dashboard as a Worker, through its service binding", { timeout: 30
   test("signs in, submits a task and shows it with no URL configured, only the binding", async () => {
     const context = await browser.newContext({ viewport: DESKTOP });
     const page = await context.newPage();
-    await page.goto(`${dashboard.url}/tasks/new`);
+    await open(page, `${dashboard.url}/tasks/new`);
     await page.getByLabel("Admin token").fill(ADMIN_TOKEN);
     await page.getByRole("button", { name: "Sign in" }).click();
     await page.waitForURL(`${dashboard.url}/tasks/new`);

@@ -19,6 +19,8 @@ const VITE = join(ROOT, "node_modules", "vite", "bin", "vite.js");
 const WRANGLER = join(ROOT, "node_modules", ".bin", "wrangler");
 /** wrangler dev's first start compiles the app's Worker; a minute covers a loaded machine. */
 const READY_TIMEOUT_MS = 60_000;
+/** Starts tried when the chosen port was taken between freePort() and the server binding it. */
+const PORT_ATTEMPTS = 3;
 
 /** Why the browser tests cannot run here, or null when they can. */
 export function browserMissing() {
@@ -37,9 +39,8 @@ export function buildDashboard() {
  * `switchyardUrl`: the plain-URL way.
  */
 export async function startDashboard({ switchyardUrl }) {
-  const port = await freePort();
-  const args = [VITE, "preview", "--host", "127.0.0.1", "--port", String(port), "--strictPort"];
-  return serve(process.execPath, args, { ...process.env, SWITCHYARD_URL: switchyardUrl }, port);
+  const env = { ...process.env, SWITCHYARD_URL: switchyardUrl };
+  return serve(process.execPath, async (port) => [VITE, "preview", "--host", "127.0.0.1", "--port", String(port), "--strictPort"], env);
 }
 
 /**
@@ -48,21 +49,20 @@ export async function startDashboard({ switchyardUrl }) {
  * `registryDir` (startWorker's option) answers it.
  */
 export async function startDashboardOnWorkerd({ registryDir, stateDir }) {
-  const port = await freePort();
-  const inspectorPort = await freePort();
-  const args = [
+  const envFile = emptyEnvFile(stateDir);
+  const args = async (port) => [
     "dev",
     "--ip", "127.0.0.1",
     "--port", String(port),
-    "--inspector-port", String(inspectorPort),
+    "--inspector-port", String(await freePort()),
     "--persist-to", stateDir,
     "--show-interactive-dev-session=false",
     // An empty env file, so a developer's .env (SWITCHYARD_URL) cannot take the binding's place.
-    "--env-file", emptyEnvFile(stateDir),
+    "--env-file", envFile,
   ];
   const env = { ...QUIET_ENV, WRANGLER_REGISTRY_PATH: registryDir };
   delete env.SWITCHYARD_URL;
-  return serve(WRANGLER, args, env, port);
+  return serve(WRANGLER, args, env);
 }
 
 function emptyEnvFile(dir) {
@@ -72,8 +72,23 @@ function emptyEnvFile(dir) {
   return path;
 }
 
-/** Starts `command` in its own process group and waits until the dashboard answers on `port`. */
-async function serve(command, args, env, port) {
+/**
+ * Starts `command` with `argsFor(port)` on a free port, in its own process group, and waits until
+ * the dashboard answers; tries fresh ports when the chosen one was taken meanwhile.
+ */
+async function serve(command, argsFor, env) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await serveOn(command, argsFor, env);
+    } catch (error) {
+      if (!error.portTaken || attempt === PORT_ATTEMPTS) throw error;
+    }
+  }
+}
+
+async function serveOn(command, argsFor, env) {
+  const port = await freePort();
+  const args = await argsFor(port);
   const child = spawn(command, args, { cwd: DASHBOARD_DIR, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout.on("data", (chunk) => (output += chunk));
@@ -97,7 +112,10 @@ async function serve(command, args, env, port) {
     await sleep(100);
   }
   await dashboard.stop();
-  throw new Error(`the dashboard did not start within ${READY_TIMEOUT_MS} ms:\n${output}`);
+  const error = new Error(`the dashboard did not start within ${READY_TIMEOUT_MS} ms:\n${output}`);
+  // wrangler: "Address already in use"; vite --strictPort: "Port 1234 is already in use".
+  error.portTaken = /already in use/i.test(output);
+  throw error;
 }
 
 /**

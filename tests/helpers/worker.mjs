@@ -17,6 +17,10 @@ const WRANGLER = join(ROOT, "node_modules", ".bin", "wrangler");
  * compiling the module takes a few seconds here; a minute covers a loaded CI machine. */
 const READY_TIMEOUT_MS = 60_000;
 
+/** Starts tried when wrangler finds a port taken: another program may bind a port between
+ * freePort() choosing it and wrangler using it. */
+const PORT_ATTEMPTS = 3;
+
 /** How long a stopped runtime may take to exit before it is killed. */
 const STOP_TIMEOUT_MS = 10_000;
 
@@ -34,16 +38,25 @@ export const QUIET_ENV = {
   CLOUDFLARE_CF_FETCH_ENABLED: "false",
 };
 
-/** A TCP port that was free a moment ago on 127.0.0.1. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
+/** Ports this process has handed out: the system may offer a just-closed port again at once. */
+const handedOut = new Set();
+
+/** A TCP port that was free a moment ago on 127.0.0.1 and that this process has not handed out before. */
+export async function freePort() {
+  for (;;) {
+    const port = await new Promise((resolve, reject) => {
+      const server = createServer();
+      server.once("error", reject);
+      server.listen(0, "127.0.0.1", () => {
+        const { port } = server.address();
+        server.close(() => resolve(port));
+      });
     });
-  });
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 /** Rate limits for tests that are not about rate limiting: every test file sends all of its
@@ -118,9 +131,27 @@ export async function startWorker(options = {}) {
   const config = writeConfig(configDir, withoutBindings, rateLimits);
   if (migrate) wrangler(["d1", "migrations", "apply", "DB", "--local", "--persist-to", stateDir, "-c", config], ROOT);
 
+  const allVars = { ADMIN_TOKEN, TEST_FAULTS: "enabled", ...vars };
+  const removeState = () => {
+    rmSync(configDir, { recursive: true, force: true });
+    if (!options.stateDir) rmSync(stateDir, { recursive: true, force: true });
+  };
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await launch({ config, stateDir, configDir, allVars, registryDir, pollMs });
+    } catch (error) {
+      if (!error.portTaken || attempt === PORT_ATTEMPTS) {
+        removeState();
+        throw error;
+      }
+    }
+  }
+}
+
+/** One `wrangler dev` start on fresh ports; throws (with `portTaken` when that was why) unless it becomes ready. */
+async function launch({ config, stateDir, configDir, allVars, registryDir, pollMs }) {
   const port = await freePort();
   const inspectorPort = await freePort();
-  const allVars = { ADMIN_TOKEN, TEST_FAULTS: "enabled", ...vars };
   const args = [
     "dev",
     "-c", config,
@@ -173,8 +204,10 @@ export async function startWorker(options = {}) {
     }
     await sleep(pollMs);
   }
-  await worker.stop();
-  throw new Error(`wrangler dev did not become ready within ${READY_TIMEOUT_MS} ms:\n${output}`);
+  await stopGroup(child, exited);
+  const error = new Error(`wrangler dev did not become ready within ${READY_TIMEOUT_MS} ms:\n${output}`);
+  error.portTaken = /Address already in use/.test(output);
+  throw error;
 }
 
 /**

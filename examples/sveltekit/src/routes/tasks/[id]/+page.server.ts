@@ -6,6 +6,8 @@ import type { PageServerLoad } from "./$types";
 /** Events read per page view: far more than the default workflow makes, and a bound on a runaway task. */
 const EVENT_PAGES_MAX = 10;
 const EVENTS_PER_PAGE = 200;
+/** Logs up to this size are shown in the page; a default-workflow step adds well under 1 KiB. */
+const LOG_INLINE_BYTES_MAX = 32 * 1024;
 /** Conversations shown per task; each is one more request. */
 const CONVERSATIONS_MAX = 10;
 
@@ -35,16 +37,18 @@ export const load: PageServerLoad = async (event) => {
     readOptional(event, sy.GET("/v1/tasks/{id}/summary", { params: { path }, headers: { accept: "application/json" } })),
   ]);
 
+  // Short logs are shown in the page; longer ones (a log may reach 4 MiB) get a link instead, so
+  // refreshing a running task does not move megabytes every two seconds.
   const logs = await Promise.all(
-    logList.logs.map(async (log) => ({
-      agent: log.agent ?? "",
-      bytes: log.bytes ?? 0,
-      text:
-        (await readOptional(
-          event,
-          sy.GET("/v1/tasks/{id}/logs/{agent}", { params: { path: { id: task.id, agent: log.agent ?? "" } }, parseAs: "text" }),
-        )) ?? "",
-    })),
+    logList.logs.map(async (log) => {
+      const agent = log.agent ?? "";
+      const bytes = log.bytes ?? 0;
+      const inline = bytes <= LOG_INLINE_BYTES_MAX;
+      const text = inline
+        ? await readOptional(event, sy.GET("/v1/tasks/{id}/logs/{agent}", { params: { path: { id: task.id, agent } }, parseAs: "text" }))
+        : null;
+      return { agent, bytes, text };
+    }),
   );
 
   // Messages about the task appear in its events; their payloads are read by conversation.
