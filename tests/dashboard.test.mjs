@@ -233,6 +233,37 @@ describe("the SvelteKit dashboard in a browser", { timeout: 600_000, skip: missi
     await context.close();
   });
 
+  test("a form sent twice makes one task; one from another site or without its key stores nothing", async () => {
+    const session = await (
+      await worker.fetch("/v1/sessions", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token: ADMIN_TOKEN }) })
+    ).json();
+    const post = (origin, fields) =>
+      fetch(`${dashboard.url}/tasks/new`, {
+        method: "POST",
+        redirect: "manual",
+        headers: {
+          origin,
+          cookie: `switchyard_session=${session.session_id}`,
+          "content-type": "application/x-www-form-urlencoded",
+          accept: "text/html",
+        },
+        body: new URLSearchParams(fields),
+      });
+    const before = await taskCount();
+
+    const first = await post(dashboard.url, { title: "Submitted twice", idempotency_key: "form-key-1" });
+    const again = await post(dashboard.url, { title: "Submitted twice", idempotency_key: "form-key-1" });
+    assert.equal(first.status, 303);
+    assert.match(first.headers.get("location"), /^\/tasks\/tsk_/);
+    assert.equal(again.headers.get("location"), first.headers.get("location"), "the same key leads to the same task");
+
+    const crossSite = await post("https://elsewhere.example", { title: "Forged", idempotency_key: "form-key-2" });
+    assert.equal(crossSite.status, 403, "SvelteKit refuses a cross-site form post");
+    const keyless = await post(dashboard.url, { title: "No key" });
+    assert.equal(keyless.status, 400);
+    assert.equal(await taskCount(), before + 1);
+  });
+
   test("the tasks list pages with the API's cursor and filters by status", async () => {
     for (let i = 0; i < 21; i += 1) await worker.admin("/v1/tasks", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ title: `Paging task ${i}` }) });
     const total = (await (await worker.admin("/v1/tasks?limit=200")).json()).tasks.length;
