@@ -39,7 +39,7 @@ export function buildDashboard() {
  * `switchyardUrl`: the plain-URL way.
  */
 export async function startDashboard({ switchyardUrl }) {
-  const env = { ...process.env, SWITCHYARD_URL: switchyardUrl };
+  const env = { ...QUIET_ENV, SWITCHYARD_URL: switchyardUrl };
   return serve(process.execPath, async (port) => [VITE, "preview", "--host", "127.0.0.1", "--port", String(port), "--strictPort"], env);
 }
 
