@@ -58,8 +58,8 @@ function nodeBin(name) {
 
 function checkNode() {
   const [major, minor] = process.versions.node.split(".").map(Number);
-  if (major < 20 || (major === 20 && minor < 3)) {
-    throw new Error(`Node ${process.versions.node} is too old: wrangler needs Node 20.3 or later`);
+  if (major < 20 || (major === 20 && minor < 19)) {
+    throw new Error(`Node ${process.versions.node} is too old: Vite 7 (the example dashboard's build) needs Node 20.19 or later`);
   }
 }
 
