@@ -23,8 +23,9 @@ export const load: PageServerLoad = async (event) => {
   const sy = event.locals.switchyard;
   const path = { id: event.params.id };
 
-  const { task } = await read(event, sy.GET("/v1/tasks/{id}", { params: { path } }));
-  const [events, logList, metrics, summary] = await Promise.all([
+  // All at once: this runs every two seconds while a task runs. An unknown task is a 404 from each.
+  const [{ task }, events, logList, metrics, summary] = await Promise.all([
+    read(event, sy.GET("/v1/tasks/{id}", { params: { path } })),
     collect(
       pages(
         (cursor) => read(event, sy.GET("/v1/tasks/{id}/events", { params: { path, query: { cursor, limit: EVENTS_PER_PAGE } } })),
