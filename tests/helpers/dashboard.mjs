@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { buildClient, ROOT } from "../../scripts/setup.mjs";
-import { freePort, QUIET_ENV, stopGroup } from "./worker.mjs";
+import { freePort, QUIET_ENV, retryTakenPort, stopGroup } from "./worker.mjs";
 
 export const DASHBOARD_DIR = join(ROOT, "examples", "sveltekit");
 /** Where end-to-end screenshots go; CI keeps the folder as the run's artifacts. */
@@ -19,8 +19,6 @@ const VITE = join(ROOT, "node_modules", "vite", "bin", "vite.js");
 const WRANGLER = join(ROOT, "node_modules", ".bin", "wrangler");
 /** wrangler dev's first start compiles the app's Worker; a minute covers a loaded machine. */
 const READY_TIMEOUT_MS = 60_000;
-/** Starts tried when the chosen port was taken between freePort() and the server binding it. */
-const PORT_ATTEMPTS = 3;
 
 /** Why the browser tests cannot run here, or null when they can. */
 export function browserMissing() {
@@ -76,14 +74,8 @@ function emptyEnvFile(dir) {
  * Starts `command` with `argsFor(port)` on a free port, in its own process group, and waits until
  * the dashboard answers; tries fresh ports when the chosen one was taken meanwhile.
  */
-async function serve(command, argsFor, env) {
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      return await serveOn(command, argsFor, env);
-    } catch (error) {
-      if (!error.portTaken || attempt === PORT_ATTEMPTS) throw error;
-    }
-  }
+function serve(command, argsFor, env) {
+  return retryTakenPort(() => serveOn(command, argsFor, env));
 }
 
 async function serveOn(command, argsFor, env) {

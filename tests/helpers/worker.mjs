@@ -136,14 +136,24 @@ export async function startWorker(options = {}) {
     rmSync(configDir, { recursive: true, force: true });
     if (!options.stateDir) rmSync(stateDir, { recursive: true, force: true });
   };
+  try {
+    return await retryTakenPort(() => launch({ config, stateDir, configDir, allVars, registryDir, pollMs }));
+  } catch (error) {
+    removeState();
+    throw error;
+  }
+}
+
+/**
+ * Calls `start` again, up to PORT_ATTEMPTS times in all, while it fails with `error.portTaken`:
+ * a server that found the port freePort() chose already taken.
+ */
+export async function retryTakenPort(start) {
   for (let attempt = 1; ; attempt += 1) {
     try {
-      return await launch({ config, stateDir, configDir, allVars, registryDir, pollMs });
+      return await start();
     } catch (error) {
-      if (!error.portTaken || attempt === PORT_ATTEMPTS) {
-        removeState();
-        throw error;
-      }
+      if (!error.portTaken || attempt === PORT_ATTEMPTS) throw error;
     }
   }
 }
