@@ -2,12 +2,11 @@
 // it, serve the build (with `vite preview` and a URL, or in workerd with the service binding)
 // pointed at a test Worker, and drive it with the system Chromium through playwright-core.
 
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { buildClient, ROOT } from "../../scripts/setup.mjs";
-import { freePort, QUIET_ENV, retryTakenPort, stopGroup } from "./worker.mjs";
+import { answers, freePort, QUIET_ENV, retryTakenPort, spawnGroup, stopGroup } from "./worker.mjs";
 
 export const DASHBOARD_DIR = join(ROOT, "examples", "sveltekit");
 /** Where end-to-end screenshots go; CI keeps the folder as the run's artifacts. */
@@ -80,33 +79,14 @@ function serve(command, argsFor, env) {
 
 async function serveOn(command, argsFor, env) {
   const port = await freePort();
-  const args = await argsFor(port);
-  const child = spawn(command, args, { cwd: DASHBOARD_DIR, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  child.stdout.on("data", (chunk) => (output += chunk));
-  child.stderr.on("data", (chunk) => (output += chunk));
-  const exited = new Promise((resolve) => child.once("exit", resolve));
+  const { child, exited, output } = spawnGroup(command, await argsFor(port), { cwd: DASHBOARD_DIR, env });
   const url = `http://127.0.0.1:${port}`;
-  const dashboard = {
-    url,
-    logs: () => output,
-    stop: () => stopGroup(child, exited),
-  };
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  while (Date.now() < deadline && child.exitCode === null) {
-    try {
-      const response = await fetch(`${url}/signin`);
-      await response.arrayBuffer();
-      if (response.ok) return dashboard;
-    } catch {
-      // Not listening yet.
-    }
-    await sleep(100);
-  }
+  const dashboard = { url, logs: output, stop: () => stopGroup(child, exited) };
+  if (await answers(`${url}/signin`, child, READY_TIMEOUT_MS, 100)) return dashboard;
   await dashboard.stop();
-  const error = new Error(`the dashboard did not start within ${READY_TIMEOUT_MS} ms:\n${output}`);
+  const error = new Error(`the dashboard did not start within ${READY_TIMEOUT_MS} ms:\n${output()}`);
   // wrangler: "Address already in use"; vite --strictPort: "Port 1234 is already in use".
-  error.portTaken = /already in use/i.test(output);
+  error.portTaken = /already in use/i.test(output());
   throw error;
 }
 

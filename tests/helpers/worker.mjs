@@ -173,14 +173,8 @@ async function launch({ config, stateDir, configDir, allVars, registryDir, pollM
     "--show-interactive-dev-session=false",
     ...Object.entries(allVars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
   ];
-  // detached: the runtime gets its own process group, so stop() ends wrangler and workerd
-  // together and nothing else.
   const env = registryDir ? { ...QUIET_ENV, WRANGLER_REGISTRY_PATH: registryDir } : QUIET_ENV;
-  const child = spawn(WRANGLER, args, { cwd: ROOT, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  child.stdout.on("data", (chunk) => (output += chunk));
-  child.stderr.on("data", (chunk) => (output += chunk));
-  const exited = new Promise((resolve) => child.once("exit", resolve));
+  const { child, exited, output } = spawnGroup(WRANGLER, args, { cwd: ROOT, env });
 
   const url = `http://127.0.0.1:${port}`;
   const worker = {
@@ -189,7 +183,7 @@ async function launch({ config, stateDir, configDir, allVars, registryDir, pollM
     stateDir,
     adminToken: ADMIN_TOKEN,
     /** Everything wrangler and the Worker printed so far. */
-    logs: () => output,
+    logs: output,
     /** fetch relative to the Worker's URL. */
     fetch: (path, init) => fetch(`${url}${path}`, init),
     /** fetch with the admin token. */
@@ -202,22 +196,41 @@ async function launch({ config, stateDir, configDir, allVars, registryDir, pollM
     },
   };
 
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) break;
+  if (await answers(`${url}/openapi.json`, child, READY_TIMEOUT_MS, pollMs)) return worker;
+  await stopGroup(child, exited);
+  const error = new Error(`wrangler dev did not become ready within ${READY_TIMEOUT_MS} ms:\n${output()}`);
+  error.portTaken = /Address already in use/.test(output());
+  throw error;
+}
+
+/**
+ * Starts `command` in a process group of its own (`detached`), so that stopGroup() ends it and
+ * whatever it started (wrangler's workerd, say) together, and nothing else. `output()` is
+ * everything it printed so far.
+ */
+export function spawnGroup(command, args, { cwd, env }) {
+  const child = spawn(command, args, { cwd, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  let printed = "";
+  child.stdout.on("data", (chunk) => (printed += chunk));
+  child.stderr.on("data", (chunk) => (printed += chunk));
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  return { child, exited, output: () => printed };
+}
+
+/** Whether `url` answers 2xx within `timeoutMs`, asking every `pollMs`; false at once if `child` exits. */
+export async function answers(url, child, timeoutMs, pollMs) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline && child.exitCode === null) {
     try {
-      const response = await fetch(`${url}/openapi.json`);
+      const response = await fetch(url);
       await response.arrayBuffer();
-      if (response.ok) return worker;
+      if (response.ok) return true;
     } catch {
       // Not listening yet.
     }
     await sleep(pollMs);
   }
-  await stopGroup(child, exited);
-  const error = new Error(`wrangler dev did not become ready within ${READY_TIMEOUT_MS} ms:\n${output}`);
-  error.portTaken = /Address already in use/.test(output);
-  throw error;
+  return false;
 }
 
 /**
