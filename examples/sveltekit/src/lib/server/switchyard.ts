@@ -63,7 +63,7 @@ export async function readOptional<T>(
  */
 export function fieldErrors(e: SwitchyardError, fields: readonly string[]): Record<string, string> {
   const errors: Record<string, string> = {};
-  const details = Array.isArray(e.details) ? (e.details as Array<{ field?: unknown; message?: unknown; line?: unknown }>) : [];
+  const details = Array.isArray(e.details) ? (e.details as Array<{ field?: unknown; message?: unknown }>) : [];
   for (const detail of details) {
     const field = typeof detail.field === "string" ? detail.field.replace(/[.[].*$/, "") : "";
     const key = fields.includes(field) ? field : "form";

@@ -3,6 +3,7 @@
  * the limits of the API's TaskRequest so that a user sees every problem at once, by field.
  */
 import { lines } from "$lib/format";
+import type { Schemas } from "@switchyard/client";
 
 export const TASK_FIELDS = ["title", "description", "requirements", "paths", "workflow"] as const;
 
@@ -23,13 +24,8 @@ export interface TaskFormValues {
   workflow: string;
 }
 
-export interface TaskRequestBody {
-  title: string;
-  description?: string;
-  requirements?: string[];
-  paths?: string[];
-  workflow?: string;
-}
+/** What `POST /v1/tasks` takes, as the client's generated types say. */
+export type TaskRequestBody = Schemas["TaskRequest"];
 
 export function readTaskForm(form: FormData): TaskFormValues {
   const text = (name: string) => String(form.get(name) ?? "");
