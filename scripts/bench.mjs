@@ -7,7 +7,7 @@
 // 3. Latency and throughput on loopback: p50/p99 and requests/s for GET /health and the
 //    authenticated GET /v1/whoami, at 1 and 16 concurrent clients, a bounded number of
 //    requests each.
-// 4. Workflows: parsing the seed instruction file natively (cargo, release build), and posting
+// 4. Workflows: parsing the default instruction file natively (cargo, release build), and posting
 //    it to the local runtime (POST /v1/workflows, one client).
 // 5. The engine: N full-stack tasks (N = 50 and 200) run through the default workflow by
 //    simulated pull agents on loopback: tasks/s, step transitions/s, "step ready" to "leased"
@@ -47,7 +47,8 @@ const COLD_STARTS = Number(process.env.BENCH_COLD_STARTS ?? 5);
 const WARMUP_REQUESTS = 50;
 /** Instruction files posted for the workflow figure; each one stores a new version in D1. */
 const WORKFLOW_POSTS = Number(process.env.BENCH_WORKFLOW_POSTS ?? 200);
-const SEED_PATH = join(ROOT, "..", "shared", "seed", "000_e91aae71b815acb6.txt");
+/** The instruction file parsed and posted: the project's own default workflow. */
+const INSTRUCTIONS_PATH = join(ROOT, "workflows", "enhanced-multi-agent.md");
 /** Task counts of the engine figure. */
 const ENGINE_TASKS = (process.env.BENCH_ENGINE_TASKS ?? "50,200").split(",").map(Number);
 /** Concurrent workers per agent in the engine figure, and the max_concurrency they get. */
@@ -184,7 +185,7 @@ async function load(url, headers, clients, total) {
 }
 
 function nativeParse() {
-  const result = spawnSync("cargo", ["run", "--quiet", "--release", "--example", "parse_seed", "--", SEED_PATH], {
+  const result = spawnSync("cargo", ["run", "--quiet", "--release", "--example", "parse_seed", "--", INSTRUCTIONS_PATH], {
     cwd: ROOT,
     encoding: "utf8",
   });
@@ -197,19 +198,19 @@ function nativeParse() {
       .map((pair) => pair.split("=")),
   );
   console.log(
-    `\nParse the seed natively (${figures.bytes} bytes, ${figures.iterations} runs)   p50 ${figures.p50_us} µs   p99 ${figures.p99_us} µs   mean ${figures.mean_us} µs`,
+    `\nParse the default workflow natively (${figures.bytes} bytes, ${figures.iterations} runs)   p50 ${figures.p50_us} µs   p99 ${figures.p99_us} µs   mean ${figures.mean_us} µs`,
   );
 }
 
 async function postWorkflows(worker) {
-  const seed = readFileSync(SEED_PATH);
+  const instructions = readFileSync(INSTRUCTIONS_PATH);
   const latencies = [];
   for (let i = 0; i < WORKFLOW_POSTS; i += 1) {
     const started = performance.now();
     const response = await fetch(`${worker.url}/v1/workflows?name=bench-seed`, {
       method: "POST",
       headers: { authorization: `Bearer ${worker.adminToken}`, "content-type": "text/markdown" },
-      body: seed,
+      body: instructions,
     });
     await response.arrayBuffer();
     if (response.status !== 201) throw new Error(`POST /v1/workflows answered ${response.status}`);
@@ -217,7 +218,7 @@ async function postWorkflows(worker) {
   }
   latencies.sort((a, b) => a - b);
   console.log(
-    `\nPOST /v1/workflows with the seed (${WORKFLOW_POSTS} posts, 1 client)   p50 ${percentile(latencies, 50).toFixed(2)} ms   p99 ${percentile(latencies, 99).toFixed(2)} ms`,
+    `\nPOST /v1/workflows with the default workflow (${WORKFLOW_POSTS} posts, 1 client)   p50 ${percentile(latencies, 50).toFixed(2)} ms   p99 ${percentile(latencies, 99).toFixed(2)} ms`,
   );
 }
 

@@ -8,7 +8,8 @@ import { after, before, describe, test } from "node:test";
 import { ROOT } from "../scripts/setup.mjs";
 import { errorOf, startWorker } from "./helpers/worker.mjs";
 
-const SEED = readFileSync(join(ROOT, "..", "shared", "seed", "000_e91aae71b815acb6.txt"), "utf8");
+/** The project's own default instruction file: a full file, and it ships with the repository. */
+const INSTRUCTIONS = readFileSync(join(ROOT, "workflows", "enhanced-multi-agent.md"), "utf8");
 const DEFAULT_AGENTS = ["cloudflare-specialist", "context-fetcher", "project-manager", "sveltekit-specialist", "test-runner"];
 
 describe("the registry", { timeout: 240_000 }, () => {
@@ -131,8 +132,8 @@ describe("the registry", { timeout: 240_000 }, () => {
     assert.deepEqual(await agentNames(), before);
   });
 
-  test("the seed file becomes a workflow, and posting the same name again makes version 2", async () => {
-    const first = await markdown("/v1/workflows?name=seed-flow", SEED);
+  test("a full instruction file becomes a workflow, and posting the same name again makes version 2", async () => {
+    const first = await markdown("/v1/workflows?name=seed-flow", INSTRUCTIONS);
     assert.equal(first.status, 201);
     const created = await first.json();
     assert.equal(created.name, "seed-flow");
@@ -142,7 +143,7 @@ describe("the registry", { timeout: 240_000 }, () => {
     assert.deepEqual(created.steps.find((s) => s.key === "3").depends_on, ["2a", "2b"]);
     assert.equal(created.post_flight.executes[0], ".agent-os/instructions/meta/post-flight.md");
 
-    const second = await (await markdown("/v1/workflows?name=seed-flow", SEED)).json();
+    const second = await (await markdown("/v1/workflows?name=seed-flow", INSTRUCTIONS)).json();
     assert.equal(second.version, 2);
     assert.equal((await (await worker.admin("/v1/workflows/seed-flow")).json()).version, 2);
     const v1 = await (await worker.admin("/v1/workflows/seed-flow/versions/1")).json();
@@ -150,8 +151,8 @@ describe("the registry", { timeout: 240_000 }, () => {
     assert.deepEqual(v1.steps, created.steps);
   });
 
-  test("a workflow is named from its title when no name is given", async () => {
-    const response = await markdown("/v1/workflows", SEED);
+  test("a workflow is named from its title when neither the query nor the front matter names it", async () => {
+    const response = await markdown("/v1/workflows", INSTRUCTIONS.replace(/^name: .*\n/m, ""));
     assert.equal(response.status, 201);
     assert.equal((await response.json()).name, "enhanced-multi-agent-task-execution");
   });
@@ -204,12 +205,12 @@ describe("the registry", { timeout: 240_000 }, () => {
     const before = await workflowCount();
     const invalidUtf8 = Buffer.concat([Buffer.from("# T\n<process_flow><step number=\"1\">"), Buffer.from([0xff, 0xfe]), Buffer.from("</step></process_flow>")]);
     const cases = [
-      [await markdown("/v1/workflows", SEED, "application/xml"), 415, "unsupported_media_type"],
+      [await markdown("/v1/workflows", INSTRUCTIONS, "application/xml"), 415, "unsupported_media_type"],
       [await markdown("/v1/workflows", invalidUtf8), 400, "bad_request"],
       [await markdown("/v1/workflows", "x".repeat(300 * 1024)), 413, "payload_too_large"],
-      [await markdown("/v1/workflows?name=..%2Fetc", SEED), 422, "invalid_workflow"],
-      [await markdown("/v1/workflows?name=a/b", SEED), 422, "invalid_workflow"],
-      [await markdown("/v1/workflows?colour=red", SEED), 400, "bad_request"],
+      [await markdown("/v1/workflows?name=..%2Fetc", INSTRUCTIONS), 422, "invalid_workflow"],
+      [await markdown("/v1/workflows?name=a/b", INSTRUCTIONS), 422, "invalid_workflow"],
+      [await markdown("/v1/workflows?colour=red", INSTRUCTIONS), 400, "bad_request"],
       [await markdown("/v1/workflows", ""), 422, "invalid_workflow"],
       [await markdown("/v1/workflows", "<process_flow></process_flow>"), 422, "invalid_workflow"],
       [await json("POST", "/v1/workflows", { name: "x", steps: [] }), 422, "invalid_workflow"],
@@ -311,7 +312,7 @@ describe("the registry", { timeout: 240_000 }, () => {
     }
   });
 
-  test("auto-select picks the seed's agents for the seed's requirements", async () => {
+  test("auto-select picks the default specialists for the requirements the seed names", async () => {
     const database = await (await json("POST", "/v1/agents/select", { requirements: ["database", "d1", "migrations"] })).json();
     assert.equal(database.agent, "cloudflare-specialist");
     assert.ok(database.candidates[0].matched.length > 0);

@@ -349,9 +349,8 @@ mod tests {
     use super::*;
     use crate::core::instructions::parse;
 
-    fn seed() -> String {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/seed/000_e91aae71b815acb6.txt");
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("the seed file must be readable at {path}: {e}"))
+    fn default_workflow() -> &'static str {
+        DEFAULT_WORKFLOW_SOURCE
     }
 
     fn definition(text: &str) -> Definition {
@@ -366,8 +365,8 @@ mod tests {
     }
 
     #[test]
-    fn the_seed_becomes_seven_steps_with_a_fan_out_and_a_fan_in() {
-        let definition = definition(&seed());
+    fn the_default_workflow_becomes_seven_steps_with_a_fan_out_and_a_fan_in() {
+        let definition = definition(default_workflow());
         assert_eq!(dependencies(&definition), vec!["1:", "2a:1", "2b:1", "3:2a+2b", "4:3", "5:4", "6:5"]);
         let groups: Vec<Option<&str>> = definition.steps.iter().map(|s| s.group.as_deref()).collect();
         assert_eq!(groups, vec![None, Some("parallel-1"), Some("parallel-1"), None, None, None, None]);
@@ -379,7 +378,7 @@ mod tests {
         );
         assert_eq!(
             definition.description.as_deref(),
-            Some("Enhanced Multi-Agent Execution Pattern for Cloudflare + SvelteKit")
+            Some("Cloudflare + SvelteKit work split between specialist agents, backend and frontend side by side")
         );
         assert!(definition.post_flight.as_ref().and_then(|p| p.summary_template()).is_some());
         let run = steps_to_run(&definition);
@@ -391,7 +390,7 @@ mod tests {
 
     #[test]
     fn missing_agents_are_the_named_ones_not_registered() {
-        let definition = definition(&seed());
+        let definition = definition(default_workflow());
         let registered = ["context-fetcher", "cloudflare-specialist", "test-runner"];
         assert_eq!(missing_agents(&definition, &registered), vec!["project-manager", "sveltekit-specialist"]);
         let all =
@@ -424,7 +423,7 @@ mod tests {
 
     #[test]
     fn a_definition_round_trips_through_json() {
-        let definition = definition(&seed());
+        let definition = definition(default_workflow());
         let json = serde_json::to_string(&definition).unwrap();
         let back: Definition = serde_json::from_str(&json).unwrap();
         assert_eq!(back, definition);

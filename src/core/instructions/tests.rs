@@ -1,10 +1,10 @@
 use super::*;
 use serde_json::json;
 
-/// The reference instruction file, beside the repository in `shared/seed/`.
-fn seed() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/seed/000_e91aae71b815acb6.txt");
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("the seed file must be readable at {path}: {e}"))
+/// The project's default workflow: a full instruction file with every kind of block the
+/// engine reads. Compiled in, so the tests need nothing outside the repository.
+fn default_workflow() -> String {
+    include_str!("../../../workflows/enhanced-multi-agent.md").to_string()
 }
 
 /// Wraps steps in the minimum a valid file needs.
@@ -47,27 +47,37 @@ fn flow_shape(text: &str) -> String {
 }
 
 #[test]
-fn the_seed_file_parses_without_problems() {
-    let parsed = parse(&seed());
+fn the_default_workflow_parses_without_problems() {
+    let parsed = parse(&default_workflow());
     assert_eq!(parsed.problems, vec![]);
 }
 
 #[test]
-fn the_seed_front_matter_title_and_overview_are_read() {
-    let file = parse(&seed()).file;
-    assert_eq!(file.front_matter["description"], "Enhanced Multi-Agent Execution Pattern for Cloudflare + SvelteKit");
-    assert_eq!(file.front_matter["alwaysApply"], false);
+fn the_default_workflow_front_matter_title_and_overview_are_read() {
+    let file = parse(&default_workflow()).file;
+    assert_eq!(file.front_matter["name"], "enhanced-multi-agent");
+    assert_eq!(file.front_matter["version"], 1);
     assert_eq!(file.front_matter["encoding"], "UTF-8");
-    assert!(file.front_matter.contains_key("globs"));
     assert_eq!(file.title.as_deref(), Some("Enhanced Multi-Agent Task Execution"));
-    assert!(file.overview.as_deref().is_some_and(|o| o.starts_with("Execute tasks using specialized agents")));
+    assert!(file.overview.as_deref().is_some_and(|o| o.starts_with("The default switchyard workflow.")));
 }
 
 #[test]
-fn the_seed_flow_has_its_steps_in_order_with_one_optional_parallel_group() {
-    let seed = seed();
-    assert_eq!(flow_shape(&seed), "1 [2a 2b] 3 4 5 6");
-    let file = parse(&seed).file;
+fn agent_os_front_matter_keeps_empty_values_and_booleans() {
+    let text = "---\ndescription: A rule\nglobs:\nalwaysApply: false\nversion: 1.0\n---\n\n# T\n\n<process_flow>\n<step number=\"1\">x</step>\n</process_flow>\n";
+    let parsed = parse(text);
+    assert_eq!(parsed.problems, vec![]);
+    let front = &parsed.file.front_matter;
+    assert_eq!(front["description"], "A rule");
+    assert_eq!(front["alwaysApply"], false);
+    assert!(front.contains_key("globs"));
+}
+
+#[test]
+fn the_default_workflow_has_its_steps_in_order_with_one_optional_parallel_group() {
+    let text = default_workflow();
+    assert_eq!(flow_shape(&text), "1 [2a 2b] 3 4 5 6");
+    let file = parse(&text).file;
     match &file.flow[1] {
         FlowEntry::Group(group) => assert!(group.optional),
         other => panic!("{other:?}"),
@@ -83,17 +93,17 @@ fn the_seed_flow_has_its_steps_in_order_with_one_optional_parallel_group() {
             ("3", Some("integration_verification"), Some("project-manager")),
             ("4", Some("feedback_aggregation"), None),
             ("5", Some("comprehensive_testing"), Some("test-runner")),
-            ("6", Some("documentation_update"), None),
+            ("6", Some("documentation_update"), Some("project-manager")),
         ]
     );
 }
 
 #[test]
-fn the_seed_steps_keep_their_titles_prose_and_blocks() {
-    let file = parse(&seed()).file;
+fn the_default_workflow_steps_keep_their_titles_prose_and_blocks() {
+    let file = parse(&default_workflow()).file;
     let steps: Vec<&Step> = file.steps().collect();
-    assert_eq!(steps[0].title.as_deref(), Some("Step 1: Analyze Task Requirements"));
-    assert_eq!(steps[0].text, "Determine which specialized agents are needed for the current task.");
+    assert_eq!(steps[0].title.as_deref(), Some("Step 1: Understand the task"));
+    assert_eq!(steps[0].text, "Read the task and the code it touches, and say which kinds of work it contains.");
     let analysis = &steps[0].blocks[0];
     assert_eq!(analysis.tag, "analysis");
     let tags: Vec<&str> = analysis.children.iter().map(|b| b.tag.as_str()).collect();
@@ -104,25 +114,25 @@ fn the_seed_steps_keep_their_titles_prose_and_blocks() {
     assert_eq!(
         selection,
         vec![
-            ("IF", "task involves Cloudflare services (D1, KV, R2)"),
+            ("IF", "the task uses Cloudflare services (D1, KV, R2, Queues)"),
             ("ASSIGN", "cloudflare-specialist"),
-            ("IF", "task involves UI components or routing"),
+            ("IF", "the task changes pages, components or routes"),
             ("ASSIGN", "sveltekit-specialist"),
-            ("IF", "task involves both"),
-            ("ASSIGN", "both specialists in parallel"),
+            ("IF", "the task does both"),
+            ("ASSIGN", "both specialists, side by side"),
         ]
     );
 
     let backend = steps[1];
     let tasks = backend.blocks.iter().find(|b| b.tag == "tasks").unwrap();
     assert_eq!(tasks.items.len(), 5);
-    assert_eq!(tasks.items[0].text, "Set up D1 database schema and migrations");
+    assert_eq!(tasks.items[0].text, "Write D1 schema changes as new migrations");
     let logging = backend.blocks.iter().find(|b| b.tag == "logging").unwrap();
     let directives: Vec<String> = logging.directives.iter().map(|d| format!("{}: {}", d.keyword, d.value)).collect();
     assert_eq!(
         directives,
         vec![
-            "ACTION: Log all changes to .agent-os/logs/cloudflare-specialist.log",
+            "ACTION: Append every change to the cloudflare-specialist log",
             "RECORD: Database schemas created",
             "RECORD: KV namespaces configured",
             "RECORD: API endpoints implemented",
@@ -132,14 +142,14 @@ fn the_seed_steps_keep_their_titles_prose_and_blocks() {
     let checklist = steps[3].blocks.iter().find(|b| b.tag == "verification_checklist").unwrap();
     assert_eq!(checklist.items.len(), 5);
     assert!(checklist.items.iter().all(|i| i.checked == Some(false)));
-    assert_eq!(checklist.items[0].text, "API routes accessible from SvelteKit");
+    assert_eq!(checklist.items[0].text, "SvelteKit reaches the new API routes");
     let integration = steps[3].blocks.iter().find(|b| b.tag == "integration_tests").unwrap();
     assert_eq!(integration.items.len(), 5);
 }
 
 #[test]
-fn the_seed_feedback_and_activity_log_blocks_are_structured() {
-    let file = parse(&seed()).file;
+fn the_default_workflow_feedback_and_activity_log_blocks_are_structured() {
+    let file = parse(&default_workflow()).file;
     let step = file.steps().find(|s| s.number == "4").unwrap();
     let feedback = step.blocks.iter().find(|b| b.tag == "feedback_collection").unwrap();
     let agents: Vec<(&str, usize)> =
@@ -163,8 +173,8 @@ fn the_seed_feedback_and_activity_log_blocks_are_structured() {
 }
 
 #[test]
-fn the_seed_test_categories_nest() {
-    let file = parse(&seed()).file;
+fn the_default_workflow_test_categories_nest() {
+    let file = parse(&default_workflow()).file;
     let step = file.steps().find(|s| s.number == "5").unwrap();
     let categories = &step.blocks[0];
     assert_eq!(categories.tag, "test_categories");
@@ -173,19 +183,22 @@ fn the_seed_test_categories_nest() {
 }
 
 #[test]
-fn the_seed_code_examples_stay_text() {
-    let file = parse(&seed()).file;
-    let step = file.steps().find(|s| s.number == "6").unwrap();
+fn code_examples_in_blocks_and_after_the_flow_stay_text() {
+    let text = "# T\n\n<process_flow>\n<step number=\"1\" name=\"docs\">\n\n<code_documentation>\n  ```typescript\n  /**\n   * @module UserAuthentication\n   * <b>not a block</b>\n   */\n  ```\n</code_documentation>\n\n</step>\n</process_flow>\n\n## Dynamic Agent Selection\n\n```xml\n<step subagent=\"auto-select\" requirements=\"database,d1\">\n  <!-- Automatically selects a specialist -->\n</step>\n```\n";
+    let parsed = parse(text);
+    assert_eq!(parsed.problems, vec![]);
+    let file = parsed.file;
+    let step = file.steps().next().unwrap();
     let code = step.blocks.iter().find(|b| b.tag == "code_documentation").unwrap();
     assert!(code.text.contains("@module UserAuthentication"));
     assert!(code.children.is_empty());
-    // The auto-select examples at the end of the seed are inside a fenced block: not steps.
-    assert_eq!(file.steps().count(), 7);
+    // The auto-select example after the flow is inside a fenced block: not a step.
+    assert_eq!(file.steps().count(), 1);
 }
 
 #[test]
-fn the_seed_flight_checks_keep_their_references_and_summary_template() {
-    let file = parse(&seed()).file;
+fn the_default_workflow_flight_checks_keep_their_references_and_summary_template() {
+    let file = parse(&default_workflow()).file;
     let pre = file.pre_flight.as_ref().unwrap();
     assert_eq!(pre.executes, vec![".agent-os/instructions/meta/pre-flight.md"]);
     let post = file.post_flight.as_ref().unwrap();
@@ -468,13 +481,13 @@ fn arbitrary_input_never_panics() {
         "## Phase\n",
         "IF x:",
     ];
-    let seed = seed();
+    let full = default_workflow();
     for case in 0..3000u64 {
         let mut rng = Lcg(case);
         let mut text = String::new();
         if case % 3 == 0 {
-            // Splice fragments into the seed at random character positions.
-            let chars: Vec<char> = seed.chars().collect();
+            // Splice fragments into a full instruction file at random character positions.
+            let chars: Vec<char> = full.chars().collect();
             let cut = (rng.next() as usize) % chars.len();
             text.extend(&chars[..cut]);
             text.push_str(FRAGMENTS[(rng.next() as usize) % FRAGMENTS.len()]);
@@ -491,10 +504,9 @@ fn arbitrary_input_never_panics() {
 }
 
 #[test]
-fn parsing_the_seed_is_fast_enough_to_do_on_every_request() {
+fn parsing_a_full_file_is_fast_enough_to_do_on_every_request() {
     // Not a benchmark (npm run bench measures it): a guard against an accidental quadratic.
-    let seed = seed();
-    let big = seed.repeat(30);
+    let big = default_workflow().repeat(30);
     let parsed = parse(&big);
     assert!(parsed.problems.iter().any(|p| p.message.contains("second one")));
 }
