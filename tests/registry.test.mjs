@@ -326,3 +326,25 @@ describe("the registry", { timeout: 240_000 }, () => {
     assert.equal(many.status, 422);
   });
 });
+
+describe("a fresh installation", { timeout: 120_000 }, () => {
+  let worker;
+  before(async () => {
+    worker = await startWorker();
+  });
+  after(async () => {
+    await worker?.stop();
+  });
+
+  test("a runner's first request, a lease as a default agent with the admin token, finds that agent", async () => {
+    // The readiness poll only asked /health; this lease is the first authenticated request.
+    const lease = await worker.admin("/v1/agents/context-fetcher/lease?wait=0", {
+      method: "POST",
+      body: "{}",
+      headers: { "content-type": "application/json" },
+    });
+    assert.equal(lease.status, 204, await lease.clone().text());
+    const agents = await (await worker.admin("/v1/agents")).json();
+    assert.deepEqual(agents.agents.map((a) => a.name).sort(), DEFAULT_AGENTS);
+  });
+});

@@ -113,6 +113,12 @@ async fn route_and_run(
         Access::Public => None,
         access => Some(authenticate(env, header(req, "authorization").as_deref(), access, now).await?),
     };
+    // Every route behind credentials may need a default agent or the default workflow (a
+    // runner's first lease on a fresh installation, say), so none answers before they exist.
+    // Once per isolate; the public routes (health, the API description) never need them.
+    if credential.is_some() {
+        registry::ensure_defaults(env, now).await?;
+    }
     let (principal, session_id) = match credential {
         Some(Credential { principal, session_id }) => (Some(principal), session_id),
         None => (None, None),

@@ -44,7 +44,8 @@ const WEBHOOK_SECRET_RANDOM_BYTES: usize = 32;
 /// it need not run on every request.
 static DEFAULTS_CHECKED: AtomicBool = AtomicBool::new(false);
 
-/// Loads the default agents and the default workflow the first time any isolate needs them.
+/// Loads the default agents and the default workflow before an isolate answers its first
+/// authenticated request (and on the first cron run).
 /// The batch is idempotent (see `store::load_defaults`), so isolates racing here is harmless.
 pub async fn ensure_defaults(env: &Env, now: Timestamp) -> worker::Result<()> {
     if DEFAULTS_CHECKED.load(Ordering::Relaxed) {
@@ -234,7 +235,6 @@ async fn create(call: &Call<'_>, spec: AgentSpec) -> Handled {
 
 /// `POST /v1/agents`.
 pub async fn create_agent(call: &Call<'_>, body: &[u8]) -> Handled {
-    ensure_defaults(call.env, call.now).await?;
     let input: AgentInput = parse_json_body(call.content_type.as_deref(), body)?;
     let spec = agents::validate(input, None).map_err(|details| ApiError::Invalid { details })?;
     create(call, spec).await
@@ -242,7 +242,6 @@ pub async fn create_agent(call: &Call<'_>, body: &[u8]) -> Handled {
 
 /// `POST /v1/agents/import`: a Claude Code subagent file.
 pub async fn import_agent(call: &Call<'_>, body: &[u8]) -> Handled {
-    ensure_defaults(call.env, call.now).await?;
     let text = markdown_body(call, body, "text/markdown")?;
     let spec = agents::from_subagent_file(&text).map_err(|details| ApiError::Invalid { details })?;
     create(call, spec).await
@@ -250,7 +249,6 @@ pub async fn import_agent(call: &Call<'_>, body: &[u8]) -> Handled {
 
 /// `GET /v1/agents`.
 pub async fn list_agents(call: &Call<'_>) -> Handled {
-    ensure_defaults(call.env, call.now).await?;
     let page = Page::parse(&call.query)?;
     let db = call.env.d1(bindings::DB)?;
     let rows = store::list_agents(&db, page.cursor.as_deref(), page.limit).await?;
@@ -261,7 +259,6 @@ pub async fn list_agents(call: &Call<'_>) -> Handled {
 
 /// `GET /v1/agents/{name}`, through the KV cache.
 pub async fn get_agent(call: &Call<'_>) -> Handled {
-    ensure_defaults(call.env, call.now).await?;
     let name = agent_name_param(call)?;
     let db = call.env.d1(bindings::DB)?;
     let agent = cached_agent(call.env, &db, &name).await?.ok_or_else(|| not_found_agent(&name))?;
@@ -271,7 +268,6 @@ pub async fn get_agent(call: &Call<'_>) -> Handled {
 /// `PUT /v1/agents/{name}`: replaces the editable fields. An agent that becomes a webhook agent
 /// gets a webhook secret, shown in this response only.
 pub async fn update_agent(call: &Call<'_>, body: &[u8]) -> Handled {
-    ensure_defaults(call.env, call.now).await?;
     let name = agent_name_param(call)?;
     let input: AgentInput = parse_json_body(call.content_type.as_deref(), body)?;
     let spec = agents::validate(input, Some(&name)).map_err(|details| ApiError::Invalid { details })?;
@@ -296,7 +292,6 @@ pub async fn update_agent(call: &Call<'_>, body: &[u8]) -> Handled {
 /// `POST /v1/agents/{name}/token`: a new token for the agent, shown once; the old one stops
 /// working at once here and, through the token cache, within its TTL everywhere.
 pub async fn rotate_token(call: &Call<'_>, body: &[u8]) -> Handled {
-    ensure_defaults(call.env, call.now).await?;
     let name = agent_name_param(call)?;
     parse_no_fields(call.content_type.as_deref(), body)?;
     let db = call.env.d1(bindings::DB)?;
@@ -314,7 +309,6 @@ pub async fn rotate_token(call: &Call<'_>, body: &[u8]) -> Handled {
 /// `POST /v1/agents/{name}/webhook-secret`: a new signing secret for a webhook agent, shown
 /// once; deliveries are signed with it from now on and the old one stops verifying.
 pub async fn rotate_webhook_secret(call: &Call<'_>, body: &[u8]) -> Handled {
-    ensure_defaults(call.env, call.now).await?;
     let name = agent_name_param(call)?;
     parse_no_fields(call.content_type.as_deref(), body)?;
     let db = call.env.d1(bindings::DB)?;
@@ -335,7 +329,6 @@ pub async fn rotate_webhook_secret(call: &Call<'_>, body: &[u8]) -> Handled {
 
 /// `DELETE /v1/agents/{name}`.
 pub async fn delete_agent(call: &Call<'_>) -> Handled {
-    ensure_defaults(call.env, call.now).await?;
     let name = agent_name_param(call)?;
     let db = call.env.d1(bindings::DB)?;
     let Some(deleted) = store::delete_agent(&db, &name).await? else { return Err(not_found_agent(&name)) };
@@ -393,7 +386,6 @@ fn requested_name(query: &str) -> Result<Option<String>, ApiError> {
 /// problem is reported at once (422 `invalid_workflow`); agents that are not registered yet are
 /// warnings, since agents are often imported after the workflow.
 pub async fn create_workflow(call: &Call<'_>, body: &[u8]) -> Handled {
-    ensure_defaults(call.env, call.now).await?;
     let requested = requested_name(&call.query)?;
     let (definition, source, mut warnings) = if is_json_content_type(call.content_type.as_deref()) {
         let mut fields: serde_json::Map<String, Value> =
@@ -457,7 +449,6 @@ fn workflow_name_param(call: &Call<'_>) -> Result<String, ApiError> {
 
 /// `GET /v1/workflows`: the latest version of each workflow, summarised.
 pub async fn list_workflows(call: &Call<'_>) -> Handled {
-    ensure_defaults(call.env, call.now).await?;
     let page = Page::parse(&call.query)?;
     let db = call.env.d1(bindings::DB)?;
     let rows = store::list_workflows(&db, page.cursor.as_deref(), page.limit).await?;
@@ -476,7 +467,6 @@ pub async fn list_workflows(call: &Call<'_>) -> Handled {
 
 /// `GET /v1/workflows/{name}`: the latest version.
 pub async fn get_workflow(call: &Call<'_>) -> Handled {
-    ensure_defaults(call.env, call.now).await?;
     let name = workflow_name_param(call)?;
     let db = call.env.d1(bindings::DB)?;
     let row = store::latest_workflow(&db, &name)
@@ -487,7 +477,6 @@ pub async fn get_workflow(call: &Call<'_>) -> Handled {
 
 /// `GET /v1/workflows/{name}/versions/{version}`.
 pub async fn get_workflow_version(call: &Call<'_>) -> Handled {
-    ensure_defaults(call.env, call.now).await?;
     let name = workflow_name_param(call)?;
     let version = call.matched.param("version");
     let missing = || ApiError::NotFound { message: format!("workflow {name} has no version {version}") };
@@ -519,7 +508,6 @@ struct SelectRequest {
 
 /// `POST /v1/agents/select`: the best registered agent for a list of requirements.
 pub async fn select_agent(call: &Call<'_>, body: &[u8]) -> Handled {
-    ensure_defaults(call.env, call.now).await?;
     let request: SelectRequest = parse_json_body(call.content_type.as_deref(), body)?;
     let mut details = Vec::new();
     if request.requirements.iter().all(|r| r.trim().is_empty()) {

@@ -122,7 +122,6 @@ fn replay(row: store::IdempotencyRow, hash: &str) -> Handled {
 
 /// `POST /v1/tasks`.
 pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
-    registry::ensure_defaults(call.env, call.now).await?;
     let key = idempotency_key(call)?;
     let request: TaskRequest = parse_json_body(call.content_type.as_deref(), body)?;
     let workflow_ref = request.validate()?;
