@@ -36,7 +36,7 @@ import { Miniflare } from "miniflare";
 import { agent, eventsOf, issueToken, submit, taskOf, workTask } from "../tests/helpers/agents.mjs";
 import { browserMissing, buildDashboard, CHROMIUM, CHROMIUM_FLAGS, DASHBOARD_DIR, startDashboard } from "../tests/helpers/dashboard.mjs";
 import { ADMIN_TOKEN, executeSql, freePort, startWorker } from "../tests/helpers/worker.mjs";
-import { AGENT_BINARY, ROOT, setup } from "./setup.mjs";
+import { AGENT_BINARY, ensureChromium, ROOT, setup } from "./setup.mjs";
 
 /** Requests per latency configuration: enough for a stable p99 (≥ 20 samples above it),
  * few enough that the whole bench stays under a minute or two on two cores. */
@@ -759,7 +759,7 @@ async function dashboardBench() {
   const gzip = scripts.reduce((sum, file) => sum + gzipSync(readFileSync(file), { level: 9 }).length, 0);
   console.log(`  client JS, all routes: ${scripts.length} files, ${kib(raw)} raw, ${kib(gzip)} gzip`);
 
-  const missing = browserMissing();
+  const missing = ensureChromium() ?? browserMissing();
   if (missing) return console.log(`  lighthouse: skipped, ${missing}`);
   const worker = await startWorker();
   const dashboard = await startDashboard({ switchyardUrl: worker.url });

@@ -1,15 +1,17 @@
 // Sets up everything switchyard needs on this machine, skipping what is already there, and
 // builds the Worker when its sources changed. `npm start`, `npm test` and `npm run bench` call
-// it first; wrangler's [build] step calls it with --build-only.
+// it first; wrangler's [build] step calls it with --build-only. It prints a numbered plan, then
+// each step with the time it took; a first run on a fresh machine takes 15 to 25 minutes, most
+// of it compiling worker-build and wasm-bindgen-cli once.
 //
 //   node scripts/setup.mjs                 install what is missing, then build if stale
 //   node scripts/setup.mjs --build-only    build if stale (tools must be installed)
-//   --quiet                                print only what changes
+//   --quiet                                print nothing but failures
 //
 // Only package registries are used (npm, crates.io, and Debian's apt for the browser tests'
-// chromium). Nothing is downloaded from anywhere else: worker-build is pointed at local
-// wasm-bindgen, esbuild and wasm-opt binaries, and playwright-core drives the system Chromium
-// rather than downloading its own.
+// chromium, which `npm test` installs just before those tests, not here). Nothing is downloaded
+// from anywhere else: worker-build is pointed at local wasm-bindgen, esbuild and wasm-opt
+// binaries, and playwright-core drives the system Chromium rather than downloading its own.
 
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -56,11 +58,26 @@ function nodeBin(name) {
   return join(ROOT, "node_modules", ".bin", name);
 }
 
-function checkNode() {
+/** How to get each prerequisite the set-up cannot install itself, for the message that names it. */
+const PREREQUISITES = [
+  ["git", ["--version"], "git (Debian and Ubuntu: apt-get install git; macOS: xcode-select --install)"],
+  ["cc", ["--version"], "a C compiler for the crates that build C code (Debian and Ubuntu: apt-get install gcc; Fedora: dnf install gcc; macOS: xcode-select --install)"],
+  [cargoBin("cargo"), ["--version"], "Rust's cargo, through rustup (https://rustup.rs, or Debian's rustup package, then rustup default stable)"],
+  [cargoBin("rustup"), ["--version"], "rustup, which adds the WebAssembly target (https://rustup.rs, or Debian's rustup package)"],
+];
+
+/** Names every missing prerequisite at once, with what provides it. */
+function checkPrerequisites() {
+  const problems = [];
   const [major, minor] = process.versions.node.split(".").map(Number);
   if (major < 20 || (major === 20 && minor < 19)) {
-    throw new Error(`Node ${process.versions.node} is too old: Vite 7 (the example dashboard's build) needs Node 20.19 or later`);
+    problems.push(`Node ${process.versions.node} is too old: Vite 7 (the example dashboard's build) needs Node 20.19 or later`);
   }
+  for (const [command, args, provider] of PREREQUISITES) {
+    if (capture(command, args) === null) problems.push(`${command.split("/").pop()} is missing: install ${provider}`);
+  }
+  if (problems.length) throw new Error(`missing prerequisites:\n  - ${problems.join("\n  - ")}`);
+  return "present";
 }
 
 function ensureNpmPackages() {
@@ -71,26 +88,25 @@ function ensureNpmPackages() {
     existsSync(installed) &&
     statSync(installed).mtimeMs >= statSync(lock).mtimeMs &&
     statSync(installed).mtimeMs >= statSync(manifest).mtimeMs;
-  if (fresh) return say("npm packages: installed");
-  say("npm packages: installing (npm ci)");
+  if (fresh) return "installed";
+  say("npm ci");
   run("npm", ["ci", "--no-audit", "--no-fund"], { env: { ...process.env, CI: "true" } });
+  return "installed now";
 }
 
-function ensureRust() {
-  if (!capture(cargoBin("cargo"), ["--version"])) {
-    throw new Error("cargo is not installed: install Rust with rustup first (https://rustup.rs)");
-  }
+function ensureRustTarget() {
   const targets = capture(cargoBin("rustup"), ["target", "list", "--installed"]) ?? "";
-  if (targets.split("\n").includes(WASM_TARGET)) return say(`rust target ${WASM_TARGET}: installed`);
-  say(`rust target ${WASM_TARGET}: installing`);
+  if (targets.split("\n").includes(WASM_TARGET)) return "installed";
+  say(`rustup target add ${WASM_TARGET}`);
   run(cargoBin("rustup"), ["target", "add", WASM_TARGET]);
+  return "installed now";
 }
 
 /** Installs a crate's binaries at an exact version unless that version is already installed. */
 function ensureCargoTool(crate, binary, version) {
   const current = capture(cargoBin(binary), ["--version"]);
-  if (current && current.split(/\s+/).includes(version)) return say(`${crate} ${version}: installed`);
-  say(`${crate} ${version}: installing with cargo (this takes several minutes once)`);
+  if (current && current.split(/\s+/).includes(version)) return "installed";
+  say(`cargo install ${crate} --version =${version} (several minutes, once per machine; cargo shows its progress)`);
   try {
     run(cargoBin("cargo"), ["install", crate, "--version", `=${version}`, "--locked"]);
   } catch (error) {
@@ -99,6 +115,7 @@ function ensureCargoTool(crate, binary, version) {
     say(`${crate}: --locked install failed (${error.message}); retrying with fresh resolution`);
     run(cargoBin("cargo"), ["install", crate, "--version", `=${version}`, "--force"]);
   }
+  return "installed now";
 }
 
 /** The wasm-bindgen version in Cargo.lock: the CLI must match the library exactly. */
@@ -113,32 +130,24 @@ export function lockedWasmBindgenVersion() {
 const CHROMIUM = "/usr/bin/chromium";
 
 /**
- * Installs Debian's chromium for the browser tests where apt is available and we are root. Elsewhere
- * the browser tests are skipped with the reason (set CHROMIUM_PATH to use another Chromium).
+ * Installs Debian's chromium for the browser tests where apt is available and we are root; `npm
+ * test` calls this just before those tests, and the bench before its Lighthouse figure. It never
+ * fails: without a browser the browser tests are skipped with the reason (set CHROMIUM_PATH to use
+ * another Chromium). Returns why there is no browser, or null when there is one.
  */
-function ensureChromium() {
-  if (process.env.CHROMIUM_PATH || existsSync(CHROMIUM)) return say("chromium: installed");
+export function ensureChromium() {
+  if (process.env.CHROMIUM_PATH || existsSync(CHROMIUM)) return null;
   const apt = capture("apt-get", ["--version"]);
   const root = typeof process.getuid === "function" && process.getuid() === 0;
-  if (!apt || !root) return say("chromium: not installed and apt-get is not usable here; the browser tests will be skipped");
-  say("chromium: installing (apt-get install chromium)");
+  if (!apt || !root) return `no ${CHROMIUM}, and apt-get is not usable here (it needs root); set CHROMIUM_PATH to a Chromium`;
+  console.log("[setup] chromium for the browser tests: apt-get install chromium");
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
   const install = () =>
-    spawnSync("apt-get", ["install", "-y", "-q", "--no-install-recommends", "chromium"], { stdio: quiet ? "ignore" : "inherit", env }).status === 0;
+    spawnSync("apt-get", ["install", "-y", "-q", "--no-install-recommends", "chromium"], { stdio: "inherit", env }).status === 0;
   // A fresh machine may have no package lists yet.
-  if (!install()) {
-    run("apt-get", ["update", "-q"], { env });
-    if (!install()) throw new Error("apt-get install chromium failed");
-  }
-}
-
-function ensureTools() {
-  checkNode();
-  ensureNpmPackages();
-  ensureChromium();
-  ensureRust();
-  ensureCargoTool("worker-build", "worker-build", WORKER_BUILD_VERSION);
-  ensureCargoTool("wasm-bindgen-cli", "wasm-bindgen", lockedWasmBindgenVersion());
+  if (install()) return null;
+  if (spawnSync("apt-get", ["update", "-q"], { stdio: "inherit", env }).status === 0 && install()) return null;
+  return "apt-get install chromium failed (see its output above)";
 }
 
 function listFiles(dir) {
@@ -162,8 +171,8 @@ function inputsHash() {
 export function buildWorker() {
   const hash = inputsHash();
   const built = existsSync(join(BUILD_DIR, "index.js")) && existsSync(INPUTS_STAMP);
-  if (built && readFileSync(INPUTS_STAMP, "utf8") === hash) return say("worker build: up to date");
-  say("worker build: building (worker-build --release)");
+  if (built && readFileSync(INPUTS_STAMP, "utf8") === hash) return "up to date";
+  say("worker-build --release (a few minutes when the Rust sources changed)");
   const env = {
     ...process.env,
     WASM_BINDGEN_BIN: cargoBin("wasm-bindgen"),
@@ -173,6 +182,7 @@ export function buildWorker() {
   run(cargoBin("worker-build"), ["--release"], { env });
   mkdirSync(BUILD_DIR, { recursive: true });
   writeFileSync(INPUTS_STAMP, hash);
+  return "built now";
 }
 
 /** Where `buildAgent` puts the switchyard-agent binary. */
@@ -180,8 +190,9 @@ export const AGENT_BINARY = join(ROOT, "target", "release", process.platform ===
 
 /** Builds the switchyard-agent runner (a native release build; cargo skips it when current). */
 export function buildAgent() {
-  say("switchyard-agent: building (cargo build --release -p switchyard-agent)");
-  run(cargoBin("cargo"), ["build", "--release", "--locked", "--quiet", "-p", "switchyard-agent"]);
+  // Not --quiet: a first build takes minutes, and cargo's progress shows it is moving.
+  run(cargoBin("cargo"), ["build", "--release", "--locked", "-p", "switchyard-agent"], { stdio: quiet ? "ignore" : "inherit" });
+  return "current";
 }
 
 const CLIENT_DIR = join(ROOT, "clients", "typescript");
@@ -194,25 +205,54 @@ export function buildClient() {
   const built = join(CLIENT_DIR, "dist", "index.js");
   const inputs = [...listFiles(join(CLIENT_DIR, "src")), join(CLIENT_DIR, "tsconfig.json"), join(CLIENT_DIR, "tsconfig.build.json")];
   const newest = Math.max(...inputs.map((file) => statSync(file).mtimeMs));
-  if (existsSync(built) && statSync(built).mtimeMs >= newest) return say("client build: up to date");
-  say("client build: building (tsc -p tsconfig.build.json)");
+  if (existsSync(built) && statSync(built).mtimeMs >= newest) return "up to date";
+  say("tsc -p tsconfig.build.json");
   run(process.execPath, [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.build.json"], { cwd: CLIENT_DIR });
+  return "built now";
 }
 
-/** Installs what is missing and builds: the whole set-up. */
+/** "4m 05s" or "12.3s". */
+function elapsed(sinceMs) {
+  const seconds = (Date.now() - sinceMs) / 1000;
+  if (seconds < 60) return `${seconds.toFixed(1)}s`;
+  return `${Math.floor(seconds / 60)}m ${String(Math.round(seconds % 60)).padStart(2, "0")}s`;
+}
+
+/** The set-up's steps in order; each returns what it found or did, and skips work already done. */
+function plan() {
+  const bindgen = lockedWasmBindgenVersion();
+  return [
+    ["prerequisites: Node, git, a C compiler, Rust", checkPrerequisites],
+    ["npm packages", ensureNpmPackages],
+    [`Rust target ${WASM_TARGET}`, ensureRustTarget],
+    [`worker-build ${WORKER_BUILD_VERSION}`, () => ensureCargoTool("worker-build", "worker-build", WORKER_BUILD_VERSION)],
+    [`wasm-bindgen-cli ${bindgen}`, () => ensureCargoTool("wasm-bindgen-cli", "wasm-bindgen", bindgen)],
+    ["the Worker (WebAssembly, release)", buildWorker],
+    ["switchyard-agent (native, release)", buildAgent],
+    ["the TypeScript client", buildClient],
+  ];
+}
+
+/** Installs what is missing and builds: the whole set-up, step by step with the time of each. */
 export function setup(options = {}) {
   quiet = Boolean(options.quiet);
-  ensureTools();
-  buildWorker();
-  buildAgent();
-  buildClient();
+  const steps = plan();
+  const started = Date.now();
+  say(`plan: ${steps.map(([title], i) => `${i + 1}. ${title}`).join("; ")}`);
+  steps.forEach(([title, step], i) => {
+    const stepStarted = Date.now();
+    say(`${i + 1}/${steps.length} ${title}...`);
+    const outcome = step();
+    say(`${i + 1}/${steps.length} ${title}: ${outcome} (${elapsed(stepStarted)})`);
+  });
+  say(`ready in ${elapsed(started)}`);
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const args = process.argv.slice(2);
   quiet = args.includes("--quiet");
   try {
-    if (args.includes("--build-only")) buildWorker();
+    if (args.includes("--build-only")) say(`the Worker: ${buildWorker()}`);
     else setup({ quiet });
   } catch (error) {
     console.error(`[setup] ${error.message}`);

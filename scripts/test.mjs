@@ -7,7 +7,7 @@
 import { spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { ROOT, setup } from "./setup.mjs";
+import { ensureChromium, ROOT, setup } from "./setup.mjs";
 
 function step(title, command, args, cwd = ROOT) {
   console.log(`\n=== ${title}: ${command} ${args.join(" ")}`);
@@ -39,6 +39,10 @@ const testFiles = readdirSync(join(ROOT, "tests"))
   .filter((name) => name.endsWith(".test.mjs"))
   .sort()
   .map((name) => join("tests", name));
+// Only the browser tests need Chromium, so it is installed now rather than by the set-up that
+// `npm start` shares; without it they are skipped with the reason.
+const noBrowser = ensureChromium();
+if (noBrowser) console.log(`\n[test] the browser tests will be skipped: ${noBrowser}`);
 // One file at a time: each starts its own workerd, and the machines have two cores.
 results["integration tests"] = step("integration tests", process.execPath, ["--test", "--test-concurrency=1", ...testFiles]);
 

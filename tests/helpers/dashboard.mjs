@@ -21,7 +21,7 @@ const READY_TIMEOUT_MS = 60_000;
 
 /** Why the browser tests cannot run here, or null when they can. */
 export function browserMissing() {
-  return existsSync(CHROMIUM) ? null : `no Chromium at ${CHROMIUM} (the set-up installs Debian's chromium where apt is available)`;
+  return existsSync(CHROMIUM) ? null : `no Chromium at ${CHROMIUM} (npm test installs Debian's chromium where apt-get is usable; CHROMIUM_PATH names another)`;
 }
 
 /** Builds the dashboard for production (adapter-cloudflare's output and the preview server's), and the client it imports. */
