@@ -242,7 +242,8 @@ describe("switchyard-agent runners", { timeout: 300_000 }, () => {
     let printed = "";
     asking.stdout.on("data", (chunk) => (printed += chunk));
     asking.stderr.on("data", (chunk) => (printed += chunk));
-    const exited = new Promise((resolve) => asking.once("exit", resolve));
+    // "close", not "exit": only then has all of its output been read.
+    const exited = new Promise((resolve) => asking.once("close", resolve));
     runners.push(asking);
     const listed = await eventually(() => {
       const result = spawnSync(AGENT_BINARY, ["inbox", "--token", tokens["cloudflare-specialist"], "--agent", "cloudflare-specialist", "--wait", "1"], {
