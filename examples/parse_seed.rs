@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use switchyard::core::{instructions, workflow};
+use switchyard::core::registry::{instructions, workflow};
 
 /// Iterations when none are given: enough for a stable p99 in well under a second.
 const ITERATIONS_DEFAULT: usize = 2000;

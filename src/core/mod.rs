@@ -3,34 +3,20 @@
 //! Everything here is deterministic: the same inputs give the same outputs. Nothing in this
 //! module tree may import `worker`, read a clock, draw random numbers or do I/O; the shell passes
 //! in `now`, random bytes and binding results, and performs the effects the core describes.
+//!
+//! The groups are layered, each using only the ones above it in this list:
+//!
+//! - [`base`]: ids, time, limits, binding names, encodings: the vocabulary of every other group;
+//! - [`edge`]: the HTTP edge: routes, the one error enum, responses, auth, sessions, CORS, rate
+//!   limits, paging, health and the API description;
+//! - [`registry`]: instruction files, workflows, agents and the analysis that picks them;
+//! - [`records`]: what agents report and what switchyard writes down: reports, logs, summaries,
+//!   metrics and messages;
+//! - [`engine`]: the step state machine and what feeds it: task request bodies, queue messages,
+//!   the cron plan and webhook signatures.
 
-pub mod agent_log;
-pub mod agents;
-pub mod analysis;
-pub mod auth;
-pub mod bindings;
-pub mod cors;
-pub mod default_agents;
-pub mod encoding;
+pub mod base;
+pub mod edge;
 pub mod engine;
-pub mod error;
-pub mod health;
-pub mod http;
-pub mod ids;
-pub mod instructions;
-pub mod limits;
-pub mod messages;
-pub mod metrics;
-pub mod openapi;
-pub mod paging;
-pub mod queue;
-pub mod rate_limit;
-pub mod report;
-pub mod routes;
-pub mod sessions;
-pub mod summary;
-pub mod system;
-pub mod task_api;
-pub mod time;
-pub mod webhook;
-pub mod workflow;
+pub mod records;
+pub mod registry;

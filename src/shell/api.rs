@@ -12,61 +12,29 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{Env, Request, Response};
 
+use super::call::{event_json, Call, Failed, Handled};
+use super::sessions::{resolve_token, Credential};
 use super::{messages, platform, records, registry, sessions, store, tasks};
-use crate::core::agents::SUBAGENT_FILE_BYTES_MAX;
-use crate::core::auth::{self, Principal};
-use crate::core::bindings;
-use crate::core::cors::CorsPolicy;
-use crate::core::error::ApiError;
-use crate::core::health::{self, Check, Failure};
-use crate::core::http::{parse_json_body, ApiResponse, Method};
-use crate::core::ids::IdKind;
-use crate::core::limits::{
+use crate::core::base::bindings;
+use crate::core::base::ids::IdKind;
+use crate::core::base::limits::{
     COMPLETE_BODY_BYTES_MAX, INSTRUCTION_FILE_BYTES_MAX, JSON_BODY_BYTES_MAX, RATE_LIMIT_RETRY_AFTER_SECONDS,
 };
-use crate::core::openapi;
-use crate::core::paging::Page;
-use crate::core::queue::{ProbeOutcome, QueueMessage};
-use crate::core::rate_limit;
-use crate::core::routes::{self, Access, Matched, Resolution, RouteId};
-use crate::core::time::Timestamp;
+use crate::core::base::time::Timestamp;
+use crate::core::edge::auth::{self, Principal};
+use crate::core::edge::cors::CorsPolicy;
+use crate::core::edge::error::ApiError;
+use crate::core::edge::health::{self, Check, Failure};
+use crate::core::edge::http::parse_json_body;
+use crate::core::edge::openapi;
+use crate::core::edge::paging::Page;
+use crate::core::edge::rate_limit;
+use crate::core::edge::response::{ApiResponse, Method};
+use crate::core::edge::routes::{self, Access, Resolution, RouteId};
+use crate::core::engine::queue::{ProbeOutcome, QueueMessage};
+use crate::core::registry::agents::SUBAGENT_FILE_BYTES_MAX;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// Why a handler did not produce a response: the client's mistake, or a fault to log.
-pub(super) enum Failed {
-    Client(ApiError),
-    Fault(String),
-}
-
-impl From<ApiError> for Failed {
-    fn from(err: ApiError) -> Self {
-        Failed::Client(err)
-    }
-}
-
-impl From<worker::Error> for Failed {
-    fn from(err: worker::Error) -> Self {
-        Failed::Fault(err.to_string())
-    }
-}
-
-pub(super) type Handled = Result<ApiResponse, Failed>;
-
-/// Everything a handler may need about the request besides its body.
-pub(super) struct Call<'a> {
-    pub env: &'a Env,
-    pub now: Timestamp,
-    pub query: String,
-    pub content_type: Option<String>,
-    pub accept: Option<String>,
-    pub matched: Matched,
-    /// Who is calling; `None` on public routes.
-    pub principal: Option<Principal>,
-    /// The session the call was made with, if it was made with one.
-    pub session_id: Option<String>,
-    pub idempotency_key: Option<String>,
-}
 
 pub async fn handle(mut req: Request, env: &Env) -> worker::Result<Response> {
     let now = platform::now();
@@ -279,30 +247,6 @@ async fn check_rate(env: &Env, req: &Request) -> Result<(), Failed> {
     Ok(())
 }
 
-/// Who a bearer token speaks for, and the session id when it is one.
-pub(super) struct Credential {
-    pub principal: Principal,
-    pub session_id: Option<String>,
-}
-
-/// Admin tokens are checked first (in constant time, without I/O); an agent token is looked up
-/// by its hash, a session id in KV. `None` when the token is none of these (or an expired
-/// session).
-pub(super) async fn resolve_token(env: &Env, token: &str, now: Timestamp) -> Result<Option<Credential>, Failed> {
-    if platform::admin_tokens(env).accepts(token) {
-        return Ok(Some(Credential { principal: Principal::Admin, session_id: None }));
-    }
-    if token.starts_with(auth::AGENT_TOKEN_PREFIX) {
-        let agent = registry::agent_for_token(env, &auth::hash_token(token)).await?;
-        return Ok(agent.map(|name| Credential { principal: Principal::Agent(name), session_id: None }));
-    }
-    if crate::core::sessions::looks_like_session(token) {
-        let principal = sessions::lookup(env, token, now).await?;
-        return Ok(principal.map(|principal| Credential { principal, session_id: Some(token.to_string()) }));
-    }
-    Ok(None)
-}
-
 /// The caller of a route that needs credentials. An agent (by token or session) on an admin
 /// route is 403: the caller is known, the route is not theirs.
 async fn authenticate(
@@ -412,17 +356,6 @@ async fn list_system_events(call: &Call<'_>) -> Handled {
     let events: Vec<Value> =
         rows.into_iter().map(|row| event_json(row.seq, row.kind, row.data, row.created_at)).collect();
     Ok(ApiResponse::json(200, &json!({"events": events, "next_cursor": next_cursor})))
-}
-
-/// An event as the API shows it.
-pub(super) fn event_json(seq: i64, kind: String, data: String, created_at: i64) -> Value {
-    json!({
-        "seq": seq,
-        "kind": kind,
-        // Written by us as JSON; a row that somehow is not stays readable as text.
-        "data": serde_json::from_str::<Value>(&data).unwrap_or(Value::String(data)),
-        "created_at": Timestamp::saturating_from_millis(created_at).to_rfc3339(),
-    })
 }
 
 #[derive(Deserialize)]

@@ -9,10 +9,10 @@ use wasm_bindgen::JsValue;
 use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, RawMessage, ScheduledEvent};
 
 use super::{engine, platform, store};
-use crate::core::bindings;
-use crate::core::queue::{self, Decision, QueueRole};
-use crate::core::system;
-use crate::core::time::Timestamp;
+use crate::core::base::bindings;
+use crate::core::base::time::Timestamp;
+use crate::core::engine::queue::{self, Decision, QueueRole};
+use crate::core::engine::system;
 
 pub async fn consume(batch: MessageBatch<String>, env: &Env) {
     let role = QueueRole::of(&batch.queue());

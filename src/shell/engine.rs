@@ -7,29 +7,32 @@
 //! fresh state, up to `TRANSITION_RETRIES_MAX` times. Messages are sent after the batch commits:
 //! if sending fails, the step stays `queued` with its due time, and the cron sweep re-sends it.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use worker::{BatchMessageBuilder, Conditional, D1Database, Env, HttpMetadata, MessageBuilder};
 
+use super::artifacts::load_report;
 use super::{platform, registry, store};
-use crate::core::agent_log;
-use crate::core::bindings;
-use crate::core::encoding::sha256_hex;
-use crate::core::engine::{
-    self, Caller, Command, Completion, Dispatch, Outcome, Refusal, ReportRef, Runner, Transition,
-};
-use crate::core::ids::IdKind;
-use crate::core::limits::{
+use crate::core::base::bindings;
+use crate::core::base::encoding::sha256_hex;
+use crate::core::base::ids::IdKind;
+use crate::core::base::limits::{
     REDISPATCH_AFTER_MS_DEFAULT, REPORT_INLINE_BYTES_MAX, SWEEP_TASKS_MAX, TRANSITION_RETRIES_MAX,
     TRANSITION_RETRY_PAUSE_MS, WEBHOOK_TIMEOUT_MS,
 };
-use crate::core::metrics::ReportCounts;
-use crate::core::queue::QueueMessage;
-use crate::core::task_api::{CompletionRequest, Outcome as Reported};
-use crate::core::time::Timestamp;
-use crate::core::webhook::{self, Answer};
+use crate::core::base::time::Timestamp;
+use crate::core::engine::queue::QueueMessage;
+use crate::core::engine::task_api::{CompletionRequest, Outcome as Reported};
+use crate::core::engine::webhook::{self, Answer};
+use crate::core::engine::{
+    self, Caller, Command, Completion, Dispatch, Outcome, Refusal, ReportRef, Runner, Transition,
+};
+use crate::core::records::agent_log;
+use crate::core::records::metrics::ReportCounts;
 
 /// What driving a command to a task came to.
 pub enum Driven {
@@ -282,27 +285,6 @@ pub fn log_key(task_id: &str, step_id: &str, attempt: u32) -> String {
     format!("tasks/{task_id}/steps/{step_id}/attempt-{attempt}.log")
 }
 
-/// The text of an R2 object, or `None` when there is none under `key`.
-pub async fn read_artifact(env: &Env, key: &str) -> worker::Result<Option<String>> {
-    let Some(object) = env.bucket(bindings::ARTIFACTS)?.get(key).execute().await? else { return Ok(None) };
-    Ok(Some(match object.body() {
-        Some(body) => body.text().await?,
-        None => String::new(),
-    }))
-}
-
-/// A report as stored: parsed inline JSON, or fetched from R2.
-pub async fn load_report(env: &Env, inline: Option<&str>, key: Option<&str>) -> worker::Result<Value> {
-    if let Some(json) = inline {
-        return serde_json::from_str(json).map_err(|_| worker::Error::RustError("a stored report is not JSON".into()));
-    }
-    let Some(key) = key else { return Ok(Value::Null) };
-    let Some(text) = read_artifact(env, key).await? else {
-        return Err(worker::Error::RustError(format!("report {key} is missing from R2")));
-    };
-    serde_json::from_str(&text).map_err(|_| worker::Error::RustError(format!("report {key} is not JSON")))
-}
-
 /// The reports a step works from: those of the steps it depends on, by key (a skipped step
 /// gives its reason instead).
 pub async fn inputs_of(env: &Env, depends_on: &[String], rows: &[store::ReportRow]) -> worker::Result<Value> {
@@ -380,7 +362,7 @@ pub async fn dispatch(env: &Env, task_id: &str, step_id: &str, attempt: u32) -> 
     let agent = step.agent.clone();
     let driven = drive_from(env, &db, TaskKey::Id(task_id), Some(read), &command, None, extras).await?;
     if let (Driven::Applied(_), Dispatch::Leasable, Some(agent)) = (&driven, &how, agent.as_deref()) {
-        super::tasks::notify_ready(agent);
+        notify_ready(agent);
     }
     match (driven, &how) {
         (Driven::Applied(transition), Dispatch::Deliver { .. }) => {
@@ -570,4 +552,34 @@ pub async fn sweep(env: &Env) -> worker::Result<u32> {
         }
     }
     Ok(swept)
+}
+
+/// Most wake-ups kept for an agent nobody is waiting for: each costs a waiting request one early
+/// look, so a few are harmless, and a bound keeps an agent that never leases from piling them up.
+const READY_WAKEUPS_MAX: u32 = 16;
+
+thread_local! {
+    /// Per agent, steps this isolate made leasable that no waiting request has looked for yet.
+    static READY: RefCell<BTreeMap<String, u32>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// Takes one wake-up for `agent`: one step made ready wakes one waiting request, not all of
+/// them (the others would only race it for the same step).
+pub(super) fn take_ready(agent: &str) -> bool {
+    READY.with(|ready| match ready.borrow_mut().get_mut(agent) {
+        Some(count) if *count > 0 => {
+            *count -= 1;
+            true
+        }
+        _ => false,
+    })
+}
+
+/// Wakes one of this isolate's lease requests waiting for `agent`.
+pub fn notify_ready(agent: &str) {
+    READY.with(|ready| {
+        let mut ready = ready.borrow_mut();
+        let count = ready.entry(agent.to_string()).or_insert(0);
+        *count = (*count + 1).min(READY_WAKEUPS_MAX);
+    });
 }

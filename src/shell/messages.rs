@@ -11,22 +11,23 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use worker::Env;
 
-use super::api::{Call, Handled};
+use super::call::{Call, Handled};
 use super::{engine, platform, store};
-use crate::core::agents::check_name;
-use crate::core::auth::Principal;
-use crate::core::bindings;
-use crate::core::encoding::query_value;
-use crate::core::error::{ApiError, Detail};
-use crate::core::http::{parse_json_body, ApiResponse};
-use crate::core::ids::IdKind;
-use crate::core::limits::{
+use crate::core::base::bindings;
+use crate::core::base::encoding::query_value;
+use crate::core::base::ids::IdKind;
+use crate::core::base::limits::{
     LEASE_POLL_INTERVAL_MS, LEASE_WAIT_SECONDS_MAX, LEASE_WAKE_CHECK_MS, MESSAGES_PER_MINUTE_MAX,
 };
-use crate::core::messages::{self, check_answers, check_sender, MessageRequest, StoredMessage};
-use crate::core::paging::Page;
-use crate::core::queue::QueueMessage;
-use crate::core::time::Timestamp;
+use crate::core::base::time::Timestamp;
+use crate::core::edge::auth::Principal;
+use crate::core::edge::error::{ApiError, Detail};
+use crate::core::edge::http::parse_json_body;
+use crate::core::edge::paging::Page;
+use crate::core::edge::response::ApiResponse;
+use crate::core::engine::queue::QueueMessage;
+use crate::core::records::messages::{self, check_answers, check_sender, MessageRequest, StoredMessage};
+use crate::core::registry::agents::check_name;
 
 thread_local! {
     /// Per agent, how many messages this isolate has stored for it: a waiting inbox read looks

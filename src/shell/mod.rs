@@ -6,7 +6,9 @@
 //! WebAssembly instance and every request in flight on it.
 
 mod api;
+mod artifacts;
 mod background;
+mod call;
 mod engine;
 mod messages;
 mod platform;

@@ -1,11 +1,11 @@
 //! What the runtime provides besides bindings: the clock, randomness, configuration from vars
 //! and secrets, and the panic hook.
 
-use crate::core::auth::AdminTokens;
-use crate::core::bindings;
-use crate::core::cors::CorsPolicy;
-use crate::core::ids::{self, IdKind, ID_RANDOM_BYTES};
-use crate::core::time::Timestamp;
+use crate::core::base::bindings;
+use crate::core::base::ids::{self, IdKind, ID_RANDOM_BYTES};
+use crate::core::base::time::Timestamp;
+use crate::core::edge::auth::AdminTokens;
+use crate::core::edge::cors::CorsPolicy;
 use worker::Env;
 
 /// Chains `console_error_panic_hook` (which logs the JavaScript stack) in front of the hook

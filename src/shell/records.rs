@@ -10,20 +10,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{json, Map, Value};
 use worker::{D1Database, Env, HttpMetadata};
 
-use super::api::{Call, Handled};
-use super::tasks::task_id_param;
-use super::{engine, platform, store};
-use crate::core::agent_log;
-use crate::core::bindings;
-use crate::core::encoding::query_value;
+use super::call::task_id_param;
+use super::call::{Call, Handled};
+use super::{artifacts, platform, store};
+use crate::core::base::bindings;
+use crate::core::base::encoding::query_value;
+use crate::core::base::limits::STEPS_MAX;
+use crate::core::base::time::Timestamp;
+use crate::core::edge::error::ApiError;
+use crate::core::edge::http::negotiate;
+use crate::core::edge::response::ApiResponse;
 use crate::core::engine as core_engine;
-use crate::core::error::ApiError;
-use crate::core::http::{negotiate, ApiResponse};
-use crate::core::limits::STEPS_MAX;
-use crate::core::metrics::{self, AgentAggregate, StepFigures};
-use crate::core::summary::{self, Kind, StepFacts, TaskFacts, Template};
-use crate::core::time::Timestamp;
-use crate::core::workflow::Definition;
+use crate::core::records::agent_log;
+use crate::core::records::metrics::{self, AgentAggregate, StepFigures};
+use crate::core::records::summary::{self, Kind, StepFacts, TaskFacts, Template};
+use crate::core::registry::workflow::Definition;
 
 /// The template a post-flight step fills when its workflow has none: the seed's.
 const DEFAULT_POST_FLIGHT_TEMPLATE: &str = "## Task Completion Summary
@@ -97,7 +98,7 @@ pub async fn run_builtin(
     let mut reports: Vec<Option<Map<String, Value>>> = Vec::with_capacity(rows.len());
     for row in &rows {
         let report = if row.status == "succeeded" && row.agent.is_some() {
-            match engine::load_report(env, row.report.as_deref(), row.report_key.as_deref()).await? {
+            match artifacts::load_report(env, row.report.as_deref(), row.report_key.as_deref()).await? {
                 Value::Object(map) => Some(map),
                 _ => None,
             }
@@ -237,10 +238,10 @@ pub async fn agent_log(call: &Call<'_>) -> Handled {
     let task_id = task_id_param(call)?;
     let agent = call.matched.param("agent").to_string();
     let missing = || ApiError::NotFound { message: format!("no log of agent {agent} for task {task_id}") };
-    if crate::core::agents::check_name(&agent).is_err() {
+    if crate::core::registry::agents::check_name(&agent).is_err() {
         return Err(missing().into());
     }
-    let Some(text) = engine::read_artifact(call.env, &agent_log::key(&task_id, &agent)).await? else {
+    let Some(text) = artifacts::read_artifact(call.env, &agent_log::key(&task_id, &agent)).await? else {
         return Err(missing().into());
     };
     Ok(ApiResponse::raw(200, "text/plain; charset=utf-8", text))
@@ -260,9 +261,9 @@ pub async fn summary(call: &Call<'_>) -> Handled {
         return Err(ApiError::NotFound { message: format!("task {task_id} has no summary yet") }.into());
     };
     let key = if media == "application/json" { &row.json_key } else { &row.markdown_key };
-    let text = engine::read_artifact(call.env, key)
+    let text = artifacts::read_artifact(call.env, key)
         .await?
-        .ok_or_else(|| super::api::Failed::Fault(format!("summary {key} is missing from R2")))?;
+        .ok_or_else(|| super::call::Failed::Fault(format!("summary {key} is missing from R2")))?;
     let mut response = ApiResponse::raw(200, &format!("{media}; charset=utf-8"), text);
     response.set_header("vary", "accept");
     Ok(response)

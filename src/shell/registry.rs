@@ -12,26 +12,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde_json::{json, Value};
 use worker::{D1Database, Env};
 
-use super::api::{Call, Failed, Handled};
+use super::call::{Call, Failed, Handled};
 use super::{platform, store};
-use crate::core::agents::{self, AgentInput, AgentSpec, Mode};
-use crate::core::analysis::{self, AgentProfile, TaskInput};
-use crate::core::auth::{hash_token, new_agent_token, AGENT_TOKEN_RANDOM_BYTES};
-use crate::core::bindings;
-use crate::core::default_agents::DEFAULT_AGENTS;
-use crate::core::encoding::base64url;
-use crate::core::error::{ApiError, Detail};
-use crate::core::http::{
+use crate::core::base::bindings;
+use crate::core::base::encoding::base64url;
+use crate::core::base::ids::IdKind;
+use crate::core::base::limits::{INSTRUCTION_FILE_BYTES_MAX, SELECT_REQUIREMENTS_MAX, TASK_REQUIREMENT_BYTES_MAX};
+use crate::core::base::time::Timestamp;
+use crate::core::edge::auth::{hash_token, new_agent_token, AGENT_TOKEN_RANDOM_BYTES};
+use crate::core::edge::error::{ApiError, Detail};
+use crate::core::edge::http::{
     is_json_content_type, is_markdown_content_type, parse_json_body, parse_json_body_within, parse_no_fields,
-    ApiResponse,
 };
-use crate::core::ids::IdKind;
-use crate::core::instructions;
-use crate::core::limits::{INSTRUCTION_FILE_BYTES_MAX, SELECT_REQUIREMENTS_MAX, TASK_REQUIREMENT_BYTES_MAX};
-use crate::core::paging::Page;
-use crate::core::task_api::{check_list, TaskRequest};
-use crate::core::time::Timestamp;
-use crate::core::workflow::{self, Definition, DEFAULT_WORKFLOW_NAME, DEFAULT_WORKFLOW_SOURCE};
+use crate::core::edge::paging::Page;
+use crate::core::edge::response::ApiResponse;
+use crate::core::engine::task_api::{check_list, TaskRequest};
+use crate::core::registry::agents::{self, AgentInput, AgentSpec, Mode};
+use crate::core::registry::analysis::{self, AgentProfile, TaskInput};
+use crate::core::registry::default_agents::DEFAULT_AGENTS;
+use crate::core::registry::instructions;
+use crate::core::registry::workflow::{self, Definition, DEFAULT_WORKFLOW_NAME, DEFAULT_WORKFLOW_SOURCE};
 
 /// How long a cached agent lives in KV: KV's shortest TTL, which is also the longest another
 /// location can serve an agent after it changed.
@@ -61,7 +61,7 @@ pub async fn ensure_defaults(env: &Env, now: Timestamp) -> worker::Result<()> {
             mode: Mode::Pull,
             webhook_url: None,
             max_concurrency: 1,
-            lease_ms: crate::core::agents::LEASE_MS_DEFAULT,
+            lease_ms: crate::core::registry::agents::LEASE_MS_DEFAULT,
             metadata: json!({}),
             source: None,
         })
@@ -181,7 +181,7 @@ pub async fn agent_for_dispatch(env: &Env, db: &D1Database, name: &str) -> worke
     let Some(agent) = cached_agent(env, db, name).await? else { return Ok(None) };
     Ok(Some(DispatchAgent {
         webhook: agent["mode"] == "webhook",
-        lease_ms: agent["lease_ms"].as_i64().unwrap_or(crate::core::agents::LEASE_MS_DEFAULT),
+        lease_ms: agent["lease_ms"].as_i64().unwrap_or(crate::core::registry::agents::LEASE_MS_DEFAULT),
     }))
 }
 
@@ -395,8 +395,8 @@ pub async fn create_workflow(call: &Call<'_>, body: &[u8]) -> Handled {
         for served in ["id", "version", "created_at"] {
             fields.remove(served);
         }
-        let mut definition: Definition =
-            serde_json::from_value(Value::Object(fields)).map_err(|err| crate::core::error::from_json_error(&err))?;
+        let mut definition: Definition = serde_json::from_value(Value::Object(fields))
+            .map_err(|err| crate::core::edge::error::from_json_error(&err))?;
         if let Some(name) = requested {
             definition.name = name;
         }

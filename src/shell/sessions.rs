@@ -1,6 +1,6 @@
 //! Sessions in KV: `POST /v1/sessions` trades a token for a session id, `DELETE
 //! /v1/sessions/current` ends the session the request was made with, and `lookup` resolves a
-//! session id for authentication.
+//! session id for authentication; `resolve_token` says who any bearer token speaks for.
 //!
 //! What a session is lives in `core::sessions`; this module only reads and writes KV. It never
 //! stores or logs a session id or token in the clear.
@@ -8,15 +8,40 @@
 use serde_json::json;
 use worker::Env;
 
-use super::api::{resolve_token, Call, Handled};
-use super::platform;
-use crate::core::auth::Principal;
-use crate::core::bindings;
-use crate::core::error::ApiError;
-use crate::core::http::{parse_json_body, ApiResponse};
-use crate::core::limits::{KV_TTL_SECONDS_MIN, SESSION_TTL_SECONDS_DEFAULT, SESSION_TTL_SECONDS_MAX};
-use crate::core::sessions::{self, SessionRecord, SessionRequest, SESSION_RANDOM_BYTES};
-use crate::core::time::Timestamp;
+use super::call::{Call, Failed, Handled};
+use super::{platform, registry};
+use crate::core::base::bindings;
+use crate::core::base::limits::{KV_TTL_SECONDS_MIN, SESSION_TTL_SECONDS_DEFAULT, SESSION_TTL_SECONDS_MAX};
+use crate::core::base::time::Timestamp;
+use crate::core::edge::auth::{self, Principal};
+use crate::core::edge::error::ApiError;
+use crate::core::edge::http::parse_json_body;
+use crate::core::edge::response::ApiResponse;
+use crate::core::edge::sessions::{self, SessionRecord, SessionRequest, SESSION_RANDOM_BYTES};
+
+/// Who a bearer token speaks for, and the session id when it is one.
+pub(super) struct Credential {
+    pub principal: Principal,
+    pub session_id: Option<String>,
+}
+
+/// Admin tokens are checked first (in constant time, without I/O); an agent token is looked up
+/// by its hash, a session id in KV. `None` when the token is none of these (or an expired
+/// session).
+pub(super) async fn resolve_token(env: &Env, token: &str, now: Timestamp) -> Result<Option<Credential>, Failed> {
+    if platform::admin_tokens(env).accepts(token) {
+        return Ok(Some(Credential { principal: Principal::Admin, session_id: None }));
+    }
+    if token.starts_with(auth::AGENT_TOKEN_PREFIX) {
+        let agent = registry::agent_for_token(env, &auth::hash_token(token)).await?;
+        return Ok(agent.map(|name| Credential { principal: Principal::Agent(name), session_id: None }));
+    }
+    if sessions::looks_like_session(token) {
+        let principal = lookup(env, token, now).await?;
+        return Ok(principal.map(|principal| Credential { principal, session_id: Some(token.to_string()) }));
+    }
+    Ok(None)
+}
 
 /// The session length: the var `SESSION_TTL_SECONDS` (1 s to 30 days), or 8 hours.
 fn ttl_seconds(env: &Env) -> i64 {

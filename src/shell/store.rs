@@ -10,15 +10,15 @@ use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, D1Result, Result};
 
-use crate::core::agents::{AgentSpec, STEP_TIMEOUT_MS_DEFAULT};
+use crate::core::base::limits::{MESSAGES_IN_LEASE_MAX, TASKS_RUNNING_MAX};
+use crate::core::base::time::Timestamp;
+use crate::core::engine::system::{CronPlan, SystemEvent};
 use crate::core::engine::{
     Attempt, AttemptStatus, Event, ReportRef, Runner, Step, StepStatus, Task, TaskStatus, Transition,
 };
-use crate::core::limits::{MESSAGES_IN_LEASE_MAX, TASKS_RUNNING_MAX};
-use crate::core::messages::NewMessage;
-use crate::core::metrics::ReportCounts;
-use crate::core::system::{CronPlan, SystemEvent};
-use crate::core::time::Timestamp;
+use crate::core::records::messages::NewMessage;
+use crate::core::records::metrics::ReportCounts;
+use crate::core::registry::agents::{AgentSpec, STEP_TIMEOUT_MS_DEFAULT};
 
 fn int(value: i64) -> JsValue {
     // Exact: every integer we store (times, sequence numbers) is far below 2^53.
@@ -91,7 +91,7 @@ pub async fn list_system_events(db: &D1Database, after_seq: i64, limit: u32) -> 
 
 /// Most agents in the registry: the most that selection (core::analysis) scores. A team runs a
 /// handful of specialists; a bound keeps each selection and the list small.
-pub const AGENTS_MAX: i64 = crate::core::limits::SELECT_AGENTS_MAX as i64;
+pub const AGENTS_MAX: i64 = crate::core::base::limits::SELECT_AGENTS_MAX as i64;
 
 /// The settings key recording that the defaults were loaded once.
 const DEFAULTS_LOADED: &str = "defaults_loaded";

@@ -4,32 +4,31 @@
 //! Every state change goes through `shell::engine::drive` (or, for a lease, the same read-decide-
 //! write cycle with the agent's concurrency in the guard); nothing here writes steps itself.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::api::{event_json, Call, Failed, Handled};
+use super::call::{event_json, step_id_param, task_id_param, Call, Failed, Handled};
 use super::engine::{self, Driven, TaskKey};
 use super::{platform, registry, store};
-use crate::core::analysis::{self, TaskInput};
-use crate::core::auth::Principal;
-use crate::core::bindings;
-use crate::core::encoding::sha256_hex;
-use crate::core::engine::plan::{self, PlanInput};
-use crate::core::engine::{self as core_engine, Caller, Command, Completion, Outcome, ReportRef, StepStatus, Task};
-use crate::core::error::{ApiError, Detail};
-use crate::core::http::{parse_json_body, parse_json_body_within, parse_no_fields, ApiResponse};
-use crate::core::ids::IdKind;
-use crate::core::limits::{
+use crate::core::base::bindings;
+use crate::core::base::encoding::sha256_hex;
+use crate::core::base::ids::IdKind;
+use crate::core::base::limits::{
     COMPLETE_BODY_BYTES_MAX, LEASE_POLL_INTERVAL_MS, LEASE_WAIT_SECONDS_MAX, LEASE_WAKE_CHECK_MS, TASKS_RUNNING_MAX,
     TRANSITION_RETRIES_MAX,
 };
-use crate::core::paging::Page;
-use crate::core::task_api::{CompletionRequest, HeartbeatRequest, Outcome as Reported, TaskRequest};
-use crate::core::time::Timestamp;
-use crate::core::workflow::{self, Definition};
+use crate::core::base::time::Timestamp;
+use crate::core::edge::auth::Principal;
+use crate::core::edge::error::{ApiError, Detail};
+use crate::core::edge::http::{parse_json_body, parse_json_body_within, parse_no_fields};
+use crate::core::edge::paging::Page;
+use crate::core::edge::response::ApiResponse;
+use crate::core::engine::plan::{self, PlanInput};
+use crate::core::engine::task_api::{CompletionRequest, HeartbeatRequest, Outcome as Reported, TaskRequest};
+use crate::core::engine::{self as core_engine, Caller, Command, Completion, Outcome, ReportRef, StepStatus, Task};
+use crate::core::registry::analysis::{self, TaskInput};
+use crate::core::registry::workflow::{self, Definition};
 
 /// Longest `Idempotency-Key`: a UUID is 36 characters; 128 leaves room for keys that embed a
 /// client name, while a key cannot become a way to store data.
@@ -233,24 +232,6 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
     Ok(ApiResponse::raw(201, "application/json; charset=utf-8", response))
 }
 
-/// A task id from the path; anything that is not one cannot name a task.
-pub(super) fn task_id_param(call: &Call<'_>) -> Result<String, ApiError> {
-    id_param(call, "tsk_", "no task with this id")
-}
-
-fn step_id_param(call: &Call<'_>) -> Result<String, ApiError> {
-    id_param(call, "stp_", "no step with this id")
-}
-
-fn id_param(call: &Call<'_>, prefix: &str, missing: &str) -> Result<String, ApiError> {
-    let id = call.matched.param("id");
-    let body = id.strip_prefix(prefix).unwrap_or("");
-    if body.len() != 26 || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(ApiError::NotFound { message: missing.into() });
-    }
-    Ok(id.to_string())
-}
-
 async fn task_view(call: &Call<'_>, task_id: &str) -> Handled {
     let db = call.env.d1(bindings::DB)?;
     let read = store::read_task(&db, task_id)
@@ -386,7 +367,7 @@ fn wait_seconds(query: &str) -> Result<u32, ApiError> {
 /// none (after waiting up to `wait` seconds for one).
 pub async fn lease(call: &Call<'_>, body: &[u8]) -> Handled {
     let name = call.matched.param("name").to_string();
-    if crate::core::agents::check_name(&name).is_err() {
+    if crate::core::registry::agents::check_name(&name).is_err() {
         return Err(ApiError::NotFound { message: "no agent with this name".into() }.into());
     }
     let caller = caller_of(call);
@@ -408,42 +389,12 @@ pub async fn lease(call: &Call<'_>, body: &[u8]) -> Handled {
         let mut woken = false;
         while !woken && platform::now() < look_again {
             worker::Delay::from(Duration::from_millis(u64::from(LEASE_WAKE_CHECK_MS))).await;
-            woken = take_ready(&name);
+            woken = engine::take_ready(&name);
         }
         if !woken && platform::now() >= deadline {
             return Ok(ApiResponse::empty(204));
         }
     }
-}
-
-/// Most wake-ups kept for an agent nobody is waiting for: each costs a waiting request one early
-/// look, so a few are harmless, and a bound keeps an agent that never leases from piling them up.
-const READY_WAKEUPS_MAX: u32 = 16;
-
-thread_local! {
-    /// Per agent, steps this isolate made leasable that no waiting request has looked for yet.
-    static READY: RefCell<BTreeMap<String, u32>> = const { RefCell::new(BTreeMap::new()) };
-}
-
-/// Takes one wake-up for `agent`: one step made ready wakes one waiting request, not all of
-/// them (the others would only race it for the same step).
-fn take_ready(agent: &str) -> bool {
-    READY.with(|ready| match ready.borrow_mut().get_mut(agent) {
-        Some(count) if *count > 0 => {
-            *count -= 1;
-            true
-        }
-        _ => false,
-    })
-}
-
-/// Wakes one of this isolate's lease requests waiting for `agent`.
-pub fn notify_ready(agent: &str) {
-    READY.with(|ready| {
-        let mut ready = ready.borrow_mut();
-        let count = ready.entry(agent.to_string()).or_insert(0);
-        *count = (*count + 1).min(READY_WAKEUPS_MAX);
-    });
 }
 
 /// How many of an agent's oldest ready steps a lease picks among: workers of one agent asking
@@ -527,7 +478,7 @@ pub async fn heartbeat(call: &Call<'_>, body: &[u8]) -> Handled {
         Some(agent) => registry::agent_for_dispatch(call.env, &db, &agent).await?.map(|a| a.lease_ms),
         None => None,
     }
-    .unwrap_or(crate::core::agents::LEASE_MS_DEFAULT);
+    .unwrap_or(crate::core::registry::agents::LEASE_MS_DEFAULT);
     let command =
         Command::Heartbeat { step_id: step_id.clone(), caller: caller_of(call), lease_id: request.lease_id, lease_ms };
     match engine::drive(call.env, &db, TaskKey::OfStep(&step_id), &command, None).await? {
@@ -604,7 +555,7 @@ struct TestStepMessage {
 /// queue), so that the tests can deliver one twice, out of order or dead, as the platform may.
 pub async fn test_step_message(call: &Call<'_>, body: &[u8]) -> Handled {
     let request: TestStepMessage = parse_json_body(call.content_type.as_deref(), body)?;
-    let message = crate::core::queue::QueueMessage::Step {
+    let message = crate::core::engine::queue::QueueMessage::Step {
         task_id: request.task_id,
         step_id: request.step_id,
         attempt: request.attempt,

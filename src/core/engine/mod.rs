@@ -1,5 +1,11 @@
-//! The execution engine's state machine: how a task's steps move from `pending` to a terminal
-//! status, whatever order the platform delivers things in.
+//! The execution engine: how a task's steps move from `pending` to a terminal status, whatever
+//! order the platform delivers things in. This module is the state machine; beside it are what
+//! feeds it: the task, heartbeat and completion request bodies ([`task_api`]), submission
+//! planning ([`plan`]), queue messages and their consumers' decisions ([`queue`]), system events
+//! and the cron plan ([`system`]), and webhook delivery signatures ([`webhook`]).
+//!
+//! The engine uses every other group of the core and none uses it. Like all of the core it does no
+//! I/O: it decides, and the shell performs.
 //!
 //! Everything that can happen to a task is a [`Command`]: a queue message arriving, an agent
 //! leasing, heartbeating or completing, the cron sweep, a cancellation, a manual retry, a dead
@@ -30,6 +36,11 @@
 //! for a step already dispatched, is a duplicate and changes nothing.
 
 pub mod plan;
+pub mod queue;
+pub mod system;
+pub mod task_api;
+pub mod webhook;
+
 #[cfg(test)]
 mod simulation;
 #[cfg(test)]
@@ -38,9 +49,9 @@ mod tests;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::error::ApiError;
-use super::limits::{RETRY_BACKOFF_BASE_SECONDS, RETRY_BACKOFF_CAP_SECONDS};
-use super::time::Timestamp;
+use crate::core::base::limits::{RETRY_BACKOFF_BASE_SECONDS, RETRY_BACKOFF_CAP_SECONDS};
+use crate::core::base::time::Timestamp;
+use crate::core::edge::error::ApiError;
 
 /// A task's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -15,11 +15,11 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::{Event, Run, Runner, Send, Step, StepStatus, Task, TaskStatus};
-use crate::core::analysis::{self, AgentProfile, Analysis, Selection, SPECIALISTS};
-use crate::core::error::Detail;
-use crate::core::limits::{STEP_ATTEMPTS_DEFAULT, STEP_ATTEMPTS_MAX};
-use crate::core::time::Timestamp;
-use crate::core::workflow::{missing_agents, Definition, StepDefinition};
+use crate::core::base::limits::{STEP_ATTEMPTS_DEFAULT, STEP_ATTEMPTS_MAX};
+use crate::core::base::time::Timestamp;
+use crate::core::edge::error::Detail;
+use crate::core::registry::analysis::{self, AgentProfile, Analysis, Selection, SPECIALISTS};
+use crate::core::registry::workflow::{missing_agents, Definition, StepDefinition};
 
 /// Steps without an agent that the Worker runs itself, by step name: the feedback aggregation
 /// and summaries of the seed workflow.

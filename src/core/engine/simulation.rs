@@ -12,10 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::plan::{plan, PlanInput};
 use super::*;
-use crate::core::analysis::{analyze, AgentProfile, TaskInput};
-use crate::core::default_agents::DEFAULT_AGENTS;
-use crate::core::instructions;
-use crate::core::workflow::{self, Definition, DEFAULT_WORKFLOW_NAME, DEFAULT_WORKFLOW_SOURCE};
+use crate::core::registry::analysis::{analyze, AgentProfile, TaskInput};
+use crate::core::registry::default_agents::DEFAULT_AGENTS;
+use crate::core::registry::instructions;
+use crate::core::registry::workflow::{self, Definition, DEFAULT_WORKFLOW_NAME, DEFAULT_WORKFLOW_SOURCE};
 
 /// Seeds per `cargo test` run unless `SWITCHYARD_SIM_SEEDS` says otherwise.
 const SEEDS_DEFAULT: u64 = 1_000;

@@ -2,10 +2,10 @@
 
 use super::plan::{plan, PlanInput, BUILTIN_STEPS};
 use super::*;
-use crate::core::analysis::{analyze, AgentProfile, TaskInput};
-use crate::core::default_agents::DEFAULT_AGENTS;
-use crate::core::instructions;
-use crate::core::workflow::{self, Definition, DEFAULT_WORKFLOW_NAME, DEFAULT_WORKFLOW_SOURCE};
+use crate::core::registry::analysis::{analyze, AgentProfile, TaskInput};
+use crate::core::registry::default_agents::DEFAULT_AGENTS;
+use crate::core::registry::instructions;
+use crate::core::registry::workflow::{self, Definition, DEFAULT_WORKFLOW_NAME, DEFAULT_WORKFLOW_SOURCE};
 
 const FULL_STACK: &str = "Add a D1-backed comments API and a SvelteKit page that lists them";
 const BACKEND: &str = "Add a D1 migration and a Worker API endpoint for comments";
@@ -43,7 +43,7 @@ fn planned(definition: &Definition, title: &str) -> Result<plan::Plan, Vec<Detai
     })
 }
 
-use crate::core::error::Detail;
+use crate::core::edge::error::Detail;
 
 fn submitted(title: &str) -> Task {
     planned(&default_definition(), title).expect("the default workflow plans").task
@@ -177,9 +177,9 @@ fn max_attempts_is_read_from_the_step_and_clamped() {
     definition.steps[2].attributes.insert("max_attempts".into(), "0".into());
     let task = planned(&definition, FULL_STACK).unwrap().task;
     assert_eq!(step(&task, "1").attempts_max, 5);
-    assert_eq!(step(&task, "2a").attempts_max, crate::core::limits::STEP_ATTEMPTS_MAX);
+    assert_eq!(step(&task, "2a").attempts_max, crate::core::base::limits::STEP_ATTEMPTS_MAX);
     assert_eq!(step(&task, "2b").attempts_max, 1);
-    assert_eq!(step(&task, "3").attempts_max, crate::core::limits::STEP_ATTEMPTS_DEFAULT);
+    assert_eq!(step(&task, "3").attempts_max, crate::core::base::limits::STEP_ATTEMPTS_DEFAULT);
 }
 
 #[test]

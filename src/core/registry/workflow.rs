@@ -1,0 +1,589 @@
+//! Workflow definitions: what the engine runs, made from an instruction file or posted as JSON.
+//!
+//! A [`Definition`] is the instruction file reduced to what a run needs and what a person wants
+//! to see: ordered steps with their key, agent (or auto-select requirements), parallel group,
+//! optionality, dependencies and structured blocks, plus the flight checks. Dependencies are
+//! never written by hand; they follow from order and groups:
+//!
+//! - a step depends on the step or group before it;
+//! - every member of a parallel group depends on what precedes the group, and the step after
+//!   the group depends on every member (fan-in);
+//! - a group marked `optional="true"` (or a step marked `optional` or `conditional`) may be
+//!   skipped when analysis assigns it no agent.
+//!
+//! Versions are given by the store; a definition, once stored, never changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::core::base::limits::STEPS_MAX;
+use crate::core::edge::error::Detail;
+use crate::core::registry::instructions::{
+    self, is_agent_name, Block, FlightCheck, FlowEntry, InstructionFile, Problem, Severity,
+};
+
+/// Longest workflow name: names appear in URLs and task submissions (`name@version`).
+pub const WORKFLOW_NAME_BYTES_MAX: usize = 64;
+
+/// The `subagent` value that asks for dynamic selection.
+pub const AUTO_SELECT: &str = "auto-select";
+
+/// Requirements of an auto-select step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoSelect {
+    pub requirements: Vec<String>,
+}
+
+/// One step of a workflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepDefinition {
+    /// The step number from the file: `1`, `2a`, `10`. Unique in the workflow.
+    pub key: String,
+    pub name: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    /// The named agent, or `None` for a built-in step, an auto-select step or an unassigned one.
+    #[serde(default)]
+    pub agent: Option<String>,
+    #[serde(default)]
+    pub auto_select: Option<AutoSelect>,
+    /// The parallel group this step belongs to, e.g. `parallel-1`.
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub optional: bool,
+    /// Derived from order and groups; accepted on input only when it says the same.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    #[serde(default)]
+    pub phase: Option<String>,
+    /// Every attribute of the `<step>` tag as written (`priority`, `conditional`, ...).
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    pub text: String,
+    /// The step's structured blocks: tasks, logging, checklists, test categories...
+    #[serde(default)]
+    pub blocks: Vec<Block>,
+}
+
+/// A workflow as stored and served (without its id, version and time, which the store adds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Definition {
+    pub name: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub overview: Option<String>,
+    #[serde(default)]
+    pub front_matter: Map<String, Value>,
+    #[serde(default)]
+    pub pre_flight: Option<FlightCheck>,
+    #[serde(default)]
+    pub post_flight: Option<FlightCheck>,
+    pub steps: Vec<StepDefinition>,
+    /// Top-level blocks of the file outside the flow (kept, not interpreted).
+    #[serde(default)]
+    pub blocks: Vec<Block>,
+}
+
+impl Definition {
+    /// Every agent the workflow names (not counting auto-select), sorted, without repeats.
+    pub fn agents(&self) -> Vec<&str> {
+        let set: BTreeSet<&str> = self.steps.iter().filter_map(|s| s.agent.as_deref()).collect();
+        set.into_iter().collect()
+    }
+}
+
+/// The agents a definition names that are not in `registered`, sorted: a task on this workflow
+/// must be refused with these names until they are registered.
+pub fn missing_agents<'a>(definition: &'a Definition, registered: &[&str]) -> Vec<&'a str> {
+    definition.agents().into_iter().filter(|agent| !registered.contains(agent)).collect()
+}
+
+/// Builds a definition from a parsed instruction file. `name` is the name to store it under
+/// (from the request, the front matter `name`, or the title).
+pub fn from_instructions(name: String, file: &InstructionFile) -> Definition {
+    let mut steps = Vec::new();
+    let mut group_count = 0;
+    for entry in &file.flow {
+        match entry {
+            FlowEntry::Step(step) => steps.push((step, None, step_optional(step))),
+            FlowEntry::Group(group) => {
+                group_count += 1;
+                let label = format!("parallel-{group_count}");
+                for step in &group.steps {
+                    steps.push((step, Some(label.clone()), group.optional || step_optional(step)));
+                }
+            }
+        }
+    }
+    let mut definition = Definition {
+        name,
+        title: file.title.clone(),
+        description: file.front_matter.get("description").and_then(Value::as_str).map(String::from),
+        overview: file.overview.clone(),
+        front_matter: file.front_matter.clone(),
+        pre_flight: file.pre_flight.clone(),
+        post_flight: file.post_flight.clone(),
+        steps: steps
+            .into_iter()
+            .map(|(step, group, optional)| {
+                let auto = step.subagent.as_deref() == Some(AUTO_SELECT);
+                StepDefinition {
+                    key: step.number.clone(),
+                    name: step.name.clone().unwrap_or_else(|| format!("step_{}", step.number)),
+                    title: step.title.clone(),
+                    agent: if auto { None } else { step.subagent.clone() },
+                    auto_select: auto.then(|| AutoSelect { requirements: step.requirements.clone() }),
+                    group,
+                    optional,
+                    depends_on: Vec::new(),
+                    phase: step.phase.clone(),
+                    attributes: step.attributes.clone(),
+                    text: step.text.clone(),
+                    blocks: step.blocks.clone(),
+                }
+            })
+            .collect(),
+        blocks: file.blocks.clone(),
+    };
+    derive_dependencies(&mut definition.steps);
+    definition
+}
+
+fn step_optional(step: &instructions::Step) -> bool {
+    step.flag("optional") || step.flag("conditional")
+}
+
+/// The name of the built-in step that writes the post-flight summary.
+pub const POST_FLIGHT_STEP: &str = "post_flight_summary";
+
+/// The steps a task runs: the workflow's, plus a last built-in `post_flight_summary` step when
+/// the workflow has a post-flight `<summary>` template and no step of that name, so the summary
+/// is written after every other step and before the task succeeds.
+pub fn steps_to_run(definition: &Definition) -> Vec<StepDefinition> {
+    let mut steps = definition.steps.clone();
+    let has_template = definition.post_flight.as_ref().and_then(FlightCheck::summary_template).is_some();
+    if !has_template || steps.iter().any(|s| s.name == POST_FLIGHT_STEP) {
+        return steps;
+    }
+    let last_number =
+        steps.iter().filter_map(|s| s.key.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u64>().ok()).max();
+    steps.push(StepDefinition {
+        key: (last_number.unwrap_or(0) + 1).to_string(),
+        name: POST_FLIGHT_STEP.to_string(),
+        title: Some("Post-flight summary".to_string()),
+        agent: None,
+        auto_select: None,
+        group: None,
+        optional: false,
+        depends_on: Vec::new(),
+        phase: None,
+        attributes: BTreeMap::new(),
+        text: "Fills in the workflow's post-flight summary template from the agents' reports.".to_string(),
+        blocks: Vec::new(),
+    });
+    derive_dependencies(&mut steps);
+    steps
+}
+
+/// Fills `depends_on` from order and groups (see the module documentation).
+pub fn derive_dependencies(steps: &mut [StepDefinition]) {
+    let mut previous: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < steps.len() {
+        let group = steps[i].group.clone();
+        let end = match &group {
+            Some(label) => i + steps[i..].iter().take_while(|s| s.group.as_ref() == Some(label)).count(),
+            None => i + 1,
+        };
+        for step in &mut steps[i..end] {
+            step.depends_on = previous.clone();
+        }
+        previous = steps[i..end].iter().map(|s| s.key.clone()).collect();
+        i = end;
+    }
+}
+
+/// Checks a definition posted as JSON (a parsed file is checked by the parser); returns every
+/// problem. Dependencies are re-derived; a `depends_on` that disagrees is a problem.
+pub fn validate(definition: &mut Definition) -> Vec<Detail> {
+    let mut details = Vec::new();
+    if !is_workflow_name(&definition.name) {
+        details.push(Detail::field("name", name_rule()));
+    }
+    if definition.steps.is_empty() {
+        details.push(Detail::field("steps", "a workflow needs at least one step"));
+    }
+    if definition.steps.len() > STEPS_MAX {
+        details.push(Detail::field("steps", format!("{} steps; the limit is {STEPS_MAX}", definition.steps.len())));
+    }
+    let mut keys = BTreeSet::new();
+    let mut closed_groups: BTreeSet<&str> = BTreeSet::new();
+    let mut current_group: Option<&str> = None;
+    for (index, step) in definition.steps.iter().enumerate() {
+        let field = |name: &str| format!("steps[{index}].{name}");
+        if !is_step_key(&step.key) {
+            details.push(Detail::field(field("key"), "must be digits followed by optional letters, like 2a"));
+        } else if !keys.insert(step.key.as_str()) {
+            details.push(Detail::field(field("key"), format!("step key {} is used twice", step.key)));
+        }
+        if step.name.is_empty()
+            || step.name.len() > 64
+            || !step.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            details.push(Detail::field(field("name"), "must be 1 to 64 letters, digits, underscores or hyphens"));
+        }
+        match (&step.agent, &step.auto_select) {
+            (Some(agent), _) if !is_agent_name(agent) => {
+                details.push(Detail::field(field("agent"), "must be lowercase letters, digits and hyphens"));
+            }
+            (Some(agent), _) if agent == AUTO_SELECT => {
+                details.push(Detail::field(field("agent"), "auto-select is written as auto_select with requirements"));
+            }
+            (Some(agent), _) if crate::core::registry::agents::check_name(agent).is_err() => {
+                details.push(Detail::field(field("agent"), format!("{agent} is reserved and cannot name an agent")));
+            }
+            (Some(_), Some(_)) => {
+                details.push(Detail::field(field("auto_select"), "a step has either an agent or auto_select, not both"))
+            }
+            (None, Some(auto)) if auto.requirements.iter().all(|r| r.trim().is_empty()) => {
+                details.push(Detail::field(field("auto_select.requirements"), "must list at least one requirement"));
+            }
+            _ => {}
+        }
+        // A group's steps must be adjacent: the group is one stage of the flow.
+        if current_group != step.group.as_deref() {
+            if let Some(previous) = current_group {
+                closed_groups.insert(previous);
+            }
+            if let Some(group) = step.group.as_deref() {
+                if closed_groups.contains(group) {
+                    details.push(Detail::field(
+                        field("group"),
+                        format!("the steps of group {group} must be next to each other"),
+                    ));
+                }
+            }
+            current_group = step.group.as_deref();
+        }
+    }
+    let given: Vec<Vec<String>> = definition.steps.iter().map(|s| s.depends_on.clone()).collect();
+    derive_dependencies(&mut definition.steps);
+    for (index, (given, step)) in given.iter().zip(&definition.steps).enumerate() {
+        if !given.is_empty() && *given != step.depends_on {
+            details.push(Detail::field(
+                format!("steps[{index}].depends_on"),
+                format!("dependencies follow from order and groups; this step depends on {:?}", step.depends_on),
+            ));
+        }
+    }
+    details
+}
+
+fn name_rule() -> String {
+    format!(
+        "must be 1 to {WORKFLOW_NAME_BYTES_MAX} lowercase letters, digits and hyphens, starting with a letter or digit"
+    )
+}
+
+pub fn is_workflow_name(name: &str) -> bool {
+    is_agent_name(name) && name.len() <= WORKFLOW_NAME_BYTES_MAX
+}
+
+fn is_step_key(key: &str) -> bool {
+    let digits = key.bytes().take_while(u8::is_ascii_digit).count();
+    key.len() <= 16 && digits > 0 && key[digits..].bytes().all(|b| b.is_ascii_lowercase())
+}
+
+/// The name to store a posted instruction file under: the one asked for, else the front matter
+/// `name`, else the title turned into a slug.
+pub fn choose_name(requested: Option<&str>, file: &InstructionFile) -> Result<String, Detail> {
+    let candidate = match requested {
+        Some(name) => name.to_string(),
+        None => match file.front_matter.get("name").and_then(Value::as_str) {
+            Some(name) => name.to_string(),
+            None => match &file.title {
+                Some(title) => slug(title),
+                None => return Err(Detail::field("name", "the file has no name or title; pass ?name=")),
+            },
+        },
+    };
+    if is_workflow_name(&candidate) {
+        Ok(candidate)
+    } else {
+        Err(Detail::field("name", format!("{candidate:?} {}", name_rule())))
+    }
+}
+
+/// `Enhanced Multi-Agent Task Execution` → `enhanced-multi-agent-task-execution`.
+pub fn slug(text: &str) -> String {
+    let mut slug = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let trimmed = slug.trim_end_matches('-');
+    trimmed.chars().take(WORKFLOW_NAME_BYTES_MAX).collect::<String>().trim_end_matches('-').to_string()
+}
+
+/// Parser problems as API error details (errors only) and warnings (as sentences with positions).
+pub fn split_problems(problems: &[Problem]) -> (Vec<Detail>, Vec<Detail>) {
+    let (errors, warnings): (Vec<&Problem>, Vec<&Problem>) =
+        problems.iter().partition(|p| p.severity == Severity::Error);
+    let convert = |p: &&Problem| Detail::at(p.line, p.column, p.message.clone());
+    (errors.iter().map(convert).collect(), warnings.iter().map(convert).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::registry::instructions::parse;
+
+    fn default_workflow() -> &'static str {
+        DEFAULT_WORKFLOW_SOURCE
+    }
+
+    fn definition(text: &str) -> Definition {
+        let parsed = parse(text);
+        assert!(!parsed.has_errors(), "{:?}", parsed.problems);
+        from_instructions("test".into(), &parsed.file)
+    }
+
+    /// "key:dep1+dep2" for every step.
+    fn dependencies(definition: &Definition) -> Vec<String> {
+        definition.steps.iter().map(|s| format!("{}:{}", s.key, s.depends_on.join("+"))).collect()
+    }
+
+    #[test]
+    fn the_default_workflow_becomes_seven_steps_with_a_fan_out_and_a_fan_in() {
+        let definition = definition(default_workflow());
+        assert_eq!(dependencies(&definition), vec!["1:", "2a:1", "2b:1", "3:2a+2b", "4:3", "5:4", "6:5"]);
+        let groups: Vec<Option<&str>> = definition.steps.iter().map(|s| s.group.as_deref()).collect();
+        assert_eq!(groups, vec![None, Some("parallel-1"), Some("parallel-1"), None, None, None, None]);
+        let optional: Vec<bool> = definition.steps.iter().map(|s| s.optional).collect();
+        assert_eq!(optional, vec![false, true, true, false, false, false, false]);
+        assert_eq!(
+            definition.agents(),
+            vec!["cloudflare-specialist", "context-fetcher", "project-manager", "sveltekit-specialist", "test-runner"]
+        );
+        assert_eq!(
+            definition.description.as_deref(),
+            Some("Cloudflare + SvelteKit work split between specialist agents, backend and frontend side by side")
+        );
+        assert!(definition.post_flight.as_ref().and_then(|p| p.summary_template()).is_some());
+        let run = steps_to_run(&definition);
+        let last = run.last().unwrap();
+        assert_eq!((last.key.as_str(), last.name.as_str(), last.agent.as_deref()), ("7", POST_FLIGHT_STEP, None));
+        assert_eq!(last.depends_on, vec!["6"]);
+        assert_eq!(run.len(), definition.steps.len() + 1);
+    }
+
+    #[test]
+    fn missing_agents_are_the_named_ones_not_registered() {
+        let definition = definition(default_workflow());
+        let registered = ["context-fetcher", "cloudflare-specialist", "test-runner"];
+        assert_eq!(missing_agents(&definition, &registered), vec!["project-manager", "sveltekit-specialist"]);
+        let all =
+            ["cloudflare-specialist", "context-fetcher", "project-manager", "sveltekit-specialist", "test-runner"];
+        assert!(missing_agents(&definition, &all).is_empty());
+    }
+
+    #[test]
+    fn consecutive_groups_and_single_steps_chain_correctly() {
+        let text = "<process_flow>
+<parallel_execution><step number=\"1\">a</step><step number=\"2\">b</step></parallel_execution>
+<parallel_execution><step number=\"3\">c</step><step number=\"4\">d</step></parallel_execution>
+<step number=\"5\">e</step>
+</process_flow>";
+        assert_eq!(dependencies(&definition(text)), vec!["1:", "2:", "3:1+2", "4:1+2", "5:3+4"]);
+    }
+
+    #[test]
+    fn auto_select_steps_carry_their_requirements_and_no_agent() {
+        let text = "<process_flow><step number=\"1\" name=\"db\" subagent=\"auto-select\" requirements=\"database,d1\">x</step></process_flow>";
+        let step = &definition(text).steps[0];
+        assert_eq!(step.agent, None);
+        assert_eq!(step.auto_select, Some(AutoSelect { requirements: vec!["database".into(), "d1".into()] }));
+    }
+
+    #[test]
+    fn steps_without_a_name_are_named_after_their_number() {
+        assert_eq!(definition("<process_flow><step number=\"3b\">x</step></process_flow>").steps[0].name, "step_3b");
+    }
+
+    #[test]
+    fn a_definition_round_trips_through_json() {
+        let definition = definition(default_workflow());
+        let json = serde_json::to_string(&definition).unwrap();
+        let back: Definition = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, definition);
+    }
+
+    #[test]
+    fn a_valid_posted_definition_gets_its_dependencies_derived() {
+        let mut posted: Definition = serde_json::from_value(serde_json::json!({
+            "name": "two-step",
+            "steps": [
+                {"key": "1", "name": "plan", "agent": "context-fetcher"},
+                {"key": "2a", "name": "api", "agent": "cloudflare-specialist", "group": "g", "optional": true},
+                {"key": "2b", "name": "ui", "agent": "sveltekit-specialist", "group": "g", "depends_on": ["1"]},
+                {"key": "3", "name": "check", "auto_select": {"requirements": ["tests"]}}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(validate(&mut posted), vec![]);
+        assert_eq!(dependencies(&posted), vec!["1:", "2a:1", "2b:1", "3:2a+2b"]);
+    }
+
+    #[test]
+    fn route_words_and_auto_select_cannot_name_a_step_agent() {
+        let mut posted: Definition = serde_json::from_value(serde_json::json!({
+            "name": "reserved",
+            "steps": [
+                {"key": "1", "name": "a", "agent": "import"},
+                {"key": "2", "name": "b", "agent": "select"},
+                {"key": "3", "name": "c", "agent": "auto-select"}
+            ]
+        }))
+        .unwrap();
+        let fields: Vec<String> = validate(&mut posted).into_iter().map(|d| d.field.unwrap_or_default()).collect();
+        assert_eq!(fields, ["steps[0].agent", "steps[1].agent", "steps[2].agent"]);
+    }
+
+    #[test]
+    fn every_problem_of_a_posted_definition_is_reported() {
+        let mut posted: Definition = serde_json::from_value(serde_json::json!({
+            "name": "Bad Name",
+            "steps": [
+                {"key": "1", "name": "a", "agent": "Not-Valid"},
+                {"key": "1", "name": "b c", "group": "g"},
+                {"key": "x", "name": "c", "group": "h"},
+                {"key": "4", "name": "d", "group": "g", "auto_select": {"requirements": [" "]}},
+                {"key": "5", "name": "e", "agent": "a", "auto_select": {"requirements": ["x"]}},
+                {"key": "6", "name": "f", "depends_on": ["1"]}
+            ]
+        }))
+        .unwrap();
+        let fields: Vec<String> = validate(&mut posted).into_iter().map(|d| d.field.unwrap_or_default()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "name",
+                "steps[0].agent",
+                "steps[1].key",
+                "steps[1].name",
+                "steps[2].key",
+                "steps[3].auto_select.requirements",
+                "steps[3].group",
+                "steps[4].auto_select",
+                "steps[5].depends_on",
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_and_oversized_definitions_are_refused() {
+        let mut empty = Definition {
+            name: "empty".into(),
+            title: None,
+            description: None,
+            overview: None,
+            front_matter: Map::new(),
+            pre_flight: None,
+            post_flight: None,
+            steps: vec![],
+            blocks: vec![],
+        };
+        assert_eq!(validate(&mut empty).len(), 1);
+    }
+
+    #[test]
+    fn names_come_from_the_request_the_front_matter_or_the_title() {
+        let file = parse(
+            "---\nname: from-front-matter\n---\n# A Title\n<process_flow><step number=\"1\">x</step></process_flow>",
+        )
+        .file;
+        assert_eq!(choose_name(Some("asked-for"), &file), Ok("asked-for".to_string()));
+        assert_eq!(choose_name(None, &file), Ok("from-front-matter".to_string()));
+        let file =
+            parse("# Enhanced Multi-Agent Task Execution\n<process_flow><step number=\"1\">x</step></process_flow>")
+                .file;
+        assert_eq!(choose_name(None, &file), Ok("enhanced-multi-agent-task-execution".to_string()));
+        let file = parse("<process_flow><step number=\"1\">x</step></process_flow>").file;
+        assert!(choose_name(None, &file).is_err());
+        assert!(choose_name(Some("../etc"), &file).is_err());
+        assert!(choose_name(Some("a/b"), &file).is_err());
+    }
+
+    #[test]
+    fn slugs_are_lowercase_hyphenated_and_bounded() {
+        assert_eq!(slug("  Hello, World!  "), "hello-world");
+        assert_eq!(slug("Ünïcode & Co"), "n-code-co");
+        assert!(slug(&"ab ".repeat(100)).len() <= WORKFLOW_NAME_BYTES_MAX);
+        assert!(!slug(&"ab ".repeat(100)).ends_with('-'));
+    }
+}
+
+/// The project's own default workflow, loaded as `enhanced-multi-agent` version 1 on first start.
+pub const DEFAULT_WORKFLOW_SOURCE: &str = include_str!("../../../workflows/enhanced-multi-agent.md");
+
+/// The name the default workflow is stored under and tasks use when they name none.
+pub const DEFAULT_WORKFLOW_NAME: &str = "enhanced-multi-agent";
+
+#[cfg(test)]
+mod default_workflow_tests {
+    use super::*;
+    use crate::core::registry::instructions::parse;
+
+    #[test]
+    fn the_default_workflow_parses_cleanly_and_follows_the_seed_process() {
+        let parsed = parse(DEFAULT_WORKFLOW_SOURCE);
+        assert_eq!(parsed.problems, vec![]);
+        let name = choose_name(None, &parsed.file).unwrap();
+        assert_eq!(name, DEFAULT_WORKFLOW_NAME);
+        let definition = from_instructions(name, &parsed.file);
+        let steps: Vec<(&str, &str, Option<&str>, Vec<&str>)> = definition
+            .steps
+            .iter()
+            .map(|s| {
+                (s.key.as_str(), s.name.as_str(), s.agent.as_deref(), s.depends_on.iter().map(String::as_str).collect())
+            })
+            .collect();
+        assert_eq!(
+            steps,
+            vec![
+                ("1", "task_analysis", Some("context-fetcher"), vec![]),
+                ("2a", "backend_implementation", Some("cloudflare-specialist"), vec!["1"]),
+                ("2b", "frontend_implementation", Some("sveltekit-specialist"), vec!["1"]),
+                ("3", "integration_verification", Some("project-manager"), vec!["2a", "2b"]),
+                ("4", "feedback_aggregation", None, vec!["3"]),
+                ("5", "comprehensive_testing", Some("test-runner"), vec!["4"]),
+                ("6", "documentation_update", Some("project-manager"), vec!["5"]),
+            ]
+        );
+        assert!(definition.post_flight.as_ref().and_then(|p| p.summary_template()).is_some());
+    }
+
+    #[test]
+    fn only_a_workflow_with_a_summary_template_and_no_post_flight_step_gets_one_added() {
+        let default = || from_instructions("w".into(), &parse(DEFAULT_WORKFLOW_SOURCE).file);
+        let mut definition = default();
+        definition.post_flight = None;
+        assert_eq!(steps_to_run(&definition).len(), definition.steps.len());
+        let mut named = default();
+        named.steps[6].name = POST_FLIGHT_STEP.to_string();
+        assert_eq!(steps_to_run(&named).len(), named.steps.len());
+    }
+}
