@@ -34,7 +34,7 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { Miniflare } from "miniflare";
 import { agent, eventsOf, issueToken, submit, taskOf, workTask } from "../tests/helpers/agents.mjs";
-import { browserMissing, buildDashboard, CHROMIUM, CHROMIUM_FLAGS, DASHBOARD_DIR, startDashboard } from "../tests/helpers/dashboard.mjs";
+import { buildDashboard, CHROMIUM, CHROMIUM_FLAGS, DASHBOARD_DIR, startDashboard } from "../tests/helpers/dashboard.mjs";
 import { ADMIN_TOKEN, executeSql, freePort, startWorker } from "../tests/helpers/worker.mjs";
 import { AGENT_BINARY, ensureChromium, ROOT, setup } from "./setup.mjs";
 
@@ -759,7 +759,7 @@ async function dashboardBench() {
   const gzip = scripts.reduce((sum, file) => sum + gzipSync(readFileSync(file), { level: 9 }).length, 0);
   console.log(`  client JS, all routes: ${scripts.length} files, ${kib(raw)} raw, ${kib(gzip)} gzip`);
 
-  const missing = ensureChromium() ?? browserMissing();
+  const missing = ensureChromium();
   if (missing) return console.log(`  lighthouse: skipped, ${missing}`);
   const worker = await startWorker();
   const dashboard = await startDashboard({ switchyardUrl: worker.url });

@@ -126,8 +126,8 @@ export function lockedWasmBindgenVersion() {
   return match[1];
 }
 
-/** Debian's package, which playwright-core drives in the dashboard's browser tests. */
-const CHROMIUM = "/usr/bin/chromium";
+/** The Chromium playwright-core drives in the browser tests: Debian's package, or CHROMIUM_PATH. */
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 /**
  * Installs Debian's chromium for the browser tests where apt is available and we are root; `npm
@@ -136,7 +136,8 @@ const CHROMIUM = "/usr/bin/chromium";
  * another Chromium). Returns why there is no browser, or null when there is one.
  */
 export function ensureChromium() {
-  if (process.env.CHROMIUM_PATH || existsSync(CHROMIUM)) return null;
+  if (existsSync(CHROMIUM)) return null;
+  if (process.env.CHROMIUM_PATH) return `CHROMIUM_PATH names ${CHROMIUM}, which does not exist`;
   const apt = capture("apt-get", ["--version"]);
   const root = typeof process.getuid === "function" && process.getuid() === 0;
   if (!apt || !root) return `no ${CHROMIUM}, and apt-get is not usable here (it needs root); set CHROMIUM_PATH to a Chromium`;

@@ -29,10 +29,12 @@ function repositoryFiles() {
 describe("a clone with nothing beside it", { timeout: NATIVE_TESTS_TIMEOUT_MS + 60_000 }, () => {
   let parent;
   let clone;
+  let files;
   before(() => {
     parent = mkdtempSync(join(tmpdir(), "switchyard-clone-"));
     clone = join(parent, "switchyard");
-    for (const path of repositoryFiles()) {
+    files = repositoryFiles();
+    for (const path of files) {
       mkdirSync(dirname(join(clone, path)), { recursive: true });
       cpSync(join(ROOT, path), join(clone, path));
     }
@@ -49,7 +51,7 @@ describe("a clone with nothing beside it", { timeout: NATIVE_TESTS_TIMEOUT_MS + 
     // Spelled in parts so that this file does not match itself.
     const shared = "sha" + "red";
     const beside = [`../${shared}`, `"..", "${shared}"`, `${shared}/seed`];
-    const offenders = repositoryFiles().filter((path) => {
+    const offenders = files.filter((path) => {
       if (MAY_LOOK_BESIDE.has(path)) return false;
       const text = readFileSync(join(ROOT, path), "latin1");
       return beside.some((needle) => text.includes(needle));

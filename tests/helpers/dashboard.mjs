@@ -5,14 +5,14 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { buildClient, ROOT } from "../../scripts/setup.mjs";
+import { buildClient, CHROMIUM, ROOT } from "../../scripts/setup.mjs";
+
+export { CHROMIUM };
 import { answers, freePort, QUIET_ENV, retryTakenPort, spawnGroup, stopGroup } from "./worker.mjs";
 
 export const DASHBOARD_DIR = join(ROOT, "examples", "sveltekit");
 /** Where end-to-end screenshots go; CI keeps the folder as the run's artifacts. */
 export const SCREENSHOT_DIR = join(ROOT, "test-artifacts", "screenshots");
-/** Debian's chromium package puts the browser here; CHROMIUM_PATH overrides it. */
-export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 const VITE = join(ROOT, "node_modules", "vite", "bin", "vite.js");
 const WRANGLER = join(ROOT, "node_modules", ".bin", "wrangler");
