@@ -16,7 +16,7 @@
 // 6. Records: how long a built-in step takes to write a task's summary (read every report,
 //    render, write R2) for a task of 7 and of 50 steps, and GET /v1/metrics/agents over 10,000
 //    seeded step rows: latency, D1 queries per request and rows D1 read.
-// 7. Abuse: with wrangler.toml's own rate limits, 200 requests/s of invalid tokens from one
+// 7. Abuse: with wrangler.jsonc's own rate limits, 200 requests/s of invalid tokens from one
 //    address for as long as a full-stack task takes to run (bounded), while its agents work
 //    from their own addresses: the share of the flood answered 429, and whether the task
 //    finished.
@@ -36,6 +36,7 @@ import { Miniflare } from "miniflare";
 import { agent, eventsOf, issueToken, submit, taskOf, workTask } from "../tests/helpers/agents.mjs";
 import { buildDashboard, CHROMIUM, CHROMIUM_FLAGS, DASHBOARD_DIR, startDashboard } from "../tests/helpers/dashboard.mjs";
 import { ADMIN_TOKEN, executeSql, freePort, startWorker } from "../tests/helpers/worker.mjs";
+import { readWranglerConfig } from "./config.mjs";
 import { AGENT_BINARY, ensureChromium, ROOT, setup } from "./setup.mjs";
 
 /** Requests per latency configuration: enough for a stable p99 (≥ 20 samples above it),
@@ -105,7 +106,7 @@ function bundleSizes() {
   console.log(`  ${"total".padEnd(36)} ${kib(rawTotal).padStart(11)} raw  ${kib(gzipTotal).padStart(11)} gzip`);
 }
 
-/** A runtime with the same bindings as wrangler.toml, migrated, started from nothing. */
+/** A runtime with the same bindings as wrangler.jsonc, migrated, started from nothing. */
 async function miniflareColdStart() {
   const started = performance.now();
   const mf = new Miniflare({
@@ -115,7 +116,7 @@ async function miniflareColdStart() {
       { type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true },
       { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
     ],
-    compatibilityDate: /^compatibility_date = "(.+)"$/m.exec(readFileSync(join(ROOT, "wrangler.toml"), "utf8"))[1],
+    compatibilityDate: readWranglerConfig().compatibility_date,
     d1Databases: ["DB"],
     kvNamespaces: ["CACHE"],
     r2Buckets: ["ARTIFACTS"],
@@ -576,7 +577,7 @@ async function agentFrom(worker, name, token, address, done) {
 }
 
 async function abuse() {
-  console.log(`\nAbuse (wrangler.toml's rate limits; ${FLOOD_PER_SECOND} invalid-token requests/s from one address while a task runs)`);
+  console.log(`\nAbuse (wrangler.jsonc's rate limits; ${FLOOD_PER_SECOND} invalid-token requests/s from one address while a task runs)`);
   const worker = await startWorker({ rateLimits: null });
   try {
     const tokens = {};

@@ -70,8 +70,8 @@ const PREREQUISITES = [
 function checkPrerequisites() {
   const problems = [];
   const [major, minor] = process.versions.node.split(".").map(Number);
-  if (major < 20 || (major === 20 && minor < 19)) {
-    problems.push(`Node ${process.versions.node} is too old: Vite 7 (the example dashboard's build) needs Node 20.19 or later`);
+  if (major < 22 || (major === 22 && minor < 12)) {
+    problems.push(`Node ${process.versions.node} is too old for wrangler (22.12 or later): run the set-up through npm (npm start, npm test), which provides one`);
   }
   for (const [command, args, provider] of PREREQUISITES) {
     if (capture(command, args) === null) problems.push(`${command.split("/").pop()} is missing: install ${provider}`);

@@ -69,7 +69,7 @@ pub fn cors_policy(env: &Env) -> CorsPolicy {
 }
 
 /// True when the var `TEST_FAULTS` is `"enabled"`: the test-only routes exist. Never set in
-/// wrangler.toml; the integration tests set it with `--var`.
+/// wrangler.jsonc; the integration tests set it with `--var`.
 pub fn test_faults_enabled(env: &Env) -> bool {
     text(env, bindings::TEST_FAULTS).as_deref() == Some("enabled")
 }

@@ -9,6 +9,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { readWranglerConfig } from "../../scripts/config.mjs";
 import { ROOT } from "../../scripts/setup.mjs";
 
 const WRANGLER = join(ROOT, "node_modules", ".bin", "wrangler");
@@ -64,28 +65,30 @@ export async function freePort() {
 const TEST_RATE_LIMITS = { RATE_LIMIT_ADDRESS: 1_000_000, RATE_LIMIT_CREDENTIAL: 1_000_000 };
 
 /**
- * Writes a copy of wrangler.toml into `dir` with `main` and `migrations_dir` made absolute, no
- * build step (the Worker is already built), and the named bindings' blocks removed.
+ * Writes a copy of wrangler.jsonc into `dir` (as plain JSON) with `main` and `migrations_dir`
+ * made absolute, no build step (the Worker is already built), no deploy environments, the rate
+ * limits set, and the named bindings left out.
  */
 function writeConfig(dir, withoutBindings, rateLimits = TEST_RATE_LIMITS) {
-  let text = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
-  if (rateLimits) {
-    for (const [name, limit] of Object.entries(rateLimits)) {
-      const block = new RegExp(`(name = "${name}"\\n(?:.+\\n)*?simple = \\{ limit = )\\d+`);
-      if (!block.test(text)) throw new Error(`wrangler.toml has no rate limit ${name}`);
-      text = text.replace(block, (_, head) => `${head}${limit}`);
-    }
+  const config = readWranglerConfig();
+  delete config.$schema;
+  delete config.build;
+  delete config.env;
+  config.main = join(ROOT, "js", "entry.mjs");
+  for (const database of config.d1_databases) database.migrations_dir = join(ROOT, "migrations");
+  for (const [name, limit] of Object.entries(rateLimits ?? {})) {
+    const block = config.ratelimits.find((r) => r.name === name);
+    if (!block) throw new Error(`wrangler.jsonc has no rate limit ${name}`);
+    block.simple.limit = limit;
   }
-  text = text.replace(/^main = .*$/m, `main = ${JSON.stringify(join(ROOT, "js", "entry.mjs"))}`);
-  text = text.replace(/^migrations_dir = .*$/m, `migrations_dir = ${JSON.stringify(join(ROOT, "migrations"))}`);
-  text = text.replace(/^\[build\]\n(?:.+\n)*/m, "");
   for (const binding of withoutBindings) {
-    const block = new RegExp(`^\\[\\[[a-z_.]+\\]\\]\\nbinding = "${binding}"\\n(?:[^\\[\\n].*\\n)*`, "m");
-    if (!block.test(text)) throw new Error(`wrangler.toml has no binding ${binding}`);
-    text = text.replace(block, "");
+    const lists = [config.d1_databases, config.kv_namespaces, config.r2_buckets, config.queues.producers];
+    const list = lists.find((entries) => entries.some((entry) => entry.binding === binding));
+    if (!list) throw new Error(`wrangler.jsonc has no binding ${binding}`);
+    list.splice(list.findIndex((entry) => entry.binding === binding), 1);
   }
-  const path = join(dir, "wrangler.toml");
-  writeFileSync(path, text);
+  const path = join(dir, "wrangler.json");
+  writeFileSync(path, JSON.stringify(config, null, 2));
   return path;
 }
 
@@ -120,7 +123,7 @@ export function executeSql(stateDir, file) {
  * - `stateDir`: reuse the state of an earlier Worker (to test restarts).
  * - `pollMs`: how often readiness is polled (the bench polls finely to time start-up).
  * - `rateLimits`: limits per rate-limiting binding, e.g. `{ RATE_LIMIT_ADDRESS: 5 }`; `null`
- *   keeps wrangler.toml's. By default both are far above anything a test sends.
+ *   keeps wrangler.jsonc's. By default both are far above anything a test sends.
  * - `registryDir`: the wrangler dev registry to join (WRANGLER_REGISTRY_PATH), so that another
  *   `wrangler dev` using the same folder reaches this Worker through a service binding.
  */

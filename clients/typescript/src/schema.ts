@@ -1372,7 +1372,7 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /** @description Too many requests: the client address or the bearer token has used its requests for the current 10-second window (wrangler.toml's rate-limiting bindings), an agent has sent 60 messages in the last minute, or 1,000 tasks are running. Nothing was stored; try again after Retry-After seconds. */
+        /** @description Too many requests: the client address or the bearer token has used its requests for the current 10-second window (the Worker's rate-limiting bindings), an agent has sent 60 messages in the last minute, or 1,000 tasks are running. Nothing was stored; try again after Retry-After seconds. */
         TooManyRequests: {
             headers: {
                 "Retry-After"?: number;

@@ -1,6 +1,6 @@
-//! The names of the Worker's bindings, exactly as wrangler.toml declares them. Every use of a
+//! The names of the Worker's bindings, exactly as wrangler.jsonc declares them. Every use of a
 //! binding goes through these constants so that a rename is one edit here and one in
-//! wrangler.toml.
+//! wrangler.jsonc.
 
 /// D1: the source of truth (agents, workflows, tasks, steps, events, ...).
 pub const DB: &str = "DB";
@@ -17,7 +17,7 @@ pub const STEPS_DLQ: &str = "STEPS_DLQ";
 pub const RATE_LIMIT_ADDRESS: &str = "RATE_LIMIT_ADDRESS";
 pub const RATE_LIMIT_CREDENTIAL: &str = "RATE_LIMIT_CREDENTIAL";
 
-/// Vars (plain text, from wrangler.toml `[vars]`) and secrets (`wrangler secret put`).
+/// Vars (plain text, from wrangler.jsonc `vars`) and secrets (`wrangler secret put`).
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 pub const CORS_ORIGINS: &str = "CORS_ORIGINS";
 pub const TEST_FAULTS: &str = "TEST_FAULTS";

@@ -196,7 +196,7 @@ pub const SESSION_TTL_SECONDS_MAX: i64 = 30 * 24 * 3600;
 pub const KV_TTL_SECONDS_MIN: i64 = 60;
 
 /// `Retry-After` of a 429: the rate-limiting bindings count in windows of 10 seconds (see
-/// wrangler.toml), and the binding does not say when the current one ends, so a client is told
+/// wrangler.jsonc), and the binding does not say when the current one ends, so a client is told
 /// to wait one whole window.
 pub const RATE_LIMIT_RETRY_AFTER_SECONDS: u32 = 10;
 

@@ -30,7 +30,7 @@ impl Check {
         }
     }
 
-    /// The binding this check touches, as named in wrangler.toml.
+    /// The binding this check touches, as named in wrangler.jsonc.
     pub fn binding(self) -> &'static str {
         match self {
             Check::D1 => crate::core::base::bindings::DB,
@@ -44,7 +44,7 @@ impl Check {
 /// Why a check failed, in words safe to show anyone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// The binding is not in the Worker's environment (wrangler.toml or the dashboard).
+    /// The binding is not in the Worker's environment (wrangler.jsonc or the dashboard).
     Missing,
     /// The binding exists but the operation failed.
     Failed,

@@ -3,7 +3,7 @@
 //! not, so that a flood of guesses is stopped before any token is looked up.
 //!
 //! The counting itself is Cloudflare's rate-limiting binding (two of them, configured in
-//! wrangler.toml); this module only names the keys. Keys never contain a token: a token is
+//! wrangler.jsonc); this module only names the keys. Keys never contain a token: a token is
 //! charged under its hash.
 
 use crate::core::base::encoding::sha256_hex;

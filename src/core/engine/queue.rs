@@ -16,7 +16,7 @@ pub const RECORDED_BODY_BYTES_MAX: usize = 2048;
 
 /// Queue names ending in this are dead-letter queues. The Worker has one `queue` entry point for
 /// both of its queues and tells them apart by name; deployments that rename the queues keep
-/// this suffix (see wrangler.toml).
+/// this suffix (see wrangler.jsonc).
 pub const DEAD_LETTER_SUFFIX: &str = "-dlq";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
