@@ -1,0 +1,113 @@
+//! All SQL switchyard runs, each statement next to the function that runs it, with bound
+//! parameters only. Times are INTEGER milliseconds since the epoch.
+//!
+//! Functions here translate between rows and core values and nothing else: no decisions, no
+//! HTTP. A multi-statement change is one `batch`, which D1 runs as one transaction.
+//!
+//! One file per aggregate; this one holds the helpers they share and re-exports every
+//! function and row type, so callers name them `store::...` wherever the SQL lives.
+
+mod agents;
+mod messages;
+mod records;
+mod system;
+mod tasks;
+mod workflows;
+
+pub use agents::*;
+pub use messages::*;
+pub use records::*;
+pub use system::*;
+pub use tasks::*;
+pub use workflows::*;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Deserialize;
+use wasm_bindgen::JsValue;
+use worker::{D1Database, Result};
+
+use crate::core::base::time::Timestamp;
+
+fn int(value: i64) -> JsValue {
+    // Exact: every integer we store (times, sequence numbers) is far below 2^53.
+    JsValue::from_f64(value as f64)
+}
+
+/// A cheap query that fails unless switchyard's schema is in place; used by `GET /health`.
+pub async fn check_schema(db: &D1Database) -> Result<()> {
+    trip();
+    db.prepare("SELECT seq FROM events LIMIT 1").all().await?;
+    Ok(())
+}
+
+/// A count from a report: bounded far below 2^53 by the report's limits.
+fn report_count(value: u64) -> JsValue {
+    int(i64::try_from(value).unwrap_or(i64::MAX))
+}
+
+fn text_or_null(value: Option<&str>) -> JsValue {
+    value.map_or(JsValue::NULL, JsValue::from)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tasks, steps and attempts: the execution engine's state.
+// ---------------------------------------------------------------------------------------------
+
+/// D1 round trips made by this isolate since it started (a query or a batch is one), for the
+/// benchmark's "round trips per transition".
+static ROUND_TRIPS: AtomicU64 = AtomicU64::new(0);
+
+fn trip() {
+    ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn round_trips() -> u64 {
+    ROUND_TRIPS.load(Ordering::Relaxed)
+}
+
+fn opt_int(value: Option<i64>) -> JsValue {
+    value.map_or(JsValue::NULL, int)
+}
+
+fn opt_time(value: Option<Timestamp>) -> JsValue {
+    opt_int(value.map(Timestamp::as_millis))
+}
+
+fn time(ms: Option<i64>) -> Option<Timestamp> {
+    ms.map(Timestamp::saturating_from_millis)
+}
+
+fn count(value: i64) -> u32 {
+    u32::try_from(value).unwrap_or(0)
+}
+
+/// Every table's row count, by table (for the test-only `/__test/row-counts`).
+pub async fn row_counts(db: &D1Database) -> Result<serde_json::Map<String, serde_json::Value>> {
+    #[derive(Deserialize)]
+    struct Count {
+        n: i64,
+    }
+    const TABLES: [&str; 10] = [
+        "agents",
+        "settings",
+        "workflows",
+        "tasks",
+        "steps",
+        "attempts",
+        "events",
+        "messages",
+        "summaries",
+        "idempotency_keys",
+    ];
+    let statements =
+        TABLES.iter().map(|table| db.prepare(format!("SELECT COUNT(*) AS n FROM {table}"))).collect::<Vec<_>>();
+    trip();
+    let results = db.batch(statements).await?;
+    let mut counts = serde_json::Map::new();
+    for (table, result) in TABLES.iter().zip(results) {
+        let rows: Vec<Count> = result.results()?;
+        counts.insert((*table).to_string(), rows.first().map_or(0, |c| c.n).into());
+    }
+    Ok(counts)
+}

@@ -1,0 +1,159 @@
+//! What the records read: reports and figures of a task's steps, summaries, and the per-agent
+//! aggregates.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Deserialize;
+use worker::{D1Database, Result};
+
+use super::{int, trip};
+use crate::core::base::time::Timestamp;
+
+/// A step as the records read it: its report, figures and times, in workflow order.
+#[derive(Debug, Deserialize)]
+pub struct RecordRow {
+    pub key: String,
+    pub name: String,
+    pub agent: Option<String>,
+    pub status: String,
+    pub skip_reason: Option<String>,
+    pub error: Option<String>,
+    pub report: Option<String>,
+    pub report_key: Option<String>,
+    pub attempt: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub files_created: i64,
+    pub files_modified: i64,
+    pub lines_added: i64,
+    pub lines_removed: i64,
+}
+
+/// Every step of a task with its records, in workflow order.
+pub async fn task_records(db: &D1Database, task_id: &str) -> Result<Vec<RecordRow>> {
+    trip();
+    db.prepare(
+        "SELECT key, name, agent, status, skip_reason, error, report, report_key, attempt, started_at,
+                finished_at, files_created, files_modified, lines_added, lines_removed
+         FROM steps WHERE task_id = ?1 ORDER BY rowid",
+    )
+    .bind(&[task_id.into()])?
+    .all()
+    .await?
+    .results()
+}
+
+/// A task as its summary shows it, with its workflow's definition (JSON).
+#[derive(Debug, Deserialize)]
+pub struct SummaryTaskRow {
+    pub title: String,
+    pub description: String,
+    pub input: String,
+    pub task_type: Option<String>,
+    pub status: String,
+    pub definition: String,
+}
+
+pub async fn task_for_summary(db: &D1Database, task_id: &str) -> Result<Option<SummaryTaskRow>> {
+    trip();
+    db.prepare(
+        "SELECT t.title, t.description, t.input, json_extract(t.analysis, '$.task_type') AS task_type, t.status,
+                w.definition
+         FROM tasks t JOIN workflows w ON w.id = t.workflow_id WHERE t.id = ?1",
+    )
+    .bind(&[task_id.into()])?
+    .first(None)
+    .await
+}
+
+/// Whether a task exists.
+pub async fn task_exists(db: &D1Database, task_id: &str) -> Result<bool> {
+    #[derive(Deserialize)]
+    struct Row {
+        #[allow(dead_code)]
+        id: String,
+    }
+    trip();
+    let row: Option<Row> =
+        db.prepare("SELECT id FROM tasks WHERE id = ?1").bind(&[task_id.into()])?.first(None).await?;
+    Ok(row.is_some())
+}
+
+/// The summary written last for a task, of any kind.
+pub async fn latest_summary(db: &D1Database, task_id: &str) -> Result<Option<SummaryRow>> {
+    trip();
+    db.prepare(
+        "SELECT task_id, step_id, kind, written_at, markdown_key, json_key, metrics_key FROM summaries
+         WHERE task_id = ?1 ORDER BY written_at DESC, rowid DESC LIMIT 1",
+    )
+    .bind(&[task_id.into()])?
+    .first(None)
+    .await
+}
+
+/// One agent's figures across the steps that ended since a time (see `agent_aggregates`).
+#[derive(Debug, Deserialize)]
+pub struct AggregateRow {
+    pub agent: String,
+    pub steps: i64,
+    pub succeeded: i64,
+    pub p50_ms: Option<i64>,
+    pub p95_ms: Option<i64>,
+    pub files_created: i64,
+    pub files_modified: i64,
+    pub lines_added: i64,
+    pub lines_removed: i64,
+}
+
+/// Per agent, over its steps that ended (succeeded or dead) at or after `since`: counts, totals
+/// and nearest-rank p50/p95 durations, computed in one D1 query that reads the steps once (window
+/// functions rank each agent's durations) and returns one row per agent (the percentile rank is
+/// `metrics::nearest_rank`).
+pub async fn agent_aggregates(db: &D1Database, since: Timestamp) -> Result<Vec<AggregateRow>> {
+    trip();
+    let result = db
+        .prepare(
+            "SELECT agent, COUNT(*) AS steps, MAX(succeeded) AS succeeded,
+                MAX(CASE WHEN position = MAX(1, (total * 50 + 99) / 100) THEN duration END) AS p50_ms,
+                MAX(CASE WHEN position = MAX(1, (total * 95 + 99) / 100) THEN duration END) AS p95_ms,
+                SUM(files_created) AS files_created, SUM(files_modified) AS files_modified,
+                SUM(lines_added) AS lines_added, SUM(lines_removed) AS lines_removed
+         FROM (
+           SELECT agent, finished_at - started_at AS duration, files_created, files_modified, lines_added,
+                  lines_removed,
+                  ROW_NUMBER() OVER (PARTITION BY agent ORDER BY finished_at - started_at) AS position,
+                  COUNT(*) OVER (PARTITION BY agent) AS total,
+                  SUM(status = 'succeeded') OVER (PARTITION BY agent) AS succeeded
+           FROM steps
+           WHERE agent IS NOT NULL AND finished_at IS NOT NULL AND finished_at >= ?1
+             AND status IN ('succeeded', 'dead') AND started_at IS NOT NULL
+         )
+         GROUP BY agent ORDER BY agent",
+        )
+        .bind(&[int(since.as_millis())])?
+        .all()
+        .await?;
+    if let Ok(Some(meta)) = result.meta() {
+        AGGREGATE_ROWS_READ.store(meta.rows_read.unwrap_or(0) as u64, Ordering::Relaxed);
+    }
+    result.results()
+}
+
+/// Rows D1 read for the last `agent_aggregates` query of this isolate, for the benchmark.
+static AGGREGATE_ROWS_READ: AtomicU64 = AtomicU64::new(0);
+
+pub fn aggregate_rows_read() -> u64 {
+    AGGREGATE_ROWS_READ.load(Ordering::Relaxed)
+}
+
+/// Where a written summary is in R2.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SummaryRow {
+    pub task_id: String,
+    pub step_id: String,
+    pub kind: String,
+    pub written_at: i64,
+    pub markdown_key: String,
+    pub json_key: String,
+    pub metrics_key: String,
+}

@@ -1,0 +1,716 @@
+//! Tasks with their steps, attempts and events: reading a task's state, the guarded batch of
+//! every transition, submission with its idempotency key, listing, and what the sweep picks.
+
+use serde::Deserialize;
+use wasm_bindgen::JsValue;
+use worker::{D1Database, D1PreparedStatement, D1Result, Result};
+
+use super::messages::{MessageRow, MESSAGE_COLUMNS};
+use super::records::SummaryRow;
+use super::{count, int, opt_time, report_count, text_or_null, time, trip};
+use crate::core::base::limits::{MESSAGES_IN_LEASE_MAX, TASKS_RUNNING_MAX};
+use crate::core::base::time::Timestamp;
+use crate::core::engine::{
+    Attempt, AttemptStatus, Event, ReportRef, Runner, Step, StepStatus, Task, TaskStatus, Transition,
+};
+use crate::core::records::metrics::ReportCounts;
+
+/// A task as stored, without its steps.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TaskRow {
+    pub id: String,
+    pub workflow_id: String,
+    pub workflow_name: String,
+    pub workflow_version: i64,
+    pub title: String,
+    pub description: String,
+    pub input: String,
+    pub analysis: String,
+    pub status: String,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+const TASK_COLUMNS: &str = "id, workflow_id, workflow_name, workflow_version, title, description, input, analysis, \
+     status, version, created_at, updated_at, finished_at";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StepRow {
+    pub id: String,
+    pub key: String,
+    pub name: String,
+    pub runner: String,
+    pub agent: Option<String>,
+    pub status: String,
+    pub depends_on: String,
+    pub attempt: i64,
+    pub attempts_max: i64,
+    pub attempts_budget: i64,
+    pub lease_id: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    pub queued_at: Option<i64>,
+    pub due_at: Option<i64>,
+    pub ready_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub skip_reason: Option<String>,
+    pub error: Option<String>,
+}
+
+const STEP_COLUMNS: &str = "id, key, name, runner, agent, status, depends_on, attempt, attempts_max, attempts_budget, \
+     lease_id, lease_expires_at, queued_at, due_at, ready_at, started_at, finished_at, skip_reason, error";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AttemptRow {
+    pub step_id: String,
+    pub attempt: i64,
+    pub agent: Option<String>,
+    pub lease_id: Option<String>,
+    pub status: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub error: Option<String>,
+    pub completion_hash: Option<String>,
+    pub response: Option<String>,
+}
+
+const ATTEMPT_COLUMNS: &str =
+    "step_id, attempt, agent, lease_id, status, started_at, finished_at, error, completion_hash, response";
+
+fn corrupt(what: &str) -> worker::Error {
+    worker::Error::RustError(format!("stored {what} is not valid"))
+}
+
+/// Builds the engine's view of a task from its rows. A row the engine cannot read is a fault,
+/// never silently a different state.
+pub fn task_state(task: &TaskRow, steps: &[StepRow], attempts: &[AttemptRow]) -> Result<Task> {
+    let mut out = Vec::with_capacity(steps.len());
+    for row in steps {
+        let mut own: Vec<Attempt> = Vec::new();
+        for a in attempts.iter().filter(|a| a.step_id == row.id) {
+            own.push(Attempt {
+                number: count(a.attempt),
+                agent: a.agent.clone(),
+                lease_id: a.lease_id.clone(),
+                status: AttemptStatus::parse(&a.status).ok_or_else(|| corrupt("attempt status"))?,
+                started_at: Timestamp::saturating_from_millis(a.started_at),
+                finished_at: time(a.finished_at),
+                error: a.error.clone(),
+                completion_hash: a.completion_hash.clone(),
+                response: a.response.clone(),
+            });
+        }
+        own.sort_by_key(|a| a.number);
+        out.push(Step {
+            id: row.id.clone(),
+            key: row.key.clone(),
+            name: row.name.clone(),
+            runner: Runner::parse(&row.runner).ok_or_else(|| corrupt("step runner"))?,
+            agent: row.agent.clone(),
+            status: StepStatus::parse(&row.status).ok_or_else(|| corrupt("step status"))?,
+            depends_on: serde_json::from_str(&row.depends_on).map_err(|_| corrupt("step dependencies"))?,
+            attempt: count(row.attempt),
+            attempts_max: count(row.attempts_max),
+            attempts_budget: count(row.attempts_budget),
+            lease_id: row.lease_id.clone(),
+            lease_expires_at: time(row.lease_expires_at),
+            queued_at: time(row.queued_at),
+            due_at: time(row.due_at),
+            ready_at: time(row.ready_at),
+            started_at: time(row.started_at),
+            finished_at: time(row.finished_at),
+            skip_reason: row.skip_reason.clone(),
+            error: row.error.clone(),
+            attempts: own,
+        });
+    }
+    Ok(Task {
+        id: task.id.clone(),
+        status: TaskStatus::parse(&task.status).ok_or_else(|| corrupt("task status"))?,
+        version: task.version,
+        finished_at: time(task.finished_at),
+        steps: out,
+    })
+}
+
+/// A task with its steps and attempts, read in one round trip.
+pub struct TaskRead {
+    pub task: TaskRow,
+    pub steps: Vec<StepRow>,
+    pub attempts: Vec<AttemptRow>,
+}
+
+fn read_statements(db: &D1Database, task_id_sql: &str, binds: &[JsValue]) -> Result<Vec<D1PreparedStatement>> {
+    Ok(vec![
+        db.prepare(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = {task_id_sql}")).bind(binds)?,
+        db.prepare(format!("SELECT {STEP_COLUMNS} FROM steps WHERE task_id = {task_id_sql} ORDER BY rowid"))
+            .bind(binds)?,
+        db.prepare(format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts
+             WHERE step_id IN (SELECT id FROM steps WHERE task_id = {task_id_sql}) ORDER BY step_id, attempt"
+        ))
+        .bind(binds)?,
+    ])
+}
+
+fn into_read(results: &[D1Result]) -> Result<Option<TaskRead>> {
+    let (Some(task), Some(steps), Some(attempts)) = (results.first(), results.get(1), results.get(2)) else {
+        return Err(worker::Error::RustError("a task read returned too few results".into()));
+    };
+    let Some(task) = task.results::<TaskRow>()?.into_iter().next() else { return Ok(None) };
+    Ok(Some(TaskRead { task, steps: steps.results()?, attempts: attempts.results()? }))
+}
+
+pub async fn read_task(db: &D1Database, task_id: &str) -> Result<Option<TaskRead>> {
+    trip();
+    let results = db.batch(read_statements(db, "?1", &[task_id.into()])?).await?;
+    into_read(&results)
+}
+
+/// The task a step belongs to, read like [`read_task`] in the same single round trip.
+pub async fn read_task_of_step(db: &D1Database, step_id: &str) -> Result<Option<TaskRead>> {
+    trip();
+    let sql = "(SELECT task_id FROM steps WHERE id = ?1)";
+    let results = db.batch(read_statements(db, sql, &[step_id.into()])?).await?;
+    into_read(&results)
+}
+
+/// A pull agent's view when it asks for work: its limits, and the task of its oldest leasable
+/// step with that task's finished reports (the step's inputs), all in one round trip.
+pub struct LeaseRead {
+    pub max_concurrency: i64,
+    pub lease_ms: i64,
+    /// How long the agent's steps may run in all; runners stop a command after it.
+    pub step_timeout_ms: i64,
+    pub leased: i64,
+    pub task: Option<TaskRead>,
+    /// Instructions of the task's steps, by step id.
+    pub instructions: Vec<(String, String)>,
+    pub reports: Vec<ReportRow>,
+    /// The newest messages to the agent about the task, oldest first.
+    pub messages: Vec<MessageRow>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReportRow {
+    pub key: String,
+    pub name: String,
+    pub agent: Option<String>,
+    pub status: String,
+    pub skip_reason: Option<String>,
+    pub report: Option<String>,
+    pub report_key: Option<String>,
+}
+
+/// `spread` picks among the agent's oldest few ready steps (taken modulo how many there are), so
+/// that several workers of one agent asking at once mostly pick different steps instead of all
+/// racing for the oldest one.
+pub async fn read_for_lease(db: &D1Database, agent: &str, spread: u32) -> Result<Option<LeaseRead>> {
+    #[derive(Deserialize)]
+    struct Limits {
+        max_concurrency: i64,
+        lease_ms: i64,
+        step_timeout_ms: i64,
+        leased: i64,
+    }
+    #[derive(Deserialize)]
+    struct Instructions {
+        id: String,
+        instructions: String,
+    }
+    let task_sql = "(SELECT task_id FROM steps WHERE agent = ?1 AND status = 'queued' AND ready_at IS NOT NULL \
+                    ORDER BY ready_at, id LIMIT 1 OFFSET ?2 % MAX(1, (SELECT COUNT(*) FROM steps \
+                    WHERE agent = ?1 AND status = 'queued' AND ready_at IS NOT NULL)))";
+    let binds = [JsValue::from(agent), int(i64::from(spread))];
+    let mut statements = vec![db
+        .prepare(
+            "SELECT max_concurrency, lease_ms, step_timeout_ms,
+                    (SELECT COUNT(*) FROM steps WHERE agent = ?1 AND status = 'leased') AS leased
+             FROM agents WHERE name = ?1",
+        )
+        .bind(&binds[..1])?];
+    statements.extend(read_statements(db, task_sql, &binds)?);
+    statements.push(
+        db.prepare(format!(
+            "SELECT id, instructions FROM steps
+             WHERE task_id = {task_sql} AND agent = ?1 AND status = 'queued' AND ready_at IS NOT NULL"
+        ))
+        .bind(&binds)?,
+    );
+    statements.push(
+        db.prepare(format!(
+            "SELECT key, name, agent, status, skip_reason, report, report_key FROM steps
+             WHERE task_id = {task_sql} AND status IN ('succeeded', 'skipped')"
+        ))
+        .bind(&binds)?,
+    );
+    statements.push(
+        db.prepare(format!(
+            "SELECT * FROM (SELECT {MESSAGE_COLUMNS} FROM messages
+                            WHERE to_agent = ?1 AND task_id = {task_sql} ORDER BY seq DESC LIMIT {MESSAGES_IN_LEASE_MAX})
+             ORDER BY seq"
+        ))
+        .bind(&binds)?,
+    );
+    trip();
+    let results = db.batch(statements).await?;
+    let Some(limits) = results.first().map(|r| r.results::<Limits>()).transpose()?.and_then(|l| l.into_iter().next())
+    else {
+        return Ok(None);
+    };
+    let task = into_read(results.get(1..4).unwrap_or_default())?;
+    let instructions: Vec<Instructions> = results.get(4).map(|r| r.results()).transpose()?.unwrap_or_default();
+    let reports: Vec<ReportRow> = results.get(5).map(|r| r.results()).transpose()?.unwrap_or_default();
+    Ok(Some(LeaseRead {
+        max_concurrency: limits.max_concurrency,
+        lease_ms: limits.lease_ms,
+        step_timeout_ms: limits.step_timeout_ms,
+        leased: limits.leased,
+        task,
+        instructions: instructions.into_iter().map(|i| (i.id, i.instructions)).collect(),
+        reports,
+        messages: results.get(6).map(|r| r.results()).transpose()?.unwrap_or_default(),
+    }))
+}
+
+/// The finished reports of a task's steps, for a built-in step's inputs.
+pub async fn task_reports(db: &D1Database, task_id: &str) -> Result<Vec<ReportRow>> {
+    trip();
+    db.prepare(
+        "SELECT key, name, agent, status, skip_reason, report, report_key FROM steps
+         WHERE task_id = ?1 AND status IN ('succeeded', 'skipped') ORDER BY rowid",
+    )
+    .bind(&[task_id.into()])?
+    .all()
+    .await?
+    .results()
+}
+
+/// The step's instructions (JSON), as fixed at submission.
+pub async fn step_instructions(db: &D1Database, step_id: &str) -> Result<Option<String>> {
+    #[derive(Deserialize)]
+    struct Row {
+        instructions: String,
+    }
+    trip();
+    let row: Option<Row> =
+        db.prepare("SELECT instructions FROM steps WHERE id = ?1").bind(&[step_id.into()])?.first(None).await?;
+    Ok(row.map(|r| r.instructions))
+}
+
+/// What the transition's batch must still find true, besides the task's version.
+pub enum Guard<'a> {
+    Version,
+    /// A lease: the agent must still hold fewer leases than this.
+    AgentBelow {
+        agent: &'a str,
+        max_concurrency: i64,
+    },
+}
+
+/// Why a transition was not written.
+pub enum Write {
+    Done,
+    /// The task changed since it was read: read again and decide again.
+    Stale,
+}
+
+fn guard_statement(db: &D1Database, task_id: &str, version: i64, guard: &Guard) -> Result<D1PreparedStatement> {
+    let (extra, binds) = match guard {
+        Guard::Version => (String::new(), vec![task_id.into(), int(version)]),
+        Guard::AgentBelow { agent, max_concurrency } => (
+            "AND (SELECT COUNT(*) FROM steps WHERE agent = ?3 AND status = 'leased') < ?4".to_string(),
+            vec![task_id.into(), int(version), (*agent).into(), int(*max_concurrency)],
+        ),
+    };
+    db.prepare(format!(
+        "INSERT INTO transition_guard (id, ok)
+         VALUES (1, COALESCE((SELECT version FROM tasks WHERE id = ?1) = ?2, 0) {extra})
+         ON CONFLICT (id) DO UPDATE SET ok = excluded.ok"
+    ))
+    .bind(&binds)
+}
+
+fn event_statement(
+    db: &D1Database,
+    task_id: &str,
+    event: &Event,
+    dedupe_key: String,
+    now: Timestamp,
+) -> Result<D1PreparedStatement> {
+    db.prepare(
+        "INSERT INTO events (task_id, step_id, kind, data, dedupe_key, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (dedupe_key) DO NOTHING",
+    )
+    .bind(&[
+        task_id.into(),
+        text_or_null(event.step_id.as_deref()),
+        event.kind.into(),
+        event.data.to_string().into(),
+        dedupe_key.into(),
+        int(now.as_millis()),
+    ])
+}
+
+fn attempt_statement(db: &D1Database, step_id: &str, attempt: &Attempt) -> Result<D1PreparedStatement> {
+    db.prepare(
+        "INSERT INTO attempts (step_id, attempt, agent, lease_id, status, started_at, finished_at, error,
+                               completion_hash, response)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (step_id, attempt) DO UPDATE SET status = excluded.status, finished_at = excluded.finished_at,
+             error = excluded.error, completion_hash = excluded.completion_hash, response = excluded.response",
+    )
+    .bind(&[
+        step_id.into(),
+        int(i64::from(attempt.number)),
+        text_or_null(attempt.agent.as_deref()),
+        text_or_null(attempt.lease_id.as_deref()),
+        attempt.status.as_str().into(),
+        int(attempt.started_at.as_millis()),
+        opt_time(attempt.finished_at),
+        text_or_null(attempt.error.as_deref()),
+        text_or_null(attempt.completion_hash.as_deref()),
+        text_or_null(attempt.response.as_deref()),
+    ])
+}
+
+fn step_statement(db: &D1Database, step: &Step) -> Result<D1PreparedStatement> {
+    db.prepare(
+        "UPDATE steps SET status = ?2, attempt = ?3, attempts_max = ?4, lease_id = ?5, lease_expires_at = ?6,
+                queued_at = ?7, due_at = ?8, ready_at = ?9, started_at = ?10, finished_at = ?11, error = ?12,
+                version = version + 1
+         WHERE id = ?1",
+    )
+    .bind(&[
+        step.id.as_str().into(),
+        step.status.as_str().into(),
+        int(i64::from(step.attempt)),
+        int(i64::from(step.attempts_max)),
+        text_or_null(step.lease_id.as_deref()),
+        opt_time(step.lease_expires_at),
+        opt_time(step.queued_at),
+        opt_time(step.due_at),
+        opt_time(step.ready_at),
+        opt_time(step.started_at),
+        opt_time(step.finished_at),
+        text_or_null(step.error.as_deref()),
+    ])
+}
+
+/// Something written with a transition besides the state: a report, or an attempt's log key.
+#[derive(Clone)]
+pub enum Extra {
+    /// A step's report and its change figures.
+    Report {
+        step_id: String,
+        report: ReportRef,
+        counts: ReportCounts,
+    },
+    LogKey {
+        step_id: String,
+        attempt: u32,
+        key: String,
+    },
+    /// A summary a built-in step wrote to R2.
+    Summary(SummaryRow),
+}
+
+/// Writes a transition decided on `before`, in one batch that applies only if the task is still
+/// at `before.version` (and `guard` holds). Only what changed is written.
+pub async fn write_transition(
+    db: &D1Database,
+    before: &Task,
+    transition: &Transition,
+    guard: &Guard<'_>,
+    extras: &[Extra],
+    now: Timestamp,
+) -> Result<Write> {
+    let after = &transition.task;
+    let mut statements = vec![guard_statement(db, &before.id, before.version, guard)?];
+    statements.push(
+        db.prepare("UPDATE tasks SET status = ?2, version = ?3, updated_at = ?4, finished_at = ?5 WHERE id = ?1")
+            .bind(&[
+                after.id.as_str().into(),
+                after.status.as_str().into(),
+                int(after.version),
+                int(now.as_millis()),
+                opt_time(after.finished_at),
+            ])?,
+    );
+    for step in &after.steps {
+        let old = before.steps.iter().find(|s| s.id == step.id);
+        if old.is_some_and(|old| old == step) {
+            continue;
+        }
+        statements.push(step_statement(db, step)?);
+        for attempt in &step.attempts {
+            let old_attempt = old.and_then(|o| o.attempts.iter().find(|a| a.number == attempt.number));
+            if old_attempt != Some(attempt) {
+                statements.push(attempt_statement(db, &step.id, attempt)?);
+            }
+        }
+    }
+    for extra in extras {
+        statements.push(match extra {
+            Extra::Report { step_id, report, counts } => {
+                let (inline, key) = match report {
+                    ReportRef::Inline(json) => (Some(json.as_str()), None),
+                    ReportRef::Stored(key) => (None, Some(key.as_str())),
+                };
+                db.prepare(
+                    "UPDATE steps SET report = ?2, report_key = ?3, files_created = ?4, files_modified = ?5,
+                            lines_added = ?6, lines_removed = ?7
+                     WHERE id = ?1",
+                )
+                .bind(&[
+                    step_id.as_str().into(),
+                    text_or_null(inline),
+                    text_or_null(key),
+                    report_count(counts.files_created),
+                    report_count(counts.files_modified),
+                    report_count(counts.lines_added),
+                    report_count(counts.lines_removed),
+                ])?
+            }
+            Extra::Summary(row) => db
+                .prepare(
+                    "INSERT INTO summaries (task_id, step_id, kind, written_at, markdown_key, json_key, metrics_key)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+                )
+                .bind(&[
+                    row.task_id.as_str().into(),
+                    row.step_id.as_str().into(),
+                    row.kind.as_str().into(),
+                    int(row.written_at),
+                    row.markdown_key.as_str().into(),
+                    row.json_key.as_str().into(),
+                    row.metrics_key.as_str().into(),
+                ])?,
+            Extra::LogKey { step_id, attempt, key } => db
+                .prepare("UPDATE attempts SET log_key = ?3 WHERE step_id = ?1 AND attempt = ?2")
+                .bind(&[step_id.as_str().into(), int(i64::from(*attempt)), key.as_str().into()])?,
+        });
+    }
+    for (index, event) in transition.events.iter().enumerate() {
+        // Unique per applied transition: the guard lets each version be written once.
+        let dedupe_key = format!("{}:{}:{index}", after.id, after.version);
+        statements.push(event_statement(db, &after.id, event, dedupe_key, now)?);
+    }
+    trip();
+    match db.batch(statements).await {
+        Ok(_) => Ok(Write::Done),
+        Err(err) if err.to_string().contains("stale_state") => Ok(Write::Stale),
+        Err(err) => Err(err),
+    }
+}
+
+/// A new task as submitted.
+pub struct NewTask<'a> {
+    pub task: &'a Task,
+    pub workflow_id: &'a str,
+    pub workflow_name: &'a str,
+    pub workflow_version: i64,
+    pub title: &'a str,
+    pub description: &'a str,
+    pub input: &'a str,
+    pub analysis: &'a str,
+    pub instructions: &'a [String],
+    pub events: &'a [Event],
+    /// The idempotency key, the request's hash and the response to keep for it.
+    pub idempotency: Option<(&'a str, &'a str, &'a str)>,
+}
+
+/// The route name idempotency keys of task submissions are stored under.
+const SUBMIT_ROUTE: &str = "POST /v1/tasks";
+
+/// Inserts a task, its steps and its first events in one batch, which applies only while fewer
+/// than `TASKS_RUNNING_MAX` tasks run and, with an idempotency key, only if the key is new:
+/// `Write::Stale` means one of these did not hold.
+pub async fn insert_task(db: &D1Database, new: &NewTask<'_>, now: Timestamp) -> Result<Write> {
+    let task = new.task;
+    // The guard: fewer than TASKS_RUNNING_MAX tasks are running, and the idempotency key (if
+    // any) is new. Either failing rolls the batch back as `Write::Stale`.
+    let mut statements = vec![db
+        .prepare(
+            "INSERT INTO transition_guard (id, ok)
+             VALUES (1, (SELECT COUNT(*) FROM tasks WHERE status = 'running') < ?3
+                        AND NOT EXISTS (SELECT 1 FROM idempotency_keys WHERE key = ?1 AND route = ?2))
+             ON CONFLICT (id) DO UPDATE SET ok = excluded.ok",
+        )
+        .bind(&[text_or_null(new.idempotency.map(|(key, _, _)| key)), SUBMIT_ROUTE.into(), int(TASKS_RUNNING_MAX)])?];
+    if let Some((key, hash, response)) = new.idempotency {
+        statements.push(
+            db.prepare(
+                "INSERT INTO idempotency_keys (key, route, request_hash, status, response, created_at)
+                 VALUES (?1, ?2, ?3, 201, ?4, ?5)",
+            )
+            .bind(&[
+                key.into(),
+                SUBMIT_ROUTE.into(),
+                hash.into(),
+                response.into(),
+                int(now.as_millis()),
+            ])?,
+        );
+    }
+    statements.push(
+        db.prepare(
+            "INSERT INTO tasks (id, workflow_id, workflow_name, workflow_version, title, description, input, analysis,
+                                status, version, created_at, updated_at, finished_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
+        )
+        .bind(&[
+            task.id.as_str().into(),
+            new.workflow_id.into(),
+            new.workflow_name.into(),
+            int(new.workflow_version),
+            new.title.into(),
+            new.description.into(),
+            new.input.into(),
+            new.analysis.into(),
+            task.status.as_str().into(),
+            int(task.version),
+            int(now.as_millis()),
+            opt_time(task.finished_at),
+        ])?,
+    );
+    for (step, instructions) in task.steps.iter().zip(new.instructions) {
+        statements.push(
+            db.prepare(
+                "INSERT INTO steps (id, task_id, key, name, runner, agent, status, depends_on, attempt, attempts_max,
+                                    attempts_budget, queued_at, due_at, finished_at, skip_reason, instructions)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )
+            .bind(&[
+                step.id.as_str().into(),
+                task.id.as_str().into(),
+                step.key.as_str().into(),
+                step.name.as_str().into(),
+                step.runner.as_str().into(),
+                text_or_null(step.agent.as_deref()),
+                step.status.as_str().into(),
+                serde_json::to_string(&step.depends_on).unwrap_or_else(|_| "[]".into()).into(),
+                int(i64::from(step.attempts_max)),
+                int(i64::from(step.attempts_budget)),
+                opt_time(step.queued_at),
+                opt_time(step.due_at),
+                opt_time(step.finished_at),
+                text_or_null(step.skip_reason.as_deref()),
+                instructions.as_str().into(),
+            ])?,
+        );
+    }
+    for (index, event) in new.events.iter().enumerate() {
+        statements.push(event_statement(db, &task.id, event, format!("{}:1:{index}", task.id), now)?);
+    }
+    trip();
+    match db.batch(statements).await {
+        Ok(_) => Ok(Write::Done),
+        Err(err) if err.to_string().contains("stale_state") => Ok(Write::Stale),
+        Err(err) => Err(err),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdempotencyRow {
+    pub request_hash: String,
+    pub status: i64,
+    pub response: String,
+}
+
+pub async fn submission_by_key(db: &D1Database, key: &str) -> Result<Option<IdempotencyRow>> {
+    trip();
+    db.prepare("SELECT request_hash, status, response FROM idempotency_keys WHERE key = ?1 AND route = ?2")
+        .bind(&[key.into(), SUBMIT_ROUTE.into()])?
+        .first(None)
+        .await
+}
+
+/// A task in a list.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TaskSummaryRow {
+    pub id: String,
+    pub title: String,
+    pub status: String,
+    pub workflow_name: String,
+    pub workflow_version: i64,
+    pub task_type: Option<String>,
+    /// JSON array text: the agents analysis chose.
+    pub agents: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// One page of tasks, newest first, before the id `before` (exclusive), optionally of a status.
+pub async fn list_tasks(
+    db: &D1Database,
+    status: Option<&str>,
+    before: Option<&str>,
+    limit: u32,
+) -> Result<Vec<TaskSummaryRow>> {
+    trip();
+    db.prepare(
+        "SELECT id, title, status, workflow_name, workflow_version,
+                json_extract(analysis, '$.task_type') AS task_type, json_extract(analysis, '$.agents') AS agents,
+                created_at, updated_at, finished_at
+         FROM tasks
+         WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR id < ?2)
+         ORDER BY id DESC LIMIT ?3",
+    )
+    .bind(&[text_or_null(status), text_or_null(before), int(i64::from(limit))])?
+    .all()
+    .await?
+    .results()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TaskEventRow {
+    pub seq: i64,
+    pub step_id: Option<String>,
+    pub kind: String,
+    pub data: String,
+    pub created_at: i64,
+}
+
+/// One page of a task's events, oldest first.
+pub async fn list_task_events(db: &D1Database, task_id: &str, after_seq: i64, limit: u32) -> Result<Vec<TaskEventRow>> {
+    trip();
+    db.prepare(
+        "SELECT seq, step_id, kind, data, created_at FROM events
+         WHERE task_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )
+    .bind(&[task_id.into(), int(after_seq), int(i64::from(limit))])?
+    .all()
+    .await?
+    .results()
+}
+
+/// Tasks the cron sweep has something to do for: an expired lease, or a message overdue by
+/// `redispatch_after_ms`.
+pub async fn tasks_to_sweep(
+    db: &D1Database,
+    now: Timestamp,
+    redispatch_after_ms: i64,
+    limit: u32,
+) -> Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Row {
+        task_id: String,
+    }
+    trip();
+    let rows: Vec<Row> = db
+        .prepare(
+            "SELECT DISTINCT task_id FROM steps
+             WHERE (status = 'leased' AND lease_expires_at <= ?1)
+                OR (status IN ('queued', 'failed') AND ready_at IS NULL AND due_at <= ?2)
+             LIMIT ?3",
+        )
+        .bind(&[int(now.as_millis()), int(now.as_millis() - redispatch_after_ms), int(i64::from(limit))])?
+        .all()
+        .await?
+        .results()?;
+    Ok(rows.into_iter().map(|r| r.task_id).collect())
+}
