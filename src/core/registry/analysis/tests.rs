@@ -1,0 +1,526 @@
+use super::*;
+use crate::core::registry::default_agents::DEFAULT_AGENTS;
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn run(title: &str, description: &str, requirements: &[&str], paths: &[&str]) -> Analysis {
+    let (requirements, paths) = (strings(requirements), strings(paths));
+    analyze(&TaskInput { title, description, requirements: &requirements, paths: &paths })
+}
+
+/// Analyses a labelled task and checks its type, and what holds for every analysis: agents
+/// that follow from the type, a confidence in range and rounded, at least one reason.
+fn check(title: &str, description: &str, requirements: &[&str], paths: &[&str], expected: TaskType) {
+    let got = run(title, description, requirements, paths);
+    assert_eq!(got.task_type, expected, "{title:?} / {description:?}: {:#?}", got);
+    assert_eq!(got.agents, expected.agents(), "{title:?}");
+    assert!((0.0..=1.0).contains(&got.confidence), "{title:?}: {}", got.confidence);
+    assert_eq!((got.confidence * 100.0).round() / 100.0, got.confidence, "{title:?}");
+    assert!(!got.reasons.is_empty(), "{title:?}");
+}
+
+#[test]
+fn backend_tasks_go_to_the_cloudflare_specialist() {
+    use TaskType::Backend;
+    check("Add a comments table to D1 and an endpoint to list comments", "", &[], &[], Backend);
+    check("Cache the product list in KV", "Reads are slow; cache them for five minutes.", &[], &[], Backend);
+    check("Store uploaded invoices in an R2 bucket", "", &[], &[], Backend);
+    check("Process webhooks in the background", "Stripe webhooks should be queued and retried.", &[], &[], Backend);
+    check("Add rate limiting to the login API", "", &[], &[], Backend);
+    check("Write a migration that adds an index on users.email", "", &[], &[], Backend);
+    check("Fix slow database queries", "The orders query scans every row.", &[], &[], Backend);
+    check("Harden responses", "Add security headers and a CSP to every response.", &[], &[], Backend);
+    check("Nightly cleanup", "Add a cron trigger that deletes expired sessions.", &[], &[], Backend);
+    check("Use a Durable Object to count live visitors", "", &[], &[], Backend);
+    check("Export orders as CSV", "Add an endpoint for it. No UI changes are needed.", &[], &[], Backend);
+    check("Caching for the databases", "Cached responses are invalidated when rows change.", &[], &[], Backend);
+    check("Password reset", "Hash passwords with a per-user salt and expire reset tokens.", &[], &[], Backend);
+    check("Sessions", "", &["d1", "migrations"], &[], Backend);
+    check("Comments", "", &[], &["migrations/0002_comments.sql", "src/lib/server/comments.ts"], Backend);
+    check("Bump the API version", "Keep the old endpoint alive; deploy after review.", &[], &[], Backend);
+    check("The worker crashes on empty bodies", "", &[], &[], Backend);
+}
+
+#[test]
+fn frontend_tasks_go_to_the_sveltekit_specialist() {
+    use TaskType::Frontend;
+    check("Make the settings page keyboard accessible", "", &[], &[], Frontend);
+    check("Add a dark mode toggle", "Respect the user's preferred colour scheme.", &[], &[], Frontend);
+    check("Restyle the dashboard without touching the database", "", &[], &[], Frontend);
+    check("Build a signup form", "Validate it client-side before it is submitted.", &[], &[], Frontend);
+    check("Convert the header components to Svelte 5 runes", "", &[], &[], Frontend);
+    check("Add breadcrumbs to the docs layout", "", &[], &[], Frontend);
+    check("About page", "", &[], &["src/routes/about/+page.svelte", "src/app.css"], Frontend);
+    check("Fix the broken link in the navbar", "", &[], &[], Frontend);
+    check("Show a spinner while the page data loads", "", &[], &[], Frontend);
+    check("Screen reader support for modals", "Add aria labels; trap focus in dialogs.", &[], &[], Frontend);
+    check("Nested routing for admin", "Each tab gets its own route and a shared layout.", &[], &[], Frontend);
+    check("Make the pricing page responsive on mobile", "", &[], &[], Frontend);
+    check("Tweak the styling of buttons", "They look misaligned on Safari; fix the CSS.", &[], &[], Frontend);
+    check("Confirm deletes", "Do not change the API or the endpoint, only add a modal.", &[], &[], Frontend);
+    check("Polish", "", &["components", "accessibility"], &[], Frontend);
+    check("Upgrade to Svelte 5", "", &[], &[], Frontend);
+}
+
+#[test]
+fn tasks_with_backend_and_frontend_work_are_full_stack() {
+    use TaskType::FullStack;
+    check("Upload avatars to R2 and show them on the profile page", "", &[], &[], FullStack);
+    check("Add a contact form that saves messages to D1", "", &[], &[], FullStack);
+    check("Comments", "A comments table, an API route to post them and a Svelte component.", &[], &[], FullStack);
+    check("User sessions", "Keep sessions in KV and add a logout button to the header.", &[], &[], FullStack);
+    check("Search page backed by a D1 full-text index", "", &[], &[], FullStack);
+    check("Image gallery", "Let users upload images and browse them in a grid layout.", &[], &[], FullStack);
+    check("Both", "", &["database", "components"], &[], FullStack);
+    check("Todos", "", &[], &["src/routes/api/todos/+server.ts", "src/routes/todos/+page.svelte"], FullStack);
+    check("Live counters", "Cache the counts in KV and render them on the dashboard.", &[], &[], FullStack);
+    check("Add pagination", "A cursor for the list endpoint and next/previous buttons.", &[], &[], FullStack);
+    check("Newsletter signup", "A form posts to a webhook that queues a welcome email.", &[], &[], FullStack);
+    check("Add a feature flag kept in KV that hides the beta banner", "", &[], &[], FullStack);
+    check("Rate-limited feedback form", "", &[], &[], FullStack);
+}
+
+#[test]
+fn deployment_configuration_and_ci_without_app_work_is_infrastructure() {
+    use TaskType::Infrastructure;
+    check("Set up GitHub Actions to deploy with wrangler on every push to main", "", &[], &[], Infrastructure);
+    check("Point the docs subdomain at Cloudflare", "Add the DNS records.", &[], &[], Infrastructure);
+    check("Rotate the Stripe key", "Move the API key to a secret; update CI env vars.", &[], &[], Infrastructure);
+    check("Deploying to staging fails", "The pipeline times out on the build step.", &[], &[], Infrastructure);
+    check("Add a preview environment for pull requests", "", &[], &[], Infrastructure);
+    check("CI", "", &[], &[".github/workflows/deploy.yml", "wrangler.toml"], Infrastructure);
+    check("Bump the compatibility date in wrangler.toml", "", &[], &[], Infrastructure);
+    check("Containerise the e2e runner", "Write a Dockerfile and a docker compose file.", &[], &[], Infrastructure);
+    check("Deploy the worker", "Run wrangler deploy from CI after the tests pass.", &[], &[], Infrastructure);
+    check("Set up monitoring and alerts", "Send logs to our stack with Logpush.", &[], &[], Infrastructure);
+    check("Move the SvelteKit app to Cloudflare Pages", "", &[], &[], Infrastructure);
+    check("Roll back yesterday's release", "", &[], &[], Infrastructure);
+    check("Configure SSL certificates for the custom domain", "", &[], &[], Infrastructure);
+    check("Upgrade dependencies", "Update package.json and re-run the pipeline.", &[], &[], Infrastructure);
+}
+
+#[test]
+fn with_nothing_recognisable_both_specialists_are_assigned_with_zero_confidence() {
+    for (title, description) in [
+        ("Fix the typo in the README", ""),
+        ("Tidy up", "Misc chores from the retro."),
+        ("", ""),
+        ("🚀🚀🚀", "¿qué?"),
+        ("Don't touch the database", ""),
+    ] {
+        check(title, description, &[], &[], TaskType::FullStack);
+        let got = run(title, description, &[], &[]);
+        assert_eq!(got.confidence, 0.0, "{title:?}");
+        let last = got.reasons.last().map(String::as_str).unwrap_or("");
+        assert!(last.contains("both specialists are assigned"), "{title:?}: {last}");
+    }
+    let negated = run("Don't touch the database", "", &[], &[]);
+    assert!(negated.reasons.iter().any(|r| r.contains("every term that matched was negated")));
+    let nothing = run("Tidy up", "", &[], &[]);
+    assert!(nothing.reasons.iter().any(|r| r.starts_with("nothing in the title")));
+    assert!(nothing.evidence.is_empty());
+}
+
+#[test]
+fn analysing_the_same_task_twice_gives_the_same_answer() {
+    let requirements = strings(&["d1", "form actions"]);
+    let paths = strings(&["src/routes/+page.svelte", "wrangler.toml"]);
+    let input = TaskInput {
+        title: "Comments with KV caching",
+        description: "Without touching R2, add a table and a modal; deploy to staging.",
+        requirements: &requirements,
+        paths: &paths,
+    };
+    let (first, second) = (analyze(&input), analyze(&input));
+    assert_eq!(first, second);
+    assert_eq!(serde_json::to_string(&first).ok(), serde_json::to_string(&second).ok());
+}
+
+#[test]
+fn evidence_is_listed_by_source_then_position() {
+    let got = run(
+        "Add a modal",
+        "Store the file in R2, then cache it in KV.",
+        &["svelte"],
+        &["migrations/0001.sql", "README.md"],
+    );
+    let listed: Vec<(Source, &str, &str)> =
+        got.evidence.iter().map(|e| (e.source, e.term.as_str(), e.matched.as_str())).collect();
+    assert_eq!(
+        listed,
+        [
+            (Source::Title, "component", "modal"),
+            (Source::Description, "r2", "R2"),
+            (Source::Description, "kv", "cache"),
+            (Source::Description, "kv", "KV"),
+            (Source::Requirement, "svelte", "svelte"),
+            (Source::Path, "d1", "migrations/0001.sql"),
+        ]
+    );
+}
+
+#[test]
+fn word_forms_phrases_and_synonyms_name_their_canonical_terms() {
+    fn terms(text: &str) -> Vec<(String, String)> {
+        run(text, "", &[], &[]).evidence.into_iter().map(|e| (e.term, e.matched)).collect()
+    }
+    let pair = |t: &str, m: &str| (t.to_string(), m.to_string());
+    assert_eq!(terms("Databases"), [pair("d1", "Databases")]);
+    assert_eq!(terms("caching"), [pair("kv", "caching")]);
+    assert_eq!(terms("cached"), [pair("kv", "cached")]);
+    assert_eq!(terms("migrations"), [pair("d1", "migrations")]);
+    assert_eq!(terms("queries"), [pair("d1", "queries")]);
+    assert_eq!(terms("deploying"), [pair("deployment", "deploying")]);
+    assert_eq!(terms("forms"), [pair("form", "forms")]);
+    assert_eq!(terms("forming"), []);
+    assert_eq!(terms("paging"), []);
+    assert_eq!(terms("rate-limiting"), [pair("rate-limiting", "rate-limiting")]);
+    assert_eq!(terms("Form Actions"), [pair("form", "Form Actions")]);
+    assert_eq!(terms("load functions"), [pair("load-function", "load functions")]);
+    assert_eq!(terms("an API key"), [pair("secrets", "API key")]);
+    assert_eq!(terms("a service worker"), [pair("pwa", "service worker")]);
+    assert_eq!(terms("object storage"), [pair("r2", "object storage")]);
+    assert_eq!(terms("the data table"), [pair("component", "data table")]);
+    assert_eq!(terms("edit `wrangler.toml`."), [pair("wrangler", "wrangler.toml")]);
+    assert_eq!(terms("(src/routes/+page.svelte)"), [pair("page", "src/routes/+page.svelte")]);
+    assert_eq!(terms("D1/KV"), [pair("d1", "D1"), pair("kv", "KV")]);
+    assert_eq!(terms("database. Table"), [pair("d1", "database"), pair("d1", "Table")]);
+    assert_eq!(terms("CI/CD pipeline"), [pair("ci", "CI/CD"), pair("ci", "pipeline")]);
+    assert_eq!(terms("edit .github/workflows/ci.yml, then"), [pair("ci", ".github/workflows/ci.yml")]);
+    assert_eq!(terms("\"./.dev.vars\"!"), [pair("secrets", "./.dev.vars")]);
+}
+
+#[test]
+fn negated_terms_are_listed_but_do_not_count() {
+    fn negations(text: &str) -> Vec<(String, bool)> {
+        run(text, "", &[], &[]).evidence.into_iter().map(|e| (e.matched, e.negated)).collect()
+    }
+    let n = |m: &str, negated: bool| (m.to_string(), negated);
+    assert_eq!(negations("Restyle it without touching the database"), [n("Restyle", false), n("database", true)]);
+    assert_eq!(
+        negations("no database changes, restyle the page"),
+        [n("database", true), n("restyle", false), n("page", false)]
+    );
+    assert_eq!(negations("without the database, KV or R2"), [n("database", true), n("KV", true), n("R2", true)]);
+    assert_eq!(negations("don't touch the API but add a modal"), [n("API", true), n("modal", false)]);
+    assert_eq!(negations("use KV instead of D1"), [n("KV", false), n("D1", true)]);
+    assert_eq!(negations("do not change the database and add a page"), [n("database", true), n("page", false)]);
+    assert_eq!(negations("not. database"), [n("database", false)]);
+    assert_eq!(negations("not one two three four database"), [n("database", false)]);
+    assert_eq!(negations("add a skip link to the page"), [n("skip link", false), n("page", false)]);
+    assert_eq!(negations("the database is not involved"), [n("database", false)]);
+    let got = run("Restyle the dashboard without touching the database", "", &[], &[]);
+    let reason = got.reasons.iter().find(|r| r.contains("D1")).cloned().unwrap_or_default();
+    assert_eq!(reason, "mentions D1 (database) in the title after \"without\", so it does not count");
+}
+
+#[test]
+fn paths_are_classified_by_the_first_rule_that_applies() {
+    fn check_path(path: &str, expected: Option<&str>) {
+        assert_eq!(classify_path(path).map(|c| c.term), expected, "{path}");
+    }
+    check_path("src/routes/+page.svelte", Some("page"));
+    check_path("src/routes/blog/[slug]/+page.server.ts", Some("page"));
+    check_path("src/routes/+layout.svelte", Some("page"));
+    check_path("src/lib/components/Button.svelte", Some("component"));
+    check_path("src/app.css", Some("styling"));
+    check_path("tailwind.config.js", Some("styling"));
+    check_path("src/routes/blog/utils.ts", Some("routing"));
+    check_path("src/app.html", Some("page"));
+    check_path("src/routes/api/users/+server.ts", Some("api"));
+    check_path("src/routes/feed.xml/+server.ts", Some("api"));
+    check_path("migrations/0001_init.sql", Some("d1"));
+    check_path("db/schema.sql", Some("d1"));
+    check_path("src/lib/server/db.ts", Some("server-code"));
+    check_path("src/hooks.server.ts", Some("server-code"));
+    check_path("src/worker.ts", Some("server-code"));
+    check_path("src/core/analysis.rs", Some("server-code"));
+    check_path("wrangler.toml", Some("wrangler"));
+    check_path("./wrangler.jsonc", Some("wrangler"));
+    check_path(".github/workflows/deploy.yml", Some("ci"));
+    check_path(".gitlab-ci.yml", Some("ci"));
+    check_path("Dockerfile", Some("containers"));
+    check_path("docker-compose.yaml", Some("containers"));
+    check_path(".dev.vars", Some("secrets"));
+    check_path(".env.production", Some("secrets"));
+    check_path("package.json", Some("config"));
+    check_path("infra/main.tf", Some("config"));
+    check_path("SRC\\ROUTES\\+PAGE.SVELTE", Some("page"));
+    check_path("README.md", None);
+    check_path("src/lib/util.ts", None);
+    check_path("static/favicon.png", None);
+    check_path("", None);
+    check_path("///", None);
+}
+
+#[test]
+fn each_type_gets_the_seed_specialists() {
+    let agents = |t: TaskType| t.agents();
+    assert_eq!(agents(TaskType::Backend), [CLOUDFLARE_SPECIALIST]);
+    assert_eq!(agents(TaskType::Infrastructure), [CLOUDFLARE_SPECIALIST]);
+    assert_eq!(agents(TaskType::Frontend), [SVELTEKIT_SPECIALIST]);
+    assert_eq!(agents(TaskType::FullStack), [CLOUDFLARE_SPECIALIST, SVELTEKIT_SPECIALIST]);
+    for name in [CLOUDFLARE_SPECIALIST, SVELTEKIT_SPECIALIST] {
+        assert!(DEFAULT_AGENTS.iter().any(|a| a.name == name), "{name} is not a default agent");
+    }
+}
+
+#[test]
+fn confidence_grows_with_evidence_and_falls_with_mixed_signals() {
+    let confidence = |title: &str| run(title, "", &[], &[]).confidence;
+    assert_eq!(confidence("a D1 table"), 0.75);
+    assert_eq!(confidence("D1"), 0.5);
+    assert_eq!(confidence("D1 KV R2"), 0.88);
+    assert_eq!(confidence("D1 D1 D1"), 0.5);
+    assert_eq!(confidence("D1 and deploy"), 0.33);
+    assert_eq!(confidence("D1 and a modal"), 0.5);
+    assert_eq!(confidence("fix the worker"), 0.29);
+    assert_eq!(confidence("deploy the worker with wrangler"), 0.6);
+    assert_eq!(confidence("nothing here"), 0.0);
+    assert!(confidence("D1 KV R2 queues cron") > confidence("D1 KV R2"));
+}
+
+#[test]
+fn reasons_name_the_evidence_and_the_specialist() {
+    let got = run("Deploy", "Add a D1 (database) table", &[], &["src/routes/+page.svelte"]);
+    assert_eq!(
+        got.reasons,
+        [
+            "mentions deployment in the title, which is infrastructure and outweighed by the application work",
+            "mentions D1 (database) in the description → cloudflare-specialist",
+            "lists the path src/routes/+page.svelte (a SvelteKit page or layout) → sveltekit-specialist",
+            "infrastructure terms matched too; when a task also has backend or frontend work, that work decides \
+             the type",
+            "backend and frontend work both matched → full-stack: cloudflare-specialist and sveltekit-specialist",
+        ]
+    );
+    let general = run("Fix the worker", "", &[], &[]);
+    assert!(general.reasons.iter().any(|r| r.contains("only general terms matched")), "{:?}", general.reasons);
+}
+
+#[test]
+fn analysis_serialises_with_the_documented_names() {
+    let got = run("Deploy", "", &[], &[]);
+    let json = serde_json::to_value(&got).unwrap_or_default();
+    assert_eq!(json["task_type"], "infrastructure");
+    assert_eq!(json["evidence"][0]["area"], "infrastructure");
+    assert_eq!(json["evidence"][0]["source"], "title");
+    assert_eq!(json["evidence"][0]["negated"], false);
+    for (task_type, name) in [
+        (TaskType::Frontend, "\"frontend\""),
+        (TaskType::Backend, "\"backend\""),
+        (TaskType::FullStack, "\"full-stack\""),
+        (TaskType::Infrastructure, "\"infrastructure\""),
+    ] {
+        assert_eq!(serde_json::to_string(&task_type).ok().as_deref(), Some(name));
+        assert_eq!(serde_json::from_str::<TaskType>(name).ok(), Some(task_type));
+    }
+}
+
+#[test]
+fn every_phrase_names_a_known_term_and_is_written_in_base_form_words() {
+    let mut seen = BTreeSet::new();
+    let mut count = 0;
+    for (phrase, id) in VOCABULARY.iter().flat_map(|&(id, phrases)| phrases.iter().map(move |&p| (p, id))) {
+        count += 1;
+        assert!(find_term(id).is_some(), "{phrase}: unknown term {id}");
+        assert!(seen.insert(phrase), "{phrase} is listed twice");
+        for word in phrase.split(' ') {
+            let word = word.strip_prefix('=').unwrap_or(word);
+            assert!(
+                !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+                "{phrase:?}"
+            );
+        }
+    }
+    let mut ids = BTreeSet::new();
+    for term in TERMS {
+        assert!(ids.insert(term.id), "{} is listed twice", term.id);
+        assert!(VOCABULARY.iter().any(|&(id, _)| id == term.id) || term.id == "server-code", "{} is unused", term.id);
+    }
+    assert_eq!(Lexicon::new().phrases.len(), count);
+}
+
+#[test]
+fn word_forms_are_recognised_without_a_stemmer() {
+    let forms = [
+        ("cache", "caches", true),
+        ("cache", "caching", true),
+        ("cache", "cached", true),
+        ("deploy", "deploys", true),
+        ("deploy", "deployed", true),
+        ("query", "queries", true),
+        ("query", "queried", true),
+        ("map", "mapping", true),
+        ("map", "mapped", true),
+        ("address", "addresses", true),
+        ("style", "styling", true),
+        ("d1", "d1", true),
+        ("cache", "cachet", false),
+        ("page", "pages", true),
+        ("api", "apis", true),
+        ("kv", "kvx", false),
+        ("a", "as", false),
+        ("", "s", false),
+    ];
+    for (base, word, expected) in forms {
+        assert_eq!(is_form_of(word, base), expected, "{word} of {base}");
+    }
+    assert!(is_plural_of("tables", "table") && !is_plural_of("tabled", "table"));
+}
+
+#[test]
+fn huge_and_strange_inputs_stay_bounded_and_never_panic() {
+    let megabyte = "Add a D1 table, a KV cache and a modal without R2. ".repeat(20_000);
+    let got = run("Big", &megabyte, &[], &[]);
+    assert_eq!(got.task_type, TaskType::FullStack);
+    assert!(got.evidence.len() <= EVIDENCE_MAX);
+    assert!(got.reasons.len() < 100);
+
+    let one_word = "d".repeat(1 << 20);
+    let got = run(&one_word, &one_word, &[one_word.as_str()], &[one_word.as_str()]);
+    assert_eq!(got.confidence, 0.0);
+
+    let many: Vec<String> = (0..10_000).map(|i| format!("d1 requirement {i}")).collect();
+    let paths: Vec<String> = (0..10_000).map(|i| format!("src/routes/p{i}/+page.svelte")).collect();
+    let got = analyze(&TaskInput { title: "", description: "", requirements: &many, paths: &paths });
+    assert_eq!(got.task_type, TaskType::FullStack);
+    assert_eq!(got.evidence.len(), EVIDENCE_MAX);
+    assert!(got.reasons.iter().any(|r| r.contains("the first 64 are listed")));
+
+    let words = "d1 ".repeat(400_000);
+    let got = run(&words, &words, &[], &[]);
+    assert_eq!(got.evidence.len(), 2);
+
+    for text in ["İİİİ d1", "don'", "'''", "...", "+", "+.", "a/b/c/d/", "\u{0301}d1", "no", "not not not"] {
+        let got = run(text, text, &[text], &[text]);
+        assert!((0.0..=1.0).contains(&got.confidence), "{text:?}");
+    }
+    let multibyte = "é".repeat(ANALYSIS_TEXT_BYTES_MAX);
+    assert!(head(&multibyte, ANALYSIS_TEXT_BYTES_MAX - 1).len() < ANALYSIS_TEXT_BYTES_MAX);
+}
+
+// Selection.
+
+fn default_profiles() -> (Vec<Vec<String>>, Vec<(&'static str, &'static str)>) {
+    let capabilities = DEFAULT_AGENTS.iter().map(|a| strings(a.capabilities)).collect();
+    let names = DEFAULT_AGENTS.iter().map(|a| (a.name, a.description)).collect();
+    (capabilities, names)
+}
+
+fn select_defaults(requirements: &[&str]) -> Selection {
+    let (capabilities, names) = default_profiles();
+    let profiles: Vec<AgentProfile> = names
+        .iter()
+        .zip(&capabilities)
+        .map(|(&(name, description), capabilities)| AgentProfile { name, description, capabilities })
+        .collect();
+    select(&strings(requirements), &profiles)
+}
+
+fn check_select(requirements: &[&str], expected: Option<&str>) {
+    let got = select_defaults(requirements);
+    assert_eq!(got.agent.as_deref(), expected, "{requirements:?}: {:#?}", got.candidates);
+}
+
+#[test]
+fn auto_select_picks_the_agent_whose_capabilities_fit_best() {
+    check_select(&["database", "d1", "migrations"], Some("cloudflare-specialist"));
+    check_select(&["component", "svelte", "accessibility"], Some("sveltekit-specialist"));
+    check_select(&["Database", " D1 ", "MIGRATIONS"], Some("cloudflare-specialist"));
+    check_select(&["bucket"], Some("cloudflare-specialist"));
+    check_select(&["table"], Some("cloudflare-specialist"));
+    check_select(&["form-actions", "runes"], Some("sveltekit-specialist"));
+    check_select(&["vitest", "e2e"], Some("test-runner"));
+    check_select(&["unit tests", "coverage"], Some("test-runner"));
+    check_select(&["checklist", "integration"], Some("project-manager"));
+    check_select(&["codebase", "documentation lookup"], Some("context-fetcher"));
+    check_select(&["caching"], Some("cloudflare-specialist"));
+    check_select(&["cache"], Some("cloudflare-specialist"));
+    check_select(&["quantum entanglement"], None);
+    check_select(&[], None);
+    check_select(&["", "   ", "\t\n"], None);
+}
+
+#[test]
+fn the_seed_examples_score_every_requirement_as_an_exact_match() {
+    let got = select_defaults(&["database", "d1", "migrations"]);
+    assert_eq!(
+        got.candidates.first().map(|c| (c.score, c.matched.clone())),
+        Some((30, strings(&["database", "d1", "migrations"])))
+    );
+    let got = select_defaults(&["component", "svelte", "accessibility"]);
+    assert_eq!(got.candidates.first().map(|c| c.score), Some(30));
+}
+
+#[test]
+fn matched_lists_the_contributing_requirements_in_order_once() {
+    let got = select_defaults(&["d1", "svelte", "  kv  ", "d1", "quantum"]);
+    let listed: Vec<(&str, Vec<String>)> =
+        got.candidates.iter().map(|c| (c.agent.as_str(), c.matched.clone())).collect();
+    assert_eq!(
+        listed,
+        [("cloudflare-specialist", strings(&["d1", "kv"])), ("sveltekit-specialist", strings(&["svelte"]))]
+    );
+}
+
+#[test]
+fn match_kinds_score_exact_then_related_then_partial_then_description() {
+    fn score(requirement: &str, capability: &str, description: &str) -> u32 {
+        let capabilities = strings(&[capability]);
+        let agents = [AgentProfile { name: "a", description, capabilities: &capabilities }];
+        select(&strings(&[requirement]), &agents).candidates.first().map_or(0, |c| c.score)
+    }
+    assert_eq!(score("components", "component", ""), SCORE_EXACT);
+    assert_eq!(score("Form Actions", "form-actions", ""), SCORE_EXACT);
+    assert_eq!(score("queries", "query", ""), SCORE_EXACT);
+    assert_eq!(score("caching", "cache", ""), SCORE_RELATED);
+    assert_eq!(score("bucket", "r2", ""), SCORE_RELATED);
+    assert_eq!(score("table", "database", ""), SCORE_RELATED);
+    assert_eq!(score("unit", "unit tests", ""), SCORE_PARTIAL);
+    assert_eq!(score("component", "component tests", ""), SCORE_PARTIAL);
+    assert_eq!(score("dark mode", "mobile responsiveness", ""), 0);
+    assert_eq!(score("emails", "sms", "Sends email and text messages."), SCORE_DESCRIPTION);
+    assert_eq!(score("the", "sms", "the one"), 0);
+    assert_eq!(score("emails", "sms", ""), 0);
+}
+
+#[test]
+fn ties_go_to_the_name_that_sorts_first() {
+    let capabilities = strings(&["x-ray"]);
+    let agents = [
+        AgentProfile { name: "zeta", description: "", capabilities: &capabilities },
+        AgentProfile { name: "alpha", description: "", capabilities: &capabilities },
+        AgentProfile { name: "mid", description: "", capabilities: &[] },
+    ];
+    let got = select(&strings(&["X-Ray"]), &agents);
+    assert_eq!(got.agent.as_deref(), Some("alpha"));
+    let order: Vec<&str> = got.candidates.iter().map(|c| c.agent.as_str()).collect();
+    assert_eq!(order, ["alpha", "zeta"]);
+}
+
+#[test]
+fn selection_stays_bounded_on_huge_input() {
+    let capabilities: Vec<String> = (0..1_000).map(|i| format!("capability {i}")).collect();
+    let names: Vec<String> = (0..1_000).map(|i| format!("agent-{i:04}")).collect();
+    let description = "word ".repeat(200_000);
+    let agents: Vec<AgentProfile> = names
+        .iter()
+        .map(|name| AgentProfile { name, description: &description, capabilities: &capabilities })
+        .collect();
+    let requirements: Vec<String> = (0..10_000).map(|i| format!("capability {i}")).collect();
+    let got = select(&requirements, &agents);
+    assert_eq!(got.candidates.len(), SELECT_AGENTS_MAX);
+    assert_eq!(got.agent.as_deref(), Some("agent-0000"));
+    let huge = "x".repeat(1 << 20);
+    let got = select(
+        std::slice::from_ref(&huge),
+        &[AgentProfile { name: "a", description: &huge, capabilities: std::slice::from_ref(&huge) }],
+    );
+    assert_eq!(
+        got.agent, None,
+        "a requirement is read up to {TASK_REQUIREMENT_BYTES_MAX} bytes, a capability to {AGENT_CAPABILITY_BYTES_MAX}"
+    );
+}
