@@ -191,9 +191,11 @@ export const AGENT_BINARY = join(ROOT, "target", "release", process.platform ===
 
 /** Builds the switchyard-agent runner (a native release build; cargo skips it when current). */
 export function buildAgent() {
+  const builtAt = () => (existsSync(AGENT_BINARY) ? statSync(AGENT_BINARY).mtimeMs : 0);
+  const before = builtAt();
   // Not --quiet: a first build takes minutes, and cargo's progress shows it is moving.
   run(cargoBin("cargo"), ["build", "--release", "--locked", "-p", "switchyard-agent"], { stdio: quiet ? "ignore" : "inherit" });
-  return "current";
+  return builtAt() === before ? "up to date" : "built now";
 }
 
 const CLIENT_DIR = join(ROOT, "clients", "typescript");
