@@ -17,6 +17,9 @@ import { startWorker } from "./helpers/worker.mjs";
  * - `agent`: any agent or an admin;
  * - `own`: an admin, or the agent the request is about (the `{name}` in the path, the agent a
  *   step is leased to, the sender of a message); another agent is 403.
+ * - `held`: an admin, or an agent that holds or held a step of the task; another agent gets the
+ *   404 a task that does not exist gets, and so learns nothing about it.
+ * - `mine`: an admin, or the agent of the step; another agent gets 404, as for no such step.
  */
 const RULES = {
   getHealth: "public",
@@ -49,14 +52,15 @@ const RULES = {
   analyzeTask: "admin",
   listTasks: "admin",
   submitTask: "admin",
-  getTask: "admin",
-  listTaskEvents: "admin",
-  listTaskLogs: "admin",
-  getTaskLog: "admin",
-  getTaskSummary: "admin",
-  getTaskMetrics: "admin",
+  getTask: "held",
+  listTaskEvents: "held",
+  listTaskLogs: "held",
+  getTaskLog: "held",
+  getTaskSummary: "held",
+  getTaskMetrics: "held",
   cancelTask: "admin",
   retryStep: "admin",
+  getStepPart: "mine",
   agentMetrics: "admin",
 };
 
@@ -69,6 +73,7 @@ function expected(rule, credential) {
   if (credential === "admin") return "allowed";
   if (rule === "admin") return 403;
   if (rule === "own" && credential === "other agent") return 403;
+  if ((rule === "held" || rule === "mine") && credential === "other agent") return 404;
   return "allowed";
 }
 
@@ -120,13 +125,17 @@ describe("the authorization matrix", { timeout: 300_000 }, () => {
   /** A request for the operation that changes nothing when it is let through: names and ids
    * of nothing (404) for admin routes, bodies that fail validation, a wrong lease for steps. */
   function request(path, method, operationId) {
-    const own = RULES[operationId] === "own" || RULES[operationId] === "agent";
+    const rule = RULES[operationId];
+    const own = ["own", "agent", "mine"].includes(rule);
+    const held = rule === "held";
     const url = path
       .replace("/v1/steps/{id}", `/v1/steps/${own ? context.step : "stp_00000000000000000000000000"}`)
-      .replace("{id}", "tsk_00000000000000000000000000")
+      .replace("{id}", held ? context.task : "tsk_00000000000000000000000000")
       .replace("{name}", own ? "matrix-own" : "no-such-agent")
       .replace("{version}", "1")
-      .replace("{agent}", "no-such-agent");
+      .replace("{attempt}", "1")
+      .replace("{part}", "task")
+      .replace("{agent}", held ? "matrix-own" : "no-such-agent");
     const bodies = {
       heartbeatStep: { lease_id: "lse_00000000000000000000000000" },
       completeStep: { lease_id: "lse_00000000000000000000000000", outcome: "succeeded" },

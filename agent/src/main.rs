@@ -9,6 +9,7 @@ mod report;
 mod runner;
 mod serve;
 mod signature;
+mod tools;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,15 +59,34 @@ struct Work {
     /// Longest a command may run; it is stopped and the step failed after this.
     #[arg(long, default_value_t = 3600)]
     timeout_seconds: u64,
+    /// What runs each step: a coding CLI invoked non-interactively with the step's prompt and
+    /// its subagent's system prompt, tools and model, its output read into the step's log and
+    /// report; or `command`, the command after `--`.
+    #[arg(long, value_enum, default_value = "command", env = "SWITCHYARD_TOOL")]
+    tool: tools::Tool,
+    /// The model the tool uses, over the one the agent's subagent file names.
+    #[arg(long)]
+    model: Option<String>,
+    /// Most agentic turns per step (claude).
+    #[arg(long)]
+    max_turns: Option<u32>,
+    /// Most US dollars a step may spend (claude).
+    #[arg(long)]
+    max_budget_usd: Option<f64>,
+    /// An extra argument for the tool, after its own (repeat for several).
+    #[arg(long = "tool-arg", allow_hyphen_values = true)]
+    tool_args: Vec<String>,
 }
 
 #[derive(Subcommand)]
 enum Commands {
-    /// Lease this agent's steps and run COMMAND for each, until stopped with Ctrl-C.
+    /// Lease this agent's steps and run the tool (or COMMAND) for each, until stopped with Ctrl-C.
     ///
     /// The command runs in the work directory with the step's prompt on stdin and in
     /// $SWITCHYARD_PROMPT_FILE, the raw step in $SWITCHYARD_STEP_FILE, and may write a JSON
     /// report to $SWITCHYARD_REPORT_FILE. Its output is the step's log; exit 0 means success.
+    /// With --tool claude|codex|gemini|aider the tool is run without a wrapper and its own
+    /// output decides success.
     Run {
         #[command(flatten)]
         connection: Connection,
@@ -75,8 +95,8 @@ enum Commands {
         /// Exit after this many steps (0: keep going).
         #[arg(long, default_value_t = 0)]
         steps: u64,
-        /// The command and its arguments, after `--`.
-        #[arg(last = true, required = true)]
+        /// The command and its arguments, after `--` (for --tool command).
+        #[arg(last = true)]
         command: Vec<String>,
     },
     /// Serve webhook deliveries for a webhook agent: check switchyard's signature (timestamp
@@ -93,7 +113,8 @@ enum Commands {
         /// Address to listen on; the agent's webhook_url must reach it.
         #[arg(long, default_value = "127.0.0.1:8790")]
         listen: String,
-        #[arg(last = true, required = true)]
+        /// The command and its arguments, after `--` (for --tool command).
+        #[arg(last = true)]
         command: Vec<String>,
     },
     /// Send a message to another agent; with --wait, wait for the answer to a query.
@@ -160,11 +181,30 @@ fn settings_of(
     let config = config_of(connection.config.as_ref())?;
     let workdir =
         work.workdir.or_else(|| config["workdir"].as_str().map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("."));
+    let choices = tools::Choices {
+        model: work.model,
+        max_turns: work.max_turns,
+        max_budget_usd: work.max_budget_usd,
+        extra: work.tool_args,
+    };
+    work.tool.check(&choices)?;
+    match (work.tool, command.is_empty()) {
+        (tools::Tool::Command, true) => return Err("give the command to run after --, or choose a --tool".into()),
+        (tools::Tool::Command, false) | (_, true) => {}
+        (tool, false) => {
+            return Err(format!(
+                "--tool {} runs the tool itself; a command after -- is only for --tool command",
+                tool.program()
+            ))
+        }
+    }
     Ok(runner::Settings {
         url: setting(connection.url, &config, "url", "the switchyard URL")?,
         token: setting(connection.token, &config, "token", "the token")?,
         agent: setting(work.agent, &config, "agent", "the agent name")?,
         workdir: runner::absolute(&workdir),
+        tool: work.tool,
+        choices,
         command,
         heartbeat: Duration::from_secs(work.heartbeat_seconds.max(1)),
         timeout: Duration::from_secs(work.timeout_seconds.max(1)),

@@ -45,8 +45,26 @@ fn render_block(block: &Value, depth: usize, out: &mut String) {
     }
 }
 
+fn strings(value: &Value) -> Vec<&str> {
+    value.as_array().map_or_else(Vec::new, |items| items.iter().filter_map(Value::as_str).collect())
+}
+
+fn bullets(out: &mut String, items: &[&str]) {
+    for item in items {
+        out.push_str(&format!("- {item}\n"));
+    }
+}
+
+/// How the prompt is rendered for the tool that reads it.
+#[derive(Clone, Copy, Default)]
+pub struct Options {
+    /// Whether the agent's system prompt (an imported subagent file's body) goes into the
+    /// prompt. Tools that take a system prompt of their own get it that way instead.
+    pub system_prompt_inline: bool,
+}
+
 /// The prompt for a leased step (the `step` object of a lease response).
-pub fn render(step: &Value) -> String {
+pub fn render(step: &Value, options: Options) -> String {
     let instructions = step.get("instructions").unwrap_or(&Value::Null);
     let title = text(instructions, "title").or_else(|| text(step, "name")).unwrap_or("Step");
     let mut out = format!("# {title}\n\n");
@@ -59,8 +77,12 @@ pub fn render(step: &Value) -> String {
         step.get("attempt").and_then(Value::as_u64).unwrap_or(0),
         step.get("attempts_max").and_then(Value::as_u64).unwrap_or(0),
     ));
+    render_task(step.get("task").unwrap_or(&Value::Null), &mut out);
+    render_workflow(step.get("workflow").unwrap_or(&Value::Null), &mut out);
+    render_agent(step.get("agent_profile"), options, &mut out);
+    out.push_str("\n## This step\n");
     if let Some(phase) = text(instructions, "phase") {
-        out.push_str(&format!("Phase: {phase}.\n"));
+        out.push_str(&format!("\nPhase: {phase}.\n"));
     }
     if let Some(body) = text(instructions, "text") {
         out.push('\n');
@@ -70,46 +92,190 @@ pub fn render(step: &Value) -> String {
     for block in instructions.get("blocks").and_then(Value::as_array).into_iter().flatten() {
         render_block(block, 0, &mut out);
     }
-    let inputs = step.get("inputs").and_then(Value::as_object).filter(|m| !m.is_empty());
-    if let Some(inputs) = inputs {
-        out.push_str("\n## What earlier steps reported\n");
-        for (key, input) in inputs {
-            out.push_str(&format!(
-                "\n### Step {key} ({}): {}{}\n\n",
-                text(input, "step").unwrap_or("?"),
-                text(input, "status").unwrap_or("?"),
-                text(input, "agent").map(|a| format!(" by {a}")).unwrap_or_default(),
-            ));
-            match (input.get("report"), text(input, "reason")) {
-                (Some(report), _) if !report.is_null() => {
-                    let pretty = serde_json::to_string_pretty(report).unwrap_or_default();
-                    out.push_str(&format!("```json\n{pretty}\n```\n"));
-                }
-                (_, Some(reason)) => out.push_str(&format!("Skipped: {reason}\n")),
-                _ => out.push_str("No report.\n"),
+    render_inputs(step, &mut out);
+    render_messages(step, &mut out);
+    render_contract(step.get("report_contract").unwrap_or(&Value::Null), &mut out);
+    out
+}
+
+fn render_task(task: &Value, out: &mut String) {
+    let Some(title) = text(task, "title") else { return };
+    out.push_str(&format!("\n## The task: {title}\n\n"));
+    if let Some(description) = text(task, "description") {
+        out.push_str(description.trim_end());
+        out.push_str("\n\n");
+    }
+    let requirements = strings(&task["requirements"]);
+    if !requirements.is_empty() {
+        out.push_str("Requirements:\n");
+        bullets(out, &requirements);
+        out.push('\n');
+    }
+    let paths = strings(&task["paths"]);
+    if !paths.is_empty() {
+        out.push_str("Paths it concerns:\n");
+        bullets(out, &paths);
+        out.push('\n');
+    }
+    if let Some(task_type) = text(task, "task_type") {
+        let agents = strings(&task["agents"]);
+        out.push_str(&format!(
+            "Analysis: a {task_type} task{}.\n",
+            if agents.is_empty() { String::new() } else { format!(" for {}", agents.join(" and ")) }
+        ));
+        bullets(out, &strings(&task["reasons"]));
+    }
+}
+
+fn step_line(line: &Value) -> String {
+    format!(
+        "{} ({}{}{})",
+        text(line, "key").unwrap_or("?"),
+        text(line, "name").unwrap_or("?"),
+        text(line, "agent").map(|a| format!(", {a}")).unwrap_or_default(),
+        if line["skipped"] == true { ", skipped" } else { "" }
+    )
+}
+
+fn render_workflow(workflow: &Value, out: &mut String) {
+    let Some(name) = text(workflow, "name") else { return };
+    let version = workflow.get("version").and_then(Value::as_i64).unwrap_or(0);
+    out.push_str(&format!(
+        "\n## The workflow: {}\n\n`{name}` version {version}.",
+        text(workflow, "title").unwrap_or(name)
+    ));
+    for field in ["description", "overview"] {
+        if let Some(body) = text(workflow, field) {
+            out.push_str(&format!(" {}", body.trim()));
+        }
+    }
+    out.push('\n');
+    let here = &workflow["step"];
+    out.push_str(&format!(
+        "\nThis is step {} of the workflow's {} (position {}).\n",
+        text(here, "key").unwrap_or("?"),
+        here.get("of").and_then(Value::as_u64).unwrap_or(0),
+        here.get("position").and_then(Value::as_u64).unwrap_or(0),
+    ));
+    for (label, field) in [("Before it", "before"), ("After it", "after")] {
+        let lines: Vec<String> = workflow[field].as_array().into_iter().flatten().map(step_line).collect();
+        if !lines.is_empty() {
+            out.push_str(&format!("{label}: {}.\n", lines.join("; ")));
+        }
+    }
+}
+
+fn render_agent(agent: Option<&Value>, options: Options, out: &mut String) {
+    let Some(agent) = agent else { return };
+    let name = text(agent, "name").unwrap_or("?");
+    out.push_str(&format!("\n## You: {name}\n\n"));
+    if let Some(description) = text(agent, "description") {
+        out.push_str(&format!("{}\n", description.trim_end()));
+    }
+    if options.system_prompt_inline {
+        if let Some(prompt) = text(agent, "system_prompt") {
+            out.push('\n');
+            out.push_str(prompt.trim_end());
+            out.push('\n');
+        }
+    }
+}
+
+fn render_inputs(step: &Value, out: &mut String) {
+    let Some(inputs) = step.get("inputs").and_then(Value::as_object).filter(|m| !m.is_empty()) else { return };
+    out.push_str("\n## What earlier steps reported\n");
+    for (key, input) in inputs {
+        out.push_str(&format!(
+            "\n### Step {key} ({}): {}{}\n\n",
+            text(input, "step").unwrap_or("?"),
+            text(input, "status").unwrap_or("?"),
+            text(input, "agent").map(|a| format!(" by {a}")).unwrap_or_default(),
+        ));
+        match (input.get("report"), text(input, "reason")) {
+            (Some(report), _) if !report.is_null() => {
+                let pretty = serde_json::to_string_pretty(report).unwrap_or_default();
+                out.push_str(&format!("```json\n{pretty}\n```\n"));
+            }
+            (_, Some(reason)) => out.push_str(&format!("Skipped: {reason}\n")),
+            _ => out.push_str("No report.\n"),
+        }
+    }
+}
+
+fn render_messages(step: &Value, out: &mut String) {
+    let Some(messages) = step.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()) else { return };
+    out.push_str("\n## Messages to you about this task\n\n");
+    for message in messages {
+        let payload = message.get("payload").map(Value::to_string).unwrap_or_default();
+        out.push_str(&format!(
+            "- {} from {} (correlation id `{}`): {payload}\n",
+            text(message, "type").unwrap_or("message"),
+            text(message, "from").unwrap_or("?"),
+            text(message, "correlation_id").unwrap_or("?"),
+        ));
+    }
+}
+
+/// The report switchyard reads for this step, as a JSON skeleton with the names the step's
+/// contract gives, so the agent fills in values rather than guessing field names.
+fn render_contract(contract: &Value, out: &mut String) {
+    out.push_str(
+        "\n## Reporting\n\nWhen you are done, write what you did as one JSON object to the file named by the \
+         environment variable `SWITCHYARD_REPORT_FILE`. Files and lines changed are measured from git; your \
+         output is kept as the step's log. Exit 0 when the step succeeded.\n",
+    );
+    let mut skeleton = serde_json::Map::new();
+    let named = |field: &str, value: Value| -> Option<(String, Value)> {
+        let names = strings(&contract[field]);
+        (!names.is_empty())
+            .then(|| (field.to_string(), Value::Object(names.iter().map(|n| (n.to_string(), value.clone())).collect())))
+    };
+    for (field, value) in [
+        named("records", serde_json::json!(["what you did for this record"])),
+        named("feedback", serde_json::json!(["what you did in this category"])),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        skeleton.insert(field, value);
+    }
+    let checklist = strings(&contract["checklist"]);
+    if !checklist.is_empty() {
+        let items = checklist
+            .iter()
+            .map(|item| serde_json::json!({"item": item, "passed": true, "evidence": "how you checked"}))
+            .collect();
+        skeleton.insert("checklist".into(), Value::Array(items));
+    }
+    if let Some(kinds) = contract["tests"].as_object().filter(|k| !k.is_empty()) {
+        let counts = kinds.keys().map(|k| (k.clone(), serde_json::json!({"passed": 0, "failed": 0, "skipped": 0})));
+        skeleton.insert("tests".into(), Value::Object(counts.collect()));
+    }
+    skeleton.insert("performance".into(), serde_json::json!({"metric_name": 0}));
+    skeleton.insert("outstanding_issues".into(), serde_json::json!([]));
+    skeleton.insert("next_steps".into(), serde_json::json!([]));
+    skeleton.insert("notes".into(), Value::from("anything else the next steps should know"));
+    if let Some(step) = text(contract, "feedback_for") {
+        out.push_str(&format!("\nStep {step} gathers the `feedback` categories below from your report.\n"));
+    }
+    for (label, field) in [("Test what these say and count the results", "tests")] {
+        for (kind, items) in contract[field].as_object().into_iter().flatten() {
+            let items = strings(items);
+            if !items.is_empty() {
+                out.push_str(&format!("\n{label} under `tests.{kind}`:\n"));
+                bullets(out, &items);
             }
         }
     }
-    let messages = step.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty());
-    if let Some(messages) = messages {
-        out.push_str("\n## Messages to you about this task\n\n");
-        for message in messages {
-            let payload = message.get("payload").map(Value::to_string).unwrap_or_default();
-            out.push_str(&format!(
-                "- {} from {} (correlation id `{}`): {payload}\n",
-                text(message, "type").unwrap_or("message"),
-                text(message, "from").unwrap_or("?"),
-                text(message, "correlation_id").unwrap_or("?"),
-            ));
-        }
+    let measure = strings(&contract["performance"]);
+    if !measure.is_empty() {
+        out.push_str("\nMeasure these and report each as a number under `performance` (snake_case names):\n");
+        bullets(out, &measure);
     }
-    out.push_str(
-        "\n## Reporting\n\nWrite what you did as JSON to the file named by `SWITCHYARD_REPORT_FILE` (records, \
-         feedback, checklist, tests, performance, integration_points, outstanding_issues, next_steps, notes). \
-         Files and lines changed are measured from git; your output is kept as the step's log. Exit 0 when the \
-         step succeeded.\n",
-    );
-    out
+    let pretty = serde_json::to_string_pretty(&Value::Object(skeleton)).unwrap_or_default();
+    out.push_str(&format!(
+        "\nThe report, with every field switchyard reads for this step:\n\n```json\n{pretty}\n```\n"
+    ));
 }
 
 #[cfg(test)]
@@ -117,11 +283,22 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn a_step_renders_its_instructions_blocks_inputs_and_messages() {
-        let step = json!({
+    fn leased() -> Value {
+        json!({
             "task_id": "tsk_1", "key": "2a", "name": "backend_implementation", "agent": "cloudflare-specialist",
             "attempt": 1, "attempts_max": 3,
+            "task": {"id": "tsk_1", "title": "Add a password reset flow by email",
+                     "description": "Users who forgot their password get a link by email.",
+                     "requirements": ["links expire after an hour"], "paths": ["src/routes/reset"],
+                     "task_type": "full-stack", "agents": ["cloudflare-specialist", "sveltekit-specialist"],
+                     "reasons": ["API endpoints (description: \"email\")"]},
+            "workflow": {"name": "enhanced-multi-agent", "version": 2, "title": "Enhanced Multi-Agent Task Execution",
+                         "overview": "Analyse, build in parallel, verify, test, document.",
+                         "step": {"key": "2a", "position": 2, "of": 7},
+                         "before": [{"key": "1", "name": "task_analysis", "agent": "context-fetcher", "skipped": false}],
+                         "after": [{"key": "2b", "name": "frontend_implementation", "agent": "sveltekit-specialist", "skipped": true}]},
+            "agent_profile": {"name": "cloudflare-specialist", "description": "Builds Workers.",
+                              "system_prompt": "You are a careful Workers engineer."},
             "instructions": {
                 "title": "Step 2a: Backend", "phase": "Phase 2: Build", "text": "Build the API.",
                 "blocks": [{"tag": "backend_tasks", "items": [{"text": "D1 schema"}, {"text": "routes", "checked": false}],
@@ -131,12 +308,28 @@ mod tests {
             "inputs": {"1": {"step": "task_analysis", "status": "succeeded", "agent": "context-fetcher",
                              "report": {"notes": "read the routes"}}},
             "messages": [{"type": "query", "from": "sveltekit-specialist", "correlation_id": "c-1",
-                          "payload": {"question": "KV key?"}}]
-        });
-        let prompt = render(&step);
+                          "payload": {"question": "KV key?"}}],
+            "report_contract": {"records": ["Endpoints created"], "feedback": ["Services configured"], "feedback_for": "4",
+                                "checklist": ["Routes answer"], "tests": {"unit": ["API route tests"]},
+                                "performance": ["Bundle size"], "always": []}
+        })
+    }
+
+    #[test]
+    fn a_step_renders_the_task_the_workflow_the_agent_its_instructions_inputs_and_messages() {
+        let prompt = render(&leased(), Options::default());
         for expected in [
             "# Step 2a: Backend\n",
             "Task `tsk_1`, step 2a (`backend_implementation`), for agent `cloudflare-specialist`, attempt 1 of 3.",
+            "## The task: Add a password reset flow by email\n\nUsers who forgot their password get a link by email.",
+            "Requirements:\n- links expire after an hour\n",
+            "Paths it concerns:\n- src/routes/reset\n",
+            "Analysis: a full-stack task for cloudflare-specialist and sveltekit-specialist.",
+            "## The workflow: Enhanced Multi-Agent Task Execution\n\n`enhanced-multi-agent` version 2. Analyse, build",
+            "This is step 2a of the workflow's 7 (position 2).",
+            "Before it: 1 (task_analysis, context-fetcher).",
+            "After it: 2b (frontend_implementation, sveltekit-specialist, skipped).",
+            "## You: cloudflare-specialist\n\nBuilds Workers.",
             "Phase: Phase 2: Build.",
             "## Backend tasks\n\n- D1 schema\n- [ ] routes\nRECORD: Endpoints created\n",
             "### Kv usage\n\nCache sessions.",
@@ -147,12 +340,35 @@ mod tests {
         ] {
             assert!(prompt.contains(expected), "{expected:?} missing from\n{prompt}");
         }
+        assert!(!prompt.contains("careful Workers engineer"), "the system prompt goes to the tool, not the prompt");
+    }
+
+    #[test]
+    fn the_system_prompt_is_inline_when_the_tool_takes_none_of_its_own() {
+        let prompt = render(&leased(), Options { system_prompt_inline: true });
+        assert!(prompt.contains("Builds Workers.\n\nYou are a careful Workers engineer.\n"), "{prompt}");
+    }
+
+    #[test]
+    fn the_report_skeleton_names_every_field_the_contract_asks_for() {
+        let prompt = render(&leased(), Options::default());
+        let start = prompt.rfind("```json\n").expect("a skeleton") + 8;
+        let end = prompt[start..].find("\n```").expect("closed") + start;
+        let skeleton: Value = serde_json::from_str(&prompt[start..end]).expect("the skeleton is JSON");
+        assert!(skeleton["records"]["Endpoints created"].is_array());
+        assert!(skeleton["feedback"]["Services configured"].is_array());
+        assert_eq!(skeleton["checklist"][0]["item"], json!("Routes answer"));
+        assert_eq!(skeleton["tests"]["unit"], json!({"passed": 0, "failed": 0, "skipped": 0}));
+        assert!(prompt.contains("Step 4 gathers the `feedback` categories"));
+        assert!(prompt.contains("Test what these say and count the results under `tests.unit`:\n- API route tests\n"));
+        assert!(prompt.contains("Measure these and report each as a number under `performance`"));
     }
 
     #[test]
     fn a_bare_step_still_renders() {
-        let prompt = render(&json!({"name": "only"}));
+        let prompt = render(&json!({"name": "only"}), Options::default());
         assert!(prompt.starts_with("# only\n"));
         assert!(!prompt.contains("earlier steps"));
+        assert!(!prompt.contains("## The task"));
     }
 }

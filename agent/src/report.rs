@@ -17,9 +17,22 @@ pub fn parse(text: Option<&str>) -> Result<Map<String, Value>, String> {
     }
 }
 
-/// The command's report with the measured change: files and lines are the measured ones
-/// whatever the command said, everything else is kept as written.
-pub fn merge(mut report: Map<String, Value>, measured: Option<&Change>) -> Map<String, Value> {
+/// The command's report with what was measured: files and lines from git and the tool's own
+/// figures (turns, tokens, cost) under `performance` win over whatever the command said;
+/// everything else is kept as written.
+pub fn merge(
+    mut report: Map<String, Value>,
+    measured: Option<&Change>,
+    tool: Map<String, Value>,
+) -> Map<String, Value> {
+    if !tool.is_empty() {
+        let mut performance = match report.remove("performance") {
+            Some(Value::Object(own)) => own,
+            _ => Map::new(),
+        };
+        performance.extend(tool);
+        report.insert("performance".into(), Value::Object(performance));
+    }
     if let Some(change) = measured {
         report.insert("files_created".into(), json!(change.files_created));
         report.insert("files_modified".into(), json!(change.files_modified));
@@ -46,7 +59,7 @@ mod tests {
             lines_added: 12,
             lines_removed: 3,
         };
-        let merged = merge(claimed, Some(&change));
+        let merged = merge(claimed, Some(&change), Map::new());
         assert_eq!(merged["files_created"], json!(["src/real.ts"]));
         assert_eq!(merged["files_modified"], json!(["wrangler.toml"]));
         assert_eq!((merged["lines_added"].clone(), merged["lines_removed"].clone()), (json!(12), json!(3)));
@@ -57,7 +70,14 @@ mod tests {
     #[test]
     fn without_a_work_tree_the_commands_own_figures_stay() {
         let claimed = parse(Some(r#"{"lines_added": 5}"#)).unwrap();
-        assert_eq!(merge(claimed, None)["lines_added"], 5);
+        assert_eq!(merge(claimed, None, Map::new())["lines_added"], 5);
+    }
+
+    #[test]
+    fn the_tools_figures_join_the_commands_own_performance_and_win() {
+        let claimed = parse(Some(r#"{"performance": {"bundle_kb": 120, "cost_usd": 99}}"#)).unwrap();
+        let tool = json!({"cost_usd": 0.01, "turns": 3}).as_object().cloned().unwrap();
+        assert_eq!(merge(claimed, None, tool)["performance"], json!({"bundle_kb": 120, "cost_usd": 0.01, "turns": 3}));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::client::{explain, CallError, Client};
+use crate::tools::{Choices, Finished, Launch, Reader, Tool, LINE_BYTES_MAX};
 use crate::{diff, prompt, report};
 
 /// The most log a step completes with: the Worker's limit for an attempt's log. Longer output
@@ -32,6 +33,10 @@ pub struct Settings {
     pub agent: String,
     pub token: String,
     pub workdir: PathBuf,
+    /// What runs each step: a coding CLI, or `command` for the generic mode.
+    pub tool: Tool,
+    pub choices: Choices,
+    /// The generic mode's command line.
     pub command: Vec<String>,
     pub heartbeat: Duration,
     pub timeout: Duration,
@@ -64,6 +69,70 @@ impl Tail {
             format!("[{} earlier bytes of output were cut]\n{text}", self.dropped)
         }
     }
+}
+
+/// The end of stderr kept for the tool's parser: enough for the last few lines of an error.
+const STDERR_TAIL_BYTES: usize = 4096;
+
+/// Splits a stream into lines for a tool's parser, refusing lines over [`LINE_BYTES_MAX`]
+/// instead of holding them.
+struct Lines {
+    reader: Box<dyn Reader>,
+    partial: Vec<u8>,
+    oversized: u64,
+    skipping: bool,
+}
+
+impl Lines {
+    fn new(reader: Box<dyn Reader>) -> Lines {
+        Lines { reader, partial: Vec::new(), oversized: 0, skipping: false }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        for chunk in bytes.split_inclusive(|b| *b == b'\n') {
+            let ends = chunk.ends_with(b"\n");
+            if !self.skipping {
+                self.partial.extend_from_slice(chunk);
+                if self.partial.len() > LINE_BYTES_MAX {
+                    self.oversized += 1;
+                    self.partial.clear();
+                    self.skipping = true;
+                }
+            }
+            if ends {
+                if !self.skipping {
+                    let line = String::from_utf8_lossy(&self.partial).into_owned();
+                    self.reader.line(line.trim_end_matches(['\n', '\r']));
+                }
+                self.partial.clear();
+                self.skipping = false;
+            }
+        }
+    }
+
+    fn finish(mut self, status: ExitStatus, stderr_tail: &str) -> Finished {
+        if !self.partial.is_empty() && !self.skipping {
+            let line = String::from_utf8_lossy(&self.partial).into_owned();
+            self.reader.line(&line);
+        }
+        let mut finished = self.reader.finish(status, stderr_tail);
+        if self.oversized > 0 {
+            finished.succeeded = false;
+            finished.error = Some(format!(
+                "{} line(s) of the tool's output were over {LINE_BYTES_MAX} bytes: not its documented format{}",
+                self.oversized,
+                finished.error.map(|e| format!("; {e}")).unwrap_or_default()
+            ));
+        }
+        finished
+    }
+}
+
+/// What is collected from a running command: the log's tail, the parser, the end of stderr.
+struct Output {
+    tail: Mutex<Tail>,
+    lines: Mutex<Option<Lines>>,
+    stderr: Mutex<Vec<u8>>,
 }
 
 /// How a step's command ended.
@@ -127,24 +196,48 @@ pub fn run_step(
     let lease_id = step["lease_id"].as_str().unwrap_or_default().to_string();
     eprintln!("switchyard-agent: step {} ({}) attempt {}", step["key"], step["name"], step["attempt"]);
     let files = StepFiles::create(&step_id, step["attempt"].as_u64().unwrap_or(0))?;
-    let prompt_text = prompt::render(step);
+    let (step, missing) = with_parts(client, step);
+    let step = &step;
+    let prompt_text =
+        prompt::render(step, prompt::Options { system_prompt_inline: settings.tool.system_prompt_inline() });
     std::fs::write(&files.prompt, &prompt_text).map_err(|e| format!("writing the prompt: {e}"))?;
     let pretty = serde_json::to_string_pretty(step).unwrap_or_default();
     std::fs::write(&files.step, pretty).map_err(|e| format!("writing the step: {e}"))?;
     let before = if measured { diff::snapshot(&settings.workdir).ok() } else { None };
 
-    let tail = Arc::new(Mutex::new(Tail::default()));
-    let (ended, problems) = match spawn(settings, step, &files) {
-        Err(why) => (Ended::Exited(failed_status()), vec![why]),
-        Ok(mut child) => {
-            feed(&mut child, prompt_text, &tail);
-            let ended = watch(client, settings, &step_id, &lease_id, step, &mut child, stop);
-            (ended, Vec::new())
-        }
+    let output = Arc::new(Output {
+        tail: Mutex::new(Tail::default()),
+        lines: Mutex::new(Some(Lines::new(settings.tool.reader()))),
+        stderr: Mutex::new(Vec::new()),
+    });
+    let launched = if missing.is_empty() {
+        settings.tool.launch(step, &settings.choices, &settings.command, &settings.workdir, &files.prompt)
+    } else {
+        Err(missing.join("; "))
     };
-    let mut log = tail.lock().map(|t| t.render()).unwrap_or_default();
+    let (ended, problems) =
+        match launched.and_then(|launch| spawn(settings, &launch, step, &files).map(|c| (c, launch))) {
+            Err(why) => (Ended::Exited(failed_status()), vec![why]),
+            Ok((mut child, launch)) => {
+                feed(&mut child, launch.prompt_on_stdin.then_some(prompt_text), &output);
+                let ended = watch(client, settings, &step_id, &lease_id, step, &mut child, stop);
+                (ended, Vec::new())
+            }
+        };
+    let mut log = output.tail.lock().map(|t| t.render()).unwrap_or_default();
     for problem in &problems {
         log.push_str(&format!("\n[switchyard-agent] {problem}\n"));
+    }
+    let stderr_tail = output.stderr.lock().map(|e| String::from_utf8_lossy(&e).into_owned()).unwrap_or_default();
+    let finished = match (&ended, output.lines.lock().ok().and_then(|mut l| l.take())) {
+        (Ended::Exited(status), Some(lines)) if problems.is_empty() => Some(lines.finish(*status, &stderr_tail)),
+        _ => None,
+    };
+    if let (Some(finished), false) = (&finished, settings.tool == Tool::Command) {
+        log.push_str(&format!("\n[switchyard-agent] {}\n", outcome_line(settings.tool, finished)));
+        if let Some(message) = &finished.message {
+            log.push_str(&format!("{message}\n"));
+        }
     }
     let (succeeded, error) = match &ended {
         Ended::Abandoned(why) => {
@@ -152,8 +245,12 @@ pub fn run_step(
             files.remove();
             return Ok(());
         }
-        Ended::Exited(status) if status.success() && problems.is_empty() => (true, None),
-        Ended::Exited(status) => (false, Some(format!("the command failed ({status})"))),
+        Ended::Exited(status) => match &finished {
+            Some(finished) => (finished.succeeded, finished.error.clone()),
+            None => {
+                (false, Some(problems.first().cloned().unwrap_or_else(|| format!("the command failed ({status})"))))
+            }
+        },
         Ended::TimedOut => (
             false,
             Some(format!("the command ran past its {} s limit and was stopped", timeout_of(settings, step).as_secs())),
@@ -176,7 +273,8 @@ pub fn run_step(
             Default::default()
         }
     };
-    let merged = report::merge(own, change.as_ref());
+    let performance = finished.map(|f| f.performance).unwrap_or_default();
+    let merged = report::merge(own, change.as_ref(), performance);
     let mut body = json!({
         "lease_id": lease_id,
         "outcome": if succeeded { "succeeded" } else { "failed" },
@@ -195,6 +293,23 @@ pub fn run_step(
     }
     files.remove();
     Ok(())
+}
+
+/// The step with each offloaded part (one over its bound, which switchyard keeps apart and the
+/// payload points to) replaced by the part itself, and why any part could not be fetched. A step
+/// missing a part is not run: its command would work from half a brief.
+fn with_parts(client: &Client, step: &Value) -> (Value, Vec<String>) {
+    let mut step = step.clone();
+    let mut missing = Vec::new();
+    let Some(fields) = step.as_object_mut() else { return (step, missing) };
+    for (name, part) in fields.iter_mut() {
+        let Some(href) = part.get("offloaded").and_then(|o| o.get("href")).and_then(Value::as_str) else { continue };
+        match client.get(href) {
+            Ok(answer) => *part = answer.body,
+            Err(why) => missing.push(format!("the step's {name} could not be fetched from {href}: {why}")),
+        }
+    }
+    (step, missing)
 }
 
 /// A status that reads as a failure, for a command that could not even start.
@@ -242,13 +357,13 @@ fn timeout_of(settings: &Settings, step: &Value) -> Duration {
     step["timeout_ms"].as_u64().map_or(settings.timeout, Duration::from_millis).min(settings.timeout)
 }
 
-fn spawn(settings: &Settings, step: &Value, files: &StepFiles) -> Result<Child, String> {
-    let (program, args) = settings.command.split_first().ok_or("no command to run")?;
-    let mut command = Command::new(program);
+fn spawn(settings: &Settings, launch: &Launch, step: &Value, files: &StepFiles) -> Result<Child, String> {
+    let mut command = Command::new(&launch.program);
     command
-        .args(args)
+        .args(&launch.args)
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&settings.workdir)
-        .stdin(Stdio::piped())
+        .stdin(if launch.prompt_on_stdin { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .env("SWITCHYARD_URL", &settings.url)
@@ -268,38 +383,68 @@ fn spawn(settings: &Settings, step: &Value, files: &StepFiles) -> Result<Child, 
         use std::os::unix::process::CommandExt;
         command.process_group(0);
     }
-    command.spawn().map_err(|e| format!("the command {program} could not be started: {e}"))
+    command.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound if settings.tool != Tool::Command => {
+            format!("{} is not installed (not found on PATH): {e}", launch.program)
+        }
+        _ => format!("the command {} could not be started: {e}", launch.program),
+    })
 }
 
-/// Writes the prompt to the command's stdin and collects its stdout and stderr into `tail`.
-fn feed(child: &mut Child, prompt_text: String, tail: &Arc<Mutex<Tail>>) {
-    if let Some(mut stdin) = child.stdin.take() {
+/// Writes the prompt to the command's stdin (if it reads it there) and collects its stdout (for
+/// the log and the tool's parser) and stderr (for the log).
+fn feed(child: &mut Child, prompt_text: Option<String>, output: &Arc<Output>) {
+    if let (Some(mut stdin), Some(text)) = (child.stdin.take(), prompt_text) {
         // A command that never reads stdin must not block the runner: write from a thread.
         thread::spawn(move || {
-            let _ = stdin.write_all(prompt_text.as_bytes());
+            let _ = stdin.write_all(text.as_bytes());
         });
     }
-    let readers: Vec<Box<dyn Read + Send>> = [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+    let readers: Vec<(bool, Box<dyn Read + Send>)> = [
+        child.stdout.take().map(|s| (true, Box::new(s) as Box<dyn Read + Send>)),
+        child.stderr.take().map(|s| (false, Box::new(s) as Box<dyn Read + Send>)),
     ]
     .into_iter()
     .flatten()
     .collect();
-    for mut reader in readers {
-        let tail = Arc::clone(tail);
+    for (is_stdout, mut reader) in readers {
+        let output = Arc::clone(output);
         thread::spawn(move || {
             let mut buffer = [0u8; 8192];
             while let Ok(n) = reader.read(&mut buffer) {
                 if n == 0 {
                     break;
                 }
-                if let Ok(mut tail) = tail.lock() {
-                    tail.push(&buffer[..n]);
+                let bytes = &buffer[..n];
+                if let Ok(mut tail) = output.tail.lock() {
+                    tail.push(bytes);
+                }
+                if is_stdout {
+                    if let Ok(mut lines) = output.lines.lock() {
+                        if let Some(lines) = lines.as_mut() {
+                            lines.push(bytes);
+                        }
+                    }
+                } else if let Ok(mut stderr) = output.stderr.lock() {
+                    stderr.extend_from_slice(bytes);
+                    let over = stderr.len().saturating_sub(STDERR_TAIL_BYTES);
+                    stderr.drain(..over);
                 }
             }
         });
     }
+}
+
+/// One line for the log: how the tool says the attempt went, with its figures.
+fn outcome_line(tool: Tool, finished: &Finished) -> String {
+    let figures: Vec<String> = finished.performance.iter().map(|(name, value)| format!("{name}={value}")).collect();
+    format!(
+        "{}: {}{}{}",
+        tool.program(),
+        if finished.succeeded { "succeeded" } else { "failed" },
+        finished.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default(),
+        if figures.is_empty() { String::new() } else { format!(" [{}]", figures.join(", ")) }
+    )
 }
 
 /// Waits for the command, heartbeating the lease, and stops it at its time limit, on Ctrl-C,

@@ -157,6 +157,7 @@ async fn route_and_run(
         RouteId::HeartbeatStep => Box::pin(tasks::heartbeat(&call, &body)),
         RouteId::CompleteStep => Box::pin(tasks::complete(&call, &body)),
         RouteId::RetryStep => Box::pin(tasks::retry(&call, &body)),
+        RouteId::GetStepPart => Box::pin(tasks::step_part(&call)),
         RouteId::TestStepMessage => Box::pin(tasks::test_step_message(&call, &body)),
         RouteId::TestRowCounts => Box::pin(async {
             let counts = store::row_counts(&call.env.d1(bindings::DB)?).await?;
@@ -204,6 +205,7 @@ fn body_limit(id: RouteId) -> Option<usize> {
         | RouteId::ListTaskEvents
         | RouteId::ListTaskLogs
         | RouteId::GetTaskLog
+        | RouteId::GetStepPart
         | RouteId::GetTaskSummary
         | RouteId::ListMessages
         | RouteId::DeleteSession

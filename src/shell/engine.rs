@@ -29,10 +29,10 @@ use crate::core::engine::queue::QueueMessage;
 use crate::core::engine::task_api::{CompletionRequest, Outcome as Reported};
 use crate::core::engine::webhook::{self, Answer};
 use crate::core::engine::{
-    self, Caller, Command, Completion, Dispatch, Outcome, Refusal, ReportRef, Runner, Transition,
+    self, brief, Caller, Command, Completion, Dispatch, Outcome, Refusal, ReportRef, Runner, Transition,
 };
 use crate::core::records::agent_log;
-use crate::core::records::metrics::ReportCounts;
+use crate::core::records::metrics::{ReportCounts, Usage};
 
 /// What driving a command to a task came to.
 pub enum Driven {
@@ -199,12 +199,12 @@ pub async fn artifacts(
     let mut extras = Vec::new();
     for (step_id, report) in &transition.reports {
         let attempt = transition.task.step(step_id).map_or(0, |s| s.attempt);
-        let counts = match report {
-            ReportRef::Inline(json) => {
-                serde_json::from_str::<Value>(json).map(|r| ReportCounts::of(&r)).unwrap_or_default()
-            }
-            ReportRef::Stored(_) => ReportCounts::default(),
+        let parsed = match report {
+            ReportRef::Inline(json) => serde_json::from_str::<Value>(json).ok(),
+            ReportRef::Stored(_) => None,
         };
+        let counts = parsed.as_ref().map(ReportCounts::of).unwrap_or_default();
+        let usage = parsed.as_ref().map(Usage::of).unwrap_or_default();
         let report = match report {
             ReportRef::Inline(json) if json.len() > REPORT_INLINE_BYTES_MAX => {
                 let key = report_key(&before.id, step_id, attempt);
@@ -213,7 +213,7 @@ pub async fn artifacts(
             }
             other => other.clone(),
         };
-        extras.push(store::Extra::Report { step_id: step_id.clone(), report, counts });
+        extras.push(store::Extra::Report { step_id: step_id.clone(), attempt, report, counts, usage });
     }
     if let (Some(log), Command::Complete(completion)) = (log, command) {
         let attempt = before.step(&completion.step_id).map_or(0, |s| s.attempt);
@@ -301,27 +301,31 @@ pub async fn inputs_of(env: &Env, depends_on: &[String], rows: &[store::ReportRo
     Ok(Value::Object(inputs))
 }
 
-/// The step as an agent receives it, from a lease or a webhook delivery.
-pub fn step_payload(
-    task_id: &str,
-    step: &engine::Step,
-    instructions: &str,
-    inputs: Value,
-    lease_expires_at: Option<Timestamp>,
-) -> Value {
-    json!({
-        "id": step.id,
-        "task_id": task_id,
-        "key": step.key,
-        "name": step.name,
-        "agent": step.agent,
-        "instructions": serde_json::from_str::<Value>(instructions).unwrap_or(Value::Null),
-        "inputs": inputs,
-        "attempt": step.attempt,
-        "attempts_max": step.attempts_max,
-        "lease_id": step.lease_id,
-        "lease_expires_at": lease_expires_at.map(Timestamp::to_rfc3339),
+/// The task part of a step's brief, from the stored task row.
+pub fn task_brief(row: &store::TaskRow) -> Value {
+    let input = serde_json::from_str::<Value>(&row.input).unwrap_or(Value::Null);
+    let analysis = serde_json::from_str::<Value>(&row.analysis).unwrap_or(Value::Null);
+    brief::task_part(&brief::TaskFacts {
+        id: &row.id,
+        title: &row.title,
+        description: &row.description,
+        input: &input,
+        analysis: &analysis,
     })
+}
+
+/// The step as an agent receives it, from a lease or a webhook delivery: the payload the core
+/// shapes, with any part over its bound stored in R2 first (the payload points there).
+pub async fn hand_out(env: &Env, handout: brief::Handout<'_>) -> worker::Result<Value> {
+    let payload = brief::payload(handout);
+    for (key, text) in payload.offloads {
+        env.bucket(bindings::ARTIFACTS)?
+            .put(&key, text)
+            .http_metadata(HttpMetadata { content_type: Some("application/json".into()), ..HttpMetadata::default() })
+            .execute()
+            .await?;
+    }
+    Ok(payload.value)
 }
 
 /// Handles a `step` message from the queue. Errors are returned so that the message is retried.
@@ -407,9 +411,17 @@ async fn deliver(
         )
         .await;
     };
-    let instructions = store::step_instructions(db, step_id).await?.unwrap_or_else(|| "{}".into());
-    let inputs = inputs_of(env, &step.depends_on, &store::task_reports(db, task_id).await?).await?;
-    let body = json!({"step": step_payload(task_id, step, &instructions, inputs, step.lease_expires_at)}).to_string();
+    let Some(read) = store::read_for_delivery(db, task_id, step_id).await? else { return Ok(()) };
+    let stored = serde_json::from_str::<Value>(&read.instructions).unwrap_or(Value::Null);
+    let handout = brief::Handout {
+        task_id,
+        step,
+        stored: &stored,
+        task: task_brief(&read.task),
+        agent: registry::agent_brief(env, db, &agent).await?,
+        inputs: inputs_of(env, &step.depends_on, &read.reports).await?,
+    };
+    let body = json!({"step": hand_out(env, handout).await?}).to_string();
     let now = platform::now();
     let timestamp = now.as_millis() / 1000;
     let answer = match post_signed(&url, &secret, &lease_id, timestamp, &body).await {

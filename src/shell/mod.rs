@@ -5,6 +5,7 @@
 //! Nothing here may panic on input from a request, a binding or the store: a panic aborts the
 //! WebAssembly instance and every request in flight on it.
 
+mod access;
 mod api;
 mod artifacts;
 mod background;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{json, Map, Value};
 use worker::{D1Database, Env, HttpMetadata};
 
-use super::call::task_id_param;
+use super::access::readable_task;
 use super::call::{Call, Handled};
 use super::{artifacts, platform, store};
 use crate::core::base::bindings;
@@ -22,7 +22,7 @@ use crate::core::edge::http::negotiate;
 use crate::core::edge::response::ApiResponse;
 use crate::core::engine as core_engine;
 use crate::core::records::agent_log;
-use crate::core::records::metrics::{self, AgentAggregate, StepFigures};
+use crate::core::records::metrics::{self, AgentAggregate, StepFigures, Usage};
 use crate::core::records::summary::{self, Kind, StepFacts, TaskFacts, Template};
 use crate::core::registry::workflow::Definition;
 
@@ -78,6 +78,12 @@ fn figures_of(row: &store::RecordRow) -> Option<StepFigures> {
         files_modified: count(row.files_modified),
         lines_added: count(row.lines_added),
         lines_removed: count(row.lines_removed),
+        usage: Usage {
+            cost_usd: row.cost_usd,
+            turns: row.turns.map(count),
+            input_tokens: row.input_tokens.map(count),
+            output_tokens: row.output_tokens.map(count),
+        },
     })
 }
 
@@ -203,7 +209,7 @@ const TASK_LOGS_MAX: u32 = STEPS_MAX as u32 + 1;
 
 /// `GET /v1/tasks/{id}/logs`: each agent's log of the task, with its size and last write.
 pub async fn logs(call: &Call<'_>) -> Handled {
-    let task_id = task_id_param(call)?;
+    let task_id = readable_task(call).await?;
     let db = call.env.d1(bindings::DB)?;
     if !store::task_exists(&db, &task_id).await? {
         return Err(no_task(&task_id).into());
@@ -235,7 +241,7 @@ pub async fn logs(call: &Call<'_>) -> Handled {
 
 /// `GET /v1/tasks/{id}/logs/{agent}`: the agent's log of the task, as text.
 pub async fn agent_log(call: &Call<'_>) -> Handled {
-    let task_id = task_id_param(call)?;
+    let task_id = readable_task(call).await?;
     let agent = call.matched.param("agent").to_string();
     let missing = || ApiError::NotFound { message: format!("no log of agent {agent} for task {task_id}") };
     if crate::core::registry::agents::check_name(&agent).is_err() {
@@ -249,7 +255,7 @@ pub async fn agent_log(call: &Call<'_>) -> Handled {
 
 /// `GET /v1/tasks/{id}/summary`: the summary written last (markdown, or JSON on request).
 pub async fn summary(call: &Call<'_>) -> Handled {
-    let task_id = task_id_param(call)?;
+    let task_id = readable_task(call).await?;
     let offered = ["text/markdown", "application/json"];
     let media =
         negotiate(call.accept.as_deref(), &offered).ok_or(ApiError::NotAcceptable { offered: offered.to_vec() })?;
@@ -271,7 +277,7 @@ pub async fn summary(call: &Call<'_>) -> Handled {
 
 /// `GET /v1/tasks/{id}/metrics`: each agent's figures for the task (JSON, or the seed's YAML).
 pub async fn task_metrics(call: &Call<'_>) -> Handled {
-    let task_id = task_id_param(call)?;
+    let task_id = readable_task(call).await?;
     let offered = ["application/json", "application/yaml"];
     let media =
         negotiate(call.accept.as_deref(), &offered).ok_or(ApiError::NotAcceptable { offered: offered.to_vec() })?;
@@ -284,7 +290,7 @@ pub async fn task_metrics(call: &Call<'_>) -> Handled {
     let mut response = if media == "application/yaml" {
         ApiResponse::raw(200, "application/yaml; charset=utf-8", metrics::to_yaml(&task_id, &metrics))
     } else {
-        ApiResponse::json(200, &json!({"task_id": task_id, "agents": metrics}))
+        ApiResponse::json(200, &json!({"task_id": task_id, "agents": metrics, "total": metrics::total_usage(&metrics)}))
     };
     response.set_header("vary", "accept");
     Ok(response)
@@ -322,6 +328,12 @@ pub async fn agent_metrics(call: &Call<'_>) -> Handled {
             files_modified: count(r.files_modified),
             lines_added: count(r.lines_added),
             lines_removed: count(r.lines_removed),
+            usage: Usage {
+                cost_usd: r.cost_usd,
+                turns: r.turns.map(count),
+                input_tokens: r.input_tokens.map(count),
+                output_tokens: r.output_tokens.map(count),
+            },
         })
         .collect();
     Ok(ApiResponse::json(200, &json!({"since": since.to_rfc3339(), "agents": agents})))

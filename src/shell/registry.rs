@@ -26,6 +26,7 @@ use crate::core::edge::http::{
 };
 use crate::core::edge::paging::Page;
 use crate::core::edge::response::ApiResponse;
+use crate::core::engine::brief;
 use crate::core::engine::task_api::{check_list, TaskRequest};
 use crate::core::registry::agents::{self, AgentInput, AgentSpec, Mode};
 use crate::core::registry::analysis::{self, AgentProfile, TaskInput};
@@ -183,6 +184,14 @@ pub async fn agent_for_dispatch(env: &Env, db: &D1Database, name: &str) -> worke
         webhook: agent["mode"] == "webhook",
         lease_ms: agent["lease_ms"].as_i64().unwrap_or(crate::core::registry::agents::LEASE_MS_DEFAULT),
     }))
+}
+
+/// The agent part of a step's brief, through the KV cache; an agent that is not registered
+/// (any more) is handed out by name only.
+pub async fn agent_brief(env: &Env, db: &D1Database, name: &str) -> worker::Result<Value> {
+    let agent = cached_agent(env, db, name).await?.unwrap_or(Value::Null);
+    let field = |key: &str| agent.get(key).cloned().unwrap_or(Value::Null);
+    Ok(brief::agent_part(name, agent["description"].as_str().unwrap_or(""), &field("capabilities"), &field("metadata")))
 }
 
 /// A path parameter that must be an agent name; anything else cannot name an agent: 404.

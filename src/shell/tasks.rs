@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::access::readable_task;
 use super::call::{event_json, step_id_param, task_id_param, Call, Failed, Handled};
 use super::engine::{self, Driven, TaskKey};
 use super::{platform, registry, store};
@@ -26,7 +27,9 @@ use crate::core::edge::paging::Page;
 use crate::core::edge::response::ApiResponse;
 use crate::core::engine::plan::{self, PlanInput};
 use crate::core::engine::task_api::{CompletionRequest, HeartbeatRequest, Outcome as Reported, TaskRequest};
-use crate::core::engine::{self as core_engine, Caller, Command, Completion, Outcome, ReportRef, StepStatus, Task};
+use crate::core::engine::{
+    self as core_engine, brief, Caller, Command, Completion, Outcome, ReportRef, StepStatus, Task,
+};
 use crate::core::registry::analysis::{self, TaskInput};
 use crate::core::registry::workflow::{self, Definition};
 
@@ -171,6 +174,7 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
         task_id: &task_id,
         step_ids: &step_ids,
         definition: &definition,
+        workflow_version: workflow.version,
         analysis: &analysis,
         agents: &profiles,
         now: call.now,
@@ -243,7 +247,7 @@ async fn task_view(call: &Call<'_>, task_id: &str) -> Handled {
 
 /// `GET /v1/tasks/{id}`.
 pub async fn get(call: &Call<'_>) -> Handled {
-    let task_id = task_id_param(call)?;
+    let task_id = readable_task(call).await?;
     task_view(call, &task_id).await
 }
 
@@ -285,7 +289,7 @@ pub async fn list(call: &Call<'_>) -> Handled {
 
 /// `GET /v1/tasks/{id}/events?after=`.
 pub async fn events(call: &Call<'_>) -> Handled {
-    let task_id = task_id_param(call)?;
+    let task_id = readable_task(call).await?;
     let page = Page::parse_history(&call.query)?;
     let db = call.env.d1(bindings::DB)?;
     let rows = store::list_task_events(&db, &task_id, page.after_seq()?, page.limit).await?;
@@ -452,8 +456,17 @@ async fn try_lease(
         let Some(step) = transition.task.step(&candidate.id) else { return Ok(None) };
         let instructions =
             read.instructions.iter().find(|(id, _)| *id == step.id).map_or("{}", |(_, text)| text.as_str());
-        let inputs = engine::inputs_of(call.env, &step.depends_on, &read.reports).await?;
-        let mut payload = engine::step_payload(&before.id, step, instructions, inputs, step.lease_expires_at);
+        let stored = serde_json::from_str::<Value>(instructions).unwrap_or(Value::Null);
+        let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+        let handout = brief::Handout {
+            task_id: &before.id,
+            step,
+            stored: &stored,
+            task: engine::task_brief(&task_read.task),
+            agent: brief::agent_part(name, &read.description, &parse(&read.capabilities), &parse(&read.metadata)),
+            inputs: engine::inputs_of(call.env, &step.depends_on, &read.reports).await?,
+        };
+        let mut payload = engine::hand_out(call.env, handout).await?;
         payload["messages"] = read.messages.iter().map(super::messages::message_json).collect();
         payload["timeout_ms"] = Value::from(read.step_timeout_ms);
         return Ok(Some(ApiResponse::json(200, &json!({"step": payload}))));
@@ -521,6 +534,31 @@ pub async fn complete(call: &Call<'_>, body: &[u8]) -> Handled {
         Driven::Replay(response) => Ok(ApiResponse::raw(200, "application/json; charset=utf-8", response)),
         other => Err(refused_or_missing(other, &format!("no step {step_id}"))),
     }
+}
+
+/// `GET /v1/steps/{id}/attempts/{attempt}/parts/{part}`: a part of a step's brief that was over
+/// its bound and so was offloaded to R2 (the payload points here). Readable by the step's agent
+/// and by admins; anything else, and a part that was not offloaded, is 404.
+pub async fn step_part(call: &Call<'_>) -> Handled {
+    let step_id = step_id_param(call)?;
+    let part = call.matched.param("part").to_string();
+    let missing =
+        || ApiError::NotFound { message: format!("step {step_id} has no offloaded part {part} for this attempt") };
+    let attempt = call.matched.param("attempt").parse::<u32>().map_err(|_| missing())?;
+    if brief::part_bound(&part).is_none() {
+        return Err(missing().into());
+    }
+    let db = call.env.d1(bindings::DB)?;
+    let read = store::read_task_of_step(&db, &step_id).await?.ok_or_else(missing)?;
+    let Some(step) = read.steps.iter().find(|s| s.id == step_id) else { return Err(missing().into()) };
+    if let Caller::Agent(own) = caller_of(call) {
+        if step.agent.as_deref() != Some(own.as_str()) {
+            return Err(missing().into());
+        }
+    }
+    let key = brief::part_key(&read.task.id, &step_id, attempt, &part);
+    let text = super::artifacts::read_artifact(call.env, &key).await?.ok_or_else(missing)?;
+    Ok(ApiResponse::raw(200, "application/json; charset=utf-8", text))
 }
 
 /// `GET /v1/system/counters`: what this isolate has done since it started, for benchmarks.

@@ -362,7 +362,7 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** A task with its analysis and its steps: status, agent, attempts and timings. */
+        /** A task with its analysis and its steps: status, agent, attempts and timings. Admins read every task; an agent reads only the tasks in which it holds or held a step (others answer 404, as a task that does not exist). */
         get: operations["getTask"];
         put?: never;
         post?: never;
@@ -381,7 +381,7 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** A task's history, oldest first; `cursor` is the last `seq` seen. */
+        /** A task's history, oldest first; `cursor` is the last `seq` seen. Admins read every task; an agent reads only the tasks in which it holds or held a step (others answer 404, as a task that does not exist). */
         get: operations["listTaskEvents"];
         put?: never;
         post?: never;
@@ -400,7 +400,7 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** Lists the agents that have a log for the task (one R2 object per task and agent). */
+        /** Lists the agents that have a log for the task (one R2 object per task and agent). Admins read every task; an agent reads only the tasks in which it holds or held a step (others answer 404, as a task that does not exist). */
         get: operations["listTaskLogs"];
         put?: never;
         post?: never;
@@ -420,7 +420,7 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** An agent's log for the task: one entry per completed attempt (time, step, attempt, outcome), the attempt's log text, and the RECORD items of its report. */
+        /** An agent's log for the task: one entry per completed attempt (time, step, attempt, outcome), the attempt's log text, and the RECORD items of its report. Admins read every task; an agent reads only the tasks in which it holds or held a step (others answer 404, as a task that does not exist). */
         get: operations["getTaskLog"];
         put?: never;
         post?: never;
@@ -439,7 +439,7 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** The summary written last for the task: the activity-log summary of its feedback aggregation step or, once the task's last step ran, the post-flight summary. Markdown by default; `Accept: application/json` gives the same content structured. */
+        /** The summary written last for the task: the activity-log summary of its feedback aggregation step or, once the task's last step ran, the post-flight summary. Markdown by default; `Accept: application/json` gives the same content structured. Admins read every task; an agent reads only the tasks in which it holds or held a step (others answer 404, as a task that does not exist). */
         get: operations["getTaskSummary"];
         put?: never;
         post?: never;
@@ -458,7 +458,7 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** Each agent's figures for the task (the seed's agent-performance.yml): JSON by default, or YAML in the seed's layout with `Accept: application/yaml`. */
+        /** Each agent's figures for the task (the seed's agent-performance.yml): JSON by default, or YAML in the seed's layout with `Accept: application/yaml`. Admins read every task; an agent reads only the tasks in which it holds or held a step (others answer 404, as a task that does not exist). */
         get: operations["getTaskMetrics"];
         put?: never;
         post?: never;
@@ -608,6 +608,27 @@ export interface paths {
         post?: never;
         /** Ends the session this request is made with (sign-out): its KV record is deleted and the id is refused from then on. A request made with a token rather than a session is 400. */
         delete: operations["deleteSession"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/steps/{id}/attempts/{attempt}/parts/{part}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                attempt: number;
+                part: "task" | "workflow" | "agent_profile" | "instructions" | "inputs" | "report_contract";
+            };
+            cookie?: never;
+        };
+        /** A part of a step's payload that was over its bound and offloaded (the payload's `offloaded.href`). The step's agent or an admin; for anyone else, and for a part that was not offloaded, 404. */
+        get: operations["getStepPart"];
+        put?: never;
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -992,11 +1013,12 @@ export interface components {
             task_id?: string;
             key?: string;
             name?: string;
+            /** @description The agent's name. */
             agent?: string | null;
             /** @description The step's title, phase, text and structured blocks, as fixed when the task was submitted. */
-            instructions?: Record<string, never>;
+            instructions?: Record<string, never> | components["schemas"]["Offloaded"];
             /** @description By step key, the reports of the steps this one depends on (or why they were skipped). */
-            inputs?: Record<string, never>;
+            inputs?: Record<string, never> | components["schemas"]["Offloaded"];
             attempt?: number;
             attempts_max?: number;
             lease_id?: string;
@@ -1006,6 +1028,12 @@ export interface components {
             messages?: components["schemas"]["Message"][];
             /** @description The agent's step_timeout_ms: how long the work may run in all before a runner should stop it and fail the attempt. */
             timeout_ms?: number;
+            task?: components["schemas"]["BriefTask"] | components["schemas"]["Offloaded"];
+            /** @description Null for tasks submitted before steps carried it. */
+            workflow?: components["schemas"]["BriefWorkflow"] | components["schemas"]["Offloaded"] | null;
+            /** @description Null for tasks submitted before steps carried it. */
+            report_contract?: components["schemas"]["ReportContract"] | components["schemas"]["Offloaded"] | null;
+            agent_profile?: components["schemas"]["BriefAgent"] | components["schemas"]["Offloaded"];
         };
         Lease: {
             step: components["schemas"]["LeasedStep"];
@@ -1147,10 +1175,17 @@ export interface components {
             attempts: number;
             /** @enum {string} */
             outcome: "succeeded" | "failed" | "cancelled" | "running";
+            /** @description US dollars, as the agents' tools reported them (report.performance.cost_usd), summed over every attempt, failed ones included; null when no tool reported it. */
+            cost_usd?: number | null;
+            /** @description Agentic turns the tools reported (report.performance.turns), summed over every attempt; null when not reported. */
+            turns?: number | null;
+            input_tokens?: number | null;
+            output_tokens?: number | null;
         };
         TaskMetrics: {
             task_id: string;
             agents: components["schemas"]["AgentMetrics"][];
+            total?: components["schemas"]["Usage"];
         };
         /** @description One agent's steps that ended (succeeded or dead) since the time asked for. */
         AgentAggregate: {
@@ -1165,6 +1200,12 @@ export interface components {
             files_modified: number;
             lines_added: number;
             lines_removed: number;
+            /** @description US dollars, as the agents' tools reported them (report.performance.cost_usd), summed over every attempt, failed ones included; null when no tool reported it. */
+            cost_usd?: number | null;
+            /** @description Agentic turns the tools reported (report.performance.turns), summed over every attempt; null when not reported. */
+            turns?: number | null;
+            input_tokens?: number | null;
+            output_tokens?: number | null;
         };
         /** @description A summary as structured data: everything the markdown says. `kind` is task_summary (the activity-log summary of the feedback aggregation step) or post_flight (the post-flight template filled in). Figures no report gave are absent or null; the markdown says "not reported". */
         Summary: {
@@ -1260,6 +1301,101 @@ export interface components {
             /** Format: date-time */
             expires_at: string;
             principal: components["schemas"]["Whoami"];
+        };
+        /** @description A part of the step over its bound, stored whole instead of inline: GET `href` (with the same token) for the part itself. Parts are never cut. */
+        Offloaded: {
+            offloaded: {
+                /** @description The part's size as JSON. */
+                bytes: number;
+                /** @description The most bytes this part may have inline. */
+                bound: number;
+                /** @description Path of GET /v1/steps/{id}/attempts/{attempt}/parts/{part}. */
+                href: string;
+            };
+        };
+        /** @description The task the step is part of, as submitted, and what analysis decided. */
+        BriefTask: {
+            id?: string;
+            title?: string;
+            description?: string;
+            requirements?: string[];
+            paths?: string[];
+            /** @enum {string} */
+            task_type?: "backend" | "frontend" | "full-stack" | "infrastructure";
+            /** @description The specialists analysis chose. */
+            agents?: string[];
+            confidence?: number;
+            reasons?: string[];
+            evidence?: components["schemas"]["Evidence"][];
+        };
+        /** @description What the whole workflow is for and the step's place in it (fixed at submission). */
+        BriefWorkflow: {
+            name?: string;
+            version?: number;
+            title?: string | null;
+            description?: string | null;
+            overview?: string | null;
+            step?: {
+                key?: string;
+                name?: string;
+                title?: string | null;
+                phase?: string | null;
+                group?: string | null;
+                depends_on?: string[];
+                /** @description 1-based, in workflow order. */
+                position?: number;
+                of?: number;
+            };
+            before?: {
+                key?: string;
+                name?: string;
+                agent?: string | null;
+                /** @description Skipped when the task was submitted. */
+                skipped?: boolean;
+            }[];
+            after?: {
+                key?: string;
+                name?: string;
+                agent?: string | null;
+                /** @description Skipped when the task was submitted. */
+                skipped?: boolean;
+            }[];
+        };
+        /** @description The agent the step is for, as registered. For an imported Claude Code subagent file: its body (`system_prompt`), `tools` and `model`; null otherwise. */
+        BriefAgent: {
+            name?: string;
+            description?: string;
+            capabilities?: string[];
+            system_prompt?: string | null;
+            tools?: string[] | null;
+            model?: string | null;
+        };
+        /** @description The report fields switchyard reads for this step, derived from its blocks and from what later steps ask of its agent. Lists the step does not ask for are empty. */
+        ReportContract: {
+            /** @description Names of the step's RECORD: items: report.records[name] = [string | object]. */
+            records?: string[];
+            /** @description Categories a later feedback_collection asks of this agent: report.feedback[category] = [string]. */
+            feedback?: string[];
+            /** @description The key of the step that asks for the feedback. */
+            feedback_for?: string | null;
+            /** @description The step's checklist items: report.checklist = [{item, passed, evidence?}]. */
+            checklist?: string[];
+            /** @description Per test kind (unit, integration, e2e) the step names, what to test: report.tests[kind] = {passed, failed, skipped}. */
+            tests?: {
+                [key: string]: string[];
+            };
+            /** @description What to measure: report.performance = {metric_name: number}. */
+            performance?: string[];
+            /** @description Fields every step may send. */
+            always?: string[];
+        };
+        Usage: {
+            /** @description US dollars, as the agents' tools reported them (report.performance.cost_usd), summed over every attempt, failed ones included; null when no tool reported it. */
+            cost_usd?: number | null;
+            /** @description Agentic turns the tools reported (report.performance.turns), summed over every attempt; null when not reported. */
+            turns?: number | null;
+            input_tokens?: number | null;
+            output_tokens?: number | null;
         };
     };
     responses: {
@@ -2165,7 +2301,6 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
         };
@@ -2199,7 +2334,6 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
         };
@@ -2225,7 +2359,6 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
         };
@@ -2252,7 +2385,6 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
         };
@@ -2280,7 +2412,6 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
             /** @description No such task, or no summary written yet. */
             404: {
                 headers: {
@@ -2316,7 +2447,6 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             406: components["responses"]["NotAcceptable"];
             429: components["responses"]["TooManyRequests"];
@@ -2606,6 +2736,33 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    getStepPart: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                attempt: number;
+                part: "task" | "workflow" | "agent_profile" | "instructions" | "inputs" | "report_contract";
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The part, as JSON. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
         };
     };

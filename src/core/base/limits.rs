@@ -237,6 +237,24 @@ pub const CORRELATION_ID_BYTES_MAX: usize = 128;
 /// has them all.
 pub const MESSAGES_IN_LEASE_MAX: u32 = 20;
 
+// The parts of a step's brief (core::engine::brief). A part over its bound is offloaded to R2
+// whole, never cut; the bounds only keep a lease response and a webhook delivery small enough to
+// read at a glance and to parse quickly, and send the rare large part by its own request.
+
+/// The task: title (1 KiB), description and requirements fit with room to spare; a task
+/// listing hundreds of long paths is the case that goes over.
+pub const BRIEF_TASK_BYTES_MAX: usize = 32 * 1024;
+/// The workflow: its overview and one short line per step (at most 64 steps).
+pub const BRIEF_WORKFLOW_BYTES_MAX: usize = 16 * 1024;
+/// The agent: a typical subagent file's system prompt is 1 to 10 KiB; imports may be 64 KiB.
+pub const BRIEF_AGENT_BYTES_MAX: usize = 16 * 1024;
+/// The step's own text and blocks: a long step of a real instruction file is a few KiB.
+pub const BRIEF_INSTRUCTIONS_BYTES_MAX: usize = 32 * 1024;
+/// The reports of the steps a step depends on: a fan-in over several specialists' reports.
+pub const BRIEF_INPUTS_BYTES_MAX: usize = 64 * 1024;
+/// The report contract: names of records, categories and checklist items of one step.
+pub const BRIEF_CONTRACT_BYTES_MAX: usize = 8 * 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,3 +269,4 @@ mod tests {
         assert_eq!(SYSTEM_EVENT_RETENTION_MS, 7 * 86_400_000);
     }
 }
+

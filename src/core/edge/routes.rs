@@ -58,6 +58,7 @@ pub enum RouteId {
     HeartbeatStep,
     CompleteStep,
     RetryStep,
+    GetStepPart,
     Counters,
     /// Exists only when the `TEST_FAULTS` var is `"enabled"`; see ARCHITECTURE.md.
     TestPanic,
@@ -108,12 +109,12 @@ pub const ROUTES: &[Route] = &[
     route(Method::Post, "/v1/analyze", RouteId::Analyze, Access::Admin),
     route(Method::Get, "/v1/tasks", RouteId::ListTasks, Access::Admin),
     route(Method::Post, "/v1/tasks", RouteId::SubmitTask, Access::Admin),
-    route(Method::Get, "/v1/tasks/{id}", RouteId::GetTask, Access::Admin),
-    route(Method::Get, "/v1/tasks/{id}/events", RouteId::ListTaskEvents, Access::Admin),
-    route(Method::Get, "/v1/tasks/{id}/logs", RouteId::ListTaskLogs, Access::Admin),
-    route(Method::Get, "/v1/tasks/{id}/logs/{agent}", RouteId::GetTaskLog, Access::Admin),
-    route(Method::Get, "/v1/tasks/{id}/summary", RouteId::GetTaskSummary, Access::Admin),
-    route(Method::Get, "/v1/tasks/{id}/metrics", RouteId::GetTaskMetrics, Access::Admin),
+    route(Method::Get, "/v1/tasks/{id}", RouteId::GetTask, Access::Agent),
+    route(Method::Get, "/v1/tasks/{id}/events", RouteId::ListTaskEvents, Access::Agent),
+    route(Method::Get, "/v1/tasks/{id}/logs", RouteId::ListTaskLogs, Access::Agent),
+    route(Method::Get, "/v1/tasks/{id}/logs/{agent}", RouteId::GetTaskLog, Access::Agent),
+    route(Method::Get, "/v1/tasks/{id}/summary", RouteId::GetTaskSummary, Access::Agent),
+    route(Method::Get, "/v1/tasks/{id}/metrics", RouteId::GetTaskMetrics, Access::Agent),
     route(Method::Get, "/v1/metrics/agents", RouteId::AgentMetrics, Access::Admin),
     route(Method::Post, "/v1/sessions", RouteId::CreateSession, Access::Public),
     route(Method::Delete, "/v1/sessions/current", RouteId::DeleteSession, Access::Agent),
@@ -121,6 +122,7 @@ pub const ROUTES: &[Route] = &[
     route(Method::Post, "/v1/steps/{id}/heartbeat", RouteId::HeartbeatStep, Access::Agent),
     route(Method::Post, "/v1/steps/{id}/complete", RouteId::CompleteStep, Access::Agent),
     route(Method::Post, "/v1/steps/{id}/retry", RouteId::RetryStep, Access::Admin),
+    route(Method::Get, "/v1/steps/{id}/attempts/{attempt}/parts/{part}", RouteId::GetStepPart, Access::Agent),
 ];
 
 /// Routes that exist only for the integration tests, switched on by a var. Kept out of

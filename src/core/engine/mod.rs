@@ -35,6 +35,7 @@
 //! A queue message names a step and the attempt it is for; a message for any other attempt, or
 //! for a step already dispatched, is a duplicate and changes nothing.
 
+pub mod brief;
 pub mod plan;
 pub mod queue;
 pub mod system;

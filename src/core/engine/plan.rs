@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::{Event, Run, Runner, Send, Step, StepStatus, Task, TaskStatus};
+use super::{brief, Event, Run, Runner, Send, Step, StepStatus, Task, TaskStatus};
 use crate::core::base::limits::{STEP_ATTEMPTS_DEFAULT, STEP_ATTEMPTS_MAX};
 use crate::core::base::time::Timestamp;
 use crate::core::edge::error::Detail;
@@ -31,6 +31,8 @@ pub struct PlanInput<'a> {
     /// One new id per workflow step, in order.
     pub step_ids: &'a [String],
     pub definition: &'a Definition,
+    /// The version of the workflow the definition is, as stored.
+    pub workflow_version: i64,
     pub analysis: &'a Analysis,
     pub agents: &'a [AgentProfile<'a>],
     pub now: Timestamp,
@@ -44,7 +46,8 @@ pub struct Plan {
     pub events: Vec<Event>,
     pub sends: Vec<Send>,
     pub selections: BTreeMap<String, Selection>,
-    /// Per step, in order: its title, phase, text and structured blocks (JSON).
+    /// Per step, in order: its title, phase, text and structured blocks, and the parts of its
+    /// brief fixed at submission (`workflow`, `report_contract`), as JSON.
     pub instructions: Vec<Value>,
 }
 
@@ -112,14 +115,11 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
     let mut run = Run { task, events: Vec::new(), sends: Vec::new(), reports: Vec::new(), now: input.now, random: 0 };
     run.event(None, "task.created", json!({"task_type": input.analysis.task_type, "agents": input.analysis.agents}));
     run.events.extend(events);
+    let instructions = (0..input.definition.steps.len())
+        .map(|index| instructions_of(input.definition, input.workflow_version, &run.task.steps, index))
+        .collect();
     run.advance();
-    Ok(Plan {
-        task: run.task,
-        events: run.events,
-        sends: run.sends,
-        selections,
-        instructions: input.definition.steps.iter().map(instructions_of).collect(),
-    })
+    Ok(Plan { task: run.task, events: run.events, sends: run.sends, selections, instructions })
 }
 
 type Assigned = (Runner, Option<String>, Option<String>);
@@ -182,11 +182,15 @@ fn attempts_of(step: &StepDefinition) -> u32 {
         .map_or(STEP_ATTEMPTS_DEFAULT, |n| n.clamp(1, STEP_ATTEMPTS_MAX))
 }
 
-fn instructions_of(step: &StepDefinition) -> Value {
+fn instructions_of(definition: &Definition, version: i64, steps: &[Step], index: usize) -> Value {
+    let step = &definition.steps[index];
+    let agent = steps.get(index).and_then(|s| s.agent.as_deref());
     json!({
         "title": step.title,
         "phase": step.phase,
         "text": step.text,
         "blocks": step.blocks,
+        "workflow": brief::workflow_part(definition, version, steps, index),
+        "report_contract": brief::report_contract(definition, index, agent),
     })
 }

@@ -117,6 +117,7 @@ impl World {
             task_id: "tsk_sim",
             step_ids: &step_ids,
             definition: &definition,
+            workflow_version: 1,
             analysis: &analysis,
             agents: &agents,
             now,

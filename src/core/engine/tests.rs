@@ -37,6 +37,7 @@ fn planned(definition: &Definition, title: &str) -> Result<plan::Plan, Vec<Detai
         task_id: "tsk_1",
         step_ids: &step_ids,
         definition,
+        workflow_version: 1,
         analysis: &analysis,
         agents: &agents,
         now: at(0),

@@ -8,8 +8,48 @@ use serde::Serialize;
 
 use crate::core::base::time::Timestamp;
 
+/// What running an agent cost, as its tool reported it in `report.performance`: each figure is
+/// `None` when not reported, and sums leave out what was not reported (never estimated).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Usage {
+    pub cost_usd: Option<f64>,
+    pub turns: Option<u64>,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+}
+
+impl Usage {
+    /// The figures of one report's `performance`.
+    pub fn of(report: &serde_json::Value) -> Usage {
+        let performance = &report["performance"];
+        let whole = |name: &str| performance[name].as_f64().filter(|n| n.is_finite() && *n >= 0.0).map(|n| n as u64);
+        Usage {
+            cost_usd: performance["cost_usd"].as_f64().filter(|n| n.is_finite() && *n >= 0.0),
+            turns: whole("turns"),
+            input_tokens: whole("input_tokens"),
+            output_tokens: whole("output_tokens"),
+        }
+    }
+
+    /// Both added, a figure missing from one side counting as not reported there.
+    pub fn plus(self, other: Usage) -> Usage {
+        fn add<T: std::ops::Add<Output = T>>(a: Option<T>, b: Option<T>) -> Option<T> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a + b),
+                (one, None) | (None, one) => one,
+            }
+        }
+        Usage {
+            cost_usd: add(self.cost_usd, other.cost_usd),
+            turns: add(self.turns, other.turns),
+            input_tokens: add(self.input_tokens, other.input_tokens),
+            output_tokens: add(self.output_tokens, other.output_tokens),
+        }
+    }
+}
+
 /// One step of a task as the metrics see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StepFigures {
     pub agent: String,
     /// The step status (`succeeded`, `dead`, `leased`, ...).
@@ -22,6 +62,8 @@ pub struct StepFigures {
     pub files_modified: u64,
     pub lines_added: u64,
     pub lines_removed: u64,
+    /// Summed over the step's attempts.
+    pub usage: Usage,
 }
 
 /// The change figures of one report: how many files it lists as created and modified, and its
@@ -48,7 +90,7 @@ impl ReportCounts {
 }
 
 /// One agent's figures for one task.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgentMetrics {
     pub agent: String,
     pub start_time: Option<String>,
@@ -65,6 +107,9 @@ pub struct AgentMetrics {
     pub attempts: u32,
     /// `succeeded` when all its steps did, `failed` when one is dead, `cancelled`, or `running`.
     pub outcome: &'static str,
+    /// What the agent's attempts cost, failed ones included, as their tools reported it.
+    #[serde(flatten)]
+    pub usage: Usage,
 }
 
 /// Figures per agent (in order of first appearance) for the steps an agent ran or was given;
@@ -110,6 +155,7 @@ fn figures_of(agent: String, steps: &[&StepFigures]) -> AgentMetrics {
         steps: steps.len() as u32,
         attempts: steps.iter().map(|s| s.attempts).sum(),
         outcome,
+        usage: steps.iter().fold(Usage::default(), |sum, s| sum.plus(s.usage)),
     }
 }
 
@@ -165,6 +211,13 @@ pub fn to_yaml(task_id: &str, metrics: &[AgentMetrics]) -> String {
             yaml.push_str(&format!("    {name}: {value}\n"));
         }
         yaml.push_str(&format!("    outcome: {}\n", quote(m.outcome)));
+        let figure = |value: Option<String>| value.unwrap_or_else(|| "null".to_string());
+        yaml.push_str(&format!("    cost_usd: {}\n", figure(m.usage.cost_usd.map(|c| c.to_string()))));
+        for (name, value) in
+            [("turns", m.usage.turns), ("input_tokens", m.usage.input_tokens), ("output_tokens", m.usage.output_tokens)]
+        {
+            yaml.push_str(&format!("    {name}: {}\n", figure(value.map(|n| n.to_string()))));
+        }
     }
     yaml
 }
@@ -183,6 +236,14 @@ pub struct AgentAggregate {
     pub files_modified: u64,
     pub lines_added: u64,
     pub lines_removed: u64,
+    /// Over every attempt of those steps.
+    #[serde(flatten)]
+    pub usage: Usage,
+}
+
+/// The total of every agent's usage for one task.
+pub fn total_usage(metrics: &[AgentMetrics]) -> Usage {
+    metrics.iter().fold(Usage::default(), |sum, m| sum.plus(m.usage))
 }
 
 /// The nearest-rank position (1-based) of the `percent` percentile among `n` sorted values:
@@ -206,6 +267,7 @@ mod tests {
             files_modified: 2,
             lines_added: lines,
             lines_removed: 1,
+            usage: Usage::default(),
         }
     }
 
@@ -240,6 +302,35 @@ mod tests {
     }
 
     #[test]
+    fn usage_adds_up_over_steps_and_agents_and_what_nobody_reported_stays_unreported() {
+        let mut a = step("a", "succeeded", 0, Some(5), 0);
+        a.usage = Usage::of(&serde_json::json!({"performance": {"cost_usd": 0.25, "turns": 3, "input_tokens": 100}}));
+        let mut b = step("a", "succeeded", 6, Some(9), 0);
+        b.usage = Usage::of(&serde_json::json!({"performance": {"cost_usd": 0.5, "turns": 2, "bundle_kb": 9}}));
+        let c = step("b", "succeeded", 0, Some(1), 0);
+        let metrics = per_agent(&[a, b, c]);
+        assert_eq!(
+            metrics[0].usage,
+            Usage { cost_usd: Some(0.75), turns: Some(5), input_tokens: Some(100), output_tokens: None }
+        );
+        assert_eq!(metrics[1].usage, Usage::default());
+        assert_eq!(total_usage(&metrics).cost_usd, Some(0.75));
+        let yaml = to_yaml("t", &metrics);
+        assert!(
+            yaml.contains("    cost_usd: 0.75\n    turns: 5\n    input_tokens: 100\n    output_tokens: null\n"),
+            "{yaml}"
+        );
+        let json = serde_json::to_value(&metrics[1]).unwrap();
+        assert_eq!(json["cost_usd"], serde_json::Value::Null, "not reported, not zero");
+    }
+
+    #[test]
+    fn usage_ignores_figures_that_are_not_numbers_of_at_least_zero() {
+        let usage = Usage::of(&serde_json::json!({"performance": {"cost_usd": -1, "turns": "3"}}));
+        assert_eq!(usage, Usage::default());
+    }
+
+    #[test]
     fn durations_are_spoken_in_their_two_largest_units() {
         assert_eq!(spoken_duration(350), "350 ms");
         assert_eq!(spoken_duration(1_000), "1 second");
@@ -256,7 +347,10 @@ mod tests {
             .starts_with("\"tsk_1\":\n  \"cloudflare-specialist\":\n    start_time: \"1970-01-01T00:00:00.000Z\"\n"));
         assert!(yaml.contains("    duration: \"15 minutes\"\n    duration_ms: 900000\n"));
         assert!(yaml.contains("    lines_added: 245\n    lines_removed: 1\n"));
-        assert!(yaml.ends_with("    outcome: \"succeeded\"\n"));
+        assert!(yaml.contains("    outcome: \"succeeded\"\n"));
+        assert!(
+            yaml.ends_with("    cost_usd: null\n    turns: null\n    input_tokens: null\n    output_tokens: null\n")
+        );
         assert_eq!(to_yaml("tsk_2", &[]), "\"tsk_2\": {}\n");
     }
 

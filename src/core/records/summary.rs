@@ -467,11 +467,12 @@ impl Summary {
         if self.metrics.is_empty() {
             md.push_str("No agent has worked on this task.\n");
         } else {
-            md.push_str("| Agent | Start | End | Duration | Files created | Files modified | Lines added | Lines removed | Attempts | Outcome |\n");
-            md.push_str("|---|---|---|---|---:|---:|---:|---:|---:|---|\n");
+            md.push_str("| Agent | Start | End | Duration | Files created | Files modified | Lines added | Lines removed | Attempts | Outcome | Turns | Tokens in | Tokens out | Cost (USD) |\n");
+            md.push_str("|---|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n");
+            let shown = |value: Option<String>| value.unwrap_or_else(|| NOT_REPORTED.to_string());
             for m in &self.metrics {
                 md.push_str(&format!(
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                     m.agent,
                     m.start_time.as_deref().unwrap_or("-"),
                     m.end_time.as_deref().unwrap_or("-"),
@@ -481,8 +482,16 @@ impl Summary {
                     m.lines_added,
                     m.lines_removed,
                     m.attempts,
-                    m.outcome
+                    m.outcome,
+                    shown(m.usage.turns.map(|n| n.to_string())),
+                    shown(m.usage.input_tokens.map(|n| n.to_string())),
+                    shown(m.usage.output_tokens.map(|n| n.to_string())),
+                    shown(m.usage.cost_usd.map(number)),
                 ));
+            }
+            let total = crate::core::records::metrics::total_usage(&self.metrics);
+            if let Some(cost) = total.cost_usd {
+                md.push_str(&format!("\nTotal cost as the agents' tools reported it: ${}\n", number(cost)));
             }
         }
         if !self.performance.is_empty() {

@@ -238,7 +238,7 @@ fn check_webhook_url(url: &str) -> Result<(), String> {
 }
 
 /// Reads a Claude Code subagent file: front matter `name`, `description`, `tools` (a comma list
-/// or a YAML list), optional `color`, optional `capabilities`, and the prompt body. Without
+/// or a YAML list), optional `color`, `model` and `capabilities`, and the prompt body. Without
 /// `capabilities`, the description's significant words are used, so selection has something to
 /// score. The file is imported as a pull agent.
 pub fn from_subagent_file(text: &str) -> Result<AgentSpec, Vec<Detail>> {
@@ -283,6 +283,11 @@ pub fn from_subagent_file(text: &str) -> Result<AgentSpec, Vec<Detail>> {
     metadata.insert("tools".into(), Value::from(list("tools")));
     if let Some(color) = string("color") {
         metadata.insert("color".into(), Value::from(color));
+    }
+    // Claude Code's `model` (an alias such as `sonnet`, a full model name, or `inherit`): the
+    // runner passes it to the tool that runs the agent.
+    if let Some(model) = string("model").filter(|m| !m.is_empty()) {
+        metadata.insert("model".into(), Value::from(model));
     }
     metadata.insert("prompt".into(), Value::from(text[split.body_start..].trim()));
     spec.metadata = Value::Object(metadata);
@@ -407,15 +412,15 @@ mod tests {
     }
 
     #[test]
-    fn a_claude_code_subagent_file_is_imported_with_its_tools_color_and_prompt() {
-        let file = "---\nname: db-reviewer\ndescription: Reviews D1 migrations and SQL queries for safety\ntools: Read, Grep, Bash\ncolor: blue\n---\n\nYou review database changes.\n";
+    fn a_claude_code_subagent_file_is_imported_with_its_tools_color_model_and_prompt() {
+        let file = "---\nname: db-reviewer\ndescription: Reviews D1 migrations and SQL queries for safety\ntools: Read, Grep, Bash\ncolor: blue\nmodel: sonnet\n---\n\nYou review database changes.\n";
         let spec = from_subagent_file(file).unwrap();
         assert_eq!(spec.name, "db-reviewer");
         assert_eq!(spec.mode, Mode::Pull);
         assert_eq!(spec.capabilities, vec!["reviews", "d1", "migrations", "sql", "queries", "safety"]);
         assert_eq!(
             spec.metadata,
-            json!({"tools": ["Read", "Grep", "Bash"], "color": "blue", "prompt": "You review database changes."})
+            json!({"tools": ["Read", "Grep", "Bash"], "color": "blue", "model": "sonnet", "prompt": "You review database changes."})
         );
         assert_eq!(spec.source.as_deref(), Some(file));
     }

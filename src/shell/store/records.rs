@@ -27,16 +27,27 @@ pub struct RecordRow {
     pub files_modified: i64,
     pub lines_added: i64,
     pub lines_removed: i64,
+    /// Summed over the step's attempts; NULL when no attempt's tool reported the figure.
+    pub cost_usd: Option<f64>,
+    pub turns: Option<i64>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
 }
+
+/// The usage figures of a step, summed over its attempts, as columns of a query on `steps`.
+const STEP_USAGE: &str = "(SELECT SUM(cost_usd) FROM attempts a WHERE a.step_id = steps.id) AS cost_usd,
+     (SELECT SUM(turns) FROM attempts a WHERE a.step_id = steps.id) AS turns,
+     (SELECT SUM(input_tokens) FROM attempts a WHERE a.step_id = steps.id) AS input_tokens,
+     (SELECT SUM(output_tokens) FROM attempts a WHERE a.step_id = steps.id) AS output_tokens";
 
 /// Every step of a task with its records, in workflow order.
 pub async fn task_records(db: &D1Database, task_id: &str) -> Result<Vec<RecordRow>> {
     trip();
-    db.prepare(
+    db.prepare(format!(
         "SELECT key, name, agent, status, skip_reason, error, report, report_key, attempt, started_at,
-                finished_at, files_created, files_modified, lines_added, lines_removed
-         FROM steps WHERE task_id = ?1 ORDER BY rowid",
-    )
+                finished_at, files_created, files_modified, lines_added, lines_removed, {STEP_USAGE}
+         FROM steps WHERE task_id = ?1 ORDER BY rowid"
+    ))
     .bind(&[task_id.into()])?
     .all()
     .await?
@@ -79,6 +90,22 @@ pub async fn task_exists(db: &D1Database, task_id: &str) -> Result<bool> {
     Ok(row.is_some())
 }
 
+/// Whether `agent` holds or held a step of the task: one started at least once under its name.
+pub async fn agent_worked_on(db: &D1Database, task_id: &str, agent: &str) -> Result<bool> {
+    #[derive(Deserialize)]
+    struct Row {
+        #[allow(dead_code)]
+        id: String,
+    }
+    trip();
+    let row: Option<Row> = db
+        .prepare("SELECT id FROM steps WHERE task_id = ?1 AND agent = ?2 AND attempt > 0 LIMIT 1")
+        .bind(&[task_id.into(), agent.into()])?
+        .first(None)
+        .await?;
+    Ok(row.is_some())
+}
+
 /// The summary written last for a task, of any kind.
 pub async fn latest_summary(db: &D1Database, task_id: &str) -> Result<Option<SummaryRow>> {
     trip();
@@ -103,6 +130,10 @@ pub struct AggregateRow {
     pub files_modified: i64,
     pub lines_added: i64,
     pub lines_removed: i64,
+    pub cost_usd: Option<f64>,
+    pub turns: Option<i64>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
 }
 
 /// Per agent, over its steps that ended (succeeded or dead) at or after `since`: counts, totals
@@ -112,15 +143,17 @@ pub struct AggregateRow {
 pub async fn agent_aggregates(db: &D1Database, since: Timestamp) -> Result<Vec<AggregateRow>> {
     trip();
     let result = db
-        .prepare(
+        .prepare(format!(
             "SELECT agent, COUNT(*) AS steps, MAX(succeeded) AS succeeded,
                 MAX(CASE WHEN position = MAX(1, (total * 50 + 99) / 100) THEN duration END) AS p50_ms,
                 MAX(CASE WHEN position = MAX(1, (total * 95 + 99) / 100) THEN duration END) AS p95_ms,
                 SUM(files_created) AS files_created, SUM(files_modified) AS files_modified,
-                SUM(lines_added) AS lines_added, SUM(lines_removed) AS lines_removed
+                SUM(lines_added) AS lines_added, SUM(lines_removed) AS lines_removed,
+                SUM(cost_usd) AS cost_usd, SUM(turns) AS turns, SUM(input_tokens) AS input_tokens,
+                SUM(output_tokens) AS output_tokens
          FROM (
            SELECT agent, finished_at - started_at AS duration, files_created, files_modified, lines_added,
-                  lines_removed,
+                  lines_removed, {STEP_USAGE},
                   ROW_NUMBER() OVER (PARTITION BY agent ORDER BY finished_at - started_at) AS position,
                   COUNT(*) OVER (PARTITION BY agent) AS total,
                   SUM(status = 'succeeded') OVER (PARTITION BY agent) AS succeeded
@@ -128,8 +161,8 @@ pub async fn agent_aggregates(db: &D1Database, since: Timestamp) -> Result<Vec<A
            WHERE agent IS NOT NULL AND finished_at IS NOT NULL AND finished_at >= ?1
              AND status IN ('succeeded', 'dead') AND started_at IS NOT NULL
          )
-         GROUP BY agent ORDER BY agent",
-        )
+         GROUP BY agent ORDER BY agent"
+        ))
         .bind(&[int(since.as_millis())])?
         .all()
         .await?;

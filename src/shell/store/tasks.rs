@@ -13,7 +13,7 @@ use crate::core::base::time::Timestamp;
 use crate::core::engine::{
     Attempt, AttemptStatus, Event, ReportRef, Runner, Step, StepStatus, Task, TaskStatus, Transition,
 };
-use crate::core::records::metrics::ReportCounts;
+use crate::core::records::metrics::{ReportCounts, Usage};
 
 /// A task as stored, without its steps.
 #[derive(Debug, Clone, Deserialize)]
@@ -185,6 +185,10 @@ pub struct LeaseRead {
     /// How long the agent's steps may run in all; runners stop a command after it.
     pub step_timeout_ms: i64,
     pub leased: i64,
+    /// The agent as registered, for its part of the step's brief (JSON text for the last two).
+    pub description: String,
+    pub capabilities: String,
+    pub metadata: String,
     pub task: Option<TaskRead>,
     /// Instructions of the task's steps, by step id.
     pub instructions: Vec<(String, String)>,
@@ -214,6 +218,9 @@ pub async fn read_for_lease(db: &D1Database, agent: &str, spread: u32) -> Result
         lease_ms: i64,
         step_timeout_ms: i64,
         leased: i64,
+        description: String,
+        capabilities: String,
+        metadata: String,
     }
     #[derive(Deserialize)]
     struct Instructions {
@@ -227,7 +234,8 @@ pub async fn read_for_lease(db: &D1Database, agent: &str, spread: u32) -> Result
     let mut statements = vec![db
         .prepare(
             "SELECT max_concurrency, lease_ms, step_timeout_ms,
-                    (SELECT COUNT(*) FROM steps WHERE agent = ?1 AND status = 'leased') AS leased
+                    (SELECT COUNT(*) FROM steps WHERE agent = ?1 AND status = 'leased') AS leased,
+                    description, capabilities, metadata
              FROM agents WHERE name = ?1",
         )
         .bind(&binds[..1])?];
@@ -268,6 +276,9 @@ pub async fn read_for_lease(db: &D1Database, agent: &str, spread: u32) -> Result
         lease_ms: limits.lease_ms,
         step_timeout_ms: limits.step_timeout_ms,
         leased: limits.leased,
+        description: limits.description,
+        capabilities: limits.capabilities,
+        metadata: limits.metadata,
         task,
         instructions: instructions.into_iter().map(|i| (i.id, i.instructions)).collect(),
         reports,
@@ -275,29 +286,37 @@ pub async fn read_for_lease(db: &D1Database, agent: &str, spread: u32) -> Result
     }))
 }
 
-/// The finished reports of a task's steps, for a built-in step's inputs.
-pub async fn task_reports(db: &D1Database, task_id: &str) -> Result<Vec<ReportRow>> {
-    trip();
-    db.prepare(
-        "SELECT key, name, agent, status, skip_reason, report, report_key FROM steps
-         WHERE task_id = ?1 AND status IN ('succeeded', 'skipped') ORDER BY rowid",
-    )
-    .bind(&[task_id.into()])?
-    .all()
-    .await?
-    .results()
+/// What a webhook delivery of a step is made from, in one round trip: the task as submitted,
+/// the step's instructions (fixed at submission), and the finished reports of the task's steps.
+pub struct DeliveryRead {
+    pub task: TaskRow,
+    pub instructions: String,
+    pub reports: Vec<ReportRow>,
 }
 
-/// The step's instructions (JSON), as fixed at submission.
-pub async fn step_instructions(db: &D1Database, step_id: &str) -> Result<Option<String>> {
+pub async fn read_for_delivery(db: &D1Database, task_id: &str, step_id: &str) -> Result<Option<DeliveryRead>> {
     #[derive(Deserialize)]
-    struct Row {
+    struct Instructions {
         instructions: String,
     }
     trip();
-    let row: Option<Row> =
-        db.prepare("SELECT instructions FROM steps WHERE id = ?1").bind(&[step_id.into()])?.first(None).await?;
-    Ok(row.map(|r| r.instructions))
+    let results = db
+        .batch(vec![
+            db.prepare(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1")).bind(&[task_id.into()])?,
+            db.prepare("SELECT instructions FROM steps WHERE id = ?1").bind(&[step_id.into()])?,
+            db.prepare(
+                "SELECT key, name, agent, status, skip_reason, report, report_key FROM steps
+                 WHERE task_id = ?1 AND status IN ('succeeded', 'skipped') ORDER BY rowid",
+            )
+            .bind(&[task_id.into()])?,
+        ])
+        .await?;
+    let task = results.first().map(|r| r.results::<TaskRow>()).transpose()?.and_then(|t| t.into_iter().next());
+    let instructions =
+        results.get(1).map(|r| r.results::<Instructions>()).transpose()?.and_then(|i| i.into_iter().next());
+    let (Some(task), Some(instructions)) = (task, instructions) else { return Ok(None) };
+    let reports = results.get(2).map(|r| r.results()).transpose()?.unwrap_or_default();
+    Ok(Some(DeliveryRead { task, instructions: instructions.instructions, reports }))
 }
 
 /// What the transition's batch must still find true, besides the task's version.
@@ -402,11 +421,13 @@ fn step_statement(db: &D1Database, step: &Step) -> Result<D1PreparedStatement> {
 /// Something written with a transition besides the state: a report, or an attempt's log key.
 #[derive(Clone)]
 pub enum Extra {
-    /// A step's report and its change figures.
+    /// A step's report and its change figures, and what the attempt that sent it cost.
     Report {
         step_id: String,
+        attempt: u32,
         report: ReportRef,
         counts: ReportCounts,
+        usage: Usage,
     },
     LogKey {
         step_id: String,
@@ -453,8 +474,25 @@ pub async fn write_transition(
         }
     }
     for extra in extras {
+        if let Extra::Report { step_id, attempt, usage, .. } = extra {
+            let figure = |n: Option<u64>| n.map_or(JsValue::NULL, |n| int(i64::try_from(n).unwrap_or(i64::MAX)));
+            statements.push(
+                db.prepare(
+                    "UPDATE attempts SET cost_usd = ?3, turns = ?4, input_tokens = ?5, output_tokens = ?6
+                     WHERE step_id = ?1 AND attempt = ?2",
+                )
+                .bind(&[
+                    step_id.as_str().into(),
+                    int(i64::from(*attempt)),
+                    usage.cost_usd.map_or(JsValue::NULL, JsValue::from),
+                    figure(usage.turns),
+                    figure(usage.input_tokens),
+                    figure(usage.output_tokens),
+                ])?,
+            );
+        }
         statements.push(match extra {
-            Extra::Report { step_id, report, counts } => {
+            Extra::Report { step_id, report, counts, .. } => {
                 let (inline, key) = match report {
                     ReportRef::Inline(json) => (Some(json.as_str()), None),
                     ReportRef::Stored(key) => (None, Some(key.as_str())),

@@ -95,6 +95,10 @@ impl Fixture {
                     files_modified: count("files_modified"),
                     lines_added: lines("lines_added"),
                     lines_removed: lines("lines_removed"),
+                    usage: report
+                        .as_ref()
+                        .map(|r| crate::core::records::metrics::Usage::of(&Value::Object(r.clone())))
+                        .unwrap_or_default(),
                 })
             })
             .collect();
