@@ -61,6 +61,7 @@ const RULES = {
   cancelTask: "admin",
   retryStep: "admin",
   getStepPart: "mine",
+  getStepLog: "mine",
   agentMetrics: "admin",
 };
 

@@ -4,6 +4,7 @@
 
 mod client;
 mod diff;
+mod live;
 mod prompt;
 mod report;
 mod runner;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::client::{explain, CallError, Client};
+use crate::live::Live;
 use crate::tools::{Choices, Finished, Launch, Reader, Tool, LINE_BYTES_MAX};
 use crate::{diff, prompt, report};
 
@@ -27,6 +28,10 @@ pub const LOG_BYTES_MAX: usize = 512 * 1024;
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How often the runner looks at the command between heartbeats.
 const POLL: Duration = Duration::from_millis(100);
+/// How soon new output is sent when the next heartbeat is further away: often enough that a
+/// person following the step's log sees it move, rarely enough that a chatty command costs a
+/// request every few seconds, not every line.
+const OUTPUT_FLUSH: Duration = Duration::from_secs(5);
 
 pub struct Settings {
     pub url: String,
@@ -133,6 +138,7 @@ struct Output {
     tail: Mutex<Tail>,
     lines: Mutex<Option<Lines>>,
     stderr: Mutex<Vec<u8>>,
+    live: Mutex<Live>,
 }
 
 /// How a step's command ended.
@@ -209,6 +215,7 @@ pub fn run_step(
         tail: Mutex::new(Tail::default()),
         lines: Mutex::new(Some(Lines::new(settings.tool.reader()))),
         stderr: Mutex::new(Vec::new()),
+        live: Mutex::new(Live::default()),
     });
     let launched = if missing.is_empty() {
         settings.tool.launch(step, &settings.choices, &settings.command, &settings.workdir, &files.prompt)
@@ -220,7 +227,7 @@ pub fn run_step(
             Err(why) => (Ended::Exited(failed_status()), vec![why]),
             Ok((mut child, launch)) => {
                 feed(&mut child, launch.prompt_on_stdin.then_some(prompt_text), &output);
-                let ended = watch(client, settings, &step_id, &lease_id, step, &mut child, stop);
+                let ended = watch(client, settings, &step_id, &lease_id, step, &mut child, stop, &output);
                 (ended, Vec::new())
             }
         };
@@ -419,6 +426,9 @@ fn feed(child: &mut Child, prompt_text: Option<String>, output: &Arc<Output>) {
                 if let Ok(mut tail) = output.tail.lock() {
                     tail.push(bytes);
                 }
+                if let Ok(mut live) = output.live.lock() {
+                    live.push(bytes);
+                }
                 if is_stdout {
                     if let Ok(mut lines) = output.lines.lock() {
                         if let Some(lines) = lines.as_mut() {
@@ -449,6 +459,7 @@ fn outcome_line(tool: Tool, finished: &Finished) -> String {
 
 /// Waits for the command, heartbeating the lease, and stops it at its time limit, on Ctrl-C,
 /// or when the lease is lost or the task cancelled.
+#[allow(clippy::too_many_arguments)]
 fn watch(
     client: &Client,
     settings: &Settings,
@@ -457,10 +468,12 @@ fn watch(
     step: &Value,
     child: &mut Child,
     stop: &AtomicBool,
+    output: &Output,
 ) -> Ended {
     let started = Instant::now();
     let limit = timeout_of(settings, step);
     let mut last_beat = Instant::now();
+    let mut told_stop = false;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             // Let the readers drain what is left in the pipes.
@@ -475,16 +488,39 @@ fn watch(
             terminate(child);
             return Ended::TimedOut;
         }
-        if last_beat.elapsed() >= settings.heartbeat {
-            last_beat = Instant::now();
-            match client.post(&format!("/v1/steps/{step_id}/heartbeat"), &json!({"lease_id": lease_id})) {
-                Ok(_) => {}
+        let now = Instant::now();
+        let chunk = output.live.lock().ok().and_then(|live| live.next_chunk(now).map(|(o, t)| (o, t.to_string())));
+        let due = last_beat.elapsed() >= settings.heartbeat || (chunk.is_some() && last_beat.elapsed() >= OUTPUT_FLUSH);
+        if due {
+            last_beat = now;
+            let mut body = json!({"lease_id": lease_id});
+            if let Some((offset, text)) = &chunk {
+                body["output"] = json!({"offset": offset, "text": text});
+            }
+            match client.post(&format!("/v1/steps/{step_id}/heartbeat"), &body) {
+                Ok(answer) => {
+                    if let (Some(end), Ok(mut live)) = (answer.body["output_offset"].as_u64(), output.live.lock()) {
+                        live.acknowledged(end);
+                    }
+                }
+                // Too much output at once: the lease is fine, the chunk is sent smaller later.
+                Err(CallError::Refused(refused)) if refused.status == 413 && chunk.is_some() => {
+                    if let Ok(mut live) = output.live.lock() {
+                        live.refused(now);
+                    }
+                }
                 Err(CallError::Refused(refused)) => {
                     terminate(child);
                     return Ended::Abandoned(format!("the heartbeat was refused ({refused}); the command was stopped"));
                 }
-                // The server is unreachable for now: keep working, the lease may still hold.
+                // The server is unreachable for now: keep working (and the output), the lease may still hold.
                 Err(CallError::Unreachable(why)) => eprintln!("switchyard-agent: heartbeat failed: {why}"),
+            }
+            if !told_stop {
+                if let Some(why) = output.live.lock().ok().and_then(|mut live| live.stopped()) {
+                    eprintln!("switchyard-agent: {why}");
+                    told_stop = true;
+                }
             }
         }
         thread::sleep(POLL);

@@ -18,7 +18,8 @@ use super::{messages, platform, records, registry, sessions, store, tasks};
 use crate::core::base::bindings;
 use crate::core::base::ids::IdKind;
 use crate::core::base::limits::{
-    COMPLETE_BODY_BYTES_MAX, INSTRUCTION_FILE_BYTES_MAX, JSON_BODY_BYTES_MAX, RATE_LIMIT_RETRY_AFTER_SECONDS,
+    COMPLETE_BODY_BYTES_MAX, HEARTBEAT_BODY_BYTES_MAX, INSTRUCTION_FILE_BYTES_MAX, JSON_BODY_BYTES_MAX,
+    RATE_LIMIT_RETRY_AFTER_SECONDS,
 };
 use crate::core::base::time::Timestamp;
 use crate::core::edge::auth::{self, Principal};
@@ -158,6 +159,7 @@ async fn route_and_run(
         RouteId::CompleteStep => Box::pin(tasks::complete(&call, &body)),
         RouteId::RetryStep => Box::pin(tasks::retry(&call, &body)),
         RouteId::GetStepPart => Box::pin(tasks::step_part(&call)),
+        RouteId::GetStepLog => Box::pin(records::step_log(&call)),
         RouteId::TestStepMessage => Box::pin(tasks::test_step_message(&call, &body)),
         RouteId::TestRowCounts => Box::pin(async {
             let counts = store::row_counts(&call.env.d1(bindings::DB)?).await?;
@@ -174,6 +176,7 @@ fn body_limit(id: RouteId) -> Option<usize> {
         RouteId::ImportAgent => Some(SUBAGENT_FILE_BYTES_MAX),
         RouteId::CreateWorkflow => Some(INSTRUCTION_FILE_BYTES_MAX),
         RouteId::CompleteStep => Some(COMPLETE_BODY_BYTES_MAX),
+        RouteId::HeartbeatStep => Some(HEARTBEAT_BODY_BYTES_MAX),
         RouteId::CreateProbe
         | RouteId::CreateAgent
         | RouteId::SelectAgent
@@ -184,7 +187,6 @@ fn body_limit(id: RouteId) -> Option<usize> {
         | RouteId::SubmitTask
         | RouteId::CancelTask
         | RouteId::LeaseStep
-        | RouteId::HeartbeatStep
         | RouteId::RetryStep
         | RouteId::SendMessage
         | RouteId::CreateSession
@@ -206,6 +208,7 @@ fn body_limit(id: RouteId) -> Option<usize> {
         | RouteId::ListTaskLogs
         | RouteId::GetTaskLog
         | RouteId::GetStepPart
+        | RouteId::GetStepLog
         | RouteId::GetTaskSummary
         | RouteId::ListMessages
         | RouteId::DeleteSession

@@ -217,7 +217,7 @@ pub async fn artifacts(
     }
     if let (Some(log), Command::Complete(completion)) = (log, command) {
         let attempt = before.step(&completion.step_id).map_or(0, |s| s.attempt);
-        let key = log_key(&before.id, &completion.step_id, attempt);
+        let key = agent_log::attempt_key(&before.id, &completion.step_id, attempt);
         env.bucket(bindings::ARTIFACTS)?.put(&key, log.to_string()).execute().await?;
         extras.push(store::Extra::LogKey { step_id: completion.step_id.clone(), attempt, key });
     }
@@ -279,10 +279,6 @@ pub async fn send(env: &Env, task_id: &str, sends: &[engine::Send]) {
 /// The R2 key of an attempt's report when it is too large for D1.
 pub fn report_key(task_id: &str, step_id: &str, attempt: u32) -> String {
     format!("tasks/{task_id}/steps/{step_id}/attempt-{attempt}/report.json")
-}
-
-pub fn log_key(task_id: &str, step_id: &str, attempt: u32) -> String {
-    format!("tasks/{task_id}/steps/{step_id}/attempt-{attempt}.log")
 }
 
 /// The reports a step works from: those of the steps it depends on, by key (a skipped step

@@ -15,15 +15,16 @@ use super::call::{Call, Handled};
 use super::{artifacts, platform, store};
 use crate::core::base::bindings;
 use crate::core::base::encoding::query_value;
-use crate::core::base::limits::STEPS_MAX;
+use crate::core::base::limits::{LOG_POLL_INTERVAL_MS, STEPS_MAX};
 use crate::core::base::time::Timestamp;
+use crate::core::edge::auth::Principal;
 use crate::core::edge::error::ApiError;
 use crate::core::edge::http::negotiate;
 use crate::core::edge::response::ApiResponse;
 use crate::core::engine as core_engine;
-use crate::core::records::agent_log;
 use crate::core::records::metrics::{self, AgentAggregate, StepFigures, Usage};
 use crate::core::records::summary::{self, Kind, StepFacts, TaskFacts, Template};
+use crate::core::records::{agent_log, live};
 use crate::core::registry::workflow::Definition;
 
 /// The template a post-flight step fills when its workflow has none: the seed's.
@@ -251,6 +252,74 @@ pub async fn agent_log(call: &Call<'_>) -> Handled {
         return Err(missing().into());
     };
     Ok(ApiResponse::raw(200, "text/plain; charset=utf-8", text))
+}
+
+/// `GET /v1/steps/{id}/log?attempt=&after=&wait=`: an attempt's output. While it runs, the live
+/// output that arrived with its heartbeats from byte `after` on (long-polling up to `wait`
+/// seconds when there is nothing new); once it ended, its final log. Headers say which
+/// (`x-switchyard-log: live|final`), where to continue (`x-switchyard-next-offset`) and whether
+/// more can come (`x-switchyard-complete`). The step's agent and admins only; anyone else gets
+/// the 404 of a step that does not exist.
+pub async fn step_log(call: &Call<'_>) -> Handled {
+    let step_id = super::call::step_id_param(call)?;
+    let query = live::LogQuery::parse(&call.query)?;
+    let missing = || ApiError::NotFound { message: format!("no step {step_id}") };
+    let db = call.env.d1(bindings::DB)?;
+    let deadline = call.now.plus_millis(i64::from(query.wait_seconds) * 1000);
+    loop {
+        let read = store::read_task_of_step(&db, &step_id).await?.ok_or_else(missing)?;
+        let step = read.steps.iter().find(|s| s.id == step_id).ok_or_else(missing)?;
+        if let Some(Principal::Agent(own)) = &call.principal {
+            if step.agent.as_deref() != Some(own.as_str()) {
+                return Err(missing().into());
+            }
+        }
+        let attempt = query.attempt.unwrap_or(u32::try_from(step.attempt).unwrap_or(0));
+        let row = read.attempts.iter().find(|a| a.step_id == step_id && a.attempt == i64::from(attempt));
+        let Some(row) = row else {
+            return Err(ApiError::NotFound { message: format!("step {step_id} has no attempt {attempt}") }.into());
+        };
+        let running = row.finished_at.is_none();
+        let task_id = &read.task.id;
+        if !running {
+            if let Some(text) =
+                artifacts::read_artifact(call.env, &agent_log::attempt_key(task_id, &step_id, attempt)).await?
+            {
+                return Ok(log_response(text, "final", None, true));
+            }
+        }
+        let listed = call
+            .env
+            .bucket(bindings::ARTIFACTS)?
+            .list()
+            .prefix(live::prefix(task_id, &step_id, attempt))
+            .execute()
+            .await?;
+        let mut texts = Vec::new();
+        for object in listed.objects() {
+            let Some(offset) = live::offset_of(&object.key()) else { continue };
+            if offset + object.size() <= query.after {
+                continue;
+            }
+            if let Some(text) = artifacts::read_artifact(call.env, &object.key()).await? {
+                texts.push((offset, text));
+            }
+        }
+        let (text, next) = live::assemble(texts.iter().map(|(o, t)| (*o, t.as_str())).collect(), query.after);
+        if !text.is_empty() || !running || platform::now() >= deadline {
+            return Ok(log_response(text, "live", Some(next), !running));
+        }
+        worker::Delay::from(std::time::Duration::from_millis(u64::from(LOG_POLL_INTERVAL_MS))).await;
+    }
+}
+
+fn log_response(text: String, kind: &str, next: Option<u64>, complete: bool) -> ApiResponse {
+    let next = next.unwrap_or(text.len() as u64);
+    let mut response = ApiResponse::raw(200, "text/plain; charset=utf-8", text);
+    response.set_header("x-switchyard-log", kind);
+    response.set_header("x-switchyard-next-offset", &next.to_string());
+    response.set_header("x-switchyard-complete", if complete { "true" } else { "false" });
+    response
 }
 
 /// `GET /v1/tasks/{id}/summary`: the summary written last (markdown, or JSON on request).

@@ -16,8 +16,8 @@ use crate::core::base::bindings;
 use crate::core::base::encoding::sha256_hex;
 use crate::core::base::ids::IdKind;
 use crate::core::base::limits::{
-    COMPLETE_BODY_BYTES_MAX, LEASE_POLL_INTERVAL_MS, LEASE_WAIT_SECONDS_MAX, LEASE_WAKE_CHECK_MS, TASKS_RUNNING_MAX,
-    TRANSITION_RETRIES_MAX,
+    COMPLETE_BODY_BYTES_MAX, HEARTBEAT_BODY_BYTES_MAX, LEASE_POLL_INTERVAL_MS, LEASE_WAIT_SECONDS_MAX,
+    LEASE_WAKE_CHECK_MS, TASKS_RUNNING_MAX, TRANSITION_RETRIES_MAX,
 };
 use crate::core::base::time::Timestamp;
 use crate::core::edge::auth::Principal;
@@ -30,6 +30,7 @@ use crate::core::engine::task_api::{CompletionRequest, HeartbeatRequest, Outcome
 use crate::core::engine::{
     self as core_engine, brief, Caller, Command, Completion, Outcome, ReportRef, StepStatus, Task,
 };
+use crate::core::records::live;
 use crate::core::registry::analysis::{self, TaskInput};
 use crate::core::registry::workflow::{self, Definition};
 
@@ -477,7 +478,8 @@ async fn try_lease(
 /// `POST /v1/steps/{id}/heartbeat`.
 pub async fn heartbeat(call: &Call<'_>, body: &[u8]) -> Handled {
     let step_id = step_id_param(call)?;
-    let request: HeartbeatRequest = parse_json_body(call.content_type.as_deref(), body)?;
+    let request: HeartbeatRequest =
+        parse_json_body_within(HEARTBEAT_BODY_BYTES_MAX, call.content_type.as_deref(), body)?;
     let db = call.env.d1(bindings::DB)?;
     // An agent heartbeats its own steps, so its name comes with the call; an admin's needs a read.
     let agent = match caller_of(call) {
@@ -492,15 +494,26 @@ pub async fn heartbeat(call: &Call<'_>, body: &[u8]) -> Handled {
         None => None,
     }
     .unwrap_or(crate::core::registry::agents::LEASE_MS_DEFAULT);
+    if let Some(chunk) = &request.output {
+        live::check_chunk(chunk.offset, &chunk.text)?;
+    }
     let command =
         Command::Heartbeat { step_id: step_id.clone(), caller: caller_of(call), lease_id: request.lease_id, lease_ms };
     match engine::drive(call.env, &db, TaskKey::OfStep(&step_id), &command, None).await? {
         Driven::Applied(transition) => {
             let step = transition.task.step(&step_id);
-            Ok(ApiResponse::json(
-                200,
-                &json!({"step_id": step_id, "lease_expires_at": millis(step.and_then(|s| s.lease_expires_at))}),
-            ))
+            let mut body =
+                json!({"step_id": step_id, "lease_expires_at": millis(step.and_then(|s| s.lease_expires_at))});
+            // Stored only once the lease is known to be the caller's; a failed write is a 5xx
+            // the runner retries, resending the same chunk.
+            if let (Some(chunk), Some(step)) = (&request.output, step) {
+                if !chunk.text.is_empty() {
+                    let key = live::chunk_key(&transition.task.id, &step_id, step.attempt, chunk.offset);
+                    call.env.bucket(bindings::ARTIFACTS)?.put(&key, chunk.text.clone()).execute().await?;
+                }
+                body["output_offset"] = Value::from(chunk.offset + chunk.text.len() as u64);
+            }
+            Ok(ApiResponse::json(200, &body))
         }
         other => Err(refused_or_missing(other, &format!("no step {step_id}"))),
     }

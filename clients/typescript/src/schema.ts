@@ -634,6 +634,25 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/steps/{id}/log": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        /** An attempt's output. While it runs: the live output its runner sent with the heartbeats, from byte `after` on, waiting up to `wait` seconds when there is nothing new (a long poll: follow a step by calling again with `after` set to `x-switchyard-next-offset` until `x-switchyard-complete` is true). Once the attempt ended: its final log, whole. The step's agent or an admin; anyone else gets 404. */
+        get: operations["getStepLog"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1040,11 +1059,18 @@ export interface components {
         };
         HeartbeatRequest: {
             lease_id: string;
+            /** @description Live output: what the running command printed from byte `offset` of the attempt's output (as UTF-8 text), at most 32 KiB per heartbeat and 16 MiB per attempt (413 beyond). Send from the last `output_offset` acknowledged; a chunk resent from the same offset replaces the earlier copy, so nothing is doubled. */
+            output?: {
+                offset: number;
+                text: string;
+            };
         };
         Heartbeat: {
             step_id?: string;
             /** Format: date-time */
             lease_expires_at?: string;
+            /** @description With `output`: the offset just past the stored chunk; the next chunk starts here. */
+            output_offset?: number;
         };
         /** @description What the agent did. Known fields are checked; other fields are kept as sent. Reports over 8 KiB are stored in R2. */
         Report: {
@@ -2761,6 +2787,42 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    getStepLog: {
+        parameters: {
+            query?: {
+                /** @description Default: the step's current attempt. */
+                attempt?: number;
+                after?: number;
+                wait?: number;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The output, as text. */
+            200: {
+                headers: {
+                    "x-switchyard-log"?: "live" | "final";
+                    /** @description Where the next read continues (live). */
+                    "x-switchyard-next-offset"?: number;
+                    /** @description True once the attempt ended: no more output will come. */
+                    "x-switchyard-complete"?: boolean;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];

@@ -255,6 +255,23 @@ pub const BRIEF_INPUTS_BYTES_MAX: usize = 64 * 1024;
 /// The report contract: names of records, categories and checklist items of one step.
 pub const BRIEF_CONTRACT_BYTES_MAX: usize = 8 * 1024;
 
+// Live output (core::records::live): what a running attempt printed, sent with its heartbeats.
+
+/// Most text one heartbeat carries: a busy command prints this in seconds, and the runner sends
+/// the rest with the next heartbeats; the heartbeat body (with JSON escaping) stays well inside
+/// the request limit.
+pub const LIVE_CHUNK_BYTES_MAX: usize = 32 * 1024;
+/// Most live output kept per attempt: beyond it heartbeats carry no more output (413), and the
+/// completion's log (its last 512 KiB) still arrives. A command printing more is not being read
+/// live by anyone.
+pub const LIVE_OUTPUT_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Largest heartbeat body: a full chunk even if every byte of it needs JSON's six-byte escape.
+pub const HEARTBEAT_BODY_BYTES_MAX: usize = LIVE_CHUNK_BYTES_MAX * 6 + 1024;
+/// Longest `wait` of a live log read, for the same reason as the lease's.
+pub const LOG_WAIT_SECONDS_MAX: u32 = 20;
+/// How often a waiting live log read looks for new chunks.
+pub const LOG_POLL_INTERVAL_MS: u32 = 500;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,4 +286,3 @@ mod tests {
         assert_eq!(SYSTEM_EVENT_RETENTION_MS, 7 * 86_400_000);
     }
 }
-

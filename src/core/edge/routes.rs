@@ -59,6 +59,7 @@ pub enum RouteId {
     CompleteStep,
     RetryStep,
     GetStepPart,
+    GetStepLog,
     Counters,
     /// Exists only when the `TEST_FAULTS` var is `"enabled"`; see ARCHITECTURE.md.
     TestPanic,
@@ -123,6 +124,7 @@ pub const ROUTES: &[Route] = &[
     route(Method::Post, "/v1/steps/{id}/complete", RouteId::CompleteStep, Access::Agent),
     route(Method::Post, "/v1/steps/{id}/retry", RouteId::RetryStep, Access::Admin),
     route(Method::Get, "/v1/steps/{id}/attempts/{attempt}/parts/{part}", RouteId::GetStepPart, Access::Agent),
+    route(Method::Get, "/v1/steps/{id}/log", RouteId::GetStepLog, Access::Agent),
 ];
 
 /// Routes that exist only for the integration tests, switched on by a var. Kept out of

@@ -106,6 +106,17 @@ impl TaskRequest {
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     pub lease_id: String,
+    /// Output of the running command since the last acknowledged offset (live output).
+    #[serde(default)]
+    pub output: Option<OutputChunk>,
+}
+
+/// A chunk of live output: `text` from byte `offset` of the attempt's output stream.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputChunk {
+    pub offset: u64,
+    pub text: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

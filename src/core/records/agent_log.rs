@@ -16,6 +16,11 @@ pub const AGENT_LOG_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// The line that ends a log that reached [`AGENT_LOG_BYTES_MAX`].
 pub const TRUNCATED_LINE: &str = "[log full: later entries are kept only in each attempt's own log]\n";
 
+/// The R2 key of one attempt's own log, written whole when the attempt completes.
+pub fn attempt_key(task_id: &str, step_id: &str, attempt: u32) -> String {
+    format!("tasks/{task_id}/steps/{step_id}/attempt-{attempt}.log")
+}
+
 /// The R2 key of `agent`'s log for `task_id`.
 pub fn key(task_id: &str, agent: &str) -> String {
     format!("{}{agent}.log", prefix(task_id))

@@ -6,6 +6,7 @@
 //! has happened, and everything it renders comes from a report or a step, never a guess.
 
 pub mod agent_log;
+pub mod live;
 pub mod messages;
 pub mod metrics;
 pub mod report;
