@@ -15,7 +15,7 @@
 
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -149,6 +149,32 @@ export function ensureChromium() {
   if (install()) return null;
   if (spawnSync("apt-get", ["update", "-q"], { stdio: "inherit", env }).status === 0 && install()) return null;
   return "apt-get install chromium failed (see its output above)";
+}
+
+/** Aider, the one coding CLI that comes from PyPI rather than npm; its tests need it. */
+export const AIDER_VERSION = "0.86.2";
+const AIDER_DIR = join(ROOT, ".tools", `aider-${AIDER_VERSION}`);
+export const AIDER = join(AIDER_DIR, "bin", "aider");
+
+/**
+ * Installs aider-chat into a virtual environment of its own under .tools/ (Aider supports Python
+ * 3.10 to 3.12); `npm test` calls this just before the integration tests. It never fails: the
+ * Aider test is skipped with the reason instead. Returns why there is no Aider, or null.
+ */
+export function ensureAider() {
+  if (existsSync(AIDER)) return null;
+  const python = ["python3.12", "python3.11", "python3.10", "python3"].find((name) => {
+    const version = capture(name, ["-c", "import sys, venv; print('%d.%d' % sys.version_info[:2])"]);
+    return version && ["3.10", "3.11", "3.12"].includes(version.trim());
+  });
+  if (!python) return "no Python 3.10-3.12 with venv on PATH (Aider supports only those)";
+  console.log(`[setup] aider-chat ${AIDER_VERSION} for its test: ${python} -m venv ${relative(ROOT, AIDER_DIR)} && pip install`);
+  rmSync(AIDER_DIR, { recursive: true, force: true });
+  const venv = spawnSync(python, ["-m", "venv", AIDER_DIR], { stdio: "inherit" });
+  const pip = venv.status === 0 && spawnSync(join(AIDER_DIR, "bin", "pip"), ["install", "--quiet", "--disable-pip-version-check", `aider-chat==${AIDER_VERSION}`], { stdio: "inherit" });
+  if (pip && pip.status === 0 && existsSync(AIDER)) return null;
+  rmSync(AIDER_DIR, { recursive: true, force: true });
+  return `installing aider-chat ${AIDER_VERSION} from PyPI failed (see its output above)`;
 }
 
 function listFiles(dir) {

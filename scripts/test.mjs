@@ -7,7 +7,7 @@
 import { spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { ensureChromium, ROOT, setup } from "./setup.mjs";
+import { ensureAider, ensureChromium, ROOT, setup } from "./setup.mjs";
 
 function step(title, command, args, cwd = ROOT) {
   console.log(`\n=== ${title}: ${command} ${args.join(" ")}`);
@@ -45,6 +45,9 @@ const testFiles = readdirSync(join(ROOT, "tests"))
 // `npm start` shares; without it they are skipped with the reason.
 const noBrowser = ensureChromium();
 if (noBrowser) console.log(`\n[test] the browser tests will be skipped: ${noBrowser}`);
+// Likewise Aider (from PyPI) only for its test; the npm-installed coding CLIs come with npm ci.
+const noAider = ensureAider();
+if (noAider) console.log(`\n[test] the real Aider test will be skipped: ${noAider}`);
 // One file at a time: each starts its own workerd, and the machines have two cores.
 results["integration tests"] = step("integration tests", process.execPath, ["--test", "--test-concurrency=1", ...testFiles]);
 

@@ -41,15 +41,19 @@ pub fn is_work_tree(dir: &Path) -> bool {
     git(dir, &["rev-parse", "--is-inside-work-tree"], None).is_ok_and(|out| out.trim() == "true")
 }
 
-/// Writes the work tree as it is now into the repository's object store and names it.
-pub fn snapshot(dir: &Path) -> Result<Snapshot, String> {
+/// Writes the work tree as it is now into the repository's object store and names it, leaving
+/// out paths matching `ignore` (a tool's own files, such as Aider's caches, are not the work).
+pub fn snapshot(dir: &Path, ignore: &[&str]) -> Result<Snapshot, String> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let index: PathBuf = std::env::temp_dir().join(format!(
         "switchyard-agent-index-{}-{}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    let result = git(dir, &["add", "--all", "."], Some(&index))
+    let excluded: Vec<String> = ignore.iter().map(|pattern| format!(":(exclude){pattern}")).collect();
+    let mut args = vec!["add", "--all", "--", "."];
+    args.extend(excluded.iter().map(String::as_str));
+    let result = git(dir, &args, Some(&index))
         .and_then(|_| git(dir, &["write-tree"], Some(&index)))
         .map(|tree| Snapshot(tree.trim().to_string()));
     let _ = std::fs::remove_file(&index);
@@ -121,7 +125,7 @@ mod tests {
         let path = dir.path();
         // Uncommitted work from before the step is the baseline, not the step's change.
         fs::write(path.join("changed.txt"), "a\nb\nc\n").unwrap();
-        let before = snapshot(path).unwrap();
+        let before = snapshot(path, &[]).unwrap();
         fs::write(path.join("changed.txt"), "a\nB\nc\nd\n").unwrap();
         fs::create_dir_all(path.join("src/new dir")).unwrap();
         fs::write(path.join("src/new dir/fresh file.rs"), "fn main() {}\n// two\n").unwrap();
@@ -129,7 +133,7 @@ mod tests {
         fs::create_dir_all(path.join("ignored")).unwrap();
         fs::write(path.join("ignored/cache"), "x\n").unwrap();
         fs::remove_file(path.join("kept.txt")).unwrap();
-        let after = snapshot(path).unwrap();
+        let after = snapshot(path, &[]).unwrap();
         let change = between(path, &before, &after).unwrap();
         assert_eq!(change.files_created, vec!["logo.png", "src/new dir/fresh file.rs"]);
         assert_eq!(change.files_modified, vec!["changed.txt"]);
@@ -142,10 +146,22 @@ mod tests {
     }
 
     #[test]
+    fn a_tools_own_files_are_not_counted_as_the_change() {
+        let dir = repo();
+        let path = dir.path();
+        let before = snapshot(path, &[".aider*"]).unwrap();
+        fs::create_dir_all(path.join(".aider.tags.cache.v4")).unwrap();
+        fs::write(path.join(".aider.tags.cache.v4/cache.db"), "x\n").unwrap();
+        fs::write(path.join("notes.md"), "made\n").unwrap();
+        let after = snapshot(path, &[".aider*"]).unwrap();
+        assert_eq!(between(path, &before, &after).unwrap().files_created, vec!["notes.md"]);
+    }
+
+    #[test]
     fn an_untouched_tree_has_no_change_and_a_plain_directory_is_not_a_work_tree() {
         let dir = repo();
-        let before = snapshot(dir.path()).unwrap();
-        let after = snapshot(dir.path()).unwrap();
+        let before = snapshot(dir.path(), &[]).unwrap();
+        let after = snapshot(dir.path(), &[]).unwrap();
         assert_eq!(before, after);
         assert_eq!(between(dir.path(), &before, &after).unwrap(), Change::default());
         let plain = tempfile::tempdir().unwrap();

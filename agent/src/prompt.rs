@@ -57,14 +57,18 @@ fn bullets(out: &mut String, items: &[&str]) {
 
 /// How the prompt is rendered for the tool that reads it.
 #[derive(Clone, Copy, Default)]
-pub struct Options {
+pub struct Options<'a> {
     /// Whether the agent's system prompt (an imported subagent file's body) goes into the
     /// prompt. Tools that take a system prompt of their own get it that way instead.
     pub system_prompt_inline: bool,
+    /// Where the report goes, named in the prompt: a coding agent may not expand
+    /// `$SWITCHYARD_REPORT_FILE` itself (Claude Code refuses shell commands whose variables it
+    /// cannot check), so it is given the path.
+    pub report_file: Option<&'a std::path::Path>,
 }
 
 /// The prompt for a leased step (the `step` object of a lease response).
-pub fn render(step: &Value, options: Options) -> String {
+pub fn render(step: &Value, options: Options<'_>) -> String {
     let instructions = step.get("instructions").unwrap_or(&Value::Null);
     let title = text(instructions, "title").or_else(|| text(step, "name")).unwrap_or("Step");
     let mut out = format!("# {title}\n\n");
@@ -94,7 +98,7 @@ pub fn render(step: &Value, options: Options) -> String {
     }
     render_inputs(step, &mut out);
     render_messages(step, &mut out);
-    render_contract(step.get("report_contract").unwrap_or(&Value::Null), &mut out);
+    render_contract(step.get("report_contract").unwrap_or(&Value::Null), options.report_file, &mut out);
     out
 }
 
@@ -165,7 +169,7 @@ fn render_workflow(workflow: &Value, out: &mut String) {
     }
 }
 
-fn render_agent(agent: Option<&Value>, options: Options, out: &mut String) {
+fn render_agent(agent: Option<&Value>, options: Options<'_>, out: &mut String) {
     let Some(agent) = agent else { return };
     let name = text(agent, "name").unwrap_or("?");
     out.push_str(&format!("\n## You: {name}\n\n"));
@@ -218,12 +222,17 @@ fn render_messages(step: &Value, out: &mut String) {
 
 /// The report switchyard reads for this step, as a JSON skeleton with the names the step's
 /// contract gives, so the agent fills in values rather than guessing field names.
-fn render_contract(contract: &Value, out: &mut String) {
-    out.push_str(
-        "\n## Reporting\n\nWhen you are done, write what you did as one JSON object to the file named by the \
-         environment variable `SWITCHYARD_REPORT_FILE`. Files and lines changed are measured from git; your \
-         output is kept as the step's log. Exit 0 when the step succeeded.\n",
-    );
+fn render_contract(contract: &Value, report_file: Option<&std::path::Path>, out: &mut String) {
+    let target = match report_file {
+        Some(path) => {
+            format!("the file `{}` (also named by the environment variable `SWITCHYARD_REPORT_FILE`)", path.display())
+        }
+        None => "the file named by the environment variable `SWITCHYARD_REPORT_FILE`".to_string(),
+    };
+    out.push_str(&format!(
+        "\n## Reporting\n\nWhen you are done, write what you did as one JSON object to {target}. Files and lines \
+         changed are measured from git; your output is kept as the step's log. Exit 0 when the step succeeded.\n"
+    ));
     let mut skeleton = serde_json::Map::new();
     let named = |field: &str, value: Value| -> Option<(String, Value)> {
         let names = strings(&contract[field]);
@@ -345,8 +354,15 @@ mod tests {
 
     #[test]
     fn the_system_prompt_is_inline_when_the_tool_takes_none_of_its_own() {
-        let prompt = render(&leased(), Options { system_prompt_inline: true });
+        let prompt = render(&leased(), Options { system_prompt_inline: true, report_file: None });
         assert!(prompt.contains("Builds Workers.\n\nYou are a careful Workers engineer.\n"), "{prompt}");
+    }
+
+    #[test]
+    fn the_report_file_is_named_by_its_path_when_the_runner_knows_it() {
+        let path = std::path::Path::new("/tmp/step/report.json");
+        let prompt = render(&leased(), Options { system_prompt_inline: false, report_file: Some(path) });
+        assert!(prompt.contains("to the file `/tmp/step/report.json` (also named by"), "{prompt}");
     }
 
     #[test]

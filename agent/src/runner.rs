@@ -204,12 +204,17 @@ pub fn run_step(
     let files = StepFiles::create(&step_id, step["attempt"].as_u64().unwrap_or(0))?;
     let (step, missing) = with_parts(client, step);
     let step = &step;
-    let prompt_text =
-        prompt::render(step, prompt::Options { system_prompt_inline: settings.tool.system_prompt_inline() });
+    let prompt_text = prompt::render(
+        step,
+        prompt::Options {
+            system_prompt_inline: settings.tool.system_prompt_inline(),
+            report_file: Some(&files.report),
+        },
+    );
     std::fs::write(&files.prompt, &prompt_text).map_err(|e| format!("writing the prompt: {e}"))?;
     let pretty = serde_json::to_string_pretty(step).unwrap_or_default();
     std::fs::write(&files.step, pretty).map_err(|e| format!("writing the step: {e}"))?;
-    let before = if measured { diff::snapshot(&settings.workdir).ok() } else { None };
+    let before = if measured { diff::snapshot(&settings.workdir, settings.tool.own_files()).ok() } else { None };
 
     let output = Arc::new(Output {
         tail: Mutex::new(Tail::default()),
@@ -267,9 +272,9 @@ pub fn run_step(
         }
     };
     let change = match (&before, measured) {
-        (Some(before), true) => {
-            diff::snapshot(&settings.workdir).and_then(|after| diff::between(&settings.workdir, before, &after)).ok()
-        }
+        (Some(before), true) => diff::snapshot(&settings.workdir, settings.tool.own_files())
+            .and_then(|after| diff::between(&settings.workdir, before, &after))
+            .ok(),
         _ => None,
     };
     let written = std::fs::read_to_string(&files.report).ok();

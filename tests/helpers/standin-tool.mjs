@@ -67,7 +67,7 @@ if (tool === "claude") {
   const { flags, positional } = parse({
     "-p": "bool", "--print": "bool", "--output-format": "value", "--verbose": "bool", "--permission-mode": "value",
     "--append-system-prompt": "value", "--allowedTools": "value", "--model": "value", "--max-turns": "value",
-    "--max-budget-usd": "value",
+    "--max-budget-usd": "value", "--add-dir": "value",
   });
   need(flags["-p"] || flags["--print"], "this stand-in runs only in print mode (-p)");
   need(["text", "json", "stream-json"].includes(flags["--output-format"]), "--output-format must be text, json or stream-json");
@@ -84,7 +84,7 @@ if (tool === "claude") {
   args.shift();
   const { flags, positional } = parse({
     "--json": "bool", "--skip-git-repo-check": "bool", "--sandbox": "value", "-s": "value", "-C": "value", "--cd": "value",
-    "-m": "value", "--model": "value",
+    "-m": "value", "--model": "value", "--add-dir": "value",
   });
   need(flags["--json"], "--json is what makes events machine-readable");
   need(["read-only", "workspace-write", "danger-full-access"].includes(flags["--sandbox"] ?? flags["-s"]), "--sandbox must be read-only, workspace-write or danger-full-access");
@@ -96,7 +96,7 @@ if (tool === "claude") {
   // https://geminicli.com/docs/cli/headless
   const { flags, positional } = parse({
     "--prompt": "value", "-p": "value", "--output-format": "value", "-o": "value", "--yolo": "bool", "-y": "bool",
-    "--skip-trust": "bool", "--model": "value", "-m": "value",
+    "--skip-trust": "bool", "--model": "value", "-m": "value", "--include-directories": "value",
   });
   need(positional.length === 0, "headless mode takes the prompt with --prompt");
   need(["json", "stream-json", "text"].includes(flags["--output-format"] ?? flags["-o"]), "--output-format must be text, json or stream-json");
@@ -108,7 +108,7 @@ if (tool === "claude") {
   // https://aider.chat/docs/config/options.html
   const { flags } = parse({
     "--message-file": "value", "--yes-always": "bool", "--no-stream": "bool", "--no-pretty": "bool",
-    "--no-auto-commits": "bool", "--no-check-update": "bool", "--no-analytics": "bool", "--no-show-model-warnings": "bool",
+    "--no-auto-commits": "bool", "--no-check-update": "bool", "--no-analytics": "bool", "--no-show-model-warnings": "bool", "--no-gitignore": "bool",
     "--chat-history-file": "value", "--input-history-file": "value", "--model": "value",
   });
   need(flags["--message-file"], "scripting needs --message or --message-file");

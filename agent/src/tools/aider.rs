@@ -2,7 +2,9 @@
 //! https://aider.chat/docs/config/options.html: `--message-file` (the prompt), `--yes-always`,
 //! `--no-stream`, `--no-pretty`, `--no-auto-commits` (switchyard-agent measures the change from
 //! the work tree, so aider must leave it uncommitted), `--no-check-update`, `--no-analytics`,
-//! `--no-show-model-warnings`, `--model`, and the history files kept out of the work tree.
+//! `--no-show-model-warnings`, `--no-gitignore` (aider would otherwise add `.aider*` to the work
+//! tree's `.gitignore`, a change nobody asked for), `--model`, and the history files kept out of
+//! the work tree.
 //! Aider has no system-prompt, turn or budget flag: the agent's system prompt goes into the
 //! prompt.
 //!
@@ -34,6 +36,7 @@ pub fn launch(choices: &Choices, prompt_file: &Path) -> Launch {
             "--no-check-update",
             "--no-analytics",
             "--no-show-model-warnings",
+            "--no-gitignore",
         ]
         .iter()
         .map(|s| s.to_string()),
@@ -51,7 +54,8 @@ pub struct Transcript {
     model_calls: u64,
     sent: Option<u64>,
     received: Option<u64>,
-    rounded: bool,
+    sent_rounded: bool,
+    received_rounded: bool,
     session_cost: Option<f64>,
     api_error: Option<String>,
     applied: Vec<String>,
@@ -70,10 +74,13 @@ impl Reader for Transcript {
             let (tokens, cost) = rest.split_once(" Cost: ").unwrap_or((rest, ""));
             let parts: Vec<&str> = tokens.trim_end_matches('.').split(", ").collect();
             let count = |suffix: &str| parts.iter().find_map(|p| p.strip_suffix(suffix)).map(str::trim);
-            for (counted, total) in [(count(" sent"), &mut self.sent), (count(" received"), &mut self.received)] {
+            for (counted, total, rounded) in [
+                (count(" sent"), &mut self.sent, &mut self.sent_rounded),
+                (count(" received"), &mut self.received, &mut self.received_rounded),
+            ] {
                 match counted.and_then(exact) {
                     Some(n) => *total = Some(total.unwrap_or(0) + n),
-                    None => self.rounded = true,
+                    None => *rounded = true,
                 }
             }
             if let Some(session) = cost.split(", $").nth(1).and_then(|s| s.strip_suffix(" session.")) {
@@ -89,13 +96,12 @@ impl Reader for Transcript {
     fn finish(self: Box<Self>, status: ExitStatus, _stderr_tail: &str) -> Finished {
         let mut performance = Map::new();
         performance.insert("model_calls".into(), Value::from(self.model_calls));
-        if !self.rounded {
-            if let Some(sent) = self.sent {
-                performance.insert("input_tokens".into(), Value::from(sent));
-            }
-            if let Some(received) = self.received {
-                performance.insert("output_tokens".into(), Value::from(received));
-            }
+        // A sum with one rounded count in it is not a measured figure.
+        if let (Some(sent), false) = (self.sent, self.sent_rounded) {
+            performance.insert("input_tokens".into(), Value::from(sent));
+        }
+        if let (Some(received), false) = (self.received, self.received_rounded) {
+            performance.insert("output_tokens".into(), Value::from(received));
         }
         if let Some(cost) = self.session_cost {
             performance.insert("cost_usd".into(), Value::from(cost));
@@ -134,8 +140,8 @@ mod tests {
 
     #[test]
     fn rounded_counts_are_left_out_rather_than_guessed() {
-        let done = read(Tool::Aider, "Tokens: 1.2k sent, 56 received.\n", 0, "");
-        assert_eq!(Value::Object(done.performance), json!({"model_calls": 1}));
+        let done = read(Tool::Aider, "Tokens: 1.2k sent, 56 received.\nTokens: 900 sent, 4 received.\n", 0, "");
+        assert_eq!(Value::Object(done.performance), json!({"model_calls": 2, "output_tokens": 60}));
     }
 
     #[test]

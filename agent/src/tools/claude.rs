@@ -2,7 +2,9 @@
 //! (https://code.claude.com/docs/en/cli-reference): `claude -p` with the prompt on stdin,
 //! `--output-format stream-json` (which in print mode requires `--verbose`),
 //! `--append-system-prompt`, `--allowedTools`, `--model`, `--max-turns`, `--max-budget-usd`
-//! and `--permission-mode`. It runs in the process's working directory.
+//! `--permission-mode` and `--add-dir`. It runs in the process's working directory and edits
+//! files only there and in the added directories: the step's own directory is added, so that it
+//! may write the report.
 //!
 //! The output is JSON Lines: `system` (subtype `init`), `assistant` and `user` messages, and one
 //! final `result` event, the Agent SDK's `SDKResultMessage`
@@ -13,18 +15,21 @@
 //! `output_tokens`, `cache_read_input_tokens`, `cache_creation_input_tokens`). Token totals are
 //! read from the result only: the `usage` of streamed assistant messages is a running value.
 
+use std::path::Path;
 use std::process::ExitStatus;
 
 use serde_json::{Map, Value};
 
 use super::{figure, last_words, object, Choices, Finished, Launch, Profile, Reader};
 
-pub fn launch(profile: &Profile, choices: &Choices) -> Launch {
+pub fn launch(profile: &Profile, choices: &Choices, files: &Path) -> Launch {
     let mut args: Vec<String> =
         ["-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits"]
             .iter()
             .map(|s| s.to_string())
             .collect();
+    // `--add-dir` takes several directories: the option after it ends the list.
+    args.extend(["--add-dir".into(), files.display().to_string()]);
     if let Some(prompt) = profile.system_prompt {
         args.extend(["--append-system-prompt".into(), prompt.to_string()]);
     }
@@ -46,6 +51,8 @@ pub fn launch(profile: &Profile, choices: &Choices) -> Launch {
 #[derive(Default)]
 pub struct Stream {
     result: Option<Map<String, Value>>,
+    /// Why tool calls were refused (`system` events of subtype `permission_denied`).
+    denied: Vec<String>,
     last_text: Option<String>,
     lines: u64,
     not_json: u64,
@@ -63,6 +70,11 @@ impl Reader for Stream {
         };
         match event.get("type").and_then(Value::as_str) {
             Some("result") => self.result = Some(event),
+            Some("system") if event.get("subtype").and_then(Value::as_str) == Some("permission_denied") => {
+                let tool = event.get("tool_name").and_then(Value::as_str).unwrap_or("a tool");
+                let why = event.get("message").and_then(Value::as_str).unwrap_or("refused");
+                self.denied.push(format!("{tool}: {why}"));
+            }
             Some("assistant") => {
                 let texts: Vec<&str> = event
                     .get("message")
@@ -126,7 +138,18 @@ impl Reader for Stream {
                 if said.is_empty() { String::new() } else { format!(": {said}") }
             )
         });
-        Finished { succeeded, error, message: message.or(self.last_text), performance }
+        let mut message = message.or(self.last_text);
+        if !self.denied.is_empty() {
+            // Not a failure of the attempt (the model may have done the work another way), but
+            // the reason work may be missing, so it is said first.
+            performance.insert("permission_denials".into(), Value::from(self.denied.len()));
+            let refused = format!("{} tool call(s) were refused: {}", self.denied.len(), self.denied.join("; "));
+            message = Some(match message {
+                Some(text) => format!("{refused}\n{text}"),
+                None => refused,
+            });
+        }
+        Finished { succeeded, error, message, performance }
     }
 }
 
@@ -154,6 +177,21 @@ mod tests {
             json!({"turns": 2.0, "duration_ms": 2200.0, "duration_api_ms": 1800.0, "cost_usd": 0.0123,
                    "input_tokens": 200.0, "output_tokens": 40.0, "cache_read_input_tokens": 10.0,
                    "cache_creation_input_tokens": 0.0})
+        );
+    }
+
+    #[test]
+    fn refused_tool_calls_are_counted_and_said_before_the_final_message() {
+        let out = r#"{"type":"system","subtype":"permission_denied","tool_name":"Bash","message":"A variable in this command can't be checked before it runs"}
+{"type":"result","subtype":"success","is_error":false,"num_turns":2,"result":"Done."}"#;
+        let done = read(Tool::Claude, out, 0, "");
+        assert!(done.succeeded);
+        assert_eq!(done.performance["permission_denials"], json!(1));
+        assert_eq!(
+            done.message.as_deref(),
+            Some(
+                "1 tool call(s) were refused: Bash: A variable in this command can't be checked before it runs\nDone."
+            )
         );
     }
 
@@ -192,7 +230,7 @@ mod tests {
     fn the_invocation_passes_the_subagents_prompt_tools_and_model_and_the_limits() {
         let step = json!({"agent_profile": {"system_prompt": "You review auth.", "tools": ["Read", "Grep"], "model": "sonnet"}});
         let choices = Choices { max_turns: Some(8), max_budget_usd: Some(0.5), ..Choices::default() };
-        let launch = launch(&Profile::of(&step), &choices);
+        let launch = launch(&Profile::of(&step), &choices, Path::new("/tmp/step"));
         assert_eq!(
             launch.args,
             [
@@ -202,6 +240,8 @@ mod tests {
                 "--verbose",
                 "--permission-mode",
                 "acceptEdits",
+                "--add-dir",
+                "/tmp/step",
                 "--append-system-prompt",
                 "You review auth.",
                 "--allowedTools",
@@ -216,7 +256,7 @@ mod tests {
         );
         assert!(launch.prompt_on_stdin);
         let chosen = Choices { model: Some("opus".into()), ..Choices::default() };
-        let plain = super::launch(&Profile::of(&json!({})), &chosen);
-        assert_eq!(plain.args[6..], ["--model", "opus"], "the runner's --model wins; nothing else is added");
+        let plain = super::launch(&Profile::of(&json!({})), &chosen, Path::new("/tmp/step"));
+        assert_eq!(plain.args[8..], ["--model", "opus"], "the runner's --model wins; nothing else is added");
     }
 }

@@ -2,7 +2,8 @@
 //! https://developers.openai.com/codex/noninteractive: `codex exec` with the prompt read from
 //! stdin (`-`), `--json` for JSON Lines events, `--sandbox workspace-write` so it may edit the
 //! work tree (exec never asks for approval), `-C` for the work directory, `-m` for the model and
-//! `--skip-git-repo-check`. Codex has no system-prompt, turn or budget flag: the agent's system
+//! `--skip-git-repo-check`, and `--add-dir` for the step's own directory (where the report is
+//! written), which the sandbox otherwise keeps read-only. Codex has no system-prompt, turn or budget flag: the agent's system
 //! prompt goes into the prompt.
 //!
 //! Events (`codex-rs/exec/src/exec_events.rs`): `thread.started`, `turn.started`,
@@ -19,12 +20,13 @@ use serde_json::{Map, Value};
 
 use super::{last_words, object, Choices, Finished, Launch, Reader};
 
-pub fn launch(choices: &Choices, workdir: &Path) -> Launch {
+pub fn launch(choices: &Choices, workdir: &Path, files: &Path) -> Launch {
     let mut args: Vec<String> = ["exec", "--json", "--skip-git-repo-check", "--sandbox", "workspace-write", "-C"]
         .iter()
         .map(|s| s.to_string())
         .collect();
     args.push(workdir.display().to_string());
+    args.extend(["--add-dir".into(), files.display().to_string()]);
     if let Some(model) = &choices.model {
         args.extend(["-m".into(), model.clone()]);
     }
@@ -163,7 +165,11 @@ mod tests {
 
     #[test]
     fn the_invocation_runs_exec_in_the_work_tree_with_the_prompt_on_stdin() {
-        let launch = launch(&Choices { model: Some("gpt-5-codex".into()), ..Choices::default() }, Path::new("/w"));
+        let launch = launch(
+            &Choices { model: Some("gpt-5-codex".into()), ..Choices::default() },
+            Path::new("/w"),
+            Path::new("/s"),
+        );
         assert_eq!(
             launch.args,
             [
@@ -174,6 +180,8 @@ mod tests {
                 "workspace-write",
                 "-C",
                 "/w",
+                "--add-dir",
+                "/s",
                 "-m",
                 "gpt-5-codex",
                 "-"

@@ -3,7 +3,8 @@
 //! `--output-format stream-json`, `--yolo` (in headless mode the tools that edit files or run
 //! commands are offered only when approvals are automatic), `--skip-trust` (headless mode
 //! otherwise refuses a folder not trusted before, https://geminicli.com/docs/cli/trusted-folders/)
-//! and `--model`. It runs in the process's working directory. There is no system-prompt flag
+//! `--model`, and `--include-directories` for the step's own directory (where the report is
+//! written). It runs in the process's working directory. There is no system-prompt flag
 //! that adds to the built-in one, so the agent's system prompt goes into the prompt.
 //!
 //! Events (JSON Lines): `init`, `message` (`role`, `content`; the assistant's text arrives in
@@ -12,6 +13,7 @@
 //! (`type`, `message`) and `stats` (`input_tokens`, `output_tokens`, `cached`, `total_tokens`,
 //! `duration_ms`, `tool_calls`). Gemini CLI reports no turn count or cost.
 
+use std::path::Path;
 use std::process::ExitStatus;
 
 use serde_json::{Map, Value};
@@ -21,11 +23,12 @@ use super::{figure, last_words, object, Choices, Finished, Launch, Reader};
 /// The text passed with `--prompt`: Gemini CLI puts stdin (the step's prompt) before it.
 pub const PROMPT_TAIL: &str = "Do the step described above in this directory, then write the report it asks for.";
 
-pub fn launch(choices: &Choices) -> Launch {
+pub fn launch(choices: &Choices, files: &Path) -> Launch {
     let mut args: Vec<String> = ["--prompt", PROMPT_TAIL, "--output-format", "stream-json", "--yolo", "--skip-trust"]
         .iter()
         .map(|s| s.to_string())
         .collect();
+    args.extend(["--include-directories".into(), files.display().to_string()]);
     if let Some(model) = &choices.model {
         args.extend(["--model".into(), model.clone()]);
     }
@@ -138,7 +141,7 @@ mod tests {
 
     #[test]
     fn the_invocation_is_headless_with_automatic_approvals() {
-        let launch = launch(&Choices { model: Some("gemini-2.5-pro".into()), ..Choices::default() });
+        let launch = launch(&Choices { model: Some("gemini-2.5-pro".into()), ..Choices::default() }, Path::new("/s"));
         assert_eq!(
             launch.args,
             [
@@ -148,6 +151,8 @@ mod tests {
                 "stream-json",
                 "--yolo",
                 "--skip-trust",
+                "--include-directories",
+                "/s",
                 "--model",
                 "gemini-2.5-pro"
             ]

@@ -109,6 +109,15 @@ impl Tool {
         }
     }
 
+    /// Paths (git pathspecs, from the work directory) the tool writes for itself, left out of the
+    /// measured change: Aider keeps its repository-map cache in `.aider.tags.cache.v4/`.
+    pub fn own_files(self) -> &'static [&'static str] {
+        match self {
+            Tool::Aider => &[".aider*"],
+            _ => &[],
+        }
+    }
+
     /// Whether the agent's system prompt has to go into the prompt itself: only Claude Code
     /// takes one of its own (`--append-system-prompt`).
     pub fn system_prompt_inline(self) -> bool {
@@ -130,7 +139,9 @@ impl Tool {
     }
 
     /// The invocation for one step. `command` is the generic mode's command line; `prompt_file`
-    /// holds the prompt (tools that read a file get its path).
+    /// holds the prompt (tools that read a file get its path), in the step's own directory, where
+    /// the report is written too: tools that confine writes to their work directory are given
+    /// that directory as well.
     pub fn launch(
         self,
         step: &Value,
@@ -140,14 +151,15 @@ impl Tool {
         prompt_file: &Path,
     ) -> Result<Launch, String> {
         let profile = Profile::of(step);
+        let files = prompt_file.parent().unwrap_or(workdir);
         let mut launch = match self {
             Tool::Command => {
                 let (program, args) = command.split_first().ok_or("no command to run: give one after --")?;
                 Launch { program: program.clone(), args: args.to_vec(), env: Vec::new(), prompt_on_stdin: true }
             }
-            Tool::Claude => claude::launch(&profile, choices),
-            Tool::Codex => codex::launch(choices, workdir),
-            Tool::Gemini => gemini::launch(choices),
+            Tool::Claude => claude::launch(&profile, choices, files),
+            Tool::Codex => codex::launch(choices, workdir, files),
+            Tool::Gemini => gemini::launch(choices, files),
             Tool::Aider => aider::launch(choices, prompt_file),
         };
         if self != Tool::Command {
