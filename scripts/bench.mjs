@@ -22,13 +22,17 @@
 //    finished.
 // 8. switchyard-agent: the runner's overhead per step (lease to completion, from the Worker's
 //    own events, with a no-op command in a git work tree), and steps/s for one runner and for
-//    four runners of one agent working through a backlog of one-step tasks.
+//    four runners of one agent working through a backlog of one-step tasks; the same for one
+//    runner with each --tool adapter driving a no-op stand-in of its tool
+//    (tests/helpers/standin-tool.mjs: parses its flags, reads the prompt, prints the tool's
+//    format); and the bytes of a typical leased step (step 2a of a full-stack task) with the
+//    brief the step carries and without it (the fields a step carried before).
 // 9. The example dashboard (examples/sveltekit): its client JavaScript, raw and gzip, and a
 //    Lighthouse run (the system Chromium) of a finished task's detail page, signed in: the
 //    performance and accessibility scores with Lighthouse's mobile and desktop settings.
 
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -638,8 +642,11 @@ async function abuse() {
  * Runs `runners` switchyard-agent processes of a new agent of their own (so no long poll left
  * over from an earlier round can take its steps) until `tasks` one-step tasks are done.
  */
-async function runnerRound(worker, workdir, runners, tasks) {
-  const agentName = `runner-bench-${runners}`;
+let roundsRun = 0;
+
+async function runnerRound(worker, workdir, runners, tasks, tool = "command", bin = null) {
+  roundsRun += 1;
+  const agentName = `runner-bench-${roundsRun}`;
   const created = await worker.admin("/v1/agents", {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -654,12 +661,15 @@ async function runnerRound(worker, workdir, runners, tasks) {
   if (flow.status !== 201) throw new Error(`posting the runner workflow answered ${flow.status}`);
   const ids = [];
   for (let i = 0; i < tasks; i += 1) {
-    ids.push((await submit(worker, { title: `Runner bench ${i}`, workflow: `${agentName}-flow` })).body.task.id);
+    ids.push((await submit(worker, { title: `Runner bench ${i}`, description: "Nothing to do.", workflow: `${agentName}-flow` })).body.task.id);
   }
   const started = performance.now();
+  const how = tool === "command" ? ["--", "true"] : ["--tool", tool];
+  const env = bin ? { ...process.env, PATH: `${bin}:${process.env.PATH}` } : process.env;
   const processes = Array.from({ length: runners }, () =>
-    spawn(AGENT_BINARY, ["run", "--url", worker.url, "--agent", agentName, "--token", token, "--workdir", workdir, "--", "true"], {
+    spawn(AGENT_BINARY, ["run", "--url", worker.url, "--agent", agentName, "--token", token, "--workdir", workdir, ...how], {
       stdio: ["ignore", "ignore", "pipe"],
+      env,
     }),
   );
   let output = "";
@@ -690,10 +700,34 @@ async function runnerRound(worker, workdir, runners, tasks) {
   }
 }
 
+/** The bytes of step 2a of a full-stack task as leased, with its brief and with only what a step carried before. */
+async function payloadBytes(worker) {
+  const task = (await submit(worker, { title: "Add a D1-backed comments API and a SvelteKit page that lists them", description: "Comments are stored in D1 and listed on a page.", requirements: ["pagination"], paths: ["src/routes/comments/+page.svelte"] })).body.task;
+  const fetcher = agent(worker, "context-fetcher", await issueToken(worker, "context-fetcher"));
+  const builder = agent(worker, "cloudflare-specialist", await issueToken(worker, "cloudflare-specialist"));
+  for (let i = 0; i < 100; i += 1) {
+    const first = await fetcher.lease(1);
+    if (!first || first.task_id !== task.id) continue;
+    await fetcher.complete(first, { outcome: "succeeded", report: { notes: "context gathered", files_modified: ["src/index.ts"] } });
+    break;
+  }
+  for (let i = 0; i < 100; i += 1) {
+    const step = await builder.lease(1);
+    if (!step || step.task_id !== task.id) continue;
+    const before = ["id", "task_id", "key", "name", "agent", "instructions", "inputs", "attempt", "attempts_max", "lease_id", "lease_expires_at", "messages", "timeout_ms"];
+    const instructions = { ...step.instructions };
+    const old = Object.fromEntries(before.map((k) => [k, k === "instructions" ? instructions : step[k]]));
+    await builder.complete(step, { outcome: "succeeded" });
+    return { before: JSON.stringify({ step: old }).length, after: JSON.stringify({ step }).length };
+  }
+  throw new Error("step 2a was never leased");
+}
+
 async function runnerBench() {
   console.log(`\nswitchyard-agent (no-op command in a git work tree, ${RUNNER_TASKS} one-step tasks per row)`);
   const worker = await startWorker();
   const workdir = mkdtempSync(join(tmpdir(), "switchyard-bench-runner-"));
+  const bin = join(workdir, "..", `${workdir.split("/").pop()}-bin`);
   try {
     spawnSync("git", ["init", "-q", workdir]);
     writeFileSync(join(workdir, "README.md"), "bench\n");
@@ -704,9 +738,25 @@ async function runnerBench() {
           `lease→complete p50 ${percentile(overheads, 50)} ms p99 ${percentile(overheads, 99)} ms`,
       );
     }
+    mkdirSync(bin, { recursive: true });
+    for (const tool of ["claude", "codex", "gemini", "aider"]) {
+      copyFileSync(join(ROOT, "tests", "helpers", "standin-tool.mjs"), join(bin, tool));
+      chmodSync(join(bin, tool), 0o755);
+    }
+    console.log(`  one runner per adapter, its tool a no-op stand-in (${RUNNER_TASKS} tasks each):`);
+    for (const tool of ["command", "claude", "codex", "gemini", "aider"]) {
+      const { seconds, overheads } = await runnerRound(worker, workdir, 1, RUNNER_TASKS, tool, bin);
+      console.log(
+        `    --tool ${tool.padEnd(8)} ${(RUNNER_TASKS / seconds).toFixed(2).padStart(6)} steps/s   ` +
+          `lease→complete p50 ${percentile(overheads, 50)} ms p99 ${percentile(overheads, 99)} ms`,
+      );
+    }
+    const bytes = await payloadBytes(worker);
+    console.log(`  a leased step (2a of a full-stack task): ${bytes.after} bytes with its brief, ${bytes.before} bytes with what a step carried before (${(bytes.after / bytes.before).toFixed(2)}x)`);
   } finally {
     await worker.stop();
     rmSync(workdir, { recursive: true, force: true });
+    rmSync(bin, { recursive: true, force: true });
   }
 }
 

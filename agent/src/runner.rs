@@ -26,8 +26,12 @@ use crate::{diff, prompt, report};
 pub const LOG_BYTES_MAX: usize = 512 * 1024;
 /// How long a stopped command gets to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
-/// How often the runner looks at the command between heartbeats.
-const POLL: Duration = Duration::from_millis(100);
+/// How often the runner looks at the command between heartbeats: a command's end is noticed
+/// within this, which is most of the runner's overhead per step.
+const POLL: Duration = Duration::from_millis(20);
+/// Longest wait, once the command exited, for its output pipes to reach their end: a process it
+/// left running in the background may hold them open for ever.
+const DRAIN_MAX: Duration = Duration::from_secs(2);
 /// How soon new output is sent when the next heartbeat is further away: often enough that a
 /// person following the step's log sees it move, rarely enough that a chatty command costs a
 /// request every few seconds, not every line.
@@ -135,6 +139,8 @@ impl Lines {
 
 /// What is collected from a running command: the log's tail, the parser, the end of stderr.
 struct Output {
+    /// Output pipes not yet read to their end.
+    open: std::sync::atomic::AtomicUsize,
     tail: Mutex<Tail>,
     lines: Mutex<Option<Lines>>,
     stderr: Mutex<Vec<u8>>,
@@ -217,6 +223,7 @@ pub fn run_step(
     let before = if measured { diff::snapshot(&settings.workdir, settings.tool.own_files()).ok() } else { None };
 
     let output = Arc::new(Output {
+        open: std::sync::atomic::AtomicUsize::new(0),
         tail: Mutex::new(Tail::default()),
         lines: Mutex::new(Some(Lines::new(settings.tool.reader()))),
         stderr: Mutex::new(Vec::new()),
@@ -419,6 +426,7 @@ fn feed(child: &mut Child, prompt_text: Option<String>, output: &Arc<Output>) {
     .into_iter()
     .flatten()
     .collect();
+    output.open.store(readers.len(), Ordering::SeqCst);
     for (is_stdout, mut reader) in readers {
         let output = Arc::clone(output);
         thread::spawn(move || {
@@ -446,6 +454,7 @@ fn feed(child: &mut Child, prompt_text: Option<String>, output: &Arc<Output>) {
                     stderr.drain(..over);
                 }
             }
+            output.open.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }
@@ -482,7 +491,10 @@ fn watch(
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             // Let the readers drain what is left in the pipes.
-            thread::sleep(Duration::from_millis(50));
+            let exited = Instant::now();
+            while output.open.load(Ordering::SeqCst) > 0 && exited.elapsed() < DRAIN_MAX {
+                thread::sleep(Duration::from_millis(2));
+            }
             return Ended::Exited(status);
         }
         if stop.load(Ordering::SeqCst) {
@@ -559,6 +571,23 @@ pub fn absolute(dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_output_line_fails_the_attempt_without_being_held_and_the_lines_around_it_are_read() {
+        let mut lines = Lines::new(Tool::Claude.reader());
+        lines.push(b"{\"type\":\"system\",\"subtype\":\"init\"}\n");
+        for _ in 0..(LINE_BYTES_MAX / 65536 + 2) {
+            lines.push(&vec![b'x'; 65536]);
+        }
+        assert!(lines.partial.is_empty(), "the oversized line is dropped as it comes, not kept");
+        lines.push(
+            b"\n{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"num_turns\":1,\"result\":\"ok\"}\n",
+        );
+        let done = lines.finish(crate::tools::testing::exit(0), "");
+        assert!(!done.succeeded);
+        assert!(done.error.unwrap().contains("were over"), "a clear line says why");
+        assert_eq!(done.message.as_deref(), Some("ok"), "the result after it was still read");
+    }
 
     #[test]
     fn output_over_the_limit_keeps_its_tail_and_says_what_was_cut() {
