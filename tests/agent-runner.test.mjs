@@ -5,13 +5,13 @@
 
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { createHmac } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { AGENT_BINARY } from "../scripts/setup.mjs";
 import { issueToken, submit, taskOf } from "./helpers/agents.mjs";
+import { signed } from "./helpers/webhook.mjs";
 import { eventually, freePort, startWorker } from "./helpers/worker.mjs";
 
 const AGENTS = ["context-fetcher", "cloudflare-specialist", "sveltekit-specialist", "project-manager", "test-runner"];
@@ -219,15 +219,14 @@ describe("switchyard-agent runners", { timeout: 300_000 }, () => {
     assert.deepEqual([metrics.files_created, metrics.lines_added], [1, 1], "the served step's change was measured");
 
     const body = JSON.stringify({ message: { id: "msg_test", type: "notify", from: "test-runner", payload: {} } });
-    const now = Math.floor(Date.now() / 1000);
-    const signed = (timestamp, key = secret) => `v1=${createHmac("sha256", key).update(`${timestamp}.${body}`).digest("hex")}`;
     const deliver = (headers) => fetch(`http://127.0.0.1:${port}/hook`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
-    const good = { "x-switchyard-delivery": "dlv-1", "x-switchyard-timestamp": String(now), "x-switchyard-signature": signed(now) };
+    // Signed with the standardwebhooks package, as switchyard signs deliveries.
+    const good = signed(secret, "dlv-1", body);
     assert.equal((await deliver(good)).status, 200);
     assert.equal((await deliver(good)).status, 401, "a replayed delivery id is refused");
-    assert.equal((await deliver({ ...good, "x-switchyard-delivery": "dlv-2", "x-switchyard-signature": signed(now, "whsec_forged") })).status, 401);
-    const old = now - 3600;
-    assert.equal((await deliver({ ...good, "x-switchyard-delivery": "dlv-3", "x-switchyard-timestamp": String(old), "x-switchyard-signature": signed(old) })).status, 401);
+    assert.equal((await deliver({ ...good, "webhook-id": "dlv-new" })).status, 401, "a delivery replayed under a new id is refused: the id is signed");
+    assert.equal((await deliver(signed("whsec_Zm9yZ2VkIGJ5IHNvbWVvbmUgZWxzZQ==", "dlv-2", body))).status, 401);
+    assert.equal((await deliver(signed(secret, "dlv-3", body, new Date(Date.now() - 3600_000)))).status, 401);
     server.kill("SIGTERM");
   });
 

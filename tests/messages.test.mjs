@@ -149,7 +149,7 @@ describe("agent messages", { timeout: 300_000 }, () => {
     assert.ok(delivered, "the failed delivery was retried");
     const last = server.deliveries.at(-1);
     assert.ok(verify(secret, last.headers, last.body), "the delivery is signed with the agent's secret");
-    assert.equal(last.headers["x-switchyard-delivery"], message.id);
+    assert.equal(last.headers["webhook-id"], message.id);
     assert.deepEqual(JSON.parse(last.body).message, message);
   });
 });

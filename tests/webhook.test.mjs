@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { eventsOf, submit, taskOf } from "./helpers/agents.mjs";
-import { receiver, verify } from "./helpers/webhook.mjs";
+import { receiver, signed, verify } from "./helpers/webhook.mjs";
 import { eventually, startWorker } from "./helpers/worker.mjs";
 
 describe("webhook agents", { timeout: 300_000 }, () => {
@@ -51,15 +51,19 @@ describe("webhook agents", { timeout: 300_000 }, () => {
     assert.ok(done, "the task succeeded from the webhook's answer");
     assert.equal(server.deliveries.length, 1);
     const delivery = server.deliveries[0];
-    assert.ok(delivery.headers["x-switchyard-delivery"].startsWith("lse_"));
+    assert.ok(delivery.headers["webhook-id"].startsWith("lse_"));
+    assert.match(delivery.headers["webhook-signature"], /^v1,[A-Za-z0-9+/]+=*$/);
+    assert.match(secret, /^whsec_[A-Za-z0-9+/]+=*$/, "the secret is whsec_ and standard base64");
     const payload = JSON.parse(delivery.body).step;
     assert.equal(payload.id, task.steps[0].id);
-    assert.equal(payload.lease_id, delivery.headers["x-switchyard-delivery"]);
+    assert.equal(payload.lease_id, delivery.headers["webhook-id"]);
 
     // What the receiver's check protects against: a changed body, another secret, an old request.
     assert.equal(verify(secret, delivery.headers, delivery.body.replace("hooked", "hijack")), false);
-    assert.equal(verify("whsec_someone_else", delivery.headers, delivery.body), false);
-    assert.equal(verify(secret, delivery.headers, delivery.body, Math.floor(Date.now() / 1000) + 3600), false);
+    assert.equal(verify("whsec_c29tZW9uZSBlbHNlIGVudGlyZWx5", delivery.headers, delivery.body), false);
+    assert.equal(verify(secret, { ...delivery.headers, "webhook-id": "lse_replayed_under_a_new_id" }, delivery.body), false, "the id is signed");
+    const hourOld = signed(secret, delivery.headers["webhook-id"], delivery.body, new Date(Date.now() - 3600_000));
+    assert.equal(verify(secret, hourOld, delivery.body), false, "an old timestamp is refused");
   });
 
   test("a webhook that answers 500 is retried, then the step is dead and the task failed", async () => {
@@ -91,7 +95,7 @@ describe("webhook agents", { timeout: 300_000 }, () => {
     await eventually(() => server.deliveries.length === 1);
     const leased = await eventually(async () => (await taskOf(worker, task.id)).steps[0].status === "leased");
     assert.ok(leased);
-    const leaseId = server.deliveries[0].headers["x-switchyard-delivery"];
+    const leaseId = server.deliveries[0].headers["webhook-id"];
     const completed = await json("POST", `/v1/steps/${task.steps[0].id}/complete`, { lease_id: leaseId, report: {} });
     assert.equal(completed.status, 200);
     assert.equal((await taskOf(worker, task.id)).status, "succeeded");

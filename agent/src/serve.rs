@@ -63,14 +63,16 @@ pub fn serve(settings: Settings, listen: &str, secret: &str, stop: Arc<AtomicBoo
             answer(request, 413, json!({"error": "the delivery is too large"}));
             continue;
         }
+        let id = header_of(&request, "webhook-id");
         let checked = signature::verify(
             secret,
-            &header_of(&request, "x-switchyard-timestamp"),
-            &header_of(&request, "x-switchyard-signature"),
+            &id,
+            &header_of(&request, "webhook-timestamp"),
+            &header_of(&request, "webhook-signature"),
             &body,
             now_seconds(),
         )
-        .and_then(|()| seen.accept(&header_of(&request, "x-switchyard-delivery"), now_seconds()));
+        .and_then(|()| seen.accept(&id, now_seconds()));
         if let Err(rejected) = checked {
             eprintln!("switchyard-agent: refused a delivery: {rejected}");
             answer(request, 401, json!({"error": rejected.to_string()}));

@@ -1,9 +1,13 @@
-//! Checking a webhook delivery from switchyard: `x-switchyard-signature: v1=<hex>` is the
-//! HMAC-SHA256, under the agent's webhook secret, of `{timestamp}.{body}`; the timestamp must be
-//! within five minutes of the receiver's clock, and a delivery id is accepted once.
+//! Checking a webhook delivery from switchyard, as the Standard Webhooks specification says
+//! (https://www.standardwebhooks.com/): `webhook-signature` lists `v1,<base64>` signatures, each
+//! the HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}` keyed with the secret's bytes
+//! (the base64 after `whsec_`); the timestamp must be within five minutes of this clock, and a
+//! delivery id is accepted once. The id is signed, so a delivery replayed under a new id fails.
 
 use std::collections::HashMap;
 
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -22,7 +26,9 @@ pub enum Rejected {
 impl std::fmt::Display for Rejected {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Rejected::Malformed => "the signature headers are missing or malformed",
+            Rejected::Malformed => {
+                "the webhook-id, webhook-timestamp or webhook-signature header is missing or malformed"
+            }
             Rejected::WrongSignature => "the signature does not match the secret",
             Rejected::Stale => "the timestamp is too far from now",
             Rejected::Replayed => "this delivery id was already accepted",
@@ -30,28 +36,49 @@ impl std::fmt::Display for Rejected {
     }
 }
 
-/// Checks the signature of `body` sent at `timestamp` (seconds) against `secret`.
-pub fn verify(secret: &str, timestamp: &str, signature: &str, body: &[u8], now_seconds: i64) -> Result<(), Rejected> {
+/// The HMAC key of a `whsec_` secret: its base64 (standard, or URL-safe as older secrets were).
+fn key_of(secret: &str) -> Vec<u8> {
+    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+    STANDARD
+        .decode(encoded)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(encoded.trim_end_matches('=')))
+        .ok()
+        .filter(|key| !key.is_empty())
+        .unwrap_or_else(|| secret.as_bytes().to_vec())
+}
+
+/// Checks the signatures of `body`, delivered as `id` at `timestamp` (seconds), against `secret`.
+pub fn verify(
+    secret: &str,
+    id: &str,
+    timestamp: &str,
+    signatures: &str,
+    body: &[u8],
+    now_seconds: i64,
+) -> Result<(), Rejected> {
     let seconds: i64 = timestamp.trim().parse().map_err(|_| Rejected::Malformed)?;
-    let hex = signature.trim().strip_prefix("v1=").ok_or(Rejected::Malformed)?;
-    let given = decode_hex(hex).ok_or(Rejected::Malformed)?;
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).map_err(|_| Rejected::Malformed)?;
-    mac.update(seconds.to_string().as_bytes());
-    mac.update(b".");
+    if id.is_empty() {
+        return Err(Rejected::Malformed);
+    }
+    let given: Vec<Vec<u8>> = signatures
+        .split_whitespace()
+        .filter_map(|s| s.strip_prefix("v1,"))
+        .map(|b64| STANDARD.decode(b64).map_err(|_| Rejected::Malformed))
+        .collect::<Result<_, _>>()?;
+    if given.is_empty() {
+        return Err(Rejected::Malformed);
+    }
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key_of(secret)).map_err(|_| Rejected::Malformed)?;
+    mac.update(format!("{id}.{seconds}.").as_bytes());
     mac.update(body);
     // verify_slice compares in constant time.
-    mac.verify_slice(&given).map_err(|_| Rejected::WrongSignature)?;
+    if !given.iter().any(|signature| mac.clone().verify_slice(signature).is_ok()) {
+        return Err(Rejected::WrongSignature);
+    }
     if (now_seconds - seconds).abs() > TOLERANCE_SECONDS {
         return Err(Rejected::Stale);
     }
     Ok(())
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// Delivery ids seen within the tolerance window: a replay inside the window is refused, and
@@ -75,34 +102,31 @@ impl SeenDeliveries {
 mod tests {
     use super::*;
 
-    fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
-        mac.update(format!("{timestamp}.").as_bytes());
-        mac.update(body);
-        let bytes = mac.finalize().into_bytes();
-        format!("v1={}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    /// The example of the Standard Webhooks specification.
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const BODY: &[u8] = br#"{"test": 2432232314}"#;
+    const SIGNATURE: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    const AT: i64 = 1_614_265_330;
+
+    #[test]
+    fn the_specifications_example_is_accepted_within_the_tolerance() {
+        assert_eq!(verify(SECRET, ID, "1614265330", SIGNATURE, BODY, AT + TOLERANCE_SECONDS), Ok(()));
+        assert_eq!(verify(SECRET, ID, "1614265330", &format!("v1,AAAA {SIGNATURE}"), BODY, AT), Ok(()));
     }
 
     #[test]
-    fn a_correct_signature_within_the_tolerance_is_accepted() {
-        let signature = sign("whsec_s", 1_000, b"{\"step\":{}}");
-        assert_eq!(verify("whsec_s", "1000", &signature, b"{\"step\":{}}", 1_000 + TOLERANCE_SECONDS), Ok(()));
-    }
-
-    #[test]
-    fn tampering_another_secret_an_old_timestamp_or_garbage_is_refused() {
-        let body = b"{\"step\":{}}";
-        let signature = sign("whsec_s", 1_000, body);
-        assert_eq!(
-            verify("whsec_s", "1000", &signature, b"{\"step\":{\"x\":1}}", 1_000),
-            Err(Rejected::WrongSignature)
-        );
-        assert_eq!(verify("whsec_other", "1000", &signature, body, 1_000), Err(Rejected::WrongSignature));
-        assert_eq!(verify("whsec_s", "1001", &signature, body, 1_000), Err(Rejected::WrongSignature));
-        assert_eq!(verify("whsec_s", "1000", &signature, body, 1_000 + TOLERANCE_SECONDS + 1), Err(Rejected::Stale));
-        assert_eq!(verify("whsec_s", "soon", &signature, body, 1_000), Err(Rejected::Malformed));
-        assert_eq!(verify("whsec_s", "1000", "v2=00", body, 1_000), Err(Rejected::Malformed));
-        assert_eq!(verify("whsec_s", "1000", "v1=zz", body, 1_000), Err(Rejected::Malformed));
+    fn tampering_another_id_or_secret_an_old_timestamp_or_garbage_is_refused() {
+        let at = "1614265330";
+        assert_eq!(verify(SECRET, ID, at, SIGNATURE, br#"{"test": 1}"#, AT), Err(Rejected::WrongSignature));
+        assert_eq!(verify(SECRET, "msg_other", at, SIGNATURE, BODY, AT), Err(Rejected::WrongSignature));
+        assert_eq!(verify("whsec_AAAAAAAAAAAAAAAA", ID, at, SIGNATURE, BODY, AT), Err(Rejected::WrongSignature));
+        assert_eq!(verify(SECRET, ID, "1614265331", SIGNATURE, BODY, AT), Err(Rejected::WrongSignature));
+        assert_eq!(verify(SECRET, ID, at, SIGNATURE, BODY, AT + TOLERANCE_SECONDS + 1), Err(Rejected::Stale));
+        assert_eq!(verify(SECRET, ID, "soon", SIGNATURE, BODY, AT), Err(Rejected::Malformed));
+        assert_eq!(verify(SECRET, "", at, SIGNATURE, BODY, AT), Err(Rejected::Malformed));
+        assert_eq!(verify(SECRET, ID, at, "v1=00", BODY, AT), Err(Rejected::Malformed));
+        assert_eq!(verify(SECRET, ID, at, "v1,%%%", BODY, AT), Err(Rejected::Malformed));
     }
 
     #[test]

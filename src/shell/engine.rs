@@ -439,9 +439,9 @@ pub async fn post_signed(
     let headers = worker::Headers::new();
     let set = |name: &str, value: &str| headers.set(name, value).map_err(|e| e.to_string());
     set("content-type", "application/json")?;
-    set(webhook::DELIVERY_HEADER, delivery)?;
+    set(webhook::ID_HEADER, delivery)?;
     set(webhook::TIMESTAMP_HEADER, &timestamp.to_string())?;
-    set(webhook::SIGNATURE_HEADER, &webhook::sign(secret, timestamp, body.as_bytes()))?;
+    set(webhook::SIGNATURE_HEADER, &webhook::sign(secret, delivery, timestamp, body.as_bytes()))?;
     let mut init = worker::RequestInit::new();
     init.with_method(worker::Method::Post).with_headers(headers).with_body(Some(body.into()));
     let request = worker::Request::new_with_init(url, &init).map_err(|e| e.to_string())?;

@@ -15,7 +15,6 @@ use worker::{D1Database, Env};
 use super::call::{Call, Failed, Handled};
 use super::{platform, store};
 use crate::core::base::bindings;
-use crate::core::base::encoding::base64url;
 use crate::core::base::ids::IdKind;
 use crate::core::base::limits::{INSTRUCTION_FILE_BYTES_MAX, SELECT_REQUIREMENTS_MAX, TASK_REQUIREMENT_BYTES_MAX};
 use crate::core::base::time::Timestamp;
@@ -26,8 +25,8 @@ use crate::core::edge::http::{
 };
 use crate::core::edge::paging::Page;
 use crate::core::edge::response::ApiResponse;
-use crate::core::engine::brief;
 use crate::core::engine::task_api::{check_list, TaskRequest};
+use crate::core::engine::{brief, webhook};
 use crate::core::registry::agents::{self, AgentInput, AgentSpec, Mode};
 use crate::core::registry::analysis::{self, AgentProfile, TaskInput};
 use crate::core::registry::default_agents::DEFAULT_AGENTS;
@@ -211,7 +210,7 @@ fn new_token() -> worker::Result<String> {
 }
 
 fn new_webhook_secret() -> worker::Result<String> {
-    Ok(format!("whsec_{}", base64url(&platform::random_bytes::<WEBHOOK_SECRET_RANDOM_BYTES>()?)))
+    Ok(webhook::secret_of(&platform::random_bytes::<WEBHOOK_SECRET_RANDOM_BYTES>()?))
 }
 
 /// Stores a new agent and answers 201 with it and its token (and webhook secret), shown once.

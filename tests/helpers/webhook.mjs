@@ -1,16 +1,28 @@
 // A webhook receiver as a real agent would run one: a loopback HTTP server that records what
-// switchyard POSTs and checks its signatures with its own HMAC code.
+// switchyard POSTs, checked with the `standardwebhooks` package (the Standard Webhooks
+// reference library), not with switchyard's own code.
 
-import { createHmac, timingSafeEqual } from "node:crypto";
 import { createServer } from "node:http";
+import { Webhook } from "standardwebhooks";
 
-/** The receiver's check: `v1=` HMAC-SHA256 of `timestamp.body`, and a fresh timestamp. */
-export function verify(secret, headers, body, nowSeconds = Math.floor(Date.now() / 1000)) {
-  const timestamp = headers["x-switchyard-timestamp"] ?? "";
-  const given = Buffer.from(String(headers["x-switchyard-signature"] ?? ""));
-  const expected = Buffer.from(`v1=${createHmac("sha256", secret).update(`${timestamp}.${body}`).digest("hex")}`);
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return false;
-  return Math.abs(nowSeconds - Number(timestamp)) <= 300;
+/** The receiver's check: Standard Webhooks' verify (signature over id.timestamp.body, and a fresh timestamp). */
+export function verify(secret, headers, body) {
+  try {
+    const picked = { "webhook-id": headers["webhook-id"], "webhook-timestamp": headers["webhook-timestamp"], "webhook-signature": headers["webhook-signature"] };
+    new Webhook(secret).verify(body, picked);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Headers for `body` signed with `secret` the Standard Webhooks way, as a sender (or a forger) would. */
+export function signed(secret, id, body, at = new Date()) {
+  return {
+    "webhook-id": id,
+    "webhook-timestamp": String(Math.floor(at.getTime() / 1000)),
+    "webhook-signature": new Webhook(secret).sign(id, at, body),
+  };
 }
 
 /** A loopback server that records deliveries and answers with `answer(delivery)`. */

@@ -1,5 +1,6 @@
 //! Byte encodings for tokens and hashes: base64url without padding (tokens travel in headers
-//! and URLs), lowercase hex (hashes stored in D1) and the SHA-256 hex digest.
+//! and URLs), standard base64 with padding (webhook secrets and signatures, as Standard Webhooks
+//! writes them), lowercase hex (hashes stored in D1) and the SHA-256 hex digest.
 
 const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -13,6 +14,47 @@ pub fn base64url(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 (RFC 4648 section 4) with `=` padding.
+pub fn base64(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { BASE64[((n >> (18 - 6 * i)) & 0x3f) as usize] as char } else { '=' });
+        }
+    }
+    out
+}
+
+/// Decodes base64 in either alphabet (standard or URL-safe), padded or not; `None` for anything
+/// else.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut bits, mut count) = (0u32, 0u32);
+    for c in text.bytes() {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        bits = (bits << 6) | u32::from(value);
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    // A lone trailing character carries fewer than 8 bits: not base64.
+    (count < 6).then_some(out)
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -86,6 +128,26 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn base64_matches_rfc_4648_test_vectors_and_decodes_both_alphabets() {
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), expected, "{input}");
+            assert_eq!(base64_decode(expected).as_deref(), Some(input.as_bytes()), "{expected}");
+        }
+        assert_eq!(base64(&[0xfb, 0xff, 0xfe]), "+//+");
+        assert_eq!(base64_decode("-__-"), Some(vec![0xfb, 0xff, 0xfe]));
+        assert_eq!(base64_decode("Zm9v!"), None);
+        assert_eq!(base64_decode("Z"), None);
+    }
 
     #[test]
     fn base64url_matches_rfc_4648_test_vectors_without_padding() {
