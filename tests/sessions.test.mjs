@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { issueToken } from "./helpers/agents.mjs";
-import { errorOf, startWorker } from "./helpers/worker.mjs";
+import { ADMIN_TOKEN, errorOf, startWorker } from "./helpers/worker.mjs";
 
 /** Short enough for the expiry test to wait it out, long enough for the others to finish. */
 const TTL_SECONDS = 5;
@@ -82,5 +82,49 @@ describe("sessions", { timeout: 120_000 }, () => {
     assert.equal((await worker.fetch("/v1/sessions/current", { method: "DELETE" })).status, 401);
     const forged = `sys_${"A".repeat(43)}`;
     assert.equal((await as(forged, "/v1/whoami")).status, 401, "an unknown session id is refused");
+  });
+
+  test("sessions outliving credentials: a rotated token's and a deleted agent's sessions end at once", async () => {
+    const create = (body) => worker.admin("/v1/agents", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    assert.equal((await create({ name: "session-holder", capabilities: ["x"] })).status, 201);
+    const first = await issueToken(worker, "session-holder");
+    const { session_id: rotatedAway } = await (await signIn({ token: first })).json();
+    assert.equal((await as(rotatedAway, "/v1/whoami")).status, 200);
+    const second = await issueToken(worker, "session-holder");
+    assert.equal((await as(rotatedAway, "/v1/whoami")).status, 401, "rotating the token ended its session");
+    const { session_id: deletedAway } = await (await signIn({ token: second })).json();
+    assert.equal((await as(deletedAway, "/v1/whoami")).status, 200);
+    assert.equal((await worker.admin("/v1/agents/session-holder", { method: "DELETE" })).status, 204);
+    assert.equal((await create({ name: "session-holder", capabilities: ["x"] })).status, 201);
+    await issueToken(worker, "session-holder");
+    const stale = await as(deletedAway, "/v1/whoami");
+    assert.equal(stale.status, 401, "a deleted agent's session does not speak for the new agent of that name");
+  });
+});
+
+describe("sessions of an admin token removed from ADMIN_TOKEN", { timeout: 180_000 }, () => {
+  const SECOND = "second-admin-token-0123456789abcd";
+  let worker;
+  after(async () => {
+    await worker?.stop();
+  });
+
+  test("end when the runtime restarts without that token, while the other admin's sessions go on", async () => {
+    const vars = { SESSION_TTL_SECONDS: "3600" };
+    worker = await startWorker({ vars: { ...vars, ADMIN_TOKEN: `${ADMIN_TOKEN},${SECOND}` } });
+    const sessionOf = async (token) => {
+      const response = await worker.fetch("/v1/sessions", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token }) });
+      assert.equal(response.status, 201);
+      return (await response.json()).session_id;
+    };
+    const whoami = (session) => worker.fetch("/v1/whoami", { headers: { authorization: `Bearer ${session}` } });
+    const removed = await sessionOf(SECOND);
+    const kept = await sessionOf(ADMIN_TOKEN);
+    assert.equal((await whoami(removed)).status, 200);
+    const stateDir = worker.stateDir;
+    await worker.stop({ keepState: true });
+    worker = await startWorker({ vars, stateDir });
+    assert.equal((await whoami(removed)).status, 401, "the removed admin token's session is over");
+    assert.equal((await whoami(kept)).status, 200, "the remaining admin token's session still works");
   });
 });

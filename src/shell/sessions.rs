@@ -51,11 +51,23 @@ fn ttl_seconds(env: &Env) -> i64 {
         .unwrap_or(SESSION_TTL_SECONDS_DEFAULT)
 }
 
-/// Who a live session speaks for; `None` when it is unknown, ended or expired.
+/// Who a live session speaks for; `None` when it is unknown, ended or expired, or when the
+/// token it was made from no longer speaks for the same principal: an admin token removed from
+/// `ADMIN_TOKEN`, an agent token rotated, an agent deleted (a new agent of the same name has
+/// another token).
 pub async fn lookup(env: &Env, session_id: &str, now: Timestamp) -> worker::Result<Option<Principal>> {
     let stored = env.kv(bindings::CACHE)?.get(&sessions::kv_key(session_id)).text().await?;
-    let record = stored.and_then(|text| serde_json::from_str::<SessionRecord>(&text).ok());
-    Ok(record.and_then(|r| r.principal(now)))
+    let Some(record) = stored.and_then(|text| serde_json::from_str::<SessionRecord>(&text).ok()) else {
+        return Ok(None);
+    };
+    let (Some(principal), Some(credential)) = (record.principal(now), record.credential.as_deref()) else {
+        return Ok(None);
+    };
+    let alive = match &principal {
+        Principal::Admin => platform::admin_tokens(env).accepts_hash(credential),
+        Principal::Agent(name) => registry::agent_for_token(env, credential).await?.as_deref() == Some(name.as_str()),
+    };
+    Ok(alive.then_some(principal))
 }
 
 /// `POST /v1/sessions` `{"token"}`: a new session for the token's admin or agent.
@@ -72,7 +84,7 @@ pub async fn create(call: &Call<'_>, body: &[u8]) -> Handled {
     };
     let session_id = sessions::new_session_id(platform::random_bytes::<SESSION_RANDOM_BYTES>()?);
     let ttl = ttl_seconds(call.env);
-    let record = SessionRecord::new(&credential.principal, call.now, ttl);
+    let record = SessionRecord::new(&credential.principal, &auth::hash_token(&request.token), call.now, ttl);
     let value = serde_json::to_string(&record).map_err(|e| worker::Error::RustError(e.to_string()))?;
     call.env
         .kv(bindings::CACHE)?

@@ -134,6 +134,17 @@ impl AdminTokens {
         }
         matched
     }
+
+    /// Whether `hash` (SHA-256 hex) is the hash of one of the admin tokens, compared the same
+    /// way: a session made from an admin token lives only while that token is configured.
+    pub fn accepts_hash(&self, hash: &str) -> bool {
+        let mut matched = false;
+        for candidate in &self.0 {
+            let candidate = crate::core::base::encoding::sha256_hex(candidate);
+            matched |= constant_time_eq(hash.as_bytes(), candidate.as_bytes());
+        }
+        matched
+    }
 }
 
 /// Compares `given` (from the caller) with `secret` in time that depends only on the secret's
@@ -193,6 +204,16 @@ mod tests {
         assert_eq!(admin.len(), 2);
         assert_eq!(authenticate(Some("Bearer old-token-0123456789"), &admin), Ok(Principal::Admin));
         assert_eq!(authenticate(Some("Bearer new-token-0123456789"), &admin), Ok(Principal::Admin));
+    }
+
+    #[test]
+    fn an_admin_tokens_hash_is_accepted_only_while_the_token_is_configured() {
+        let admin = tokens("old-token-0123456789, new-token-0123456789");
+        assert!(admin.accepts_hash(&hash_token("old-token-0123456789")));
+        let rotated = tokens("new-token-0123456789");
+        assert!(!rotated.accepts_hash(&hash_token("old-token-0123456789")));
+        assert!(rotated.accepts_hash(&hash_token("new-token-0123456789")));
+        assert!(!rotated.accepts_hash("not a hash"));
     }
 
     #[test]

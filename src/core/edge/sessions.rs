@@ -2,7 +2,10 @@
 //! app (the SvelteKit dashboard) keeps a session id in a cookie instead of the token itself.
 //!
 //! A session id is `sys_` and 256 random bits; KV keeps `session:{sha256(id)}` (a leaked KV
-//! listing leaks no usable id) holding who the session is for and when it ends. This module
+//! listing leaks no usable id) holding who the session is for, the hash of the token it was
+//! made from, and when it ends. A session lives only as long as that token: once the token is
+//! rotated, its agent deleted, or the admin token removed from `ADMIN_TOKEN`, the shell finds
+//! the hash no longer stands for the session's principal and the session is over. This module
 //! makes ids, records and keys and decides whether a record is still good; the shell reads
 //! and writes KV.
 
@@ -30,18 +33,23 @@ pub struct SessionRequest {
 pub struct SessionRecord {
     /// `None` for an admin session, the agent's name for an agent's.
     pub agent: Option<String>,
+    /// SHA-256 (hex) of the token the session was made from. Sessions made before sessions
+    /// remembered it have none and are not accepted.
+    #[serde(default)]
+    pub credential: Option<String>,
     pub created_at: i64,
     pub expires_at: i64,
 }
 
 impl SessionRecord {
-    pub fn new(principal: &Principal, now: Timestamp, ttl_seconds: i64) -> SessionRecord {
+    pub fn new(principal: &Principal, credential_hash: &str, now: Timestamp, ttl_seconds: i64) -> SessionRecord {
         let agent = match principal {
             Principal::Admin => None,
             Principal::Agent(name) => Some(name.clone()),
         };
         SessionRecord {
             agent,
+            credential: Some(credential_hash.to_string()),
             created_at: now.as_millis(),
             expires_at: now.plus_millis(ttl_seconds * 1000).as_millis(),
         }
@@ -49,8 +57,9 @@ impl SessionRecord {
 
     /// Who the session speaks for, while it has not expired. KV keeps a record until at least
     /// its TTL (never under a minute), so the expiry is checked here to the millisecond.
+    /// The shell must still check that [`Self::credential`] stands for this principal.
     pub fn principal(&self, now: Timestamp) -> Option<Principal> {
-        if now.as_millis() >= self.expires_at {
+        if now.as_millis() >= self.expires_at || self.credential.is_none() {
             return None;
         }
         Some(match &self.agent {
@@ -99,12 +108,20 @@ mod tests {
 
     #[test]
     fn a_session_speaks_for_its_principal_until_it_expires() {
-        let record = SessionRecord::new(&Principal::Agent("test-runner".into()), now(), 60);
+        let record = SessionRecord::new(&Principal::Agent("test-runner".into()), "abc", now(), 60);
         assert_eq!(record.principal(now()), Some(Principal::Agent("test-runner".into())));
         assert_eq!(record.principal(now().plus_millis(59_999)), Some(Principal::Agent("test-runner".into())));
         assert_eq!(record.principal(now().plus_millis(60_000)), None);
-        let admin = SessionRecord::new(&Principal::Admin, now(), 1);
+        let admin = SessionRecord::new(&Principal::Admin, "abc", now(), 1);
         assert_eq!(admin.principal(now()), Some(Principal::Admin));
+        assert_eq!(admin.credential.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn a_session_stored_before_sessions_remembered_their_token_is_not_accepted() {
+        let old: SessionRecord =
+            serde_json::from_str(r#"{"agent":null,"created_at":0,"expires_at":9999999999999}"#).unwrap();
+        assert_eq!(old.principal(now()), None);
     }
 
     #[test]
