@@ -601,6 +601,11 @@ impl Run {
         if !step.awaits_dispatch(attempt) {
             return Ok(Some("duplicate or stale message"));
         }
+        // A built-in step summarises a run that goes on; in a failed task it waits, queued, for
+        // a manual retry to set the task running again, and the sweep re-sends it then.
+        if step.runner == Runner::Builtin && self.task.status != TaskStatus::Running {
+            return Ok(Some("a built-in step runs only while its task is running"));
+        }
         match how {
             Dispatch::Leasable => {
                 let now = self.now;
@@ -731,7 +736,8 @@ impl Run {
             let expired = step.status == StepStatus::Leased && step.lease_expires_at.is_some_and(|e| e <= self.now);
             let overdue = matches!(step.status, StepStatus::Queued | StepStatus::Failed)
                 && step.ready_at.is_none()
-                && step.due_at.is_some_and(|due| due.plus_millis(redispatch_after_ms) <= self.now);
+                && step.due_at.is_some_and(|due| due.plus_millis(redispatch_after_ms) <= self.now)
+                && (step.runner != Runner::Builtin || self.task.status == TaskStatus::Running);
             if expired {
                 self.step_event(index, "step.lease_expired", json!({}));
                 self.fail(index, AttemptStatus::Expired, "the lease expired without a heartbeat".into());

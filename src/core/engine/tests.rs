@@ -220,6 +220,36 @@ fn a_builtin_step_runs_at_dispatch_and_the_next_step_is_queued() {
 }
 
 #[test]
+fn a_built_in_step_does_not_loop_in_a_failed_task_and_runs_once_the_task_is_retried() {
+    let definition: Definition = serde_json::from_value(serde_json::json!({"name": "w", "steps": [
+        {"key": "1a", "name": "checks", "agent": "test-runner", "group": "parallel-1", "attributes": {"max_attempts": "1"}},
+        {"key": "1b", "name": "task_summary", "group": "parallel-1"}
+    ]}))
+    .unwrap();
+    let task = planned(&definition, FULL_STACK).unwrap().task;
+    assert_eq!(step(&task, "1b").status, StepStatus::Queued);
+    let leased = lease(&dispatch(&task, "1a"), "1a", "lse_1a");
+    let failed = changed(&leased, completion(&leased, "1a", false, "h"), at(30)).task;
+    assert_eq!((failed.status, step(&failed, "1a").status), (TaskStatus::Failed, StepStatus::Dead));
+
+    // The built-in step's message is acknowledged without effect, and the sweep leaves it alone.
+    let how = Dispatch::Builtin { report: ReportRef::Inline("{}".into()) };
+    let message = Command::Dispatch { step_id: id_of(&failed, "1b"), attempt: 1, how };
+    assert!(matches!(apply(&failed, &message, at(40), 0), Ok(Outcome::Unchanged(_))));
+    let sweep = Command::Sweep { redispatch_after_ms: 60_000 };
+    for minute in 1..=5 {
+        assert!(matches!(apply(&failed, &sweep, at(minute * 60_000), 0), Ok(Outcome::Unchanged(_))), "minute {minute}");
+    }
+
+    // A manual retry sets the task running; the sweep then sends the built-in step again.
+    let retried = changed(&failed, Command::Retry { step_id: id_of(&failed, "1a") }, at(400_000)).task;
+    assert_eq!(retried.status, TaskStatus::Running);
+    let swept = changed(&retried, sweep, at(400_000));
+    assert!(swept.sends.iter().any(|s| s.step_id == id_of(&retried, "1b")), "{:?}", swept.sends);
+    assert!(matches!(apply(&swept.task, &message, at(400_001), 0), Ok(Outcome::Changed(_))));
+}
+
+#[test]
 fn a_message_for_a_finished_task_changes_nothing() {
     let task = submitted(FULL_STACK);
     let cancelled = changed(&task, Command::Cancel, at(5)).task;
