@@ -266,4 +266,23 @@ describe("records of a task", { timeout: 600_000 }, () => {
       assert.equal(response.status, 400, query);
     }
   });
+
+  test("a failed attempt's report stays with that attempt: a later success without one records no files", async () => {
+    const created = await worker.admin("/v1/agents", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "two-tries", capabilities: ["x"] }) });
+    const { token } = await created.json();
+    const flow = await worker.admin("/v1/workflows", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "two-tries-flow", steps: [{ key: "1", name: "try", agent: "two-tries" }] }) });
+    assert.equal(flow.status, 201);
+    const task = (await submit(worker, { title: "Try twice", workflow: "two-tries-flow" })).body.task;
+    const client = agent(worker, "two-tries", token);
+    const first = await leaseWithin(client);
+    const failed = { files_created: ["half-done.ts", "scratch.ts"], lines_added: 50, performance: { cost_usd: 0.5 } };
+    assert.equal((await client.complete(first, { outcome: "failed", error: "tests failed", report: failed })).status, 200);
+    const second = await leaseWithin(client, 30_000);
+    assert.equal(second.attempt, 2);
+    assert.equal((await client.complete(second, { outcome: "succeeded", log: "done without a report" })).status, 200);
+    assert.equal((await taskOf(worker, task.id)).status, "succeeded");
+    const metrics = (await (await worker.admin(`/v1/tasks/${task.id}/metrics`)).json()).agents[0];
+    assert.deepEqual([metrics.files_created, metrics.lines_added], [0, 0], "the failed attempt's files are not the step's");
+    assert.equal(metrics.cost_usd, 0.5, "what the failed attempt cost still counts");
+  });
 });

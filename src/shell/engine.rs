@@ -213,7 +213,9 @@ pub async fn artifacts(
             }
             other => other.clone(),
         };
-        extras.push(store::Extra::Report { step_id: step_id.clone(), attempt, report, counts, usage });
+        // The report of a failed attempt stays with that attempt; only a success's is the step's.
+        let succeeded = transition.task.step(step_id).is_some_and(|s| s.status == engine::StepStatus::Succeeded);
+        extras.push(store::Extra::Report { step_id: step_id.clone(), attempt, report, counts, usage, succeeded });
     }
     if let (Some(log), Command::Complete(completion)) = (log, command) {
         let attempt = before.step(&completion.step_id).map_or(0, |s| s.attempt);

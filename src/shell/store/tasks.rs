@@ -421,13 +421,15 @@ fn step_statement(db: &D1Database, step: &Step) -> Result<D1PreparedStatement> {
 /// Something written with a transition besides the state: a report, or an attempt's log key.
 #[derive(Clone)]
 pub enum Extra {
-    /// A step's report and its change figures, and what the attempt that sent it cost.
+    /// An attempt's report and what the attempt cost; with the change figures, the step's
+    /// report too when the attempt succeeded.
     Report {
         step_id: String,
         attempt: u32,
         report: ReportRef,
         counts: ReportCounts,
         usage: Usage,
+        succeeded: bool,
     },
     LogKey {
         step_id: String,
@@ -474,62 +476,7 @@ pub async fn write_transition(
         }
     }
     for extra in extras {
-        if let Extra::Report { step_id, attempt, usage, .. } = extra {
-            let figure = |n: Option<u64>| n.map_or(JsValue::NULL, |n| int(i64::try_from(n).unwrap_or(i64::MAX)));
-            statements.push(
-                db.prepare(
-                    "UPDATE attempts SET cost_usd = ?3, turns = ?4, input_tokens = ?5, output_tokens = ?6
-                     WHERE step_id = ?1 AND attempt = ?2",
-                )
-                .bind(&[
-                    step_id.as_str().into(),
-                    int(i64::from(*attempt)),
-                    usage.cost_usd.map_or(JsValue::NULL, JsValue::from),
-                    figure(usage.turns),
-                    figure(usage.input_tokens),
-                    figure(usage.output_tokens),
-                ])?,
-            );
-        }
-        statements.push(match extra {
-            Extra::Report { step_id, report, counts, .. } => {
-                let (inline, key) = match report {
-                    ReportRef::Inline(json) => (Some(json.as_str()), None),
-                    ReportRef::Stored(key) => (None, Some(key.as_str())),
-                };
-                db.prepare(
-                    "UPDATE steps SET report = ?2, report_key = ?3, files_created = ?4, files_modified = ?5,
-                            lines_added = ?6, lines_removed = ?7
-                     WHERE id = ?1",
-                )
-                .bind(&[
-                    step_id.as_str().into(),
-                    text_or_null(inline),
-                    text_or_null(key),
-                    report_count(counts.files_created),
-                    report_count(counts.files_modified),
-                    report_count(counts.lines_added),
-                    report_count(counts.lines_removed),
-                ])?
-            }
-            Extra::Summary(row) => db
-                .prepare(
-                    "INSERT INTO summaries (task_id, step_id, kind, written_at, markdown_key, json_key, metrics_key)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
-                )
-                .bind(&[
-                    row.task_id.as_str().into(),
-                    row.step_id.as_str().into(),
-                    row.kind.as_str().into(),
-                    int(row.written_at),
-                    row.markdown_key.as_str().into(),
-                    row.json_key.as_str().into(),
-                    row.metrics_key.as_str().into(),
-                ])?,
-            Extra::LogKey { step_id, attempt, key } => db
-                .prepare("UPDATE attempts SET log_key = ?3 WHERE step_id = ?1 AND attempt = ?2")
-                .bind(&[step_id.as_str().into(), int(i64::from(*attempt)), key.as_str().into()])?,
-        });
+        statements.extend(extra_statements(db, extra)?);
     }
     for (index, event) in transition.events.iter().enumerate() {
         // Unique per applied transition: the guard lets each version be written once.
@@ -542,6 +489,78 @@ pub async fn write_transition(
         Err(err) if err.to_string().contains("stale_state") => Ok(Write::Stale),
         Err(err) => Err(err),
     }
+}
+
+/// The statements that write what a transition carries besides the state.
+fn extra_statements(db: &D1Database, extra: &Extra) -> Result<Vec<D1PreparedStatement>> {
+    let mut statements = Vec::new();
+    match extra {
+        Extra::Report { step_id, attempt, report, usage, succeeded, counts } => {
+            let figure = |n: Option<u64>| n.map_or(JsValue::NULL, |n| int(i64::try_from(n).unwrap_or(i64::MAX)));
+            let (inline, key) = match report {
+                ReportRef::Inline(json) => (Some(json.as_str()), None),
+                ReportRef::Stored(key) => (None, Some(key.as_str())),
+            };
+            statements.push(
+                db.prepare(
+                    "UPDATE attempts SET report = ?3, report_key = ?4, cost_usd = ?5, turns = ?6, input_tokens = ?7,
+                            output_tokens = ?8
+                     WHERE step_id = ?1 AND attempt = ?2",
+                )
+                .bind(&[
+                    step_id.as_str().into(),
+                    int(i64::from(*attempt)),
+                    text_or_null(inline),
+                    text_or_null(key),
+                    usage.cost_usd.map_or(JsValue::NULL, JsValue::from),
+                    figure(usage.turns),
+                    figure(usage.input_tokens),
+                    figure(usage.output_tokens),
+                ])?,
+            );
+            if *succeeded {
+                statements.push(
+                    db.prepare(
+                        "UPDATE steps SET report = ?2, report_key = ?3, files_created = ?4, files_modified = ?5,
+                                lines_added = ?6, lines_removed = ?7
+                         WHERE id = ?1",
+                    )
+                    .bind(&[
+                        step_id.as_str().into(),
+                        text_or_null(inline),
+                        text_or_null(key),
+                        report_count(counts.files_created),
+                        report_count(counts.files_modified),
+                        report_count(counts.lines_added),
+                        report_count(counts.lines_removed),
+                    ])?,
+                );
+            }
+        }
+        Extra::Summary(row) => statements.push(
+            db.prepare(
+                "INSERT INTO summaries (task_id, step_id, kind, written_at, markdown_key, json_key, metrics_key)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+            )
+            .bind(&[
+                row.task_id.as_str().into(),
+                row.step_id.as_str().into(),
+                row.kind.as_str().into(),
+                int(row.written_at),
+                row.markdown_key.as_str().into(),
+                row.json_key.as_str().into(),
+                row.metrics_key.as_str().into(),
+            ])?,
+        ),
+        Extra::LogKey { step_id, attempt, key } => statements.push(
+            db.prepare("UPDATE attempts SET log_key = ?3 WHERE step_id = ?1 AND attempt = ?2").bind(&[
+                step_id.as_str().into(),
+                int(i64::from(*attempt)),
+                key.as_str().into(),
+            ])?,
+        ),
+    }
+    Ok(statements)
 }
 
 /// A new task as submitted.
