@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { AGENT_BINARY, ROOT } from "../scripts/setup.mjs";
 import { agent, issueToken, leaseWithin, reportFor, submit, taskOf } from "./helpers/agents.mjs";
+import { fakeSwitchyard } from "./helpers/fake-switchyard.mjs";
 import { receiver } from "./helpers/webhook.mjs";
 import { errorOf, eventually, startWorker } from "./helpers/worker.mjs";
 
@@ -213,35 +214,12 @@ describe("the brief an agent is handed", { timeout: 300_000 }, () => {
 
   test("a step whose offloaded part cannot be fetched fails its attempt without running the command", async () => {
     // A stand-in switchyard that hands out one step whose task part points nowhere.
-    const { createServer } = await import("node:http");
-    const completions = [];
-    let leased = false;
-    const fake = createServer((req, res) => {
-      let body = "";
-      req.on("data", (c) => (body += c));
-      req.on("end", () => {
-        const send = (status, value) => {
-          res.writeHead(status, { "content-type": "application/json" });
-          res.end(value === undefined ? "" : JSON.stringify(value));
-        };
-        if (req.url === "/v1/whoami") return send(200, { principal: "agent", agent: "ghost" });
-        if (req.url.startsWith("/v1/agents/ghost/lease")) {
-          if (leased) return send(204);
-          leased = true;
-          return send(200, { step: { id: "stp_ghost", task_id: "tsk_ghost", key: "1", name: "ghost", agent: "ghost", attempt: 1, attempts_max: 1, lease_id: "lse_ghost", task: { offloaded: { bytes: 99999, bound: 1, href: "/v1/steps/stp_ghost/attempts/1/parts/task" } } } });
-        }
-        if (req.url.includes("/parts/")) return send(404, { error: { code: "not_found", message: "gone", details: [] } });
-        if (req.url.endsWith("/complete")) {
-          completions.push(JSON.parse(body));
-          return send(200, {});
-        }
-        return send(404, { error: { code: "not_found", message: "no route", details: [] } });
-      });
-    });
-    await new Promise((resolve) => fake.listen(0, "127.0.0.1", resolve));
+    const step = { id: "stp_ghost", task_id: "tsk_ghost", key: "1", name: "ghost", agent: "ghost", attempt: 1, attempts_max: 1, lease_id: "lse_ghost", task: { offloaded: { bytes: 99999, bound: 1, href: "/v1/steps/stp_ghost/attempts/1/parts/task" } } };
+    const fake = await fakeSwitchyard("ghost", step, (req) => (req.url.includes("/parts/") ? [404, { error: { code: "not_found", message: "gone", details: [] } }] : undefined));
     servers.push(fake);
+    const completions = fake.state.completions;
     const marker = join(scratch, "ran");
-    const child = spawn(AGENT_BINARY, ["run", "--url", `http://127.0.0.1:${fake.address().port}`, "--agent", "ghost", "--token", "sya_x", "--workdir", scratch, "--steps", "1", "--", "sh", "-c", `touch ${marker}`], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(AGENT_BINARY, ["run", "--url", fake.url, "--agent", "ghost", "--token", "sya_x", "--workdir", scratch, "--steps", "1", "--", "sh", "-c", `touch ${marker}`], { stdio: ["ignore", "pipe", "pipe"] });
     children.push(child);
     const code = await new Promise((resolve) => child.on("close", resolve));
     assert.equal(code, 0);

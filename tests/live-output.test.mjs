@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, request as httpRequest } from "node:http";
+import { fakeSwitchyard } from "./helpers/fake-switchyard.mjs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -174,38 +175,18 @@ describe("live output of a running step", { timeout: 300_000 }, () => {
   });
 
   test("a runner whose chunk is refused as too large sends smaller ones, after a pause", async () => {
-    const beats = [];
-    let leased = false;
-    const fake = createServer((req, res) => {
-      let body = "";
-      req.on("data", (c) => (body += c));
-      req.on("end", () => {
-        const send = (status, value) => {
-          res.writeHead(status, { "content-type": "application/json" });
-          res.end(value === undefined ? "" : JSON.stringify(value));
-        };
-        if (req.url === "/v1/whoami") return send(200, { principal: "agent", agent: "chatty" });
-        if (req.url.startsWith("/v1/agents/chatty/lease")) {
-          if (leased) return send(204);
-          leased = true;
-          return send(200, { step: { id: "stp_chatty", task_id: "tsk_chatty", key: "1", name: "chat", agent: "chatty", attempt: 1, attempts_max: 1, lease_id: "lse_chatty" } });
-        }
-        if (req.url.endsWith("/heartbeat")) {
-          const parsed = JSON.parse(body);
-          beats.push({ at: Date.now(), bytes: parsed.output?.text.length ?? 0 });
-          if (parsed.output) return send(413, { error: { code: "payload_too_large", message: "too large", details: [] } });
-          return send(200, { step_id: "stp_chatty" });
-        }
-        if (req.url.endsWith("/complete")) return send(200, {});
-        return send(404, { error: { code: "not_found", message: "no route", details: [] } });
-      });
+    const step = { id: "stp_chatty", task_id: "tsk_chatty", key: "1", name: "chat", agent: "chatty", attempt: 1, attempts_max: 1, lease_id: "lse_chatty" };
+    // Refuses every chunk of output as too large, and keeps the lease otherwise.
+    const fake = await fakeSwitchyard("chatty", step, (req, body) => {
+      if (!req.url.endsWith("/heartbeat")) return undefined;
+      return body.output ? [413, { error: { code: "payload_too_large", message: "too large", details: [] } }] : [200, { step_id: "stp_chatty" }];
     });
-    await new Promise((resolve) => fake.listen(0, "127.0.0.1", resolve));
     servers.push(fake);
-    const child = spawn(AGENT_BINARY, ["run", "--url", `http://127.0.0.1:${fake.address().port}`, "--agent", "chatty", "--token", "sya_x", "--workdir", scratch, "--heartbeat-seconds", "1", "--steps", "1", "--", "sh", "-c", "head -c 100000 /dev/zero | tr '\\0' 'x'; sleep 6"], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(AGENT_BINARY, ["run", "--url", fake.url, "--agent", "chatty", "--token", "sya_x", "--workdir", scratch, "--heartbeat-seconds", "1", "--steps", "1", "--", "sh", "-c", "head -c 100000 /dev/zero | tr '\\0' 'x'; sleep 6"], { stdio: ["ignore", "pipe", "pipe"] });
     children.push(child);
     const code = await new Promise((resolve) => child.on("close", resolve));
     assert.equal(code, 0);
+    const beats = fake.state.requests.filter((r) => r.url.endsWith("/heartbeat")).map((r) => ({ at: r.at, bytes: r.body.output?.text.length ?? 0 }));
     const sized = beats.filter((b) => b.bytes > 0);
     assert.ok(sized.length >= 2, JSON.stringify(beats));
     for (let i = 1; i < sized.length; i += 1) {

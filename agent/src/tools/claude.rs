@@ -20,7 +20,7 @@ use std::process::ExitStatus;
 
 use serde_json::{Map, Value};
 
-use super::{figure, last_words, object, Choices, Finished, Launch, Profile, Reader};
+use super::{figure, object, Choices, Finished, Launch, Profile, Reader};
 
 pub fn launch(profile: &Profile, choices: &Choices, files: &Path) -> Launch {
     let mut args: Vec<String> =
@@ -95,20 +95,8 @@ impl Reader for Stream {
 
     fn finish(self: Box<Self>, status: ExitStatus, stderr_tail: &str) -> Finished {
         let Some(result) = self.result else {
-            return Finished {
-                succeeded: false,
-                error: Some(format!(
-                    "claude ended ({status}) without a result event: its output is not the documented \
-                     stream-json format ({} lines, {} not JSON){}",
-                    self.lines,
-                    self.not_json,
-                    match last_words(stderr_tail) {
-                        words if words.is_empty() => String::new(),
-                        words => format!("; stderr: {words}"),
-                    }
-                )),
-                ..Finished::default()
-            };
+            let seen = format!("{} lines, {} not JSON", self.lines, self.not_json);
+            return Finished::not_the_format("claude", status, "a result event", "stream-json", &seen, stderr_tail);
         };
         let mut performance = Map::new();
         figure(&mut performance, "turns", result.get("num_turns"));

@@ -18,7 +18,7 @@ use std::process::ExitStatus;
 
 use serde_json::{Map, Value};
 
-use super::{last_words, object, Choices, Finished, Launch, Reader};
+use super::{object, Choices, Finished, Launch, Reader};
 
 pub fn launch(choices: &Choices, workdir: &Path, files: &Path) -> Launch {
     let mut args: Vec<String> = ["exec", "--json", "--skip-git-repo-check", "--sandbox", "workspace-write", "-C"]
@@ -98,15 +98,16 @@ impl Reader for Events {
         let succeeded = status.success() && self.failure.is_none() && self.turns_completed > 0;
         let error = (!succeeded).then(|| match (&self.failure, &self.last_error) {
             (Some(said), _) | (None, Some(said)) => format!("codex: the turn failed ({status}): {said}"),
-            (None, None) if self.events == 0 => format!(
-                "codex ended ({status}) without a JSON event: its output is not the documented `exec --json` \
-                 format ({} lines not JSON){}",
-                self.not_json,
-                match last_words(stderr_tail) {
-                    words if words.is_empty() => String::new(),
-                    words => format!("; stderr: {words}"),
-                }
-            ),
+            (None, None) if self.events == 0 => Finished::not_the_format(
+                "codex",
+                status,
+                "a JSON event",
+                "`exec --json`",
+                &format!("{} lines not JSON", self.not_json),
+                stderr_tail,
+            )
+            .error
+            .unwrap_or_default(),
             (None, None) => format!("codex ended ({status}) before its turn completed"),
         });
         Finished { succeeded, error, message: self.message, performance }

@@ -18,7 +18,7 @@ use std::process::ExitStatus;
 
 use serde_json::{Map, Value};
 
-use super::{figure, last_words, object, Choices, Finished, Launch, Reader};
+use super::{figure, object, Choices, Finished, Launch, Reader};
 
 /// The text passed with `--prompt`: Gemini CLI puts stdin (the step's prompt) before it.
 pub const PROMPT_TAIL: &str = "Do the step described above in this directory, then write the report it asks for.";
@@ -68,20 +68,8 @@ impl Reader for Stream {
 
     fn finish(self: Box<Self>, status: ExitStatus, stderr_tail: &str) -> Finished {
         let Some(result) = self.result else {
-            return Finished {
-                succeeded: false,
-                error: Some(format!(
-                    "gemini ended ({status}) without a result event: its output is not the documented \
-                     stream-json format ({} lines, {} not JSON){}",
-                    self.lines,
-                    self.not_json,
-                    match last_words(stderr_tail) {
-                        words if words.is_empty() => String::new(),
-                        words => format!("; stderr: {words}"),
-                    }
-                )),
-                ..Finished::default()
-            };
+            let seen = format!("{} lines, {} not JSON", self.lines, self.not_json);
+            return Finished::not_the_format("gemini", status, "a result event", "stream-json", &seen, stderr_tail);
         };
         let stats = result.get("stats");
         let mut performance = Map::new();

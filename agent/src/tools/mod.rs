@@ -72,6 +72,31 @@ pub struct Finished {
     pub performance: Map<String, Value>,
 }
 
+impl Finished {
+    /// A failed attempt whose output ended without what the tool's documented `format` always
+    /// ends with (`missing`), saying what was seen and the end of stderr.
+    fn not_the_format(
+        tool: &str,
+        status: ExitStatus,
+        missing: &str,
+        format: &str,
+        seen: &str,
+        stderr_tail: &str,
+    ) -> Finished {
+        let stderr = match last_words(stderr_tail) {
+            words if words.is_empty() => String::new(),
+            words => format!("; stderr: {words}"),
+        };
+        Finished {
+            succeeded: false,
+            error: Some(format!(
+                "{tool} ended ({status}) without {missing}: its output is not the documented {format} format ({seen}){stderr}"
+            )),
+            ..Finished::default()
+        }
+    }
+}
+
 /// What a parser sees of a tool's run: its stdout line by line, then how it exited.
 pub trait Reader: Send {
     fn line(&mut self, line: &str);
