@@ -20,7 +20,7 @@ use std::process::ExitStatus;
 
 use serde_json::{Map, Value};
 
-use super::{figure, object, Choices, Finished, Launch, Profile, Reader};
+use super::{figure, Choices, Finished, JsonLines, Launch, Profile, Reader};
 
 pub fn launch(profile: &Profile, choices: &Choices, files: &Path) -> Launch {
     let mut args: Vec<String> =
@@ -54,20 +54,12 @@ pub struct Stream {
     /// Why tool calls were refused (`system` events of subtype `permission_denied`).
     denied: Vec<String>,
     last_text: Option<String>,
-    lines: u64,
-    not_json: u64,
+    read: JsonLines,
 }
 
 impl Reader for Stream {
     fn line(&mut self, line: &str) {
-        if line.trim().is_empty() {
-            return;
-        }
-        self.lines += 1;
-        let Some(event) = object(line) else {
-            self.not_json += 1;
-            return;
-        };
+        let Some(event) = self.read.event(line) else { return };
         match event.get("type").and_then(Value::as_str) {
             Some("result") => self.result = Some(event),
             Some("system") if event.get("subtype").and_then(Value::as_str) == Some("permission_denied") => {
@@ -95,7 +87,7 @@ impl Reader for Stream {
 
     fn finish(self: Box<Self>, status: ExitStatus, stderr_tail: &str) -> Finished {
         let Some(result) = self.result else {
-            let seen = format!("{} lines, {} not JSON", self.lines, self.not_json);
+            let seen = format!("{} lines, {} not JSON", self.read.lines, self.read.not_json);
             return Finished::not_the_format("claude", status, "a result event", "stream-json", &seen, stderr_tail);
         };
         let mut performance = Map::new();

@@ -18,7 +18,7 @@ use std::process::ExitStatus;
 
 use serde_json::{Map, Value};
 
-use super::{object, Choices, Finished, Launch, Reader};
+use super::{Choices, Finished, JsonLines, Launch, Reader};
 
 pub fn launch(choices: &Choices, workdir: &Path, files: &Path) -> Launch {
     let mut args: Vec<String> = ["exec", "--json", "--skip-git-repo-check", "--sandbox", "workspace-write", "-C"]
@@ -43,20 +43,12 @@ pub struct Events {
     commands: u64,
     file_changes: u64,
     usage: Map<String, Value>,
-    events: u64,
-    not_json: u64,
+    read: JsonLines,
 }
 
 impl Reader for Events {
     fn line(&mut self, line: &str) {
-        if line.trim().is_empty() {
-            return;
-        }
-        let Some(event) = object(line) else {
-            self.not_json += 1;
-            return;
-        };
-        self.events += 1;
+        let Some(event) = self.read.event(line) else { return };
         match event.get("type").and_then(Value::as_str) {
             Some("turn.completed") => {
                 self.turns_completed += 1;
@@ -87,7 +79,7 @@ impl Reader for Events {
 
     fn finish(self: Box<Self>, status: ExitStatus, stderr_tail: &str) -> Finished {
         let mut performance = Map::new();
-        if self.events > 0 {
+        if self.read.events() > 0 {
             performance.insert("turns".into(), Value::from(self.turns_completed));
             performance.insert("commands".into(), Value::from(self.commands));
             performance.insert("file_changes".into(), Value::from(self.file_changes));
@@ -98,12 +90,12 @@ impl Reader for Events {
         let succeeded = status.success() && self.failure.is_none() && self.turns_completed > 0;
         let error = (!succeeded).then(|| match (&self.failure, &self.last_error) {
             (Some(said), _) | (None, Some(said)) => format!("codex: the turn failed ({status}): {said}"),
-            (None, None) if self.events == 0 => Finished::not_the_format(
+            (None, None) if self.read.events() == 0 => Finished::not_the_format(
                 "codex",
                 status,
                 "a JSON event",
                 "`exec --json`",
-                &format!("{} lines not JSON", self.not_json),
+                &format!("{} lines not JSON", self.read.not_json),
                 stderr_tail,
             )
             .error

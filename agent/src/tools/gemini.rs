@@ -18,7 +18,7 @@ use std::process::ExitStatus;
 
 use serde_json::{Map, Value};
 
-use super::{figure, object, Choices, Finished, Launch, Reader};
+use super::{figure, Choices, Finished, JsonLines, Launch, Reader};
 
 /// The text passed with `--prompt`: Gemini CLI puts stdin (the step's prompt) before it.
 pub const PROMPT_TAIL: &str = "Do the step described above in this directory, then write the report it asks for.";
@@ -39,20 +39,12 @@ pub fn launch(choices: &Choices, files: &Path) -> Launch {
 pub struct Stream {
     result: Option<Map<String, Value>>,
     text: String,
-    lines: u64,
-    not_json: u64,
+    read: JsonLines,
 }
 
 impl Reader for Stream {
     fn line(&mut self, line: &str) {
-        if line.trim().is_empty() {
-            return;
-        }
-        self.lines += 1;
-        let Some(event) = object(line) else {
-            self.not_json += 1;
-            return;
-        };
+        let Some(event) = self.read.event(line) else { return };
         match event.get("type").and_then(Value::as_str) {
             Some("result") => self.result = Some(event),
             Some("message") if event.get("role").and_then(Value::as_str) == Some("assistant") => {
@@ -68,7 +60,7 @@ impl Reader for Stream {
 
     fn finish(self: Box<Self>, status: ExitStatus, stderr_tail: &str) -> Finished {
         let Some(result) = self.result else {
-            let seen = format!("{} lines, {} not JSON", self.lines, self.not_json);
+            let seen = format!("{} lines, {} not JSON", self.read.lines, self.read.not_json);
             return Finished::not_the_format("gemini", status, "a result event", "stream-json", &seen, stderr_tail);
         };
         let stats = result.get("stats");

@@ -220,11 +220,34 @@ impl Reader for ExitStatusOnly {
     }
 }
 
-/// A JSON object line, or why the line is not one (for the parsers of JSONL formats).
-fn object(line: &str) -> Option<Map<String, Value>> {
-    match serde_json::from_str::<Value>(line.trim()) {
-        Ok(Value::Object(map)) => Some(map),
-        _ => None,
+/// The lines of a JSON Lines output, counted as they are read, so that output which is not the
+/// documented format can be told apart from a run that failed.
+#[derive(Default)]
+struct JsonLines {
+    lines: u64,
+    not_json: u64,
+}
+
+impl JsonLines {
+    /// The line as a JSON object; `None` for a blank line and for one that is not an object
+    /// (counted).
+    fn event(&mut self, line: &str) -> Option<Map<String, Value>> {
+        if line.trim().is_empty() {
+            return None;
+        }
+        self.lines += 1;
+        match serde_json::from_str::<Value>(line.trim()) {
+            Ok(Value::Object(map)) => Some(map),
+            _ => {
+                self.not_json += 1;
+                None
+            }
+        }
+    }
+
+    /// The JSON objects read so far.
+    fn events(&self) -> u64 {
+        self.lines - self.not_json
     }
 }
 
