@@ -22,7 +22,7 @@ use crate::core::edge::error::ApiError;
 use crate::core::edge::http::negotiate;
 use crate::core::edge::response::ApiResponse;
 use crate::core::engine as core_engine;
-use crate::core::records::metrics::{self, AgentAggregate, StepFigures, Usage};
+use crate::core::records::metrics::{self, AgentAggregate, StepFigures};
 use crate::core::records::summary::{self, Kind, StepFacts, TaskFacts, Template};
 use crate::core::records::{agent_log, live};
 use crate::core::registry::workflow::Definition;
@@ -79,12 +79,7 @@ fn figures_of(row: &store::RecordRow) -> Option<StepFigures> {
         files_modified: count(row.files_modified),
         lines_added: count(row.lines_added),
         lines_removed: count(row.lines_removed),
-        usage: Usage {
-            cost_usd: row.cost_usd,
-            turns: row.turns.map(count),
-            input_tokens: row.input_tokens.map(count),
-            output_tokens: row.output_tokens.map(count),
-        },
+        usage: row.usage(),
     })
 }
 
@@ -388,6 +383,7 @@ pub async fn agent_metrics(call: &Call<'_>) -> Handled {
         .into_iter()
         .map(|r| AgentAggregate {
             success_rate: if r.steps > 0 { r.succeeded as f64 / r.steps as f64 } else { 0.0 },
+            usage: r.usage(),
             agent: r.agent,
             steps: count(r.steps),
             succeeded: count(r.succeeded),
@@ -397,12 +393,6 @@ pub async fn agent_metrics(call: &Call<'_>) -> Handled {
             files_modified: count(r.files_modified),
             lines_added: count(r.lines_added),
             lines_removed: count(r.lines_removed),
-            usage: Usage {
-                cost_usd: r.cost_usd,
-                turns: r.turns.map(count),
-                input_tokens: r.input_tokens.map(count),
-                output_tokens: r.output_tokens.map(count),
-            },
         })
         .collect();
     Ok(ApiResponse::json(200, &json!({"since": since.to_rfc3339(), "agents": agents})))

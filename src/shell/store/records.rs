@@ -8,6 +8,7 @@ use worker::{D1Database, Result};
 
 use super::{int, trip};
 use crate::core::base::time::Timestamp;
+use crate::core::records::metrics::Usage;
 
 /// A step as the records read it: its report, figures and times, in workflow order.
 #[derive(Debug, Deserialize)]
@@ -32,6 +33,25 @@ pub struct RecordRow {
     pub turns: Option<i64>,
     pub input_tokens: Option<i64>,
     pub output_tokens: Option<i64>,
+}
+
+/// The usage columns of a row (`cost_usd`, `turns`, `input_tokens`, `output_tokens`) as the
+/// metrics count them: NULL stays "not reported".
+fn usage_of(cost_usd: Option<f64>, turns: Option<i64>, input_tokens: Option<i64>, output_tokens: Option<i64>) -> Usage {
+    let count = |n: Option<i64>| n.map(|n| u64::try_from(n).unwrap_or(0));
+    Usage { cost_usd, turns: count(turns), input_tokens: count(input_tokens), output_tokens: count(output_tokens) }
+}
+
+impl RecordRow {
+    pub fn usage(&self) -> Usage {
+        usage_of(self.cost_usd, self.turns, self.input_tokens, self.output_tokens)
+    }
+}
+
+impl AggregateRow {
+    pub fn usage(&self) -> Usage {
+        usage_of(self.cost_usd, self.turns, self.input_tokens, self.output_tokens)
+    }
 }
 
 /// The usage figures of a step, summed over its attempts, as columns of a query on `steps`.
