@@ -5,13 +5,14 @@
 
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { AGENT_BINARY } from "../scripts/setup.mjs";
 import { issueToken, submit, taskOf } from "./helpers/agents.mjs";
 import { signed } from "./helpers/webhook.mjs";
+import { git, workTree } from "./helpers/git.mjs";
 import { eventually, freePort, startWorker } from "./helpers/worker.mjs";
 
 const AGENTS = ["context-fetcher", "cloudflare-specialist", "sveltekit-specialist", "project-manager", "test-runner"];
@@ -37,12 +38,6 @@ const SCRIPTS = {
   "test-runner": `if [ "$SWITCHYARD_ATTEMPT" = "1" ]; then echo "flaky failure" >&2; exit 3; fi; echo '{"tests": {"unit": {"passed": 12}}}' > "$SWITCHYARD_REPORT_FILE"`,
 };
 
-function git(dir, ...args) {
-  const result = spawnSync("git", ["-C", dir, ...args], { encoding: "utf8" });
-  if (result.status !== 0) throw new Error(`git ${args.join(" ")}: ${result.stderr}`);
-  return result.stdout;
-}
-
 describe("switchyard-agent runners", { timeout: 300_000 }, () => {
   let worker;
   let scratch;
@@ -52,14 +47,7 @@ describe("switchyard-agent runners", { timeout: 300_000 }, () => {
     assert.ok(existsSync(AGENT_BINARY), `${AGENT_BINARY} is built by the set-up`);
     worker = await startWorker();
     scratch = mkdtempSync(join(tmpdir(), "switchyard-runners-"));
-    const origin = join(scratch, "origin");
-    spawnSync("git", ["init", "-q", origin]);
-    git(origin, "config", "user.email", "dev@example.com");
-    git(origin, "config", "user.name", "Dev");
-    writeFileSync(join(origin, "README.md"), "# old title\n\nComments app.\n");
-    writeFileSync(join(origin, "wrangler.toml"), 'name = "app"\n');
-    git(origin, "add", "-A");
-    git(origin, "commit", "-q", "-m", "start");
+    workTree(join(scratch, "origin"), { "README.md": "# old title\n\nComments app.\n", "wrangler.toml": 'name = "app"\n' });
     for (const name of AGENTS) tokens[name] = await issueToken(worker, name);
   });
   after(async () => {

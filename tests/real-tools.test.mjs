@@ -14,6 +14,7 @@ import { after, before, describe, test } from "node:test";
 import { AGENT_BINARY, AIDER, ROOT } from "../scripts/setup.mjs";
 import { modelServer, USAGE } from "./helpers/model-server.mjs";
 import { submit, taskOf } from "./helpers/agents.mjs";
+import { workTree as gitWorkTree } from "./helpers/git.mjs";
 import { eventually, startWorker } from "./helpers/worker.mjs";
 
 const INSTRUCTIONS = "Write the notes the task asks for, one file per task, under notes/.";
@@ -139,15 +140,7 @@ child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
     return { ...quiet, HOME: home, GEMINI_API_KEY: "scripted", GOOGLE_GEMINI_BASE_URL: model.url };
   }
 
-  function workTree(name) {
-    const dir = join(scratch, name);
-    spawnSync("git", ["init", "-q", dir]);
-    for (const args of [["config", "user.email", "dev@example.com"], ["config", "user.name", "Dev"]]) spawnSync("git", ["-C", dir, ...args]);
-    writeFileSync(join(dir, "README.md"), "# app\n");
-    spawnSync("git", ["-C", dir, "add", "-A"]);
-    spawnSync("git", ["-C", dir, "commit", "-q", "-m", "start"]);
-    return dir;
-  }
+  const workTree = (name) => gitWorkTree(join(scratch, name));
 
   for (const [tool, { help, choices }] of Object.entries(TOOLS)) {
     const found = installed(tool);

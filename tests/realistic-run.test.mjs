@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -16,6 +16,7 @@ import { parse as parseYaml } from "yaml";
 import { AGENT_BINARY, ROOT } from "../scripts/setup.mjs";
 import { modelServer } from "./helpers/model-server.mjs";
 import { issueToken, submit, taskOf } from "./helpers/agents.mjs";
+import { git, workTree } from "./helpers/git.mjs";
 import { eventually, startWorker } from "./helpers/worker.mjs";
 
 const CLAUDE = join(ROOT, "node_modules", ".bin", "claude");
@@ -54,12 +55,6 @@ mkdir -p tests && printf 'import { test } from "vitest";\\ntest("%s", () => {});
 echo '{"tests": {"unit": {"passed": 1, "failed": 0, "skipped": 0}}}' > "$SWITCHYARD_REPORT_FILE"`,
 };
 
-function git(dir, ...args) {
-  const result = spawnSync("git", ["-C", dir, ...args], { encoding: "utf8" });
-  if (result.status !== 0) throw new Error(`git ${args.join(" ")}: ${result.stderr}`);
-  return result.stdout;
-}
-
 /** The change in `dir` since its first commit, as switchyard counts it. */
 function realDiff(dir) {
   git(dir, "add", "-A");
@@ -82,17 +77,11 @@ describe("a realistic run of the default workflow", { timeout: 900_000 }, () => 
   before(async () => {
     worker = await startWorker();
     scratch = mkdtempSync(join(tmpdir(), "switchyard-realistic-"));
-    const origin = join(scratch, "origin");
-    mkdirSync(join(origin, "src", "routes"), { recursive: true });
-    mkdirSync(join(origin, "src", "worker"), { recursive: true });
-    writeFileSync(join(origin, "src", "routes", "+page.svelte"), "<h1>Accounts</h1>\n<a href=\"/login\">Sign in</a>\n");
-    writeFileSync(join(origin, "src", "worker", "index.ts"), "export default {\n  async fetch(request: Request, env: Env) {\n    return new Response(\"ok\");\n  },\n};\n");
-    writeFileSync(join(origin, "wrangler.jsonc"), '{ "name": "accounts", "main": "src/worker/index.ts" }\n');
-    spawnSync("git", ["init", "-q", origin]);
-    git(origin, "config", "user.email", "dev@example.com");
-    git(origin, "config", "user.name", "Dev");
-    git(origin, "add", "-A");
-    git(origin, "commit", "-q", "-m", "start");
+    workTree(join(scratch, "origin"), {
+      "src/routes/+page.svelte": "<h1>Accounts</h1>\n<a href=\"/login\">Sign in</a>\n",
+      "src/worker/index.ts": "export default {\n  async fetch(request: Request, env: Env) {\n    return new Response(\"ok\");\n  },\n};\n",
+      "wrangler.jsonc": '{ "name": "accounts", "main": "src/worker/index.ts" }\n',
+    });
 
     // The specialists' model: reads who it is and what the task is from the prompt, makes the
     // backend or the frontend half, and fills in the feedback the prompt's report skeleton asks for.

@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { AGENT_BINARY } from "../scripts/setup.mjs";
 import { submit, taskOf } from "./helpers/agents.mjs";
+import { workTree as gitWorkTree } from "./helpers/git.mjs";
 import { eventually, startWorker } from "./helpers/worker.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -38,12 +39,6 @@ const REPORTED = {
   gemini: { cost_usd: null, turns: null, input_tokens: 1200, output_tokens: 100 },
   aider: { cost_usd: 0.0031, turns: null, input_tokens: 950, output_tokens: 80 },
 };
-
-function git(dir, ...args) {
-  const result = spawnSync("git", ["-C", dir, ...args], { encoding: "utf8" });
-  if (result.status !== 0) throw new Error(`git ${args.join(" ")}: ${result.stderr}`);
-  return result.stdout;
-}
 
 describe("coding CLIs plugged in with --tool", { timeout: 600_000 }, () => {
   let worker;
@@ -78,16 +73,7 @@ describe("coding CLIs plugged in with --tool", { timeout: 600_000 }, () => {
     if (scratch) rmSync(scratch, { recursive: true, force: true });
   });
 
-  function workTree(name) {
-    const dir = join(scratch, name);
-    spawnSync("git", ["init", "-q", dir]);
-    git(dir, "config", "user.email", "dev@example.com");
-    git(dir, "config", "user.name", "Dev");
-    writeFileSync(join(dir, "README.md"), "# app\n");
-    git(dir, "add", "-A");
-    git(dir, "commit", "-q", "-m", "start");
-    return dir;
-  }
+  const workTree = (name) => gitWorkTree(join(scratch, name));
 
   /** Starts `switchyard-agent run --tool tool` for `steps` steps; resolves with its output when it exits. */
   function runner(tool, dir, steps, env, extra = []) {
