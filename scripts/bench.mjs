@@ -27,6 +27,9 @@
 //    (tests/helpers/standin-tool.mjs: parses its flags, reads the prompt, prints the tool's
 //    format); and the bytes of a typical leased step (step 2a of a full-stack task) with the
 //    brief the step carries and without it (the fields a step carried before).
+// 10. Faults: completions and heartbeats answered 503 on a 16-step parallel group whose agents
+//     heartbeat every second while they work, and how long the cron sweep (run back to back)
+//     takes to recover 1,000 expired leases seeded over 1,000 tasks.
 // 9. The example dashboard (examples/sveltekit): its client JavaScript, raw and gzip, and a
 //    Lighthouse run (the system Chromium) of a finished task's detail page, signed in: the
 //    performance and accessibility scores with Lighthouse's mobile and desktop settings.
@@ -75,6 +78,13 @@ const RUNNER_ROUND_LIMIT_MS = 3 * 60 * 1000;
 /** Step rows seeded for the aggregate metrics figure, and requests timed against them. */
 const METRIC_ROWS = Number(process.env.BENCH_METRIC_ROWS ?? 10_000);
 const METRIC_REQUESTS = Number(process.env.BENCH_METRIC_REQUESTS ?? 50);
+/** The heartbeat figure: tasks run, steps in the parallel group, and the heartbeat period. */
+const FAN_TASKS = Number(process.env.BENCH_FAN_TASKS ?? 4);
+const FAN_WIDTH = 16;
+const FAN_HEARTBEAT_MS = 1000;
+/** Expired leases seeded for the sweep figure, and the bound on sweeps run to recover them. */
+const EXPIRED_LEASES = Number(process.env.BENCH_EXPIRED_LEASES ?? 1000);
+const SWEEPS_MAX = 200;
 const AGENTS = ["context-fetcher", "cloudflare-specialist", "sveltekit-specialist", "project-manager", "test-runner"];
 
 function kib(bytes) {
@@ -861,7 +871,147 @@ try {
   process.exit(1);
 }
 console.log(`switchyard bench — node ${process.versions.node}, ${new Date().toISOString()}`);
-/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records, abuse, runner, dashboard) runs a subset. */
+/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records, abuse, runner, faults, dashboard) runs a subset. */
+/** One agent per worker of a 16-step group: lease, heartbeat every second for 2 to 6 s of
+ * "work", complete. Answers 503 are counted and the request sent again after Retry-After. */
+async function fanRun(worker, workers, workflow) {
+  const task = (await submit(worker, { title: "Benchmark heartbeats on a wide group", workflow })).body.task;
+  const counts = { heartbeats: 0, heartbeat503: 0, completions: 0, complete503: 0 };
+  const retrying = async (send, total, busy) => {
+    for (let retry = 0; retry < 30; retry += 1) {
+      const response = await send();
+      counts[total] += 1;
+      if (response.status !== 503) return response;
+      counts[busy] += 1;
+      await new Promise((resolve) => setTimeout(resolve, Number(response.headers.get("retry-after") ?? 1) * 1000));
+    }
+    throw new Error("30 answers 503 in a row");
+  };
+  await Promise.all(
+    workers.map(async (client, i) => {
+      for (let round = 0; round < 200; round += 1) {
+        const step = await client.lease(1);
+        if (!step) {
+          if ((await taskOf(worker, task.id)).status !== "running") return;
+          continue;
+        }
+        const workMs = 2000 + ((i * 997 + round * 331) % 4000);
+        for (let worked = 0; worked < workMs; worked += FAN_HEARTBEAT_MS) {
+          await new Promise((resolve) => setTimeout(resolve, FAN_HEARTBEAT_MS));
+          const beat = await retrying(() => client.heartbeat(step), "heartbeats", "heartbeat503");
+          if (beat.status !== 200) throw new Error(`heartbeat of ${step.key} answered ${beat.status}: ${await beat.text()}`);
+        }
+        const done = await retrying(() => client.complete(step, { report: benchReport(i) }), "completions", "complete503");
+        if (done.status !== 200) throw new Error(`completing ${step.key} answered ${done.status}`);
+      }
+    }),
+  );
+  return counts;
+}
+
+/** SQL that seeds `count` running tasks, each with one step leased by `agent` whose lease ran
+ * out a minute ago. */
+function expiredLeasesSql(count, agent) {
+  const now = Date.now();
+  // Ids of the shape the API accepts: a prefix and 26 Crockford base-32 characters.
+  const id = (prefix, i) => `${prefix}_${"0".repeat(20)}SW${String(i).padStart(4, "0")}`;
+  const lines = ["INSERT INTO workflows (id, name, version, definition, created_at) VALUES ('wfl_sweep', 'bench-sweep', 1, '{}', 0);"];
+  for (let first = 0; first < count; first += 250) {
+    const tasks = [];
+    const steps = [];
+    const attempts = [];
+    for (let i = first; i < Math.min(count, first + 250); i += 1) {
+      tasks.push(`('${id("tsk", i)}', 'wfl_sweep', 'seeded', 'running', ${now}, ${now})`);
+      steps.push(`('${id("stp", i)}', '${id("tsk", i)}', '1', 'seeded', '${agent}', 'leased', 1, 3, '${id("lse", i)}', ${now - 60_000}, ${now - 120_000}, ${now - 120_000})`);
+      attempts.push(`('${id("stp", i)}', 1, '${agent}', '${id("lse", i)}', 'running', ${now - 120_000})`);
+    }
+    lines.push(`INSERT INTO tasks (id, workflow_id, title, status, created_at, updated_at) VALUES ${tasks.join(", ")};`);
+    lines.push(
+      "INSERT INTO steps (id, task_id, key, name, agent, status, attempt, attempts_max, lease_id, lease_expires_at, ready_at, started_at) VALUES " +
+        `${steps.join(", ")};`,
+    );
+    lines.push(`INSERT INTO attempts (step_id, attempt, agent, lease_id, status, started_at) VALUES ${attempts.join(", ")};`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+async function faults() {
+  console.log(`\nFaults (${FAN_TASKS} tasks of a ${FAN_WIDTH}-step parallel group, heartbeats every ${FAN_HEARTBEAT_MS} ms; the sweep over ${EXPIRED_LEASES} expired leases)`);
+  const worker = await startWorker();
+  try {
+    const created = await worker.admin("/v1/agents", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "bench-writer", capabilities: ["writing"], max_concurrency: FAN_WIDTH, lease_ms: 30_000 }),
+    });
+    if (created.status !== 201) throw new Error(`creating the bench agent answered ${created.status}: ${await created.text()}`);
+    const { token } = await created.json();
+    const workflow = summaryWorkflow(FAN_WIDTH + 1);
+    const posted = await worker.admin("/v1/workflows", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(workflow),
+    });
+    if (posted.status !== 201) throw new Error(`posting the workflow answered ${posted.status}: ${await posted.text()}`);
+    const workers = Array.from({ length: FAN_WIDTH }, () => agent(worker, "bench-writer", token));
+    const total = { heartbeats: 0, heartbeat503: 0, completions: 0, complete503: 0 };
+    const counters = async () => (await worker.admin("/v1/system/counters")).json();
+    const before = await counters();
+    for (let run = 0; run < FAN_TASKS; run += 1) {
+      const counts = await fanRun(worker, workers, workflow.name);
+      for (const key of Object.keys(total)) total[key] += counts[key];
+    }
+    console.log(
+      `  ${total.complete503} of ${total.completions} completion requests and ${total.heartbeat503} of ${total.heartbeats} ` +
+        "heartbeat requests were answered 503 busy (and sent again)",
+    );
+    const after = await counters();
+    const requests = total.heartbeats + total.completions;
+    console.log(
+      `  ${((after.transition_round_trips - before.transition_round_trips) / requests).toFixed(2)} D1 round trips per ` +
+        "heartbeat or completion (reads, writes and lost races)",
+    );
+  } finally {
+    await worker.stop();
+  }
+
+  const stateDir = mkdtempSync(join(tmpdir(), "switchyard-bench-"));
+  const sqlFile = join(stateDir, "seed.sql");
+  writeFileSync(sqlFile, expiredLeasesSql(EXPIRED_LEASES, "context-fetcher"));
+  executeSql(stateDir, sqlFile);
+  rmSync(sqlFile);
+  const seeded = await startWorker({ stateDir });
+  try {
+    // A task still to recover is one whose seeded step is still leased; every task is looked at
+    // once at the end, and a sample of them between sweeps.
+    const stillLeased = async (indexes) => {
+      let count = 0;
+      for (const i of indexes) {
+        const task = await taskOf(seeded, `tsk_${"0".repeat(20)}SW${String(i).padStart(4, "0")}`);
+        if (task.steps.some((s) => s.status === "leased")) count += 1;
+      }
+      return count;
+    };
+    const sample = Array.from({ length: Math.ceil(EXPIRED_LEASES / 20) }, (_, k) => k * 20);
+    let sweepMs = 0;
+    let sweeps = 0;
+    while (sweeps < SWEEPS_MAX) {
+      const started = performance.now();
+      const response = await seeded.fetch("/__scheduled?cron=*+*+*+*+*");
+      await response.arrayBuffer();
+      sweepMs += performance.now() - started;
+      sweeps += 1;
+      if ((await stillLeased(sample)) === 0 && (await stillLeased(Array.from({ length: EXPIRED_LEASES }, (_, i) => i))) === 0) break;
+    }
+    console.log(
+      `  the sweep recovered ${EXPIRED_LEASES} expired leases in ${sweeps} cron runs taking ${(sweepMs / 1000).toFixed(1)} s in all ` +
+        "(run back to back here; the cron runs once a minute)",
+    );
+  } finally {
+    await seeded.stop();
+  }
+}
+
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(",")) : null;
 const wanted = (name) => !only || only.has(name);
 if (wanted("bundle")) bundleSizes();
@@ -874,4 +1024,5 @@ if (wanted("engine")) await engine();
 if (wanted("records")) await records();
 if (wanted("abuse")) await abuse();
 if (wanted("runner")) await runnerBench();
+if (wanted("faults")) await faults();
 if (wanted("dashboard")) await dashboardBench();

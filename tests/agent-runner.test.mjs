@@ -211,7 +211,9 @@ describe("switchyard-agent runners", { timeout: 300_000 }, () => {
     // Signed with the standardwebhooks package, as switchyard signs deliveries.
     const good = signed(secret, "dlv-1", body);
     assert.equal((await deliver(good)).status, 200);
-    assert.equal((await deliver(good)).status, 401, "a replayed delivery id is refused");
+    const again = await deliver(good);
+    assert.equal(again.status, 202, "the same delivery again (switchyard resends under the same id) is acknowledged");
+    assert.deepEqual(await again.json(), { duplicate: "dlv-1" }, "and not acted on twice");
     assert.equal((await deliver({ ...good, "webhook-id": "dlv-new" })).status, 401, "a delivery replayed under a new id is refused: the id is signed");
     assert.equal((await deliver(signed("whsec_Zm9yZ2VkIGJ5IHNvbWVvbmUgZWxzZQ==", "dlv-2", body))).status, 401);
     assert.equal((await deliver(signed(secret, "dlv-3", body, new Date(Date.now() - 3600_000)))).status, 401);

@@ -172,7 +172,7 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
     assert.equal((await taskOf(worker, task.id)).status, "succeeded");
   });
 
-  test("a step whose message the queue gave up on is dead, with the reason, and the task failed", async () => {
+  test("a step whose message the queue gave up on spends no attempt: it is noted and the sweep sends it again", async () => {
     const dlqAgent = await soloWorkflow("dlq-agent", { attempts: 4 });
     const task = (await submit(worker, { title: "Doomed", workflow: "dlq-agent-flow" })).body.task;
     // Letters for an attempt already dispatched, or not yet sent, are stale: nothing changes.
@@ -180,17 +180,14 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
     const step = task.steps[0];
     const stale = await json("POST", "/__test/step-messages", { task_id: task.id, step_id: step.id, attempt: 1, dead_letter: true });
     assert.equal(stale.status, 202);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    assert.equal((await taskOf(worker, task.id)).status, "running", "a letter for an attempt already dispatched changes nothing");
     const early = await json("POST", "/__test/step-messages", { task_id: task.id, step_id: step.id, attempt: 2, dead_letter: true });
     assert.equal(early.status, 202);
     await new Promise((resolve) => setTimeout(resolve, 1000));
-    assert.equal((await taskOf(worker, task.id)).status, "running", "a letter for a later attempt changes nothing");
+    assert.equal(count(await eventsOf(worker, task.id), "step.message_dead_lettered"), 0, "letters for other attempts change nothing");
     await cancel(task.id);
 
     const other = (await submit(worker, { title: "Doomed again", workflow: "dlq-agent-flow" })).body.task;
-    // A step waiting out its retry backoff whose retry message is dead-lettered dies. After a
-    // third failure the backoff is at least 4 s, far longer than the dead letter takes.
+    // A step waiting out its retry backoff whose retry message is dead-lettered stays alive.
     let leased;
     for (let attempt = 1; attempt <= 3; attempt += 1) {
       leased = await leaseWithin(dlqAgent);
@@ -200,14 +197,15 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
     }
     const letter = await json("POST", "/__test/step-messages", { task_id: other.id, step_id: leased.id, attempt: 4, dead_letter: true });
     assert.equal(letter.status, 202);
-    const dead = await eventually(async () => {
-      const read = await taskOf(worker, other.id);
-      return read.status === "failed" && read;
-    });
-    assert.ok(dead, "the task failed");
-    assert.match(dead.steps[0].error, /queue gave up/);
+    assert.ok(await eventually(async () => count(await eventsOf(worker, other.id), "step.message_dead_lettered") === 1), "the letter is noted");
+    assert.equal((await taskOf(worker, other.id)).status, "running", "a lost message is not the agent's failure");
+    assert.equal((await worker.fetch("/__scheduled?cron=*+*+*+*+*")).status, 200);
+    const fourth = await leaseWithin(dlqAgent);
+    assert.equal(fourth.attempt, 4, "the step is still on its fourth and last attempt");
+    assert.equal((await dlqAgent.complete(fourth, { report: {} })).status, 200);
     const events = await eventsOf(worker, other.id);
-    assert.equal(count(events, "step.dead"), 1);
+    assert.equal(count(events, "step.dead"), 0);
+    assert.equal((await taskOf(worker, other.id)).status, "succeeded");
   });
 
   test("agents racing for one step: exactly one lease is granted", async () => {
@@ -260,25 +258,66 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
     assert.equal(JSON.parse(firstBody).status, "succeeded");
   });
 
-  test("an expired lease is refused, and the sweep retries the step", async () => {
+  test("a lease past its expiry holds until the sweep ends it, then is refused, and the sweep retries the step", async () => {
     const solo = await soloWorkflow("slow-agent", { agentFields: { lease_ms: 1000 } });
     const task = (await submit(worker, { title: "Slow", workflow: "slow-agent-flow" })).body.task;
     const step = await leaseWithin(solo);
     await new Promise((resolve) => setTimeout(resolve, 1300));
-    const late = await solo.heartbeat(step);
-    assert.equal(late.status, 409);
-    assert.equal((await errorOf(late)).code, "stale_lease");
+    assert.equal((await solo.heartbeat(step)).status, 200, "nobody else has the step: the lease still holds");
+    await new Promise((resolve) => setTimeout(resolve, 1300));
     assert.equal((await worker.fetch("/__scheduled?cron=*+*+*+*+*")).status, 200);
     const retried = await eventually(async () => (await taskOf(worker, task.id)).steps[0].attempts[0]?.status === "expired");
     assert.ok(retried, "the sweep expired the attempt");
+    const late = await solo.heartbeat(step);
+    assert.equal(late.status, 409);
+    assert.deepEqual([(await errorOf(late)).code], ["stale_lease"]);
     const second = await leaseWithin(solo);
     assert.equal(second.attempt, 2);
     assert.equal((await solo.heartbeat(second)).status, 200);
-    assert.equal((await solo.complete(step, { report: {} })).status, 409, "the first lease stays stale");
+    const refused = await solo.complete(step, { report: {} });
+    assert.equal(refused.status, 409, "the first lease stays stale once the step is given to a newer attempt");
+    assert.match((await errorOf(refused)).message, /newer attempt/);
     assert.equal((await solo.complete(second, { report: {} })).status, 200);
     const events = await eventsOf(worker, task.id);
     assert.equal(count(events, "step.lease_expired"), 1);
     assert.equal(count(events, "step.succeeded"), 1);
+  });
+
+  test("an answer after the lease expired and the sweep ended it counts while nobody else has the step", async () => {
+    const solo = await soloWorkflow("late-agent", { agentFields: { lease_ms: 1000 } });
+    const task = (await submit(worker, { title: "Late", workflow: "late-agent-flow" })).body.task;
+    const step = await leaseWithin(solo);
+    await new Promise((resolve) => setTimeout(resolve, 1300));
+    assert.equal((await worker.fetch("/__scheduled?cron=*+*+*+*+*")).status, 200);
+    assert.ok(await eventually(async () => (await taskOf(worker, task.id)).steps[0].attempts[0]?.status === "expired"));
+    const late = await solo.complete(step, { report: { notes: "late but done" } });
+    assert.equal(late.status, 200, await late.clone().text());
+    const answer = await late.json();
+    assert.deepEqual([answer.late, answer.outcome, answer.attempt], [true, "succeeded", 1]);
+    const done = await taskOf(worker, task.id);
+    assert.equal(done.status, "succeeded");
+    assert.deepEqual(done.steps[0].attempts.map((a) => a.status), ["succeeded"]);
+    const events = await eventsOf(worker, task.id);
+    assert.equal(count(events, "step.late_answer"), 1);
+    assert.equal(count(events, "step.succeeded"), 1);
+    // The retry that was waiting out its backoff finds the step done.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    assert.equal(await solo.lease(0), null);
+  });
+
+  test("a lease whose hand-out fails to be stored leaves no lease behind and spends no attempt", async () => {
+    const solo = await soloWorkflow("handout-agent");
+    // 200 paths of 300 bytes, over the task part's bound: the lease stores that part in R2.
+    const paths = Array.from({ length: 200 }, (_, i) => `src/generated/${String(i).padStart(3, "0")}/${"x".repeat(280)}.ts`);
+    const task = (await submit(worker, { title: "Big brief", paths, workflow: "handout-agent-flow" })).body.task;
+    await eventually(async () => (await taskOf(worker, task.id)).steps[0].ready_at);
+    assert.equal((await json("POST", "/__test/faults", { point: "r2_write", fail: 1 })).status, 200);
+    const failed = await postAs(worker, solo.token, `/v1/agents/${solo.name}/lease?wait=0`);
+    assert.equal(failed.status, 500);
+    const step = await leaseWithin(solo);
+    assert.equal(step.attempt, 1, "the failed lease was never written");
+    assert.ok(step.task.offloaded, "the task part was offloaded");
+    assert.equal((await solo.complete(step, { report: {} })).status, 200);
   });
 
   test("a cancelled task stops its agents at their next heartbeat and completion", async () => {

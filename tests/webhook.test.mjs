@@ -22,8 +22,8 @@ describe("webhook agents", { timeout: 300_000 }, () => {
   const json = (method, path, body) =>
     worker.admin(path, { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 
-  async function webhookAgent(name, url, attempts) {
-    const created = await json("POST", "/v1/agents", { name, mode: "webhook", webhook_url: url, capabilities: ["hooks"] });
+  async function webhookAgent(name, url, attempts, fields = {}) {
+    const created = await json("POST", "/v1/agents", { name, mode: "webhook", webhook_url: url, capabilities: ["hooks"], ...fields });
     assert.equal(created.status, 201);
     const { webhook_secret: secret } = await created.json();
     const workflow = await json("POST", "/v1/workflows", {
@@ -85,6 +85,54 @@ describe("webhook agents", { timeout: 300_000 }, () => {
     assert.match(failed.steps[0].attempts[0].error, /answered 500/);
     const events = await eventsOf(worker, task.id);
     assert.equal(events.filter((e) => e.kind === "step.dead").length, 1);
+  });
+
+  test("a slow webhook that answers after the agent's lease_ms still completes its step, once", async () => {
+    const server = await receiver(async () => {
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      return { status: 200, json: { outcome: "succeeded", report: { notes: "slow but done" } } };
+    });
+    servers.push(server);
+    await webhookAgent("slow-hook", server.url, 3, { lease_ms: 1000 });
+    const task = (await submit(worker, { title: "Ping the slow hook", workflow: "slow-hook-flow" })).body.task;
+    const done = await eventually(async () => {
+      const read = await taskOf(worker, task.id);
+      return read.status !== "running" && read;
+    }, { timeoutMs: 30_000 });
+    assert.equal(done?.status, "succeeded");
+    assert.deepEqual(done.steps[0].attempts.map((a) => a.status), ["succeeded"]);
+    assert.equal(server.deliveries.length, 1);
+  });
+
+  test("a webhook's answer that a D1 failure kept from being written is delivered again under the same id and counted once", async () => {
+    let armed = false;
+    const server = await receiver(async () => {
+      if (!armed) {
+        armed = true;
+        // The Worker's next D1 round trips fail: the ones that would write this answer.
+        const fault = await json("POST", "/__test/faults", { point: "d1", fail: 2 });
+        assert.equal(fault.status, 200);
+      }
+      return { status: 200, json: { outcome: "succeeded", report: { notes: "answered" } } };
+    });
+    servers.push(server);
+    await webhookAgent("blip-hook", server.url, 3);
+    const task = (await submit(worker, { title: "Ping the hook during a D1 blip", workflow: "blip-hook-flow" })).body.task;
+    // Nothing else may use D1 while the faults are armed: wait on the receiver alone.
+    await eventually(() => server.deliveries.length >= 2, { timeoutMs: 30_000, intervalMs: 100 });
+    const done = await eventually(async () => {
+      const read = await taskOf(worker, task.id);
+      return read.status !== "running" && read;
+    }, { timeoutMs: 30_000, intervalMs: 500 });
+    assert.equal(done?.status, "succeeded");
+    assert.deepEqual(done.steps[0].attempts.map((a) => a.status), ["succeeded"], "the Worker's fault spent no attempt");
+    assert.equal(server.deliveries.length, 2);
+    assert.equal(server.deliveries[0].headers["webhook-id"], server.deliveries[1].headers["webhook-id"], "the same delivery id");
+    const faults = await (await worker.admin("/__test/faults")).json();
+    assert.equal(faults.d1.failed, 2, "the injected faults happened");
+    const events = await eventsOf(worker, task.id);
+    assert.equal(events.filter((e) => e.kind === "step.redelivered").length, 1);
+    assert.equal(events.filter((e) => e.kind === "step.succeeded").length, 1);
   });
 
   test("a webhook that answers 202 completes the step later over the API", async () => {

@@ -1,6 +1,7 @@
 //! `switchyard-agent serve`: a small HTTP server for a webhook agent. switchyard POSTs each of
 //! the agent's steps (and messages) to it, signed; a step is answered 202 at once and run the
-//! way `run` runs a leased step (heartbeats and completion over the API), one at a time.
+//! way `run` runs a leased step (heartbeats and completion over the API), one at a time. A
+//! delivery sent again under the same id is answered 202 and not run twice.
 
 use std::io::Read;
 use std::sync::atomic::AtomicBool;
@@ -71,14 +72,19 @@ pub fn serve(settings: Settings, listen: &str, secret: &str, stop: Arc<AtomicBoo
             &header_of(&request, "webhook-signature"),
             &body,
             now_seconds(),
-        )
-        .and_then(|()| seen.accept(&id, now_seconds()));
+        );
         if let Err(rejected) = checked {
             eprintln!("switchyard-agent: refused a delivery: {rejected}");
             answer(request, 401, json!({"error": rejected.to_string()}));
             continue;
         }
         let delivery: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if !seen.first_time(&id, now_seconds()) {
+            // switchyard sends a delivery again under the same id when it could not finish
+            // handing it out; the step is already running (or ran) here.
+            answer(request, 202, json!({"duplicate": id}));
+            continue;
+        }
         if delivery["step"].is_object() {
             let _ = steps.send(delivery["step"].clone());
             // Completed later over the API, once the command has run.

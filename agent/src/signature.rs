@@ -1,8 +1,10 @@
 //! Checking a webhook delivery from switchyard, as the Standard Webhooks specification says
 //! (https://www.standardwebhooks.com/): `webhook-signature` lists `v1,<base64>` signatures, each
 //! the HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}` keyed with the secret's bytes
-//! (the base64 after `whsec_`); the timestamp must be within five minutes of this clock, and a
-//! delivery id is accepted once. The id is signed, so a delivery replayed under a new id fails.
+//! (the base64 after `whsec_`); the timestamp must be within five minutes of this clock. The id
+//! is signed, so a delivery replayed under a new id fails. The same id again is, as the
+//! specification says, the same message sent again (switchyard resends a step it could not
+//! finish handing out): it is acknowledged and not acted on twice ([`SeenDeliveries`]).
 
 use std::collections::HashMap;
 
@@ -20,7 +22,6 @@ pub enum Rejected {
     Malformed,
     WrongSignature,
     Stale,
-    Replayed,
 }
 
 impl std::fmt::Display for Rejected {
@@ -31,7 +32,6 @@ impl std::fmt::Display for Rejected {
             }
             Rejected::WrongSignature => "the signature does not match the secret",
             Rejected::Stale => "the timestamp is too far from now",
-            Rejected::Replayed => "this delivery id was already accepted",
         })
     }
 }
@@ -81,22 +81,26 @@ pub fn verify(
     Ok(())
 }
 
-/// Delivery ids seen within the tolerance window: a replay inside the window is refused, and
-/// ids older than it are forgotten (their timestamps are refused anyway).
+/// Delivery ids seen lately: the same id again is acknowledged without being acted on, and ids
+/// are forgotten a while after the tolerance window (a request that old is refused as stale).
 #[derive(Default)]
 pub struct SeenDeliveries(HashMap<String, i64>);
 
 impl SeenDeliveries {
-    /// Records `id` seen at `now_seconds`; `Err(Replayed)` if it was seen before.
-    pub fn accept(&mut self, id: &str, now_seconds: i64) -> Result<(), Rejected> {
-        self.0.retain(|_, seen| now_seconds - *seen <= 2 * TOLERANCE_SECONDS);
+    /// Records `id` seen at `now_seconds`; false if it was seen before (a resend).
+    pub fn first_time(&mut self, id: &str, now_seconds: i64) -> bool {
+        self.0.retain(|_, seen| now_seconds - *seen <= SEEN_KEPT_SECONDS);
         if self.0.contains_key(id) {
-            return Err(Rejected::Replayed);
+            return false;
         }
         self.0.insert(id.to_string(), now_seconds);
-        Ok(())
+        true
     }
 }
+
+/// How long a delivery id is remembered: past the tolerance window, and past the longest run of
+/// resends switchyard makes of one delivery (its queue's retries, at most a minute apart).
+const SEEN_KEPT_SECONDS: i64 = 3600;
 
 #[cfg(test)]
 mod tests {
@@ -130,11 +134,11 @@ mod tests {
     }
 
     #[test]
-    fn a_delivery_id_is_accepted_once_and_forgotten_after_the_window() {
+    fn a_delivery_id_is_acted_on_once_and_forgotten_after_the_window() {
         let mut seen = SeenDeliveries::default();
-        assert_eq!(seen.accept("lse_1", 100), Ok(()));
-        assert_eq!(seen.accept("lse_1", 150), Err(Rejected::Replayed));
-        assert_eq!(seen.accept("lse_2", 150), Ok(()));
-        assert_eq!(seen.accept("lse_1", 100 + 2 * TOLERANCE_SECONDS + 1), Ok(()));
+        assert!(seen.first_time("lse_1", 100));
+        assert!(!seen.first_time("lse_1", 150));
+        assert!(seen.first_time("lse_2", 150));
+        assert!(seen.first_time("lse_1", 100 + SEEN_KEPT_SECONDS + 1));
     }
 }

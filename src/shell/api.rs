@@ -165,6 +165,12 @@ async fn route_and_run(
             let counts = store::row_counts(&call.env.d1(bindings::DB)?).await?;
             Ok(ApiResponse::json(200, &counts))
         }),
+        RouteId::TestRowDigests => Box::pin(async {
+            let digests = store::row_digests(&call.env.d1(bindings::DB)?).await?;
+            Ok(ApiResponse::json(200, &digests))
+        }),
+        RouteId::TestArmFault => Box::pin(tasks::test_arm_fault(&call, &body)),
+        RouteId::TestFaults => Box::pin(async { Ok(ApiResponse::json(200, &super::faults::status())) }),
         RouteId::TestPanic => panic!("deliberate panic from the test-only fault route"),
     };
     handler.await
@@ -190,7 +196,8 @@ fn body_limit(id: RouteId) -> Option<usize> {
         | RouteId::RetryStep
         | RouteId::SendMessage
         | RouteId::CreateSession
-        | RouteId::TestStepMessage => Some(JSON_BODY_BYTES_MAX),
+        | RouteId::TestStepMessage
+        | RouteId::TestArmFault => Some(JSON_BODY_BYTES_MAX),
         RouteId::Health
         | RouteId::OpenApi
         | RouteId::Whoami
@@ -216,6 +223,8 @@ fn body_limit(id: RouteId) -> Option<usize> {
         | RouteId::GetTaskMetrics
         | RouteId::AgentMetrics
         | RouteId::TestRowCounts
+        | RouteId::TestRowDigests
+        | RouteId::TestFaults
         | RouteId::TestPanic => None,
     }
 }

@@ -8,6 +8,7 @@ use crate::core::base::bindings;
 
 /// The text of an R2 object, or `None` when there is none under `key`.
 pub async fn read_artifact(env: &Env, key: &str) -> worker::Result<Option<String>> {
+    super::faults::check(super::faults::Point::R2Read)?;
     let Some(object) = env.bucket(bindings::ARTIFACTS)?.get(key).execute().await? else { return Ok(None) };
     Ok(Some(match object.body() {
         Some(body) => body.text().await?,

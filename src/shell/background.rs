@@ -21,9 +21,11 @@ pub async fn consume(batch: MessageBatch<String>, env: &Env) {
         let body = body_text(&message.body());
         let decision = queue::decide(role, &id, &body);
         if let Err(err) = carry_out(&decision, &message, env).await {
-            // Retried by the queue with its normal backoff; after max_retries it is dead-lettered.
-            worker::console_error!("queue message {id} failed and will be retried: {err}");
-            message.retry();
+            // After max_retries the message is dead-lettered, and the sweep takes over.
+            let age_ms = platform::now().as_millis() - message.timestamp().as_millis() as i64;
+            let delay = queue::retry_delay_seconds(age_ms);
+            worker::console_error!("queue message {id} failed and will be retried in {delay} s: {err}");
+            message.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(delay).build());
         }
     }
 }

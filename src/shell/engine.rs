@@ -21,8 +21,8 @@ use crate::core::base::bindings;
 use crate::core::base::encoding::sha256_hex;
 use crate::core::base::ids::IdKind;
 use crate::core::base::limits::{
-    REDISPATCH_AFTER_MS_DEFAULT, REPORT_INLINE_BYTES_MAX, SWEEP_TASKS_MAX, TRANSITION_RETRIES_MAX,
-    TRANSITION_RETRY_PAUSE_MS, WEBHOOK_TIMEOUT_MS,
+    REDISPATCH_AFTER_MS_DEFAULT, REPORT_INLINE_BYTES_MAX, SWEEP_CONCURRENCY, SWEEP_ROUNDS_MAX, SWEEP_TASKS_MAX,
+    TRANSITION_RETRIES_MAX, TRANSITION_RETRY_PAUSE_MS, WEBHOOK_TIMEOUT_MS,
 };
 use crate::core::base::time::Timestamp;
 use crate::core::engine::queue::QueueMessage;
@@ -37,6 +37,8 @@ use crate::core::records::metrics::{ReportCounts, Usage};
 /// What driving a command to a task came to.
 pub enum Driven {
     Applied(Box<Transition>),
+    /// A heartbeat extended its lease.
+    Extended(engine::Extension),
     Unchanged(&'static str),
     Replay(String),
     Refused(Refusal),
@@ -95,6 +97,14 @@ pub async fn drive_from(
             Err(refusal) => return Ok(Driven::Refused(refusal)),
             Ok(Outcome::Unchanged(why)) => return Ok(Driven::Unchanged(why)),
             Ok(Outcome::Replay(response)) => return Ok(Driven::Replay(response)),
+            Ok(Outcome::Extended(extension)) => {
+                trips += 1;
+                if store::extend_lease(db, &extension).await? {
+                    return Ok(Driven::Extended(extension));
+                }
+                // The lease ended between the read and the write: read again for the reason.
+                continue;
+            }
             Ok(Outcome::Changed(transition)) => transition,
         };
         let mut extras = artifacts(env, &before, &transition, command, log).await?;
@@ -151,6 +161,7 @@ async fn log_completion(env: &Env, before: &engine::Task, completion: &Completio
 /// R2 has no append: read the log, add the entry, and write it back only if nobody wrote it
 /// in between (its etag is unchanged, or it still does not exist); otherwise read again.
 async fn append_agent_log(env: &Env, task_id: &str, agent: &str, entry: &str) -> worker::Result<()> {
+    super::faults::check(super::faults::Point::R2Write)?;
     let bucket = env.bucket(bindings::ARTIFACTS)?;
     let key = agent_log::key(task_id, agent);
     for _ in 0..AGENT_LOG_WRITE_TRIES {
@@ -208,6 +219,7 @@ pub async fn artifacts(
         let report = match report {
             ReportRef::Inline(json) if json.len() > REPORT_INLINE_BYTES_MAX => {
                 let key = report_key(&before.id, step_id, attempt);
+                super::faults::check(super::faults::Point::R2Write)?;
                 env.bucket(bindings::ARTIFACTS)?.put(&key, json.clone()).execute().await?;
                 ReportRef::Stored(key)
             }
@@ -220,6 +232,7 @@ pub async fn artifacts(
     if let (Some(log), Command::Complete(completion)) = (log, command) {
         let attempt = before.step(&completion.step_id).map_or(0, |s| s.attempt);
         let key = agent_log::attempt_key(&before.id, &completion.step_id, attempt);
+        super::faults::check(super::faults::Point::R2Write)?;
         env.bucket(bindings::ARTIFACTS)?.put(&key, log.to_string()).execute().await?;
         extras.push(store::Extra::LogKey { step_id: completion.step_id.clone(), attempt, key });
     }
@@ -266,9 +279,9 @@ pub async fn send(env: &Env, task_id: &str, sends: &[engine::Send]) {
             MessageBuilder::new(body.to_json()).delay_seconds(s.delay_seconds).build()
         })
         .collect();
-    let sent = match env.queue(bindings::STEPS) {
-        Ok(queue) => queue.send_batch(BatchMessageBuilder::new().messages(messages).build()).await,
-        Err(err) => Err(err),
+    let sent = match (super::faults::check(super::faults::Point::QueueSend), env.queue(bindings::STEPS)) {
+        (Ok(()), Ok(queue)) => queue.send_batch(BatchMessageBuilder::new().messages(messages).build()).await,
+        (Err(err), _) | (_, Err(err)) => Err(err),
     };
     if let Err(err) = sent {
         worker::console_error!(
@@ -317,6 +330,7 @@ pub fn task_brief(row: &store::TaskRow) -> Value {
 pub async fn hand_out(env: &Env, handout: brief::Handout<'_>) -> worker::Result<Value> {
     let payload = brief::payload(handout);
     for (key, text) in payload.offloads {
+        super::faults::check(super::faults::Point::R2Write)?;
         env.bucket(bindings::ARTIFACTS)?
             .put(&key, text)
             .http_metadata(HttpMetadata { content_type: Some("application/json".into()), ..HttpMetadata::default() })
@@ -353,7 +367,7 @@ pub async fn dispatch(env: &Env, task_id: &str, step_id: &str, attempt: u32) -> 
         (Runner::Agent, Some(agent)) => match registry::agent_for_dispatch(env, &db, agent).await? {
             Some(found) if found.webhook => Dispatch::Deliver {
                 lease_id: platform::new_id(IdKind::Lease, platform::now())?,
-                lease_ms: found.lease_ms,
+                lease_ms: webhook::delivery_lease_ms(found.lease_ms),
             },
             // An agent that is not registered (any more) gets its steps when it is registered again.
             _ => Dispatch::Leasable,
@@ -384,7 +398,9 @@ pub async fn dispatch(env: &Env, task_id: &str, step_id: &str, attempt: u32) -> 
 }
 
 /// POSTs a step just leased for a webhook agent, then completes it from the answer (or leaves it
-/// leased after a 202). Only the delivery's own lease can be completed this way.
+/// leased after a 202). Only the delivery's own lease can be completed this way. An error (D1 or
+/// R2 failing before the answer is written) is returned, so that the queue retries the message
+/// and the step is delivered again under the same lease and delivery id (see `core::engine`).
 async fn deliver(
     env: &Env,
     db: &D1Database,
@@ -438,6 +454,8 @@ pub async fn post_signed(
     timestamp: i64,
     body: &str,
 ) -> Result<(u16, String), String> {
+    super::faults::check(super::faults::Point::Webhook)
+        .map_err(|e| format!("the webhook could not be reached: {e}"))?;
     let headers = worker::Headers::new();
     let set = |name: &str, value: &str| headers.set(name, value).map_err(|e| e.to_string());
     set("content-type", "application/json")?;
@@ -514,12 +532,12 @@ async fn complete_delivery(
         Driven::Busy => {
             return Err(worker::Error::RustError(format!("webhook completion of {step_id}: the task stayed busy")))
         }
-        Driven::Applied(_) | Driven::Replay(_) | Driven::Unchanged(_) | Driven::NoSuchTask => {}
+        Driven::Applied(_) | Driven::Replay(_) | Driven::Unchanged(_) | Driven::NoSuchTask | Driven::Extended(_) => {}
     }
     Ok(())
 }
 
-/// The queue gave up on a step's message: the step dies with the reason.
+/// The queue gave up on a step's message: noted on the task; the sweep sends it again.
 pub async fn dead_letter(env: &Env, task_id: &str, step_id: &str, attempt: u32) -> worker::Result<()> {
     let db = env.d1(bindings::DB)?;
     let command = Command::DeadLetter {
@@ -547,18 +565,32 @@ fn redispatch_after_ms(env: &Env) -> i64 {
 }
 
 /// The cron sweep: expires leases whose heartbeats stopped and re-sends overdue messages, task
-/// by task. Two sweeps at once are safe: each transition applies to the state it read, once.
+/// by task, `SWEEP_CONCURRENCY` tasks at a time, in rounds while rounds come back full. Two
+/// sweeps at once are safe: each transition applies to the state it read, once.
 pub async fn sweep(env: &Env) -> worker::Result<u32> {
     let db = env.d1(bindings::DB)?;
     let after = redispatch_after_ms(env);
-    let tasks = store::tasks_to_sweep(&db, platform::now(), after, SWEEP_TASKS_MAX).await?;
+    let command = Command::Sweep { redispatch_after_ms: after };
     let mut swept = 0;
-    for task_id in tasks {
-        match drive(env, &db, TaskKey::Id(&task_id), &Command::Sweep { redispatch_after_ms: after }, None).await {
-            Ok(Driven::Applied(_)) => swept += 1,
-            Ok(_) => {}
-            // One task's failure does not stop the sweep of the others.
-            Err(err) => worker::console_error!("sweeping task {task_id} failed: {err}"),
+    for _ in 0..SWEEP_ROUNDS_MAX {
+        let tasks = store::tasks_to_sweep(&db, platform::now(), after, SWEEP_TASKS_MAX).await?;
+        let mut changed = 0;
+        for chunk in tasks.chunks(SWEEP_CONCURRENCY) {
+            let drives = chunk.iter().map(|task_id| drive(env, &db, TaskKey::Id(task_id), &command, None));
+            for (task_id, driven) in chunk.iter().zip(futures_util::future::join_all(drives).await) {
+                match driven {
+                    Ok(Driven::Applied(_)) => changed += 1,
+                    Ok(_) => {}
+                    // One task's failure does not stop the sweep of the others.
+                    Err(err) => worker::console_error!("sweeping task {task_id} failed: {err}"),
+                }
+            }
+        }
+        swept += changed;
+        // A round that was not full found everything due; one that changed nothing would find
+        // the same tasks again.
+        if tasks.len() < SWEEP_TASKS_MAX as usize || changed == 0 {
+            break;
         }
     }
     Ok(swept)

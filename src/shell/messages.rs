@@ -93,7 +93,11 @@ pub async fn send(call: &Call<'_>, body: &[u8]) -> Handled {
     note_sent(&message.to);
     if mode_of(&message.to).as_deref() == Some("webhook") {
         let body = QueueMessage::Message { message_id: id.clone() }.to_json();
-        if let Err(err) = call.env.queue(bindings::STEPS)?.send(body).await {
+        let sent = match super::faults::check(super::faults::Point::QueueSend) {
+            Ok(()) => call.env.queue(bindings::STEPS)?.send(body).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = sent {
             // The message is stored and in the inbox; only the push to the webhook is lost.
             worker::console_error!("message {id}: queueing its webhook delivery failed: {err}");
         }

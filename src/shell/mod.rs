@@ -11,6 +11,7 @@ mod artifacts;
 mod background;
 mod call;
 mod engine;
+mod faults;
 mod messages;
 mod platform;
 mod records;

@@ -157,6 +157,7 @@ pub async fn run_builtin(
     };
     let mut structured = serde_json::to_value(&built).map_err(|e| fault(e.to_string()))?;
     structured["markdown"] = Value::from(markdown.clone());
+    super::faults::check(super::faults::Point::R2Write)?;
     let bucket = env.bucket(bindings::ARTIFACTS)?;
     for (key, body, content_type) in [
         (&row.markdown_key, markdown, "text/markdown; charset=utf-8"),

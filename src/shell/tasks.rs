@@ -448,12 +448,8 @@ async fn try_lease(
             // Another agent took it between the read and now, or the task moved on: look again.
             Ok(_) | Err(_) => continue,
         };
-        let guard = store::Guard::AgentBelow { agent: name, max_concurrency: read.max_concurrency };
-        trips += 1;
-        match store::write_transition(db, &before, &transition, &guard, &[], now).await? {
-            store::Write::Stale => continue,
-            store::Write::Done => engine::count_transition(&transition, trips),
-        }
+        // The step's hand-out is made before the lease is written: if reading its inputs or
+        // storing an offloaded part fails, no lease exists that nobody holds.
         let Some(step) = transition.task.step(&candidate.id) else { return Ok(None) };
         let instructions =
             read.instructions.iter().find(|(id, _)| *id == step.id).map_or("{}", |(_, text)| text.as_str());
@@ -470,6 +466,12 @@ async fn try_lease(
         let mut payload = engine::hand_out(call.env, handout).await?;
         payload["messages"] = read.messages.iter().map(super::messages::message_json).collect();
         payload["timeout_ms"] = Value::from(read.step_timeout_ms);
+        let guard = store::Guard::AgentBelow { agent: name, max_concurrency: read.max_concurrency };
+        trips += 1;
+        match store::write_transition(db, &before, &transition, &guard, &[], now).await? {
+            store::Write::Stale => continue,
+            store::Write::Done => engine::count_transition(&transition, trips),
+        }
         return Ok(Some(ApiResponse::json(200, &json!({"step": payload}))));
     }
     Ok(None)
@@ -500,15 +502,14 @@ pub async fn heartbeat(call: &Call<'_>, body: &[u8]) -> Handled {
     let command =
         Command::Heartbeat { step_id: step_id.clone(), caller: caller_of(call), lease_id: request.lease_id, lease_ms };
     match engine::drive(call.env, &db, TaskKey::OfStep(&step_id), &command, None).await? {
-        Driven::Applied(transition) => {
-            let step = transition.task.step(&step_id);
-            let mut body =
-                json!({"step_id": step_id, "lease_expires_at": millis(step.and_then(|s| s.lease_expires_at))});
+        Driven::Extended(extension) => {
+            let mut body = json!({"step_id": step_id, "lease_expires_at": millis(Some(extension.expires_at))});
             // Stored only once the lease is known to be the caller's; a failed write is a 5xx
             // the runner retries, resending the same chunk.
-            if let (Some(chunk), Some(step)) = (&request.output, step) {
+            if let Some(chunk) = &request.output {
                 if !chunk.text.is_empty() {
-                    let key = live::chunk_key(&transition.task.id, &step_id, step.attempt, chunk.offset);
+                    let key = live::chunk_key(&extension.task_id, &step_id, extension.attempt, chunk.offset);
+                    super::faults::check(super::faults::Point::R2Write)?;
                     call.env.bucket(bindings::ARTIFACTS)?.put(&key, chunk.text.clone()).execute().await?;
                 }
                 body["output_offset"] = Value::from(chunk.offset + chunk.text.len() as u64);
@@ -589,6 +590,30 @@ pub fn counters() -> ApiResponse {
             "agent_metrics_rows_read": store::aggregate_rows_read(),
         }),
     )
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestFault {
+    point: String,
+    #[serde(default)]
+    skip: u32,
+    fail: u32,
+}
+
+/// `POST /__test/faults` (test-only): after `skip` more operations at `point` pass, the next
+/// `fail` fail (see `shell/faults.rs`).
+pub async fn test_arm_fault(call: &Call<'_>, body: &[u8]) -> Handled {
+    let request: TestFault = parse_json_body(call.content_type.as_deref(), body)?;
+    let Some(point) = super::faults::Point::parse(&request.point) else {
+        let names: Vec<_> = super::faults::Point::ALL.iter().map(|p| p.name()).collect();
+        return Err(ApiError::Invalid {
+            details: vec![Detail::field("point", format!("is one of {}", names.join(", ")))],
+        }
+        .into());
+    };
+    super::faults::arm(point, request.skip, request.fail);
+    Ok(ApiResponse::json(200, &super::faults::status()))
 }
 
 #[derive(serde::Deserialize)]

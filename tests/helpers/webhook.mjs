@@ -25,7 +25,7 @@ export function signed(secret, id, body, at = new Date()) {
   };
 }
 
-/** A loopback server that records deliveries and answers with `answer(delivery)`. */
+/** A loopback server that records deliveries and answers with `answer(delivery)` (or what its promise gives). */
 export async function receiver(answer) {
   const deliveries = [];
   const server = createServer((req, res) => {
@@ -34,9 +34,10 @@ export async function receiver(answer) {
     req.on("end", () => {
       const delivery = { headers: req.headers, body };
       deliveries.push(delivery);
-      const { status, json } = answer(delivery);
-      res.writeHead(status, { "content-type": "application/json" });
-      res.end(json === undefined ? "" : JSON.stringify(json));
+      Promise.resolve(answer(delivery)).then(({ status, json }) => {
+        res.writeHead(status, { "content-type": "application/json" });
+        res.end(json === undefined ? "" : JSON.stringify(json));
+      });
     });
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));

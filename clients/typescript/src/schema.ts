@@ -498,7 +498,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Extends the step's lease by the agent's lease_ms. */
+        /** Extends the step's lease by the agent's lease_ms. The lease is the step's until the cron sweep ends it, so a heartbeat past its expiry still extends it if the sweep has not run; after that it is 409 `stale_lease`. A heartbeat never makes another request of the task answer 503. */
         post: operations["heartbeatStep"];
         delete?: never;
         options?: never;
@@ -517,7 +517,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Completes the leased step with its outcome, report and log. A failed outcome is retried with backoff until the attempts run out. The same completion sent twice is answered as the first time. */
+        /** Completes the leased step with its outcome, report and log. A failed outcome is retried with backoff until the attempts run out. The same completion sent twice is answered as the first time. An answer for a lease that expired is accepted (`late: true`) as long as the step was not given to a newer attempt since; after that it is 409 `stale_lease` saying so. */
         post: operations["completeStep"];
         delete?: never;
         options?: never;
@@ -1141,6 +1141,8 @@ export interface components {
             attempt?: number;
             /** @enum {string} */
             outcome?: "succeeded" | "failed";
+            /** @description The lease had expired and the sweep had ended the attempt, but nobody else had been given the step: the answer counts. A late failure replaces the expiry on the attempt (the retry the expiry started goes on). */
+            late?: boolean;
             /**
              * @description `queued` with `ready_at` set: leasable; `failed`: the last attempt failed and a retry is on its way after a backoff; `dead`: attempts exhausted.
              * @enum {string}

@@ -167,9 +167,13 @@ pub const TRANSITION_RETRIES_MAX: u32 = 8;
 /// that lost together spread out instead of colliding again. 5 ms doubles to at most 640 ms.
 pub const TRANSITION_RETRY_PAUSE_MS: u32 = 5;
 
-/// Tasks one cron run sweeps (expired leases, overdue messages). Each is a read and a write; 50
-/// keeps a run well inside the cron handler's time, and the next minute takes the rest.
+/// Tasks one cron run sweeps per round (expired leases, overdue messages), and how many rounds
+/// it runs while each round is full. Each task is a read and a write; the rounds' tasks are
+/// swept `SWEEP_CONCURRENCY` at a time, so 20 rounds of 50 (1,000 tasks) stay well inside the
+/// cron handler's time, and the next minute takes the rest.
 pub const SWEEP_TASKS_MAX: u32 = 50;
+pub const SWEEP_ROUNDS_MAX: u32 = 20;
+pub const SWEEP_CONCURRENCY: usize = 10;
 
 /// How long after its due time a queued step's message is considered lost and sent again. Queues
 /// deliver within seconds; a minute (one cron period) avoids re-sending what is merely slow.
@@ -178,6 +182,18 @@ pub const REDISPATCH_AFTER_MS_DEFAULT: i64 = 60_000;
 /// Longest a webhook agent may take to answer a delivery. Longer work answers 202 and completes
 /// over the API later; a queue consumer should not hold a batch for minutes.
 pub const WEBHOOK_TIMEOUT_MS: u32 = 15_000;
+/// A webhook delivery's lease outlasts the longest answer by this much: the Worker is still
+/// waiting for the answer until then, so the lease must not run out under it (the time to
+/// build the delivery and write the answer fits in five seconds).
+pub const DELIVERY_LEASE_MARGIN_MS: i64 = 5_000;
+
+/// Delay before the queue delivers a message again whose handling failed (D1 or R2 failing,
+/// a transition that stayed busy): the message's age, so that the delays double, between a
+/// second and a minute. With the consumer's `max_retries` of 10 that rides out several minutes
+/// of trouble; after that the sweep re-sends the message (a failure of the Worker never spends
+/// an agent's attempt).
+pub const QUEUE_RETRY_DELAY_SECONDS_MIN: u32 = 1;
+pub const QUEUE_RETRY_DELAY_SECONDS_MAX: u32 = 60;
 
 /// Longest lease an agent may ask for (`lease_ms`), and the shortest: leases are renewed by
 /// heartbeats, so an hour without one means the agent is gone.

@@ -67,6 +67,11 @@ pub enum RouteId {
     TestStepMessage,
     /// Row counts of every table, so tests can show a refused request changed nothing; test-only.
     TestRowCounts,
+    /// A digest of every table's rows (so a test sees a change that keeps the counts); test-only.
+    TestRowDigests,
+    /// Arms a fault point of the shell (see `shell/faults.rs`), or reads them; test-only.
+    TestArmFault,
+    TestFaults,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +138,9 @@ pub const TEST_ROUTES: &[Route] = &[
     route(Method::Post, "/__test/panic", RouteId::TestPanic, Access::Public),
     route(Method::Post, "/__test/step-messages", RouteId::TestStepMessage, Access::Admin),
     route(Method::Get, "/__test/row-counts", RouteId::TestRowCounts, Access::Admin),
+    route(Method::Get, "/__test/row-digests", RouteId::TestRowDigests, Access::Admin),
+    route(Method::Post, "/__test/faults", RouteId::TestArmFault, Access::Admin),
+    route(Method::Get, "/__test/faults", RouteId::TestFaults, Access::Admin),
 ];
 
 /// A request matched to its route, with the path parameters in pattern order.

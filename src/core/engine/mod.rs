@@ -29,11 +29,26 @@
 //! - `queued`: its queue message is on the way (`ready_at` unset) or it has been dispatched and
 //!   waits for its pull agent to lease it (`ready_at` set).
 //! - `failed`: the last attempt failed and a retry message is on its way after a backoff.
-//! - `dead`: the attempts ran out (or the queue gave up on its message); the task is `failed`
-//!   until the step is retried by hand.
+//! - `dead`: the attempts ran out; the task is `failed` until the step is retried by hand.
 //!
 //! A queue message names a step and the attempt it is for; a message for any other attempt, or
-//! for a step already dispatched, is a duplicate and changes nothing.
+//! for a step already dispatched, is a duplicate and changes nothing. The one exception is a
+//! webhook agent's step that is still leased for the delivery the message started, unanswered:
+//! its message comes back only when the delivery failed inside the Worker (D1 or R2 failed
+//! before the answer was written), and it delivers the step again under the same lease, so
+//! the agent sees the same delivery id and no attempt is spent on the Worker's own fault. For
+//! the same reason a message the queue gave up on kills nothing: it is noted, and the sweep
+//! sends the step's message again.
+//!
+//! Heartbeats are not transitions: a heartbeat's decision ([`Outcome::Extended`]) is written
+//! with a guard on the step's lease alone and leaves the task's version as it is, so the
+//! heartbeats of a wide parallel group never make the group's completions lose their races. The
+//! one decision that depends on a lease's expiry, the sweep expiring it, carries the expiry it
+//! read ([`Transition::expiries_read`]) and applies only if no heartbeat has moved it since.
+//!
+//! A lease is the step's until somebody else is given the step: an answer that comes after
+//! the lease expired is accepted as long as no newer attempt has started, even after the sweep
+//! ended the attempt (the late answer then replaces the expiry on that attempt).
 
 pub mod brief;
 pub mod plan;
@@ -192,6 +207,14 @@ pub struct Step {
 }
 
 impl Step {
+    /// Whether a queue message for `attempt` finds the step still leased for the webhook
+    /// delivery that message started, unanswered (see the module documentation).
+    pub fn awaits_redelivery(&self, attempt: u32) -> bool {
+        self.status == StepStatus::Leased
+            && self.attempt == attempt
+            && self.attempts.last().is_some_and(|a| a.status == AttemptStatus::Running && a.completion_hash.is_none())
+    }
+
     /// Whether a queue message for `attempt` would dispatch this step now: it waits for its
     /// message (not yet made leasable) and the message is for its next attempt.
     pub fn awaits_dispatch(&self, attempt: u32) -> bool {
@@ -252,6 +275,18 @@ pub enum Dispatch {
     Builtin { report: ReportRef },
 }
 
+/// A heartbeat's decision: the lease to extend and its new expiry. The shell writes it guarded
+/// by the lease alone (the step is still leased under `lease_id`), without a task version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extension {
+    pub task_id: String,
+    pub step_id: String,
+    /// The attempt the lease is for.
+    pub attempt: u32,
+    pub lease_id: String,
+    pub expires_at: Timestamp,
+}
+
 /// An agent's (or a webhook's) answer for a leased step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
@@ -300,7 +335,7 @@ pub enum Command {
     Retry {
         step_id: String,
     },
-    /// The queue gave up on the message for `attempt` of a step.
+    /// The queue gave up on the message for `attempt` of a step (noted; the sweep re-sends it).
     DeadLetter {
         step_id: String,
         attempt: u32,
@@ -334,12 +369,18 @@ pub struct Transition {
     pub reports: Vec<(String, ReportRef)>,
     /// The answer to a completion (also kept on its attempt).
     pub response: Option<String>,
+    /// Leases this transition expired, by step id, with the expiry it read: the write applies
+    /// only if each is still the step's expiry, because a heartbeat extends a lease without
+    /// changing the task's version.
+    pub expiries_read: Vec<(String, Timestamp)>,
 }
 
 /// What a command did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Changed(Box<Transition>),
+    /// A heartbeat extends a lease (see the module documentation).
+    Extended(Extension),
     /// Nothing to do: a duplicate or stale message, a sweep with nothing due, a second cancel.
     Unchanged(&'static str),
     /// The same completion again: here is the first answer.
@@ -392,7 +433,15 @@ pub fn backoff_seconds(failed_attempt: u32, random: u32) -> u32 {
 
 /// Applies `command` to `task` as read; see the module documentation.
 pub fn apply(task: &Task, command: &Command, now: Timestamp, random: u32) -> Result<Outcome, Refusal> {
-    let mut run = Run { task: task.clone(), events: Vec::new(), sends: Vec::new(), reports: Vec::new(), now, random };
+    let mut run = Run {
+        task: task.clone(),
+        events: Vec::new(),
+        sends: Vec::new(),
+        reports: Vec::new(),
+        expiries_read: Vec::new(),
+        now,
+        random,
+    };
     let mut response = None;
     match command {
         Command::Dispatch { step_id, attempt, how } => {
@@ -404,7 +453,7 @@ pub fn apply(task: &Task, command: &Command, now: Timestamp, random: u32) -> Res
             run.lease(step_id, caller, lease_id, *lease_ms, *at_capacity)?
         }
         Command::Heartbeat { step_id, caller, lease_id, lease_ms } => {
-            run.heartbeat(step_id, caller, lease_id, *lease_ms)?
+            return run.heartbeat(step_id, caller, lease_id, *lease_ms).map(Outcome::Extended);
         }
         Command::Complete(completion) => match run.complete(completion)? {
             Completed::Replay(first) => return Ok(Outcome::Replay(first)),
@@ -434,6 +483,7 @@ pub fn apply(task: &Task, command: &Command, now: Timestamp, random: u32) -> Res
         sends: run.sends,
         reports: run.reports,
         response,
+        expiries_read: run.expiries_read,
     })))
 }
 
@@ -448,6 +498,7 @@ struct Run {
     events: Vec<Event>,
     sends: Vec<Send>,
     reports: Vec<(String, ReportRef)>,
+    expiries_read: Vec<(String, Timestamp)>,
     now: Timestamp,
     random: u32,
 }
@@ -544,18 +595,34 @@ impl Run {
 
     fn succeed(&mut self, index: usize, report: Option<ReportRef>) {
         self.finish_attempt(index, AttemptStatus::Succeeded, None);
+        self.mark_succeeded(index, report);
+        self.advance();
+    }
+
+    /// The step's status once its attempt has succeeded (the attempt is already marked).
+    fn mark_succeeded(&mut self, index: usize, report: Option<ReportRef>) {
         let now = self.now;
         let step = &mut self.task.steps[index];
         step.status = StepStatus::Succeeded;
         step.finished_at = Some(now);
         step.lease_id = None;
         step.lease_expires_at = None;
+        step.ready_at = None;
+        step.due_at = None;
         step.error = None;
         if let Some(report) = report {
             self.reports.push((step.id.clone(), report));
         }
         self.step_event(index, "step.succeeded", json!({}));
-        self.advance();
+    }
+
+    /// Sets a failed task running again once none of its steps is dead.
+    fn resume_if_nothing_dead(&mut self) {
+        if self.task.status == TaskStatus::Failed && !self.task.steps.iter().any(|s| s.status == StepStatus::Dead) {
+            self.task.status = TaskStatus::Running;
+            self.task.finished_at = None;
+            self.event(None, "task.resumed", json!({}));
+        }
     }
 
     /// Ends the running attempt as failed: retried after a backoff while attempts remain, dead
@@ -597,6 +664,15 @@ impl Run {
         let step = &self.task.steps[index];
         if self.task.status == TaskStatus::Cancelled || self.task.status == TaskStatus::Succeeded {
             return Ok(Some("the task is finished"));
+        }
+        if let Dispatch::Deliver { lease_ms, .. } = how {
+            if step.awaits_redelivery(attempt) {
+                let lease_id = step.lease_id.clone();
+                let now = self.now;
+                self.task.steps[index].lease_expires_at = Some(now.plus_millis(*lease_ms));
+                self.step_event(index, "step.redelivered", json!({"lease_id": lease_id}));
+                return Ok(None);
+            }
         }
         if !step.awaits_dispatch(attempt) {
             return Ok(Some("duplicate or stale message"));
@@ -657,28 +733,40 @@ impl Run {
         Ok(())
     }
 
-    /// The step's current, unexpired lease, or why `lease_id` is not it.
-    fn current_lease(&self, index: usize, lease_id: &str) -> Result<(), Refusal> {
+    /// Why `lease_id` is not the step's lease any more.
+    fn lease_gone(&self, index: usize, lease_id: &str) -> Refusal {
         let step = &self.task.steps[index];
         if self.task.status == TaskStatus::Cancelled || step.status == StepStatus::Cancelled {
-            return Err(Refusal::Cancelled);
+            return Refusal::Cancelled;
         }
-        if step.status != StepStatus::Leased || step.lease_id.as_deref() != Some(lease_id) {
-            return Err(Refusal::StaleLease("this lease is not the step's current lease"));
+        match step.attempts.iter().find(|a| a.lease_id.as_deref() == Some(lease_id)) {
+            Some(attempt) if attempt.number < step.attempt => {
+                Refusal::StaleLease("this lease expired and the step was given to a newer attempt")
+            }
+            Some(attempt) if attempt.status == AttemptStatus::Expired => Refusal::StaleLease("this lease has expired"),
+            _ => Refusal::StaleLease("this lease is not the step's current lease"),
         }
-        if step.lease_expires_at.is_some_and(|expires| self.now >= expires) {
-            return Err(Refusal::StaleLease("this lease has expired"));
-        }
-        Ok(())
     }
 
-    fn heartbeat(&mut self, step_id: &str, caller: &Caller, lease_id: &str, lease_ms: i64) -> Result<(), Refusal> {
+    /// A heartbeat extends the step's lease while it is still the step's, even after its expiry
+    /// if the sweep has not ended it yet.
+    fn heartbeat(&self, step_id: &str, caller: &Caller, lease_id: &str, lease_ms: i64) -> Result<Extension, Refusal> {
         let index = self.task.index(step_id)?;
         self.check_caller(index, caller)?;
-        self.current_lease(index, lease_id)?;
-        let now = self.now;
-        self.task.steps[index].lease_expires_at = Some(now.plus_millis(lease_ms));
-        Ok(())
+        let step = &self.task.steps[index];
+        let held = self.task.status != TaskStatus::Cancelled
+            && step.status == StepStatus::Leased
+            && step.lease_id.as_deref() == Some(lease_id);
+        if !held {
+            return Err(self.lease_gone(index, lease_id));
+        }
+        Ok(Extension {
+            task_id: self.task.id.clone(),
+            step_id: step_id.to_string(),
+            attempt: step.attempt,
+            lease_id: lease_id.to_string(),
+            expires_at: self.now.plus_millis(lease_ms),
+        })
     }
 
     fn complete(&mut self, completion: &Completion) -> Result<Completed, Refusal> {
@@ -696,15 +784,23 @@ impl Run {
                 Err(Refusal::StaleLease("this lease was already completed with a different body"))
             };
         }
-        self.current_lease(index, &completion.lease_id)?;
         let attempt_number = step.attempt;
-        if completion.succeeded {
+        let current = step.attempts.last().filter(|a| a.lease_id.as_deref() == Some(completion.lease_id.as_str()));
+        let late = match current.map(|a| a.status) {
+            _ if self.task.status == TaskStatus::Cancelled => return Err(Refusal::Cancelled),
+            Some(AttemptStatus::Running) => false,
+            Some(AttemptStatus::Expired) => true,
+            _ => return Err(self.lease_gone(index, &completion.lease_id)),
+        };
+        let error = completion.error.clone().unwrap_or_else(|| "the agent reported failure".into());
+        if late {
+            self.accept_late(index, completion, error);
+        } else if completion.succeeded {
             self.succeed(index, completion.report.clone());
         } else {
             if let Some(report) = &completion.report {
                 self.reports.push((completion.step_id.clone(), report.clone()));
             }
-            let error = completion.error.clone().unwrap_or_else(|| "the agent reported failure".into());
             self.fail(index, AttemptStatus::Failed, error);
         }
         let step = &self.task.steps[index];
@@ -713,6 +809,7 @@ impl Run {
             "task_id": self.task.id,
             "attempt": attempt_number,
             "outcome": if completion.succeeded { "succeeded" } else { "failed" },
+            "late": late,
             "status": step.status,
             "task_status": self.task.status,
         })
@@ -723,6 +820,36 @@ impl Run {
             attempt.response = Some(response.clone());
         }
         Ok(Completed::Now(response))
+    }
+
+    /// An answer for the step's newest attempt, which the sweep ended when its lease expired.
+    /// A success is the step's success (a retry waiting for its backoff is dropped, and a step
+    /// that died of the expiry lives again); a failure only replaces the expiry on the attempt,
+    /// since the expiry already counted as the attempt's failure.
+    fn accept_late(&mut self, index: usize, completion: &Completion, error: String) {
+        let now = self.now;
+        let step = &mut self.task.steps[index];
+        let attempt = step.attempts.last_mut().expect("a late answer is for an attempt");
+        attempt.finished_at = Some(now);
+        if completion.succeeded {
+            attempt.status = AttemptStatus::Succeeded;
+            attempt.error = None;
+        } else {
+            attempt.status = AttemptStatus::Failed;
+            attempt.error = Some(error.clone());
+            if step.status != StepStatus::Dead {
+                step.error = Some(error);
+            }
+        }
+        let outcome = if completion.succeeded { "succeeded" } else { "failed" };
+        self.step_event(index, "step.late_answer", json!({"outcome": outcome, "lease_id": completion.lease_id}));
+        if completion.succeeded {
+            self.mark_succeeded(index, completion.report.clone());
+            self.resume_if_nothing_dead();
+            self.advance();
+        } else if let Some(report) = &completion.report {
+            self.reports.push((completion.step_id.clone(), report.clone()));
+        }
     }
 
     /// Returns whether anything changed.
@@ -739,6 +866,9 @@ impl Run {
                 && step.due_at.is_some_and(|due| due.plus_millis(redispatch_after_ms) <= self.now)
                 && (step.runner != Runner::Builtin || self.task.status == TaskStatus::Running);
             if expired {
+                if let Some(expiry) = step.lease_expires_at {
+                    self.expiries_read.push((step.id.clone(), expiry));
+                }
                 self.step_event(index, "step.lease_expired", json!({}));
                 self.fail(index, AttemptStatus::Expired, "the lease expired without a heartbeat".into());
                 changed = true;
@@ -793,11 +923,7 @@ impl Run {
         step.finished_at = None;
         self.queue(index, StepStatus::Queued, 0);
         self.step_event(index, "step.retried", json!({"attempts_max": self.task.steps[index].attempts_max}));
-        if self.task.status == TaskStatus::Failed && !self.task.steps.iter().any(|s| s.status == StepStatus::Dead) {
-            self.task.status = TaskStatus::Running;
-            self.task.finished_at = None;
-            self.event(None, "task.resumed", json!({}));
-        }
+        self.resume_if_nothing_dead();
         self.advance();
         Ok(())
     }
@@ -809,7 +935,9 @@ impl Run {
         if !waiting || step.attempt + 1 != attempt || self.task.status == TaskStatus::Cancelled {
             return Ok(Some("the step has moved on since this message was sent"));
         }
-        self.kill(index, format!("the queue gave up on its message: {reason}"));
+        // The Worker failed to handle the message, not the agent: no attempt is spent, and the
+        // sweep sends the message again once it is overdue.
+        self.step_event(index, "step.message_dead_lettered", json!({"reason": reason}));
         Ok(None)
     }
 }
@@ -837,6 +965,10 @@ pub fn check_invariants(task: &Task) -> Result<(), String> {
             && step.attempts.last().map(|a| a.status) != Some(AttemptStatus::Succeeded)
         {
             return Err(here("succeeded without a succeeded attempt"));
+        }
+        let succeeded = step.attempts.iter().filter(|a| a.status == AttemptStatus::Succeeded).count();
+        if succeeded > 1 || (succeeded == 1 && step.status != StepStatus::Succeeded) {
+            return Err(here("a step has at most one succeeded attempt, and then it has succeeded"));
         }
     }
     if task.status == TaskStatus::Succeeded && !task.steps.iter().all(|s| s.status.satisfies_dependents()) {

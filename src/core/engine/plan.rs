@@ -112,7 +112,15 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
     }
     let task =
         Task { id: input.task_id.to_string(), status: TaskStatus::Running, version: 1, finished_at: None, steps };
-    let mut run = Run { task, events: Vec::new(), sends: Vec::new(), reports: Vec::new(), now: input.now, random: 0 };
+    let mut run = Run {
+        task,
+        events: Vec::new(),
+        sends: Vec::new(),
+        reports: Vec::new(),
+        expiries_read: Vec::new(),
+        now: input.now,
+        random: 0,
+    };
     run.event(None, "task.created", json!({"task_type": input.analysis.task_type, "agents": input.analysis.agents}));
     run.events.extend(events);
     let instructions = (0..input.definition.steps.len())

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::core::base::limits::{QUEUE_RETRY_DELAY_SECONDS_MAX, QUEUE_RETRY_DELAY_SECONDS_MIN};
 use crate::core::engine::system::SystemEvent;
 
 /// Most bytes of a message body kept in a recorded event: enough to recognise the message, while
@@ -101,6 +102,13 @@ pub enum Decision {
 }
 
 /// Decides what to do with the message `message_id` whose body is `body`, on a queue in `role`.
+/// Seconds before the queue delivers again a message whose handling failed, from how long ago
+/// it was sent: about its age, so that the delays double from one retry to the next.
+pub fn retry_delay_seconds(age_ms: i64) -> u32 {
+    let seconds = u32::try_from(age_ms.max(0) / 1000).unwrap_or(u32::MAX);
+    seconds.clamp(QUEUE_RETRY_DELAY_SECONDS_MIN, QUEUE_RETRY_DELAY_SECONDS_MAX)
+}
+
 pub fn decide(role: QueueRole, message_id: &str, body: &str) -> Decision {
     let parsed = serde_json::from_str::<QueueMessage>(body);
     match (role, parsed) {
@@ -187,6 +195,14 @@ fn truncate(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_failed_message_comes_back_after_about_its_age_between_a_second_and_a_minute() {
+        assert_eq!(retry_delay_seconds(-5), 1);
+        assert_eq!(retry_delay_seconds(300), 1);
+        assert_eq!(retry_delay_seconds(4_900), 4);
+        assert_eq!(retry_delay_seconds(3_600_000), 60);
+    }
+
     use super::*;
 
     #[test]

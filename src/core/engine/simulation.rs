@@ -155,8 +155,9 @@ impl World {
             sends: planned.sends,
             reports: vec![],
             response: None,
+            expiries_read: vec![],
         };
-        world.record(&transition).expect("submission passes the checks");
+        world.record(&transition, None).expect("submission passes the checks");
         world
     }
 
@@ -178,16 +179,34 @@ impl World {
         self.task.clone()
     }
 
-    /// Decides `command` on `snapshot` and commits it if the store is still at its version.
+    /// Decides `command` on `snapshot` and commits it as the store would: a transition if the
+    /// task is still at the snapshot's version and every lease expiry it read is unchanged; a
+    /// lease extension if the step is still leased under that lease.
     fn commit(&mut self, snapshot: &Task, command: &Command, label: &str) -> Result<Result<Outcome, Refusal>, String> {
         let random = self.rng.next() as u32;
         let outcome = apply(snapshot, command, self.now, random);
         let note = match &outcome {
-            Ok(Outcome::Changed(transition)) if snapshot.version == self.task.version => {
-                self.record(transition)?;
+            Ok(Outcome::Changed(transition))
+                if snapshot.version == self.task.version && self.expiries_unchanged(transition) =>
+            {
+                self.record(transition, Some(snapshot))?;
                 "applied"
             }
             Ok(Outcome::Changed(_)) => "lost the race",
+            Ok(Outcome::Extended(extension)) => {
+                let current = self.task.steps.iter_mut().find(|s| {
+                    s.id == extension.step_id
+                        && s.status == StepStatus::Leased
+                        && s.lease_id.as_deref() == Some(extension.lease_id.as_str())
+                });
+                match current {
+                    Some(step) => {
+                        step.lease_expires_at = Some(extension.expires_at);
+                        "extended"
+                    }
+                    None => "lease gone before the extension was written",
+                }
+            }
             Ok(Outcome::Unchanged(why)) => why,
             Ok(Outcome::Replay(_)) => "replayed",
             Err(_) => "refused",
@@ -196,8 +215,27 @@ impl World {
         Ok(outcome)
     }
 
-    /// Stores a committed transition and checks everything that must hold after it.
-    fn record(&mut self, transition: &Transition) -> Check {
+    fn expiries_unchanged(&self, transition: &Transition) -> bool {
+        transition
+            .expiries_read
+            .iter()
+            .all(|(step_id, read)| self.task.step(step_id).is_some_and(|s| s.lease_expires_at == Some(*read)))
+    }
+
+    /// Stores a committed transition and checks everything that must hold after it. Like the
+    /// store, it writes only the steps the transition changed from `base` (the state it was
+    /// decided on): the others keep what they have now, such as a heartbeat's extension.
+    fn record(&mut self, transition: &Transition, base: Option<&Task>) -> Check {
+        let mut transition = transition.clone();
+        if let Some(base) = base {
+            for step in &mut transition.task.steps {
+                let unchanged = base.step(&step.id).is_some_and(|b| b == step);
+                if let (true, Some(now)) = (unchanged, self.task.step(&step.id)) {
+                    *step = now.clone();
+                }
+            }
+        }
+        let transition = &transition;
         if transition.task.version != self.task.version + 1 && self.events > 0 {
             return Err(format!("version went from {} to {}", self.task.version, transition.task.version));
         }

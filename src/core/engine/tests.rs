@@ -304,12 +304,40 @@ fn a_heartbeat_extends_the_current_lease_and_refuses_any_other() {
         lease_id: lease_id.into(),
         lease_ms: 1_000,
     };
-    let extended = changed(&leased, beat("lse_a"), at(500)).task;
-    assert_eq!(step(&extended, "1").lease_expires_at, Some(at(1_500)));
+    let extension = Extension {
+        task_id: "tsk_1".into(),
+        step_id: id_of(&leased, "1"),
+        attempt: 1,
+        lease_id: "lse_a".into(),
+        expires_at: at(1_500),
+    };
+    assert_eq!(apply(&leased, &beat("lse_a"), at(500), 7), Ok(Outcome::Extended(extension)));
     assert!(matches!(refused(&leased, beat("lse_other"), at(500)), Refusal::StaleLease(_)));
-    assert!(matches!(refused(&leased, beat("lse_a"), at(1_020)), Refusal::StaleLease(_)), "expired");
+    // Past its expiry, the lease is still the step's until the sweep ends it.
+    assert!(matches!(apply(&leased, &beat("lse_a"), at(1_020), 7), Ok(Outcome::Extended(_))));
+    let swept = changed(&leased, Command::Sweep { redispatch_after_ms: 60_000 }, at(1_030)).task;
+    assert_eq!(refused(&swept, beat("lse_a"), at(1_040)), Refusal::StaleLease("this lease has expired"));
     let cancelled = changed(&leased, Command::Cancel, at(600)).task;
     assert_eq!(refused(&cancelled, beat("lse_a"), at(700)), Refusal::Cancelled);
+}
+
+#[test]
+fn a_heartbeat_never_changes_the_tasks_version() {
+    let leased = lease(&dispatch(&submitted(FULL_STACK), "1"), "1", "lse_a");
+    let beat = Command::Heartbeat {
+        step_id: id_of(&leased, "1"),
+        caller: Caller::Admin,
+        lease_id: "lse_a".into(),
+        lease_ms: 5,
+    };
+    assert!(matches!(apply(&leased, &beat, at(30), 7), Ok(Outcome::Extended(_))));
+}
+
+#[test]
+fn the_sweep_carries_the_expiry_it_read_so_that_a_heartbeat_in_between_wins() {
+    let leased = lease(&dispatch(&submitted(FULL_STACK), "1"), "1", "lse_a");
+    let swept = changed(&leased, Command::Sweep { redispatch_after_ms: 60_000 }, at(1_030));
+    assert_eq!(swept.expiries_read, vec![(id_of(&leased, "1"), at(1_020))]);
 }
 
 #[test]
@@ -376,10 +404,71 @@ fn the_same_completion_twice_is_answered_as_the_first_time_and_another_body_is_r
     assert_eq!(first.reports.len(), 1);
 }
 
+fn late_completion(task: &Task, key: &str, lease_id: &str, succeeded: bool) -> Command {
+    Command::Complete(Completion {
+        step_id: id_of(task, key),
+        lease_id: lease_id.into(),
+        caller: Caller::Admin,
+        succeeded,
+        error: (!succeeded).then(|| "broke late".to_string()),
+        hash: format!("late-{succeeded}"),
+        report: Some(ReportRef::Inline("{}".into())),
+    })
+}
+
 #[test]
-fn a_completion_after_the_lease_expired_is_refused() {
+fn a_completion_after_its_lease_expired_is_accepted_when_nobody_else_has_the_step() {
     let leased = lease(&dispatch(&submitted(FULL_STACK), "1"), "1", "lse_1");
-    assert!(matches!(refused(&leased, completion(&leased, "1", true, "h"), at(5_000)), Refusal::StaleLease(_)));
+    // Expired, not yet swept.
+    let done = changed(&leased, completion(&leased, "1", true, "h"), at(5_000));
+    assert_eq!(step(&done.task, "1").status, StepStatus::Succeeded);
+    // Swept: the attempt was ended and a retry waits out its backoff; the answer still counts.
+    let swept = changed(&leased, Command::Sweep { redispatch_after_ms: 60_000 }, at(1_030)).task;
+    let late = changed(&swept, late_completion(&swept, "1", "lse_1", true), at(1_500));
+    let step_1 = step(&late.task, "1");
+    assert_eq!(step_1.status, StepStatus::Succeeded);
+    assert_eq!(step_1.attempts[0].status, AttemptStatus::Succeeded);
+    assert!(late.response.as_deref().unwrap().contains(r#""late":true"#));
+    assert!(late.events.iter().any(|e| e.kind == "step.late_answer"));
+    assert_eq!(step(&late.task, "2a").status, StepStatus::Queued);
+    // The retry's message, when it comes, finds nothing to do.
+    let message = Command::Dispatch { step_id: id_of(&swept, "1"), attempt: 2, how: Dispatch::Leasable };
+    assert!(matches!(apply(&late.task, &message, at(9_000), 0), Ok(Outcome::Unchanged(_))));
+}
+
+#[test]
+fn a_completion_after_the_step_was_given_to_a_newer_attempt_is_refused_with_the_reason() {
+    let leased = lease(&dispatch(&submitted(FULL_STACK), "1"), "1", "lse_1");
+    let swept = changed(&leased, Command::Sweep { redispatch_after_ms: 60_000 }, at(1_030)).task;
+    let again = lease(&dispatch(&swept, "1"), "1", "lse_2");
+    assert_eq!(
+        refused(&again, late_completion(&again, "1", "lse_1", true), at(1_500)),
+        Refusal::StaleLease("this lease expired and the step was given to a newer attempt")
+    );
+}
+
+#[test]
+fn a_late_failure_replaces_the_expiry_on_its_attempt_and_keeps_the_retry() {
+    let leased = lease(&dispatch(&submitted(FULL_STACK), "1"), "1", "lse_1");
+    let swept = changed(&leased, Command::Sweep { redispatch_after_ms: 60_000 }, at(1_030)).task;
+    let late = changed(&swept, late_completion(&swept, "1", "lse_1", false), at(1_500));
+    let step_1 = step(&late.task, "1");
+    assert_eq!((step_1.status, step_1.attempt), (StepStatus::Failed, 1));
+    assert_eq!(step_1.attempts[0].status, AttemptStatus::Failed);
+    assert_eq!(step_1.attempts[0].error.as_deref(), Some("broke late"));
+    assert!(late.sends.is_empty(), "the retry was already on its way");
+}
+
+#[test]
+fn a_late_success_revives_a_step_that_died_of_its_expiry_and_resumes_the_task() {
+    let mut task = submitted(FULL_STACK);
+    task.steps[0].attempts_max = 1;
+    let leased = lease(&dispatch(&task, "1"), "1", "lse_1");
+    let dead = changed(&leased, Command::Sweep { redispatch_after_ms: 60_000 }, at(1_030)).task;
+    assert_eq!((step(&dead, "1").status, dead.status), (StepStatus::Dead, TaskStatus::Failed));
+    let late = changed(&dead, late_completion(&dead, "1", "lse_1", true), at(1_500));
+    assert_eq!((step(&late.task, "1").status, late.task.status), (StepStatus::Succeeded, TaskStatus::Running));
+    assert!(late.events.iter().any(|e| e.kind == "task.resumed"));
 }
 
 #[test]
@@ -444,14 +533,47 @@ fn a_dead_step_retried_by_hand_gets_a_fresh_budget_and_the_task_resumes() {
     let task = submitted(FULL_STACK);
     let retry = Command::Retry { step_id: id_of(&task, "1") };
     assert!(matches!(refused(&task, retry.clone(), at(1)), Refusal::WrongStatus(_)));
-    let dead =
-        changed(&task, Command::DeadLetter { step_id: id_of(&task, "1"), attempt: 1, reason: "x".into() }, at(5)).task;
+    let mut failing = task.clone();
+    failing.steps[0].attempts_max = 1;
+    let leased = lease(&dispatch(&failing, "1"), "1", "lse_1");
+    let dead = changed(&leased, completion(&leased, "1", false, "h"), at(30)).task;
     assert_eq!(dead.status, TaskStatus::Failed);
     let retried = changed(&dead, retry, at(10));
     let step = step(&retried.task, "1");
     assert_eq!((step.status, step.attempts_max), (StepStatus::Queued, step.attempt + step.attempts_budget));
     assert_eq!(retried.task.status, TaskStatus::Running);
-    assert_eq!(retried.sends[0].attempt, 1);
+    assert_eq!(retried.sends[0].attempt, 2);
+}
+
+#[test]
+fn a_dead_lettered_message_spends_no_attempt_and_the_sweep_sends_it_again() {
+    let task = submitted(FULL_STACK);
+    let noted =
+        changed(&task, Command::DeadLetter { step_id: id_of(&task, "1"), attempt: 1, reason: "x".into() }, at(5));
+    let step_1 = step(&noted.task, "1");
+    assert_eq!((step_1.status, step_1.attempt, noted.task.status), (StepStatus::Queued, 0, TaskStatus::Running));
+    assert_eq!(noted.events[0].kind, "step.message_dead_lettered");
+    let swept = changed(&noted.task, Command::Sweep { redispatch_after_ms: 60_000 }, at(60_000));
+    assert_eq!(swept.sends, vec![Send { step_id: id_of(&task, "1"), attempt: 1, delay_seconds: 0 }]);
+}
+
+#[test]
+fn a_message_back_for_an_unanswered_webhook_delivery_delivers_again_under_the_same_lease() {
+    let task = submitted(FULL_STACK);
+    let deliver = |lease_id: &str| Command::Dispatch {
+        step_id: id_of(&task, "1"),
+        attempt: 1,
+        how: Dispatch::Deliver { lease_id: lease_id.into(), lease_ms: 20_000 },
+    };
+    let delivered = changed(&task, deliver("lse_first"), at(10)).task;
+    let again = changed(&delivered, deliver("lse_second"), at(5_000));
+    let step_1 = step(&again.task, "1");
+    assert_eq!((step_1.attempt, step_1.lease_id.as_deref()), (1, Some("lse_first")));
+    assert_eq!(step_1.lease_expires_at, Some(at(25_000)));
+    assert_eq!(again.events[0].kind, "step.redelivered");
+    // Once answered, the same message is a duplicate.
+    let answered = changed(&delivered, completion(&delivered, "1", true, "h"), at(6_000)).task;
+    assert!(matches!(apply(&answered, &deliver("lse_third"), at(7_000), 0), Ok(Outcome::Unchanged(_))));
 }
 
 #[test]

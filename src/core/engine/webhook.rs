@@ -20,6 +20,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use crate::core::base::encoding::{base64, base64_decode};
+use crate::core::base::limits::{DELIVERY_LEASE_MARGIN_MS, WEBHOOK_TIMEOUT_MS};
 use crate::core::edge::auth::constant_time_eq;
 
 pub const ID_HEADER: &str = "webhook-id";
@@ -32,6 +33,12 @@ pub const SECRET_PREFIX: &str = "whsec_";
 /// How far a receiver should accept a timestamp from its own clock: five minutes covers clock
 /// skew and a slow delivery, and bounds how long a captured request could be replayed.
 pub const SIGNATURE_TOLERANCE_SECONDS: i64 = 300;
+
+/// The lease of a webhook delivery: the agent's own, or longer when that would run out while
+/// the Worker still waits for the answer (a slow webhook would otherwise always die).
+pub fn delivery_lease_ms(agent_lease_ms: i64) -> i64 {
+    agent_lease_ms.max(i64::from(WEBHOOK_TIMEOUT_MS) + DELIVERY_LEASE_MARGIN_MS)
+}
 
 /// The HMAC key of a secret: the base64 after `whsec_`. A secret that is not base64 (none
 /// switchyard issues) is used as bytes, so it still signs, but Standard Webhooks libraries
@@ -125,6 +132,12 @@ pub fn read_answer(status: u16, body: &str) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delivery_is_leased_for_longer_than_the_worker_waits_for_its_answer() {
+        assert_eq!(delivery_lease_ms(1_000), 20_000);
+        assert_eq!(delivery_lease_ms(60_000), 60_000);
+    }
 
     /// The example of the Standard Webhooks specification (its signature also checked with the
     /// `standardwebhooks` npm package).

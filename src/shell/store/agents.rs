@@ -90,7 +90,7 @@ pub async fn insert_agent(
     secrets: &AgentSecrets<'_>,
     now: Timestamp,
 ) -> Result<InsertAgent> {
-    trip();
+    trip()?;
     let result = insert_agent_statement(db, spec, Some(secrets), now, "")?.run().await?;
     if result.meta()?.and_then(|m| m.changes).unwrap_or(0) > 0 {
         return Ok(InsertAgent::Inserted);
@@ -99,13 +99,13 @@ pub async fn insert_agent(
 }
 
 pub async fn get_agent(db: &D1Database, name: &str) -> Result<Option<AgentRow>> {
-    trip();
+    trip()?;
     db.prepare(format!("SELECT {AGENT_COLUMNS} FROM agents WHERE name = ?1")).bind(&[name.into()])?.first(None).await
 }
 
 /// One page of agents by name, after `after` (exclusive).
 pub async fn list_agents(db: &D1Database, after: Option<&str>, limit: u32) -> Result<Vec<AgentRow>> {
-    trip();
+    trip()?;
     db.prepare(format!("SELECT {AGENT_COLUMNS} FROM agents WHERE name > ?1 ORDER BY name LIMIT ?2"))
         .bind(&[after.unwrap_or("").into(), int(i64::from(limit))])?
         .all()
@@ -115,7 +115,7 @@ pub async fn list_agents(db: &D1Database, after: Option<&str>, limit: u32) -> Re
 
 /// Every agent (bounded by [`AGENTS_MAX`]), for selection.
 pub async fn all_agents(db: &D1Database) -> Result<Vec<AgentRow>> {
-    trip();
+    trip()?;
     db.prepare(format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY name LIMIT ?1"))
         .bind(&[int(AGENTS_MAX)])?
         .all()
@@ -125,7 +125,7 @@ pub async fn all_agents(db: &D1Database) -> Result<Vec<AgentRow>> {
 
 /// The subset of `names` that are registered agents.
 pub async fn existing_agents(db: &D1Database, names: &[&str]) -> Result<Vec<String>> {
-    trip();
+    trip()?;
     if names.is_empty() {
         return Ok(Vec::new());
     }
@@ -152,7 +152,7 @@ pub async fn update_agent(
     new_webhook_secret: Option<&str>,
     now: Timestamp,
 ) -> Result<bool> {
-    trip();
+    trip()?;
     let capabilities = capabilities_json(spec);
     let result = db
         .prepare(
@@ -204,7 +204,7 @@ pub async fn replace_webhook_secret(
         .bind(&[name.into(), secret.into(), int(now.as_millis())])?,
         db.prepare("SELECT mode FROM agents WHERE name = ?1").bind(&[name.into()])?,
     ];
-    trip();
+    trip()?;
     let results = db.batch(statements).await?;
     let modes: Vec<Mode> = results.get(1).map(|r| r.results()).transpose()?.unwrap_or_default();
     Ok(match modes.first().map(|m| m.mode.as_str()) {
@@ -215,7 +215,7 @@ pub async fn replace_webhook_secret(
 }
 
 pub async fn has_webhook_secret(db: &D1Database, name: &str) -> Result<bool> {
-    trip();
+    trip()?;
     #[derive(Deserialize)]
     struct Has {
         has: i64,
@@ -241,7 +241,7 @@ pub async fn replace_token_hash(
     struct Old {
         token_hash: Option<String>,
     }
-    trip();
+    trip()?;
     let results = db
         .batch(vec![
             db.prepare("SELECT token_hash FROM agents WHERE name = ?1").bind(&[name.into()])?,
@@ -260,7 +260,7 @@ pub struct DeletedAgent {
 }
 
 pub async fn delete_agent(db: &D1Database, name: &str) -> Result<Option<DeletedAgent>> {
-    trip();
+    trip()?;
     db.prepare("DELETE FROM agents WHERE name = ?1 RETURNING token_hash").bind(&[name.into()])?.first(None).await
 }
 
@@ -270,7 +270,7 @@ pub async fn agent_by_token_hash(db: &D1Database, token_hash: &str) -> Result<Op
     struct Row {
         name: String,
     }
-    trip();
+    trip()?;
     let row: Option<Row> =
         db.prepare("SELECT name FROM agents WHERE token_hash = ?1").bind(&[token_hash.into()])?.first(None).await?;
     Ok(row.map(|r| r.name))
@@ -284,7 +284,7 @@ pub struct WebhookTarget {
 }
 
 pub async fn webhook_target(db: &D1Database, agent: &str) -> Result<Option<WebhookTarget>> {
-    trip();
+    trip()?;
     db.prepare("SELECT webhook_url, webhook_secret FROM agents WHERE name = ?1")
         .bind(&[agent.into()])?
         .first(None)

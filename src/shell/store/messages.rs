@@ -64,7 +64,7 @@ pub async fn check_message(db: &D1Database, message: &NewMessage, now: Timestamp
         db.prepare("SELECT COUNT(*) AS found FROM messages WHERE from_agent = ?1 AND created_at > ?2")
             .bind(&[message.from.as_str().into(), int(now.minus_millis(60_000).as_millis())])?,
     ];
-    trip();
+    trip()?;
     let results = db.batch(statements).await?;
     let agents: Vec<Agent> = results.first().map(|r| r.results()).transpose()?.unwrap_or_default();
     let found = |index: usize| -> Result<bool> {
@@ -122,7 +122,7 @@ pub async fn insert_message(db: &D1Database, id: &str, message: &NewMessage, now
             ])?,
         );
     }
-    trip();
+    trip()?;
     let results = db.batch(statements).await?;
     let seq: Vec<Seq> = results.first().map(|r| r.results()).transpose()?.unwrap_or_default();
     Ok(seq.first().map_or(0, |s| s.seq))
@@ -130,7 +130,7 @@ pub async fn insert_message(db: &D1Database, id: &str, message: &NewMessage, now
 
 /// An agent's messages after `after_seq`, oldest first.
 pub async fn inbox(db: &D1Database, agent: &str, after_seq: i64, limit: u32) -> Result<Vec<MessageRow>> {
-    trip();
+    trip()?;
     db.prepare(format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE to_agent = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"))
         .bind(&[agent.into(), int(after_seq), int(i64::from(limit))])?
         .all()
@@ -147,7 +147,7 @@ pub async fn conversation(
     after_seq: i64,
     limit: u32,
 ) -> Result<Vec<MessageRow>> {
-    trip();
+    trip()?;
     db.prepare(format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages
          WHERE correlation_id = ?1 AND seq > ?2 AND (?3 IS NULL OR from_agent = ?3 OR to_agent = ?3)
@@ -160,7 +160,7 @@ pub async fn conversation(
 }
 
 pub async fn message_by_id(db: &D1Database, id: &str) -> Result<Option<MessageRow>> {
-    trip();
+    trip()?;
     db.prepare(format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1")).bind(&[id.into()])?.first(None).await
 }
 
@@ -168,7 +168,7 @@ pub async fn message_by_id(db: &D1Database, id: &str) -> Result<Option<MessageRo
 pub async fn record_delivery(db: &D1Database, message: &MessageRow, now: Timestamp) -> Result<()> {
     let Some(task_id) = &message.task_id else { return Ok(()) };
     let data = serde_json::json!({"message_id": message.id, "to": message.to_agent});
-    trip();
+    trip()?;
     db.prepare(
         "INSERT INTO events (task_id, step_id, kind, data, dedupe_key, created_at)
          VALUES (?1, NULL, 'message.delivered', ?2, ?3, ?4) ON CONFLICT (dedupe_key) DO NOTHING",

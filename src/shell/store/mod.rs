@@ -36,7 +36,7 @@ fn int(value: i64) -> JsValue {
 
 /// A cheap query that fails unless switchyard's schema is in place; used by `GET /health`.
 pub async fn check_schema(db: &D1Database) -> Result<()> {
-    trip();
+    trip()?;
     db.prepare("SELECT seq FROM events LIMIT 1").all().await?;
     Ok(())
 }
@@ -58,8 +58,10 @@ fn text_or_null(value: Option<&str>) -> JsValue {
 /// benchmark's "round trips per transition".
 static ROUND_TRIPS: AtomicU64 = AtomicU64::new(0);
 
-fn trip() {
+/// Counts a D1 round trip about to be made, and fails it if a test armed a fault there.
+fn trip() -> Result<()> {
     ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
+    super::faults::check(super::faults::Point::D1)
 }
 
 pub fn round_trips() -> u64 {
@@ -83,26 +85,44 @@ fn count(value: i64) -> u32 {
 }
 
 /// Every table's row count, by table (for the test-only `/__test/row-counts`).
+/// The tables the test-only row routes read.
+const TABLES: [&str; 10] = [
+    "agents",
+    "settings",
+    "workflows",
+    "tasks",
+    "steps",
+    "attempts",
+    "events",
+    "messages",
+    "summaries",
+    "idempotency_keys",
+];
+
+/// Every table's rows, in a fixed order, each table as a SHA-256 of its rows' JSON: two reads
+/// are equal only if no row was added, removed or changed (test-only).
+pub async fn row_digests(db: &D1Database) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let statements =
+        TABLES.iter().map(|table| db.prepare(format!("SELECT * FROM {table} ORDER BY rowid"))).collect::<Vec<_>>();
+    trip()?;
+    let results = db.batch(statements).await?;
+    let mut digests = serde_json::Map::new();
+    for (table, result) in TABLES.iter().zip(results) {
+        let rows: Vec<serde_json::Value> = result.results()?;
+        let text = serde_json::Value::Array(rows).to_string();
+        digests.insert((*table).to_string(), crate::core::base::encoding::sha256_hex(text.as_bytes()).into());
+    }
+    Ok(digests)
+}
+
 pub async fn row_counts(db: &D1Database) -> Result<serde_json::Map<String, serde_json::Value>> {
     #[derive(Deserialize)]
     struct Count {
         n: i64,
     }
-    const TABLES: [&str; 10] = [
-        "agents",
-        "settings",
-        "workflows",
-        "tasks",
-        "steps",
-        "attempts",
-        "events",
-        "messages",
-        "summaries",
-        "idempotency_keys",
-    ];
     let statements =
         TABLES.iter().map(|table| db.prepare(format!("SELECT COUNT(*) AS n FROM {table}"))).collect::<Vec<_>>();
-    trip();
+    trip()?;
     let results = db.batch(statements).await?;
     let mut counts = serde_json::Map::new();
     for (table, result) in TABLES.iter().zip(results) {

@@ -62,7 +62,7 @@ const STEP_USAGE: &str = "(SELECT SUM(cost_usd) FROM attempts a WHERE a.step_id 
 
 /// Every step of a task with its records, in workflow order.
 pub async fn task_records(db: &D1Database, task_id: &str) -> Result<Vec<RecordRow>> {
-    trip();
+    trip()?;
     db.prepare(format!(
         "SELECT key, name, agent, status, skip_reason, error, report, report_key, attempt, started_at,
                 finished_at, files_created, files_modified, lines_added, lines_removed, {STEP_USAGE}
@@ -86,7 +86,7 @@ pub struct SummaryTaskRow {
 }
 
 pub async fn task_for_summary(db: &D1Database, task_id: &str) -> Result<Option<SummaryTaskRow>> {
-    trip();
+    trip()?;
     db.prepare(
         "SELECT t.title, t.description, t.input, json_extract(t.analysis, '$.task_type') AS task_type, t.status,
                 w.definition
@@ -104,7 +104,7 @@ pub async fn task_exists(db: &D1Database, task_id: &str) -> Result<bool> {
         #[allow(dead_code)]
         id: String,
     }
-    trip();
+    trip()?;
     let row: Option<Row> =
         db.prepare("SELECT id FROM tasks WHERE id = ?1").bind(&[task_id.into()])?.first(None).await?;
     Ok(row.is_some())
@@ -117,7 +117,7 @@ pub async fn agent_worked_on(db: &D1Database, task_id: &str, agent: &str) -> Res
         #[allow(dead_code)]
         id: String,
     }
-    trip();
+    trip()?;
     let row: Option<Row> = db
         .prepare("SELECT id FROM steps WHERE task_id = ?1 AND agent = ?2 AND attempt > 0 LIMIT 1")
         .bind(&[task_id.into(), agent.into()])?
@@ -128,7 +128,7 @@ pub async fn agent_worked_on(db: &D1Database, task_id: &str, agent: &str) -> Res
 
 /// The summary written last for a task, of any kind.
 pub async fn latest_summary(db: &D1Database, task_id: &str) -> Result<Option<SummaryRow>> {
-    trip();
+    trip()?;
     db.prepare(
         "SELECT task_id, step_id, kind, written_at, markdown_key, json_key, metrics_key FROM summaries
          WHERE task_id = ?1 ORDER BY written_at DESC, rowid DESC LIMIT 1",
@@ -161,7 +161,7 @@ pub struct AggregateRow {
 /// functions rank each agent's durations) and returns one row per agent (the percentile rank is
 /// `metrics::nearest_rank`).
 pub async fn agent_aggregates(db: &D1Database, since: Timestamp) -> Result<Vec<AggregateRow>> {
-    trip();
+    trip()?;
     let result = db
         .prepare(format!(
             "SELECT agent, COUNT(*) AS steps, MAX(succeeded) AS succeeded,

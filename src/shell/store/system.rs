@@ -24,7 +24,7 @@ fn insert_system_event(db: &D1Database, event: &SystemEvent, now: Timestamp) -> 
 
 /// Records a system event unless one with the same dedupe key exists. Returns whether it was new.
 pub async fn record_system_event(db: &D1Database, event: &SystemEvent, now: Timestamp) -> Result<bool> {
-    trip();
+    trip()?;
     let result = insert_system_event(db, event, now)?.run().await?;
     let changes = result.meta()?.and_then(|m| m.changes).unwrap_or(0);
     Ok(changes > 0)
@@ -32,7 +32,7 @@ pub async fn record_system_event(db: &D1Database, event: &SystemEvent, now: Time
 
 /// Records a cron tick and prunes old system events, in one transaction.
 pub async fn run_cron_plan(db: &D1Database, plan: &CronPlan, now: Timestamp) -> Result<()> {
-    trip();
+    trip()?;
     let insert = insert_system_event(db, &plan.tick, now)?;
     let prune = db
         .prepare("DELETE FROM events WHERE task_id IS NULL AND created_at < ?1")
@@ -51,7 +51,7 @@ pub struct SystemEventRow {
 
 /// One page of system events, oldest first.
 pub async fn list_system_events(db: &D1Database, after_seq: i64, limit: u32) -> Result<Vec<SystemEventRow>> {
-    trip();
+    trip()?;
     db.prepare(
         "SELECT seq, kind, data, created_at FROM events
          WHERE task_id IS NULL AND seq > ?1

@@ -11,7 +11,7 @@ use super::{count, int, opt_time, report_count, text_or_null, time, trip};
 use crate::core::base::limits::{MESSAGES_IN_LEASE_MAX, TASKS_RUNNING_MAX};
 use crate::core::base::time::Timestamp;
 use crate::core::engine::{
-    Attempt, AttemptStatus, Event, ReportRef, Runner, Step, StepStatus, Task, TaskStatus, Transition,
+    Attempt, AttemptStatus, Event, Extension, ReportRef, Runner, Step, StepStatus, Task, TaskStatus, Transition,
 };
 use crate::core::records::metrics::{ReportCounts, Usage};
 
@@ -164,14 +164,14 @@ fn into_read(results: &[D1Result]) -> Result<Option<TaskRead>> {
 }
 
 pub async fn read_task(db: &D1Database, task_id: &str) -> Result<Option<TaskRead>> {
-    trip();
+    trip()?;
     let results = db.batch(read_statements(db, "?1", &[task_id.into()])?).await?;
     into_read(&results)
 }
 
 /// The task a step belongs to, read like [`read_task`] in the same single round trip.
 pub async fn read_task_of_step(db: &D1Database, step_id: &str) -> Result<Option<TaskRead>> {
-    trip();
+    trip()?;
     let sql = "(SELECT task_id FROM steps WHERE id = ?1)";
     let results = db.batch(read_statements(db, sql, &[step_id.into()])?).await?;
     into_read(&results)
@@ -262,7 +262,7 @@ pub async fn read_for_lease(db: &D1Database, agent: &str, spread: u32) -> Result
         ))
         .bind(&binds)?,
     );
-    trip();
+    trip()?;
     let results = db.batch(statements).await?;
     let Some(limits) = results.first().map(|r| r.results::<Limits>()).transpose()?.and_then(|l| l.into_iter().next())
     else {
@@ -299,7 +299,7 @@ pub async fn read_for_delivery(db: &D1Database, task_id: &str, step_id: &str) ->
     struct Instructions {
         instructions: String,
     }
-    trip();
+    trip()?;
     let results = db
         .batch(vec![
             db.prepare(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1")).bind(&[task_id.into()])?,
@@ -336,20 +336,58 @@ pub enum Write {
     Stale,
 }
 
-fn guard_statement(db: &D1Database, task_id: &str, version: i64, guard: &Guard) -> Result<D1PreparedStatement> {
-    let (extra, binds) = match guard {
-        Guard::Version => (String::new(), vec![task_id.into(), int(version)]),
-        Guard::AgentBelow { agent, max_concurrency } => (
-            "AND (SELECT COUNT(*) FROM steps WHERE agent = ?3 AND status = 'leased') < ?4".to_string(),
-            vec![task_id.into(), int(version), (*agent).into(), int(*max_concurrency)],
-        ),
+/// The guard row's statement: the task is at `version`, every lease expiry the transition read
+/// is unchanged (heartbeats move them without a version; see `core::engine`), and `guard` holds.
+fn guard_statement(
+    db: &D1Database,
+    task_id: &str,
+    version: i64,
+    expiries_read: &[(String, Timestamp)],
+    guard: &Guard,
+) -> Result<D1PreparedStatement> {
+    let expiries: serde_json::Map<String, serde_json::Value> =
+        expiries_read.iter().map(|(step_id, at)| (step_id.clone(), at.as_millis().into())).collect();
+    let mut binds = vec![task_id.into(), int(version), serde_json::Value::Object(expiries).to_string().into()];
+    let extra = match guard {
+        Guard::Version => "",
+        Guard::AgentBelow { agent, max_concurrency } => {
+            binds.extend([(*agent).into(), int(*max_concurrency)]);
+            "AND (SELECT COUNT(*) FROM steps WHERE agent = ?4 AND status = 'leased') < ?5"
+        }
     };
     db.prepare(format!(
         "INSERT INTO transition_guard (id, ok)
-         VALUES (1, COALESCE((SELECT version FROM tasks WHERE id = ?1) = ?2, 0) {extra})
+         VALUES (1, COALESCE((SELECT version FROM tasks WHERE id = ?1) = ?2, 0)
+                    AND NOT EXISTS (SELECT 1 FROM json_each(?3) AS read JOIN steps ON steps.id = read.key
+                                    WHERE steps.lease_expires_at IS NOT read.value) {extra})
          ON CONFLICT (id) DO UPDATE SET ok = excluded.ok"
     ))
     .bind(&binds)
+}
+
+/// Extends a lease while the step is still leased under it: a heartbeat, written without the
+/// task's version (see `core::engine`). False when the lease is not the step's any more.
+pub async fn extend_lease(db: &D1Database, extension: &Extension) -> Result<bool> {
+    #[derive(Deserialize)]
+    struct Row {
+        #[allow(dead_code)]
+        id: String,
+    }
+    trip()?;
+    let rows: Vec<Row> = db
+        .prepare(
+            "UPDATE steps SET lease_expires_at = ?3 WHERE id = ?1 AND lease_id = ?2 AND status = 'leased'
+             RETURNING id",
+        )
+        .bind(&[
+            extension.step_id.as_str().into(),
+            extension.lease_id.as_str().into(),
+            int(extension.expires_at.as_millis()),
+        ])?
+        .all()
+        .await?
+        .results()?;
+    Ok(!rows.is_empty())
 }
 
 fn event_statement(
@@ -451,7 +489,7 @@ pub async fn write_transition(
     now: Timestamp,
 ) -> Result<Write> {
     let after = &transition.task;
-    let mut statements = vec![guard_statement(db, &before.id, before.version, guard)?];
+    let mut statements = vec![guard_statement(db, &before.id, before.version, &transition.expiries_read, guard)?];
     statements.push(
         db.prepare("UPDATE tasks SET status = ?2, version = ?3, updated_at = ?4, finished_at = ?5 WHERE id = ?1")
             .bind(&[
@@ -483,7 +521,7 @@ pub async fn write_transition(
         let dedupe_key = format!("{}:{}:{index}", after.id, after.version);
         statements.push(event_statement(db, &after.id, event, dedupe_key, now)?);
     }
-    trip();
+    trip()?;
     match db.batch(statements).await {
         Ok(_) => Ok(Write::Done),
         Err(err) if err.to_string().contains("stale_state") => Ok(Write::Stale),
@@ -662,7 +700,7 @@ pub async fn insert_task(db: &D1Database, new: &NewTask<'_>, now: Timestamp) -> 
     for (index, event) in new.events.iter().enumerate() {
         statements.push(event_statement(db, &task.id, event, format!("{}:1:{index}", task.id), now)?);
     }
-    trip();
+    trip()?;
     match db.batch(statements).await {
         Ok(_) => Ok(Write::Done),
         Err(err) if err.to_string().contains("stale_state") => Ok(Write::Stale),
@@ -678,7 +716,7 @@ pub struct IdempotencyRow {
 }
 
 pub async fn submission_by_key(db: &D1Database, key: &str) -> Result<Option<IdempotencyRow>> {
-    trip();
+    trip()?;
     db.prepare("SELECT request_hash, status, response FROM idempotency_keys WHERE key = ?1 AND route = ?2")
         .bind(&[key.into(), SUBMIT_ROUTE.into()])?
         .first(None)
@@ -708,7 +746,7 @@ pub async fn list_tasks(
     before: Option<&str>,
     limit: u32,
 ) -> Result<Vec<TaskSummaryRow>> {
-    trip();
+    trip()?;
     db.prepare(
         "SELECT id, title, status, workflow_name, workflow_version,
                 json_extract(analysis, '$.task_type') AS task_type, json_extract(analysis, '$.agents') AS agents,
@@ -734,7 +772,7 @@ pub struct TaskEventRow {
 
 /// One page of a task's events, oldest first.
 pub async fn list_task_events(db: &D1Database, task_id: &str, after_seq: i64, limit: u32) -> Result<Vec<TaskEventRow>> {
-    trip();
+    trip()?;
     db.prepare(
         "SELECT seq, step_id, kind, data, created_at FROM events
          WHERE task_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
@@ -757,7 +795,7 @@ pub async fn tasks_to_sweep(
     struct Row {
         task_id: String,
     }
-    trip();
+    trip()?;
     let rows: Vec<Row> = db
         .prepare(
             "SELECT DISTINCT task_id FROM steps

@@ -39,7 +39,7 @@ pub async fn insert_workflow(
     // interleave them, the UNIQUE index refuses the second, which then takes the next number.
     let mut attempts_left = 3;
     loop {
-        trip();
+        trip()?;
         let inserted: Result<Option<Version>> = db
             .prepare(
                 "INSERT INTO workflows (id, name, version, definition, source, created_at)
@@ -66,7 +66,7 @@ pub async fn insert_workflow(
 const WORKFLOW_COLUMNS: &str = "id, version, definition, created_at";
 
 pub async fn latest_workflow(db: &D1Database, name: &str) -> Result<Option<WorkflowRow>> {
-    trip();
+    trip()?;
     db.prepare(format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE name = ?1 ORDER BY version DESC LIMIT 1"))
         .bind(&[name.into()])?
         .first(None)
@@ -74,7 +74,7 @@ pub async fn latest_workflow(db: &D1Database, name: &str) -> Result<Option<Workf
 }
 
 pub async fn workflow_version(db: &D1Database, name: &str, version: i64) -> Result<Option<WorkflowRow>> {
-    trip();
+    trip()?;
     db.prepare(format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE name = ?1 AND version = ?2"))
         .bind(&[name.into(), int(version)])?
         .first(None)
@@ -95,7 +95,7 @@ pub struct WorkflowSummaryRow {
 
 /// One page of workflows by name (latest version of each), after `after` (exclusive).
 pub async fn list_workflows(db: &D1Database, after: Option<&str>, limit: u32) -> Result<Vec<WorkflowSummaryRow>> {
-    trip();
+    trip()?;
     db.prepare(
         "SELECT id, name, version, json_extract(definition, '$.title') AS title,
                 json_extract(definition, '$.description') AS description,
@@ -119,7 +119,7 @@ pub async fn load_defaults(
     workflow: (&str, &str, &str, &str),
     now: Timestamp,
 ) -> Result<()> {
-    trip();
+    trip()?;
     let not_loaded = format!("AND NOT EXISTS (SELECT 1 FROM settings WHERE key = '{DEFAULTS_LOADED}')");
     let mut statements = Vec::new();
     for agent in agents {
