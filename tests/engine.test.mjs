@@ -320,6 +320,76 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
     assert.equal((await solo.complete(step, { report: {} })).status, 200);
   });
 
+  test("an attempt that runs past its step's timeout= is ended by the sweep with the reason, and retried", async () => {
+    const created = await json("POST", "/v1/agents", { name: "timed-agent", capabilities: ["testing"] });
+    assert.equal(created.status, 201);
+    const timed = agent(worker, "timed-agent", (await created.json()).token);
+    const flow = "# Timed\n<process_flow>\n<step number=\"1\" subagent=\"timed-agent\" name=\"quick\" timeout=\"2s\">Be quick.</step>\n</process_flow>\n";
+    const posted = await worker.admin("/v1/workflows?name=timed-flow", { method: "POST", headers: { "content-type": "text/markdown" }, body: flow });
+    assert.equal(posted.status, 201, await posted.text());
+    const task = (await submit(worker, { title: "Quick", workflow: "timed-flow" })).body.task;
+    const step = await leaseWithin(timed);
+    assert.equal(step.timeout_ms, 2000, "the runner is told the step's own timeout");
+    // Heartbeats keep the lease, not the attempt: it still ends at its timeout.
+    for (let i = 0; i < 3; i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 800));
+      assert.equal((await timed.heartbeat(step)).status, 200);
+    }
+    assert.equal((await worker.fetch("/__scheduled?cron=*+*+*+*+*")).status, 200);
+    const ended = await eventually(async () => {
+      const read = await taskOf(worker, task.id);
+      return read.steps[0].attempts[0]?.status === "timed_out" && read;
+    });
+    assert.ok(ended, "the sweep ended the attempt");
+    assert.match(ended.steps[0].attempts[0].error, /longer than its timeout of 2 s/);
+    const refused = await timed.complete(step, { report: {} });
+    assert.equal(refused.status, 409);
+    assert.match((await errorOf(refused)).message, /past its timeout/);
+    const events = await eventsOf(worker, task.id);
+    assert.deepEqual(events.filter((e) => e.kind === "step.timed_out").map((e) => e.data.timeout), ["attempt"]);
+    const second = await leaseWithin(timed);
+    assert.equal(second.attempt, 2);
+    assert.equal((await timed.complete(second, { report: {} })).status, 200);
+  });
+
+  test("a step whose agent never comes fails after its schedule timeout, and an optional one is skipped", async () => {
+    for (const name of ["absent-agent", "present-agent"]) {
+      const created = await json("POST", "/v1/agents", { name, capabilities: ["testing"], schedule_timeout_ms: 1000 });
+      assert.equal(created.status, 201, await created.clone().text());
+      assert.equal((await created.json()).agent.schedule_timeout_ms, 1000);
+    }
+    const workflow = await json("POST", "/v1/workflows", {
+      name: "absent-flow",
+      steps: [
+        { key: "1", name: "maybe", agent: "absent-agent", optional: true },
+        { key: "2", name: "surely", agent: "absent-agent" },
+      ],
+    });
+    assert.equal(workflow.status, 201, await workflow.text());
+    const task = (await submit(worker, { title: "Nobody comes", workflow: "absent-flow" })).body.task;
+    await eventually(async () => (await taskOf(worker, task.id)).steps[0].ready_at);
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    assert.equal((await worker.fetch("/__scheduled?cron=*+*+*+*+*")).status, 200);
+    const skipped = await eventually(async () => {
+      const read = await taskOf(worker, task.id);
+      return read.steps[0].status === "skipped" && read.steps[1].ready_at && read;
+    });
+    assert.ok(skipped, "the optional step was skipped and the next one dispatched");
+    assert.match(skipped.steps[0].skip_reason, /schedule timeout/);
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    assert.equal((await worker.fetch("/__scheduled?cron=*+*+*+*+*")).status, 200);
+    const failed = await eventually(async () => {
+      const read = await taskOf(worker, task.id);
+      return read.status === "failed" && read;
+    });
+    assert.ok(failed, "the task failed");
+    assert.equal(failed.steps[1].status, "dead");
+    assert.match(failed.steps[1].error, /no agent leased it within its schedule timeout/);
+    assert.deepEqual(failed.steps[1].attempts, [], "no attempt was spent");
+    const events = await eventsOf(worker, task.id);
+    assert.deepEqual(events.filter((e) => e.kind === "step.timed_out").map((e) => e.data.timeout), ["schedule", "schedule"]);
+  });
+
   test("a cancelled task stops its agents at their next heartbeat and completion", async () => {
     const solo = await soloWorkflow("cancel-agent");
     const task = (await submit(worker, { title: "Cancel me", workflow: "cancel-agent-flow" })).body.task;

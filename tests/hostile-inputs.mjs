@@ -62,6 +62,16 @@ const FIELD_CASES = [
   ["POST", "/v1/agents", "a negative max_concurrency", { name: "huge-agent", max_concurrency: -1 }],
   ["POST", "/v1/agents", "lease_ms of 1e300", { name: "huge-agent", lease_ms: 1e300 }],
   ["POST", "/v1/agents", "a zero max_concurrency", { name: "huge-agent", max_concurrency: 0 }],
+  ["POST", "/v1/agents", "a zero schedule_timeout_ms", { name: "huge-agent", schedule_timeout_ms: 0 }],
+  ["POST", "/v1/agents", "a step_timeout_ms over a week", { name: "huge-agent", step_timeout_ms: 604_800_001 }],
+  ["POST", "/v1/agents", "a step_timeout_ms as a duration string", { name: "huge-agent", step_timeout_ms: "30m" }],
+  // Timeout attributes that are not durations within their bounds.
+  ["POST", "/v1/workflows", "a timeout that is not a duration", { name: "timed-flow", steps: [{ key: "1", name: "s", agent: "test-runner", attributes: { timeout: "soon" } }] }],
+  ["POST", "/v1/workflows", "a timeout without a unit", { name: "timed-flow", steps: [{ key: "1", name: "s", agent: "test-runner", attributes: { timeout: "30" } }] }],
+  ["POST", "/v1/workflows", "a fractional heartbeat", { name: "timed-flow", steps: [{ key: "1", name: "s", agent: "test-runner", attributes: { heartbeat: "1.5m" } }] }],
+  ["POST", "/v1/workflows", "a heartbeat under a second", { name: "timed-flow", steps: [{ key: "1", name: "s", agent: "test-runner", attributes: { heartbeat: "500ms" } }] }],
+  ["POST", "/v1/workflows", "a schedule_timeout over 30 days", { name: "timed-flow", steps: [{ key: "1", name: "s", agent: "test-runner", attributes: { schedule_timeout: "31d" } }] }],
+  ["POST", "/v1/workflows", "a negative timeout", { name: "timed-flow", steps: [{ key: "1", name: "s", agent: "test-runner", attributes: { timeout: "-5m" } }] }],
   ["POST", `/v1/steps/${STEP}/complete`, "lines_added of 1e20", { lease_id: LEASE, report: { lines_added: 1e20 } }],
   ["POST", `/v1/steps/${STEP}/complete`, "a negative test count", { lease_id: LEASE, report: { tests: { unit: { passed: -3 } } } }],
   ["POST", `/v1/steps/${STEP}/complete`, "an infinite performance figure", '{"lease_id": "lse_00000000000000000000000000", "report": {"performance": {"cold_start_ms": 1e400}}}'],
@@ -200,6 +210,13 @@ export function hostileCases() {
     }
   }
   cases.push({ name: "POST /v1/tasks: a 2 MB body", method: "POST", path: "/v1/tasks", body: JSON.stringify({ title: "x".repeat(2_000_000) }) });
+  cases.push({
+    name: "POST /v1/workflows: an instruction file whose step timeout is not a duration",
+    method: "POST",
+    path: "/v1/workflows",
+    body: '# Timed\n<process_flow>\n<step number="1" subagent="test-runner" name="s" timeout="an hour">Do it.</step>\n</process_flow>\n',
+    contentType: "text/markdown",
+  });
   cases.push({ name: "POST /v1/workflows: a 5 MB instruction file", method: "POST", path: "/v1/workflows", body: "x".repeat(5_000_000), contentType: "text/markdown" });
   return cases;
 }

@@ -365,19 +365,20 @@ pub async fn dispatch(env: &Env, task_id: &str, step_id: &str, attempt: u32) -> 
             Dispatch::Builtin { report: ReportRef::Inline(report.to_string()) }
         }
         (Runner::Agent, Some(agent)) => match registry::agent_for_dispatch(env, &db, agent).await? {
-            Some(found) if found.webhook => Dispatch::Deliver {
-                lease_id: platform::new_id(IdKind::Lease, platform::now())?,
-                lease_ms: webhook::delivery_lease_ms(found.lease_ms),
-            },
-            // An agent that is not registered (any more) gets its steps when it is registered again.
-            _ => Dispatch::Leasable,
+            Some(found) if found.webhook => {
+                Dispatch::Deliver { lease_id: platform::new_id(IdKind::Lease, platform::now())?, agent: found.timeouts }
+            }
+            Some(found) => Dispatch::Leasable { agent: found.timeouts },
+            // An agent that is not registered (any more) gets its steps when it is registered
+            // again, within the default schedule timeout.
+            None => Dispatch::Leasable { agent: registry::DEFAULT_TIMEOUTS },
         },
-        (Runner::Agent, None) => Dispatch::Leasable,
+        (Runner::Agent, None) => Dispatch::Leasable { agent: registry::DEFAULT_TIMEOUTS },
     };
     let command = Command::Dispatch { step_id: step_id.to_string(), attempt, how: how.clone() };
     let agent = step.agent.clone();
     let driven = drive_from(env, &db, TaskKey::Id(task_id), Some(read), &command, None, extras).await?;
-    if let (Driven::Applied(_), Dispatch::Leasable, Some(agent)) = (&driven, &how, agent.as_deref()) {
+    if let (Driven::Applied(_), Dispatch::Leasable { .. }, Some(agent)) = (&driven, &how, agent.as_deref()) {
         notify_ready(agent);
     }
     match (driven, &how) {

@@ -26,7 +26,7 @@ use crate::core::edge::http::{
 use crate::core::edge::paging::Page;
 use crate::core::edge::response::ApiResponse;
 use crate::core::engine::task_api::{check_list, TaskRequest};
-use crate::core::engine::{brief, webhook};
+use crate::core::engine::{brief, webhook, AgentTimeouts};
 use crate::core::registry::agents::{self, AgentInput, AgentSpec, Mode};
 use crate::core::registry::analysis::{self, AgentProfile, TaskInput};
 use crate::core::registry::default_agents::DEFAULT_AGENTS;
@@ -62,6 +62,8 @@ pub async fn ensure_defaults(env: &Env, now: Timestamp) -> worker::Result<()> {
             webhook_url: None,
             max_concurrency: 1,
             lease_ms: crate::core::registry::agents::LEASE_MS_DEFAULT,
+            step_timeout_ms: crate::core::registry::agents::STEP_TIMEOUT_MS_DEFAULT,
+            schedule_timeout_ms: crate::core::base::limits::SCHEDULE_TIMEOUT_MS_DEFAULT,
             metadata: json!({}),
             source: None,
         })
@@ -90,6 +92,7 @@ fn agent_json(row: &store::AgentRow) -> Value {
         "max_concurrency": row.max_concurrency,
         "lease_ms": row.lease_ms,
         "step_timeout_ms": row.step_timeout_ms,
+        "schedule_timeout_ms": row.schedule_timeout_ms,
         "imported": row.imported != 0,
         "metadata": serde_json::from_str::<Value>(&row.metadata).unwrap_or(json!({})),
         "version": row.version,
@@ -173,15 +176,27 @@ pub async fn agent_for_token(env: &Env, token_hash: &str) -> worker::Result<Opti
 /// What dispatching a step needs to know about its agent.
 pub struct DispatchAgent {
     pub webhook: bool,
-    pub lease_ms: i64,
+    pub timeouts: AgentTimeouts,
 }
 
-/// An agent's mode and lease length, through the KV cache.
+/// The timeouts of an agent that is not registered (any more): the defaults.
+pub const DEFAULT_TIMEOUTS: AgentTimeouts = AgentTimeouts {
+    schedule_ms: crate::core::base::limits::SCHEDULE_TIMEOUT_MS_DEFAULT,
+    attempt_ms: crate::core::registry::agents::STEP_TIMEOUT_MS_DEFAULT,
+    heartbeat_ms: crate::core::registry::agents::LEASE_MS_DEFAULT,
+};
+
+/// An agent's mode and timeouts, through the KV cache.
 pub async fn agent_for_dispatch(env: &Env, db: &D1Database, name: &str) -> worker::Result<Option<DispatchAgent>> {
     let Some(agent) = cached_agent(env, db, name).await? else { return Ok(None) };
+    let field = |key: &str, default: i64| agent[key].as_i64().unwrap_or(default);
     Ok(Some(DispatchAgent {
         webhook: agent["mode"] == "webhook",
-        lease_ms: agent["lease_ms"].as_i64().unwrap_or(crate::core::registry::agents::LEASE_MS_DEFAULT),
+        timeouts: AgentTimeouts {
+            schedule_ms: field("schedule_timeout_ms", DEFAULT_TIMEOUTS.schedule_ms),
+            attempt_ms: field("step_timeout_ms", DEFAULT_TIMEOUTS.attempt_ms),
+            heartbeat_ms: field("lease_ms", DEFAULT_TIMEOUTS.heartbeat_ms),
+        },
     }))
 }
 
@@ -422,7 +437,14 @@ pub async fn create_workflow(call: &Call<'_>, body: &[u8]) -> Handled {
             errors.insert(0, detail.clone());
         }
         match name {
-            Ok(name) if errors.is_empty() => (workflow::from_instructions(name, &parsed.file), Some(text), warnings),
+            Ok(name) if errors.is_empty() => {
+                let definition = workflow::from_instructions(name, &parsed.file);
+                let problems = workflow::attribute_problems(&definition);
+                if !problems.is_empty() {
+                    return Err(ApiError::InvalidWorkflow { details: problems }.into());
+                }
+                (definition, Some(text), warnings)
+            }
             _ => return Err(ApiError::InvalidWorkflow { details: errors }.into()),
         }
     };

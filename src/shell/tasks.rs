@@ -73,7 +73,9 @@ fn task_json(row: &store::TaskRow, task: &Task) -> Value {
                 "status": s.status, "depends_on": s.depends_on, "attempt": s.attempt,
                 "attempts_max": s.attempts_max, "skip_reason": s.skip_reason, "error": s.error,
                 "queued_at": millis(s.queued_at), "ready_at": millis(s.ready_at),
-                "lease_expires_at": millis(s.lease_expires_at), "started_at": millis(s.started_at),
+                "lease_expires_at": millis(s.lease_expires_at),
+                "schedule_deadline_at": millis(s.schedule_deadline_at),
+                "attempt_deadline_at": millis(s.attempt_deadline_at), "started_at": millis(s.started_at),
                 "finished_at": millis(s.finished_at), "attempts": attempts,
             })
         })
@@ -440,7 +442,7 @@ async fn try_lease(
             step_id: candidate.id.clone(),
             caller: caller.clone(),
             lease_id,
-            lease_ms: read.lease_ms,
+            agent: read.timeouts(),
             at_capacity: false,
         };
         let transition = match core_engine::apply(&before, &command, now, engine::random_u32()?) {
@@ -465,7 +467,7 @@ async fn try_lease(
         };
         let mut payload = engine::hand_out(call.env, handout).await?;
         payload["messages"] = read.messages.iter().map(super::messages::message_json).collect();
-        payload["timeout_ms"] = Value::from(read.step_timeout_ms);
+        payload["timeout_ms"] = Value::from(read.timeouts().for_step(step).attempt_ms);
         let guard = store::Guard::AgentBelow { agent: name, max_concurrency: read.max_concurrency };
         trips += 1;
         match store::write_transition(db, &before, &transition, &guard, &[], now).await? {
@@ -491,16 +493,20 @@ pub async fn heartbeat(call: &Call<'_>, body: &[u8]) -> Handled {
             .and_then(|read| read.steps.into_iter().find(|s| s.id == step_id))
             .and_then(|s| s.agent),
     };
-    let lease_ms = match agent {
-        Some(agent) => registry::agent_for_dispatch(call.env, &db, &agent).await?.map(|a| a.lease_ms),
+    let timeouts = match agent {
+        Some(agent) => registry::agent_for_dispatch(call.env, &db, &agent).await?.map(|a| a.timeouts),
         None => None,
     }
-    .unwrap_or(crate::core::registry::agents::LEASE_MS_DEFAULT);
+    .unwrap_or(registry::DEFAULT_TIMEOUTS);
     if let Some(chunk) = &request.output {
         live::check_chunk(chunk.offset, &chunk.text)?;
     }
-    let command =
-        Command::Heartbeat { step_id: step_id.clone(), caller: caller_of(call), lease_id: request.lease_id, lease_ms };
+    let command = Command::Heartbeat {
+        step_id: step_id.clone(),
+        caller: caller_of(call),
+        lease_id: request.lease_id,
+        agent: timeouts,
+    };
     match engine::drive(call.env, &db, TaskKey::OfStep(&step_id), &command, None).await? {
         Driven::Extended(extension) => {
             let mut body = json!({"step_id": step_id, "lease_expires_at": millis(Some(extension.expires_at))});

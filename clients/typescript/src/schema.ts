@@ -743,10 +743,20 @@ export interface components {
             /** @default 1 */
             max_concurrency?: number;
             /**
-             * @description How long a lease on one of the agent's steps lasts without a heartbeat.
+             * @description How long a lease on one of the agent's steps lasts without a heartbeat (a step's `heartbeat=` attribute overrides it).
              * @default 300000
              */
             lease_ms?: number;
+            /**
+             * @description How long one attempt may run in all; the cron sweep ends it then (attempt status `timed_out`, retried while attempts remain). A step's `timeout=` attribute overrides it.
+             * @default 3600000
+             */
+            step_timeout_ms?: number;
+            /**
+             * @description How long one of the agent's steps may wait to be leased once dispatched; the cron sweep then kills it (or skips it, if the workflow marks it optional). A step's `schedule_timeout=` attribute overrides it.
+             * @default 86400000
+             */
+            schedule_timeout_ms?: number;
         };
         Agent: {
             name: string;
@@ -758,6 +768,7 @@ export interface components {
             max_concurrency: number;
             lease_ms: number;
             step_timeout_ms: number;
+            schedule_timeout_ms: number;
             /** @description Made from a subagent file. */
             imported: boolean;
             /** @description For imported agents: tools, color, prompt. */
@@ -919,7 +930,7 @@ export interface components {
             attempt?: number;
             agent?: string | null;
             /** @enum {string} */
-            status?: "running" | "succeeded" | "failed" | "expired" | "cancelled";
+            status?: "running" | "succeeded" | "failed" | "expired" | "timed_out" | "cancelled";
             /** Format: date-time */
             started_at?: string;
             /** Format: date-time */
@@ -949,6 +960,16 @@ export interface components {
             ready_at?: string | null;
             /** Format: date-time */
             lease_expires_at?: string | null;
+            /**
+             * Format: date-time
+             * @description A dispatched step not leased by then is killed by the cron sweep (skipped, if optional): its schedule timeout.
+             */
+            schedule_deadline_at?: string | null;
+            /**
+             * Format: date-time
+             * @description The running attempt is ended by the cron sweep then (`timed_out`): its attempt timeout.
+             */
+            attempt_deadline_at?: string | null;
             /** Format: date-time */
             started_at?: string | null;
             /** Format: date-time */

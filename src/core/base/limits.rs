@@ -195,6 +195,19 @@ pub const DELIVERY_LEASE_MARGIN_MS: i64 = 5_000;
 pub const QUEUE_RETRY_DELAY_SECONDS_MIN: u32 = 1;
 pub const QUEUE_RETRY_DELAY_SECONDS_MAX: u32 = 60;
 
+/// How long an attempt may run, in all (an agent's `step_timeout_ms`, a step's `timeout=`):
+/// at least a second, at most a week. A coding agent's longest real tasks take hours; a week
+/// means "until someone looks", and past that the step is held for nothing.
+pub const STEP_TIMEOUT_MS_MIN: i64 = 1000;
+pub const STEP_TIMEOUT_MS_MAX: i64 = 7 * 24 * 3600 * 1000;
+/// How long a step may wait to be leased (an agent's `schedule_timeout_ms`, a step's
+/// `schedule_timeout=`), by default a day: a step whose agent never comes fails then instead
+/// of waiting forever, and a day covers an agent that runs only in working hours. At most 30
+/// days, at least a second.
+pub const SCHEDULE_TIMEOUT_MS_DEFAULT: i64 = 24 * 3600 * 1000;
+pub const SCHEDULE_TIMEOUT_MS_MIN: i64 = 1000;
+pub const SCHEDULE_TIMEOUT_MS_MAX: i64 = 30 * 24 * 3600 * 1000;
+
 /// Longest lease an agent may ask for (`lease_ms`), and the shortest: leases are renewed by
 /// heartbeats, so an hour without one means the agent is gone.
 pub const LEASE_MS_MAX: i64 = 60 * 60 * 1000;

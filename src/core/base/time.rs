@@ -53,9 +53,39 @@ impl Timestamp {
     }
 }
 
+/// A duration as written in an instruction file: whole digits and a unit, `ms`, `s`, `m`, `h` or
+/// `d` (`90s`, `30m`, `2h`), in milliseconds. Anything else, zero and overflow are `None`.
+pub fn parse_duration_ms(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let unit_ms: i64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    let number: i64 = number.parse().ok()?;
+    number.checked_mul(unit_ms).filter(|ms| *ms > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_digits_and_a_unit_and_nothing_else() {
+        assert_eq!(parse_duration_ms("90s"), Some(90_000));
+        assert_eq!(parse_duration_ms(" 30m "), Some(1_800_000));
+        assert_eq!(parse_duration_ms("2h"), Some(7_200_000));
+        assert_eq!(parse_duration_ms("1d"), Some(86_400_000));
+        assert_eq!(parse_duration_ms("500ms"), Some(500));
+        for bad in ["", "30", "m", "1.5h", "-1s", "0s", "1 h", "1H", "ten minutes", "99999999999999999999d"] {
+            assert_eq!(parse_duration_ms(bad), None, "{bad:?}");
+        }
+    }
 
     fn check(ms: i64, text: &str) {
         let time = Timestamp::from_millis(ms).expect("in range");

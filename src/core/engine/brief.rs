@@ -349,6 +349,10 @@ mod tests {
             skip_reason,
             error: None,
             attempts: Vec::new(),
+            optional: false,
+            timeouts: Default::default(),
+            schedule_deadline_at: None,
+            attempt_deadline_at: None,
         }
     }
 

@@ -40,6 +40,14 @@
 //! the same reason a message the queue gave up on kills nothing: it is noted, and the sweep
 //! sends the step's message again.
 //!
+//! Timeouts, as durable-execution engines have them, are enforced by the sweep, each with its
+//! reason in the history (`step.timed_out`): how long a step may wait to be leased
+//! (`schedule`, counted from when its attempt was dispatched; the step then dies, or is skipped
+//! if optional), how long an attempt may run (`attempt`; the attempt fails and is retried while
+//! attempts remain), and how long a lease lasts between heartbeats (the lease expires). Each is
+//! the agent's ([`AgentTimeouts`]) unless the step's `<step>` tag sets its own
+//! ([`StepTimeouts`]).
+//!
 //! Heartbeats are not transitions: a heartbeat's decision ([`Outcome::Extended`]) is written
 //! with a guard on the step's lease alone and leaves the task's version as it is, so the
 //! heartbeats of a wide parallel group never make the group's completions lose their races. The
@@ -68,6 +76,7 @@ use serde_json::{json, Value};
 use crate::core::base::limits::{RETRY_BACKOFF_BASE_SECONDS, RETRY_BACKOFF_CAP_SECONDS};
 use crate::core::base::time::Timestamp;
 use crate::core::edge::error::ApiError;
+pub use crate::core::registry::workflow::StepTimeouts;
 
 /// A task's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -111,6 +120,8 @@ pub enum AttemptStatus {
     Failed,
     /// The lease ran out without a heartbeat.
     Expired,
+    /// The attempt ran longer than its timeout.
+    TimedOut,
     Cancelled,
 }
 
@@ -144,6 +155,7 @@ text_enum!(AttemptStatus {
     Succeeded = "succeeded",
     Failed = "failed",
     Expired = "expired",
+    TimedOut = "timed_out",
     Cancelled = "cancelled",
 });
 
@@ -204,6 +216,14 @@ pub struct Step {
     pub skip_reason: Option<String>,
     pub error: Option<String>,
     pub attempts: Vec<Attempt>,
+    /// Whether the workflow marks the step optional: skipped, not dead, when nobody leases it.
+    pub optional: bool,
+    /// The step's own timeouts from its instruction file.
+    pub timeouts: StepTimeouts,
+    /// When the sweep gives up on the dispatched step if nobody has leased it (schedule timeout).
+    pub schedule_deadline_at: Option<Timestamp>,
+    /// When the sweep ends the running attempt if it has not finished (attempt timeout).
+    pub attempt_deadline_at: Option<Timestamp>,
 }
 
 impl Step {
@@ -250,6 +270,26 @@ impl Task {
     }
 }
 
+/// An agent's timeouts as registered: how long its steps may wait to be leased, how long an
+/// attempt may run, and how long a lease lasts between heartbeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentTimeouts {
+    pub schedule_ms: i64,
+    pub attempt_ms: i64,
+    pub heartbeat_ms: i64,
+}
+
+impl AgentTimeouts {
+    /// These timeouts with the step's own in place of any it sets.
+    pub fn for_step(self, step: &Step) -> AgentTimeouts {
+        AgentTimeouts {
+            schedule_ms: step.timeouts.schedule_ms.unwrap_or(self.schedule_ms),
+            attempt_ms: step.timeouts.attempt_ms.unwrap_or(self.attempt_ms),
+            heartbeat_ms: step.timeouts.heartbeat_ms.unwrap_or(self.heartbeat_ms),
+        }
+    }
+}
+
 /// Who is calling: an admin may act for any agent; an agent only for its own steps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
@@ -267,10 +307,10 @@ pub enum ReportRef {
 /// How a dispatched step reaches its runner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dispatch {
-    /// A pull agent's step: it becomes leasable.
-    Leasable,
+    /// A pull agent's step: it becomes leasable (its schedule timeout starts).
+    Leasable { agent: AgentTimeouts },
     /// A webhook agent's step: leased on the agent's behalf for the delivery.
-    Deliver { lease_id: String, lease_ms: i64 },
+    Deliver { lease_id: String, agent: AgentTimeouts },
     /// A built-in step the Worker has just run, with its output.
     Builtin { report: ReportRef },
 }
@@ -315,14 +355,14 @@ pub enum Command {
         step_id: String,
         caller: Caller,
         lease_id: String,
-        lease_ms: i64,
+        agent: AgentTimeouts,
         at_capacity: bool,
     },
     Heartbeat {
         step_id: String,
         caller: Caller,
         lease_id: String,
-        lease_ms: i64,
+        agent: AgentTimeouts,
     },
     Complete(Completion),
     /// The cron sweep: expire leases whose heartbeats stopped, re-send messages overdue by
@@ -449,11 +489,11 @@ pub fn apply(task: &Task, command: &Command, now: Timestamp, random: u32) -> Res
                 return Ok(Outcome::Unchanged(why));
             }
         }
-        Command::Lease { step_id, caller, lease_id, lease_ms, at_capacity } => {
-            run.lease(step_id, caller, lease_id, *lease_ms, *at_capacity)?
+        Command::Lease { step_id, caller, lease_id, agent, at_capacity } => {
+            run.lease(step_id, caller, lease_id, *agent, *at_capacity)?
         }
-        Command::Heartbeat { step_id, caller, lease_id, lease_ms } => {
-            return run.heartbeat(step_id, caller, lease_id, *lease_ms).map(Outcome::Extended);
+        Command::Heartbeat { step_id, caller, lease_id, agent } => {
+            return run.heartbeat(step_id, caller, lease_id, *agent).map(Outcome::Extended);
         }
         Command::Complete(completion) => match run.complete(completion)? {
             Completed::Replay(first) => return Ok(Outcome::Replay(first)),
@@ -540,6 +580,7 @@ impl Run {
         step.ready_at = None;
         step.lease_id = None;
         step.lease_expires_at = None;
+        step.attempt_deadline_at = None;
         self.sends.push(Send { step_id: step.id.clone(), attempt: step.attempt + 1, delay_seconds });
     }
 
@@ -562,13 +603,17 @@ impl Run {
         }
     }
 
-    fn start_attempt(&mut self, index: usize, lease_id: &str, lease_ms: i64) {
+    /// Starts the step's next attempt under `lease_id`, for a lease of `lease_ms` and an attempt
+    /// that may run `attempt_ms` (`None`: a built-in step, done at once).
+    fn start_attempt(&mut self, index: usize, lease_id: &str, lease_ms: i64, attempt_ms: Option<i64>) {
         let now = self.now;
         let step = &mut self.task.steps[index];
         step.attempt += 1;
         step.status = StepStatus::Leased;
         step.lease_id = Some(lease_id.to_string());
         step.lease_expires_at = Some(now.plus_millis(lease_ms));
+        step.schedule_deadline_at = None;
+        step.attempt_deadline_at = attempt_ms.map(|ms| now.plus_millis(ms));
         step.started_at.get_or_insert(now);
         step.attempts.push(Attempt {
             number: step.attempt,
@@ -609,6 +654,8 @@ impl Run {
         step.lease_expires_at = None;
         step.ready_at = None;
         step.due_at = None;
+        step.schedule_deadline_at = None;
+        step.attempt_deadline_at = None;
         step.error = None;
         if let Some(report) = report {
             self.reports.push((step.id.clone(), report));
@@ -649,6 +696,8 @@ impl Run {
         step.lease_id = None;
         step.lease_expires_at = None;
         step.ready_at = None;
+        step.schedule_deadline_at = None;
+        step.attempt_deadline_at = None;
         step.error = Some(reason.clone());
         self.step_event(index, "step.dead", json!({"reason": reason}));
         if self.task.status == TaskStatus::Running {
@@ -665,11 +714,12 @@ impl Run {
         if self.task.status == TaskStatus::Cancelled || self.task.status == TaskStatus::Succeeded {
             return Ok(Some("the task is finished"));
         }
-        if let Dispatch::Deliver { lease_ms, .. } = how {
+        if let Dispatch::Deliver { agent, .. } = how {
             if step.awaits_redelivery(attempt) {
                 let lease_id = step.lease_id.clone();
                 let now = self.now;
-                self.task.steps[index].lease_expires_at = Some(now.plus_millis(*lease_ms));
+                let lease_ms = webhook::delivery_lease_ms(agent.for_step(step).heartbeat_ms);
+                self.task.steps[index].lease_expires_at = Some(now.plus_millis(lease_ms));
                 self.step_event(index, "step.redelivered", json!({"lease_id": lease_id}));
                 return Ok(None);
             }
@@ -683,19 +733,24 @@ impl Run {
             return Ok(Some("a built-in step runs only while its task is running"));
         }
         match how {
-            Dispatch::Leasable => {
+            Dispatch::Leasable { agent } => {
                 let now = self.now;
                 let step = &mut self.task.steps[index];
+                let schedule_ms = agent.for_step(step).schedule_ms;
                 step.status = StepStatus::Queued;
                 step.ready_at = Some(now);
+                // A message sent again by the sweep does not restart the clock.
+                step.schedule_deadline_at.get_or_insert(now.plus_millis(schedule_ms));
                 self.step_event(index, "step.ready", json!({}));
             }
-            Dispatch::Deliver { lease_id, lease_ms } => {
-                self.start_attempt(index, lease_id, *lease_ms);
+            Dispatch::Deliver { lease_id, agent } => {
+                let timeouts = agent.for_step(&self.task.steps[index]);
+                let lease_ms = webhook::delivery_lease_ms(timeouts.heartbeat_ms);
+                self.start_attempt(index, lease_id, lease_ms, Some(timeouts.attempt_ms));
                 self.step_event(index, "step.leased", json!({"lease_id": lease_id, "via": "webhook"}));
             }
             Dispatch::Builtin { report } => {
-                self.start_attempt(index, "builtin", 0);
+                self.start_attempt(index, "builtin", 0, None);
                 self.step_event(index, "step.leased", json!({"via": "builtin"}));
                 self.succeed(index, Some(report.clone()));
             }
@@ -708,7 +763,7 @@ impl Run {
         step_id: &str,
         caller: &Caller,
         lease_id: &str,
-        lease_ms: i64,
+        agent: AgentTimeouts,
         at_capacity: bool,
     ) -> Result<(), Refusal> {
         let index = self.task.index(step_id)?;
@@ -723,7 +778,8 @@ impl Run {
         if at_capacity {
             return Err(Refusal::AtCapacity);
         }
-        self.start_attempt(index, lease_id, lease_ms);
+        let timeouts = agent.for_step(step);
+        self.start_attempt(index, lease_id, timeouts.heartbeat_ms, Some(timeouts.attempt_ms));
         let waited = self.task.steps[index].ready_at.map(|ready| self.now.as_millis() - ready.as_millis());
         self.step_event(
             index,
@@ -744,13 +800,22 @@ impl Run {
                 Refusal::StaleLease("this lease expired and the step was given to a newer attempt")
             }
             Some(attempt) if attempt.status == AttemptStatus::Expired => Refusal::StaleLease("this lease has expired"),
+            Some(attempt) if attempt.status == AttemptStatus::TimedOut => {
+                Refusal::StaleLease("the attempt ran past its timeout and was ended")
+            }
             _ => Refusal::StaleLease("this lease is not the step's current lease"),
         }
     }
 
     /// A heartbeat extends the step's lease while it is still the step's, even after its expiry
     /// if the sweep has not ended it yet.
-    fn heartbeat(&self, step_id: &str, caller: &Caller, lease_id: &str, lease_ms: i64) -> Result<Extension, Refusal> {
+    fn heartbeat(
+        &self,
+        step_id: &str,
+        caller: &Caller,
+        lease_id: &str,
+        agent: AgentTimeouts,
+    ) -> Result<Extension, Refusal> {
         let index = self.task.index(step_id)?;
         self.check_caller(index, caller)?;
         let step = &self.task.steps[index];
@@ -765,7 +830,7 @@ impl Run {
             step_id: step_id.to_string(),
             attempt: step.attempt,
             lease_id: lease_id.to_string(),
-            expires_at: self.now.plus_millis(lease_ms),
+            expires_at: self.now.plus_millis(agent.for_step(step).heartbeat_ms),
         })
     }
 
@@ -858,9 +923,34 @@ impl Run {
             return false;
         }
         let mut changed = false;
+        let mut settled = false;
         for index in 0..self.task.steps.len() {
             let step = &self.task.steps[index];
-            let expired = step.status == StepStatus::Leased && step.lease_expires_at.is_some_and(|e| e <= self.now);
+            let now = self.now;
+            let leased = step.status == StepStatus::Leased;
+            let timed_out = leased && step.attempt_deadline_at.is_some_and(|d| d <= now);
+            let waiting = matches!(step.status, StepStatus::Queued | StepStatus::Failed);
+            let unclaimed = waiting && step.schedule_deadline_at.is_some_and(|d| d <= now);
+            if timed_out {
+                let started = step.attempts.last().map_or(now, |a| a.started_at);
+                let allowed = step.attempt_deadline_at.map_or(0, |d| d.as_millis() - started.as_millis());
+                self.step_event(index, "step.timed_out", json!({"timeout": "attempt", "timeout_ms": allowed}));
+                let reason = format!("the attempt ran longer than its timeout of {} s", allowed / 1000);
+                self.fail(index, AttemptStatus::TimedOut, reason);
+                changed = true;
+                continue;
+            }
+            if unclaimed {
+                let since = step.ready_at.or(step.due_at).unwrap_or(now);
+                let waited = now.as_millis() - since.as_millis();
+                self.step_event(index, "step.timed_out", json!({"timeout": "schedule", "waited_ms": waited}));
+                let reason = format!("no agent leased it within its schedule timeout ({} s waited)", waited / 1000);
+                self.give_up_unclaimed(index, reason);
+                changed = true;
+                settled = true;
+                continue;
+            }
+            let expired = leased && step.lease_expires_at.is_some_and(|e| e <= now);
             let overdue = matches!(step.status, StepStatus::Queued | StepStatus::Failed)
                 && step.ready_at.is_none()
                 && step.due_at.is_some_and(|due| due.plus_millis(redispatch_after_ms) <= self.now)
@@ -879,7 +969,28 @@ impl Run {
                 changed = true;
             }
         }
+        if settled {
+            self.advance();
+        }
         changed
+    }
+
+    /// A step nobody leased before its schedule timeout: skipped if the workflow marks it
+    /// optional, dead otherwise.
+    fn give_up_unclaimed(&mut self, index: usize, reason: String) {
+        if !self.task.steps[index].optional {
+            self.kill(index, reason);
+            return;
+        }
+        let now = self.now;
+        let step = &mut self.task.steps[index];
+        step.status = StepStatus::Skipped;
+        step.skip_reason = Some(reason.clone());
+        step.finished_at = Some(now);
+        step.ready_at = None;
+        step.due_at = None;
+        step.schedule_deadline_at = None;
+        self.step_event(index, "step.skipped", json!({"reason": reason}));
     }
 
     fn cancel(&mut self) -> Result<Option<&'static str>, Refusal> {

@@ -19,7 +19,7 @@ use crate::core::base::limits::{STEP_ATTEMPTS_DEFAULT, STEP_ATTEMPTS_MAX};
 use crate::core::base::time::Timestamp;
 use crate::core::edge::error::Detail;
 use crate::core::registry::analysis::{self, AgentProfile, Analysis, Selection, SPECIALISTS};
-use crate::core::registry::workflow::{missing_agents, Definition, StepDefinition};
+use crate::core::registry::workflow::{self, missing_agents, Definition, StepDefinition};
 
 /// Steps without an agent that the Worker runs itself, by step name: the feedback aggregation
 /// and summaries of the seed workflow.
@@ -102,6 +102,12 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
             skip_reason,
             error: None,
             attempts: Vec::new(),
+            optional: definition.optional,
+            // Checked when the workflow was stored; a stored one older than the check keeps the
+            // agent's timeouts.
+            timeouts: workflow::timeouts_of(definition, &definition.key).unwrap_or_default(),
+            schedule_deadline_at: None,
+            attempt_deadline_at: None,
         });
     }
     if input.step_ids.len() != input.definition.steps.len() {

@@ -123,6 +123,13 @@ impl World {
             now,
         };
         let planned = plan(&input).expect("the simulated workflows plan");
+        let mut task = planned.task.clone();
+        // Some steps have timeouts of their own, short enough for the sweep to end attempts.
+        for step in &mut task.steps {
+            if rng.chance(300) {
+                step.timeouts.attempt_ms = Some(2_000 + rng.below(6_000) as i64);
+            }
+        }
         let mut webhook_agents = BTreeSet::new();
         let mut capacity = BTreeMap::new();
         for agent in DEFAULT_AGENTS {
@@ -133,12 +140,12 @@ impl World {
         }
         let mut world = World {
             rng,
-            task: planned.task.clone(),
+            task: task.clone(),
             now,
             queue: Vec::new(),
             held: Vec::new(),
             done: Vec::new(),
-            snapshots: vec![planned.task.clone()],
+            snapshots: vec![task.clone()],
             webhook_agents,
             capacity,
             leases: 0,
@@ -150,7 +157,7 @@ impl World {
         };
         world.trace.push(format!("shape {shape}, webhook agents {:?}", world.webhook_agents));
         let transition = Transition {
-            task: planned.task,
+            task,
             events: planned.events,
             sends: planned.sends,
             reports: vec![],
@@ -261,6 +268,9 @@ impl World {
             {
                 return Err(format!("{} recorded twice for step {} attempt {}", event.kind, step.key, step.attempt));
             }
+            if event.kind == "step.timed_out" {
+                self.trace.push(format!("step {} timed out ({})", step.key, event.data["timeout"]));
+            }
             if event.kind == "step.leased" && !transition.task.dependencies_met(step) {
                 return Err(format!("step {} started before its dependencies succeeded", step.key));
             }
@@ -318,9 +328,12 @@ impl World {
         let how = if step.runner == Runner::Builtin {
             Dispatch::Builtin { report: ReportRef::Inline("{}".into()) }
         } else if self.webhook_agents.contains(&agent) {
-            Dispatch::Deliver { lease_id: self.new_lease(), lease_ms: 1_000 + self.rng.below(4_000) as i64 }
+            Dispatch::Deliver { lease_id: self.new_lease(), agent: hb(1_000 + self.rng.below(4_000) as i64) }
         } else {
-            Dispatch::Leasable
+            // Agents are sometimes slow to come: the schedule timeout may end the step.
+            Dispatch::Leasable {
+                agent: AgentTimeouts { schedule_ms: 3_000 + self.rng.below(30_000) as i64, ..hb(1_000) },
+            }
         };
         let command =
             Command::Dispatch { step_id: message.step_id.clone(), attempt: message.attempt, how: how.clone() };
@@ -360,7 +373,7 @@ impl World {
                 step_id: step_id.clone(),
                 caller: Caller::Agent(agent.clone()),
                 lease_id: lease_id.clone(),
-                lease_ms: 1_000 + self.rng.below(4_000) as i64,
+                agent: hb(1_000 + self.rng.below(4_000) as i64),
                 at_capacity,
             };
             let version = self.task.version;
@@ -457,7 +470,7 @@ impl World {
             step_id: held.step_id.clone(),
             caller: Caller::Agent(held.agent),
             lease_id: held.lease_id.clone(),
-            lease_ms: 2_000,
+            agent: hb(2_000),
         };
         let snapshot = self.snapshot();
         let outcome = self.commit(&snapshot, &command, &format!("heartbeat {}", held.lease_id))?;
@@ -622,7 +635,15 @@ fn the_simulation_sees_races_lost_duplicates_and_expired_leases() {
         "lost the message",
         "stopped heartbeating",
         "refused",
+        "timed out (\"attempt\")",
+        "timed out (\"schedule\")",
+        "extended",
     ] {
         assert!(traces.contains(seen), "no run saw {seen:?}");
     }
+}
+
+/// An agent's timeouts with the given heartbeat: a day to be leased, an hour per attempt.
+fn hb(heartbeat_ms: i64) -> AgentTimeouts {
+    AgentTimeouts { schedule_ms: 86_400_000, attempt_ms: 3_600_000, heartbeat_ms }
 }

@@ -78,7 +78,11 @@ fn refused(task: &Task, command: Command, now: Timestamp) -> Refusal {
 
 fn dispatch(task: &Task, key: &str) -> Task {
     let step = step(task, key);
-    let command = Command::Dispatch { step_id: step.id.clone(), attempt: step.attempt + 1, how: Dispatch::Leasable };
+    let command = Command::Dispatch {
+        step_id: step.id.clone(),
+        attempt: step.attempt + 1,
+        how: Dispatch::Leasable { agent: hb(1_000) },
+    };
     changed(task, command, at(10)).task
 }
 
@@ -87,7 +91,7 @@ fn lease(task: &Task, key: &str, lease_id: &str) -> Task {
         step_id: id_of(task, key),
         caller: Caller::Admin,
         lease_id: lease_id.into(),
-        lease_ms: 1_000,
+        agent: hb(1_000),
         at_capacity: false,
     };
     changed(task, command, at(20)).task
@@ -189,20 +193,24 @@ fn dispatching_a_pull_step_makes_it_leasable_and_a_duplicate_message_changes_not
     let ready = dispatch(&task, "1");
     assert_eq!(step(&ready, "1").status, StepStatus::Queued);
     assert_eq!(step(&ready, "1").ready_at, Some(at(10)));
-    let again = Command::Dispatch { step_id: id_of(&ready, "1"), attempt: 1, how: Dispatch::Leasable };
+    let again =
+        Command::Dispatch { step_id: id_of(&ready, "1"), attempt: 1, how: Dispatch::Leasable { agent: hb(1_000) } };
     assert!(matches!(apply(&ready, &again, at(11), 0), Ok(Outcome::Unchanged(_))));
-    let other_attempt = Command::Dispatch { step_id: id_of(&task, "1"), attempt: 2, how: Dispatch::Leasable };
+    let other_attempt =
+        Command::Dispatch { step_id: id_of(&task, "1"), attempt: 2, how: Dispatch::Leasable { agent: hb(1_000) } };
     assert!(matches!(apply(&task, &other_attempt, at(11), 0), Ok(Outcome::Unchanged(_))));
 }
 
 #[test]
 fn dispatching_a_webhook_step_leases_it_for_the_delivery() {
     let task = submitted(FULL_STACK);
-    let how = Dispatch::Deliver { lease_id: "lse_w".into(), lease_ms: 5_000 };
+    let how = Dispatch::Deliver { lease_id: "lse_w".into(), agent: hb(5_000) };
     let after = changed(&task, Command::Dispatch { step_id: id_of(&task, "1"), attempt: 1, how }, at(10)).task;
     let step = step(&after, "1");
     assert_eq!((step.status, step.attempt, step.lease_id.as_deref()), (StepStatus::Leased, 1, Some("lse_w")));
-    assert_eq!(step.lease_expires_at, Some(at(5_010)));
+    // Leased for longer than the Worker waits for the webhook's answer.
+    assert_eq!(step.lease_expires_at, Some(at(20_010)));
+    assert_eq!(step.attempt_deadline_at, Some(at(3_600_010)));
 }
 
 #[test]
@@ -253,7 +261,8 @@ fn a_built_in_step_does_not_loop_in_a_failed_task_and_runs_once_the_task_is_retr
 fn a_message_for_a_finished_task_changes_nothing() {
     let task = submitted(FULL_STACK);
     let cancelled = changed(&task, Command::Cancel, at(5)).task;
-    let command = Command::Dispatch { step_id: id_of(&task, "1"), attempt: 1, how: Dispatch::Leasable };
+    let command =
+        Command::Dispatch { step_id: id_of(&task, "1"), attempt: 1, how: Dispatch::Leasable { agent: hb(1_000) } };
     assert!(matches!(apply(&cancelled, &command, at(6), 0), Ok(Outcome::Unchanged(_))));
 }
 
@@ -264,7 +273,7 @@ fn only_a_dispatched_step_can_be_leased_and_only_by_its_agent_within_its_capacit
         step_id: id_of(task, "1"),
         caller,
         lease_id: "lse_1".into(),
-        lease_ms: 1_000,
+        agent: hb(1_000),
         at_capacity,
     };
     assert_eq!(refused(&task, lease_as(&task, Caller::Admin, false), at(1)), Refusal::NotLeasable);
@@ -289,7 +298,7 @@ fn a_cancelled_task_refuses_leases() {
         step_id: id_of(&ready, "1"),
         caller: Caller::Admin,
         lease_id: "l".into(),
-        lease_ms: 1,
+        agent: hb(1),
         at_capacity: false,
     };
     assert_eq!(refused(&cancelled, command, at(30)), Refusal::Cancelled);
@@ -302,7 +311,7 @@ fn a_heartbeat_extends_the_current_lease_and_refuses_any_other() {
         step_id: id_of(&leased, "1"),
         caller: Caller::Admin,
         lease_id: lease_id.into(),
-        lease_ms: 1_000,
+        agent: hb(1_000),
     };
     let extension = Extension {
         task_id: "tsk_1".into(),
@@ -328,7 +337,7 @@ fn a_heartbeat_never_changes_the_tasks_version() {
         step_id: id_of(&leased, "1"),
         caller: Caller::Admin,
         lease_id: "lse_a".into(),
-        lease_ms: 5,
+        agent: hb(5),
     };
     assert!(matches!(apply(&leased, &beat, at(30), 7), Ok(Outcome::Extended(_))));
 }
@@ -432,7 +441,8 @@ fn a_completion_after_its_lease_expired_is_accepted_when_nobody_else_has_the_ste
     assert!(late.events.iter().any(|e| e.kind == "step.late_answer"));
     assert_eq!(step(&late.task, "2a").status, StepStatus::Queued);
     // The retry's message, when it comes, finds nothing to do.
-    let message = Command::Dispatch { step_id: id_of(&swept, "1"), attempt: 2, how: Dispatch::Leasable };
+    let message =
+        Command::Dispatch { step_id: id_of(&swept, "1"), attempt: 2, how: Dispatch::Leasable { agent: hb(1_000) } };
     assert!(matches!(apply(&late.task, &message, at(9_000), 0), Ok(Outcome::Unchanged(_))));
 }
 
@@ -563,7 +573,7 @@ fn a_message_back_for_an_unanswered_webhook_delivery_delivers_again_under_the_sa
     let deliver = |lease_id: &str| Command::Dispatch {
         step_id: id_of(&task, "1"),
         attempt: 1,
-        how: Dispatch::Deliver { lease_id: lease_id.into(), lease_ms: 20_000 },
+        how: Dispatch::Deliver { lease_id: lease_id.into(), agent: hb(20_000) },
     };
     let delivered = changed(&task, deliver("lse_first"), at(10)).task;
     let again = changed(&delivered, deliver("lse_second"), at(5_000));
@@ -607,4 +617,92 @@ fn the_invariants_reject_corrupted_states() {
     let mut done = leased;
     done.status = TaskStatus::Succeeded;
     assert!(check_invariants(&done).is_err());
+}
+
+/// An agent's timeouts with the given heartbeat: a day to be leased, an hour per attempt.
+fn hb(heartbeat_ms: i64) -> AgentTimeouts {
+    AgentTimeouts { schedule_ms: 86_400_000, attempt_ms: 3_600_000, heartbeat_ms }
+}
+
+fn sweep_at(task: &Task, ms: i64) -> Transition {
+    changed(task, Command::Sweep { redispatch_after_ms: 600_000 }, at(ms))
+}
+
+#[test]
+fn an_attempt_that_runs_past_its_timeout_is_ended_by_the_sweep_and_retried() {
+    let mut task = submitted(FULL_STACK);
+    task.steps[0].timeouts.attempt_ms = Some(2_000);
+    let leased = lease(&dispatch(&task, "1"), "1", "lse_1");
+    assert_eq!(step(&leased, "1").attempt_deadline_at, Some(at(2_020)), "the step's own timeout wins");
+    // Heartbeats keep the lease alive, not the attempt.
+    let mut beating = leased.clone();
+    beating.steps[0].lease_expires_at = Some(at(10_000));
+    let swept = sweep_at(&beating, 2_020);
+    let step_1 = step(&swept.task, "1");
+    assert_eq!((step_1.status, step_1.attempts[0].status), (StepStatus::Failed, AttemptStatus::TimedOut));
+    let event = swept.events.iter().find(|e| e.kind == "step.timed_out").unwrap();
+    assert_eq!(event.data["timeout"], "attempt");
+    assert_eq!(swept.sends[0].attempt, 2);
+    assert_eq!(
+        refused(&swept.task, late_completion(&swept.task, "1", "lse_1", true), at(2_100)),
+        Refusal::StaleLease("the attempt ran past its timeout and was ended")
+    );
+}
+
+#[test]
+fn a_step_nobody_leases_within_its_schedule_timeout_dies_or_is_skipped_if_optional() {
+    let agent = AgentTimeouts { schedule_ms: 5_000, ..hb(1_000) };
+    let ready = |optional: bool| {
+        let mut task = submitted(FULL_STACK);
+        task.steps[0].optional = optional;
+        let how = Dispatch::Leasable { agent };
+        changed(&task, Command::Dispatch { step_id: id_of(&task, "1"), attempt: 1, how }, at(10)).task
+    };
+    let waiting = ready(false);
+    assert_eq!(step(&waiting, "1").schedule_deadline_at, Some(at(5_010)));
+    assert!(matches!(
+        apply(&waiting, &Command::Sweep { redispatch_after_ms: 600_000 }, at(5_000), 0),
+        Ok(Outcome::Unchanged(_))
+    ));
+    let dead = sweep_at(&waiting, 5_010);
+    assert_eq!((step(&dead.task, "1").status, dead.task.status), (StepStatus::Dead, TaskStatus::Failed));
+    assert!(step(&dead.task, "1").error.as_deref().unwrap().contains("schedule timeout"));
+    assert_eq!(dead.events[0].kind, "step.timed_out");
+    assert_eq!(dead.events[0].data["timeout"], "schedule");
+
+    let skipped = sweep_at(&ready(true), 5_010);
+    assert_eq!(step(&skipped.task, "1").status, StepStatus::Skipped);
+    assert_eq!(skipped.task.status, TaskStatus::Running);
+    assert_eq!(step(&skipped.task, "2a").status, StepStatus::Queued, "its dependents go on");
+}
+
+#[test]
+fn a_message_sent_again_does_not_restart_the_schedule_clock_and_a_lease_stops_it() {
+    let agent = AgentTimeouts { schedule_ms: 5_000, ..hb(1_000) };
+    let task = submitted(FULL_STACK);
+    let how = Dispatch::Leasable { agent };
+    let ready =
+        changed(&task, Command::Dispatch { step_id: id_of(&task, "1"), attempt: 1, how: how.clone() }, at(10)).task;
+    let mut lost = ready.clone();
+    lost.steps[0].ready_at = None;
+    let again = changed(&lost, Command::Dispatch { step_id: id_of(&task, "1"), attempt: 1, how }, at(3_000)).task;
+    assert_eq!(step(&again, "1").schedule_deadline_at, Some(at(5_010)));
+    let leased = lease(&ready, "1", "lse_1");
+    assert_eq!(step(&leased, "1").schedule_deadline_at, None);
+}
+
+#[test]
+fn a_steps_own_heartbeat_sets_how_long_its_lease_lasts() {
+    let mut task = submitted(FULL_STACK);
+    task.steps[0].timeouts.heartbeat_ms = Some(30_000);
+    let leased = lease(&dispatch(&task, "1"), "1", "lse_1");
+    assert_eq!(step(&leased, "1").lease_expires_at, Some(at(30_020)));
+    let beat = Command::Heartbeat {
+        step_id: id_of(&task, "1"),
+        caller: Caller::Admin,
+        lease_id: "lse_1".into(),
+        agent: hb(1_000),
+    };
+    let Ok(Outcome::Extended(extension)) = apply(&leased, &beat, at(100), 0) else { panic!() };
+    assert_eq!(extension.expires_at, at(30_100));
 }

@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::core::base::encoding::{has_control_chars, CONTROL_CHARACTERS};
-use crate::core::base::limits::{AGENT_CAPABILITIES_MAX, AGENT_CAPABILITY_BYTES_MAX, LEASE_MS_MAX, LEASE_MS_MIN};
+use crate::core::base::limits::{
+    AGENT_CAPABILITIES_MAX, AGENT_CAPABILITY_BYTES_MAX, LEASE_MS_MAX, LEASE_MS_MIN, SCHEDULE_TIMEOUT_MS_DEFAULT,
+    SCHEDULE_TIMEOUT_MS_MAX, SCHEDULE_TIMEOUT_MS_MIN, STEP_TIMEOUT_MS_MAX, STEP_TIMEOUT_MS_MIN,
+};
 use crate::core::edge::error::Detail;
 use crate::core::registry::instructions::{
     is_agent_name, parse_front_matter, split_front_matter, AGENT_NAME_BYTES_MAX,
@@ -79,10 +82,24 @@ pub struct AgentInput {
     /// How long a lease on one of its steps lasts without a heartbeat.
     #[serde(default = "default_lease_ms")]
     pub lease_ms: i64,
+    /// How long one attempt of one of its steps may run in all.
+    #[serde(default = "default_step_timeout_ms")]
+    pub step_timeout_ms: i64,
+    /// How long one of its steps may wait to be leased before it fails (or is skipped).
+    #[serde(default = "default_schedule_timeout_ms")]
+    pub schedule_timeout_ms: i64,
 }
 
 fn default_lease_ms() -> i64 {
     LEASE_MS_DEFAULT
+}
+
+fn default_step_timeout_ms() -> i64 {
+    STEP_TIMEOUT_MS_DEFAULT
+}
+
+fn default_schedule_timeout_ms() -> i64 {
+    SCHEDULE_TIMEOUT_MS_DEFAULT
 }
 
 fn default_mode() -> Mode {
@@ -104,6 +121,8 @@ pub struct AgentSpec {
     pub webhook_url: Option<String>,
     pub max_concurrency: u32,
     pub lease_ms: i64,
+    pub step_timeout_ms: i64,
+    pub schedule_timeout_ms: i64,
     /// What an imported subagent file said besides the above: tools, color, the prompt.
     pub metadata: Value,
     /// The imported file, kept as is.
@@ -161,6 +180,18 @@ pub fn validate(input: AgentInput, path_name: Option<&str>) -> Result<AgentSpec,
     if !(LEASE_MS_MIN..=LEASE_MS_MAX).contains(&input.lease_ms) {
         details.push(Detail::field("lease_ms", format!("must be from {LEASE_MS_MIN} to {LEASE_MS_MAX}")));
     }
+    if !(STEP_TIMEOUT_MS_MIN..=STEP_TIMEOUT_MS_MAX).contains(&input.step_timeout_ms) {
+        details.push(Detail::field(
+            "step_timeout_ms",
+            format!("must be from {STEP_TIMEOUT_MS_MIN} to {STEP_TIMEOUT_MS_MAX}"),
+        ));
+    }
+    if !(SCHEDULE_TIMEOUT_MS_MIN..=SCHEDULE_TIMEOUT_MS_MAX).contains(&input.schedule_timeout_ms) {
+        details.push(Detail::field(
+            "schedule_timeout_ms",
+            format!("must be from {SCHEDULE_TIMEOUT_MS_MIN} to {SCHEDULE_TIMEOUT_MS_MAX}"),
+        ));
+    }
     match (input.mode, &input.webhook_url) {
         (Mode::Webhook, None) => details.push(Detail::field("webhook_url", "is required for a webhook agent")),
         (Mode::Webhook, Some(url)) => {
@@ -182,6 +213,8 @@ pub fn validate(input: AgentInput, path_name: Option<&str>) -> Result<AgentSpec,
         webhook_url: input.webhook_url,
         max_concurrency: input.max_concurrency,
         lease_ms: input.lease_ms,
+        step_timeout_ms: input.step_timeout_ms,
+        schedule_timeout_ms: input.schedule_timeout_ms,
         metadata: Value::Object(Default::default()),
         source: None,
     })
@@ -277,6 +310,8 @@ pub fn from_subagent_file(text: &str) -> Result<AgentSpec, Vec<Detail>> {
         webhook_url: None,
         max_concurrency: 1,
         lease_ms: LEASE_MS_DEFAULT,
+        step_timeout_ms: STEP_TIMEOUT_MS_DEFAULT,
+        schedule_timeout_ms: SCHEDULE_TIMEOUT_MS_DEFAULT,
     };
     let mut spec = validate(input, None)?;
     let mut metadata = serde_json::Map::new();

@@ -18,7 +18,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::core::base::limits::STEPS_MAX;
+use crate::core::base::limits::{
+    LEASE_MS_MAX, LEASE_MS_MIN, SCHEDULE_TIMEOUT_MS_MAX, SCHEDULE_TIMEOUT_MS_MIN, STEPS_MAX, STEP_TIMEOUT_MS_MAX,
+    STEP_TIMEOUT_MS_MIN,
+};
+use crate::core::base::time::parse_duration_ms;
 use crate::core::edge::error::Detail;
 use crate::core::registry::instructions::{
     self, is_agent_name, Block, FlightCheck, FlowEntry, InstructionFile, Problem, Severity,
@@ -195,6 +199,62 @@ pub fn steps_to_run(definition: &Definition) -> Vec<StepDefinition> {
     steps
 }
 
+/// A step's own timeouts, from its `<step>` attributes; each unset one is the agent's.
+///
+/// - `schedule_timeout="1h"`: how long the step may wait to be leased (schedule-to-start);
+/// - `timeout="30m"`: how long one attempt may run (start-to-close);
+/// - `heartbeat="2m"`: how long a lease lasts between heartbeats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepTimeouts {
+    pub schedule_ms: Option<i64>,
+    pub attempt_ms: Option<i64>,
+    pub heartbeat_ms: Option<i64>,
+}
+
+/// The timeout attributes, their bounds, and what each means, for messages.
+const TIMEOUT_ATTRIBUTES: [(&str, i64, i64); 3] = [
+    ("schedule_timeout", SCHEDULE_TIMEOUT_MS_MIN, SCHEDULE_TIMEOUT_MS_MAX),
+    ("timeout", STEP_TIMEOUT_MS_MIN, STEP_TIMEOUT_MS_MAX),
+    ("heartbeat", LEASE_MS_MIN, LEASE_MS_MAX),
+];
+
+/// A step's timeouts, or what is wrong with each attribute that is not a duration within its
+/// bounds (`field` names where the step is, for the message).
+pub fn timeouts_of(step: &StepDefinition, field: &str) -> Result<StepTimeouts, Vec<Detail>> {
+    let mut values = [None; 3];
+    let mut details = Vec::new();
+    for (slot, (name, min, max)) in values.iter_mut().zip(TIMEOUT_ATTRIBUTES) {
+        let Some(text) = step.attributes.get(name) else { continue };
+        match parse_duration_ms(text).filter(|ms| (min..=max).contains(ms)) {
+            Some(ms) => *slot = Some(ms),
+            None => details.push(Detail::field(
+                format!("{field}.attributes.{name}"),
+                format!(
+                    "step {}: {text:?} is not a duration from {}s to {}h: whole digits and a unit (ms, s, m, h, d), like 30m",
+                    step.key,
+                    min / 1000,
+                    max / 3_600_000
+                ),
+            )),
+        }
+    }
+    if !details.is_empty() {
+        return Err(details);
+    }
+    Ok(StepTimeouts { schedule_ms: values[0], attempt_ms: values[1], heartbeat_ms: values[2] })
+}
+
+/// What is wrong with the steps' attributes, however the workflow was written.
+pub fn attribute_problems(definition: &Definition) -> Vec<Detail> {
+    let mut details = Vec::new();
+    for (index, step) in definition.steps.iter().enumerate() {
+        if let Err(found) = timeouts_of(step, &format!("steps[{index}]")) {
+            details.extend(found);
+        }
+    }
+    details
+}
+
 /// Fills `depends_on` from order and groups (see the module documentation).
 pub fn derive_dependencies(steps: &mut [StepDefinition]) {
     let mut previous: Vec<String> = Vec::new();
@@ -276,6 +336,7 @@ pub fn validate(definition: &mut Definition) -> Vec<Detail> {
             current_group = step.group.as_deref();
         }
     }
+    details.extend(attribute_problems(definition));
     let given: Vec<Vec<String>> = definition.steps.iter().map(|s| s.depends_on.clone()).collect();
     derive_dependencies(&mut definition.steps);
     for (index, (given, step)) in given.iter().zip(&definition.steps).enumerate() {
@@ -445,6 +506,26 @@ mod tests {
         .unwrap();
         assert_eq!(validate(&mut posted), vec![]);
         assert_eq!(dependencies(&posted), vec!["1:", "2a:1", "2b:1", "3:2a+2b"]);
+    }
+
+    #[test]
+    fn timeout_attributes_are_durations_within_their_bounds() {
+        let file = r#"<process_flow>
+<step number="1" subagent="a" name="one" timeout="30m" heartbeat="90s" schedule_timeout="2h">One.</step>
+<step number="2" subagent="a" name="two" timeout="soon" heartbeat="500ms" schedule_timeout="31d">Two.</step>
+</process_flow>"#;
+        let definition = from_instructions("timed".into(), &crate::core::registry::instructions::parse(file).file);
+        let own = timeouts_of(&definition.steps[0], "steps[0]").unwrap();
+        assert_eq!(
+            own,
+            StepTimeouts { schedule_ms: Some(7_200_000), attempt_ms: Some(1_800_000), heartbeat_ms: Some(90_000) }
+        );
+        let fields: Vec<String> =
+            attribute_problems(&definition).into_iter().map(|d| d.field.unwrap_or_default()).collect();
+        assert_eq!(
+            fields,
+            ["steps[1].attributes.schedule_timeout", "steps[1].attributes.timeout", "steps[1].attributes.heartbeat"]
+        );
     }
 
     #[test]

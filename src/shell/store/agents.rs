@@ -6,7 +6,7 @@ use worker::{D1Database, D1PreparedStatement, Result};
 
 use super::{int, text_or_null, trip};
 use crate::core::base::time::Timestamp;
-use crate::core::registry::agents::{AgentSpec, STEP_TIMEOUT_MS_DEFAULT};
+use crate::core::registry::agents::AgentSpec;
 
 /// Most agents in the registry: the most that selection (core::analysis) scores. A team runs a
 /// handful of specialists; a bound keeps each selection and the list small.
@@ -23,6 +23,7 @@ pub struct AgentRow {
     pub max_concurrency: i64,
     pub lease_ms: i64,
     pub step_timeout_ms: i64,
+    pub schedule_timeout_ms: i64,
     pub metadata: String,
     pub imported: i64,
     pub version: i64,
@@ -31,7 +32,7 @@ pub struct AgentRow {
 }
 
 const AGENT_COLUMNS: &str = "name, description, capabilities, mode, webhook_url, max_concurrency, lease_ms, \
-     step_timeout_ms, metadata, source IS NOT NULL AS imported, version, created_at, updated_at";
+     step_timeout_ms, schedule_timeout_ms, metadata, source IS NOT NULL AS imported, version, created_at, updated_at";
 
 /// The secrets a new agent gets; stored as given (the token only as its hash).
 pub struct AgentSecrets<'a> {
@@ -54,8 +55,9 @@ pub(super) fn insert_agent_statement(
     let capabilities = capabilities_json(spec);
     db.prepare(format!(
         "INSERT INTO agents (name, description, capabilities, mode, webhook_url, webhook_secret, token_hash,
-                             max_concurrency, lease_ms, step_timeout_ms, source, metadata, version, created_at, updated_at)
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 1, ?13, ?13
+                             max_concurrency, lease_ms, step_timeout_ms, schedule_timeout_ms, source, metadata,
+                             version, created_at, updated_at)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?15, ?11, ?12, 1, ?13, ?13
          WHERE (SELECT COUNT(*) FROM agents) < ?14 {guard}
          ON CONFLICT (name) DO NOTHING"
     ))
@@ -69,11 +71,12 @@ pub(super) fn insert_agent_statement(
         text_or_null(secrets.map(|s| s.token_hash)),
         int(i64::from(spec.max_concurrency)),
         int(spec.lease_ms),
-        int(STEP_TIMEOUT_MS_DEFAULT),
+        int(spec.step_timeout_ms),
         text_or_null(spec.source.as_deref()),
         spec.metadata.to_string().into(),
         int(now.as_millis()),
         int(AGENTS_MAX),
+        int(spec.schedule_timeout_ms),
     ])
 }
 
@@ -158,7 +161,8 @@ pub async fn update_agent(
         .prepare(
             "UPDATE agents SET description = ?2, capabilities = ?3, mode = ?4, webhook_url = ?5,
                     webhook_secret = COALESCE(?6, webhook_secret), max_concurrency = ?7,
-                    lease_ms = ?9, version = version + 1, updated_at = ?8
+                    lease_ms = ?9, step_timeout_ms = ?10, schedule_timeout_ms = ?11, version = version + 1,
+                    updated_at = ?8
              WHERE name = ?1",
         )
         .bind(&[
@@ -171,6 +175,8 @@ pub async fn update_agent(
             int(i64::from(spec.max_concurrency)),
             int(now.as_millis()),
             int(spec.lease_ms),
+            int(spec.step_timeout_ms),
+            int(spec.schedule_timeout_ms),
         ])?
         .run()
         .await?;

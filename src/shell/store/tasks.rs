@@ -7,11 +7,12 @@ use worker::{D1Database, D1PreparedStatement, D1Result, Result};
 
 use super::messages::{MessageRow, MESSAGE_COLUMNS};
 use super::records::SummaryRow;
-use super::{count, int, opt_time, report_count, text_or_null, time, trip};
+use super::{count, int, opt_int, opt_time, report_count, text_or_null, time, trip};
 use crate::core::base::limits::{MESSAGES_IN_LEASE_MAX, TASKS_RUNNING_MAX};
 use crate::core::base::time::Timestamp;
 use crate::core::engine::{
-    Attempt, AttemptStatus, Event, Extension, ReportRef, Runner, Step, StepStatus, Task, TaskStatus, Transition,
+    AgentTimeouts, Attempt, AttemptStatus, Event, Extension, ReportRef, Runner, Step, StepStatus, StepTimeouts, Task,
+    TaskStatus, Transition,
 };
 use crate::core::records::metrics::{ReportCounts, Usage};
 
@@ -57,10 +58,17 @@ pub struct StepRow {
     pub finished_at: Option<i64>,
     pub skip_reason: Option<String>,
     pub error: Option<String>,
+    pub optional: i64,
+    pub schedule_timeout_ms: Option<i64>,
+    pub attempt_timeout_ms: Option<i64>,
+    pub heartbeat_ms: Option<i64>,
+    pub schedule_deadline_at: Option<i64>,
+    pub attempt_deadline_at: Option<i64>,
 }
 
 const STEP_COLUMNS: &str = "id, key, name, runner, agent, status, depends_on, attempt, attempts_max, attempts_budget, \
-     lease_id, lease_expires_at, queued_at, due_at, ready_at, started_at, finished_at, skip_reason, error";
+     lease_id, lease_expires_at, queued_at, due_at, ready_at, started_at, finished_at, skip_reason, error, optional, \
+     schedule_timeout_ms, attempt_timeout_ms, heartbeat_ms, schedule_deadline_at, attempt_deadline_at";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AttemptRow {
@@ -124,6 +132,14 @@ pub fn task_state(task: &TaskRow, steps: &[StepRow], attempts: &[AttemptRow]) ->
             skip_reason: row.skip_reason.clone(),
             error: row.error.clone(),
             attempts: own,
+            optional: row.optional != 0,
+            timeouts: StepTimeouts {
+                schedule_ms: row.schedule_timeout_ms,
+                attempt_ms: row.attempt_timeout_ms,
+                heartbeat_ms: row.heartbeat_ms,
+            },
+            schedule_deadline_at: time(row.schedule_deadline_at),
+            attempt_deadline_at: time(row.attempt_deadline_at),
         });
     }
     Ok(Task {
@@ -182,8 +198,9 @@ pub async fn read_task_of_step(db: &D1Database, step_id: &str) -> Result<Option<
 pub struct LeaseRead {
     pub max_concurrency: i64,
     pub lease_ms: i64,
-    /// How long the agent's steps may run in all; runners stop a command after it.
+    /// How long one attempt of the agent's steps may run; runners stop a command after it.
     pub step_timeout_ms: i64,
+    pub schedule_timeout_ms: i64,
     pub leased: i64,
     /// The agent as registered, for its part of the step's brief (JSON text for the last two).
     pub description: String,
@@ -195,6 +212,16 @@ pub struct LeaseRead {
     pub reports: Vec<ReportRow>,
     /// The newest messages to the agent about the task, oldest first.
     pub messages: Vec<MessageRow>,
+}
+
+impl LeaseRead {
+    pub fn timeouts(&self) -> AgentTimeouts {
+        AgentTimeouts {
+            schedule_ms: self.schedule_timeout_ms,
+            attempt_ms: self.step_timeout_ms,
+            heartbeat_ms: self.lease_ms,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -217,6 +244,7 @@ pub async fn read_for_lease(db: &D1Database, agent: &str, spread: u32) -> Result
         max_concurrency: i64,
         lease_ms: i64,
         step_timeout_ms: i64,
+        schedule_timeout_ms: i64,
         leased: i64,
         description: String,
         capabilities: String,
@@ -233,7 +261,7 @@ pub async fn read_for_lease(db: &D1Database, agent: &str, spread: u32) -> Result
     let binds = [JsValue::from(agent), int(i64::from(spread))];
     let mut statements = vec![db
         .prepare(
-            "SELECT max_concurrency, lease_ms, step_timeout_ms,
+            "SELECT max_concurrency, lease_ms, step_timeout_ms, schedule_timeout_ms,
                     (SELECT COUNT(*) FROM steps WHERE agent = ?1 AND status = 'leased') AS leased,
                     description, capabilities, metadata
              FROM agents WHERE name = ?1",
@@ -275,6 +303,7 @@ pub async fn read_for_lease(db: &D1Database, agent: &str, spread: u32) -> Result
         max_concurrency: limits.max_concurrency,
         lease_ms: limits.lease_ms,
         step_timeout_ms: limits.step_timeout_ms,
+        schedule_timeout_ms: limits.schedule_timeout_ms,
         leased: limits.leased,
         description: limits.description,
         capabilities: limits.capabilities,
@@ -437,7 +466,7 @@ fn step_statement(db: &D1Database, step: &Step) -> Result<D1PreparedStatement> {
     db.prepare(
         "UPDATE steps SET status = ?2, attempt = ?3, attempts_max = ?4, lease_id = ?5, lease_expires_at = ?6,
                 queued_at = ?7, due_at = ?8, ready_at = ?9, started_at = ?10, finished_at = ?11, error = ?12,
-                version = version + 1
+                skip_reason = ?13, schedule_deadline_at = ?14, attempt_deadline_at = ?15, version = version + 1
          WHERE id = ?1",
     )
     .bind(&[
@@ -453,6 +482,9 @@ fn step_statement(db: &D1Database, step: &Step) -> Result<D1PreparedStatement> {
         opt_time(step.started_at),
         opt_time(step.finished_at),
         text_or_null(step.error.as_deref()),
+        text_or_null(step.skip_reason.as_deref()),
+        opt_time(step.schedule_deadline_at),
+        opt_time(step.attempt_deadline_at),
     ])
 }
 
@@ -675,8 +707,9 @@ pub async fn insert_task(db: &D1Database, new: &NewTask<'_>, now: Timestamp) -> 
         statements.push(
             db.prepare(
                 "INSERT INTO steps (id, task_id, key, name, runner, agent, status, depends_on, attempt, attempts_max,
-                                    attempts_budget, queued_at, due_at, finished_at, skip_reason, instructions)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                                    attempts_budget, queued_at, due_at, finished_at, skip_reason, instructions,
+                                    optional, schedule_timeout_ms, attempt_timeout_ms, heartbeat_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             )
             .bind(&[
                 step.id.as_str().into(),
@@ -694,6 +727,10 @@ pub async fn insert_task(db: &D1Database, new: &NewTask<'_>, now: Timestamp) -> 
                 opt_time(step.finished_at),
                 text_or_null(step.skip_reason.as_deref()),
                 instructions.as_str().into(),
+                int(i64::from(step.optional)),
+                opt_int(step.timeouts.schedule_ms),
+                opt_int(step.timeouts.attempt_ms),
+                opt_int(step.timeouts.heartbeat_ms),
             ])?,
         );
     }
@@ -783,8 +820,8 @@ pub async fn list_task_events(db: &D1Database, task_id: &str, after_seq: i64, li
     .results()
 }
 
-/// Tasks the cron sweep has something to do for: an expired lease, or a message overdue by
-/// `redispatch_after_ms`.
+/// Tasks the cron sweep has something to do for: an expired lease, an attempt past its
+/// timeout, a step past its schedule timeout, or a message overdue by `redispatch_after_ms`.
 pub async fn tasks_to_sweep(
     db: &D1Database,
     now: Timestamp,
@@ -799,8 +836,8 @@ pub async fn tasks_to_sweep(
     let rows: Vec<Row> = db
         .prepare(
             "SELECT DISTINCT task_id FROM steps
-             WHERE (status = 'leased' AND lease_expires_at <= ?1)
-                OR (status IN ('queued', 'failed') AND ready_at IS NULL AND due_at <= ?2)
+             WHERE (status = 'leased' AND (lease_expires_at <= ?1 OR attempt_deadline_at <= ?1))
+                OR (status IN ('queued', 'failed') AND (schedule_deadline_at <= ?1 OR (ready_at IS NULL AND due_at <= ?2)))
              LIMIT ?3",
         )
         .bind(&[int(now.as_millis()), int(now.as_millis() - redispatch_after_ms), int(i64::from(limit))])?
