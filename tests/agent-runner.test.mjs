@@ -169,7 +169,7 @@ describe("switchyard-agent runners", { timeout: 300_000 }, () => {
     assert.ok(["failed", "queued"].includes(step.status), `the step waits for its next attempt, not a lease: ${step.status}`);
   });
 
-  test("a webhook agent served by `serve` completes its step, and forged or replayed deliveries are refused", async () => {
+  test("a webhook agent served by `serve` completes its step, forged deliveries are refused and a resent one is acted on once", async () => {
     const port = await freePort();
     const created = await worker.admin("/v1/agents", {
       method: "POST",
@@ -217,6 +217,48 @@ describe("switchyard-agent runners", { timeout: 300_000 }, () => {
     assert.equal((await deliver({ ...good, "webhook-id": "dlv-new" })).status, 401, "a delivery replayed under a new id is refused: the id is signed");
     assert.equal((await deliver(signed("whsec_Zm9yZ2VkIGJ5IHNvbWVvbmUgZWxzZQ==", "dlv-2", body))).status, 401);
     assert.equal((await deliver(signed(secret, "dlv-3", body, new Date(Date.now() - 3600_000)))).status, 401);
+    server.kill("SIGTERM");
+  });
+
+  test("`serve` heartbeats the steps waiting for their turn, so none expires while an earlier one runs", async () => {
+    const port = await freePort();
+    const created = await worker.admin("/v1/agents", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "queued-agent", mode: "webhook", webhook_url: `http://127.0.0.1:${port}/hook`, capabilities: ["serving"], max_concurrency: 2, lease_ms: 2000 }),
+    });
+    assert.equal(created.status, 201);
+    const { token, webhook_secret: secret } = await created.json();
+    const flow = await worker.admin("/v1/workflows", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "queued-flow", steps: ["a", "b"].map((l) => ({ key: `1${l}`, name: `part_${l}`, agent: "queued-agent", group: "g" })) }),
+    });
+    assert.equal(flow.status, 201);
+    const workdir = mkdtempSync(join(scratch, "queued-"));
+    const server = spawn(
+      AGENT_BINARY,
+      ["serve", "--url", worker.url, "--agent", "queued-agent", "--token", token, "--secret", secret, "--listen", `127.0.0.1:${port}`,
+        "--workdir", workdir, "--heartbeat-seconds", "1", "--", "sh", "-c", "if [ ! -f first ]; then touch first; sleep 23; fi; echo done"],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    server.output = "";
+    server.stderr.on("data", (chunk) => (server.output += chunk));
+    runners.push(server);
+    assert.ok(await eventually(() => server.output.includes("serving webhook deliveries"), { timeoutMs: 10_000 }), server.output);
+    const task = (await submit(worker, { title: "Two parts, one work directory", workflow: "queued-flow" })).body.task;
+    // While the first part runs (23 s), the second waits past its delivery's lease (20 s); sweeps
+    // run meanwhile and would expire it without the waiting heartbeats.
+    for (let i = 0; i < 16; i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      assert.equal((await worker.fetch("/__scheduled?cron=*+*+*+*+*")).status, 200);
+    }
+    const done = await eventually(async () => {
+      const read = await taskOf(worker, task.id);
+      return read.status !== "running" && read;
+    }, { timeoutMs: 30_000, intervalMs: 250 });
+    assert.equal(done?.status, "succeeded", server.output);
+    assert.deepEqual(done.steps.map((s) => s.attempts.map((a) => a.status)), [["succeeded"], ["succeeded"]], server.output);
     server.kill("SIGTERM");
   });
 

@@ -148,6 +148,33 @@ describe("webhook agents", { timeout: 300_000 }, () => {
     assert.equal(completed.status, 200);
     assert.equal((await taskOf(worker, task.id)).status, "succeeded");
   });
+  test("a webhook agent holds at most max_concurrency deliveries; the others wait and are delivered as each ends", async () => {
+    const server = await receiver(() => ({ status: 202 }));
+    servers.push(server);
+    const created = await json("POST", "/v1/agents", { name: "narrow-hook", mode: "webhook", webhook_url: server.url, capabilities: ["hooks"], max_concurrency: 1 });
+    assert.equal(created.status, 201);
+    const workflow = await json("POST", "/v1/workflows", {
+      name: "narrow-flow",
+      steps: ["a", "b", "c"].map((letter) => ({ key: `1${letter}`, name: `part_${letter}`, agent: "narrow-hook", group: "parts" })),
+    });
+    assert.equal(workflow.status, 201, await workflow.text());
+    const task = (await submit(worker, { title: "Three parts, one at a time", workflow: "narrow-flow" })).body.task;
+    for (let delivered = 1; delivered <= 3; delivered += 1) {
+      assert.ok(await eventually(() => server.deliveries.length === delivered), `delivery ${delivered} arrived`);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      assert.equal(server.deliveries.length, delivered, "no second delivery while one is held");
+      const read = await taskOf(worker, task.id);
+      assert.equal(read.steps.filter((s) => s.status === "leased").length, 1);
+      const step = JSON.parse(server.deliveries[delivered - 1].body).step;
+      const completed = await json("POST", `/v1/steps/${step.id}/complete`, { lease_id: step.lease_id, report: {} });
+      assert.equal(completed.status, 200);
+    }
+    const done = await eventually(async () => (await taskOf(worker, task.id)).status === "succeeded");
+    assert.ok(done);
+    const ids = server.deliveries.map((d) => JSON.parse(d.body).step.id);
+    assert.equal(new Set(ids).size, 3, "each step was delivered once");
+  });
+
   test("a rotated webhook secret signs the next delivery and the old one no longer verifies", async () => {
     const server = await receiver(() => ({ status: 200, json: { outcome: "succeeded", report: {} } }));
     servers.push(server);

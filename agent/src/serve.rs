@@ -1,14 +1,16 @@
 //! `switchyard-agent serve`: a small HTTP server for a webhook agent. switchyard POSTs each of
 //! the agent's steps (and messages) to it, signed; a step is answered 202 at once and run the
 //! way `run` runs a leased step (heartbeats and completion over the API), one at a time. A
-//! delivery sent again under the same id is answered 202 and not run twice.
+//! delivery sent again under the same id is answered 202 and not run twice. Steps waiting for
+//! their turn are heartbeated, so that their leases do not run out while an earlier step runs.
 
+use std::collections::BTreeMap;
 use std::io::Read;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use tiny_http::{Header, Method, Response, Server};
@@ -42,16 +44,26 @@ pub fn serve(settings: Settings, listen: &str, secret: &str, stop: Arc<AtomicBoo
     let (steps, queue) = mpsc::channel::<Value>();
     let settings = Arc::new(settings);
     let worker_settings = Arc::clone(&settings);
+    // Accepted steps not started yet, by step id, with their lease ids.
+    let waiting: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let worker_waiting = Arc::clone(&waiting);
+    let worker_stop = Arc::clone(&stop);
     // One step at a time, in delivery order: they share the work directory.
     thread::spawn(move || {
         let client = Client::new(&worker_settings.url, &worker_settings.token);
         let measured = crate::diff::is_work_tree(&worker_settings.workdir);
         for step in queue {
-            if let Err(why) = runner::run_step(&client, &worker_settings, &step, measured, &stop) {
+            if let Ok(mut waiting) = worker_waiting.lock() {
+                waiting.remove(step["id"].as_str().unwrap_or_default());
+            }
+            if let Err(why) = runner::run_step(&client, &worker_settings, &step, measured, &worker_stop) {
                 eprintln!("switchyard-agent: {why}");
             }
         }
     });
+    let beat_settings = Arc::clone(&settings);
+    let beat_waiting = Arc::clone(&waiting);
+    thread::spawn(move || heartbeat_waiting(&beat_settings, &beat_waiting, &stop));
     let mut seen = SeenDeliveries::default();
     for mut request in server.incoming_requests() {
         if request.method() != &Method::Post {
@@ -86,7 +98,13 @@ pub fn serve(settings: Settings, listen: &str, secret: &str, stop: Arc<AtomicBoo
             continue;
         }
         if delivery["step"].is_object() {
-            let _ = steps.send(delivery["step"].clone());
+            let step = &delivery["step"];
+            if let (Some(id), Some(lease), Ok(mut waiting)) =
+                (step["id"].as_str(), step["lease_id"].as_str(), waiting.lock())
+            {
+                waiting.insert(id.to_string(), lease.to_string());
+            }
+            let _ = steps.send(step.clone());
             // Completed later over the API, once the command has run.
             answer(request, 202, json!({"accepted": delivery["step"]["id"]}));
         } else if delivery["message"].is_object() {
@@ -98,4 +116,21 @@ pub fn serve(settings: Settings, listen: &str, secret: &str, stop: Arc<AtomicBoo
         }
     }
     Ok(())
+}
+
+/// Heartbeats every accepted step that waits for its turn, as often as a running step is.
+/// A step whose heartbeat is refused (cancelled, given to someone else) is left to be run: its
+/// run is refused at once and ends there.
+fn heartbeat_waiting(settings: &Settings, waiting: &Mutex<BTreeMap<String, String>>, stop: &AtomicBool) {
+    let client = Client::new(&settings.url, &settings.token);
+    while !stop.load(Ordering::Relaxed) {
+        thread::sleep(settings.heartbeat.min(Duration::from_secs(60)));
+        let leases: Vec<(String, String)> =
+            waiting.lock().map(|w| w.iter().map(|(s, l)| (s.clone(), l.clone())).collect()).unwrap_or_default();
+        for (step_id, lease_id) in leases {
+            if let Err(why) = client.post(&format!("/v1/steps/{step_id}/heartbeat"), &json!({"lease_id": lease_id})) {
+                eprintln!("switchyard-agent: heartbeat of waiting step {step_id} failed: {why}");
+            }
+        }
+    }
 }

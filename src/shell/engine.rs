@@ -64,11 +64,13 @@ pub async fn drive(
     command: &Command,
     log: Option<&str>,
 ) -> worker::Result<Driven> {
-    drive_from(env, db, key, None, command, log, Vec::new()).await
+    drive_from(env, db, key, None, command, log, Vec::new(), &store::Guard::Version).await
 }
 
-/// [`drive`], deciding first on a task the caller has just read (saving a round trip), and
-/// writing `written_with` in the same batch as the transition.
+/// [`drive`], deciding first on a task the caller has just read (saving a round trip),
+/// writing `written_with` in the same batch as the transition, under `guard` as well as the
+/// task's version.
+#[allow(clippy::too_many_arguments)]
 pub async fn drive_from(
     env: &Env,
     db: &D1Database,
@@ -77,6 +79,7 @@ pub async fn drive_from(
     command: &Command,
     log: Option<&str>,
     written_with: Vec<store::Extra>,
+    guard: &store::Guard<'_>,
 ) -> worker::Result<Driven> {
     // Counted here rather than from the store's global counter: requests interleave.
     let mut trips = 0;
@@ -109,7 +112,7 @@ pub async fn drive_from(
         };
         let mut extras = artifacts(env, &before, &transition, command, log).await?;
         extras.extend(written_with.iter().cloned());
-        let written = store::write_transition(db, &before, &transition, &store::Guard::Version, &extras, now).await?;
+        let written = store::write_transition(db, &before, &transition, guard, &extras, now).await?;
         trips += 1;
         match written {
             store::Write::Done => {
@@ -353,6 +356,7 @@ pub async fn dispatch(env: &Env, task_id: &str, step_id: &str, attempt: u32) -> 
         return Ok(());
     };
     let mut extras = Vec::new();
+    let mut guard = store::Guard::Version;
     let how = match (step.runner, step.agent.as_deref()) {
         // Only a message that will dispatch the step writes a summary; a duplicate changes nothing.
         (Runner::Builtin, _) if !step.awaits_dispatch(attempt) || task.status != engine::TaskStatus::Running => {
@@ -365,7 +369,14 @@ pub async fn dispatch(env: &Env, task_id: &str, step_id: &str, attempt: u32) -> 
             Dispatch::Builtin { report: ReportRef::Inline(report.to_string()) }
         }
         (Runner::Agent, Some(agent)) => match registry::agent_for_dispatch(env, &db, agent).await? {
-            Some(found) if found.webhook => {
+            // A webhook agent holds at most max_concurrency deliveries, like a pull agent its
+            // leases; a step it has no room for waits, leasable, until one of them ends. A step
+            // delivered again already holds its place.
+            Some(found) if found.webhook && step.awaits_redelivery(attempt) => {
+                Dispatch::Deliver { lease_id: platform::new_id(IdKind::Lease, platform::now())?, agent: found.timeouts }
+            }
+            Some(found) if found.webhook && store::leased_count(&db, agent).await? < found.max_concurrency => {
+                guard = store::Guard::AgentBelow { agent, max_concurrency: found.max_concurrency };
                 Dispatch::Deliver { lease_id: platform::new_id(IdKind::Lease, platform::now())?, agent: found.timeouts }
             }
             Some(found) => Dispatch::Leasable { agent: found.timeouts },
@@ -377,7 +388,7 @@ pub async fn dispatch(env: &Env, task_id: &str, step_id: &str, attempt: u32) -> 
     };
     let command = Command::Dispatch { step_id: step_id.to_string(), attempt, how: how.clone() };
     let agent = step.agent.clone();
-    let driven = drive_from(env, &db, TaskKey::Id(task_id), Some(read), &command, None, extras).await?;
+    let driven = drive_from(env, &db, TaskKey::Id(task_id), Some(read), &command, None, extras, &guard).await?;
     if let (Driven::Applied(_), Dispatch::Leasable { .. }, Some(agent)) = (&driven, &how, agent.as_deref()) {
         notify_ready(agent);
     }
@@ -529,13 +540,43 @@ async fn complete_delivery(
         report: report.map(|r| ReportRef::Inline(r.to_string())),
     };
     match drive(env, db, TaskKey::Id(task_id), &Command::Complete(completion), log.as_deref()).await? {
+        Driven::Applied(_) => deliver_waiting(env, db, agent).await,
         Driven::Refused(refusal) => worker::console_warn!("webhook completion of {step_id} refused: {refusal:?}"),
         Driven::Busy => {
             return Err(worker::Error::RustError(format!("webhook completion of {step_id}: the task stayed busy")))
         }
-        Driven::Applied(_) | Driven::Replay(_) | Driven::Unchanged(_) | Driven::NoSuchTask | Driven::Extended(_) => {}
+        Driven::Replay(_) | Driven::Unchanged(_) | Driven::NoSuchTask | Driven::Extended(_) => {}
     }
     Ok(())
+}
+
+/// Sends the step messages of the steps a webhook agent had no room for, oldest first, as many
+/// as it has room for now; their dispatch delivers them (checking the room again). Called when
+/// one of its deliveries ends, and by the sweep. A failure is logged: the sweep tries again.
+pub async fn deliver_waiting(env: &Env, db: &D1Database, agent: &str) {
+    let sent = async {
+        let Some(found) = registry::agent_for_dispatch(env, db, agent).await? else { return Ok(0) };
+        if !found.webhook {
+            return Ok(0);
+        }
+        let room = found.max_concurrency - store::leased_count(db, agent).await?;
+        if room <= 0 {
+            return Ok(0);
+        }
+        let waiting = store::waiting_steps(db, agent, room).await?;
+        for step in &waiting {
+            let message = engine::Send { step_id: step.id.clone(), attempt: count_u32(step.attempt), delay_seconds: 0 };
+            send(env, &step.task_id, &[message]).await;
+        }
+        Ok::<usize, worker::Error>(waiting.len())
+    };
+    if let Err(err) = sent.await {
+        worker::console_error!("delivering the waiting steps of {agent} failed (the sweep tries again): {err}");
+    }
+}
+
+fn count_u32(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(0)
 }
 
 /// The queue gave up on a step's message: noted on the task; the sweep sends it again.
@@ -593,6 +634,10 @@ pub async fn sweep(env: &Env) -> worker::Result<u32> {
         if tasks.len() < SWEEP_TASKS_MAX as usize || changed == 0 {
             break;
         }
+    }
+    // Deliveries the sweep ended (or that ended without an answer) made room.
+    for agent in store::webhook_agents_waiting(&db).await? {
+        deliver_waiting(env, &db, &agent).await;
     }
     Ok(swept)
 }

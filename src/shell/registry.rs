@@ -176,6 +176,7 @@ pub async fn agent_for_token(env: &Env, token_hash: &str) -> worker::Result<Opti
 /// What dispatching a step needs to know about its agent.
 pub struct DispatchAgent {
     pub webhook: bool,
+    pub max_concurrency: i64,
     pub timeouts: AgentTimeouts,
 }
 
@@ -192,6 +193,7 @@ pub async fn agent_for_dispatch(env: &Env, db: &D1Database, name: &str) -> worke
     let field = |key: &str, default: i64| agent[key].as_i64().unwrap_or(default);
     Ok(Some(DispatchAgent {
         webhook: agent["mode"] == "webhook",
+        max_concurrency: agent["max_concurrency"].as_i64().unwrap_or(1),
         timeouts: AgentTimeouts {
             schedule_ms: field("schedule_timeout_ms", DEFAULT_TIMEOUTS.schedule_ms),
             attempt_ms: field("step_timeout_ms", DEFAULT_TIMEOUTS.attempt_ms),

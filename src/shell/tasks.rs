@@ -548,6 +548,10 @@ pub async fn complete(call: &Call<'_>, body: &[u8]) -> Handled {
     let command = Command::Complete(completion);
     match engine::drive(call.env, &db, TaskKey::OfStep(&step_id), &command, checked.log.as_deref()).await? {
         Driven::Applied(transition) => {
+            // A webhook agent that answered 202 completes here: the end of a delivery makes room.
+            if let Some(agent) = transition.task.step(&step_id).and_then(|s| s.agent.as_deref()) {
+                engine::deliver_waiting(call.env, &db, agent).await;
+            }
             let response = transition.response.clone().unwrap_or_else(|| "{}".into());
             Ok(ApiResponse::raw(200, "application/json; charset=utf-8", response))
         }

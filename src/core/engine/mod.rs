@@ -309,7 +309,9 @@ pub enum ReportRef {
 pub enum Dispatch {
     /// A pull agent's step: it becomes leasable (its schedule timeout starts).
     Leasable { agent: AgentTimeouts },
-    /// A webhook agent's step: leased on the agent's behalf for the delivery.
+    /// A webhook agent's step: leased on the agent's behalf for the delivery. A step of a webhook
+    /// agent that had no room (it held `max_concurrency` leases) is made leasable instead, and
+    /// delivered this way when a delivery of the agent ends.
     Deliver { lease_id: String, agent: AgentTimeouts },
     /// A built-in step the Worker has just run, with its output.
     Builtin { report: ReportRef },
@@ -724,7 +726,12 @@ impl Run {
                 return Ok(None);
             }
         }
-        if !step.awaits_dispatch(attempt) {
+        // A webhook agent's step that waited, leasable, for the agent to have room.
+        let waited_for_room = matches!(how, Dispatch::Deliver { .. })
+            && step.status == StepStatus::Queued
+            && step.ready_at.is_some()
+            && step.attempt + 1 == attempt;
+        if !step.awaits_dispatch(attempt) && !waited_for_room {
             return Ok(Some("duplicate or stale message"));
         }
         // A built-in step summarises a run that goes on; in a failed task it waits, queued, for

@@ -706,3 +706,17 @@ fn a_steps_own_heartbeat_sets_how_long_its_lease_lasts() {
     let Ok(Outcome::Extended(extension)) = apply(&leased, &beat, at(100), 0) else { panic!() };
     assert_eq!(extension.expires_at, at(30_100));
 }
+
+#[test]
+fn a_webhook_step_that_waited_for_room_is_delivered_from_leasable() {
+    let ready = dispatch(&submitted(FULL_STACK), "1");
+    let how = Dispatch::Deliver { lease_id: "lse_w".into(), agent: hb(1_000) };
+    let delivered =
+        changed(&ready, Command::Dispatch { step_id: id_of(&ready, "1"), attempt: 1, how: how.clone() }, at(50));
+    let step_1 = step(&delivered.task, "1");
+    assert_eq!((step_1.status, step_1.attempt, step_1.lease_id.as_deref()), (StepStatus::Leased, 1, Some("lse_w")));
+    assert_eq!(step_1.schedule_deadline_at, None);
+    // For any other attempt it is a stale message.
+    let stale = Command::Dispatch { step_id: id_of(&ready, "1"), attempt: 2, how };
+    assert!(matches!(apply(&ready, &stale, at(50), 0), Ok(Outcome::Unchanged(_))));
+}

@@ -820,6 +820,60 @@ pub async fn list_task_events(db: &D1Database, task_id: &str, after_seq: i64, li
     .results()
 }
 
+/// How many steps `agent` holds leased now.
+pub async fn leased_count(db: &D1Database, agent: &str) -> Result<i64> {
+    #[derive(Deserialize)]
+    struct Row {
+        n: i64,
+    }
+    trip()?;
+    let row: Option<Row> = db
+        .prepare("SELECT COUNT(*) AS n FROM steps WHERE agent = ?1 AND status = 'leased'")
+        .bind(&[agent.into()])?
+        .first(None)
+        .await?;
+    Ok(row.map_or(0, |r| r.n))
+}
+
+/// A step waiting, leasable, for its agent: the task, the step, and the attempt it would start.
+#[derive(Deserialize)]
+pub struct WaitingStep {
+    pub task_id: String,
+    pub id: String,
+    pub attempt: i64,
+}
+
+/// The oldest `limit` leasable steps of `agent`.
+pub async fn waiting_steps(db: &D1Database, agent: &str, limit: i64) -> Result<Vec<WaitingStep>> {
+    trip()?;
+    db.prepare(
+        "SELECT task_id, id, attempt + 1 AS attempt FROM steps
+         WHERE agent = ?1 AND status = 'queued' AND ready_at IS NOT NULL ORDER BY ready_at, id LIMIT ?2",
+    )
+    .bind(&[agent.into(), int(limit)])?
+    .all()
+    .await?
+    .results()
+}
+
+/// Webhook agents with steps waiting, leasable, for room.
+pub async fn webhook_agents_waiting(db: &D1Database) -> Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Row {
+        name: String,
+    }
+    trip()?;
+    let rows: Vec<Row> = db
+        .prepare(
+            "SELECT name FROM agents WHERE mode = 'webhook' AND EXISTS (SELECT 1 FROM steps
+                 WHERE steps.agent = agents.name AND steps.status = 'queued' AND steps.ready_at IS NOT NULL)",
+        )
+        .all()
+        .await?
+        .results()?;
+    Ok(rows.into_iter().map(|r| r.name).collect())
+}
+
 /// Tasks the cron sweep has something to do for: an expired lease, an attempt past its
 /// timeout, a step past its schedule timeout, or a message overdue by `redispatch_after_ms`.
 pub async fn tasks_to_sweep(
