@@ -453,6 +453,42 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
     assert.equal((await cancel(first.body.task.id)).status, 200);
   });
 
+  test("heartbeats and completions with wrong, expired or foreign lease ids are 4xx JSON errors that change no row", async () => {
+    const owner = await soloWorkflow("lease-owner", { agentFields: { lease_ms: 1000 } });
+    const other = await soloWorkflow("lease-other");
+    const task = (await submit(worker, { title: "Leases", workflow: "lease-owner-flow" })).body.task;
+    const step = await leaseWithin(owner);
+    await new Promise((resolve) => setTimeout(resolve, 1300));
+    assert.equal((await worker.fetch("/__scheduled?cron=*+*+*+*+*")).status, 200);
+    const second = await leaseWithin(owner);
+    assert.equal(second.attempt, 2);
+    const digests = async () => (await worker.admin("/__test/row-digests")).json();
+    const before = await digests();
+    const cases = [
+      ["a wrong lease id", owner, { lease_id: "lse_00000000000000000000000000" }, 409],
+      ["the expired lease of a step given to a newer attempt", owner, { lease_id: step.lease_id }, 409],
+      ["a foreign agent with the current lease", other, { lease_id: second.lease_id }, 403],
+      ["no lease id", owner, {}, 422],
+      ["a lease id that is a number", owner, { lease_id: 7 }, 422],
+    ];
+    for (const [what, client, body, status] of cases) {
+      for (const route of ["heartbeat", "complete"]) {
+        const answer = await postAs(worker, client.token, `/v1/steps/${second.id}/${route}`, body);
+        assert.equal(answer.status, status, `${route} with ${what}`);
+        assert.match(answer.headers.get("content-type") ?? "", /application\/json/, `${route} with ${what}`);
+        assert.ok((await errorOf(answer)).code, `${route} with ${what} names its error`);
+      }
+    }
+    assert.deepEqual(await digests(), before, "nothing changed");
+    // Answered twice with different bodies: the second is refused, and the first stands.
+    assert.equal((await owner.complete(second, { report: { notes: "first" } })).status, 200);
+    const after = await digests();
+    const twice = await owner.complete(second, { report: { notes: "second" } });
+    assert.equal(twice.status, 409);
+    assert.deepEqual(await digests(), after, "the second answer changed nothing");
+    assert.equal((await taskOf(worker, task.id)).status, "succeeded");
+  });
+
   test("an agent may lease and complete only its own steps", async () => {
     const owner = await soloWorkflow("owner-agent");
     const intruder = await soloWorkflow("intruder-agent");
