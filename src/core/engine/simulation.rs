@@ -268,6 +268,9 @@ impl World {
             {
                 return Err(format!("{} recorded twice for step {} attempt {}", event.kind, step.key, step.attempt));
             }
+            if event.kind == "step.late_answer" {
+                self.trace.push(format!("late answer for step {} ({})", step.key, event.data["outcome"]));
+            }
             if event.kind == "step.timed_out" {
                 self.trace.push(format!("step {} timed out ({})", step.key, event.data["timeout"]));
             }
@@ -638,6 +641,7 @@ fn the_simulation_sees_races_lost_duplicates_and_expired_leases() {
         "timed out (\"attempt\")",
         "timed out (\"schedule\")",
         "extended",
+        "late answer for step",
     ] {
         assert!(traces.contains(seen), "no run saw {seen:?}");
     }
