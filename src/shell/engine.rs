@@ -21,8 +21,8 @@ use crate::core::base::bindings;
 use crate::core::base::encoding::sha256_hex;
 use crate::core::base::ids::IdKind;
 use crate::core::base::limits::{
-    REDISPATCH_AFTER_MS_DEFAULT, REPORT_INLINE_BYTES_MAX, SWEEP_CONCURRENCY, SWEEP_ROUNDS_MAX, SWEEP_TASKS_MAX,
-    TRANSITION_RETRIES_MAX, TRANSITION_RETRY_PAUSE_MS, WEBHOOK_TIMEOUT_MS,
+    REDISPATCH_AFTER_MS_DEFAULT, REPORT_INLINE_BYTES_MAX, SWEEP_BUDGET_MS, SWEEP_CONCURRENCY, SWEEP_ROUNDS_MAX,
+    SWEEP_TASKS_MAX, TRANSITION_RETRIES_MAX, TRANSITION_RETRY_PAUSE_MS, WEBHOOK_TIMEOUT_MS,
 };
 use crate::core::base::time::Timestamp;
 use crate::core::engine::queue::QueueMessage;
@@ -614,7 +614,11 @@ pub async fn sweep(env: &Env) -> worker::Result<u32> {
     let after = redispatch_after_ms(env);
     let command = Command::Sweep { redispatch_after_ms: after };
     let mut swept = 0;
+    let started = platform::now();
     for _ in 0..SWEEP_ROUNDS_MAX {
+        if platform::now().as_millis() - started.as_millis() > SWEEP_BUDGET_MS {
+            break;
+        }
         let tasks = store::tasks_to_sweep(&db, platform::now(), after, SWEEP_TASKS_MAX).await?;
         let mut changed = 0;
         for chunk in tasks.chunks(SWEEP_CONCURRENCY) {

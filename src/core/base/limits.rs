@@ -173,6 +173,9 @@ pub const TRANSITION_RETRY_PAUSE_MS: u32 = 5;
 /// cron handler's time, and the next minute takes the rest.
 pub const SWEEP_TASKS_MAX: u32 = 50;
 pub const SWEEP_ROUNDS_MAX: u32 = 20;
+/// No new round starts after a cron run has swept this long: well inside the 30 seconds of CPU
+/// and the wall time a cron handler has, whatever the rounds cost.
+pub const SWEEP_BUDGET_MS: i64 = 20_000;
 pub const SWEEP_CONCURRENCY: usize = 10;
 
 /// How long after its due time a queued step's message is considered lost and sent again. Queues

@@ -874,8 +874,9 @@ pub async fn webhook_agents_waiting(db: &D1Database) -> Result<Vec<String>> {
     Ok(rows.into_iter().map(|r| r.name).collect())
 }
 
-/// Tasks the cron sweep has something to do for: an expired lease, an attempt past its
-/// timeout, a step past its schedule timeout, or a message overdue by `redispatch_after_ms`.
+/// Tasks the cron sweep has something to do for, the longest due first: an expired lease, an
+/// attempt past its timeout, a step past its schedule timeout, or a message overdue by
+/// `redispatch_after_ms`.
 pub async fn tasks_to_sweep(
     db: &D1Database,
     now: Timestamp,
@@ -889,9 +890,11 @@ pub async fn tasks_to_sweep(
     trip()?;
     let rows: Vec<Row> = db
         .prepare(
-            "SELECT DISTINCT task_id FROM steps
+            "SELECT task_id FROM steps
              WHERE (status = 'leased' AND (lease_expires_at <= ?1 OR attempt_deadline_at <= ?1))
                 OR (status IN ('queued', 'failed') AND (schedule_deadline_at <= ?1 OR (ready_at IS NULL AND due_at <= ?2)))
+             GROUP BY task_id
+             ORDER BY MIN(COALESCE(lease_expires_at, schedule_deadline_at, due_at))
              LIMIT ?3",
         )
         .bind(&[int(now.as_millis()), int(now.as_millis() - redispatch_after_ms), int(i64::from(limit))])?
