@@ -901,7 +901,8 @@ impl Run {
     fn accept_late(&mut self, index: usize, completion: &Completion, error: String) {
         let now = self.now;
         let step = &mut self.task.steps[index];
-        let attempt = step.attempts.last_mut().expect("a late answer is for an attempt");
+        // `complete` found this attempt; a step without one has nothing to accept.
+        let Some(attempt) = step.attempts.last_mut() else { return };
         attempt.finished_at = Some(now);
         if completion.succeeded {
             attempt.status = AttemptStatus::Succeeded;

@@ -200,6 +200,7 @@ pub struct LeaseRead {
     pub lease_ms: i64,
     /// How long one attempt of the agent's steps may run; runners stop a command after it.
     pub step_timeout_ms: i64,
+    /// How long the agent's steps may wait to be leased.
     pub schedule_timeout_ms: i64,
     pub leased: i64,
     /// The agent as registered, for its part of the step's brief (JSON text for the last two).
