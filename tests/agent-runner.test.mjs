@@ -169,6 +169,20 @@ describe("switchyard-agent runners", { timeout: 300_000 }, () => {
     assert.ok(["failed", "queued"].includes(step.status), `the step waits for its next attempt, not a lease: ${step.status}`);
   });
 
+  /** Starts `switchyard-agent serve` for a webhook agent and waits until it listens; its stderr is kept in `output`. */
+  async function startServe(agentName, { token, secret, port, workdir }, rest) {
+    const server = spawn(
+      AGENT_BINARY,
+      ["serve", "--url", worker.url, "--agent", agentName, "--token", token, "--secret", secret, "--listen", `127.0.0.1:${port}`, "--workdir", workdir, ...rest],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    server.output = "";
+    server.stderr.on("data", (chunk) => (server.output += chunk));
+    runners.push(server);
+    assert.ok(await eventually(() => server.output.includes("serving webhook deliveries"), { timeoutMs: 10_000 }), server.output);
+    return server;
+  }
+
   test("a webhook agent served by `serve` completes its step, forged deliveries are refused and a resent one is acted on once", async () => {
     const port = await freePort();
     const created = await worker.admin("/v1/agents", {
@@ -187,15 +201,7 @@ describe("switchyard-agent runners", { timeout: 300_000 }, () => {
     const clone = join(scratch, "served");
     spawnSync("git", ["clone", "-q", join(scratch, "origin"), clone]);
     const script = "printf 'served\\n' > served.txt; echo handled the delivery";
-    const server = spawn(
-      AGENT_BINARY,
-      ["serve", "--url", worker.url, "--agent", "served-agent", "--token", token, "--secret", secret, "--listen", `127.0.0.1:${port}`, "--workdir", clone, "--", "sh", "-c", script],
-      { stdio: ["ignore", "ignore", "pipe"] },
-    );
-    server.output = "";
-    server.stderr.on("data", (chunk) => (server.output += chunk));
-    runners.push(server);
-    assert.ok(await eventually(() => server.output.includes("serving webhook deliveries"), { timeoutMs: 10_000 }), server.output);
+    const server = await startServe("served-agent", { token, secret, port, workdir: clone }, ["--", "sh", "-c", script]);
 
     const task = (await submit(worker, { title: "Serve it", workflow: "served-flow" })).body.task;
     const done = await eventually(async () => {
@@ -236,16 +242,8 @@ describe("switchyard-agent runners", { timeout: 300_000 }, () => {
     });
     assert.equal(flow.status, 201);
     const workdir = mkdtempSync(join(scratch, "queued-"));
-    const server = spawn(
-      AGENT_BINARY,
-      ["serve", "--url", worker.url, "--agent", "queued-agent", "--token", token, "--secret", secret, "--listen", `127.0.0.1:${port}`,
-        "--workdir", workdir, "--heartbeat-seconds", "1", "--", "sh", "-c", "if [ ! -f first ]; then touch first; sleep 23; fi; echo done"],
-      { stdio: ["ignore", "ignore", "pipe"] },
-    );
-    server.output = "";
-    server.stderr.on("data", (chunk) => (server.output += chunk));
-    runners.push(server);
-    assert.ok(await eventually(() => server.output.includes("serving webhook deliveries"), { timeoutMs: 10_000 }), server.output);
+    const command = ["--heartbeat-seconds", "1", "--", "sh", "-c", "if [ ! -f first ]; then touch first; sleep 23; fi; echo done"];
+    const server = await startServe("queued-agent", { token, secret, port, workdir }, command);
     const task = (await submit(worker, { title: "Two parts, one work directory", workflow: "queued-flow" })).body.task;
     // While the first part runs (23 s), the second waits past its delivery's lease (20 s); sweeps
     // run meanwhile and would expire it without the waiting heartbeats.

@@ -20,7 +20,7 @@ describe("hostile inputs", { timeout: 600_000 }, () => {
   });
 
   // A digest of every table: a case that changed any row, not only the count of rows, is caught.
-  const rowCounts = async () => (await worker.admin("/__test/row-digests")).json();
+  const rowDigests = async () => (await worker.admin("/__test/row-digests")).json();
 
   test("every hostile request is a 4xx JSON error and changes nothing", async () => {
     const cases = hostileCases();
@@ -28,7 +28,7 @@ describe("hostile inputs", { timeout: 600_000 }, () => {
     // Load the defaults first, so that the first case does not count their rows as its own.
     assert.equal((await worker.admin("/v1/agents")).status, 200);
     const failures = [];
-    let counts = await rowCounts();
+    let digests = await rowDigests();
     for (const hostile of cases) {
       const headers = { authorization: `Bearer ${worker.adminToken}`, ...(hostile.headers ?? {}) };
       if (headers.authorization === "") delete headers.authorization;
@@ -60,10 +60,10 @@ describe("hostile inputs", { timeout: 600_000 }, () => {
       else if (!/^application\/json/.test(response.headers.get("content-type") ?? "") || typeof envelope?.code !== "string") {
         failures.push(`${hostile.name}: ${response.status} without a JSON error envelope`);
       }
-      const now = await rowCounts();
-      if (JSON.stringify(now) !== JSON.stringify(counts)) {
-        failures.push(`${hostile.name}: rows changed from ${JSON.stringify(counts)} to ${JSON.stringify(now)}`);
-        counts = now;
+      const now = await rowDigests();
+      if (JSON.stringify(now) !== JSON.stringify(digests)) {
+        failures.push(`${hostile.name}: rows changed from ${JSON.stringify(digests)} to ${JSON.stringify(now)}`);
+        digests = now;
       }
     }
     assert.deepEqual(failures, [], `${failures.length} of ${cases.length} cases failed`);

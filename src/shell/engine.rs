@@ -565,7 +565,7 @@ pub async fn deliver_waiting(env: &Env, db: &D1Database, agent: &str) {
         }
         let waiting = store::waiting_steps(db, agent, room).await?;
         for step in &waiting {
-            let message = engine::Send { step_id: step.id.clone(), attempt: count_u32(step.attempt), delay_seconds: 0 };
+            let message = engine::Send { step_id: step.id.clone(), attempt: step.attempt, delay_seconds: 0 };
             send(env, &step.task_id, &[message]).await;
         }
         Ok::<usize, worker::Error>(waiting.len())
@@ -573,10 +573,6 @@ pub async fn deliver_waiting(env: &Env, db: &D1Database, agent: &str) {
     if let Err(err) = sent.await {
         worker::console_error!("delivering the waiting steps of {agent} failed (the sweep tries again): {err}");
     }
-}
-
-fn count_u32(n: i64) -> u32 {
-    u32::try_from(n).unwrap_or(0)
 }
 
 /// The queue gave up on a step's message: noted on the task; the sweep sends it again.

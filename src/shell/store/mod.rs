@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
-use worker::{D1Database, Result};
+use worker::{D1Database, D1Result, Result};
 
 use crate::core::base::time::Timestamp;
 
@@ -84,7 +84,6 @@ fn count(value: i64) -> u32 {
     u32::try_from(value).unwrap_or(0)
 }
 
-/// Every table's row count, by table (for the test-only `/__test/row-counts`).
 /// The tables the test-only row routes read.
 const TABLES: [&str; 10] = [
     "agents",
@@ -99,35 +98,35 @@ const TABLES: [&str; 10] = [
     "idempotency_keys",
 ];
 
+/// One statement per table of [`TABLES`], in one batch; each result with its table.
+async fn per_table(db: &D1Database, sql: impl Fn(&str) -> String) -> Result<Vec<(&'static str, D1Result)>> {
+    let statements = TABLES.iter().map(|table| db.prepare(sql(table))).collect::<Vec<_>>();
+    trip()?;
+    Ok(TABLES.into_iter().zip(db.batch(statements).await?).collect())
+}
+
 /// Every table's rows, in a fixed order, each table as a SHA-256 of its rows' JSON: two reads
 /// are equal only if no row was added, removed or changed (test-only).
 pub async fn row_digests(db: &D1Database) -> Result<serde_json::Map<String, serde_json::Value>> {
-    let statements =
-        TABLES.iter().map(|table| db.prepare(format!("SELECT * FROM {table} ORDER BY rowid"))).collect::<Vec<_>>();
-    trip()?;
-    let results = db.batch(statements).await?;
     let mut digests = serde_json::Map::new();
-    for (table, result) in TABLES.iter().zip(results) {
+    for (table, result) in per_table(db, |table| format!("SELECT * FROM {table} ORDER BY rowid")).await? {
         let rows: Vec<serde_json::Value> = result.results()?;
         let text = serde_json::Value::Array(rows).to_string();
-        digests.insert((*table).to_string(), crate::core::base::encoding::sha256_hex(text.as_bytes()).into());
+        digests.insert(table.to_string(), crate::core::base::encoding::sha256_hex(text.as_bytes()).into());
     }
     Ok(digests)
 }
 
+/// Every table's row count, by table (for the test-only `/__test/row-counts`).
 pub async fn row_counts(db: &D1Database) -> Result<serde_json::Map<String, serde_json::Value>> {
     #[derive(Deserialize)]
     struct Count {
         n: i64,
     }
-    let statements =
-        TABLES.iter().map(|table| db.prepare(format!("SELECT COUNT(*) AS n FROM {table}"))).collect::<Vec<_>>();
-    trip()?;
-    let results = db.batch(statements).await?;
     let mut counts = serde_json::Map::new();
-    for (table, result) in TABLES.iter().zip(results) {
+    for (table, result) in per_table(db, |table| format!("SELECT COUNT(*) AS n FROM {table}")).await? {
         let rows: Vec<Count> = result.results()?;
-        counts.insert((*table).to_string(), rows.first().map_or(0, |c| c.n).into());
+        counts.insert(table.to_string(), rows.first().map_or(0, |c| c.n).into());
     }
     Ok(counts)
 }

@@ -398,26 +398,17 @@ fn guard_statement(
 /// Extends a lease while the step is still leased under it: a heartbeat, written without the
 /// task's version (see `core::engine`). False when the lease is not the step's any more.
 pub async fn extend_lease(db: &D1Database, extension: &Extension) -> Result<bool> {
-    #[derive(Deserialize)]
-    struct Row {
-        #[allow(dead_code)]
-        id: String,
-    }
     trip()?;
-    let rows: Vec<Row> = db
-        .prepare(
-            "UPDATE steps SET lease_expires_at = ?3 WHERE id = ?1 AND lease_id = ?2 AND status = 'leased'
-             RETURNING id",
-        )
+    let result = db
+        .prepare("UPDATE steps SET lease_expires_at = ?3 WHERE id = ?1 AND lease_id = ?2 AND status = 'leased'")
         .bind(&[
             extension.step_id.as_str().into(),
             extension.lease_id.as_str().into(),
             int(extension.expires_at.as_millis()),
         ])?
-        .all()
-        .await?
-        .results()?;
-    Ok(!rows.is_empty())
+        .run()
+        .await?;
+    Ok(result.meta()?.and_then(|m| m.changes).unwrap_or(0) > 0)
 }
 
 fn event_statement(
@@ -841,7 +832,7 @@ pub async fn leased_count(db: &D1Database, agent: &str) -> Result<i64> {
 pub struct WaitingStep {
     pub task_id: String,
     pub id: String,
-    pub attempt: i64,
+    pub attempt: u32,
 }
 
 /// The oldest `limit` leasable steps of `agent`.
