@@ -10,7 +10,7 @@ import { errorOf, startWorker } from "./helpers/worker.mjs";
 
 /** The project's own default instruction file: a full file, and it ships with the repository. */
 const INSTRUCTIONS = readFileSync(join(ROOT, "workflows", "enhanced-multi-agent.md"), "utf8");
-const DEFAULT_AGENTS = ["cloudflare-specialist", "context-fetcher", "project-manager", "sveltekit-specialist", "test-runner"];
+const DEFAULT_AGENTS = ["cloudflare-specialist", "context-fetcher", "main-agent", "project-manager", "sveltekit-specialist", "test-runner"];
 
 describe("the registry", { timeout: 240_000 }, () => {
   let worker;

@@ -78,8 +78,10 @@ describe("bad inputs to tasks and steps", { timeout: 300_000 }, () => {
     assert.deepEqual(error.details, [{ field: "workflow", message: "agent ghost-agent (step 1, 3) is not registered" }]);
     const unnamed = await sendJson("/v1/workflows", { name: "unnamed", steps: [{ key: "1", name: "mystery" }] });
     assert.equal(unnamed.status, 201);
-    const builtin = await refused(await sendJson("/v1/tasks", { title: "x", workflow: "unnamed" }), 422);
-    assert.match(builtin.details[0].message, /names no agent and is not a built-in step/);
+    const main = await refused(await sendJson("/v1/tasks", { title: "x", workflow: "unnamed", main_agent: "ghost-agent" }), 422);
+    assert.deepEqual(main.details, [
+      { field: "main_agent", message: "the main agent ghost-agent (the task's main_agent) does step 1, which names no subagent, and is not registered" },
+    ]);
     assert.deepEqual((await snapshot()).tasks, before.tasks);
   });
 

@@ -451,13 +451,30 @@ pub async fn create_workflow(call: &Call<'_>, body: &[u8]) -> Handled {
         }
     };
     let db = call.env.d1(bindings::DB)?;
-    let named = definition.agents();
+    let mut named = definition.agents();
+    let main_agent =
+        workflow::main_agent_of(&definition, None, platform::text(call.env, bindings::MAIN_AGENT).as_deref());
+    let main_needed = definition.steps.iter().any(workflow::StepDefinition::is_main_agents);
+    if main_needed && !named.contains(&main_agent.name.as_str()) {
+        named.push(&main_agent.name);
+    }
     let existing = store::existing_agents(&db, &named).await?;
     let registered: Vec<&str> = existing.iter().map(String::as_str).collect();
     for agent in workflow::missing_agents(&definition, &registered) {
         warnings.push(Detail::field(
             "agent",
             format!("agent {agent} is not registered yet; tasks using this workflow are refused until it is"),
+        ));
+    }
+    if main_needed && !registered.contains(&main_agent.name.as_str()) {
+        warnings.push(Detail::field(
+            "main_agent",
+            format!(
+                "the main agent {} ({}) does the steps that name no subagent and is not registered yet; tasks \
+                 using this workflow are refused until it is, or until they name a main_agent that is",
+                main_agent.name,
+                main_agent.chosen_by.describe()
+            ),
         ));
     }
     let definition_json = serde_json::to_value(&definition).map_err(|e| Failed::Fault(e.to_string()))?;

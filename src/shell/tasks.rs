@@ -86,6 +86,7 @@ fn task_json(row: &store::TaskRow, task: &Task) -> Value {
         "description": row.description,
         "requirements": input["requirements"],
         "paths": input["paths"],
+        "main_agent": input["main_agent"],
         "status": task.status,
         "task_type": analysis["task_type"],
         "agents": analysis["agents"],
@@ -173,6 +174,11 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
         .iter()
         .map(|_| platform::new_id(IdKind::Step, call.now))
         .collect::<worker::Result<Vec<_>>>()?;
+    let main_agent = workflow::main_agent_of(
+        &definition,
+        request.main_agent.as_deref(),
+        platform::text(call.env, bindings::MAIN_AGENT).as_deref(),
+    );
     let planned = plan::plan(&PlanInput {
         task_id: &task_id,
         step_ids: &step_ids,
@@ -180,6 +186,7 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
         workflow_version: workflow.version,
         analysis: &analysis,
         agents: &profiles,
+        main_agent: &main_agent,
         now: call.now,
     })
     .map_err(|details| ApiError::Invalid { details })?;
@@ -193,7 +200,12 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
         workflow_version: workflow.version,
         title: request.title.clone(),
         description: request.description.clone(),
-        input: json!({"requirements": request.requirements, "paths": request.paths}).to_string(),
+        input: json!({
+            "requirements": request.requirements,
+            "paths": request.paths,
+            "main_agent": {"name": main_agent.name, "chosen_by": main_agent.chosen_by.as_str()},
+        })
+        .to_string(),
         analysis: analysis_json.to_string(),
         status: planned.task.status.as_str().to_string(),
         version: planned.task.version,

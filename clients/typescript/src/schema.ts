@@ -860,7 +860,7 @@ export interface components {
             key: string;
             name: string;
             title?: string | null;
-            /** @description Null for built-in, auto-select and unassigned steps. */
+            /** @description Null for built-in and auto-select steps, and for steps the main agent does (every other step naming no agent). */
             agent?: string | null;
             auto_select?: {
                 requirements?: string[];
@@ -884,6 +884,8 @@ export interface components {
             description?: string | null;
             overview?: string | null;
             front_matter?: Record<string, never>;
+            /** @description The agent that does every step naming no agent (a file's front matter `main_agent:`). Unset, a task's `main_agent`, the `MAIN_AGENT` var or `main-agent` does. */
+            main_agent?: string | null;
             pre_flight?: components["schemas"]["FlightCheck"] | null;
             post_flight?: components["schemas"]["FlightCheck"] | null;
             steps: components["schemas"]["StepDefinition"][];
@@ -925,6 +927,8 @@ export interface components {
             paths?: string[];
             /** @description `name` (its latest version) or `name@version`; default `enhanced-multi-agent`. */
             workflow?: string;
+            /** @description Who does the workflow's steps that name no subagent, instead of the workflow's `main_agent`, the `MAIN_AGENT` var or `main-agent`. It must be registered when such a step exists. */
+            main_agent?: string;
         };
         Attempt: {
             attempt?: number;
@@ -1005,6 +1009,12 @@ export interface components {
             /** Format: date-time */
             finished_at?: string | null;
             steps: components["schemas"]["TaskStep"][];
+            /** @description Who does the steps that name no subagent, and who chose it (null for tasks submitted before main agents existed). */
+            main_agent?: {
+                name?: string;
+                /** @enum {string} */
+                chosen_by?: "task" | "workflow" | "configuration" | "default";
+            } | null;
         };
         TaskEnvelope: {
             task: components["schemas"]["Task"];

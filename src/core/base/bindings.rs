@@ -20,6 +20,9 @@ pub const RATE_LIMIT_CREDENTIAL: &str = "RATE_LIMIT_CREDENTIAL";
 /// Vars (plain text, from wrangler.jsonc `vars`) and secrets (`wrangler secret put`).
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 pub const CORS_ORIGINS: &str = "CORS_ORIGINS";
+/// Var: the agent that does workflow steps naming no subagent, unless the workflow or the task
+/// names another (default `main-agent`, one of the default agents).
+pub const MAIN_AGENT: &str = "MAIN_AGENT";
 pub const TEST_FAULTS: &str = "TEST_FAULTS";
 /// Seconds a queued step's message may be overdue before the cron sweep re-sends it (default
 /// 60; the tests set it low to prove recovery without waiting a minute).

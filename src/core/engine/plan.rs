@@ -8,7 +8,8 @@
 //! - an `auto-select` step gets the best registered agent for its requirements, or is skipped
 //!   (if optional) or refused (if not) when none matches;
 //! - a step with no agent runs in the Worker if its name is a [`BUILTIN_STEPS`] entry, and is
-//!   otherwise skipped (if optional) or refused.
+//!   otherwise the main agent's; a task is refused while its main agent is needed and
+//!   unregistered.
 
 use std::collections::BTreeMap;
 
@@ -19,11 +20,7 @@ use crate::core::base::limits::{STEP_ATTEMPTS_DEFAULT, STEP_ATTEMPTS_MAX};
 use crate::core::base::time::Timestamp;
 use crate::core::edge::error::Detail;
 use crate::core::registry::analysis::{self, AgentProfile, Analysis, Selection, SPECIALISTS};
-use crate::core::registry::workflow::{self, missing_agents, Definition, StepDefinition};
-
-/// Steps without an agent that the Worker runs itself, by step name: the feedback aggregation
-/// and summaries of the seed workflow.
-pub const BUILTIN_STEPS: &[&str] = &["feedback_aggregation", "task_summary", "post_flight_summary"];
+use crate::core::registry::workflow::{self, missing_agents, ChosenBy, Definition, MainAgent, StepDefinition};
 
 /// What a submission is planned from.
 pub struct PlanInput<'a> {
@@ -35,6 +32,8 @@ pub struct PlanInput<'a> {
     pub workflow_version: i64,
     pub analysis: &'a Analysis,
     pub agents: &'a [AgentProfile<'a>],
+    /// Who does the steps that name no agent.
+    pub main_agent: &'a MainAgent,
     pub now: Timestamp,
 }
 
@@ -61,6 +60,7 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
             Detail::field("workflow", format!("agent {agent} (step {keys}) is not registered"))
         })
         .collect();
+    problems.extend(main_agent_problem(input, &registered));
     let mut selections = BTreeMap::new();
     let mut steps = Vec::new();
     let mut events = Vec::new();
@@ -127,7 +127,15 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
         now: input.now,
         random: 0,
     };
-    run.event(None, "task.created", json!({"task_type": input.analysis.task_type, "agents": input.analysis.agents}));
+    run.event(
+        None,
+        "task.created",
+        json!({
+            "task_type": input.analysis.task_type,
+            "agents": input.analysis.agents,
+            "main_agent": {"name": input.main_agent.name, "chosen_by": input.main_agent.chosen_by.as_str()},
+        }),
+    );
     run.events.extend(events);
     let instructions = (0..input.definition.steps.len())
         .map(|index| instructions_of(input.definition, input.workflow_version, &run.task.steps, index))
@@ -170,15 +178,31 @@ fn assign(
             )),
         };
     }
-    if BUILTIN_STEPS.contains(&step.name.as_str()) {
+    if step.is_builtin() {
         return Ok((Runner::Builtin, None, None));
     }
-    if step.optional {
-        return Ok((Runner::Agent, None, Some("the step names no agent and is not a built-in step".into())));
+    Ok((Runner::Agent, Some(input.main_agent.name.clone()), None))
+}
+
+/// The refusal when steps need the main agent and it is not registered, naming who chose it.
+fn main_agent_problem(input: &PlanInput, registered: &[&str]) -> Option<Detail> {
+    let main = input.main_agent;
+    let keys: Vec<&str> =
+        input.definition.steps.iter().filter(|s| s.is_main_agents()).map(|s| s.key.as_str()).collect();
+    if keys.is_empty() || registered.contains(&main.name.as_str()) {
+        return None;
     }
-    Err(Detail::field(
-        "workflow",
-        format!("{here} names no agent and is not a built-in step ({})", BUILTIN_STEPS.join(", ")),
+    let field = if main.chosen_by == ChosenBy::Task { "main_agent" } else { "workflow" };
+    let steps = if keys.len() == 1 { "step" } else { "steps" };
+    let name = if keys.len() == 1 { "names" } else { "name" };
+    Some(Detail::field(
+        field,
+        format!(
+            "the main agent {} ({}) does {steps} {}, which {name} no subagent, and is not registered",
+            main.name,
+            main.chosen_by.describe(),
+            keys.join(", ")
+        ),
     ))
 }
 

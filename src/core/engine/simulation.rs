@@ -120,6 +120,7 @@ impl World {
             workflow_version: 1,
             analysis: &analysis,
             agents: &agents,
+            main_agent: &workflow::main_agent_of(&definition, None, None),
             now,
         };
         let planned = plan(&input).expect("the simulated workflows plan");

@@ -13,7 +13,7 @@ use crate::core::base::limits::{
 };
 use crate::core::edge::error::{ApiError, Detail};
 use crate::core::records::report::{self, Report};
-use crate::core::registry::workflow::{is_workflow_name, DEFAULT_WORKFLOW_NAME};
+use crate::core::registry::workflow::{agent_name_problem, is_workflow_name, DEFAULT_WORKFLOW_NAME};
 
 /// `POST /v1/tasks` (and `POST /v1/analyze`, which reads the same fields but `workflow`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -28,6 +28,9 @@ pub struct TaskRequest {
     pub paths: Vec<String>,
     #[serde(default)]
     pub workflow: Option<String>,
+    /// Who does the steps naming no subagent, instead of the workflow's or configured one.
+    #[serde(default)]
+    pub main_agent: Option<String>,
 }
 
 /// Which workflow a task runs: a name, and a version or the latest.
@@ -87,6 +90,9 @@ impl TaskRequest {
         }
         check_list("requirements", &self.requirements, TASK_REQUIREMENTS_MAX, TASK_REQUIREMENT_BYTES_MAX, &mut details);
         check_list("paths", &self.paths, TASK_PATHS_MAX, TASK_PATH_BYTES_MAX, &mut details);
+        if let Some(problem) = self.main_agent.as_deref().and_then(agent_name_problem) {
+            details.push(Detail::field("main_agent", problem));
+        }
         let workflow = match self.workflow.as_deref() {
             None => Some(WorkflowRef { name: DEFAULT_WORKFLOW_NAME.to_string(), version: None }),
             Some(text) => WorkflowRef::parse(text),
@@ -229,10 +235,11 @@ mod tests {
             requirements: vec!["r".repeat(TASK_REQUIREMENT_BYTES_MAX + 1)],
             paths: vec![String::new(); TASK_PATHS_MAX + 1],
             workflow: Some("bad name".into()),
+            main_agent: Some("Main Agent".into()),
         };
         let Err(ApiError::Invalid { details }) = request.validate() else { panic!() };
         let fields: Vec<_> = details.iter().filter_map(|d| d.field.as_deref()).collect();
-        assert_eq!(fields, ["title", "description", "requirements[0]", "paths", "workflow"]);
+        assert_eq!(fields, ["title", "description", "requirements[0]", "paths", "main_agent", "workflow"]);
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Every transition of the state machine, one at a time, on the default workflow.
 
-use super::plan::{plan, PlanInput, BUILTIN_STEPS};
+use super::plan::{plan, PlanInput};
 use super::*;
 use crate::core::registry::analysis::{analyze, AgentProfile, TaskInput};
 use crate::core::registry::default_agents::DEFAULT_AGENTS;
 use crate::core::registry::instructions;
-use crate::core::registry::workflow::{self, Definition, DEFAULT_WORKFLOW_NAME, DEFAULT_WORKFLOW_SOURCE};
+use crate::core::registry::workflow::{
+    self, Definition, BUILTIN_STEPS, DEFAULT_WORKFLOW_NAME, DEFAULT_WORKFLOW_SOURCE,
+};
 
 const FULL_STACK: &str = "Add a D1-backed comments API and a SvelteKit page that lists them";
 const BACKEND: &str = "Add a D1 migration and a Worker API endpoint for comments";
@@ -40,6 +42,7 @@ fn planned(definition: &Definition, title: &str) -> Result<plan::Plan, Vec<Detai
         workflow_version: 1,
         analysis: &analysis,
         agents: &agents,
+        main_agent: &workflow::main_agent_of(definition, None, None),
         now: at(0),
     })
 }
@@ -165,13 +168,65 @@ fn auto_select_steps_get_the_best_agent_and_are_skipped_or_refused_without_one()
 }
 
 #[test]
-fn a_step_without_an_agent_is_built_in_by_name_or_skipped_if_optional_or_refused() {
+fn a_step_without_an_agent_is_built_in_by_name_or_done_by_the_main_agent() {
     let mut definition = default_definition();
+    assert!(BUILTIN_STEPS.contains(&definition.steps[4].name.as_str()));
+    assert_eq!(step(&planned(&definition, FULL_STACK).unwrap().task, "4").runner, Runner::Builtin);
     definition.steps[4].name = "mystery".into();
-    assert!(planned(&definition, FULL_STACK).unwrap_err()[0].message.contains("not a built-in step"));
-    definition.steps[4].optional = true;
-    assert_eq!(step(&planned(&definition, FULL_STACK).unwrap().task, "4").status, StepStatus::Skipped);
-    assert!(BUILTIN_STEPS.contains(&"feedback_aggregation"));
+    let plan = planned(&definition, FULL_STACK).unwrap();
+    let mystery = step(&plan.task, "4");
+    assert_eq!((mystery.runner, mystery.agent.as_deref()), (Runner::Agent, Some(workflow::DEFAULT_MAIN_AGENT)));
+    assert_eq!(plan.events[0].data["main_agent"], serde_json::json!({"name": "main-agent", "chosen_by": "default"}));
+}
+
+#[test]
+fn the_main_agent_comes_from_the_task_then_the_workflow_then_the_configuration() {
+    let mut definition = default_definition();
+    let chosen = |definition: &Definition, task: Option<&str>, configured: Option<&str>| {
+        let main = workflow::main_agent_of(definition, task, configured);
+        (main.name, main.chosen_by.as_str())
+    };
+    assert_eq!(chosen(&definition, None, None), ("main-agent".into(), "default"));
+    assert_eq!(chosen(&definition, None, Some(" lead ")), ("lead".into(), "configuration"));
+    definition.main_agent = Some("planner".into());
+    assert_eq!(chosen(&definition, None, Some("lead")), ("planner".into(), "workflow"));
+    assert_eq!(chosen(&definition, Some("closer"), Some("lead")), ("closer".into(), "task"));
+}
+
+#[test]
+fn a_task_is_refused_only_when_its_main_agent_is_needed_and_not_registered() {
+    let mut definition = default_definition();
+    let capabilities = capabilities();
+    let agents: Vec<AgentProfile> = DEFAULT_AGENTS
+        .iter()
+        .zip(&capabilities)
+        .map(|(a, c)| AgentProfile { name: a.name, description: a.description, capabilities: c })
+        .collect();
+    let analysis = analyze(&TaskInput { title: FULL_STACK, description: "", requirements: &[], paths: &[] });
+    let step_ids: Vec<String> = (0..definition.steps.len()).map(|i| format!("stp_{i}")).collect();
+    let ghost = workflow::MainAgent { name: "ghost".into(), chosen_by: workflow::ChosenBy::Task };
+    let plan_with = |definition: &Definition| {
+        plan(&PlanInput {
+            task_id: "tsk_1",
+            step_ids: &step_ids,
+            definition,
+            workflow_version: 1,
+            analysis: &analysis,
+            agents: &agents,
+            main_agent: &ghost,
+            now: at(0),
+        })
+    };
+    assert!(plan_with(&definition).is_ok(), "no step of the default workflow needs the main agent");
+    definition.steps[4].name = "mystery".into();
+    definition.steps[5].agent = None;
+    let problems = plan_with(&definition).unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].field.as_deref(), Some("main_agent"));
+    assert_eq!(
+        problems[0].message,
+        "the main agent ghost (the task's main_agent) does steps 4, 5, which name no subagent, and is not registered"
+    );
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! The five agents switchyard registers on first start, as the seed workflow names them.
+//! The agents switchyard registers on first start: the five the seed workflow names, and the
+//! main agent, which does the steps of any workflow that name no subagent.
 //!
 //! The capability keywords are what `auto-select` steps and task analysis match requirements
 //! against, so they use the seed's own vocabulary (D1, KV, runes, form actions, Vitest...). This
@@ -142,6 +143,27 @@ pub const DEFAULT_AGENTS: &[DefaultAgent] = &[
             "test reports",
         ],
     },
+    DefaultAgent {
+        name: "main-agent",
+        description: "The agent running an Agent OS flow: does every step that names no subagent, such as \
+                      planning the product, writing specs and task lists, git branches and commits, and recaps.",
+        capabilities: &[
+            "agent os",
+            "instruction files",
+            "product planning",
+            "mission",
+            "roadmap",
+            "specs",
+            "spec writing",
+            "task breakdown",
+            "task lists",
+            "git",
+            "branches",
+            "commits",
+            "pull requests",
+            "recaps",
+        ],
+    },
 ];
 
 #[cfg(test)]
@@ -151,11 +173,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_five_seed_agents_are_there_in_seed_order() {
+    fn the_five_seed_agents_are_there_in_seed_order_then_the_main_agent() {
         let names: Vec<&str> = DEFAULT_AGENTS.iter().map(|a| a.name).collect();
         assert_eq!(
             names,
-            ["context-fetcher", "cloudflare-specialist", "sveltekit-specialist", "project-manager", "test-runner"]
+            [
+                "context-fetcher",
+                "cloudflare-specialist",
+                "sveltekit-specialist",
+                "project-manager",
+                "test-runner",
+                crate::core::registry::workflow::DEFAULT_MAIN_AGENT
+            ]
         );
     }
 

@@ -34,6 +34,14 @@ pub const WORKFLOW_NAME_BYTES_MAX: usize = 64;
 /// The `subagent` value that asks for dynamic selection.
 pub const AUTO_SELECT: &str = "auto-select";
 
+/// Steps without an agent that the Worker runs itself, by step name: the feedback aggregation
+/// and summaries of the seed workflow.
+pub const BUILTIN_STEPS: &[&str] = &["feedback_aggregation", "task_summary", "post_flight_summary"];
+
+/// The main agent when neither the task, the workflow nor the `MAIN_AGENT` var names one. It is
+/// one of the default agents, so a fresh installation can run steps that name no subagent.
+pub const DEFAULT_MAIN_AGENT: &str = "main-agent";
+
 /// Requirements of an auto-select step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +83,19 @@ pub struct StepDefinition {
     pub blocks: Vec<Block>,
 }
 
+impl StepDefinition {
+    /// Whether the main agent does this step: it names no agent, does not ask for one to be
+    /// selected and is not one the Worker runs itself (as in Agent OS, where a step without
+    /// `subagent=` is done by the agent running the flow).
+    pub fn is_main_agents(&self) -> bool {
+        self.agent.is_none() && self.auto_select.is_none() && !self.is_builtin()
+    }
+
+    pub fn is_builtin(&self) -> bool {
+        self.agent.is_none() && self.auto_select.is_none() && BUILTIN_STEPS.contains(&self.name.as_str())
+    }
+}
+
 /// A workflow as stored and served (without its id, version and time, which the store adds).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +109,10 @@ pub struct Definition {
     pub overview: Option<String>,
     #[serde(default)]
     pub front_matter: Map<String, Value>,
+    /// The agent that does every step naming no agent (front matter `main_agent:`); unset, the
+    /// task's or the configured one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main_agent: Option<String>,
     #[serde(default)]
     pub pre_flight: Option<FlightCheck>,
     #[serde(default)]
@@ -135,6 +160,11 @@ pub fn from_instructions(name: String, file: &InstructionFile) -> Definition {
         description: file.front_matter.get("description").and_then(Value::as_str).map(String::from),
         overview: file.overview.clone(),
         front_matter: file.front_matter.clone(),
+        // Anything but text is kept as written, for validation to refuse.
+        main_agent: file
+            .front_matter
+            .get("main_agent")
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), |a| a.trim().to_string())),
         pre_flight: file.pre_flight.clone(),
         post_flight: file.post_flight.clone(),
         steps: steps
@@ -244,9 +274,14 @@ pub fn timeouts_of(step: &StepDefinition, field: &str) -> Result<StepTimeouts, V
     Ok(StepTimeouts { schedule_ms: values[0], attempt_ms: values[1], heartbeat_ms: values[2] })
 }
 
-/// What is wrong with the steps' attributes, however the workflow was written.
+/// What is wrong with the main agent and the steps' attributes, however the workflow was written.
 pub fn attribute_problems(definition: &Definition) -> Vec<Detail> {
     let mut details = Vec::new();
+    if let Some(agent) = &definition.main_agent {
+        if let Some(problem) = agent_name_problem(agent) {
+            details.push(Detail::field("main_agent", format!("{agent:?} {problem}")));
+        }
+    }
     for (index, step) in definition.steps.iter().enumerate() {
         if let Err(found) = timeouts_of(step, &format!("steps[{index}]")) {
             details.extend(found);
@@ -303,14 +338,12 @@ pub fn validate(definition: &mut Definition) -> Vec<Detail> {
             details.push(Detail::field(field("name"), "must be 1 to 64 letters, digits, underscores or hyphens"));
         }
         match (&step.agent, &step.auto_select) {
-            (Some(agent), _) if !is_agent_name(agent) => {
-                details.push(Detail::field(field("agent"), "must be lowercase letters, digits and hyphens"));
-            }
-            (Some(agent), _) if agent == AUTO_SELECT => {
+            (Some(agent), _) if agent == AUTO_SELECT && is_agent_name(agent) => {
                 details.push(Detail::field(field("agent"), "auto-select is written as auto_select with requirements"));
             }
-            (Some(agent), _) if crate::core::registry::agents::check_name(agent).is_err() => {
-                details.push(Detail::field(field("agent"), format!("{agent} is reserved and cannot name an agent")));
+            (Some(agent), _) if agent_name_problem(agent).is_some() => {
+                let problem = agent_name_problem(agent).unwrap_or_default();
+                details.push(Detail::field(field("agent"), problem));
             }
             (Some(_), Some(_)) => {
                 details.push(Detail::field(field("auto_select"), "a step has either an agent or auto_select, not both"))
@@ -348,6 +381,68 @@ pub fn validate(definition: &mut Definition) -> Vec<Detail> {
         }
     }
     details
+}
+
+/// Why `agent` cannot name an agent, if it cannot.
+pub fn agent_name_problem(agent: &str) -> Option<String> {
+    if !is_agent_name(agent) {
+        return Some("must be lowercase letters, digits and hyphens".into());
+    }
+    if agent == AUTO_SELECT || crate::core::registry::agents::check_name(agent).is_err() {
+        return Some(format!("{agent} is reserved and cannot name an agent"));
+    }
+    None
+}
+
+/// Who the main agent of a task is, and who chose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MainAgent {
+    pub name: String,
+    pub chosen_by: ChosenBy,
+}
+
+/// Where a task's main agent came from, most specific first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChosenBy {
+    Task,
+    Workflow,
+    /// The `MAIN_AGENT` var.
+    Configuration,
+    Default,
+}
+
+impl ChosenBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChosenBy::Task => "task",
+            ChosenBy::Workflow => "workflow",
+            ChosenBy::Configuration => "configuration",
+            ChosenBy::Default => "default",
+        }
+    }
+
+    /// For messages: "the task's main_agent".
+    pub fn describe(self) -> &'static str {
+        match self {
+            ChosenBy::Task => "the task's main_agent",
+            ChosenBy::Workflow => "the workflow's main_agent",
+            ChosenBy::Configuration => "the MAIN_AGENT var",
+            ChosenBy::Default => "the default",
+        }
+    }
+}
+
+/// The main agent of a task: the one the task names, else the workflow's, else the configured
+/// one, else [`DEFAULT_MAIN_AGENT`].
+pub fn main_agent_of(definition: &Definition, requested: Option<&str>, configured: Option<&str>) -> MainAgent {
+    let configured = configured.map(str::trim).filter(|a| !a.is_empty());
+    let (name, chosen_by) = match (requested, definition.main_agent.as_deref(), configured) {
+        (Some(agent), _, _) => (agent, ChosenBy::Task),
+        (None, Some(agent), _) => (agent, ChosenBy::Workflow),
+        (None, None, Some(agent)) => (agent, ChosenBy::Configuration),
+        (None, None, None) => (DEFAULT_MAIN_AGENT, ChosenBy::Default),
+    };
+    MainAgent { name: name.to_string(), chosen_by }
 }
 
 fn name_rule() -> String {
@@ -575,6 +670,23 @@ mod tests {
     }
 
     #[test]
+    fn the_main_agent_is_read_from_the_front_matter_and_must_be_an_agent_name() {
+        let file = |main: &str| {
+            format!("---\nmain_agent: {main}\n---\n# F\n<process_flow>\n<step number=\"1\" name=\"plan\">Plan.</step>\n</process_flow>\n")
+        };
+        let planner = definition(&file("planner"));
+        assert_eq!(planner.main_agent.as_deref(), Some("planner"));
+        assert!(planner.steps[0].is_main_agents());
+        assert!(attribute_problems(&planner).is_empty());
+        for bad in ["Main Agent", "auto-select", "-lead"] {
+            let problems = attribute_problems(&definition(&file(bad)));
+            assert_eq!(problems.len(), 1, "{bad}");
+            assert_eq!(problems[0].field.as_deref(), Some("main_agent"), "{bad}");
+        }
+        assert_eq!(definition(default_workflow()).main_agent, None);
+    }
+
+    #[test]
     fn empty_and_oversized_definitions_are_refused() {
         let mut empty = Definition {
             name: "empty".into(),
@@ -582,6 +694,7 @@ mod tests {
             description: None,
             overview: None,
             front_matter: Map::new(),
+            main_agent: None,
             pre_flight: None,
             post_flight: None,
             steps: vec![],
