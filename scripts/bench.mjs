@@ -30,6 +30,9 @@
 // 10. Faults: completions and heartbeats answered 503 on a 16-step parallel group whose agents
 //     heartbeat every second while they work, and how long the cron sweep (run back to back)
 //     takes to recover 1,000 expired leases seeded over 1,000 tasks.
+// 11. Analysis: the share of labelled tasks (tests/fixtures/analysis/) whose type POST
+//     /v1/analyze gets right, per type, for the sets analysis is tuned on and for the held-back
+//     set it is never tuned on, and the p50 latency of the request.
 // 9. The example dashboard (examples/sveltekit): its client JavaScript, raw and gzip, and a
 //    Lighthouse run (the system Chromium) of a finished task's detail page, signed in: the
 //    performance and accessibility scores with Lighthouse's mobile and desktop settings.
@@ -871,7 +874,7 @@ try {
   process.exit(1);
 }
 console.log(`switchyard bench — node ${process.versions.node}, ${new Date().toISOString()}`);
-/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records, abuse, runner, faults, dashboard) runs a subset. */
+/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records, abuse, runner, faults, analysis, dashboard) runs a subset. */
 /** One agent per worker of a 16-step group: lease, heartbeat every second for 2 to 6 s of
  * "work", complete. Answers 503 are counted and the request sent again after Retry-After. */
 async function fanRun(worker, workers, workflow) {
@@ -1012,6 +1015,45 @@ async function faults() {
   }
 }
 
+const ANALYSIS_SETS = [
+  ["tuned on", ["tuning.json", "tuning-2.json", "tuning-3.json"]],
+  ["held back", ["held-back.json"]],
+];
+const TASK_TYPES = ["frontend", "backend", "full-stack", "infrastructure"];
+
+async function analysisBench() {
+  const worker = await startWorker();
+  try {
+    console.log("\nAnalysis: labelled tasks whose type POST /v1/analyze gets right (default workflow)");
+    console.log(`  ${"set".padEnd(10)} ${TASK_TYPES.map((t) => t.padStart(16)).join("")} ${"all".padStart(14)}`);
+    const latencies = [];
+    for (const [label, files] of ANALYSIS_SETS) {
+      const cases = files.flatMap((file) => JSON.parse(readFileSync(join(ROOT, "tests", "fixtures", "analysis", file), "utf8")));
+      const tally = Object.fromEntries(TASK_TYPES.map((t) => [t, { right: 0, all: 0 }]));
+      for (const { title, description, paths = [], type } of cases) {
+        const started = performance.now();
+        const response = await worker.admin("/v1/analyze", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ title, description, paths }),
+        });
+        const body = await response.json();
+        latencies.push(performance.now() - started);
+        if (response.status !== 200) throw new Error(`POST /v1/analyze answered ${response.status}: ${JSON.stringify(body)}`);
+        tally[type].all += 1;
+        if (body.task_type === type) tally[type].right += 1;
+      }
+      const share = ({ right, all }) => `${right}/${all} ${all ? Math.round((100 * right) / all) : 0}%`.padStart(16);
+      const total = Object.values(tally).reduce((a, t) => ({ right: a.right + t.right, all: a.all + t.all }), { right: 0, all: 0 });
+      console.log(`  ${label.padEnd(10)} ${TASK_TYPES.map((t) => share(tally[t])).join("")} ${share(total).padStart(14)}`);
+    }
+    latencies.sort((a, b) => a - b);
+    console.log(`  POST /v1/analyze p50 ${percentile(latencies, 50).toFixed(2)} ms, p99 ${percentile(latencies, 99).toFixed(2)} ms (${latencies.length} requests, 1 client)`);
+  } finally {
+    await worker.stop();
+  }
+}
+
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(",")) : null;
 const wanted = (name) => !only || only.has(name);
 if (wanted("bundle")) bundleSizes();
@@ -1025,4 +1067,5 @@ if (wanted("records")) await records();
 if (wanted("abuse")) await abuse();
 if (wanted("runner")) await runnerBench();
 if (wanted("faults")) await faults();
+if (wanted("analysis")) await analysisBench();
 if (wanted("dashboard")) await dashboardBench();

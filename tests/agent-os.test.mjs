@@ -43,6 +43,64 @@ Ask the user to review the spec and write \`.agent-os/specs/review.md\`.
 </process_flow>
 `;
 
+/**
+ * A team whose specialists are not the seed's, with its own `<agent_selection>`; step 1 is the
+ * main agent's, as in Agent OS.
+ */
+const TEAM_FLOW = `# Team Task Execution
+
+<process_flow>
+
+<step number="1" name="task_analysis">
+
+### Step 1: Analyse the task
+
+Decide which engineers the task needs. Write \`docs/analysis.md\`.
+
+<analysis>
+  <agent_selection>
+    IF task involves API endpoints or the database:
+      ASSIGN: api-engineer
+    IF task changes the UI (pages, components):
+      ASSIGN: ui-engineer
+    IF task involves both:
+      ASSIGN: both specialists in parallel
+  </agent_selection>
+</analysis>
+
+</step>
+
+<parallel_execution optional="true">
+
+<step number="2a" subagent="api-engineer" name="api_work">
+
+### Step 2a: Build the API
+
+Write the endpoint and its tests. Write \`docs/api.md\`.
+
+</step>
+
+<step number="2b" subagent="ui-engineer" name="ui_work">
+
+### Step 2b: Build the UI
+
+Write the page and its components. Write \`docs/ui.md\`.
+
+</step>
+
+</parallel_execution>
+
+<step number="3" subagent="team-reviewer" name="review">
+
+### Step 3: Review
+
+Review what the engineers did. Write \`docs/review.md\`.
+
+</step>
+
+</process_flow>
+`;
+
 /** Step agents for the tests: each reads its step's instructions and writes the file they name. */
 function reader(worker, name, token) {
   const client = agent(worker, name, token);
@@ -121,6 +179,90 @@ describe("Agent OS instruction files as written", { timeout: 300_000 }, () => {
       assert.equal(step.agent, client.name);
     }
     for (const { body } of [byWorkflow, byTask]) assert.equal((await taskOf(worker, body.task.id)).status, "succeeded");
+  });
+
+  test("a team's own agent_selection routes each task to its specialists, and the skipped step names the rules", async () => {
+    const team = {};
+    for (const [name, capabilities] of [["api-engineer", ["api", "endpoints", "sql"]], ["ui-engineer", ["components", "pages", "css"]], ["team-reviewer", ["review"]]]) {
+      team[name] = await newAgent(name, capabilities);
+    }
+    const posted = await postFile(TEAM_FLOW, "team-flow");
+    assert.equal(posted.status, 201, await posted.clone().text());
+    const workflow = await posted.json();
+    assert.deepEqual(
+      workflow.routing.map((r) => [r.line, r.agents, r.others]),
+      [[13, ["api-engineer"], false], [15, ["ui-engineer"], false], [17, [], true]],
+    );
+
+    const backendOnly = await submit(worker, { title: "Add an endpoint that lists unpaid invoices", workflow: "team-flow" });
+    assert.equal(backendOnly.response.status, 201, JSON.stringify(backendOnly.body));
+    const task = backendOnly.body.task;
+    assert.deepEqual(task.agents, ["api-engineer"]);
+    assert.equal(task.analysis.routing.by, "agent_selection");
+    const fired = task.analysis.routing.rules.filter((r) => r.fired);
+    assert.deepEqual(fired.map((r) => [r.line, r.on]), [[13, "evidence"]]);
+    assert.match(fired[0].evidence[0], /endpoint in the title is an API endpoint, which the condition names/);
+    const ui = task.steps.find((s) => s.key === "2b");
+    assert.equal(ui.status, "skipped");
+    assert.equal(ui.skip_reason, "analysis found a backend task, and no routing rule that fired assigns ui-engineer");
+    assert.deepEqual(task.steps.map((s) => s.agent), ["main-agent", "api-engineer", "ui-engineer", "team-reviewer"]);
+
+    const main = reader(worker, "main-agent", await issueToken(worker, "main-agent"));
+    const analysisStep = await main.work();
+    assert.equal(analysisStep.task.agents[0], "api-engineer", "the brief carries the routing");
+    await team["api-engineer"].work();
+    await team["team-reviewer"].work();
+    const done = await taskOf(worker, task.id);
+    assert.equal(done.status, "succeeded");
+    assert.deepEqual(done.steps.map((s) => [s.key, s.status]), [["1", "succeeded"], ["2a", "succeeded"], ["2b", "skipped"], ["3", "succeeded"]]);
+
+    const both = await submit(worker, { title: "An endpoint for invoices and a page that lists them", workflow: "team-flow" });
+    assert.deepEqual(both.body.task.agents, ["api-engineer", "ui-engineer"]);
+    assert.deepEqual(both.body.task.analysis.routing.rules.filter((r) => r.fired).map((r) => r.line), [13, 15, 17]);
+    assert.ok(both.body.task.steps.every((s) => s.status !== "skipped"));
+    await worker.admin(`/v1/tasks/${both.body.task.id}/cancel`, { method: "POST" });
+  });
+
+  test("POST /v1/analyze routes by the workflow the request names, the default one otherwise", async () => {
+    const ask = async (body) => {
+      const response = await json("POST", "/v1/analyze", body);
+      assert.equal(response.status, 200, await response.clone().text());
+      return response.json();
+    };
+    const title = "Add an endpoint that lists unpaid invoices";
+    assert.deepEqual((await ask({ title, workflow: "team-flow" })).agents, ["api-engineer"]);
+    const seed = await ask({ title });
+    assert.deepEqual(seed.agents, ["cloudflare-specialist"]);
+    assert.deepEqual(seed.routing.rules.map((r) => r.line), [39, 41, 43]);
+    const missing = await json("POST", "/v1/analyze", { title, workflow: "no-such-flow" });
+    assert.equal(missing.status, 422);
+    assert.deepEqual((await missing.json()).error.details, [{ field: "workflow", message: "no workflow no-such-flow" }]);
+  });
+
+  test("a rule without an ASSIGN, or assigning an agent no step names, is refused at its line and nothing is stored", async () => {
+    const cases = [
+      [TEAM_FLOW.replace("ASSIGN: ui-engineer", "ASSIGN: python-specialist"), 15, "ASSIGN: python-specialist is an agent no step of this workflow names"],
+      [TEAM_FLOW.replace("      ASSIGN: api-engineer\n", ""), 13, "IF task involves API endpoints or the database: is followed by no ASSIGN"],
+      [TEAM_FLOW.replace("ASSIGN: api-engineer", "ASSIGN: whoever is free"), 13, "ASSIGN: whoever is free names no agent; write agent names, or \"both specialists\" for the agents of the other rules"],
+    ];
+    for (const [text, line, message] of cases) {
+      const response = await postFile(text, "broken-team-flow");
+      assert.equal(response.status, 422);
+      const error = (await response.json()).error;
+      assert.equal(error.code, "invalid_workflow");
+      assert.deepEqual(error.details, [{ field: "routing", line, message }]);
+    }
+    assert.equal((await worker.admin("/v1/workflows/broken-team-flow")).status, 404);
+    const posted = await json("POST", "/v1/workflows", {
+      name: "json-team-flow",
+      steps: [{ key: "1", name: "api", agent: "api-engineer", optional: true }],
+      routing: [{ condition: "task involves APIs", assign: "ghost-engineer" }],
+    });
+    assert.equal(posted.status, 422);
+    assert.deepEqual((await posted.json()).error.details, [
+      { field: "routing[0]", message: "ASSIGN: ghost-engineer is an agent no step of this workflow names" },
+    ]);
+    assert.equal((await worker.admin("/v1/workflows/json-team-flow")).status, 404);
   });
 
   test("a main agent that does not exist is refused at submission and warned of at posting, changing nothing", async () => {

@@ -441,7 +441,7 @@ pub async fn create_workflow(call: &Call<'_>, body: &[u8]) -> Handled {
         match name {
             Ok(name) if errors.is_empty() => {
                 let definition = workflow::from_instructions(name, &parsed.file);
-                let problems = workflow::attribute_problems(&definition);
+                let problems = workflow::definition_problems(&definition);
                 if !problems.is_empty() {
                     return Err(ApiError::InvalidWorkflow { details: problems }.into());
                 }
@@ -536,17 +536,34 @@ pub async fn get_workflow_version(call: &Call<'_>) -> Handled {
     Ok(ApiResponse::json(200, &stored_workflow(&row)?))
 }
 
-/// `POST /v1/analyze`: the task type, agents and evidence for a task, without creating one.
+/// `POST /v1/analyze`: the task type, agents and evidence for a task, routed by the task's
+/// workflow (the default one unless it names another), without creating the task.
 pub async fn analyze(call: &Call<'_>, body: &[u8]) -> Handled {
     let request: TaskRequest = parse_json_body(call.content_type.as_deref(), body)?;
-    request.validate()?;
+    let workflow_ref = request.validate()?;
+    let db = call.env.d1(bindings::DB)?;
+    let row = match workflow_ref.version {
+        Some(version) => store::workflow_version(&db, &workflow_ref.name, version).await?,
+        None => store::latest_workflow(&db, &workflow_ref.name).await?,
+    };
+    let Some(row) = row else {
+        let named = request.workflow.as_deref().unwrap_or(&workflow_ref.name);
+        return Err(
+            ApiError::Invalid { details: vec![Detail::field("workflow", format!("no workflow {named}"))] }.into()
+        );
+    };
+    let definition: Definition = serde_json::from_str(&row.definition)
+        .map_err(|err| Failed::Fault(format!("stored workflow {} is not readable: {err}", row.id)))?;
+    let agents = store::all_agents(&db).await?;
+    let capabilities = capabilities_of(&agents);
+    let profiles = profiles(&agents, &capabilities);
     let input = TaskInput {
         title: &request.title,
         description: &request.description,
         requirements: &request.requirements,
         paths: &request.paths,
     };
-    Ok(ApiResponse::json(200, &analysis::analyze(&input)))
+    Ok(ApiResponse::json(200, &analysis::analyze(&input, &definition.routing_input(&profiles))))
 }
 
 #[derive(serde::Deserialize)]

@@ -162,12 +162,15 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
     trips += 2;
     let capabilities = registry::capabilities_of(&agents);
     let profiles = registry::profiles(&agents, &capabilities);
-    let analysis = analysis::analyze(&TaskInput {
-        title: &request.title,
-        description: &request.description,
-        requirements: &request.requirements,
-        paths: &request.paths,
-    });
+    let analysis = analysis::analyze(
+        &TaskInput {
+            title: &request.title,
+            description: &request.description,
+            requirements: &request.requirements,
+            paths: &request.paths,
+        },
+        &definition.routing_input(&profiles),
+    );
     let task_id = platform::new_id(IdKind::Task, call.now)?;
     let step_ids = definition
         .steps

@@ -327,7 +327,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Classifies a task and picks its specialist agents, with the evidence, without creating a task. */
+        /** Classifies a task and picks its specialist agents by its workflow's routing rules (`workflow`, default `enhanced-multi-agent`), with the evidence, without creating a task. */
         post: operations["analyzeTask"];
         delete?: never;
         options?: never;
@@ -818,9 +818,11 @@ export interface components {
             /** @enum {string} */
             task_type: "frontend" | "backend" | "full-stack" | "infrastructure";
             confidence: number;
+            /** @description The specialists the task needs, by the workflow's routing rules (or, without any, by the capabilities of its optional steps' agents). When no rule fires, every candidate is kept. */
             agents: string[];
             evidence: components["schemas"]["Evidence"][];
             reasons: string[];
+            routing: components["schemas"]["Routing"];
         };
         Item: {
             text: string;
@@ -890,6 +892,8 @@ export interface components {
             post_flight?: components["schemas"]["FlightCheck"] | null;
             steps: components["schemas"]["StepDefinition"][];
             blocks?: components["schemas"]["Block"][];
+            /** @description The <agent_selection> rules in file order. Each must name agents that steps of the workflow name. */
+            routing?: components["schemas"]["RoutingRule"][];
         };
         Workflow: components["schemas"]["WorkflowDefinition"] & {
             id: string;
@@ -1455,6 +1459,44 @@ export interface components {
             turns?: number | null;
             input_tokens?: number | null;
             output_tokens?: number | null;
+        };
+        /** @description Which routing rules fired and on what evidence. */
+        Routing: {
+            /**
+             * @description `agent_selection`: the workflow's `IF ...: ASSIGN: ...` rules. `capabilities`: the workflow has none, and each optional step's agent is a rule matched on its capabilities.
+             * @enum {string}
+             */
+            by: "agent_selection" | "capabilities";
+            /** @description Every agent routing may assign or leave out; an optional step of another agent is not routing's to skip. */
+            candidates: string[];
+            rules: components["schemas"]["RuleOutcome"][];
+        };
+        RuleOutcome: {
+            /** @description The line of the rule's IF in the instruction file. */
+            line?: number;
+            condition: string;
+            /** @description What the rule assigns; for "both specialists", the agents of the rules that fired. */
+            agents: string[];
+            fired: boolean;
+            /**
+             * @description `evidence`: a decisive term of the task that the condition (or an assigned agent's capabilities) names, or a word of the condition found in the task. `area`: no rule fired on evidence of an area the task's type rests on, and this rule's condition (or agents) is about that area. `others`: a condition like "the task does both", when two other rules fired.
+             * @enum {string}
+             */
+            on?: "evidence" | "area" | "others";
+            evidence: string[];
+        };
+        RoutingRule: {
+            /** @description The line of the IF (files only). */
+            line?: number;
+            /** @description The key of the step whose <agent_selection> holds the rule. */
+            step?: string;
+            condition: string;
+            /** @description Agent names (`a, b`, `a and b`), or words meaning the agents of the other rules (`both specialists in parallel`). */
+            assign: string;
+            /** @description Read from `assign`; recomputed on input. */
+            agents?: string[];
+            /** @description Read from `assign`; recomputed on input. */
+            others?: boolean;
         };
     };
     responses: {

@@ -64,6 +64,11 @@ pub const PROBLEMS_MAX: usize = 100;
 /// beyond any real process flow (the reference has 7) and keeps a task's creation one D1 batch.
 pub const STEPS_MAX: usize = 64;
 
+/// Most routing rules (`IF ...: ASSIGN: ...`) a workflow may have. Real `<agent_selection>`
+/// blocks have three or four; one rule per step of the largest workflow is more than anyone
+/// writes, and keeps routing a task (every rule against every piece of evidence) small.
+pub const ROUTING_RULES_MAX: usize = STEPS_MAX;
+
 // Task analysis and agent selection (core::analysis) read their inputs only up to these bounds;
 // the HTTP routes refuse inputs beyond them instead of reading them in part.
 

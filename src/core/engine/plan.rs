@@ -3,8 +3,8 @@
 //!
 //! Assignment, step by step:
 //! - a step naming an agent gets it; a task is refused while any named agent is unregistered;
-//! - an optional step naming one of analysis's specialists runs only if analysis chose that
-//!   specialist ("the sveltekit step of a backend-only task" is skipped);
+//! - an optional step naming an agent that routing may assign runs only if routing assigned it
+//!   (the frontend step of a backend-only task is skipped);
 //! - an `auto-select` step gets the best registered agent for its requirements, or is skipped
 //!   (if optional) or refused (if not) when none matches;
 //! - a step with no agent runs in the Worker if its name is a [`BUILTIN_STEPS`] entry, and is
@@ -19,7 +19,7 @@ use super::{brief, Event, Run, Runner, Send, Step, StepStatus, Task, TaskStatus}
 use crate::core::base::limits::{STEP_ATTEMPTS_DEFAULT, STEP_ATTEMPTS_MAX};
 use crate::core::base::time::Timestamp;
 use crate::core::edge::error::Detail;
-use crate::core::registry::analysis::{self, AgentProfile, Analysis, Selection, SPECIALISTS};
+use crate::core::registry::analysis::{self, AgentProfile, Analysis, Selection};
 use crate::core::registry::workflow::{self, missing_agents, ChosenBy, Definition, MainAgent, StepDefinition};
 
 /// What a submission is planned from.
@@ -153,10 +153,12 @@ fn assign(
 ) -> Result<Assigned, Detail> {
     let here = format!("step {} ({})", step.key, step.name);
     if let Some(agent) = &step.agent {
-        let specialist = SPECIALISTS.contains(&agent.as_str());
-        if step.optional && specialist && !input.analysis.agents.contains(agent) {
-            let reason =
-                format!("analysis found a {} task, which does not need {agent}", input.analysis.task_type.name());
+        let routed = input.analysis.routing.candidates.contains(agent);
+        if step.optional && routed && !input.analysis.agents.contains(agent) {
+            let reason = format!(
+                "analysis found a {} task, and no routing rule that fired assigns {agent}",
+                input.analysis.task_type.name()
+            );
             return Ok((Runner::Agent, Some(agent.clone()), Some(reason)));
         }
         return Ok((Runner::Agent, Some(agent.clone()), None));

@@ -110,7 +110,10 @@ impl World {
             .zip(&capabilities)
             .map(|(a, c)| AgentProfile { name: a.name, description: a.description, capabilities: c })
             .collect();
-        let analysis = analyze(&TaskInput { title, description: "", requirements: &[], paths: &[] });
+        let analysis = analyze(
+            &TaskInput { title, description: "", requirements: &[], paths: &[] },
+            &definition.routing_input(&agents),
+        );
         let step_ids: Vec<String> = (0..definition.steps.len()).map(|i| format!("stp_{i}")).collect();
         let now = Timestamp::from_millis(1_800_000_000_000).unwrap();
         let input = PlanInput {

@@ -33,7 +33,10 @@ fn planned(definition: &Definition, title: &str) -> Result<plan::Plan, Vec<Detai
         .zip(&capabilities)
         .map(|(a, c)| AgentProfile { name: a.name, description: a.description, capabilities: c })
         .collect();
-    let analysis = analyze(&TaskInput { title, description: "", requirements: &[], paths: &[] });
+    let analysis = analyze(
+        &TaskInput { title, description: "", requirements: &[], paths: &[] },
+        &definition.routing_input(&agents),
+    );
     let step_ids: Vec<String> = (0..definition.steps.len()).map(|i| format!("stp_{i}")).collect();
     plan(&PlanInput {
         task_id: "tsk_1",
@@ -202,7 +205,10 @@ fn a_task_is_refused_only_when_its_main_agent_is_needed_and_not_registered() {
         .zip(&capabilities)
         .map(|(a, c)| AgentProfile { name: a.name, description: a.description, capabilities: c })
         .collect();
-    let analysis = analyze(&TaskInput { title: FULL_STACK, description: "", requirements: &[], paths: &[] });
+    let analysis = analyze(
+        &TaskInput { title: FULL_STACK, description: "", requirements: &[], paths: &[] },
+        &definition.routing_input(&agents),
+    );
     let step_ids: Vec<String> = (0..definition.steps.len()).map(|i| format!("stp_{i}")).collect();
     let ghost = workflow::MainAgent { name: "ghost".into(), chosen_by: workflow::ChosenBy::Task };
     let plan_with = |definition: &Definition| {

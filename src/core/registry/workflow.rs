@@ -19,11 +19,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::core::base::limits::{
-    LEASE_MS_MAX, LEASE_MS_MIN, SCHEDULE_TIMEOUT_MS_MAX, SCHEDULE_TIMEOUT_MS_MIN, STEPS_MAX, STEP_TIMEOUT_MS_MAX,
-    STEP_TIMEOUT_MS_MIN,
+    LEASE_MS_MAX, LEASE_MS_MIN, ROUTING_RULES_MAX, SCHEDULE_TIMEOUT_MS_MAX, SCHEDULE_TIMEOUT_MS_MIN, STEPS_MAX,
+    STEP_TIMEOUT_MS_MAX, STEP_TIMEOUT_MS_MIN,
 };
 use crate::core::base::time::parse_duration_ms;
 use crate::core::edge::error::Detail;
+use crate::core::registry::analysis::{AgentProfile, RoutingInput, Rule};
 use crate::core::registry::instructions::{
     self, is_agent_name, Block, FlightCheck, FlowEntry, InstructionFile, Problem, Severity,
 };
@@ -96,6 +97,31 @@ impl StepDefinition {
     }
 }
 
+/// One `IF <condition>: ASSIGN: <agents>` of a step's `<agent_selection>`: when the task fits
+/// the condition, the agents it assigns are needed. Analysis decides which rules fire; an
+/// optional step of an agent that some rule assigns runs only when a rule that fired assigns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingRule {
+    /// The line of the `IF` in the file (none for a rule posted as JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// The key of the step whose `<agent_selection>` holds the rule.
+    #[serde(default)]
+    pub step: String,
+    /// As written: `the task uses Cloudflare services (D1, KV, R2, Queues)`.
+    pub condition: String,
+    /// As written: `cloudflare-specialist`, or `both specialists in parallel`.
+    pub assign: String,
+    /// The agents `assign` names, read from it (on input, recomputed).
+    #[serde(default)]
+    pub agents: Vec<String>,
+    /// Whether `assign` means the agents of the other rules that fire ("both specialists",
+    /// "all of them"), read from it (on input, recomputed).
+    #[serde(default)]
+    pub others: bool,
+}
+
 /// A workflow as stored and served (without its id, version and time, which the store adds).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,6 +147,10 @@ pub struct Definition {
     /// Top-level blocks of the file outside the flow (kept, not interpreted).
     #[serde(default)]
     pub blocks: Vec<Block>,
+    /// The `<agent_selection>` rules, in file order. Without any, the capabilities of the agents
+    /// of optional steps decide which of those steps a task needs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routing: Vec<RoutingRule>,
 }
 
 impl Definition {
@@ -128,6 +158,25 @@ impl Definition {
     pub fn agents(&self) -> Vec<&str> {
         let set: BTreeSet<&str> = self.steps.iter().filter_map(|s| s.agent.as_deref()).collect();
         set.into_iter().collect()
+    }
+}
+
+impl Definition {
+    /// What routing reads from the workflow: its rules, or without any, the agents of its
+    /// optional steps, whose capabilities then decide.
+    pub fn routing_input<'a>(&'a self, agents: &'a [AgentProfile<'a>]) -> RoutingInput<'a> {
+        let rules = self
+            .routing
+            .iter()
+            .map(|r| Rule { line: r.line, condition: &r.condition, agents: &r.agents, others: r.others })
+            .collect();
+        let mut routable: Vec<&str> = Vec::new();
+        for agent in self.steps.iter().filter(|s| s.optional).filter_map(|s| s.agent.as_deref()) {
+            if !routable.contains(&agent) {
+                routable.push(agent);
+            }
+        }
+        RoutingInput { rules, routable, agents }
     }
 }
 
@@ -188,9 +237,100 @@ pub fn from_instructions(name: String, file: &InstructionFile) -> Definition {
             })
             .collect(),
         blocks: file.blocks.clone(),
+        routing: Vec::new(),
     };
     derive_dependencies(&mut definition.steps);
+    definition.routing = file.steps().flat_map(|step| rules_of(&step.number, &step.selection)).collect();
+    read_assignments(&mut definition);
     definition
+}
+
+/// Pairs each `IF` with the `ASSIGN` lines after it. An `ASSIGN` with no `IF` before it becomes
+/// a rule without a condition, for validation to point at.
+fn rules_of(step: &str, directives: &[(u32, instructions::Directive)]) -> Vec<RoutingRule> {
+    let mut rules: Vec<RoutingRule> = Vec::new();
+    let new_rule = |line: u32, condition: &str| RoutingRule {
+        line: Some(line),
+        step: step.to_string(),
+        condition: condition.to_string(),
+        assign: String::new(),
+        agents: Vec::new(),
+        others: false,
+    };
+    for (line, directive) in directives {
+        match directive.keyword.as_str() {
+            "IF" => rules.push(new_rule(*line, &directive.value)),
+            "ASSIGN" => {
+                if rules.last().is_none_or(|r| !r.assign.is_empty()) {
+                    rules.push(new_rule(*line, ""));
+                }
+                if let Some(rule) = rules.last_mut() {
+                    rule.assign = directive.value.clone();
+                }
+            }
+            _ => {}
+        }
+    }
+    rules
+}
+
+/// Words of an `ASSIGN` that mean "the agents of the other rules": "both specialists", "all of
+/// them", "each agent".
+const OTHERS_WORDS: [&str; 4] = ["both", "all", "each", "every"];
+
+/// Reads each rule's `assign` into agent names, or "the others": a list of agent names (`a, b`,
+/// `a and b`) names them; otherwise the step agents it mentions are named, and "both" or "all"
+/// means the others.
+pub fn read_assignments(definition: &mut Definition) {
+    let step_agents: Vec<String> = definition.agents().into_iter().map(String::from).collect();
+    for rule in &mut definition.routing {
+        let words: Vec<&str> = rule
+            .assign
+            .split(|c: char| c.is_whitespace() || matches!(c, ',' | '&' | '+' | ';' | '(' | ')' | '`' | '"' | '\''))
+            .filter(|w| !w.is_empty())
+            .collect();
+        let names: Vec<&str> = words.iter().copied().filter(|w| !matches!(*w, "and" | "or")).collect();
+        rule.agents = if !names.is_empty() && names.iter().all(|w| is_agent_name(w) && w.contains('-')) {
+            names.iter().map(|w| w.to_string()).collect()
+        } else {
+            step_agents.iter().filter(|a| words.contains(&a.as_str())).cloned().collect()
+        };
+        rule.others = rule.agents.is_empty() && words.iter().any(|w| OTHERS_WORDS.contains(&w.to_lowercase().as_str()));
+    }
+}
+
+/// What is wrong with the routing rules: a rule without a condition or an assignment, one that
+/// names no agent, or one naming an agent no step of the workflow names (it could never change
+/// what runs). Each problem says the rule's line, when it has one.
+pub fn routing_problems(definition: &Definition) -> Vec<Detail> {
+    let step_agents = definition.agents();
+    let mut details = Vec::new();
+    if definition.routing.len() > ROUTING_RULES_MAX {
+        let count = definition.routing.len();
+        details.push(Detail::field("routing", format!("{count} routing rules; the limit is {ROUTING_RULES_MAX}")));
+    }
+    for (index, rule) in definition.routing.iter().enumerate() {
+        let problem = |message: String| match rule.line {
+            Some(line) => Detail { line: Some(line), ..Detail::field("routing", message) },
+            None => Detail::field(format!("routing[{index}]"), message),
+        };
+        if rule.condition.trim().is_empty() {
+            details.push(problem(format!("ASSIGN: {} has no IF before it", rule.assign)));
+        } else if rule.assign.trim().is_empty() {
+            details.push(problem(format!("IF {}: is followed by no ASSIGN", rule.condition)));
+        } else if rule.agents.is_empty() && !rule.others {
+            details.push(problem(format!(
+                "ASSIGN: {} names no agent; write agent names, or \"both specialists\" for the agents of the other rules",
+                rule.assign
+            )));
+        }
+        for agent in &rule.agents {
+            if !step_agents.contains(&agent.as_str()) {
+                details.push(problem(format!("ASSIGN: {agent} is an agent no step of this workflow names")));
+            }
+        }
+    }
+    details
 }
 
 fn step_optional(step: &instructions::Step) -> bool {
@@ -274,9 +414,10 @@ pub fn timeouts_of(step: &StepDefinition, field: &str) -> Result<StepTimeouts, V
     Ok(StepTimeouts { schedule_ms: values[0], attempt_ms: values[1], heartbeat_ms: values[2] })
 }
 
-/// What is wrong with the main agent and the steps' attributes, however the workflow was written.
-pub fn attribute_problems(definition: &Definition) -> Vec<Detail> {
-    let mut details = Vec::new();
+/// What is wrong with the main agent, the routing rules and the steps' attributes, however the
+/// workflow was written.
+pub fn definition_problems(definition: &Definition) -> Vec<Detail> {
+    let mut details = routing_problems(definition);
     if let Some(agent) = &definition.main_agent {
         if let Some(problem) = agent_name_problem(agent) {
             details.push(Detail::field("main_agent", format!("{agent:?} {problem}")));
@@ -369,7 +510,8 @@ pub fn validate(definition: &mut Definition) -> Vec<Detail> {
             current_group = step.group.as_deref();
         }
     }
-    details.extend(attribute_problems(definition));
+    read_assignments(definition);
+    details.extend(definition_problems(definition));
     let given: Vec<Vec<String>> = definition.steps.iter().map(|s| s.depends_on.clone()).collect();
     derive_dependencies(&mut definition.steps);
     for (index, (given, step)) in given.iter().zip(&definition.steps).enumerate() {
@@ -616,7 +758,7 @@ mod tests {
             StepTimeouts { schedule_ms: Some(7_200_000), attempt_ms: Some(1_800_000), heartbeat_ms: Some(90_000) }
         );
         let fields: Vec<String> =
-            attribute_problems(&definition).into_iter().map(|d| d.field.unwrap_or_default()).collect();
+            definition_problems(&definition).into_iter().map(|d| d.field.unwrap_or_default()).collect();
         assert_eq!(
             fields,
             ["steps[1].attributes.schedule_timeout", "steps[1].attributes.timeout", "steps[1].attributes.heartbeat"]
@@ -677,13 +819,100 @@ mod tests {
         let planner = definition(&file("planner"));
         assert_eq!(planner.main_agent.as_deref(), Some("planner"));
         assert!(planner.steps[0].is_main_agents());
-        assert!(attribute_problems(&planner).is_empty());
+        assert!(definition_problems(&planner).is_empty());
         for bad in ["Main Agent", "auto-select", "-lead"] {
-            let problems = attribute_problems(&definition(&file(bad)));
+            let problems = definition_problems(&definition(&file(bad)));
             assert_eq!(problems.len(), 1, "{bad}");
             assert_eq!(problems[0].field.as_deref(), Some("main_agent"), "{bad}");
         }
         assert_eq!(definition(default_workflow()).main_agent, None);
+    }
+
+    #[test]
+    fn the_default_workflows_agent_selection_becomes_three_rules_with_their_lines() {
+        let definition = definition(default_workflow());
+        let rules: Vec<(Option<u32>, &str, Vec<&str>, bool)> = definition
+            .routing
+            .iter()
+            .map(|r| (r.line, r.step.as_str(), r.agents.iter().map(String::as_str).collect(), r.others))
+            .collect();
+        let (cloudflare, sveltekit) = (definition.steps[1].agent.as_deref(), definition.steps[2].agent.as_deref());
+        assert_eq!(
+            rules,
+            [
+                (Some(39), "1", vec![cloudflare.unwrap()], false),
+                (Some(41), "1", vec![sveltekit.unwrap()], false),
+                (Some(43), "1", vec![], true),
+            ]
+        );
+        assert!(routing_problems(&definition).is_empty());
+    }
+
+    #[test]
+    fn an_assignment_names_agents_or_the_others() {
+        let flow = |assign: &str| {
+            format!(
+                "# F\n<process_flow>\n<step number=\"1\" name=\"a\">\n<agent_selection>\nIF task involves APIs:\n  ASSIGN: {assign}\n</agent_selection>\n</step>\n<step number=\"2\" subagent=\"api-engineer\" name=\"b\">B.</step>\n<step number=\"3\" subagent=\"ui-engineer\" name=\"c\">C.</step>\n</process_flow>\n"
+            )
+        };
+        let cases: &[(&str, &[&str], bool)] = &[
+            ("api-engineer", &["api-engineer"], false),
+            ("api-engineer, ui-engineer", &["api-engineer", "ui-engineer"], false),
+            ("api-engineer and ui-engineer", &["api-engineer", "ui-engineer"], false),
+            ("`api-engineer`", &["api-engineer"], false),
+            ("the api-engineer, for the endpoints", &["api-engineer"], false),
+            ("both specialists in parallel", &[], true),
+            ("All agents", &[], true),
+            ("someone clever", &[], false),
+        ];
+        for &(assign, agents, others) in cases {
+            let rule = &definition(&flow(assign)).routing[0];
+            assert_eq!(
+                (rule.agents.iter().map(String::as_str).collect::<Vec<_>>(), rule.others),
+                (agents.to_vec(), others),
+                "{assign}"
+            );
+            assert_eq!(rule.line, Some(5), "{assign}");
+        }
+    }
+
+    #[test]
+    fn a_rule_without_its_other_half_or_naming_an_agent_no_step_has_is_refused_at_its_line() {
+        let flow = |selection: &str| {
+            format!(
+                "# F\n<process_flow>\n<step number=\"1\" name=\"a\">\n<agent_selection>\n{selection}\n</agent_selection>\n</step>\n<step number=\"2\" subagent=\"api-engineer\" name=\"b\">B.</step>\n</process_flow>\n"
+            )
+        };
+        let cases: &[(&str, &str)] = &[
+            ("ASSIGN: api-engineer", "line 5: ASSIGN: api-engineer has no IF before it"),
+            ("IF task involves APIs:", "line 5: IF task involves APIs: is followed by no ASSIGN"),
+            ("IF task involves APIs:\n  ASSIGN: someone clever", "line 5: ASSIGN: someone clever names no agent; write agent names, or \"both specialists\" for the agents of the other rules"),
+            ("IF task involves Python:\n  ASSIGN: python-specialist", "line 5: ASSIGN: python-specialist is an agent no step of this workflow names"),
+        ];
+        for &(selection, expected) in cases {
+            let problems = routing_problems(&definition(&flow(selection)));
+            let shown: Vec<String> =
+                problems.iter().map(|p| format!("line {}: {}", p.line.unwrap_or(0), p.message)).collect();
+            assert_eq!(shown, [expected], "{selection}");
+            assert_eq!(problems[0].field.as_deref(), Some("routing"));
+        }
+    }
+
+    #[test]
+    fn posted_rules_are_read_again_and_checked_by_index() {
+        let mut posted = definition(default_workflow());
+        posted.routing[0].agents = vec!["ghost".into()];
+        posted.routing[0].line = None;
+        posted.routing[1].assign = "python-specialist".into();
+        posted.routing[1].line = None;
+        let problems = validate(&mut posted);
+        assert_eq!(posted.routing[0].agents, [posted.steps[1].agent.clone().unwrap()], "agents are recomputed");
+        let shown: Vec<(Option<&str>, &str)> =
+            problems.iter().map(|p| (p.field.as_deref(), p.message.as_str())).collect();
+        assert_eq!(
+            shown,
+            [(Some("routing[1]"), "ASSIGN: python-specialist is an agent no step of this workflow names")]
+        );
     }
 
     #[test]
@@ -699,6 +928,7 @@ mod tests {
             post_flight: None,
             steps: vec![],
             blocks: vec![],
+            routing: vec![],
         };
         assert_eq!(validate(&mut empty).len(), 1);
     }

@@ -15,7 +15,9 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+mod routing;
 mod vocabulary;
+pub use routing::{Routing, RoutingInput, Rule, RuleOutcome};
 use vocabulary::*;
 
 use crate::core::base::limits::{
@@ -26,6 +28,10 @@ use crate::core::base::limits::{
 
 /// Characters of matched text quoted in a piece of evidence: enough for a phrase or a path.
 const MATCHED_CHARS_MAX: usize = 80;
+
+/// How many words after a term a marker that it stays as it is ("the endpoint response stays
+/// the same", "user uploads are out of scope") may come.
+const POST_NEGATION_REACH_WORDS: usize = 6;
 
 /// How many words after a negator it still governs. "without touching the database" needs
 /// three; past four a sentence has usually moved on to what should be done instead.
@@ -43,13 +49,6 @@ const SCORE_RELATED: u32 = 5;
 const SCORE_PARTIAL: u32 = 3;
 /// A word of the agent's description:
 const SCORE_DESCRIPTION: u32 = 1;
-
-const CLOUDFLARE_SPECIALIST: &str = "cloudflare-specialist";
-const SVELTEKIT_SPECIALIST: &str = "sveltekit-specialist";
-
-/// The specialists analysis chooses between. An optional workflow step assigned to one of these
-/// runs only when analysis chose it; steps of other agents are not analysis's to skip.
-pub const SPECIALISTS: [&str; 2] = [CLOUDFLARE_SPECIALIST, SVELTEKIT_SPECIALIST];
 
 /// What analysis reads: the task as submitted.
 #[derive(Debug, Clone, Copy)]
@@ -72,17 +71,6 @@ pub enum TaskType {
 }
 
 impl TaskType {
-    /// The specialists the seed assigns: Cloudflare work (backend and the deployment side of
-    /// infrastructure) to cloudflare-specialist, UI work to sveltekit-specialist, both for both.
-    fn agents(self) -> Vec<String> {
-        let names: &[&str] = match self {
-            TaskType::Backend | TaskType::Infrastructure => &[CLOUDFLARE_SPECIALIST],
-            TaskType::Frontend => &[SVELTEKIT_SPECIALIST],
-            TaskType::FullStack => &[CLOUDFLARE_SPECIALIST, SVELTEKIT_SPECIALIST],
-        };
-        names.iter().map(|n| n.to_string()).collect()
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             TaskType::Frontend => "frontend",
@@ -131,20 +119,23 @@ pub struct Analysis {
     /// How one-sided and how strong the evidence is, from 0.0 (nothing matched) to 1.0, rounded
     /// to two decimals. See [`confidence`].
     pub confidence: f64,
+    /// The specialists the task needs, by the workflow's routing.
     pub agents: Vec<String>,
     pub evidence: Vec<Evidence>,
     pub reasons: Vec<String>,
+    /// Which routing rules fired and on what.
+    pub routing: Routing,
 }
 
-/// Reads a task and decides its type, its specialists and why.
+/// Reads a task and decides its type, its specialists (by `routing`, see [`routing`]) and why.
 ///
-/// The type, following the seed's `<agent_selection>`: backend evidence (Cloudflare services, API
+/// The type, following the seed's `<task_type>`: backend evidence (Cloudflare services, API
 /// endpoints...) and frontend evidence (UI components, routing, forms...) together make
 /// full-stack, either alone makes its own type. Infrastructure (deployment, configuration, CI)
 /// decides only when there is no backend or frontend work, and general terms ("the worker",
 /// "SvelteKit") only when nothing else matched. With no evidence at all the answer is full-stack
-/// with both specialists and confidence 0.0, and the reasons say that nothing matched.
-pub fn analyze(input: &TaskInput) -> Analysis {
+/// with confidence 0.0, the reasons say that nothing matched, and routing keeps every agent.
+pub fn analyze(input: &TaskInput, routing: &RoutingInput) -> Analysis {
     let lexicon = Lexicon::new();
     let mut found = Vec::new();
     scan_text(&lexicon, head(input.title, ANALYSIS_TEXT_BYTES_MAX), Source::Title, &mut found);
@@ -167,7 +158,7 @@ pub fn analyze(input: &TaskInput) -> Analysis {
             });
         }
     }
-    decide(&found)
+    decide(&lexicon, input, &found, routing)
 }
 
 /// One piece of evidence, with what the decision and the reasons need besides what is shown.
@@ -223,7 +214,7 @@ enum Basis {
     GeneralTerms,
 }
 
-fn decide(found: &[Found]) -> Analysis {
+fn decide(lexicon: &Lexicon, input: &TaskInput, found: &[Found], routing: &RoutingInput) -> Analysis {
     let mut tally = Tally::default();
     let mut counted = BTreeSet::new();
     for f in found.iter().filter(|f| f.negator.is_none()) {
@@ -236,7 +227,22 @@ fn decide(found: &[Found]) -> Analysis {
         }
     }
     let (b, f, i) = (tally.backend, tally.frontend, tally.infrastructure);
-    let verdict = if b.strong > 0 || f.strong > 0 {
+    let counted = |area: Area| found.iter().filter(move |f| f.negator.is_none() && f.term.area == area);
+    let only_resources = counted(Area::Backend).all(|f| RESOURCE_NAMES.contains(&f.key.as_str()));
+    let configures = counted(Area::Infrastructure).any(|f| CONFIGURATION_TERMS.contains(&f.term.id));
+    let provisioning = configures && f.strong == 0 && only_resources;
+    let strong = |area: Area| {
+        let mut seen = BTreeSet::new();
+        let distinct =
+            counted(area).filter(|f| f.term.strength == Strength::Strong && seen.insert((f.term.id, &f.key)));
+        u32::try_from(distinct.count()).unwrap_or(u32::MAX)
+    };
+    // More distinct deployment and configuration evidence than application evidence: the
+    // application nouns are what is being configured ("a WAF skip rule for the contact form").
+    let operations = strong(Area::Infrastructure) > strong(Area::Backend).saturating_add(strong(Area::Frontend));
+    let verdict = if operations || provisioning {
+        Some((TaskType::Infrastructure, Basis::Infrastructure))
+    } else if b.strong > 0 || f.strong > 0 {
         Some((app_type(b.strong > 0, f.strong > 0), Basis::Application))
     } else if i.halves() > 0 {
         Some((TaskType::Infrastructure, Basis::Infrastructure))
@@ -246,6 +252,8 @@ fn decide(found: &[Found]) -> Analysis {
         None
     };
     let task_type = verdict.map_or(TaskType::FullStack, |(t, _)| t);
+    let weighed: Vec<(&Found, bool)> = found.iter().map(|f| (f, decides(f, verdict))).collect();
+    let (agents, routed) = routing::route(lexicon, input, task_type, &weighed, routing);
     let mut reasons = Vec::new();
     let mut said = BTreeSet::new();
     for f in found {
@@ -256,12 +264,12 @@ fn decide(found: &[Found]) -> Analysis {
     match verdict {
         None if found.is_empty() => reasons.push(
             "nothing in the title, description, requirements or paths matched a known backend, frontend or \
-             infrastructure term, so the task is treated as full-stack and both specialists are assigned"
+             infrastructure term, so the task is treated as full-stack"
                 .into(),
         ),
         None => reasons.push(
             "every term that matched was negated, so nothing points to a type: the task is treated as \
-             full-stack and both specialists are assigned"
+             full-stack"
                 .into(),
         ),
         Some((task_type, basis)) => {
@@ -281,16 +289,18 @@ fn decide(found: &[Found]) -> Analysis {
                 TaskType::Frontend => "frontend work matched and backend work did not",
                 TaskType::Infrastructure => "only deployment and configuration work matched",
             };
-            reasons.push(format!("{summary} → {}: {}", task_type.name(), task_type.agents().join(" and ")));
+            reasons.push(format!("{summary} → {}", task_type.name()));
         }
     }
+    reasons.extend(routing_reasons(&routed, &agents));
     if found.len() > EVIDENCE_MAX {
         reasons.push(format!("{} pieces of evidence matched; the first {EVIDENCE_MAX} are listed", found.len()));
     }
     Analysis {
         task_type,
         confidence: verdict.map_or(0.0, |(t, _)| confidence(t, &tally)),
-        agents: task_type.agents(),
+        agents,
+        routing: routed,
         evidence: found
             .iter()
             .take(EVIDENCE_MAX)
@@ -349,11 +359,38 @@ fn confidence(task_type: TaskType, tally: &Tally) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
-fn agent_for(area: Area) -> &'static str {
-    match area {
-        Area::Backend | Area::Infrastructure => CLOUDFLARE_SPECIALIST,
-        Area::Frontend => SVELTEKIT_SPECIALIST,
+/// Whether a piece of evidence decided the type: counted, of an area the type rests on, and
+/// strong unless only general terms matched.
+fn decides(f: &Found, verdict: Option<(TaskType, Basis)>) -> bool {
+    let Some((task_type, basis)) = verdict else { return false };
+    let area_decides = matches!(
+        (task_type, f.term.area),
+        (TaskType::FullStack, Area::Backend | Area::Frontend)
+            | (TaskType::Backend, Area::Backend)
+            | (TaskType::Frontend, Area::Frontend)
+            | (TaskType::Infrastructure, Area::Infrastructure)
+    );
+    f.negator.is_none() && area_decides && (basis != Basis::Application || f.term.strength == Strength::Strong)
+}
+
+/// One reason per rule that fired, and one when none did.
+fn routing_reasons(routed: &Routing, agents: &[String]) -> Vec<String> {
+    let fired: Vec<&RuleOutcome> = routed.rules.iter().filter(|r| r.fired).collect();
+    if fired.is_empty() {
+        return vec![format!(
+            "no routing rule matched the task, so every agent the rules assign is kept: {}",
+            agents.join(", ")
+        )];
     }
+    fired
+        .iter()
+        .map(|rule| {
+            let at = rule.line.map_or_else(String::new, |line| format!("line {line}: "));
+            let on = rule.evidence.first().map_or("", String::as_str);
+            let assigned = if rule.agents.is_empty() { "nothing more".to_string() } else { rule.agents.join(" and ") };
+            format!("{at}IF {} fired ({on}) → {assigned}", rule.condition)
+        })
+        .collect()
 }
 
 fn reason(f: &Found, task_type: Option<TaskType>) -> String {
@@ -364,6 +401,9 @@ fn reason(f: &Found, task_type: Option<TaskType>) -> String {
         (Source::Requirement, _) => format!("mentions {} in the requirements", f.term.label),
     };
     if let Some(negator) = f.negator {
+        if KEPT_AS_IS.contains(&negator) || negator == "out of scope" {
+            return format!("{subject}, followed by \"{negator}\": it stays as it is, so it does not count");
+        }
         return format!("{subject} after \"{negator}\", so it does not count");
     }
     let decides = matches!(
@@ -374,7 +414,7 @@ fn reason(f: &Found, task_type: Option<TaskType>) -> String {
             | (Some(TaskType::Infrastructure), Area::Infrastructure)
     );
     if decides {
-        format!("{subject} → {}", agent_for(f.term.area))
+        format!("{subject} → {} work", routing::area_name(f.term.area))
     } else if f.term.area == Area::Infrastructure {
         format!("{subject}, which is infrastructure and outweighed by the application work")
     } else {
@@ -622,11 +662,7 @@ fn negator_ends(tokens: &[Token], hits: &[Hit]) -> Vec<Option<&'static str>> {
                 return Some(negator);
             }
             let previous = at.checked_sub(1).and_then(|p| tokens.get(p)).and_then(Token::word)?;
-            NEGATOR_PAIRS.iter().find(|&&(a, b)| a == previous && b == word).map(|&(a, _)| match a {
-                "instead" => "instead of",
-                "rather" => "rather than",
-                _ => "other than",
-            })
+            NEGATOR_PAIRS.iter().find(|&&(a, b, _)| a == previous && b == word).map(|&(_, _, said)| said)
         })
         .collect();
     for hit in hits {
@@ -658,6 +694,30 @@ fn negated_by(tokens: &[Token], negators: &[Option<&'static str>], first: usize)
     None
 }
 
+/// The marker after the term ending at token `last`, in the same clause, that says it is left
+/// as it is: "the API already returns the messages", "schema stays as is", "uploads are out of
+/// scope".
+fn kept_as_is(tokens: &[Token], last: usize) -> Option<&'static str> {
+    for at in last + 1..=last + POST_NEGATION_REACH_WORDS {
+        let token = tokens.get(at)?;
+        if token.before != Break::None {
+            return None;
+        }
+        let word = token.word()?;
+        if SCOPE_BREAKERS.contains(&word) {
+            return None;
+        }
+        if let Some(&marker) = KEPT_AS_IS.iter().find(|&&m| m == word) {
+            return Some(marker);
+        }
+        let previous = tokens.get(at - 1).and_then(Token::word);
+        if word == "scope" && previous == Some("of") {
+            return Some("out of scope");
+        }
+    }
+    None
+}
+
 /// Whether the tokens between a negated term ending at `last` and the term starting at `first`
 /// only continue a list: list words and commas, no sentence end.
 fn continues_list(tokens: &[Token], last: usize, first: usize) -> bool {
@@ -678,7 +738,8 @@ fn scan_text(lexicon: &Lexicon, text: &str, source: Source, found: &mut Vec<Foun
     let mut previous_negated: Option<(usize, &'static str)> = None;
     for hit in &hits {
         let negator = negated_by(&tokens, &negators, hit.first)
-            .or_else(|| previous_negated.filter(|&(last, _)| continues_list(&tokens, last, hit.first)).map(|(_, n)| n));
+            .or_else(|| previous_negated.filter(|&(last, _)| continues_list(&tokens, last, hit.first)).map(|(_, n)| n))
+            .or_else(|| kept_as_is(&tokens, hit.last));
         previous_negated = negator.map(|n| (hit.last, n));
         if !seen.insert((hit.key.clone(), negator.is_some())) {
             continue;

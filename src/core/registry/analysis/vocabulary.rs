@@ -42,11 +42,15 @@ pub(super) const TERMS: &[Term] = &[
     term("security-headers", B, Strong, "security headers"),
     term("cron", B, Strong, "a cron trigger"),
     term("analytics-engine", B, Strong, "Workers Analytics Engine"),
+    term("email", B, Strong, "emails and notifications sent by the server"),
+    term("payments", B, Strong, "payments"),
+    term("ai", B, Strong, "AI models"),
     term("backend", B, Strong, "backend work"),
     term("server-code", B, Strong, "server-side code"),
     term("workers", B, General, "Workers"),
     term("server", B, General, "the server"),
     term("cloudflare", B, General, "Cloudflare"),
+    term("table", B, General, "tables and columns"),
     term("component", F, Strong, "UI components"),
     term("page", F, Strong, "pages and layouts"),
     term("routing", F, Strong, "routing"),
@@ -58,6 +62,8 @@ pub(super) const TERMS: &[Term] = &[
     term("pwa", F, Strong, "offline support (service worker)"),
     term("frontend", F, Strong, "frontend work"),
     term("svelte", F, General, "Svelte/SvelteKit"),
+    term("app", F, General, "an app or a dashboard"),
+    term("interaction", F, General, "clicks and keyboard shortcuts"),
     term("deployment", I, Strong, "deployment"),
     term("wrangler", I, Strong, "wrangler configuration"),
     term("ci", I, Strong, "a CI pipeline"),
@@ -67,6 +73,12 @@ pub(super) const TERMS: &[Term] = &[
     term("monitoring", I, Strong, "monitoring"),
     term("containers", I, Strong, "containers"),
     term("config", I, Strong, "build and tooling configuration"),
+    term("cdn", I, Strong, "the CDN and its cache"),
+    term("local-dev", I, Strong, "local development set-up"),
+    term("edge-rules", I, Strong, "zone rules (WAF, redirects, transforms)"),
+    term("operations", I, Strong, "operations (backups, alerts, billing, load tests)"),
+    term("no-code", I, Strong, "no code changes"),
+    term("access", I, Strong, "access to accounts and tools"),
 ];
 
 /// Each term and the phrases that name it, which is where synonyms live ("bucket" is R2, "table"
@@ -78,8 +90,8 @@ pub(super) const TERMS: &[Term] = &[
 #[rustfmt::skip] // One line per term reads as a table; rustfmt would put each phrase on its own line.
 pub(super) const VOCABULARY: &[(&str, &[&str])] = &[
     // Cloudflare services and server-side work (the seed's step 2A)
-    ("d1", &["d1", "database", "db", "sql", "sqlite", "=table", "database table", "schema", "query", "migration",
-        "column", "foreign key", "primary key", "full text index", "full text search", "orm", "drizzle", "prisma",
+    ("d1", &["d1", "database", "db", "sql", "sqlite", "database table", "schema", "query", "migration",
+        "foreign key", "persist", "persistence", "page through", "primary key", "full text index", "full text search", "orm", "drizzle", "prisma",
         "postgres", "postgresql", "mysql", "data model"]),
     ("kv", &["kv", "kv namespace", "workers kv", "key value", "key value store", "cache", "cache invalidation"]),
     ("r2", &["r2", "bucket", "object storage", "object store", "file upload", "upload", "blob", "file storage",
@@ -91,30 +103,41 @@ pub(super) const VOCABULARY: &[(&str, &[&str])] = &[
         "scheduled event"]),
     ("api", &["api", "endpoint", "api endpoint", "api route", "rest api", "json api", "webhook", "route handler",
         "server route", "request handler", "fetch handler", "http handler", "graphql", "rpc", "openapi",
-        "json schema", "json response", "service binding", "health check"]),
-    ("auth", &["auth", "authentication", "authorization", "authenticate", "jwt", "oauth", "session", "password",
-        "permission", "rbac", "access control", "csrf", "two factor", "2fa", "mfa", "magic link"]),
+        "json schema", "json response", "service binding", "mutation", "pagination", "cursor pagination"]),
+    ("auth", &["auth", "authentication", "authorization", "authenticate", "login", "log in", "sign in", "jwt", "oauth", "session", "password",
+        "permission", "rbac", "access control", "captcha", "siteverify", "audit log", "csrf", "two factor", "2fa", "mfa", "magic link"]),
     ("analytics-engine", &["analytics engine", "workers analytics"]),
+    ("email", &["email", "notify", "in app notification", "push notification", "send email", "email notification", "email alert", "mail provider", "transactional email",
+        "welcome email", "reset email", "digest email", "invite link", "invitation"]),
+    ("payments", &["payment", "payment provider", "stripe", "checkout session", "refund", "payout", "invoice pdf"]),
+    ("ai", &["workers ai", "ai model", "llm", "language model", "classification model", "embedding", "vectorize",
+        "vector index", "search index", "summarise", "summarize"]),
     ("rate-limiting", &["rate limit", "rate limiter", "ratelimit", "throttle"]),
     ("security-headers", &["security header", "csp", "content security policy", "hsts", "cors"]),
     ("backend", &["backend", "back end"]),
     ("server", &["server", "server side"]),
     ("workers", &["worker", "cloudflare worker", "edge function", "serverless function"]),
     ("cloudflare", &["cloudflare"]),
+    // "table" and "column" are as often a UI's as a database's: they decide nothing alone.
+    ("table", &["=table", "column", "=row"]),
     // UI work (the seed's step 2B)
     ("component", &["component", "svelte component", "ui", "ux", "user interface", "user experience", "button",
         "modal", "dialog", "alert dialog", "alert banner", "dropdown", "navbar", "nav bar", "navigation bar", "menu",
         "sidebar", "footer", "header component", "hero section", "toast", "tooltip", "popover", "widget", "icon",
         "toggle", "checkbox", "carousel", "slider", "spinner", "date picker", "color picker", "accordion", "badge",
         "banner", "breadcrumb", "card component", "panel", "gallery", "chart", "progress bar", "search bar",
-        "data table", "table view", "sortable table", "html table", "table component", "table of contents"]),
-    ("page", &["=page", "layout", "=screen", "dashboard", "homepage", "html", "markup", "seo", "meta tag",
+        "data table", "table view", "sortable table", "html table", "table component", "table of contents", "render",
+        "rerender", "sortable", "filterable", "indicator", "editor", "infinite scroll", "review queue", "overlay",
+        "sticky header", "qr code", "bell icon"]),
+    ("interaction", &["click", "keyboard shortcut", "shortcut", "hotkey", "cheatsheet", "arrow key"]),
+    ("page", &["=page", "layout", "=screen", "homepage", "html", "markup", "seo", "meta tag",
         "open graph"]),
     ("routing", &["route", "routing", "router", "navigation", "nav", "redirect", "slug", "dynamic route",
         "nested route", "route parameter", "url parameter", "query string", "query parameter", "query param",
         "search param", "deep link", "nav link", "navigation link", "broken link"]),
     ("form", &["=form", "form action", "form validation", "validation schema", "form submission", "contact form",
-        "text field", "input field", "text input", "form input", "textarea", "radio button", "select box",
+        "text field", "input field", "text input", "form input", "inline validation", "client side validation",
+        "validation error", "password field", "password length", "password strength", "email field", "email input", "email format", "textarea", "radio button", "select box",
         "submit button", "superforms", "server action", "progressive enhancement"]),
     ("load-function", &["load function", "data loading", "page data", "server load", "universal load", "prefetch",
         "preload"]),
@@ -134,38 +157,111 @@ pub(super) const VOCABULARY: &[(&str, &[&str])] = &[
     ("frontend", &["frontend", "front end", "client side", "ssr", "server side rendering", "hydration", "prerender",
         "spa", "single page app", "single page application"]),
     ("svelte", &["svelte", "sveltekit", "svelte kit"]),
+    // A dashboard is as often Cloudflare's or Grafana's as one of the app's pages.
+    ("app", &["mobile app", "web app", "native app", "dashboard"]),
     // Deployment, configuration and CI
     ("deployment", &["deploy", "deployment", "redeploy", "release", "rollout", "roll out", "rollback", "roll back",
-        "cloudflare pages", "preview deployment", "gradual deployment", "publish", "hosting", "go live"]),
+        "cloudflare pages", "preview deployment", "gradual deployment", "hosting", "go live"]),
     ("wrangler", &["wrangler", "wrangler config", "wrangler toml", "compatibility date", "compatibility flag",
         "binding"]),
     ("ci", &["ci", "cd", "ci cd", "ci pipeline", "pipeline", "github action", "github workflow", "gitlab ci",
+        "workflow run", "upload step", "deploy job", "release job", "build cache", "runner", "github runner",
+        "pull request", "preview link", "preview url",
+        "ci job", "e2e job", "matrix build", "release tag", "changelog",
         "continuous integration", "continuous deployment", "continuous delivery", "build pipeline", "build step",
         "circleci", "jenkins"]),
     ("secrets", &["secret", "env", "env var", "env variable", "environment variable", "api key", "api token",
         "credential", "dev vars", "dotenv"]),
     ("dns", &["dns", "dns record", "domain", "custom domain", "subdomain", "cname", "ssl", "tls", "certificate",
-        "ssl certificate"]),
-    ("environments", &["environment", "staging", "production environment", "staging environment",
+        "ssl certificate", "hostname", "custom hostname", "zone", "worker route", "tunnel", "cloudflare tunnel",
+        "cloudflared", "firewall", "apex", "origin", "origin server", "load balancer", "failover", "email routing",
+        "mailbox", "mx record", "r2 dev url", "public bucket"]),
+    ("edge-rules", &["waf", "waf rule", "firewall rule", "managed rule", "skip rule", "custom rule",
+        "redirect rule", "bulk redirect", "page rule", "transform rule", "cache rule", "configuration rule",
+        "rate limiting rule", "rule id", "bot protection", "bot fight mode", "challenge", "turnstile widget",
+        "edge ttl", "browser ttl", "ssl mode", "zero trust", "access policy", "cloudflare access", "301",
+        "301 redirect", "at the edge", "smart placement", "read replica", "read replication", "cache policy",
+        "static asset", "static file", "build file", "hashed file", "caching enabled", "enable caching", "in front of the app", "database location",
+        "location hint"]),
+    ("operations", &["backup", "restore", "dump", "d1 export", "time travel", "bookmark", "billing",
+        "usage alert", "usage report", "budget", "paid plan", "quota", "cost", "load test", "k6", "grafana", "datadog", "pagerduty",
+        "escalation", "rotation", "billing notification", "trace event", "retention", "cpu time", "subrequest",
+        "status page", "runbook", "incident", "latency", "p95", "p99", "colo", "query duration", "queue backlog",
+        "queue depth", "dead letter queue depth", "limit exceeded", "write limit", "daily limit", "ci log",
+        "build log"]),
+    ("access", &["sso", "single sign on", "okta", "saml", "scim", "account member", "break glass",
+        "token permission", "2fa for the account", "audit log of the account"]),
+    ("no-code", &["no code change", "without code change", "no app change", "no application change",
+        "config only", "configuration only", "dashboard only"]),
+    ("environments", &["environment", "staging", "prod", "production environment", "staging environment",
         "preview environment"]),
     ("monitoring", &["page view", "monitoring", "observability", "alert", "logpush", "uptime", "error tracking",
-        "sentry", "tail worker"]),
+        "sentry", "tail worker", "health check", "on call", "error rate", "5xx rate", "log retention",
+        "lifecycle rule", "sourcemap", "source map"]),
     ("containers", &["docker", "dockerfile", "docker compose", "container", "containerise", "containerize",
         "kubernetes"]),
     ("config", &["config", "configuration", "terraform", "pulumi", "infrastructure", "infra", "iac", "dependency",
-        "npm script", "node version", "code style", "lint", "linter", "eslint", "prettier"]),
+        "npm script", "node version", "code style", "lint", "linter", "eslint", "prettier", "pnpm", "npm install",
+        "install step", "vite config", "provision", "pulumi stack", "terraform state", "drift", "cors setting",
+        "makefile", "make target", "devcontainer", "dev container", "renovate", "dependabot", "tsconfig",
+        "git hook", "husky", "pre commit", "monorepo", "turborepo", "account id", "database id", "env block",
+        "environment block"]),
+    ("cdn", &["cdn", "cdn cache", "edge cache", "purge", "cache purge", "purge cache",
+        "cache header", "cache control"]),
+    ("local-dev", &["local dev", "local development", "dev script", "dev server", "wrangler dev", "vite server",
+        "onboarding script", "setup script", "local d1", "seed script", "laptop", "onboarding", "new hire",
+        "local database", "sample data", "seed data", "npm run dev", "run locally", "running locally",
+        "local setup", "one command", "single command", "start dev"]),
 ];
+
+/// Phrases that only name a Cloudflare resource, not work on it. A task whose backend evidence is
+/// all of these, beside configuration or deployment work, sets resources up rather than writing
+/// code for them ("an env.staging block with its own D1 database and KV namespace").
+pub(super) const RESOURCE_NAMES: &[&str] = &[
+    "d1",
+    "database",
+    "db",
+    "kv",
+    "kv namespace",
+    "workers kv",
+    "r2",
+    "bucket",
+    "queue",
+    "message queue",
+    "dead letter queue",
+    "dlq",
+    "durable object",
+    "worker",
+    "cloudflare worker",
+    "cloudflare",
+    "server",
+];
+
+/// The infrastructure terms that set resources up (as opposed to shipping code): beside them, a
+/// task naming only [`RESOURCE_NAMES`] is configuring those resources.
+pub(super) const CONFIGURATION_TERMS: &[&str] = &["wrangler", "config", "environments", "local-dev", "secrets"];
 
 /// Words that negate what follows them (apostrophes are dropped, so "don't" is "dont").
 /// Only a negator before a term counts: "the database is not involved" is not recognised, which
 /// errs towards counting the term, as listing evidence that was there does.
 pub(super) const NEGATORS: &[&str] = &[
     "no", "not", "without", "never", "avoid", "avoiding", "except", "neither", "nor", "dont", "doesnt", "didnt",
-    "wont", "shouldnt", "mustnt", "cannot", "cant", "isnt", "arent", "neednt",
+    "wont", "shouldnt", "mustnt", "cannot", "cant", "isnt", "arent", "neednt", "nothing",
 ];
 
-/// Two-word negators, matched on their second word: "use KV instead of D1".
-pub(super) const NEGATOR_PAIRS: &[(&str, &str)] = &[("instead", "of"), ("rather", "than"), ("other", "than")];
+/// Words after a term that say it is left as it is: "the endpoint response stays the same",
+/// "server checks stay as they are", "the form already exists".
+pub(super) const KEPT_AS_IS: &[&str] =
+    &["already", "stays", "stay", "remains", "remain", "unchanged", "untouched", "unaffected"];
+
+/// Two-word negators, matched on their second word, and how reasons quote them: "use KV
+/// instead of D1", "no need to change the API".
+pub(super) const NEGATOR_PAIRS: &[(&str, &str, &str)] = &[
+    ("instead", "of", "instead of"),
+    ("rather", "than", "rather than"),
+    ("other", "than", "other than"),
+    ("no", "need", "no need"),
+];
 
 /// Words that end a negation's reach: what follows is what should be done ("no API changes,
 /// just the page"; "not the API but the page").

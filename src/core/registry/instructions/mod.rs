@@ -138,6 +138,9 @@ pub struct Step {
     /// Prose of the step outside its blocks, dedented.
     pub text: String,
     pub blocks: Vec<Block>,
+    /// The directives of the step's `<agent_selection>` blocks (`IF ...:`, `ASSIGN: ...`), each
+    /// with its line, for routing rules that point at the line they came from.
+    pub selection: Vec<(u32, Directive)>,
     pub line: u32,
     pub column: u32,
 }
@@ -436,9 +439,33 @@ fn read_step(element: &Element, phase: Option<String>, position: &dyn Fn(usize) 
         phase,
         text: dedent(&prose.join("\n")),
         blocks: element.elements().map(block).collect(),
+        selection: selection_directives(element, position),
         line,
         column,
     }
+}
+
+/// Every directive of the `<agent_selection>` blocks anywhere inside `element`, with its line.
+fn selection_directives(element: &Element, position: &dyn Fn(usize) -> (u32, u32)) -> Vec<(u32, Directive)> {
+    let mut found = Vec::new();
+    for child in element.elements() {
+        if child.name != "agent_selection" {
+            found.extend(selection_directives(child, position));
+            continue;
+        }
+        for node in &child.children {
+            let Node::Text { text, start } = node else { continue };
+            let mut offset = 0;
+            for line in text.split_inclusive('\n') {
+                if let Some(directive) = directive(line.trim()) {
+                    let indent = line.len() - line.trim_start().len();
+                    found.push((position(start + offset + indent).0, directive));
+                }
+                offset += line.len();
+            }
+        }
+    }
+    found
 }
 
 fn flight_check(element: &Element) -> FlightCheck {
