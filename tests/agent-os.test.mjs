@@ -101,7 +101,53 @@ Review what the engineers did. Write \`docs/review.md\`.
 </process_flow>
 `;
 
-/** Step agents for the tests: each reads its step's instructions and writes the file they name. */
+/** A rules file of the team's own, as Agent OS's meta/pre-flight.md is; `v` marks its version. */
+const teamRules = (v) => `---
+description: Rules for every step
+---
+
+# Team Rules
+
+- Work only on your own step.
+- Sign the notes of every report with: signed-${v}
+`;
+
+/** A flow whose flight checks EXECUTE rules files, as every Agent OS core file does. */
+const RULED_FLOW = `# Ruled Flow
+
+<pre_flight_check>
+  EXECUTE: @.agent-os/instructions/meta/team-rules.md
+</pre_flight_check>
+
+<process_flow>
+
+<step number="1" subagent="context-fetcher" name="look">
+
+### Step 1: Look around
+
+Read the code. Write \`docs/look.md\`.
+
+</step>
+
+<step number="2" name="build">
+
+### Step 2: Build it
+
+Build the change. Write \`docs/build.md\`.
+
+</step>
+
+</process_flow>
+
+<post_flight_check>
+  EXECUTE: @.agent-os/instructions/meta/team-closing.md
+</post_flight_check>
+`;
+
+/**
+ * Step agents for the tests: each reads its step's instructions, writes the file they name and
+ * follows the rules the step carries (a rule "Sign the notes ... with: X" signs its notes).
+ */
 function reader(worker, name, token) {
   const client = agent(worker, name, token);
   return {
@@ -110,7 +156,9 @@ function reader(worker, name, token) {
       const step = await leaseWithin(client, timeoutMs);
       const named = /`([^`]+\.md)`/.exec(step.instructions.text);
       assert.ok(named, `step ${step.key}'s instructions name no file to write: ${step.instructions.text}`);
-      const report = { files_created: [named[1]], notes: `${name} did "${step.instructions.title}"` };
+      const signatures = (step.instructions.rules ?? []).map((r) => /Sign the notes of every report with: (\S+)/.exec(r.text)?.[1]).filter(Boolean);
+      const notes = [`${name} did "${step.instructions.title}"`, ...signatures].join(" ");
+      const report = { files_created: [named[1]], notes };
       const response = await client.complete(step, { outcome: "succeeded", report });
       assert.equal(response.status, 200, await response.text());
       return step;
@@ -263,6 +311,64 @@ describe("Agent OS instruction files as written", { timeout: 300_000 }, () => {
       { field: "routing[0]", message: "ASSIGN: ghost-engineer is an agent no step of this workflow names" },
     ]);
     assert.equal((await worker.admin("/v1/workflows/json-team-flow")).status, 404);
+  });
+
+  test("rules files are posted and versioned, and a flight check attaches them to the steps, pinned at submission", async () => {
+    const first = await postFile(teamRules("v1"), "team-rules");
+    assert.equal(first.status, 201, await first.clone().text());
+    const stored = await first.json();
+    assert.deepEqual([stored.version, stored.steps, stored.title], [1, [], "Team Rules"]);
+    assert.match(stored.rules, /^# Team Rules\n\n- Work only on your own step\./);
+    assert.equal((await (await postFile(teamRules("v2"), "team-rules")).json()).version, 2);
+    const closing = await postFile("# Closing\n\n- Say which steps did what they were asked.\n", "team-closing");
+    assert.equal(closing.status, 201);
+    assert.equal((await postFile(RULED_FLOW, "ruled-flow")).status, 201);
+
+    const { body } = await submit(worker, { title: "Add an audit log", workflow: "ruled-flow" });
+    assert.equal(body.task.status, "running", JSON.stringify(body));
+    assert.equal((await postFile(teamRules("v3"), "team-rules")).status, 201, "a newer version after submission");
+    const fetcher = reader(worker, "context-fetcher", await issueToken(worker, "context-fetcher"));
+    const main = reader(worker, "main-agent", await issueToken(worker, "main-agent"));
+    const look = await fetcher.work();
+    assert.deepEqual(look.instructions.rules.map((r) => [r.check, r.name, r.version]), [["pre_flight", "team-rules", 2]]);
+    const build = await main.work();
+    assert.deepEqual(
+      build.instructions.rules.map((r) => [r.check, r.name, r.version]),
+      [["pre_flight", "team-rules", 2], ["post_flight", "team-closing", 1]],
+    );
+    assert.match(build.inputs["1"].report.notes, / signed-v2$/, "step 1's agent followed the pinned rules");
+    assert.equal((await taskOf(worker, body.task.id)).status, "succeeded");
+    const created = (await eventsOf(worker, body.task.id)).find((e) => e.kind === "task.created");
+    assert.deepEqual(created.data.rules, [
+      { check: "pre_flight", name: "team-rules", version: 2 },
+      { check: "post_flight", name: "team-closing", version: 1 },
+    ]);
+
+    const seed = await submit(worker, { title: "Add a D1 table" });
+    const seedStep = await leaseWithin(fetcher);
+    assert.equal(seedStep.task_id, seed.body.task.id);
+    assert.deepEqual(seedStep.instructions.rules.map((r) => r.name), ["pre-flight"], "the defaults ship their own rules files");
+    await worker.admin(`/v1/tasks/${seed.body.task.id}/cancel`, { method: "POST" });
+  });
+
+  test("an EXECUTE of a file not posted or not a rules file, or a task on a rules file, is refused and stores nothing", async () => {
+    const missing = await postFile(RULED_FLOW.replace("team-closing.md", "nobody-wrote-this.md"), "unruled-flow");
+    assert.equal(missing.status, 422);
+    assert.deepEqual((await missing.json()).error.details, [
+      {
+        field: "post_flight",
+        line: 28,
+        message:
+          "EXECUTE: @.agent-os/instructions/meta/nobody-wrote-this.md addresses nobody-wrote-this, which is not posted; post that file first, as nobody-wrote-this (POST /v1/workflows?name=nobody-wrote-this)",
+      },
+    ]);
+    const steps = await postFile(RULED_FLOW.replace("team-rules.md", "spec-flow.md"), "unruled-flow");
+    assert.equal(steps.status, 422);
+    assert.match((await steps.json()).error.details[0].message, /addresses spec-flow, a workflow with steps; a flight check runs rules files/);
+    assert.equal((await worker.admin("/v1/workflows/unruled-flow")).status, 404);
+    const onRules = await submit(worker, { title: "Run the rules", workflow: "team-rules" });
+    assert.equal(onRules.response.status, 422);
+    assert.match(onRules.body.error.details[0].message, /team-rules is a rules file: it has no steps to run/);
   });
 
   test("a main agent that does not exist is refused at submission and warned of at posting, changing nothing", async () => {

@@ -31,7 +31,9 @@ use crate::core::registry::agents::{self, AgentInput, AgentSpec, Mode};
 use crate::core::registry::analysis::{self, AgentProfile, TaskInput};
 use crate::core::registry::default_agents::DEFAULT_AGENTS;
 use crate::core::registry::instructions;
-use crate::core::registry::workflow::{self, Definition, DEFAULT_WORKFLOW_NAME, DEFAULT_WORKFLOW_SOURCE};
+use crate::core::registry::workflow::{
+    self, Definition, FlightRules, DEFAULT_RULES_FILES, DEFAULT_WORKFLOW_NAME, DEFAULT_WORKFLOW_SOURCE,
+};
 
 /// How long a cached agent lives in KV: KV's shortest TTL, which is also the longest another
 /// location can serve an agent after it changed.
@@ -44,7 +46,7 @@ const WEBHOOK_SECRET_RANDOM_BYTES: usize = 32;
 /// it need not run on every request.
 static DEFAULTS_CHECKED: AtomicBool = AtomicBool::new(false);
 
-/// Loads the default agents and the default workflow before an isolate answers its first
+/// Loads the default agents, the default workflow and its rules files before an isolate answers its first
 /// authenticated request (and on the first cron run).
 /// The batch is idempotent (see `store::load_defaults`), so isolates racing here is harmless.
 pub async fn ensure_defaults(env: &Env, now: Timestamp) -> worker::Result<()> {
@@ -68,12 +70,26 @@ pub async fn ensure_defaults(env: &Env, now: Timestamp) -> worker::Result<()> {
             source: None,
         })
         .collect();
+    let mut definitions = Vec::new();
+    for (name, source) in DEFAULT_RULES_FILES {
+        let parsed = instructions::parse(source);
+        let rules = Definition::rules_file(name.to_string(), &parsed.file, instructions::body_of(source));
+        definitions.push((name, rules, source));
+    }
     let parsed = instructions::parse(DEFAULT_WORKFLOW_SOURCE);
     let definition = workflow::from_instructions(DEFAULT_WORKFLOW_NAME.to_string(), &parsed.file);
-    let definition_json = serde_json::to_string(&definition).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let id = platform::new_id(IdKind::Workflow, now)?;
-    store::load_defaults(&db, &agents, (&id, DEFAULT_WORKFLOW_NAME, &definition_json, DEFAULT_WORKFLOW_SOURCE), now)
-        .await?;
+    definitions.push((DEFAULT_WORKFLOW_NAME, definition, DEFAULT_WORKFLOW_SOURCE));
+    let mut workflows = Vec::new();
+    for (name, definition, source) in definitions {
+        let json = serde_json::to_string(&definition).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        workflows.push(store::DefaultWorkflow {
+            id: platform::new_id(IdKind::Workflow, now)?,
+            name,
+            definition: json,
+            source,
+        });
+    }
+    store::load_defaults(&db, &agents, &workflows, now).await?;
     DEFAULTS_CHECKED.store(true, Ordering::Relaxed);
     Ok(())
 }
@@ -438,7 +454,11 @@ pub async fn create_workflow(call: &Call<'_>, body: &[u8]) -> Handled {
         if let Err(detail) = &name {
             errors.insert(0, detail.clone());
         }
+        let rules = instructions::is_rules_file(&parsed);
         match name {
+            Ok(name) if rules => {
+                (Definition::rules_file(name, &parsed.file, instructions::body_of(&text)), Some(text), warnings)
+            }
             Ok(name) if errors.is_empty() => {
                 let definition = workflow::from_instructions(name, &parsed.file);
                 let problems = workflow::definition_problems(&definition);
@@ -451,6 +471,10 @@ pub async fn create_workflow(call: &Call<'_>, body: &[u8]) -> Handled {
         }
     };
     let db = call.env.d1(bindings::DB)?;
+    let problems = execute_problems(&db, &definition).await?;
+    if !problems.is_empty() {
+        return Err(ApiError::InvalidWorkflow { details: problems }.into());
+    }
     let mut named = definition.agents();
     let main_agent =
         workflow::main_agent_of(&definition, None, platform::text(call.env, bindings::MAIN_AGENT).as_deref());
@@ -485,6 +509,69 @@ pub async fn create_workflow(call: &Call<'_>, body: &[u8]) -> Handled {
     let mut body = workflow_json(&id, version, call.now.as_millis(), &definition_json);
     body["warnings"] = serde_json::to_value(&warnings).unwrap_or(json!([]));
     Ok(ApiResponse::json(201, &body))
+}
+
+/// What is wrong with the files a definition's flight checks `EXECUTE`: each must address a
+/// rules file that is posted.
+async fn execute_problems(db: &D1Database, definition: &Definition) -> Result<Vec<Detail>, Failed> {
+    let mut problems = Vec::new();
+    for execute in definition.flight_executes() {
+        let path = &execute.path;
+        let Some(name) = &execute.name else {
+            problems.push(
+                execute.problem(format!("EXECUTE: @{path} does not address a file by a name switchyard can use")),
+            );
+            continue;
+        };
+        let found = match store::latest_workflow(db, name).await? {
+            Some(row) => Some(stored_definition(&row)?),
+            None => None,
+        };
+        match found {
+            None => problems.push(execute.problem(format!(
+                "EXECUTE: @{path} addresses {name}, which is not posted; post that file first, as {name} \
+                 (POST /v1/workflows?name={name})"
+            ))),
+            Some(found) if found.rules.is_none() => problems.push(execute.problem(format!(
+                "EXECUTE: @{path} addresses {name}, a workflow with steps; a flight check runs rules files"
+            ))),
+            Some(_) => {}
+        }
+    }
+    Ok(problems)
+}
+
+/// The rules files a definition's flight checks `EXECUTE`, at their latest versions: what a task
+/// submitted now attaches to its steps. One that is no longer posted refuses the task.
+pub async fn flight_rules(db: &D1Database, definition: &Definition) -> Result<Vec<FlightRules>, Failed> {
+    let mut found = Vec::new();
+    for execute in definition.flight_executes() {
+        let row = match &execute.name {
+            Some(name) => store::latest_workflow(db, name).await?,
+            None => None,
+        };
+        let rules = match &row {
+            Some(row) => stored_definition(row)?.rules,
+            None => None,
+        };
+        let (Some(row), Some(text), Some(name)) = (row, rules, execute.name.clone()) else {
+            let message = format!(
+                "the workflow's {} EXECUTEs @{}, which addresses no posted rules file",
+                execute.check.replace('_', "-"),
+                execute.path
+            );
+            return Err(ApiError::Invalid { details: vec![Detail::field("workflow", message)] }.into());
+        };
+        found.push(FlightRules { check: execute.check, name, version: row.version, text });
+    }
+    Ok(found)
+}
+
+/// A stored workflow's definition. Definitions are written by us; one that does not read back
+/// is a fault.
+pub fn stored_definition(row: &store::WorkflowRow) -> Result<Definition, Failed> {
+    serde_json::from_str(&row.definition)
+        .map_err(|err| Failed::Fault(format!("stored workflow {} is not readable: {err}", row.id)))
 }
 
 fn workflow_name_param(call: &Call<'_>) -> Result<String, ApiError> {
@@ -552,8 +639,7 @@ pub async fn analyze(call: &Call<'_>, body: &[u8]) -> Handled {
             ApiError::Invalid { details: vec![Detail::field("workflow", format!("no workflow {named}"))] }.into()
         );
     };
-    let definition: Definition = serde_json::from_str(&row.definition)
-        .map_err(|err| Failed::Fault(format!("stored workflow {} is not readable: {err}", row.id)))?;
+    let definition = stored_definition(&row)?;
     let agents = store::all_agents(&db).await?;
     let capabilities = capabilities_of(&agents);
     let profiles = profiles(&agents, &capabilities);

@@ -32,7 +32,7 @@ use crate::core::engine::{
 };
 use crate::core::records::live;
 use crate::core::registry::analysis::{self, TaskInput};
-use crate::core::registry::workflow::{self, Definition};
+use crate::core::registry::workflow;
 
 /// Longest `Idempotency-Key`: a UUID is 36 characters; 128 leaves room for keys that embed a
 /// client name, while a key cannot become a way to store data.
@@ -155,8 +155,21 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
         }
         .into());
     };
-    let mut definition: Definition = serde_json::from_str(&workflow.definition)
-        .map_err(|err| Failed::Fault(format!("stored workflow {} is not readable: {err}", workflow.id)))?;
+    let mut definition = registry::stored_definition(&workflow)?;
+    if definition.rules.is_some() {
+        return Err(ApiError::Invalid {
+            details: vec![Detail::field(
+                "workflow",
+                format!(
+                    "{} is a rules file: it has no steps to run; workflows EXECUTE it from their flight checks",
+                    workflow_ref.name
+                ),
+            )],
+        }
+        .into());
+    }
+    let flight_rules = registry::flight_rules(&db, &definition).await?;
+    trips += u64::try_from(definition.flight_executes().len()).unwrap_or(u64::MAX);
     definition.steps = workflow::steps_to_run(&definition);
     let agents = store::all_agents(&db).await?;
     trips += 2;
@@ -190,6 +203,7 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
         analysis: &analysis,
         agents: &profiles,
         main_agent: &main_agent,
+        flight_rules: &flight_rules,
         now: call.now,
     })
     .map_err(|details| ApiError::Invalid { details })?;

@@ -851,11 +851,13 @@ export interface components {
             children?: components["schemas"]["Block"][];
         };
         FlightCheck: {
-            /** @description The @paths of EXECUTE: lines. */
+            /** @description The @paths of EXECUTE: lines. Each addresses a posted rules file by its name (`@.agent-os/instructions/meta/pre-flight.md` is `pre-flight`), which must be posted before the workflow. */
             executes?: string[];
             text?: string;
             /** @description E.g. the post-flight <summary> template. */
             blocks?: components["schemas"]["Block"][];
+            /** @description The line of each EXECUTE: (files only). */
+            lines?: number[];
         };
         StepDefinition: {
             /** @description The step number: 1, 2a, 10. */
@@ -890,10 +892,13 @@ export interface components {
             main_agent?: string | null;
             pre_flight?: components["schemas"]["FlightCheck"] | null;
             post_flight?: components["schemas"]["FlightCheck"] | null;
+            /** @description At least one, except in a rules file, which has none. */
             steps: components["schemas"]["StepDefinition"][];
             blocks?: components["schemas"]["Block"][];
             /** @description The <agent_selection> rules in file order. Each must name agents that steps of the workflow name. */
             routing?: components["schemas"]["RoutingRule"][];
+            /** @description A rules file (an instruction file with no <process_flow>, like Agent OS's meta/pre-flight.md): its text without front matter. A rules file has no steps and runs no task; flight checks that EXECUTE it attach it to steps. */
+            rules?: string | null;
         };
         Workflow: components["schemas"]["WorkflowDefinition"] & {
             id: string;
@@ -1069,7 +1074,7 @@ export interface components {
             name?: string;
             /** @description The agent's name. */
             agent?: string | null;
-            /** @description The step's title, phase, text and structured blocks, as fixed when the task was submitted. */
+            /** @description The step's title, phase, text and structured blocks, as fixed when the task was submitted, and `rules`: the rules files the workflow's flight checks EXECUTE, at the versions of the submission ({check, name, version, text}; pre_flight on every step, post_flight also on the last step an agent does). */
             instructions?: Record<string, never> | components["schemas"]["Offloaded"];
             /** @description By step key, the reports of the steps this one depends on (or why they were skipped). */
             inputs?: Record<string, never> | components["schemas"]["Offloaded"];

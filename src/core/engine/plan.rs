@@ -20,7 +20,9 @@ use crate::core::base::limits::{STEP_ATTEMPTS_DEFAULT, STEP_ATTEMPTS_MAX};
 use crate::core::base::time::Timestamp;
 use crate::core::edge::error::Detail;
 use crate::core::registry::analysis::{self, AgentProfile, Analysis, Selection};
-use crate::core::registry::workflow::{self, missing_agents, ChosenBy, Definition, MainAgent, StepDefinition};
+use crate::core::registry::workflow::{
+    self, missing_agents, ChosenBy, Definition, FlightRules, MainAgent, StepDefinition,
+};
 
 /// What a submission is planned from.
 pub struct PlanInput<'a> {
@@ -34,6 +36,8 @@ pub struct PlanInput<'a> {
     pub agents: &'a [AgentProfile<'a>],
     /// Who does the steps that name no agent.
     pub main_agent: &'a MainAgent,
+    /// The rules files the flight checks `EXECUTE`, resolved at submission.
+    pub flight_rules: &'a [FlightRules],
     pub now: Timestamp,
 }
 
@@ -134,11 +138,20 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
             "task_type": input.analysis.task_type,
             "agents": input.analysis.agents,
             "main_agent": {"name": input.main_agent.name, "chosen_by": input.main_agent.chosen_by.as_str()},
+            "rules": input.flight_rules.iter().map(|r| json!({"check": r.check, "name": r.name, "version": r.version})).collect::<Vec<_>>(),
         }),
     );
     run.events.extend(events);
+    let last_agent_step = run.task.steps.iter().rposition(|s| s.runner == Runner::Agent);
     let instructions = (0..input.definition.steps.len())
-        .map(|index| instructions_of(input.definition, input.workflow_version, &run.task.steps, index))
+        .map(|index| {
+            let mut part = instructions_of(input.definition, input.workflow_version, &run.task.steps, index);
+            let rules = flight_rules_of(input.flight_rules, Some(index) == last_agent_step);
+            if !rules.is_empty() {
+                part["rules"] = Value::Array(rules);
+            }
+            part
+        })
         .collect();
     run.advance();
     Ok(Plan { task: run.task, events: run.events, sends: run.sends, selections, instructions })
@@ -206,6 +219,16 @@ fn main_agent_problem(input: &PlanInput, registered: &[&str]) -> Option<Detail> 
             keys.join(", ")
         ),
     ))
+}
+
+/// The rules a step's instructions carry: every pre-flight rules file, and for the last step an
+/// agent does, the post-flight ones too.
+fn flight_rules_of(rules: &[FlightRules], last: bool) -> Vec<Value> {
+    rules
+        .iter()
+        .filter(|r| r.check == "pre_flight" || last)
+        .map(|r| json!({"check": r.check, "name": r.name, "version": r.version, "text": r.text}))
+        .collect()
 }
 
 fn steps_naming(definition: &Definition, agent: &str) -> String {

@@ -124,6 +124,7 @@ impl World {
             analysis: &analysis,
             agents: &agents,
             main_agent: &workflow::main_agent_of(&definition, None, None),
+            flight_rules: &[],
             now,
         };
         let planned = plan(&input).expect("the simulated workflows plan");

@@ -46,6 +46,7 @@ fn planned(definition: &Definition, title: &str) -> Result<plan::Plan, Vec<Detai
         analysis: &analysis,
         agents: &agents,
         main_agent: &workflow::main_agent_of(definition, None, None),
+        flight_rules: &[],
         now: at(0),
     })
 }
@@ -220,6 +221,7 @@ fn a_task_is_refused_only_when_its_main_agent_is_needed_and_not_registered() {
             analysis: &analysis,
             agents: &agents,
             main_agent: &ghost,
+            flight_rules: &[],
             now: at(0),
         })
     };

@@ -151,6 +151,86 @@ pub struct Definition {
     /// of optional steps decide which of those steps a task needs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routing: Vec<RoutingRule>,
+    /// For a rules file (no `<process_flow>`, like Agent OS's `meta/pre-flight.md`): its text,
+    /// which the flight checks of other files attach to their steps. A rules file has no steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<String>,
+}
+
+/// One `EXECUTE:` of a flight check: where it is, what it names, and the posted file that is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlightExecute {
+    /// `pre_flight` or `post_flight`.
+    pub check: &'static str,
+    pub path: String,
+    /// The name of the posted file the path addresses, if it can address one.
+    pub name: Option<String>,
+    pub line: Option<u32>,
+    pub index: usize,
+}
+
+impl FlightExecute {
+    /// A problem about this `EXECUTE`, at its line or field.
+    pub fn problem(&self, message: String) -> Detail {
+        match self.line {
+            Some(line) => Detail { line: Some(line), ..Detail::field(self.check, message) },
+            None => Detail::field(format!("{}.executes[{}]", self.check, self.index), message),
+        }
+    }
+}
+
+/// A rules file a task's flight checks attach, at the version fixed at submission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlightRules {
+    /// `pre_flight` (attached to every step) or `post_flight` (to the last agent step).
+    pub check: &'static str,
+    pub name: String,
+    pub version: i64,
+    pub text: String,
+}
+
+/// The name of the posted file an `EXECUTE` path addresses: `@.agent-os/instructions/meta/
+/// pre-flight.md` and `pre-flight` both address `pre-flight`, the file's name without its
+/// folders and extension.
+pub fn name_of_path(path: &str) -> Option<String> {
+    let file = path.trim().trim_start_matches('@').rsplit('/').next()?;
+    let stem = file.strip_suffix(".md").unwrap_or(file);
+    let name = slug(stem);
+    is_workflow_name(&name).then_some(name)
+}
+
+impl Definition {
+    /// Every `EXECUTE:` of the flight checks, pre-flight first.
+    pub fn flight_executes(&self) -> Vec<FlightExecute> {
+        let checks = [("pre_flight", &self.pre_flight), ("post_flight", &self.post_flight)];
+        let mut found = Vec::new();
+        for (check, flight) in checks {
+            let Some(flight) = flight else { continue };
+            for (index, path) in flight.executes.iter().enumerate() {
+                let line = flight.lines.get(index).copied();
+                found.push(FlightExecute { check, path: path.clone(), name: name_of_path(path), line, index });
+            }
+        }
+        found
+    }
+
+    /// A rules file made from a file without a flow: its name, front matter, title and text.
+    pub fn rules_file(name: String, file: &InstructionFile, text: &str) -> Definition {
+        Definition {
+            name,
+            title: file.title.clone(),
+            description: file.front_matter.get("description").and_then(Value::as_str).map(String::from),
+            overview: file.overview.clone(),
+            front_matter: file.front_matter.clone(),
+            main_agent: None,
+            pre_flight: None,
+            post_flight: None,
+            steps: Vec::new(),
+            blocks: Vec::new(),
+            routing: Vec::new(),
+            rules: Some(text.to_string()),
+        }
+    }
 }
 
 impl Definition {
@@ -238,6 +318,7 @@ pub fn from_instructions(name: String, file: &InstructionFile) -> Definition {
             .collect(),
         blocks: file.blocks.clone(),
         routing: Vec::new(),
+        rules: None,
     };
     derive_dependencies(&mut definition.steps);
     definition.routing = file.steps().flat_map(|step| rules_of(&step.number, &step.selection)).collect();
@@ -456,8 +537,11 @@ pub fn validate(definition: &mut Definition) -> Vec<Detail> {
     if !is_workflow_name(&definition.name) {
         details.push(Detail::field("name", name_rule()));
     }
-    if definition.steps.is_empty() {
-        details.push(Detail::field("steps", "a workflow needs at least one step"));
+    match (&definition.rules, definition.steps.is_empty()) {
+        (None, true) => details.push(Detail::field("steps", "a workflow needs at least one step, or rules text")),
+        (Some(_), false) => details.push(Detail::field("rules", "a rules file has no steps")),
+        (Some(rules), true) if rules.trim().is_empty() => details.push(Detail::field("rules", "is empty")),
+        _ => {}
     }
     if definition.steps.len() > STEPS_MAX {
         details.push(Detail::field("steps", format!("{} steps; the limit is {STEPS_MAX}", definition.steps.len())));
@@ -929,6 +1013,7 @@ mod tests {
             steps: vec![],
             blocks: vec![],
             routing: vec![],
+            rules: None,
         };
         assert_eq!(validate(&mut empty).len(), 1);
     }
@@ -966,10 +1051,50 @@ pub const DEFAULT_WORKFLOW_SOURCE: &str = include_str!("../../../workflows/enhan
 /// The name the default workflow is stored under and tasks use when they name none.
 pub const DEFAULT_WORKFLOW_NAME: &str = "enhanced-multi-agent";
 
+/// The rules files the default workflow's flight checks `EXECUTE`, loaded with it on first
+/// start: (name, source).
+pub const DEFAULT_RULES_FILES: [(&str, &str); 2] = [
+    ("pre-flight", include_str!("../../../workflows/meta/pre-flight.md")),
+    ("post-flight", include_str!("../../../workflows/meta/post-flight.md")),
+];
+
 #[cfg(test)]
 mod default_workflow_tests {
     use super::*;
-    use crate::core::registry::instructions::parse;
+    use crate::core::registry::instructions::{self, parse};
+
+    #[test]
+    fn the_default_workflows_flight_checks_execute_the_default_rules_files() {
+        let definition = from_instructions(DEFAULT_WORKFLOW_NAME.into(), &parse(DEFAULT_WORKFLOW_SOURCE).file);
+        let executes: Vec<(&str, Option<String>, Option<u32>)> =
+            definition.flight_executes().iter().map(|e| (e.check, e.name.clone(), e.line)).collect();
+        assert_eq!(
+            executes,
+            [
+                ("pre_flight", Some("pre-flight".into()), Some(19)),
+                ("post_flight", Some("post-flight".into()), Some(218))
+            ]
+        );
+        for (name, source) in DEFAULT_RULES_FILES {
+            let parsed = parse(source);
+            assert!(instructions::is_rules_file(&parsed), "{name}: {:?}", parsed.problems);
+            assert_eq!(choose_name(None, &parsed.file).as_deref(), Ok(name));
+            assert!(instructions::body_of(source).starts_with("# "), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_execute_path_addresses_a_posted_file_by_its_name() {
+        for (path, name) in [
+            ("@.agent-os/instructions/meta/pre-flight.md", Some("pre-flight")),
+            (".agent-os/instructions/core/execute-task.md", Some("execute-task")),
+            ("execute-task", Some("execute-task")),
+            ("@Execute Task.md", Some("execute-task")),
+            ("@.agent-os/instructions/", None),
+        ] {
+            assert_eq!(name_of_path(path).as_deref(), name, "{path}");
+        }
+    }
 
     #[test]
     fn the_default_workflow_parses_cleanly_and_follows_the_seed_process() {

@@ -110,13 +110,21 @@ pub async fn list_workflows(db: &D1Database, after: Option<&str>, limit: u32) ->
     .results()
 }
 
-/// Loads the default agents and workflow, once per installation: every statement is guarded by
+/// A workflow or rules file loaded on first start, with its stored definition (JSON).
+pub struct DefaultWorkflow<'a> {
+    pub id: String,
+    pub name: &'a str,
+    pub definition: String,
+    pub source: &'a str,
+}
+
+/// Loads the default agents and workflows, once per installation: every statement is guarded by
 /// the settings marker the batch itself writes, so concurrent first requests load them once,
 /// and a default an operator deleted later is not loaded again.
 pub async fn load_defaults(
     db: &D1Database,
     agents: &[AgentSpec],
-    workflow: (&str, &str, &str, &str),
+    workflows: &[DefaultWorkflow<'_>],
     now: Timestamp,
 ) -> Result<()> {
     trip()?;
@@ -125,15 +133,22 @@ pub async fn load_defaults(
     for agent in agents {
         statements.push(insert_agent_statement(db, agent, None, now, &not_loaded)?);
     }
-    let (id, name, definition, source) = workflow;
-    statements.push(
-        db.prepare(format!(
-            "INSERT INTO workflows (id, name, version, definition, source, created_at)
-             SELECT ?1, ?2, 1, ?3, ?4, ?5
-             WHERE NOT EXISTS (SELECT 1 FROM workflows WHERE name = ?2) {not_loaded}"
-        ))
-        .bind(&[id.into(), name.into(), definition.into(), source.into(), int(now.as_millis())])?,
-    );
+    for workflow in workflows {
+        statements.push(
+            db.prepare(format!(
+                "INSERT INTO workflows (id, name, version, definition, source, created_at)
+                 SELECT ?1, ?2, 1, ?3, ?4, ?5
+                 WHERE NOT EXISTS (SELECT 1 FROM workflows WHERE name = ?2) {not_loaded}"
+            ))
+            .bind(&[
+                workflow.id.as_str().into(),
+                workflow.name.into(),
+                workflow.definition.as_str().into(),
+                workflow.source.into(),
+                int(now.as_millis()),
+            ])?,
+        );
+    }
     statements.push(
         db.prepare("INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO NOTHING")
             .bind(&[DEFAULTS_LOADED.into(), now.to_rfc3339().into(), int(now.as_millis())])?,

@@ -107,6 +107,9 @@ pub struct FlightCheck {
     /// The `@path` of each `EXECUTE:` line.
     #[serde(default)]
     pub executes: Vec<String>,
+    /// The line of each `EXECUTE:`, in the same order (none for a definition posted as JSON).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<u32>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub text: String,
     /// Nested blocks, e.g. the post-flight `<summary>` template.
@@ -164,6 +167,21 @@ pub struct Group {
 pub enum FlowEntry {
     Step(Step),
     Group(Group),
+}
+
+/// The problem of a file without `<process_flow>`: for a workflow an error, and what makes a
+/// file a rules file (like Agent OS's `meta/pre-flight.md`) when it is the only one.
+pub const NO_PROCESS_FLOW: &str = "the file has no <process_flow>";
+
+/// Whether the parsed file is a rules file: no `<process_flow>` and nothing else wrong.
+pub fn is_rules_file(parsed: &Parsed) -> bool {
+    parsed.problems.iter().filter(|p| p.severity == Severity::Error).all(|p| p.message == NO_PROCESS_FLOW)
+        && parsed.problems.iter().any(|p| p.message == NO_PROCESS_FLOW)
+}
+
+/// The file without its front matter.
+pub fn body_of(text: &str) -> &str {
+    text.get(front_matter::split(text).body_start..).unwrap_or("").trim()
 }
 
 /// Everything read from an instruction file.
@@ -269,14 +287,14 @@ pub fn parse(text: &str) -> Parsed {
                 flow_start = element.start;
                 read_flow(element, &mut file, &mut problems, &position);
             }
-            "pre_flight_check" => file.pre_flight = Some(flight_check(element)),
-            "post_flight_check" => file.post_flight = Some(flight_check(element)),
+            "pre_flight_check" => file.pre_flight = Some(flight_check(element, &position)),
+            "post_flight_check" => file.post_flight = Some(flight_check(element, &position)),
             _ => file.blocks.push(block(element)),
         }
     }
     report_misplaced(&root, false, &mut problems, &position);
     if flows == 0 {
-        problems.push(Problem::error(1, 1, "the file has no <process_flow>"));
+        problems.push(Problem::error(1, 1, NO_PROCESS_FLOW));
     } else if file.steps().next().is_none() && !problems.iter().any(|p| p.severity == Severity::Error) {
         // Only when nothing else explains it: an unclosed <step> also leaves the flow empty.
         let (line, column) = position(flow_start);
@@ -468,15 +486,23 @@ fn selection_directives(element: &Element, position: &dyn Fn(usize) -> (u32, u32
     found
 }
 
-fn flight_check(element: &Element) -> FlightCheck {
+fn flight_check(element: &Element, position: &dyn Fn(usize) -> (u32, u32)) -> FlightCheck {
     let text = dedent(&element.own_text());
-    let executes = text
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("EXECUTE:"))
-        .map(|path| path.trim().trim_start_matches('@').to_string())
-        .filter(|path| !path.is_empty())
-        .collect();
-    FlightCheck { executes, text, blocks: element.elements().map(block).collect() }
+    let mut executes = Vec::new();
+    let mut lines = Vec::new();
+    for node in &element.children {
+        let Node::Text { text, start } = node else { continue };
+        let mut offset = 0;
+        for line in text.split_inclusive('\n') {
+            let path = line.trim().strip_prefix("EXECUTE:").map(|p| p.trim().trim_start_matches('@'));
+            if let Some(path) = path.filter(|p| !p.is_empty()) {
+                executes.push(path.to_string());
+                lines.push(position(start + offset + (line.len() - line.trim_start().len())).0);
+            }
+            offset += line.len();
+        }
+    }
+    FlightCheck { executes, lines, text, blocks: element.elements().map(block).collect() }
 }
 
 /// Converts an element into a block, reading items and directives from its own text.
