@@ -250,14 +250,15 @@ describe("Agent OS instruction files as written", { timeout: 300_000 }, () => {
     const fired = task.analysis.routing.rules.filter((r) => r.fired);
     assert.deepEqual(fired.map((r) => [r.line, r.on]), [[13, "evidence"]]);
     assert.match(fired[0].evidence[0], /endpoint in the title is an API endpoint, which the condition names/);
-    const ui = task.steps.find((s) => s.key === "2b");
-    assert.equal(ui.status, "skipped");
-    assert.equal(ui.skip_reason, "analysis found a backend task, and no routing rule that fired assigns ui-engineer");
+    assert.equal(task.steps.find((s) => s.key === "2b").status, "pending", "decided when its group is ready");
     assert.deepEqual(task.steps.map((s) => s.agent), ["main-agent", "api-engineer", "ui-engineer", "team-reviewer"]);
 
     const main = reader(worker, "main-agent", await issueToken(worker, "main-agent"));
     const analysisStep = await main.work();
     assert.equal(analysisStep.task.agents[0], "api-engineer", "the brief carries the routing");
+    const ui = (await taskOf(worker, task.id)).steps.find((s) => s.key === "2b");
+    assert.equal(ui.status, "skipped");
+    assert.equal(ui.skip_reason, "analysis found a backend task, and no routing rule that fired assigns ui-engineer");
     await team["api-engineer"].work();
     await team["team-reviewer"].work();
     const done = await taskOf(worker, task.id);
@@ -269,6 +270,75 @@ describe("Agent OS instruction files as written", { timeout: 300_000 }, () => {
     assert.deepEqual(both.body.task.analysis.routing.rules.filter((r) => r.fired).map((r) => r.line), [13, 15, 17]);
     assert.ok(both.body.task.steps.every((s) => s.status !== "skipped"));
     await worker.admin(`/v1/tasks/${both.body.task.id}/cancel`, { method: "POST" });
+  });
+
+  test("the analysis step's report.selection decides which optional steps run, and the history says who decided", async () => {
+    const main = agent(worker, "main-agent", await issueToken(worker, "main-agent"));
+    const { body } = await submit(worker, { title: "Add an endpoint that lists unpaid invoices", workflow: "team-flow" });
+    assert.deepEqual(body.task.agents, ["api-engineer"], "submission's analysis sees only the API");
+    const step = await leaseWithin(main);
+    assert.equal(step.task_id, body.task.id);
+    // The analysis agent reads the rules it was given and the code: the invoices page does not
+    // exist yet, so the rule about pages applies as well as the one about endpoints.
+    const selection = step.instructions.blocks.flatMap((b) => b.children ?? []).find((b) => b.tag === "agent_selection");
+    const found = ["endpoints", "pages"];
+    const agents = [];
+    for (let i = 0; i + 1 < selection.directives.length; i += 2) {
+      const [condition, assign] = [selection.directives[i].value, selection.directives[i + 1].value];
+      if (found.some((word) => condition.includes(word)) && /^[a-z-]+$/.test(assign)) agents.push(assign);
+    }
+    assert.deepEqual(agents, ["api-engineer", "ui-engineer"]);
+    const report = { notes: "read the routes", selection: { agents, task_type: "full-stack", reason: "the invoices page does not exist yet" } };
+    assert.equal((await main.complete(step, { outcome: "succeeded", report })).status, 200);
+
+    const task = await taskOf(worker, body.task.id);
+    assert.deepEqual(task.steps.map((s) => [s.key, s.status]).slice(1, 3), [["2a", "queued"], ["2b", "queued"]]);
+    assert.deepEqual(task.selection, { step: "1", agents, task_type: "full-stack", reason: "the invoices page does not exist yet" });
+    const events = await eventsOf(worker, task.id);
+    assert.equal(events.filter((e) => e.kind === "task.selection_reported").length, 1);
+    assert.deepEqual(
+      events.filter((e) => e.kind === "step.routed").map((e) => [e.data.key, e.data.kept, e.data.decided_by, e.data.reason]),
+      [
+        ["2a", true, "analysis_step", "the analysis step (step 1) selected api-engineer, ui-engineer: the invoices page does not exist yet"],
+        ["2b", true, "analysis_step", "the analysis step (step 1) selected api-engineer, ui-engineer: the invoices page does not exist yet"],
+      ],
+    );
+    await worker.admin(`/v1/tasks/${task.id}/cancel`, { method: "POST" });
+  });
+
+  test("a selection naming an unknown agent, of the wrong shape or from another step is a 422 that changes nothing", async () => {
+    const main = agent(worker, "main-agent", await issueToken(worker, "main-agent"));
+    const { body } = await submit(worker, { title: "An endpoint for invoices and a page that lists them", workflow: "team-flow" });
+    const step = await leaseWithin(main);
+    assert.equal(step.task_id, body.task.id);
+    const before = await taskOf(worker, body.task.id);
+    const eventsBefore = (await eventsOf(worker, body.task.id)).length;
+    const cases = [
+      [{ agents: ["ghost-engineer"] }, "report.selection.agents[0]", /ghost-engineer is not an agent this workflow routes \(api-engineer, ui-engineer\)/],
+      [{ agents: ["team-reviewer"] }, "report.selection.agents[0]", /team-reviewer is not an agent this workflow routes/],
+      [{ agents: "api-engineer" }, "report.selection.agents", /a list of agent names/],
+      [["api-engineer"], "report.selection", /must be an object/],
+      [{ agents: [], who: "me" }, "report.selection.who", /not a selection field/],
+    ];
+    for (const [selection, field, message] of cases) {
+      const response = await main.complete(step, { outcome: "succeeded", report: { selection } });
+      assert.equal(response.status, 422, JSON.stringify(selection));
+      const error = (await response.json()).error;
+      assert.equal(error.details[0].field, field, JSON.stringify(error));
+      assert.match(error.details[0].message, message);
+    }
+    assert.deepEqual(await taskOf(worker, body.task.id), before);
+    assert.equal((await eventsOf(worker, body.task.id)).length, eventsBefore);
+    assert.equal((await main.complete(step, { outcome: "succeeded", report: { selection: { agents: ["api-engineer"] } } })).status, 200);
+    const engineer = agent(worker, "api-engineer", await issueToken(worker, "api-engineer"));
+    const api = await leaseWithin(engineer);
+    assert.equal(api.task_id, body.task.id);
+    const other = await engineer.complete(api, { outcome: "succeeded", report: { selection: { agents: [] } } });
+    assert.equal(other.status, 422);
+    assert.deepEqual((await other.json()).error.details, [
+      { field: "report.selection", message: "only the analysis step may report a selection (step 1)" },
+    ]);
+    await worker.admin(`/v1/tasks/${body.task.id}/cancel`, { method: "POST" });
   });
 
   test("POST /v1/analyze routes by the workflow the request names, the default one otherwise", async () => {

@@ -129,17 +129,13 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
     assert.deepEqual(later.events.map((e) => e.seq), seqs.slice(5), "after= continues from a seq");
   });
 
-  test("a backend-only task skips the frontend step and a frontend-only task the backend step", async () => {
+  test("a backend-only task skips the frontend step and a frontend-only task the backend step, once step 1 is done", async () => {
     const backend = (await submit(worker, BACKEND)).body.task;
     assert.equal(backend.task_type, "backend");
-    const skipped = backend.steps.find((s) => s.key === "2b");
-    assert.equal(skipped.status, "skipped");
-    assert.match(skipped.skip_reason, /backend task.*sveltekit-specialist/);
-    assert.equal(backend.steps.find((s) => s.key === "2a").status, "pending");
+    assert.equal(backend.steps.find((s) => s.key === "2b").status, "pending", "decided when the group is ready");
 
     const frontend = (await submit(worker, FRONTEND)).body.task;
     assert.equal(frontend.task_type, "frontend");
-    assert.equal(frontend.steps.find((s) => s.key === "2a").status, "skipped");
 
     // The list shows each task's type and chosen agents, as the task itself does.
     const listed = (await (await worker.admin("/v1/tasks?limit=200")).json()).tasks;
@@ -150,9 +146,17 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
 
     const done = await workTask(worker, backend.id, all());
     assert.equal(done.status, "succeeded");
+    const skipped = done.steps.find((s) => s.key === "2b");
+    assert.equal(skipped.status, "skipped");
+    assert.match(skipped.skip_reason, /backend task.*sveltekit-specialist/);
+    assert.equal(done.steps.find((s) => s.key === "2a").status, "succeeded");
     const fanIn = await eventsOf(worker, backend.id);
     assert.equal(count(fanIn, "step.queued", backend.steps.find((s) => s.key === "3").id), 1);
-    assert.equal((await workTask(worker, frontend.id, all())).status, "succeeded");
+    const routed = fanIn.filter((e) => e.kind === "step.routed").map((e) => [e.data.key, e.data.kept, e.data.decided_by]);
+    assert.deepEqual(routed, [["2a", true, "submission"], ["2b", false, "submission"]]);
+    const frontendDone = await workTask(worker, frontend.id, all());
+    assert.equal(frontendDone.status, "succeeded");
+    assert.equal(frontendDone.steps.find((s) => s.key === "2a").status, "skipped");
   });
 
   test("a duplicated queue message dispatches nothing twice", async () => {

@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 use worker::{BatchMessageBuilder, Conditional, D1Database, Env, HttpMetadata, MessageBuilder};
 
 use super::artifacts::load_report;
+use super::call::Failed;
 use super::{platform, registry, store};
 use crate::core::base::bindings;
 use crate::core::base::encoding::sha256_hex;
@@ -25,6 +26,7 @@ use crate::core::base::limits::{
     SWEEP_TASKS_MAX, TRANSITION_RETRIES_MAX, TRANSITION_RETRY_PAUSE_MS, WEBHOOK_TIMEOUT_MS,
 };
 use crate::core::base::time::Timestamp;
+use crate::core::edge::error::ApiError;
 use crate::core::engine::queue::QueueMessage;
 use crate::core::engine::task_api::{CompletionRequest, Outcome as Reported};
 use crate::core::engine::webhook::{self, Answer};
@@ -33,6 +35,7 @@ use crate::core::engine::{
 };
 use crate::core::records::agent_log;
 use crate::core::records::metrics::{ReportCounts, Usage};
+use crate::core::records::report::{self, Report, ReportedSelection};
 
 /// What driving a command to a task came to.
 pub enum Driven {
@@ -255,6 +258,27 @@ pub fn count_transition(transition: &Transition, round_trips: u64) {
 }
 
 /// Counts a submission: its step events and the round trips it took.
+/// The analysis step's `report.selection`, checked against its task (see
+/// `report::check_selection`); `Ok(None)` when the report has none.
+pub async fn checked_selection(
+    db: &D1Database,
+    step_id: &str,
+    report: Option<&Report>,
+) -> Result<Option<ReportedSelection>, Failed> {
+    let Some(selection) = report.map(report::selection_of).transpose().ok().flatten().flatten() else {
+        return Ok(None);
+    };
+    let Some(read) = store::read_task_of_step(db, step_id).await? else { return Ok(None) };
+    let Some(step) = read.steps.iter().find(|s| s.id == step_id) else { return Ok(None) };
+    let analysis: Value = serde_json::from_str(&read.task.analysis).unwrap_or(Value::Null);
+    let candidates: Vec<String> = serde_json::from_value(analysis["routing"]["candidates"].clone()).unwrap_or_default();
+    let names: Vec<&str> = selection.agents.iter().map(String::as_str).collect();
+    let registered = store::existing_agents(db, &names).await?;
+    report::check_selection(selection, &step.key, analysis["analysis_step"].as_str(), &candidates, &registered)
+        .map(Some)
+        .map_err(|details| ApiError::Invalid { details }.into())
+}
+
 pub fn count_submission(events: &[engine::Event], round_trips: u64) {
     TRANSITIONS.fetch_add(events.iter().filter(|e| e.step_id.is_some()).count() as u64, Ordering::Relaxed);
     TRANSITION_TRIPS.fetch_add(round_trips, Ordering::Relaxed);
@@ -507,7 +531,7 @@ async fn complete_delivery(
     lease_id: &str,
     answer: Answer,
 ) -> worker::Result<()> {
-    let (succeeded, error, report, log, hash_source) = match answer {
+    let (mut succeeded, mut error, report, log, hash_source) = match answer {
         Answer::Later => return Ok(()),
         Answer::Failed(reason) => (false, Some(reason.clone()), None, None, reason),
         Answer::Complete(value) => {
@@ -530,6 +554,18 @@ async fn complete_delivery(
             }
         }
     };
+    // A selection the task cannot take fails the attempt, as an invalid answer does.
+    let checked = report::validate(report.clone().unwrap_or(Value::Null)).ok();
+    let selection = match checked_selection(db, step_id, checked.as_ref()).await {
+        Ok(selection) => selection,
+        Err(Failed::Client(refused)) if succeeded => {
+            (succeeded, error) =
+                (false, Some(format!("the webhook's answer is not a valid completion: {}", refused.message())));
+            None
+        }
+        Err(Failed::Client(_)) => None,
+        Err(Failed::Fault(fault)) => return Err(worker::Error::RustError(fault)),
+    };
     let completion = Completion {
         step_id: step_id.to_string(),
         lease_id: lease_id.to_string(),
@@ -538,6 +574,7 @@ async fn complete_delivery(
         error,
         hash: sha256_hex(hash_source.as_bytes()),
         report: report.map(|r| ReportRef::Inline(r.to_string())),
+        selection,
     };
     match drive(env, db, TaskKey::Id(task_id), &Command::Complete(completion), log.as_deref()).await? {
         Driven::Applied(_) => deliver_waiting(env, db, agent).await,

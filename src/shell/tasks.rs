@@ -87,6 +87,7 @@ fn task_json(row: &store::TaskRow, task: &Task) -> Value {
         "requirements": input["requirements"],
         "paths": input["paths"],
         "main_agent": input["main_agent"],
+        "selection": row.selection.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()),
         "status": task.status,
         "task_type": analysis["task_type"],
         "agents": analysis["agents"],
@@ -210,6 +211,7 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
     let mut analysis_json = serde_json::to_value(&analysis).map_err(|e| Failed::Fault(e.to_string()))?;
     analysis_json["selections"] =
         serde_json::to_value(&planned.selections).map_err(|e| Failed::Fault(e.to_string()))?;
+    analysis_json["analysis_step"] = definition.analysis_step().map_or(Value::Null, Value::from);
     let row = store::TaskRow {
         id: task_id.clone(),
         workflow_id: workflow.id.clone(),
@@ -229,6 +231,7 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
         created_at: call.now.as_millis(),
         updated_at: call.now.as_millis(),
         finished_at: planned.task.finished_at.map(Timestamp::as_millis),
+        selection: None,
     };
     let response = json!({"task": task_json(&row, &planned.task)}).to_string();
     let instructions: Vec<String> = planned.instructions.iter().map(Value::to_string).collect();
@@ -565,14 +568,20 @@ pub async fn complete(call: &Call<'_>, body: &[u8]) -> Handled {
         return Err(ApiError::Invalid { details: vec![Detail::field("lease_id", "is required")] }.into());
     };
     let db = call.env.d1(bindings::DB)?;
+    let succeeded = checked.outcome == Reported::Succeeded;
+    let selection = match succeeded {
+        true => engine::checked_selection(&db, &step_id, checked.report.as_ref()).await?,
+        false => None,
+    };
     let completion = Completion {
         step_id: step_id.clone(),
         lease_id,
         caller: caller_of(call),
-        succeeded: checked.outcome == Reported::Succeeded,
+        succeeded,
         error: checked.error.clone(),
         hash: sha256_hex(body),
         report: checked.report.map(|r| ReportRef::Inline(r.into_value().to_string())),
+        selection,
     };
     let command = Command::Complete(completion);
     match engine::drive(call.env, &db, TaskKey::OfStep(&step_id), &command, checked.log.as_deref()).await? {

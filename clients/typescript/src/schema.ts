@@ -1024,6 +1024,13 @@ export interface components {
                 /** @enum {string} */
                 chosen_by?: "task" | "workflow" | "configuration" | "default";
             } | null;
+            /** @description What the analysis step reported (`report.selection`, with the `step` key), once it has. */
+            selection?: {
+                step?: string;
+                agents?: string[];
+                task_type?: string;
+                reason?: string;
+            } | null;
         };
         TaskEnvelope: {
             task: components["schemas"]["Task"];
@@ -1057,7 +1064,7 @@ export interface components {
         TaskEvent: {
             seq?: number;
             step_id?: string | null;
-            /** @description `task.created`, `task.succeeded`, `task.failed`, `task.cancelled`, `task.resumed`, `step.queued`, `step.ready`, `step.leased`, `step.succeeded`, `step.failed`, `step.dead`, `step.skipped`, `step.cancelled`, `step.retried`, `step.redispatched`, `step.lease_expired`. */
+            /** @description `task.created`, `task.succeeded`, `task.failed`, `task.cancelled`, `task.resumed`, `step.queued`, `step.ready`, `step.leased`, `step.succeeded`, `step.failed`, `step.dead`, `step.skipped`, `step.routed` (an optional step kept or skipped when ready: `kept`, `decided_by` `analysis_step` or `submission`, `reason`), `task.selection_reported`, `step.cancelled`, `step.retried`, `step.redispatched`, `step.lease_expired`. */
             kind?: string;
             data?: Record<string, never>;
             /** Format: date-time */
@@ -1157,6 +1164,13 @@ export interface components {
             outstanding_issues?: string[];
             /** @description Where this work meets other agents' work; listed under the summary's Integration points. */
             integration_points?: string[];
+            /** @description Only in the report of the task's analysis step (the step holding the workflow's <agent_selection>, else the first): which of the agents routing may assign the task needs. It replaces the analysis made at submission for every optional step not yet decided; naming an agent the workflow does not route, or one that is not registered, is a 422 that changes nothing. */
+            selection?: {
+                agents: string[];
+                /** @enum {string} */
+                task_type?: "frontend" | "backend" | "full-stack" | "infrastructure";
+                reason?: string;
+            };
         } & {
             [key: string]: unknown;
         };

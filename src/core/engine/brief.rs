@@ -353,6 +353,7 @@ mod tests {
             timeouts: Default::default(),
             schedule_deadline_at: None,
             attempt_deadline_at: None,
+            routing: None,
         }
     }
 

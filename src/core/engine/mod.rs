@@ -76,6 +76,7 @@ use serde_json::{json, Value};
 use crate::core::base::limits::{RETRY_BACKOFF_BASE_SECONDS, RETRY_BACKOFF_CAP_SECONDS};
 use crate::core::base::time::Timestamp;
 use crate::core::edge::error::ApiError;
+use crate::core::records::report::ReportedSelection;
 pub use crate::core::registry::workflow::StepTimeouts;
 
 /// A task's status.
@@ -224,6 +225,18 @@ pub struct Step {
     pub schedule_deadline_at: Option<Timestamp>,
     /// When the sweep ends the running attempt if it has not finished (attempt timeout).
     pub attempt_deadline_at: Option<Timestamp>,
+    /// For an optional step of an agent routing may assign: kept or skipped when its
+    /// dependencies are met (see [`StepRouting`]).
+    pub routing: Option<StepRouting>,
+}
+
+/// How an optional step of an agent routing may assign is decided, once its dependencies are
+/// met: by the analysis step's selection when it reported one (`report.selection`), otherwise by
+/// the analysis made at submission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StepRouting {
+    /// Why the submission's analysis leaves the step out; `None` when it needs the step.
+    pub planned_skip: Option<String>,
 }
 
 impl Step {
@@ -252,6 +265,8 @@ pub struct Task {
     pub version: i64,
     pub finished_at: Option<Timestamp>,
     pub steps: Vec<Step>,
+    /// The agents the task's analysis step said it needs, once it has.
+    pub selection: Option<ReportedSelection>,
 }
 
 impl Task {
@@ -340,6 +355,8 @@ pub struct Completion {
     /// Hash of the request body: the same completion twice is answered as the first time.
     pub hash: String,
     pub report: Option<ReportRef>,
+    /// The analysis step's `report.selection`, checked by the shell against the task.
+    pub selection: Option<ReportedSelection>,
 }
 
 /// Everything that can happen to a task.
@@ -594,6 +611,9 @@ impl Run {
         for index in 0..self.task.steps.len() {
             let step = &self.task.steps[index];
             if step.status == StepStatus::Pending && self.task.dependencies_met(step) {
+                if !self.route(index) {
+                    continue;
+                }
                 self.queue(index, StepStatus::Queued, 0);
                 self.step_event(index, "step.queued", json!({}));
             }
@@ -603,6 +623,37 @@ impl Run {
             self.task.finished_at = Some(self.now);
             self.event(None, "task.succeeded", json!({}));
         }
+    }
+
+    /// Keeps or skips a step that routing decides, now that it is ready; returns whether it is
+    /// kept. Every other step is kept. The decision and who made it go into the history.
+    fn route(&mut self, index: usize) -> bool {
+        let step = &self.task.steps[index];
+        let (Some(routing), Some(agent)) = (&step.routing, step.agent.clone()) else { return true };
+        let (kept, decided_by, reason) = match &self.task.selection {
+            Some(selection) => {
+                let kept = selection.agents.contains(&agent);
+                let chose =
+                    if selection.agents.is_empty() { "no agent".to_string() } else { selection.agents.join(", ") };
+                let why = selection.reason.as_deref().map_or_else(String::new, |r| format!(": {r}"));
+                let verb = if kept { "selected" } else { "selected only" };
+                (kept, "analysis_step", format!("the analysis step (step {}) {verb} {chose}{why}", selection.step))
+            }
+            None => match &routing.planned_skip {
+                Some(reason) => (false, "submission", reason.clone()),
+                None => (true, "submission", format!("the analysis at submission assigned {agent}")),
+            },
+        };
+        self.step_event(index, "step.routed", json!({"kept": kept, "decided_by": decided_by, "reason": reason}));
+        if !kept {
+            let now = self.now;
+            let step = &mut self.task.steps[index];
+            step.status = StepStatus::Skipped;
+            step.finished_at = Some(now);
+            step.skip_reason = Some(reason.clone());
+            self.step_event(index, "step.skipped", json!({"reason": reason, "decided_by": decided_by}));
+        }
+        kept
     }
 
     /// Starts the step's next attempt under `lease_id`, for a lease of `lease_ms` and an attempt
@@ -868,6 +919,14 @@ impl Run {
         if late {
             self.accept_late(index, completion, error);
         } else if completion.succeeded {
+            if let Some(selection) = &completion.selection {
+                self.task.selection = Some(selection.clone());
+                self.step_event(
+                    index,
+                    "task.selection_reported",
+                    json!({"agents": selection.agents, "task_type": selection.task_type, "reason": selection.reason}),
+                );
+            }
             self.succeed(index, completion.report.clone());
         } else {
             if let Some(report) = &completion.report {

@@ -3,8 +3,9 @@
 //!
 //! Assignment, step by step:
 //! - a step naming an agent gets it; a task is refused while any named agent is unregistered;
-//! - an optional step naming an agent that routing may assign runs only if routing assigned it
-//!   (the frontend step of a backend-only task is skipped);
+//! - an optional step naming an agent that routing may assign is decided when it is ready (see
+//!   [`StepRouting`]): by the analysis step's selection if it reported one, else by this
+//!   analysis (the frontend step of a backend-only task is skipped then);
 //! - an `auto-select` step gets the best registered agent for its requirements, or is skipped
 //!   (if optional) or refused (if not) when none matches;
 //! - a step with no agent runs in the Worker if its name is a [`BUILTIN_STEPS`] entry, and is
@@ -15,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::{brief, Event, Run, Runner, Send, Step, StepStatus, Task, TaskStatus};
+use super::{brief, Event, Run, Runner, Send, Step, StepRouting, StepStatus, Task, TaskStatus};
 use crate::core::base::limits::{STEP_ATTEMPTS_DEFAULT, STEP_ATTEMPTS_MAX};
 use crate::core::base::time::Timestamp;
 use crate::core::edge::error::Detail;
@@ -69,7 +70,7 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
     let mut steps = Vec::new();
     let mut events = Vec::new();
     for (definition, id) in input.definition.steps.iter().zip(input.step_ids) {
-        let (runner, agent, skip_reason) = match assign(definition, input, &mut selections) {
+        let (runner, agent, skip_reason, routing) = match assign(definition, input, &mut selections) {
             Ok(assigned) => assigned,
             Err(problem) => {
                 problems.push(problem);
@@ -112,6 +113,7 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
             timeouts: workflow::timeouts_of(definition, &definition.key).unwrap_or_default(),
             schedule_deadline_at: None,
             attempt_deadline_at: None,
+            routing,
         });
     }
     if input.step_ids.len() != input.definition.steps.len() {
@@ -120,8 +122,14 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
     if !problems.is_empty() {
         return Err(problems);
     }
-    let task =
-        Task { id: input.task_id.to_string(), status: TaskStatus::Running, version: 1, finished_at: None, steps };
+    let task = Task {
+        id: input.task_id.to_string(),
+        status: TaskStatus::Running,
+        version: 1,
+        finished_at: None,
+        steps,
+        selection: None,
+    };
     let mut run = Run {
         task,
         events: Vec::new(),
@@ -157,7 +165,8 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
     Ok(Plan { task: run.task, events: run.events, sends: run.sends, selections, instructions })
 }
 
-type Assigned = (Runner, Option<String>, Option<String>);
+/// Who runs a step, its agent, why it is skipped at submission, and how routing decides it later.
+type Assigned = (Runner, Option<String>, Option<String>, Option<StepRouting>);
 
 fn assign(
     step: &StepDefinition,
@@ -167,25 +176,28 @@ fn assign(
     let here = format!("step {} ({})", step.key, step.name);
     if let Some(agent) = &step.agent {
         let routed = input.analysis.routing.candidates.contains(agent);
-        if step.optional && routed && !input.analysis.agents.contains(agent) {
-            let reason = format!(
-                "analysis found a {} task, and no routing rule that fired assigns {agent}",
-                input.analysis.task_type.name()
-            );
-            return Ok((Runner::Agent, Some(agent.clone()), Some(reason)));
+        if step.optional && routed {
+            let planned_skip = (!input.analysis.agents.contains(agent)).then(|| {
+                format!(
+                    "analysis found a {} task, and no routing rule that fired assigns {agent}",
+                    input.analysis.task_type.name()
+                )
+            });
+            return Ok((Runner::Agent, Some(agent.clone()), None, Some(StepRouting { planned_skip })));
         }
-        return Ok((Runner::Agent, Some(agent.clone()), None));
+        return Ok((Runner::Agent, Some(agent.clone()), None, None));
     }
     if let Some(auto) = &step.auto_select {
         let selection = analysis::select(&auto.requirements, input.agents);
         let chosen = selection.agent.clone();
         selections.insert(step.key.clone(), selection);
         return match chosen {
-            Some(agent) => Ok((Runner::Agent, Some(agent), None)),
+            Some(agent) => Ok((Runner::Agent, Some(agent), None, None)),
             None if step.optional => Ok((
                 Runner::Agent,
                 None,
                 Some(format!("no registered agent matches the requirements {}", auto.requirements.join(", "))),
+                None,
             )),
             None => Err(Detail::field(
                 "workflow",
@@ -194,9 +206,9 @@ fn assign(
         };
     }
     if step.is_builtin() {
-        return Ok((Runner::Builtin, None, None));
+        return Ok((Runner::Builtin, None, None, None));
     }
-    Ok((Runner::Agent, Some(input.main_agent.name.clone()), None))
+    Ok((Runner::Agent, Some(input.main_agent.name.clone()), None, None))
 }
 
 /// The refusal when steps need the main agent and it is not registered, naming who chose it.

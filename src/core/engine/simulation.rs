@@ -416,6 +416,7 @@ impl World {
             error: (!succeeded).then(|| "simulated failure".to_string()),
             hash: format!("{}:{succeeded}", held.lease_id),
             report: Some(ReportRef::Inline("{}".into())),
+            selection: None,
         };
         let snapshot = self.snapshot();
         let version = self.task.version;

@@ -2,6 +2,7 @@
 
 use super::plan::{plan, PlanInput};
 use super::*;
+use crate::core::records::report::ReportedSelection;
 use crate::core::registry::analysis::{analyze, AgentProfile, TaskInput};
 use crate::core::registry::default_agents::DEFAULT_AGENTS;
 use crate::core::registry::instructions;
@@ -113,6 +114,7 @@ fn completion(task: &Task, key: &str, succeeded: bool, hash: &str) -> Command {
         error: (!succeeded).then(|| "broke".to_string()),
         hash: hash.into(),
         report: Some(ReportRef::Inline("{}".into())),
+        selection: None,
     })
 }
 
@@ -134,16 +136,78 @@ fn a_full_stack_task_queues_step_1_only_and_runs_both_specialists() {
     assert_eq!(step(&plan.task, "4").runner, Runner::Builtin);
 }
 
+/// A completion of `key` under its lease whose report carries the analysis step's selection.
+fn completion_selecting(task: &Task, key: &str, agents: &[&str]) -> Command {
+    let Command::Complete(mut completion) = completion(task, key, true, "selected") else { unreachable!() };
+    completion.selection = Some(ReportedSelection {
+        step: key.into(),
+        agents: agents.iter().map(|a| a.to_string()).collect(),
+        task_type: None,
+        reason: Some("the spec asks for a page".into()),
+    });
+    Command::Complete(completion)
+}
+
+fn routed_events(transition: &Transition) -> Vec<(String, bool, String)> {
+    transition
+        .events
+        .iter()
+        .filter(|e| e.kind == "step.routed")
+        .map(|e| {
+            (
+                e.data["key"].as_str().unwrap_or("").to_string(),
+                e.data["kept"] == true,
+                e.data["decided_by"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
 #[test]
-fn a_backend_task_skips_the_frontend_step_with_a_reason_and_a_frontend_task_the_backend_step() {
+fn a_backend_task_skips_the_frontend_step_once_step_1_is_done_and_a_frontend_task_the_backend_step() {
     let plan = planned(&default_definition(), BACKEND).unwrap();
-    let skipped = step(&plan.task, "2b");
+    let waiting = step(&plan.task, "2b");
+    assert_eq!(waiting.status, StepStatus::Pending, "routing decides when the group is ready");
+    assert!(waiting.routing.as_ref().unwrap().planned_skip.as_deref().unwrap().contains("backend task"));
+    let after = run(&plan.task, "1");
+    let skipped = step(&after.task, "2b");
     assert_eq!(skipped.status, StepStatus::Skipped);
     assert!(skipped.skip_reason.as_deref().unwrap().contains("backend task"));
-    assert!(plan.events.iter().any(|e| e.kind == "step.skipped"));
-    let frontend = submitted(FRONTEND);
+    assert_eq!(step(&after.task, "2a").status, StepStatus::Queued);
+    assert!(after.events.iter().any(|e| e.kind == "step.skipped" && e.data["decided_by"] == "submission"));
+    assert_eq!(
+        routed_events(&after),
+        [("2a".into(), true, "submission".into()), ("2b".into(), false, "submission".into())]
+    );
+    let frontend = run(&submitted(FRONTEND), "1").task;
     assert_eq!(step(&frontend, "2a").status, StepStatus::Skipped);
-    assert_eq!(step(&frontend, "2b").status, StepStatus::Pending);
+    assert_eq!(step(&frontend, "2b").status, StepStatus::Queued);
+}
+
+#[test]
+fn the_analysis_steps_selection_replaces_the_analysis_made_at_submission() {
+    let (cloudflare, sveltekit) = (DEFAULT_AGENTS[1].name, DEFAULT_AGENTS[2].name);
+    let backend = submitted(BACKEND);
+    let leased = lease(&dispatch(&backend, "1"), "1", "lse_1");
+    let both = changed(&leased, completion_selecting(&leased, "1", &[cloudflare, sveltekit]), at(30));
+    assert_eq!(step(&both.task, "2b").status, StepStatus::Queued, "the selection keeps what submission skipped");
+    assert_eq!(both.task.selection.as_ref().unwrap().agents, [cloudflare, sveltekit]);
+    assert!(both.events.iter().any(|e| e.kind == "task.selection_reported"));
+    assert_eq!(
+        routed_events(&both),
+        [("2a".into(), true, "analysis_step".into()), ("2b".into(), true, "analysis_step".into())]
+    );
+
+    let full = submitted(FULL_STACK);
+    let leased = lease(&dispatch(&full, "1"), "1", "lse_1");
+    let frontend_only = changed(&leased, completion_selecting(&leased, "1", &[sveltekit]), at(30));
+    let skipped = step(&frontend_only.task, "2a");
+    assert_eq!(skipped.status, StepStatus::Skipped);
+    assert_eq!(
+        skipped.skip_reason.as_deref(),
+        Some(format!("the analysis step (step 1) selected only {sveltekit}: the spec asks for a page").as_str())
+    );
+    assert_eq!(step(&frontend_only.task, "3").status, StepStatus::Pending, "the fan-in waits for 2b");
 }
 
 #[test]
@@ -485,6 +549,7 @@ fn late_completion(task: &Task, key: &str, lease_id: &str, succeeded: bool) -> C
         error: (!succeeded).then(|| "broke late".to_string()),
         hash: format!("late-{succeeded}"),
         report: Some(ReportRef::Inline("{}".into())),
+        selection: None,
     })
 }
 

@@ -47,6 +47,117 @@ pub struct TestCounts {
     pub skipped: u64,
 }
 
+/// Longest reason an analysis step may give for its selection.
+pub const SELECTION_REASON_BYTES_MAX: usize = 1024;
+
+/// What an analysis step's report may say about the agents the task needs:
+/// `"selection": {"agents": [...], "task_type": "backend", "reason": "..."}`. It confirms or
+/// replaces the analysis made at submission for the optional steps not yet decided.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReportedSelection {
+    /// The key of the step that reported it (filled in by the shell).
+    #[serde(default)]
+    pub step: String,
+    pub agents: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The task types a selection may name, as analysis names them.
+const TASK_TYPES: [&str; 4] = ["frontend", "backend", "full-stack", "infrastructure"];
+
+/// A report's `selection`, if it has one, or what is wrong with its shape. Whether its agents
+/// are known is for the shell to check against the task.
+pub fn selection_of(report: &Report) -> Result<Option<ReportedSelection>, Vec<Detail>> {
+    let Some(value) = report.as_map().get("selection") else { return Ok(None) };
+    let Some(fields) = value.as_object() else {
+        return Err(vec![Detail::field("report.selection", "must be an object with agents, task_type and reason")]);
+    };
+    let mut details = Vec::new();
+    for key in fields.keys().filter(|k| !matches!(k.as_str(), "agents" | "task_type" | "reason")) {
+        details.push(Detail::field(
+            format!("report.selection.{key}"),
+            "is not a selection field (agents, task_type, reason)",
+        ));
+    }
+    let agents = match fields.get("agents").and_then(Value::as_array) {
+        None => {
+            details.push(Detail::field("report.selection.agents", "is required: a list of agent names"));
+            Vec::new()
+        }
+        Some(list) if list.len() > REPORT_ITEMS_MAX => {
+            details.push(Detail::field("report.selection.agents", format!("at most {REPORT_ITEMS_MAX} agents")));
+            Vec::new()
+        }
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .filter_map(|(index, agent)| match agent.as_str() {
+                Some(name) if crate::core::registry::instructions::is_agent_name(name) => Some(name.to_string()),
+                _ => {
+                    details.push(Detail::field(format!("report.selection.agents[{index}]"), "is not an agent name"));
+                    None
+                }
+            })
+            .collect(),
+    };
+    let task_type = match fields.get("task_type") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) if TASK_TYPES.contains(&t.as_str()) => Some(t.clone()),
+        Some(_) => {
+            details
+                .push(Detail::field("report.selection.task_type", format!("must be one of {}", TASK_TYPES.join(", "))));
+            None
+        }
+    };
+    let reason = match fields.get("reason") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(r)) if r.len() <= SELECTION_REASON_BYTES_MAX => Some(r.clone()),
+        Some(_) => {
+            let message = format!("must be text of at most {SELECTION_REASON_BYTES_MAX} bytes");
+            details.push(Detail::field("report.selection.reason", message));
+            None
+        }
+    };
+    if !details.is_empty() {
+        return Err(details);
+    }
+    Ok(Some(ReportedSelection { step: String::new(), agents, task_type, reason }))
+}
+
+/// Checks a reported selection against its task: only the analysis step (`analysis_step`) may
+/// report one, and each agent must be one routing may assign (`candidates`) and registered.
+pub fn check_selection(
+    mut selection: ReportedSelection,
+    step_key: &str,
+    analysis_step: Option<&str>,
+    candidates: &[String],
+    registered: &[String],
+) -> Result<ReportedSelection, Vec<Detail>> {
+    if analysis_step != Some(step_key) {
+        let which = analysis_step.map_or_else(|| "this task has none".to_string(), |k| format!("step {k}"));
+        let message = format!("only the analysis step may report a selection ({which})");
+        return Err(vec![Detail::field("report.selection", message)]);
+    }
+    let mut details = Vec::new();
+    for (index, agent) in selection.agents.iter().enumerate() {
+        let field = format!("report.selection.agents[{index}]");
+        if !candidates.contains(agent) {
+            let known = if candidates.is_empty() { "none".to_string() } else { candidates.join(", ") };
+            details.push(Detail::field(field, format!("{agent} is not an agent this workflow routes ({known})")));
+        } else if !registered.contains(agent) {
+            details.push(Detail::field(field, format!("{agent} is not registered")));
+        }
+    }
+    if !details.is_empty() {
+        return Err(details);
+    }
+    selection.step = step_key.to_string();
+    Ok(selection)
+}
+
 /// A validated report: the object as sent (unknown fields kept).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report(Map<String, Value>);
@@ -125,8 +236,12 @@ pub fn validate(value: Value) -> Result<Report, Vec<Detail>> {
             _ => {}
         }
     }
+    let report = Report(map);
+    if let Err(found) = selection_of(&report) {
+        problems.extend(found);
+    }
     if problems.is_empty() {
-        Ok(Report(map))
+        Ok(report)
     } else {
         Err(problems)
     }
@@ -372,5 +487,57 @@ mod tests {
     fn lists_are_bounded() {
         let many = vec![json!("x"); REPORT_ITEMS_MAX + 1];
         assert_eq!(fields(json!({"next_steps": many})), ["report.next_steps"]);
+    }
+
+    #[test]
+    fn a_selection_is_an_object_of_agent_names_with_an_optional_type_and_reason() {
+        let ok =
+            validate(json!({"selection": {"agents": ["api-engineer"], "task_type": "backend", "reason": "no UI"}}));
+        let selection = selection_of(&ok.unwrap()).unwrap().unwrap();
+        assert_eq!(selection.agents, ["api-engineer"]);
+        assert_eq!((selection.task_type.as_deref(), selection.reason.as_deref()), (Some("backend"), Some("no UI")));
+        assert_eq!(selection_of(&validate(json!({"notes": "x"})).unwrap()), Ok(None));
+        let cases: &[(Value, &[&str])] = &[
+            (json!("api-engineer"), &["report.selection"]),
+            (json!({}), &["report.selection.agents"]),
+            (json!({"agents": "api-engineer"}), &["report.selection.agents"]),
+            (json!({"agents": ["Api Engineer", 3]}), &["report.selection.agents[0]", "report.selection.agents[1]"]),
+            (json!({"agents": [], "task_type": "mobile"}), &["report.selection.task_type"]),
+            (json!({"agents": [], "reason": "x".repeat(SELECTION_REASON_BYTES_MAX + 1)}), &["report.selection.reason"]),
+            (json!({"agents": [], "who": "me"}), &["report.selection.who"]),
+        ];
+        for (selection, expected) in cases {
+            assert_eq!(fields(json!({"selection": selection})), *expected, "{selection}");
+        }
+    }
+
+    #[test]
+    fn only_the_analysis_step_may_select_and_only_agents_the_workflow_routes_and_that_are_registered() {
+        let selection = |agents: &[&str]| ReportedSelection {
+            step: String::new(),
+            agents: agents.iter().map(|a| a.to_string()).collect(),
+            task_type: None,
+            reason: None,
+        };
+        let candidates = ["api-engineer".to_string(), "ui-engineer".to_string()];
+        let registered = ["api-engineer".to_string()];
+        let check = |agents: &[&str], step: &str| {
+            check_selection(selection(agents), step, Some("1"), &candidates, &registered).map_err(|d| {
+                d.into_iter().map(|d| format!("{}: {}", d.field.unwrap_or_default(), d.message)).collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(check(&["api-engineer"], "1").unwrap().step, "1");
+        assert_eq!(check(&[], "1").unwrap().agents, Vec::<String>::new());
+        assert_eq!(
+            check(&["api-engineer"], "2").unwrap_err(),
+            ["report.selection: only the analysis step may report a selection (step 1)"]
+        );
+        assert_eq!(
+            check(&["ghost", "ui-engineer"], "1").unwrap_err(),
+            [
+                "report.selection.agents[0]: ghost is not an agent this workflow routes (api-engineer, ui-engineer)",
+                "report.selection.agents[1]: ui-engineer is not registered",
+            ]
+        );
     }
 }

@@ -200,6 +200,16 @@ pub fn name_of_path(path: &str) -> Option<String> {
 }
 
 impl Definition {
+    /// The step that analyses the task, whose report may choose the agents (`report.selection`):
+    /// the one whose `<agent_selection>` holds the routing rules, else the first.
+    pub fn analysis_step(&self) -> Option<&str> {
+        self.routing
+            .iter()
+            .map(|r| r.step.as_str())
+            .find(|k| !k.is_empty())
+            .or(self.steps.first().map(|s| s.key.as_str()))
+    }
+
     /// Every `EXECUTE:` of the flight checks, pre-flight first.
     pub fn flight_executes(&self) -> Vec<FlightExecute> {
         let checks = [("pre_flight", &self.pre_flight), ("post_flight", &self.post_flight)];

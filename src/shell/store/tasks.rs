@@ -32,10 +32,11 @@ pub struct TaskRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
+    pub selection: Option<String>,
 }
 
 const TASK_COLUMNS: &str = "id, workflow_id, workflow_name, workflow_version, title, description, input, analysis, \
-     status, version, created_at, updated_at, finished_at";
+     status, version, created_at, updated_at, finished_at, selection";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct StepRow {
@@ -64,11 +65,12 @@ pub struct StepRow {
     pub heartbeat_ms: Option<i64>,
     pub schedule_deadline_at: Option<i64>,
     pub attempt_deadline_at: Option<i64>,
+    pub routing: Option<String>,
 }
 
 const STEP_COLUMNS: &str = "id, key, name, runner, agent, status, depends_on, attempt, attempts_max, attempts_budget, \
      lease_id, lease_expires_at, queued_at, due_at, ready_at, started_at, finished_at, skip_reason, error, optional, \
-     schedule_timeout_ms, attempt_timeout_ms, heartbeat_ms, schedule_deadline_at, attempt_deadline_at";
+     schedule_timeout_ms, attempt_timeout_ms, heartbeat_ms, schedule_deadline_at, attempt_deadline_at, routing";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AttemptRow {
@@ -140,6 +142,10 @@ pub fn task_state(task: &TaskRow, steps: &[StepRow], attempts: &[AttemptRow]) ->
             },
             schedule_deadline_at: time(row.schedule_deadline_at),
             attempt_deadline_at: time(row.attempt_deadline_at),
+            routing: match &row.routing {
+                Some(text) => Some(serde_json::from_str(text).map_err(|_| corrupt("step routing"))?),
+                None => None,
+            },
         });
     }
     Ok(Task {
@@ -148,6 +154,10 @@ pub fn task_state(task: &TaskRow, steps: &[StepRow], attempts: &[AttemptRow]) ->
         version: task.version,
         finished_at: time(task.finished_at),
         steps: out,
+        selection: match &task.selection {
+            Some(text) => Some(serde_json::from_str(text).map_err(|_| corrupt("task selection"))?),
+            None => None,
+        },
     })
 }
 
@@ -515,14 +525,17 @@ pub async fn write_transition(
     let after = &transition.task;
     let mut statements = vec![guard_statement(db, &before.id, before.version, &transition.expiries_read, guard)?];
     statements.push(
-        db.prepare("UPDATE tasks SET status = ?2, version = ?3, updated_at = ?4, finished_at = ?5 WHERE id = ?1")
-            .bind(&[
-                after.id.as_str().into(),
-                after.status.as_str().into(),
-                int(after.version),
-                int(now.as_millis()),
-                opt_time(after.finished_at),
-            ])?,
+        db.prepare(
+            "UPDATE tasks SET status = ?2, version = ?3, updated_at = ?4, finished_at = ?5, selection = ?6 WHERE id = ?1",
+        )
+        .bind(&[
+            after.id.as_str().into(),
+            after.status.as_str().into(),
+            int(after.version),
+            int(now.as_millis()),
+            opt_time(after.finished_at),
+            text_or_null(after.selection.as_ref().and_then(|s| serde_json::to_string(s).ok()).as_deref()),
+        ])?,
     );
     for step in &after.steps {
         let old = before.steps.iter().find(|s| s.id == step.id);
@@ -700,8 +713,8 @@ pub async fn insert_task(db: &D1Database, new: &NewTask<'_>, now: Timestamp) -> 
             db.prepare(
                 "INSERT INTO steps (id, task_id, key, name, runner, agent, status, depends_on, attempt, attempts_max,
                                     attempts_budget, queued_at, due_at, finished_at, skip_reason, instructions,
-                                    optional, schedule_timeout_ms, attempt_timeout_ms, heartbeat_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                                    optional, schedule_timeout_ms, attempt_timeout_ms, heartbeat_ms, routing)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
             )
             .bind(&[
                 step.id.as_str().into(),
@@ -723,6 +736,7 @@ pub async fn insert_task(db: &D1Database, new: &NewTask<'_>, now: Timestamp) -> 
                 opt_int(step.timeouts.schedule_ms),
                 opt_int(step.timeouts.attempt_ms),
                 opt_int(step.timeouts.heartbeat_ms),
+                text_or_null(step.routing.as_ref().and_then(|r| serde_json::to_string(r).ok()).as_deref()),
             ])?,
         );
     }
