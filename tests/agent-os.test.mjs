@@ -145,6 +145,61 @@ Build the change. Write \`docs/build.md\`.
 `;
 
 /**
+ * Conditional steps in Agent OS's shapes: a decision tree on step 1's report, a condition on
+ * step 2's outcome, and a prose condition only an agent can judge.
+ */
+const GATED_FLOW = `# Gated Flow
+
+<process_flow>
+
+<step number="1" subagent="context-fetcher" name="look">
+
+### Step 1: Look
+
+Read the code. Report \`database_changes\`: the tables the task adds. Write \`docs/look.md\`.
+
+</step>
+
+<step number="2" subagent="file-creator" name="schema">
+
+### Step 2: Database Schema (Conditional)
+
+Write the schema. Write \`docs/schema.md\`.
+
+<decision_tree>
+  IF step 1 reported database_changes:
+    CREATE docs/schema.md
+  ELSE:
+    SKIP this step
+</decision_tree>
+
+</step>
+
+<step number="3" subagent="file-creator" name="migration" condition="step 2 succeeded">
+
+### Step 3: Migration
+
+Write the migration. Write \`docs/migration.md\`.
+
+</step>
+
+<step number="4" subagent="file-creator" name="notes">
+
+### Step 4: Notes
+
+Write the notes. Write \`docs/notes.md\`.
+
+<conditional_logic>
+  IF the notes already exist in the current context:
+    SKIP this entire step
+</conditional_logic>
+
+</step>
+
+</process_flow>
+`;
+
+/**
  * Step agents for the tests: each reads its step's instructions, writes the file they name and
  * follows the rules the step carries (a rule "Sign the notes ... with: X" signs its notes).
  */
@@ -439,6 +494,59 @@ describe("Agent OS instruction files as written", { timeout: 300_000 }, () => {
     const onRules = await submit(worker, { title: "Run the rules", workflow: "team-rules" });
     assert.equal(onRules.response.status, 422);
     assert.match(onRules.body.error.details[0].message, /team-rules is a rules file: it has no steps to run/);
+  });
+
+  test("conditions on earlier steps' reports and outcomes skip or keep steps with their evidence; prose ones go to the agent", async () => {
+    const creator = await newAgent("file-creator", ["files"]);
+    const posted = await postFile(GATED_FLOW, "gated-flow");
+    assert.equal(posted.status, 201, await posted.clone().text());
+    const { warnings, steps } = await posted.json();
+    assert.deepEqual(warnings.map((w) => [w.field, w.line]), [["steps[3].conditions", 36]]);
+    assert.match(warnings[0].message, /does not evaluate the condition "the notes already exist in the current context"/);
+    assert.deepEqual(steps[1].conditions[0].check, { step: "1", is: "reported", field: "database_changes" });
+
+    const fetcherClient = agent(worker, "context-fetcher", await issueToken(worker, "context-fetcher"));
+    // Step 1's agent does what its instructions ask: it reports the tables the task adds.
+    const look = async () => {
+      const step = await leaseWithin(fetcherClient);
+      const field = /Report `([a-z_]+)`/.exec(step.instructions.text)[1];
+      const tables = /\btable\b/i.test(step.task.title) ? ["comments"] : [];
+      assert.equal((await fetcherClient.complete(step, { outcome: "succeeded", report: { [field]: tables } })).status, 200);
+      return step.task_id;
+    };
+    const withTable = (await submit(worker, { title: "Add a comments table", workflow: "gated-flow" })).body.task;
+    assert.equal(await look(), withTable.id);
+    const schema = await creator.work();
+    assert.equal(schema.key, "2");
+    assert.equal((await creator.work()).key, "3");
+    const notes = await creator.work();
+    assert.deepEqual(notes.instructions.conditions, [
+      { text: "the notes already exist in the current context", when: "skip_if", evaluated_by: "agent" },
+    ]);
+    assert.equal((await taskOf(worker, withTable.id)).status, "succeeded");
+
+    const without = (await submit(worker, { title: "Rename the settings button", workflow: "gated-flow" })).body.task;
+    assert.equal(await look(), without.id);
+    assert.equal((await creator.work()).key, "4", "steps 2 and 3 were skipped");
+    const done = await taskOf(worker, without.id);
+    assert.equal(done.status, "succeeded");
+    assert.deepEqual(done.steps.map((s) => [s.key, s.status]), [["1", "succeeded"], ["2", "skipped"], ["3", "skipped"], ["4", "succeeded"]]);
+    assert.equal(done.steps[1].skip_reason, 'the condition "step 1 reported database_changes" does not hold: step 1\'s report has no database_changes');
+    assert.equal(done.steps[2].skip_reason, 'the condition "step 2 succeeded" does not hold: step 2 is skipped');
+    const evaluated = (await eventsOf(worker, without.id)).filter((e) => e.kind === "step.condition");
+    assert.deepEqual(evaluated.map((e) => [e.data.key, e.data.holds, e.data.evidence]), [
+      ["2", false, "step 1's report has no database_changes"],
+      ["3", false, "step 2 is skipped"],
+    ]);
+  });
+
+  test("a condition on a step that does not come before is refused at its line and nothing is stored", async () => {
+    const response = await postFile(GATED_FLOW.replace('condition="step 2 succeeded"', 'condition="step 4 succeeded"'), "misgated-flow");
+    assert.equal(response.status, 422);
+    assert.deepEqual((await response.json()).error.details, [
+      { field: "steps[2].conditions", line: 28, message: 'step 3: the condition "step 4 succeeded" refers to step 4, which does not come before it' },
+    ]);
+    assert.equal((await worker.admin("/v1/workflows/misgated-flow")).status, 404);
   });
 
   test("a main agent that does not exist is refused at submission and warned of at posting, changing nothing", async () => {

@@ -470,6 +470,7 @@ pub async fn create_workflow(call: &Call<'_>, body: &[u8]) -> Handled {
             _ => return Err(ApiError::InvalidWorkflow { details: errors }.into()),
         }
     };
+    warnings.extend(workflow::condition_warnings(&definition));
     let db = call.env.d1(bindings::DB)?;
     let problems = execute_problems(&db, &definition).await?;
     if !problems.is_empty() {

@@ -880,6 +880,8 @@ export interface components {
             };
             text?: string;
             blocks?: components["schemas"]["Block"][];
+            /** @description From `condition=` and the IF/ELSE/SKIP lines of `<conditional_logic>`, `<conditional_execution>`, `<decision_tree>` and similar blocks. Evaluated when the step is ready; a skip records the condition and its evidence (`step.condition`, `step.skipped`). A check on a step that does not come before is refused. */
+            conditions?: components["schemas"]["StepCondition"][];
         };
         /** @description Unknown fields are refused on input. A stored workflow adds id, version and created_at. */
         WorkflowDefinition: {
@@ -1064,7 +1066,7 @@ export interface components {
         TaskEvent: {
             seq?: number;
             step_id?: string | null;
-            /** @description `task.created`, `task.succeeded`, `task.failed`, `task.cancelled`, `task.resumed`, `step.queued`, `step.ready`, `step.leased`, `step.succeeded`, `step.failed`, `step.dead`, `step.skipped`, `step.routed` (an optional step kept or skipped when ready: `kept`, `decided_by` `analysis_step` or `submission`, `reason`), `task.selection_reported`, `step.cancelled`, `step.retried`, `step.redispatched`, `step.lease_expired`. */
+            /** @description `task.created`, `task.succeeded`, `task.failed`, `task.cancelled`, `task.resumed`, `step.queued`, `step.ready`, `step.leased`, `step.succeeded`, `step.failed`, `step.dead`, `step.skipped`, `step.routed` (an optional step kept or skipped when ready: `kept`, `decided_by` `analysis_step` or `submission`, `reason`), `task.selection_reported`, `step.condition` (a condition evaluated when the step was ready: `condition`, `holds`, `evidence`, `skips`), `step.cancelled`, `step.retried`, `step.redispatched`, `step.lease_expired`. */
             kind?: string;
             data?: Record<string, never>;
             /** Format: date-time */
@@ -1081,7 +1083,7 @@ export interface components {
             name?: string;
             /** @description The agent's name. */
             agent?: string | null;
-            /** @description The step's title, phase, text and structured blocks, as fixed when the task was submitted, and `rules`: the rules files the workflow's flight checks EXECUTE, at the versions of the submission ({check, name, version, text}; pre_flight on every step, post_flight also on the last step an agent does). */
+            /** @description The step's title, phase, text and structured blocks, as fixed when the task was submitted, and `rules`: the rules files the workflow's flight checks EXECUTE, at the versions of the submission ({check, name, version, text}; pre_flight on every step, post_flight also on the last step an agent does). `conditions`: the step's conditions switchyard does not evaluate ({text, when, evaluated_by: agent}), for the agent to decide. */
             instructions?: Record<string, never> | components["schemas"]["Offloaded"];
             /** @description By step key, the reports of the steps this one depends on (or why they were skipped). */
             inputs?: Record<string, never> | components["schemas"]["Offloaded"];
@@ -1516,6 +1518,24 @@ export interface components {
             agents?: string[];
             /** @description Read from `assign`; recomputed on input. */
             others?: boolean;
+        };
+        StepCondition: {
+            /** @description The step's line in the file (files only). */
+            line?: number;
+            /** @description As written: `step 1 reported database_changes`, or prose. */
+            text: string;
+            /**
+             * @description `skip_if`: `IF <text>: SKIP this step`; `skip_unless`: the SKIP is in the ELSE branch; `run_if`: `<step condition="<text>">`.
+             * @enum {string}
+             */
+            when: "skip_if" | "skip_unless" | "run_if";
+            /** @description Read from `text` (recomputed on input) when it is one of the forms switchyard evaluates: `step N succeeded`, `step N was skipped`, `step N reported <field>`, `step N reported no <field>` (a field that is present and not null, empty, false or 0). Otherwise null: the condition goes to the agent in the step's instructions, and posting warns about it. */
+            check?: {
+                step?: string;
+                /** @enum {string} */
+                is?: "succeeded" | "skipped" | "reported" | "not_reported";
+                field?: string;
+            } | null;
         };
     };
     responses: {

@@ -353,7 +353,8 @@ mod tests {
             timeouts: Default::default(),
             schedule_deadline_at: None,
             attempt_deadline_at: None,
-            routing: None,
+            gate: None,
+            report_fields: None,
         }
     }
 

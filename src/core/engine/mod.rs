@@ -78,6 +78,7 @@ use crate::core::base::time::Timestamp;
 use crate::core::edge::error::ApiError;
 use crate::core::records::report::ReportedSelection;
 pub use crate::core::registry::workflow::StepTimeouts;
+use crate::core::registry::workflow::{CheckIs, ConditionWhen, StepCondition};
 
 /// A task's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -225,9 +226,22 @@ pub struct Step {
     pub schedule_deadline_at: Option<Timestamp>,
     /// When the sweep ends the running attempt if it has not finished (attempt timeout).
     pub attempt_deadline_at: Option<Timestamp>,
-    /// For an optional step of an agent routing may assign: kept or skipped when its
-    /// dependencies are met (see [`StepRouting`]).
+    /// What is decided about the step when its dependencies are met: its conditions, and for an
+    /// optional step of an agent routing may assign, whether it is needed.
+    pub gate: Option<Gate>,
+    /// The fields of the step's successful report that say something (not null, empty or
+    /// false), for conditions of later steps; `None` before it succeeds.
+    pub report_fields: Option<Vec<String>>,
+}
+
+/// What is decided about a step once it is ready, before it is queued.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Gate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing: Option<StepRouting>,
+    /// The step's conditions that switchyard evaluates (on earlier steps' outcomes and reports).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<StepCondition>,
 }
 
 /// How an optional step of an agent routing may assign is decided, once its dependencies are
@@ -317,6 +331,22 @@ pub enum Caller {
 pub enum ReportRef {
     Inline(String),
     Stored(String),
+}
+
+/// The top-level fields of a report that say something: not null, `""`, `[]`, `{}`, `false` or 0.
+/// A report the engine cannot read (stored elsewhere) says nothing here.
+pub fn report_fields(report: &ReportRef) -> Vec<String> {
+    let ReportRef::Inline(text) = report else { return Vec::new() };
+    let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(text) else { return Vec::new() };
+    let says_something = |value: &Value| match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|n| n != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    };
+    fields.iter().filter(|(_, v)| says_something(v)).map(|(k, _)| k.clone()).collect()
 }
 
 /// How a dispatched step reaches its runner.
@@ -611,7 +641,7 @@ impl Run {
         for index in 0..self.task.steps.len() {
             let step = &self.task.steps[index];
             if step.status == StepStatus::Pending && self.task.dependencies_met(step) {
-                if !self.route(index) {
+                if !self.passes_conditions(index) || !self.route(index) {
                     continue;
                 }
                 self.queue(index, StepStatus::Queued, 0);
@@ -629,7 +659,8 @@ impl Run {
     /// kept. Every other step is kept. The decision and who made it go into the history.
     fn route(&mut self, index: usize) -> bool {
         let step = &self.task.steps[index];
-        let (Some(routing), Some(agent)) = (&step.routing, step.agent.clone()) else { return true };
+        let routing = step.gate.as_ref().and_then(|g| g.routing.as_ref());
+        let (Some(routing), Some(agent)) = (routing, step.agent.clone()) else { return true };
         let (kept, decided_by, reason) = match &self.task.selection {
             Some(selection) => {
                 let kept = selection.agents.contains(&agent);
@@ -646,14 +677,66 @@ impl Run {
         };
         self.step_event(index, "step.routed", json!({"kept": kept, "decided_by": decided_by, "reason": reason}));
         if !kept {
-            let now = self.now;
-            let step = &mut self.task.steps[index];
-            step.status = StepStatus::Skipped;
-            step.finished_at = Some(now);
-            step.skip_reason = Some(reason.clone());
-            self.step_event(index, "step.skipped", json!({"reason": reason, "decided_by": decided_by}));
+            self.skip_ready(index, reason, json!({"decided_by": decided_by}));
         }
         kept
+    }
+
+    /// Evaluates the step's conditions now that it is ready; skips it (and returns false) when
+    /// one says so. Each evaluation is a `step.condition` event with its evidence.
+    fn passes_conditions(&mut self, index: usize) -> bool {
+        let conditions = self.task.steps[index].gate.as_ref().map(|g| g.conditions.clone()).unwrap_or_default();
+        for condition in conditions {
+            let Some((holds, evidence)) = self.evaluate(&condition) else { continue };
+            let skip = match condition.when {
+                ConditionWhen::SkipIf => holds,
+                ConditionWhen::SkipUnless | ConditionWhen::RunIf => !holds,
+            };
+            let data = json!({"condition": condition.text, "holds": holds, "evidence": evidence, "skips": skip});
+            self.step_event(index, "step.condition", data);
+            if skip {
+                let verdict = if holds { "holds" } else { "does not hold" };
+                let reason = format!("the condition \"{}\" {verdict}: {evidence}", condition.text);
+                self.skip_ready(index, reason, json!({"condition": condition.text, "evidence": evidence}));
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether a condition holds, and the evidence; `None` when it cannot be told (the step it
+    /// names is unknown).
+    fn evaluate(&self, condition: &StepCondition) -> Option<(bool, String)> {
+        let check = condition.check.as_ref()?;
+        let step = self.task.steps.iter().find(|s| s.key == check.step)?;
+        let field = check.field.as_deref().unwrap_or("");
+        let reported = step.report_fields.as_ref().is_some_and(|fields| fields.iter().any(|f| f == field));
+        let status = step.status.as_str();
+        Some(match check.is {
+            CheckIs::Succeeded => (step.status == StepStatus::Succeeded, format!("step {} is {status}", step.key)),
+            CheckIs::Skipped => (step.status == StepStatus::Skipped, format!("step {} is {status}", step.key)),
+            CheckIs::Reported | CheckIs::NotReported => {
+                let evidence = if reported {
+                    format!("step {}'s report has {field}", step.key)
+                } else {
+                    format!("step {}'s report has no {field}", step.key)
+                };
+                (reported == (check.is == CheckIs::Reported), evidence)
+            }
+        })
+    }
+
+    /// Skips a step that was about to be queued, with the reason.
+    fn skip_ready(&mut self, index: usize, reason: String, mut data: Value) {
+        let now = self.now;
+        let step = &mut self.task.steps[index];
+        step.status = StepStatus::Skipped;
+        step.finished_at = Some(now);
+        step.skip_reason = Some(reason.clone());
+        if let Some(fields) = data.as_object_mut() {
+            fields.insert("reason".into(), Value::from(reason));
+        }
+        self.step_event(index, "step.skipped", data);
     }
 
     /// Starts the step's next attempt under `lease_id`, for a lease of `lease_ms` and an attempt
@@ -710,6 +793,7 @@ impl Run {
         step.schedule_deadline_at = None;
         step.attempt_deadline_at = None;
         step.error = None;
+        step.report_fields = Some(report.as_ref().map(report_fields).unwrap_or_default());
         if let Some(report) = report {
             self.reports.push((step.id.clone(), report));
         }

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::{brief, Event, Run, Runner, Send, Step, StepRouting, StepStatus, Task, TaskStatus};
+use super::{brief, Event, Gate, Run, Runner, Send, Step, StepRouting, StepStatus, Task, TaskStatus};
 use crate::core::base::limits::{STEP_ATTEMPTS_DEFAULT, STEP_ATTEMPTS_MAX};
 use crate::core::base::time::Timestamp;
 use crate::core::edge::error::Detail;
@@ -113,7 +113,8 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
             timeouts: workflow::timeouts_of(definition, &definition.key).unwrap_or_default(),
             schedule_deadline_at: None,
             attempt_deadline_at: None,
-            routing,
+            gate: gate_of(definition, routing),
+            report_fields: None,
         });
     }
     if input.step_ids.len() != input.definition.steps.len() {
@@ -233,6 +234,13 @@ fn main_agent_problem(input: &PlanInput, registered: &[&str]) -> Option<Detail> 
     ))
 }
 
+/// What is decided about a step when it is ready: its routing, and the conditions switchyard
+/// evaluates. `None` when there is nothing to decide.
+fn gate_of(step: &StepDefinition, routing: Option<StepRouting>) -> Option<Gate> {
+    let conditions: Vec<_> = step.conditions.iter().filter(|c| c.check.is_some()).cloned().collect();
+    (routing.is_some() || !conditions.is_empty()).then_some(Gate { routing, conditions })
+}
+
 /// The rules a step's instructions carry: every pre-flight rules file, and for the last step an
 /// agent does, the post-flight ones too.
 fn flight_rules_of(rules: &[FlightRules], last: bool) -> Vec<Value> {
@@ -260,12 +268,23 @@ fn attempts_of(step: &StepDefinition) -> u32 {
 fn instructions_of(definition: &Definition, version: i64, steps: &[Step], index: usize) -> Value {
     let step = &definition.steps[index];
     let agent = steps.get(index).and_then(|s| s.agent.as_deref());
-    json!({
+    // The conditions switchyard does not evaluate are the agent's to decide, said in so many words.
+    let yours: Vec<Value> = step
+        .conditions
+        .iter()
+        .filter(|c| c.check.is_none())
+        .map(|c| json!({"text": c.text, "when": c.when, "evaluated_by": "agent"}))
+        .collect();
+    let mut part = json!({
         "title": step.title,
         "phase": step.phase,
         "text": step.text,
         "blocks": step.blocks,
         "workflow": brief::workflow_part(definition, version, steps, index),
         "report_contract": brief::report_contract(definition, index, agent),
-    })
+    });
+    if !yours.is_empty() {
+        part["conditions"] = Value::Array(yours);
+    }
+    part
 }

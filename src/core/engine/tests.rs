@@ -168,7 +168,17 @@ fn a_backend_task_skips_the_frontend_step_once_step_1_is_done_and_a_frontend_tas
     let plan = planned(&default_definition(), BACKEND).unwrap();
     let waiting = step(&plan.task, "2b");
     assert_eq!(waiting.status, StepStatus::Pending, "routing decides when the group is ready");
-    assert!(waiting.routing.as_ref().unwrap().planned_skip.as_deref().unwrap().contains("backend task"));
+    assert!(waiting
+        .gate
+        .as_ref()
+        .unwrap()
+        .routing
+        .as_ref()
+        .unwrap()
+        .planned_skip
+        .as_deref()
+        .unwrap()
+        .contains("backend task"));
     let after = run(&plan.task, "1");
     let skipped = step(&after.task, "2b");
     assert_eq!(skipped.status, StepStatus::Skipped);
@@ -847,4 +857,71 @@ fn a_webhook_step_that_waited_for_room_is_delivered_from_leasable() {
     // For any other attempt it is a stale message.
     let stale = Command::Dispatch { step_id: id_of(&ready, "1"), attempt: 2, how };
     assert!(matches!(apply(&ready, &stale, at(50), 0), Ok(Outcome::Unchanged(_))));
+}
+
+/// A flow whose step 2 runs only when step 1's report has `database_changes`, and whose step 3
+/// is skipped when step 2 was skipped.
+fn gated_definition() -> Definition {
+    let source = r#"# Gated
+<process_flow>
+<step number="1" subagent="context-fetcher" name="look">Look.</step>
+<step number="2" subagent="cloudflare-specialist" name="schema">
+Write the schema.
+<decision_tree>
+  IF step 1 reported database_changes:
+    CREATE the migration
+  ELSE:
+    SKIP this step
+</decision_tree>
+</step>
+<step number="3" subagent="test-runner" name="check" condition="step 2 succeeded">Check it.</step>
+<step number="4" subagent="project-manager" name="close">Close.</step>
+</process_flow>
+"#;
+    workflow::from_instructions("gated".into(), &instructions::parse(source).file)
+}
+
+fn completion_reporting(task: &Task, key: &str, report: &str) -> Command {
+    let Command::Complete(mut completion) = completion(task, key, true, "reported") else { unreachable!() };
+    completion.report = Some(ReportRef::Inline(report.into()));
+    Command::Complete(completion)
+}
+
+#[test]
+fn conditions_on_earlier_reports_skip_or_keep_a_step_when_it_is_ready_with_their_evidence() {
+    let task = planned(&gated_definition(), "Add a table").unwrap().task;
+    assert!(step(&task, "2").gate.as_ref().is_some_and(|g| g.conditions.len() == 1));
+    let leased = lease(&dispatch(&task, "1"), "1", "lse_1");
+    let without = changed(
+        &leased,
+        completion_reporting(&leased, "1", r#"{"notes": "no schema", "database_changes": []}"#),
+        at(30),
+    );
+    let skipped = step(&without.task, "2");
+    assert_eq!(skipped.status, StepStatus::Skipped);
+    assert_eq!(
+        skipped.skip_reason.as_deref(),
+        Some(
+            "the condition \"step 1 reported database_changes\" does not hold: step 1's report has no database_changes"
+        )
+    );
+    let three = step(&without.task, "3");
+    assert_eq!(three.status, StepStatus::Skipped, "step 3 runs only if step 2 succeeded");
+    assert_eq!(
+        three.skip_reason.as_deref(),
+        Some("the condition \"step 2 succeeded\" does not hold: step 2 is skipped")
+    );
+    assert_eq!(step(&without.task, "4").status, StepStatus::Queued);
+    let evaluated: Vec<(&str, bool)> = without
+        .events
+        .iter()
+        .filter(|e| e.kind == "step.condition")
+        .map(|e| (e.data["key"].as_str().unwrap_or(""), e.data["holds"] == true))
+        .collect();
+    assert_eq!(evaluated, [("2", false), ("3", false)]);
+
+    let with =
+        changed(&leased, completion_reporting(&leased, "1", r#"{"database_changes": ["a comments table"]}"#), at(30));
+    assert_eq!(step(&with.task, "2").status, StepStatus::Queued);
+    assert_eq!(step(&with.task, "1").report_fields.as_deref(), Some(&["database_changes".to_string()][..]));
 }

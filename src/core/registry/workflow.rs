@@ -82,6 +82,125 @@ pub struct StepDefinition {
     /// The step's structured blocks: tasks, logging, checklists, test categories...
     #[serde(default)]
     pub blocks: Vec<Block>,
+    /// The conditions that gate the step (`condition="..."`, `IF ...: SKIP this step`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<StepCondition>,
+}
+
+/// A condition on a step, as the file writes it, and what switchyard evaluates of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepCondition {
+    /// The line of the step in the file (none for a definition posted as JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// As written: `step 2 reported database_changes`, or Agent OS's prose.
+    pub text: String,
+    pub when: ConditionWhen,
+    /// Read from `text` when it is a form switchyard evaluates (on input, recomputed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<ConditionCheck>,
+}
+
+/// What a condition does to its step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConditionWhen {
+    /// `IF <condition>: SKIP this step`.
+    SkipIf,
+    /// `IF <condition>: ... ELSE: SKIP this step`.
+    SkipUnless,
+    /// `<step condition="...">`: the step runs only when it holds.
+    RunIf,
+}
+
+/// A condition switchyard evaluates: an earlier step's outcome, or a field of its report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionCheck {
+    pub step: String,
+    pub is: CheckIs,
+    /// The report field, for `reported` and `not_reported`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckIs {
+    Succeeded,
+    Skipped,
+    Reported,
+    NotReported,
+}
+
+/// The forms of condition switchyard evaluates, for messages.
+pub const CONDITION_FORMS: &str =
+    "\"step N succeeded\", \"step N was skipped\", \"step N reported <field>\", \"step N reported no <field>\"";
+
+/// Reads a condition in one of the [`CONDITION_FORMS`] (case and a trailing `:` or `.` aside).
+pub fn read_check(text: &str) -> Option<ConditionCheck> {
+    let lower = text.trim().trim_end_matches([':', '.']).to_lowercase();
+    let words: Vec<&str> = lower.split_whitespace().collect();
+    let (first, key, rest) = match words.as_slice() {
+        [first, key, rest @ ..] => (*first, key.trim_end_matches("'s").trim_end_matches('’'), rest),
+        _ => return None,
+    };
+    if first != "step" || !is_step_key(key) {
+        return None;
+    }
+    let field_name = |f: &str| {
+        (!f.is_empty() && f.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+            .then(|| f.to_string())
+    };
+    let (is, field) = match rest {
+        ["succeeded"] | ["was", "successful"] | ["passed"] => (CheckIs::Succeeded, None),
+        ["was", "skipped"] | ["skipped"] => (CheckIs::Skipped, None),
+        ["reported", "no", f] | ["report", "has", "no", f] => (CheckIs::NotReported, Some(field_name(f)?)),
+        ["reported", f] | ["report", "has", f] => (CheckIs::Reported, Some(field_name(f)?)),
+        _ => return None,
+    };
+    Some(ConditionCheck { step: key.to_string(), is, field })
+}
+
+/// Blocks whose `IF ...` / `ELSE` / `SKIP` lines gate the step, as Agent OS writes them.
+fn is_condition_block(tag: &str) -> bool {
+    tag.starts_with("conditional") || matches!(tag, "decision_tree" | "preliminary_check")
+}
+
+/// The conditions of a parsed step: its `condition=` attribute, and each `IF` of its
+/// conditional blocks whose branch (or `ELSE` branch) says `SKIP`.
+fn conditions_of(step: &instructions::Step) -> Vec<StepCondition> {
+    let line = Some(step.line);
+    let new = |text: &str, when| StepCondition { line, text: text.to_string(), when, check: read_check(text) };
+    let mut found = Vec::new();
+    if let Some(text) = step.attributes.get("condition").filter(|t| !t.trim().is_empty()) {
+        found.push(new(text.trim(), ConditionWhen::RunIf));
+    }
+    let mut stack: Vec<&Block> = step.blocks.iter().collect();
+    while let Some(block) = stack.pop() {
+        stack.extend(block.children.iter());
+        if !is_condition_block(&block.tag) {
+            continue;
+        }
+        let mut current: Option<(String, bool)> = None;
+        for raw in block.text.lines() {
+            let line_text = raw.trim();
+            if let Some(condition) = line_text.strip_prefix("IF ").and_then(|c| c.trim().strip_suffix(':')) {
+                current = Some((condition.trim().to_string(), false));
+            } else if line_text.starts_with("ELSE") {
+                if let Some((_, in_else)) = current.as_mut() {
+                    *in_else = true;
+                }
+            } else if line_text.starts_with("SKIP") {
+                if let Some((condition, in_else)) = current.take() {
+                    found
+                        .push(new(&condition, if in_else { ConditionWhen::SkipUnless } else { ConditionWhen::SkipIf }));
+                }
+            }
+        }
+    }
+    found
 }
 
 impl StepDefinition {
@@ -323,6 +442,7 @@ pub fn from_instructions(name: String, file: &InstructionFile) -> Definition {
                     attributes: step.attributes.clone(),
                     text: step.text.clone(),
                     blocks: step.blocks.clone(),
+                    conditions: conditions_of(step),
                 }
             })
             .collect(),
@@ -455,6 +575,7 @@ pub fn steps_to_run(definition: &Definition) -> Vec<StepDefinition> {
         attributes: BTreeMap::new(),
         text: "Fills in the workflow's post-flight summary template from the agents' reports.".to_string(),
         blocks: Vec::new(),
+        conditions: Vec::new(),
     });
     derive_dependencies(&mut steps);
     steps
@@ -518,8 +639,46 @@ pub fn definition_problems(definition: &Definition) -> Vec<Detail> {
         if let Err(found) = timeouts_of(step, &format!("steps[{index}]")) {
             details.extend(found);
         }
+        let earlier: Vec<&str> = definition.steps[..index].iter().map(|s| s.key.as_str()).collect();
+        for (at, condition) in step.conditions.iter().enumerate() {
+            let Some(check) = &condition.check else { continue };
+            if !earlier.contains(&check.step.as_str()) {
+                let message = format!(
+                    "step {}: the condition \"{}\" refers to step {}, which does not come before it",
+                    step.key, condition.text, check.step
+                );
+                details.push(match condition.line {
+                    Some(line) => {
+                        Detail { line: Some(line), ..Detail::field(format!("steps[{index}].conditions"), message) }
+                    }
+                    None => Detail::field(format!("steps[{index}].conditions[{at}]"), message),
+                });
+            }
+        }
     }
     details
+}
+
+/// A warning for each condition switchyard does not evaluate: it reaches the agent with the
+/// step's instructions, to decide itself.
+pub fn condition_warnings(definition: &Definition) -> Vec<Detail> {
+    let mut warnings = Vec::new();
+    for (index, step) in definition.steps.iter().enumerate() {
+        for condition in step.conditions.iter().filter(|c| c.check.is_none()) {
+            let message = format!(
+                "step {}: switchyard does not evaluate the condition \"{}\" (it reads {CONDITION_FORMS}); it is \
+                 passed to the agent with the step's instructions",
+                step.key, condition.text
+            );
+            warnings.push(match condition.line {
+                Some(line) => {
+                    Detail { line: Some(line), ..Detail::field(format!("steps[{index}].conditions"), message) }
+                }
+                None => Detail::field(format!("steps[{index}].conditions"), message),
+            });
+        }
+    }
+    warnings
 }
 
 /// Fills `depends_on` from order and groups (see the module documentation).
@@ -605,6 +764,9 @@ pub fn validate(definition: &mut Definition) -> Vec<Detail> {
         }
     }
     read_assignments(definition);
+    for condition in definition.steps.iter_mut().flat_map(|s| s.conditions.iter_mut()) {
+        condition.check = read_check(&condition.text);
+    }
     details.extend(definition_problems(definition));
     let given: Vec<Vec<String>> = definition.steps.iter().map(|s| s.depends_on.clone()).collect();
     derive_dependencies(&mut definition.steps);
@@ -1006,6 +1168,90 @@ mod tests {
         assert_eq!(
             shown,
             [(Some("routing[1]"), "ASSIGN: python-specialist is an agent no step of this workflow names")]
+        );
+    }
+
+    #[test]
+    fn conditions_in_the_forms_switchyard_reads_become_checks() {
+        let check = |step: &str, is, field: Option<&str>| {
+            Some(ConditionCheck { step: step.into(), is, field: field.map(String::from) })
+        };
+        let cases = [
+            ("step 1 succeeded", check("1", CheckIs::Succeeded, None)),
+            ("Step 2a was skipped", check("2a", CheckIs::Skipped, None)),
+            ("step 3 reported database_changes", check("3", CheckIs::Reported, Some("database_changes"))),
+            ("step 3 reported no files_created:", check("3", CheckIs::NotReported, Some("files_created"))),
+            ("step 3's report has api_changes.", check("3", CheckIs::Reported, Some("api_changes"))),
+            ("spec_requires_database_changes", None),
+            ("both mission-lite.md AND tech-stack.md already read in current context", None),
+            ("step x succeeded", None),
+            ("step 3 reported Database Changes", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(read_check(text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn agent_os_conditional_blocks_and_condition_attributes_become_step_conditions() {
+        let file = r#"# F
+<process_flow>
+<step number="1" subagent="context-fetcher" name="look">
+Look.
+<conditional_logic>
+  IF both mission-lite.md AND tech-stack.md already read in current context:
+    SKIP this entire step
+  ELSE:
+    READ them
+</conditional_logic>
+</step>
+<step number="2" subagent="file-creator" name="schema">
+Write the schema.
+<decision_tree>
+  IF step 1 reported database_changes:
+    CREATE sub-specs/database-schema.md
+  ELSE:
+    SKIP this_step
+</decision_tree>
+</step>
+<step number="3" subagent="file-creator" name="api" condition="step 4 succeeded">API.</step>
+<step number="4" subagent="file-creator" name="later">Later.</step>
+</process_flow>
+"#;
+        let definition = definition(file);
+        let shown: Vec<(&str, &str, ConditionWhen, bool)> = definition
+            .steps
+            .iter()
+            .flat_map(|s| {
+                s.conditions.iter().map(move |c| (s.key.as_str(), c.text.as_str(), c.when, c.check.is_some()))
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "1",
+                    "both mission-lite.md AND tech-stack.md already read in current context",
+                    ConditionWhen::SkipIf,
+                    false
+                ),
+                ("2", "step 1 reported database_changes", ConditionWhen::SkipUnless, true),
+                ("3", "step 4 succeeded", ConditionWhen::RunIf, true),
+            ]
+        );
+        let warnings = condition_warnings(&definition);
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].line, Some(3));
+        assert!(
+            warnings[0].message.starts_with("step 1: switchyard does not evaluate the condition"),
+            "{}",
+            warnings[0].message
+        );
+        let problems = definition_problems(&definition);
+        let shown: Vec<(Option<u32>, &str)> = problems.iter().map(|p| (p.line, p.message.as_str())).collect();
+        assert_eq!(
+            shown,
+            [(Some(21), "step 3: the condition \"step 4 succeeded\" refers to step 4, which does not come before it")]
         );
     }
 

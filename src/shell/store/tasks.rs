@@ -65,12 +65,13 @@ pub struct StepRow {
     pub heartbeat_ms: Option<i64>,
     pub schedule_deadline_at: Option<i64>,
     pub attempt_deadline_at: Option<i64>,
-    pub routing: Option<String>,
+    pub gate: Option<String>,
+    pub report_fields: Option<String>,
 }
 
 const STEP_COLUMNS: &str = "id, key, name, runner, agent, status, depends_on, attempt, attempts_max, attempts_budget, \
      lease_id, lease_expires_at, queued_at, due_at, ready_at, started_at, finished_at, skip_reason, error, optional, \
-     schedule_timeout_ms, attempt_timeout_ms, heartbeat_ms, schedule_deadline_at, attempt_deadline_at, routing";
+     schedule_timeout_ms, attempt_timeout_ms, heartbeat_ms, schedule_deadline_at, attempt_deadline_at, gate, report_fields";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AttemptRow {
@@ -142,8 +143,12 @@ pub fn task_state(task: &TaskRow, steps: &[StepRow], attempts: &[AttemptRow]) ->
             },
             schedule_deadline_at: time(row.schedule_deadline_at),
             attempt_deadline_at: time(row.attempt_deadline_at),
-            routing: match &row.routing {
-                Some(text) => Some(serde_json::from_str(text).map_err(|_| corrupt("step routing"))?),
+            gate: match &row.gate {
+                Some(text) => Some(serde_json::from_str(text).map_err(|_| corrupt("step gate"))?),
+                None => None,
+            },
+            report_fields: match &row.report_fields {
+                Some(text) => Some(serde_json::from_str(text).map_err(|_| corrupt("step report fields"))?),
                 None => None,
             },
         });
@@ -468,7 +473,8 @@ fn step_statement(db: &D1Database, step: &Step) -> Result<D1PreparedStatement> {
     db.prepare(
         "UPDATE steps SET status = ?2, attempt = ?3, attempts_max = ?4, lease_id = ?5, lease_expires_at = ?6,
                 queued_at = ?7, due_at = ?8, ready_at = ?9, started_at = ?10, finished_at = ?11, error = ?12,
-                skip_reason = ?13, schedule_deadline_at = ?14, attempt_deadline_at = ?15, version = version + 1
+                skip_reason = ?13, schedule_deadline_at = ?14, attempt_deadline_at = ?15, report_fields = ?16,
+                version = version + 1
          WHERE id = ?1",
     )
     .bind(&[
@@ -487,6 +493,7 @@ fn step_statement(db: &D1Database, step: &Step) -> Result<D1PreparedStatement> {
         text_or_null(step.skip_reason.as_deref()),
         opt_time(step.schedule_deadline_at),
         opt_time(step.attempt_deadline_at),
+        text_or_null(step.report_fields.as_ref().and_then(|f| serde_json::to_string(f).ok()).as_deref()),
     ])
 }
 
@@ -713,7 +720,7 @@ pub async fn insert_task(db: &D1Database, new: &NewTask<'_>, now: Timestamp) -> 
             db.prepare(
                 "INSERT INTO steps (id, task_id, key, name, runner, agent, status, depends_on, attempt, attempts_max,
                                     attempts_budget, queued_at, due_at, finished_at, skip_reason, instructions,
-                                    optional, schedule_timeout_ms, attempt_timeout_ms, heartbeat_ms, routing)
+                                    optional, schedule_timeout_ms, attempt_timeout_ms, heartbeat_ms, gate)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
             )
             .bind(&[
@@ -736,7 +743,7 @@ pub async fn insert_task(db: &D1Database, new: &NewTask<'_>, now: Timestamp) -> 
                 opt_int(step.timeouts.schedule_ms),
                 opt_int(step.timeouts.attempt_ms),
                 opt_int(step.timeouts.heartbeat_ms),
-                text_or_null(step.routing.as_ref().and_then(|r| serde_json::to_string(r).ok()).as_deref()),
+                text_or_null(step.gate.as_ref().and_then(|g| serde_json::to_string(g).ok()).as_deref()),
             ])?,
         );
     }
