@@ -27,13 +27,27 @@ fn capabilities() -> Vec<Vec<String>> {
     DEFAULT_AGENTS.iter().map(|a| a.capabilities.iter().map(|c| c.to_string()).collect()).collect()
 }
 
-fn planned(definition: &Definition, title: &str) -> Result<plan::Plan, Vec<Detail>> {
-    let capabilities = capabilities();
-    let agents: Vec<AgentProfile> = DEFAULT_AGENTS
+/// The default agents as planning reads them.
+fn profiles(capabilities: &[Vec<String>]) -> Vec<AgentProfile<'_>> {
+    DEFAULT_AGENTS
         .iter()
-        .zip(&capabilities)
+        .zip(capabilities)
         .map(|(a, c)| AgentProfile { name: a.name, description: a.description, capabilities: c })
-        .collect();
+        .collect()
+}
+
+fn planned(definition: &Definition, title: &str) -> Result<plan::Plan, Vec<Detail>> {
+    planned_with(definition, title, &workflow::main_agent_of(definition, None, None))
+}
+
+/// Plans a task on `definition` with the default agents and the given main agent.
+fn planned_with(
+    definition: &Definition,
+    title: &str,
+    main_agent: &workflow::MainAgent,
+) -> Result<plan::Plan, Vec<Detail>> {
+    let capabilities = capabilities();
+    let agents = profiles(&capabilities);
     let analysis = analyze(
         &TaskInput { title, description: "", requirements: &[], paths: &[] },
         &definition.routing_input(&agents),
@@ -46,7 +60,7 @@ fn planned(definition: &Definition, title: &str) -> Result<plan::Plan, Vec<Detai
         workflow_version: 1,
         analysis: &analysis,
         agents: &agents,
-        main_agent: &workflow::main_agent_of(definition, None, None),
+        main_agent,
         flight_rules: &[],
         now: at(0),
     })
@@ -274,31 +288,8 @@ fn the_main_agent_comes_from_the_task_then_the_workflow_then_the_configuration()
 #[test]
 fn a_task_is_refused_only_when_its_main_agent_is_needed_and_not_registered() {
     let mut definition = default_definition();
-    let capabilities = capabilities();
-    let agents: Vec<AgentProfile> = DEFAULT_AGENTS
-        .iter()
-        .zip(&capabilities)
-        .map(|(a, c)| AgentProfile { name: a.name, description: a.description, capabilities: c })
-        .collect();
-    let analysis = analyze(
-        &TaskInput { title: FULL_STACK, description: "", requirements: &[], paths: &[] },
-        &definition.routing_input(&agents),
-    );
-    let step_ids: Vec<String> = (0..definition.steps.len()).map(|i| format!("stp_{i}")).collect();
     let ghost = workflow::MainAgent { name: "ghost".into(), chosen_by: workflow::ChosenBy::Task };
-    let plan_with = |definition: &Definition| {
-        plan(&PlanInput {
-            task_id: "tsk_1",
-            step_ids: &step_ids,
-            definition,
-            workflow_version: 1,
-            analysis: &analysis,
-            agents: &agents,
-            main_agent: &ghost,
-            flight_rules: &[],
-            now: at(0),
-        })
-    };
+    let plan_with = |definition: &Definition| planned_with(definition, FULL_STACK, &ghost);
     assert!(plan_with(&definition).is_ok(), "no step of the default workflow needs the main agent");
     definition.steps[4].name = "mystery".into();
     definition.steps[5].agent = None;

@@ -650,6 +650,19 @@ fn find_hits(lexicon: &Lexicon, tokens: &[Token]) -> Vec<Hit> {
     hits
 }
 
+/// For each of `count` tokens, whether a hit covers it.
+fn covered_by(hits: &[Hit], count: usize) -> Vec<bool> {
+    let mut covered = vec![false; count];
+    for hit in hits {
+        for at in hit.first..=hit.last {
+            if let Some(c) = covered.get_mut(at) {
+                *c = true;
+            }
+        }
+    }
+    covered
+}
+
 /// For each token, the negator that ends there. A negator inside a recognised phrase ("skip
 /// link") is part of that phrase, not a negation.
 fn negator_ends(tokens: &[Token], hits: &[Hit]) -> Vec<Option<&'static str>> {
@@ -987,14 +1000,7 @@ impl Phrase {
     fn new(lexicon: &Lexicon, text: &str) -> Phrase {
         let tokens = tokenize(text);
         let hits = find_hits(lexicon, &tokens);
-        let mut covered = vec![false; tokens.len()];
-        for hit in &hits {
-            for at in hit.first..=hit.last {
-                if let Some(c) = covered.get_mut(at) {
-                    *c = true;
-                }
-            }
-        }
+        let covered = covered_by(&hits, tokens.len());
         let only_terms = !hits.is_empty()
             && tokens.iter().zip(&covered).all(|(t, &c)| c || t.word().is_some_and(|w| STOPWORDS.contains(&w)));
         let words = words(text);

@@ -22,8 +22,8 @@ use serde::Serialize;
 
 use super::vocabulary::STOPWORDS;
 use super::{
-    content_words, find_hits, head, negated_by, negator_ends, related, tokenize, Area, Found, Lexicon, Source,
-    TaskInput, TaskType, Token,
+    content_words, covered_by, find_hits, head, negated_by, negator_ends, related, tokenize, Area, Found, Lexicon,
+    Source, TaskInput, TaskType, Token,
 };
 use crate::core::base::limits::{
     AGENT_CAPABILITIES_MAX, AGENT_CAPABILITY_BYTES_MAX, ANALYSIS_TEXT_BYTES_MAX, EVIDENCE_MAX, ROUTING_RULES_MAX,
@@ -180,14 +180,7 @@ pub(super) fn area_name(area: Area) -> &'static str {
 fn read(lexicon: &Lexicon, text: &str) -> (BTreeSet<&'static str>, BTreeSet<Area>, Vec<String>) {
     let tokens = tokenize(text);
     let hits = find_hits(lexicon, &tokens);
-    let mut covered = vec![false; tokens.len()];
-    for hit in &hits {
-        for at in hit.first..=hit.last {
-            if let Some(c) = covered.get_mut(at) {
-                *c = true;
-            }
-        }
-    }
+    let covered = covered_by(&hits, tokens.len());
     let uncovered: Vec<String> =
         tokens.iter().zip(&covered).filter(|(_, &c)| !c).filter_map(|(t, _)| t.word().map(String::from)).collect();
     let keywords = content_words(&uncovered)
