@@ -30,6 +30,9 @@
 //!   waits for its pull agent to lease it (`ready_at` set).
 //! - `failed`: the last attempt failed and a retry message is on its way after a backoff.
 //! - `dead`: the attempts ran out; the task is `failed` until the step is retried by hand.
+//! - `skipped`: when the task was planned, or when its dependencies were met and its [`Gate`]
+//!   said so: a condition on earlier steps held (or did not), or routing left its agent out
+//!   (by the analysis step's `report.selection`, else by the analysis made at submission).
 //!
 //! A queue message names a step and the attempt it is for; a message for any other attempt, or
 //! for a step already dispatched, is a duplicate and changes nothing. The one exception is a
@@ -229,8 +232,8 @@ pub struct Step {
     /// What is decided about the step when its dependencies are met: its conditions, and for an
     /// optional step of an agent routing may assign, whether it is needed.
     pub gate: Option<Gate>,
-    /// The fields of the step's successful report that say something (not null, empty or
-    /// false), for conditions of later steps; `None` before it succeeds.
+    /// The fields of the step's successful report that say something (see [`report_fields`]),
+    /// for conditions of later steps; `None` before it succeeds.
     pub report_fields: Option<Vec<String>>,
 }
 
@@ -1003,14 +1006,7 @@ impl Run {
         if late {
             self.accept_late(index, completion, error);
         } else if completion.succeeded {
-            if let Some(selection) = &completion.selection {
-                self.task.selection = Some(selection.clone());
-                self.step_event(
-                    index,
-                    "task.selection_reported",
-                    json!({"agents": selection.agents, "task_type": selection.task_type, "reason": selection.reason}),
-                );
-            }
+            self.take_selection(index, completion);
             self.succeed(index, completion.report.clone());
         } else {
             if let Some(report) = &completion.report {
@@ -1037,6 +1033,15 @@ impl Run {
         Ok(Completed::Now(response))
     }
 
+    /// Keeps the analysis step's selection of a successful completion, for the steps routing
+    /// has yet to decide.
+    fn take_selection(&mut self, index: usize, completion: &Completion) {
+        let Some(selection) = &completion.selection else { return };
+        self.task.selection = Some(selection.clone());
+        let data = json!({"agents": selection.agents, "task_type": selection.task_type, "reason": selection.reason});
+        self.step_event(index, "task.selection_reported", data);
+    }
+
     /// An answer for the step's newest attempt, which the sweep ended when its lease expired.
     /// A success is the step's success (a retry waiting for its backoff is dropped, and a step
     /// that died of the expiry lives again); a failure only replaces the expiry on the attempt,
@@ -1060,6 +1065,7 @@ impl Run {
         let outcome = if completion.succeeded { "succeeded" } else { "failed" };
         self.step_event(index, "step.late_answer", json!({"outcome": outcome, "lease_id": completion.lease_id}));
         if completion.succeeded {
+            self.take_selection(index, completion);
             self.mark_succeeded(index, completion.report.clone());
             self.resume_if_nothing_dead();
             self.advance();

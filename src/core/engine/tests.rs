@@ -611,6 +611,22 @@ fn a_late_success_revives_a_step_that_died_of_its_expiry_and_resumes_the_task() 
 }
 
 #[test]
+fn a_late_success_of_the_analysis_step_keeps_its_selection() {
+    let sveltekit = DEFAULT_AGENTS[2].name;
+    let mut task = submitted(BACKEND);
+    task.steps[0].attempts_max = 1;
+    let leased = lease(&dispatch(&task, "1"), "1", "lse_1");
+    let dead = changed(&leased, Command::Sweep { redispatch_after_ms: 60_000 }, at(1_030)).task;
+    let Command::Complete(mut completion) = late_completion(&dead, "1", "lse_1", true) else { unreachable!() };
+    completion.selection =
+        Some(ReportedSelection { step: "1".into(), agents: vec![sveltekit.into()], task_type: None, reason: None });
+    let late = changed(&dead, Command::Complete(completion), at(1_500));
+    assert_eq!(late.task.selection.as_ref().map(|s| s.agents.clone()), Some(vec![sveltekit.to_string()]));
+    assert_eq!(step(&late.task, "2a").status, StepStatus::Skipped);
+    assert_eq!(step(&late.task, "2b").status, StepStatus::Queued);
+}
+
+#[test]
 fn backoff_doubles_is_capped_and_jittered_but_never_zero() {
     for attempt in 1..=20 {
         for random in [0, 1, 7, u32::MAX] {
