@@ -257,7 +257,6 @@ pub fn count_transition(transition: &Transition, round_trips: u64) {
     TRANSITION_TRIPS.fetch_add(round_trips, Ordering::Relaxed);
 }
 
-/// Counts a submission: its step events and the round trips it took.
 /// The analysis step's `report.selection`, checked against its task (see
 /// `report::check_selection`); `Ok(None)` when the report has none.
 pub async fn checked_selection(
@@ -265,9 +264,8 @@ pub async fn checked_selection(
     step_id: &str,
     report: Option<&Report>,
 ) -> Result<Option<ReportedSelection>, Failed> {
-    let Some(selection) = report.map(report::selection_of).transpose().ok().flatten().flatten() else {
-        return Ok(None);
-    };
+    // The report was validated, selection included; a shape problem cannot reach here.
+    let Some(selection) = report.and_then(|r| report::selection_of(r).ok().flatten()) else { return Ok(None) };
     let Some(read) = store::read_task_of_step(db, step_id).await? else { return Ok(None) };
     let Some(step) = read.steps.iter().find(|s| s.id == step_id) else { return Ok(None) };
     let analysis: Value = serde_json::from_str(&read.task.analysis).unwrap_or(Value::Null);
@@ -279,6 +277,7 @@ pub async fn checked_selection(
         .map_err(|details| ApiError::Invalid { details }.into())
 }
 
+/// Counts a submission: its step events and the round trips it took.
 pub fn count_submission(events: &[engine::Event], round_trips: u64) {
     TRANSITIONS.fetch_add(events.iter().filter(|e| e.step_id.is_some()).count() as u64, Ordering::Relaxed);
     TRANSITION_TRIPS.fetch_add(round_trips, Ordering::Relaxed);
@@ -540,13 +539,9 @@ async fn complete_delivery(
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.validate().map_err(|e| e.message()));
             match parsed {
-                Ok(checked) if checked.lease_id.as_deref().is_none_or(|l| l == lease_id) => (
-                    checked.outcome == Reported::Succeeded,
-                    checked.error,
-                    checked.report.map(|r| r.into_value()),
-                    checked.log,
-                    text,
-                ),
+                Ok(checked) if checked.lease_id.as_deref().is_none_or(|l| l == lease_id) => {
+                    (checked.outcome == Reported::Succeeded, checked.error, checked.report, checked.log, text)
+                }
                 Ok(_) => (false, Some("the webhook answered for another lease".into()), None, None, text),
                 Err(reason) => {
                     (false, Some(format!("the webhook's answer is not a valid completion: {reason}")), None, None, text)
@@ -555,8 +550,7 @@ async fn complete_delivery(
         }
     };
     // A selection the task cannot take fails the attempt, as an invalid answer does.
-    let checked = report::validate(report.clone().unwrap_or(Value::Null)).ok();
-    let selection = match checked_selection(db, step_id, checked.as_ref()).await {
+    let selection = match checked_selection(db, step_id, report.as_ref()).await {
         Ok(selection) => selection,
         Err(Failed::Client(refused)) if succeeded => {
             (succeeded, error) =
@@ -573,7 +567,7 @@ async fn complete_delivery(
         succeeded,
         error,
         hash: sha256_hex(hash_source.as_bytes()),
-        report: report.map(|r| ReportRef::Inline(r.to_string())),
+        report: report.map(|r| ReportRef::Inline(r.into_value().to_string())),
         selection,
     };
     match drive(env, db, TaskKey::Id(task_id), &Command::Complete(completion), log.as_deref()).await? {

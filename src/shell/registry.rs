@@ -25,14 +25,14 @@ use crate::core::edge::http::{
 };
 use crate::core::edge::paging::Page;
 use crate::core::edge::response::ApiResponse;
-use crate::core::engine::task_api::{check_list, TaskRequest};
+use crate::core::engine::task_api::{check_list, TaskRequest, WorkflowRef};
 use crate::core::engine::{brief, webhook, AgentTimeouts};
 use crate::core::registry::agents::{self, AgentInput, AgentSpec, Mode};
-use crate::core::registry::analysis::{self, AgentProfile, TaskInput};
+use crate::core::registry::analysis::{self, AgentProfile};
 use crate::core::registry::default_agents::DEFAULT_AGENTS;
 use crate::core::registry::instructions;
 use crate::core::registry::workflow::{
-    self, Definition, FlightRules, DEFAULT_RULES_FILES, DEFAULT_WORKFLOW_NAME, DEFAULT_WORKFLOW_SOURCE,
+    self, Definition, FlightExecute, FlightRules, DEFAULT_RULES_FILES, DEFAULT_WORKFLOW_NAME, DEFAULT_WORKFLOW_SOURCE,
 };
 
 /// How long a cached agent lives in KV: KV's shortest TTL, which is also the longest another
@@ -512,32 +512,61 @@ pub async fn create_workflow(call: &Call<'_>, body: &[u8]) -> Handled {
     Ok(ApiResponse::json(201, &body))
 }
 
+/// The stored workflow a task request names (its version, or the latest), or the 422 saying
+/// there is none.
+pub async fn requested_workflow(
+    db: &D1Database,
+    request: &TaskRequest,
+    workflow_ref: &WorkflowRef,
+) -> Result<store::WorkflowRow, Failed> {
+    let row = match workflow_ref.version {
+        Some(version) => store::workflow_version(db, &workflow_ref.name, version).await?,
+        None => store::latest_workflow(db, &workflow_ref.name).await?,
+    };
+    row.ok_or_else(|| {
+        let named = request.workflow.as_deref().unwrap_or(&workflow_ref.name);
+        ApiError::Invalid { details: vec![Detail::field("workflow", format!("no workflow {named}"))] }.into()
+    })
+}
+
+/// What a flight check's `EXECUTE` finds posted under the name it addresses.
+enum Executed {
+    /// The path names no file switchyard can address.
+    Unnamed,
+    NotPosted(String),
+    /// A workflow with steps, which a flight check cannot run.
+    NotRules(String),
+    Rules(FlightRules),
+}
+
+/// Looks up, at its latest version, the file one `EXECUTE` of a flight check addresses.
+async fn executed(db: &D1Database, execute: &FlightExecute) -> Result<Executed, Failed> {
+    let Some(name) = execute.name.clone() else { return Ok(Executed::Unnamed) };
+    let Some(row) = store::latest_workflow(db, &name).await? else { return Ok(Executed::NotPosted(name)) };
+    Ok(match stored_definition(&row)?.rules {
+        Some(text) => Executed::Rules(FlightRules { check: execute.check, name, version: row.version, text }),
+        None => Executed::NotRules(name),
+    })
+}
+
 /// What is wrong with the files a definition's flight checks `EXECUTE`: each must address a
 /// rules file that is posted.
 async fn execute_problems(db: &D1Database, definition: &Definition) -> Result<Vec<Detail>, Failed> {
     let mut problems = Vec::new();
     for execute in definition.flight_executes() {
         let path = &execute.path;
-        let Some(name) = &execute.name else {
-            problems.push(
-                execute.problem(format!("EXECUTE: @{path} does not address a file by a name switchyard can use")),
-            );
-            continue;
-        };
-        let found = match store::latest_workflow(db, name).await? {
-            Some(row) => Some(stored_definition(&row)?),
-            None => None,
-        };
-        match found {
-            None => problems.push(execute.problem(format!(
+        let message = match executed(db, &execute).await? {
+            Executed::Rules(_) => continue,
+            Executed::Unnamed => format!("EXECUTE: @{path} does not address a file by a name switchyard can use"),
+            Executed::NotPosted(name) => format!(
                 "EXECUTE: @{path} addresses {name}, which is not posted; post that file first, as {name} \
                  (POST /v1/workflows?name={name})"
-            ))),
-            Some(found) if found.rules.is_none() => problems.push(execute.problem(format!(
-                "EXECUTE: @{path} addresses {name}, a workflow with steps; a flight check runs rules files"
-            ))),
-            Some(_) => {}
-        }
+            ),
+            Executed::NotRules(name) => {
+                format!("EXECUTE: @{path} addresses {name}, a workflow with steps; a flight check runs rules files")
+            }
+        };
+        problems.push(execute.problem(message));
     }
     Ok(problems)
 }
@@ -547,15 +576,7 @@ async fn execute_problems(db: &D1Database, definition: &Definition) -> Result<Ve
 pub async fn flight_rules(db: &D1Database, definition: &Definition) -> Result<Vec<FlightRules>, Failed> {
     let mut found = Vec::new();
     for execute in definition.flight_executes() {
-        let row = match &execute.name {
-            Some(name) => store::latest_workflow(db, name).await?,
-            None => None,
-        };
-        let rules = match &row {
-            Some(row) => stored_definition(row)?.rules,
-            None => None,
-        };
-        let (Some(row), Some(text), Some(name)) = (row, rules, execute.name.clone()) else {
+        let Executed::Rules(rules) = executed(db, &execute).await? else {
             let message = format!(
                 "the workflow's {} EXECUTEs @{}, which addresses no posted rules file",
                 execute.check.replace('_', "-"),
@@ -563,7 +584,7 @@ pub async fn flight_rules(db: &D1Database, definition: &Definition) -> Result<Ve
             );
             return Err(ApiError::Invalid { details: vec![Detail::field("workflow", message)] }.into());
         };
-        found.push(FlightRules { check: execute.check, name, version: row.version, text });
+        found.push(rules);
     }
     Ok(found)
 }
@@ -630,27 +651,12 @@ pub async fn analyze(call: &Call<'_>, body: &[u8]) -> Handled {
     let request: TaskRequest = parse_json_body(call.content_type.as_deref(), body)?;
     let workflow_ref = request.validate()?;
     let db = call.env.d1(bindings::DB)?;
-    let row = match workflow_ref.version {
-        Some(version) => store::workflow_version(&db, &workflow_ref.name, version).await?,
-        None => store::latest_workflow(&db, &workflow_ref.name).await?,
-    };
-    let Some(row) = row else {
-        let named = request.workflow.as_deref().unwrap_or(&workflow_ref.name);
-        return Err(
-            ApiError::Invalid { details: vec![Detail::field("workflow", format!("no workflow {named}"))] }.into()
-        );
-    };
+    let row = requested_workflow(&db, &request, &workflow_ref).await?;
     let definition = stored_definition(&row)?;
     let agents = store::all_agents(&db).await?;
     let capabilities = capabilities_of(&agents);
     let profiles = profiles(&agents, &capabilities);
-    let input = TaskInput {
-        title: &request.title,
-        description: &request.description,
-        requirements: &request.requirements,
-        paths: &request.paths,
-    };
-    Ok(ApiResponse::json(200, &analysis::analyze(&input, &definition.routing_input(&profiles))))
+    Ok(ApiResponse::json(200, &analysis::analyze(&request.task_input(), &definition.routing_input(&profiles))))
 }
 
 #[derive(serde::Deserialize)]

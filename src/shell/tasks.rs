@@ -31,7 +31,7 @@ use crate::core::engine::{
     self as core_engine, brief, Caller, Command, Completion, Outcome, ReportRef, StepStatus, Task,
 };
 use crate::core::records::live;
-use crate::core::registry::analysis::{self, TaskInput};
+use crate::core::registry::analysis;
 use crate::core::registry::workflow;
 
 /// Longest `Idempotency-Key`: a UUID is 36 characters; 128 leaves room for keys that embed a
@@ -142,20 +142,8 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
             return replay(row, &hash);
         }
     }
-    let workflow = match workflow_ref.version {
-        Some(version) => store::workflow_version(&db, &workflow_ref.name, version).await?,
-        None => store::latest_workflow(&db, &workflow_ref.name).await?,
-    };
+    let workflow = registry::requested_workflow(&db, &request, &workflow_ref).await?;
     trips += 1;
-    let Some(workflow) = workflow else {
-        return Err(ApiError::Invalid {
-            details: vec![Detail::field(
-                "workflow",
-                format!("no workflow {}", request.workflow.as_deref().unwrap_or(&workflow_ref.name)),
-            )],
-        }
-        .into());
-    };
     let mut definition = registry::stored_definition(&workflow)?;
     if definition.rules.is_some() {
         return Err(ApiError::Invalid {
@@ -176,15 +164,7 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
     trips += 2;
     let capabilities = registry::capabilities_of(&agents);
     let profiles = registry::profiles(&agents, &capabilities);
-    let analysis = analysis::analyze(
-        &TaskInput {
-            title: &request.title,
-            description: &request.description,
-            requirements: &request.requirements,
-            paths: &request.paths,
-        },
-        &definition.routing_input(&profiles),
-    );
+    let analysis = analysis::analyze(&request.task_input(), &definition.routing_input(&profiles));
     let task_id = platform::new_id(IdKind::Task, call.now)?;
     let step_ids = definition
         .steps

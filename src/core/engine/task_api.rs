@@ -13,6 +13,7 @@ use crate::core::base::limits::{
 };
 use crate::core::edge::error::{ApiError, Detail};
 use crate::core::records::report::{self, Report};
+use crate::core::registry::analysis::TaskInput;
 use crate::core::registry::workflow::{agent_name_problem, is_workflow_name, DEFAULT_WORKFLOW_NAME};
 
 /// `POST /v1/tasks` (and `POST /v1/analyze`, which reads the same fields but `workflow`).
@@ -70,6 +71,16 @@ pub fn check_list(field: &str, items: &[String], items_max: usize, item_bytes_ma
 }
 
 impl TaskRequest {
+    /// What analysis reads of the task.
+    pub fn task_input(&self) -> TaskInput<'_> {
+        TaskInput {
+            title: &self.title,
+            description: &self.description,
+            requirements: &self.requirements,
+            paths: &self.paths,
+        }
+    }
+
     /// Checks every field; returns the workflow to run.
     pub fn validate(&self) -> Result<WorkflowRef, ApiError> {
         let mut details = Vec::new();

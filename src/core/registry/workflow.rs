@@ -291,10 +291,16 @@ pub struct FlightExecute {
 impl FlightExecute {
     /// A problem about this `EXECUTE`, at its line or field.
     pub fn problem(&self, message: String) -> Detail {
-        match self.line {
-            Some(line) => Detail { line: Some(line), ..Detail::field(self.check, message) },
-            None => Detail::field(format!("{}.executes[{}]", self.check, self.index), message),
-        }
+        located(self.line, self.check, || format!("{}.executes[{}]", self.check, self.index), message)
+    }
+}
+
+/// A problem about something that has a line when it came from a file: the line and the
+/// `field` it belongs to, or (posted as JSON) the `indexed` field that locates it.
+fn located(line: Option<u32>, field: &str, indexed: impl FnOnce() -> String, message: String) -> Detail {
+    match line {
+        Some(line) => Detail { line: Some(line), ..Detail::field(field, message) },
+        None => Detail::field(indexed(), message),
     }
 }
 
@@ -521,10 +527,7 @@ pub fn routing_problems(definition: &Definition) -> Vec<Detail> {
         details.push(Detail::field("routing", format!("{count} routing rules; the limit is {ROUTING_RULES_MAX}")));
     }
     for (index, rule) in definition.routing.iter().enumerate() {
-        let problem = |message: String| match rule.line {
-            Some(line) => Detail { line: Some(line), ..Detail::field("routing", message) },
-            None => Detail::field(format!("routing[{index}]"), message),
-        };
+        let problem = |message: String| located(rule.line, "routing", || format!("routing[{index}]"), message);
         if rule.condition.trim().is_empty() {
             details.push(problem(format!("ASSIGN: {} has no IF before it", rule.assign)));
         } else if rule.assign.trim().is_empty() {
@@ -647,12 +650,8 @@ pub fn definition_problems(definition: &Definition) -> Vec<Detail> {
                     "step {}: the condition \"{}\" refers to step {}, which does not come before it",
                     step.key, condition.text, check.step
                 );
-                details.push(match condition.line {
-                    Some(line) => {
-                        Detail { line: Some(line), ..Detail::field(format!("steps[{index}].conditions"), message) }
-                    }
-                    None => Detail::field(format!("steps[{index}].conditions[{at}]"), message),
-                });
+                let field = format!("steps[{index}].conditions");
+                details.push(located(condition.line, &field, || format!("{field}[{at}]"), message));
             }
         }
     }
@@ -670,12 +669,8 @@ pub fn condition_warnings(definition: &Definition) -> Vec<Detail> {
                  passed to the agent with the step's instructions",
                 step.key, condition.text
             );
-            warnings.push(match condition.line {
-                Some(line) => {
-                    Detail { line: Some(line), ..Detail::field(format!("steps[{index}].conditions"), message) }
-                }
-                None => Detail::field(format!("steps[{index}].conditions"), message),
-            });
+            let field = format!("steps[{index}].conditions");
+            warnings.push(located(condition.line, &field, || field.clone(), message));
         }
     }
     warnings

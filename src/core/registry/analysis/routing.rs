@@ -296,15 +296,12 @@ pub(super) fn route(
     };
     let mut compiled: Vec<Compiled> =
         rules.iter().map(|r| compile(lexicon, r, routing.agents, by_capabilities)).collect();
-    for rule in compiled.iter_mut().filter(|_| by_capabilities) {
-        rule.condition = format!("the capabilities of {}", rule.agents.join(", "));
-    }
-    let mut candidates: Vec<String> = Vec::new();
-    for agent in compiled.iter().flat_map(|r| r.agents.iter()) {
-        if !candidates.contains(agent) {
-            candidates.push(agent.clone());
+    if by_capabilities {
+        for rule in &mut compiled {
+            rule.condition = format!("the capabilities of {}", rule.agents.join(", "));
         }
     }
+    let candidates = distinct(compiled.iter().flat_map(|r| r.agents.iter()));
     let words = task_words(lexicon, input);
     let mut outcomes: Vec<RuleOutcome> = Vec::new();
     let mut covered_areas: BTreeSet<Area> = BTreeSet::new();
@@ -382,13 +379,7 @@ pub(super) fn route(
         .filter(|(o, r)| o.fired && !r.combination)
         .map(|(o, _)| o.line.map_or_else(|| o.condition.clone(), |l| format!("line {l}")))
         .collect();
-    let fired_agents: Vec<String> =
-        outcomes.iter().filter(|o| o.fired).flat_map(|o| o.agents.iter().cloned()).fold(Vec::new(), |mut all, a| {
-            if !all.contains(&a) {
-                all.push(a);
-            }
-            all
-        });
+    let fired_agents = distinct(outcomes.iter().filter(|o| o.fired).flat_map(|o| o.agents.iter()));
     for (outcome, rule) in outcomes.iter_mut().zip(&compiled) {
         if rule.combination && fired_lines.len() >= 2 {
             outcome.fired = true;
@@ -399,15 +390,21 @@ pub(super) fn route(
             outcome.agents = if outcome.fired { fired_agents.clone() } else { Vec::new() };
         }
     }
-    let mut chosen: Vec<String> = Vec::new();
-    for agent in outcomes.iter().filter(|o| o.fired).flat_map(|o| o.agents.iter()) {
-        if !chosen.contains(agent) {
-            chosen.push(agent.clone());
-        }
-    }
+    let mut chosen = distinct(outcomes.iter().filter(|o| o.fired).flat_map(|o| o.agents.iter()));
     if chosen.is_empty() {
         chosen = candidates.clone();
     }
     let by = if by_capabilities { "capabilities" } else { "agent_selection" };
     (chosen, Routing { by, candidates, rules: outcomes })
+}
+
+/// The names, each once, in the order they first come.
+fn distinct<'a>(names: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    for name in names {
+        if !all.contains(name) {
+            all.push(name.clone());
+        }
+    }
+    all
 }
