@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { agent, eventsOf, issueToken, leaseWithin, submit, taskOf } from "./helpers/agents.mjs";
-import { startWorker } from "./helpers/worker.mjs";
+import { eventually, startWorker } from "./helpers/worker.mjs";
 
 /** Steps without `subagent=`, as in Agent OS's create-spec.md; each tells its agent which file to write. */
 const SPEC_FLOW = `---
@@ -200,6 +200,83 @@ Write the notes. Write \`docs/notes.md\`.
 `;
 
 /**
+ * A flow that runs a sibling file for each task step 1 lists, as Agent OS's execute-tasks.md
+ * runs execute-task.md, and ends with the built-in summary.
+ */
+const FEATURE_FLOW = `# Feature Execution
+
+<process_flow>
+
+<step number="1" subagent="context-fetcher" name="task_assignment">
+
+### Step 1: Task Assignment
+
+List the parent tasks to build. Write \`docs/tasks.md\`.
+
+</step>
+
+<step number="2" name="task_execution_loop">
+
+### Step 2: Task Execution Loop
+
+Build every task step 1 listed, using @.agent-os/instructions/core/build-task.md.
+
+<execution_flow>
+  LOAD @.agent-os/instructions/core/build-task.md ONCE
+
+  FOR each parent_task listed in Step 1:
+    EXECUTE instructions from build-task.md with:
+      - parent_task_number
+    WAIT for task completion
+  END FOR
+</execution_flow>
+
+</step>
+
+<step number="3" subagent="project-manager" name="recap">
+
+### Step 3: Recap
+
+Say what was built. Write \`docs/recap.md\`.
+
+</step>
+
+<step number="4" name="task_summary">
+
+### Step 4: Summary
+
+Sum up.
+
+</step>
+
+</process_flow>
+`;
+
+/** The sibling file FEATURE_FLOW runs: a main-agent step and a test step; `v` marks its version. */
+const buildTask = (v, extra = "") => `# Build Task ${v}
+
+<process_flow>
+
+<step number="1" name="task_understanding">
+
+### Step 1: Understand the task
+
+Read the parent task. Write \`docs/understanding-${v}.md\`.
+
+</step>
+
+<step number="2" subagent="test-runner" name="task_test_verification" max_attempts="1">
+
+### Step 2: Verify
+
+Run the task's tests. Write \`docs/tests-${v}.md\`.
+
+</step>
+${extra}
+</process_flow>
+`;
+
+/**
  * Step agents for the tests: each reads its step's instructions, writes the file they name and
  * follows the rules the step carries (a rule "Sign the notes ... with: X" signs its notes).
  */
@@ -212,7 +289,10 @@ function reader(worker, name, token) {
       const named = /`([^`]+\.md)`/.exec(step.instructions.text);
       assert.ok(named, `step ${step.key}'s instructions name no file to write: ${step.instructions.text}`);
       const signatures = (step.instructions.rules ?? []).map((r) => /Sign the notes of every report with: (\S+)/.exec(r.text)?.[1]).filter(Boolean);
-      const notes = [`${name} did "${step.instructions.title}"`, ...signatures].join(" ");
+      // A step of a child run says which step runs it and what that step loops over.
+      const run = step.instructions.child_run;
+      const within = run ? [`within step ${run.step.key} (${run.workflow} v${run.version}) for each ${run.each}`] : [];
+      const notes = [`${name} did "${step.instructions.title}"`, ...within, ...signatures].join(" ");
       const report = { files_created: [named[1]], notes };
       const response = await client.complete(step, { outcome: "succeeded", report });
       assert.equal(response.status, 200, await response.text());
@@ -576,5 +656,133 @@ describe("Agent OS instruction files as written", { timeout: 300_000 }, () => {
     assert.equal((await badFile.json()).error.details[0].field, "main_agent");
     assert.equal((await worker.admin("/v1/workflows/bad-main")).status, 404);
     assert.equal((await (await worker.admin("/v1/tasks?limit=100")).json()).tasks.length, tasksBefore);
+  });
+
+  test("a step that EXECUTEs a posted file runs it as a child run nested under it, pinned, and done when its steps are", async () => {
+    const early = await postFile(FEATURE_FLOW, "feature-flow");
+    assert.equal(early.status, 422);
+    assert.deepEqual((await early.json()).error.details, [
+      {
+        field: "steps[1].execute",
+        line: 23,
+        message:
+          "EXECUTE: @.agent-os/instructions/core/build-task.md: build-task is not posted; post that file first, as build-task (POST /v1/workflows?name=build-task)",
+      },
+    ]);
+    assert.equal((await worker.admin("/v1/workflows/feature-flow")).status, 404, "nothing is stored");
+    assert.equal((await postFile(buildTask("v1"), "build-task")).status, 201);
+    const posted = await postFile(FEATURE_FLOW, "feature-flow");
+    assert.equal(posted.status, 201, await posted.clone().text());
+    assert.deepEqual((await posted.json()).steps[1].execute, {
+      path: ".agent-os/instructions/core/build-task.md",
+      line: 23,
+      each: "parent_task listed in Step 1",
+    });
+
+    const { body } = await submit(worker, { title: "Add CSV export to the reports page", workflow: "feature-flow" });
+    assert.equal(body.task.status, "running", JSON.stringify(body));
+    assert.deepEqual(
+      body.task.steps.map((s) => [s.key, s.runner, s.agent, s.parent]),
+      [
+        ["1", "agent", "context-fetcher", null],
+        ["2", "child_run", null, null],
+        ["2.1", "agent", "main-agent", "2"],
+        ["2.2", "agent", "test-runner", "2"],
+        ["3", "agent", "project-manager", null],
+        ["4", "builtin", null, null],
+      ],
+    );
+    assert.deepEqual(body.task.steps[1].child_run, {
+      workflow: "build-task",
+      version: 1,
+      each: "parent_task listed in Step 1",
+      steps: ["2.1", "2.2"],
+    });
+    assert.equal((await postFile(buildTask("v2"), "build-task")).status, 201, "a newer version after submission");
+
+    const fetcher = reader(worker, "context-fetcher", await issueToken(worker, "context-fetcher"));
+    const main = reader(worker, "main-agent", await issueToken(worker, "main-agent"));
+    const tester = reader(worker, "test-runner", await issueToken(worker, "test-runner"));
+    const manager = reader(worker, "project-manager", await issueToken(worker, "project-manager"));
+    assert.equal((await fetcher.work()).key, "1");
+    assert.equal((await taskOf(worker, body.task.id)).steps[1].status, "running");
+    const understand = await main.work();
+    assert.equal(understand.key, "2.1");
+    assert.deepEqual(
+      [understand.workflow.name, understand.workflow.version, understand.instructions.text],
+      ["build-task", 1, "Read the parent task. Write `docs/understanding-v1.md`."],
+      "the child run is pinned at the version of the submission",
+    );
+    assert.deepEqual(understand.instructions.child_run.step.name, "task_execution_loop");
+    const verify = await tester.work();
+    assert.equal(verify.key, "2.2");
+    assert.match(verify.inputs["2.1"].report.notes, /within step 2 \(build-task v1\) for each parent_task listed in Step 1/);
+    const recap = await manager.work();
+    assert.equal(recap.key, "3");
+    assert.deepEqual(Object.keys(recap.inputs["2"].child_run), ["2.1", "2.2"], "the child run's reports are the parent step's");
+    assert.match(recap.inputs["2"].child_run["2.2"].report.notes, /test-runner did "Step 2: Verify"/);
+
+    const task = await eventually(async () => {
+      const now = await taskOf(worker, body.task.id);
+      return now.status === "succeeded" ? now : null;
+    });
+    assert.deepEqual(task.steps.map((s) => s.status), ["succeeded", "succeeded", "succeeded", "succeeded", "succeeded", "succeeded"]);
+    const events = await eventsOf(worker, task.id);
+    const started = events.find((e) => e.kind === "step.child_run_started");
+    assert.deepEqual([started.data.key, started.data.child_run.workflow, started.data.steps], ["2", "build-task", 2]);
+    const queued = events.filter((e) => e.kind === "step.queued").map((e) => [e.data.key, e.data.parent ?? null]);
+    assert.deepEqual(queued, [["1", null], ["2.1", "2"], ["2.2", "2"], ["3", null], ["4", null]]);
+    const summary = await (await worker.admin(`/v1/tasks/${task.id}/summary`)).text();
+    assert.match(
+      summary,
+      /Child runs:\n- step 2 \(task_execution_loop\) ran build-task v1, succeeded:\n  - step 2\.1 \(task_understanding\) succeeded, by main-agent\n  - step 2\.2 \(task_test_verification\) succeeded, by test-runner\n/,
+    );
+  });
+
+  test("a dead step of a child run fails the step that runs it, and retrying that step retries the child run", async () => {
+    const { body } = await submit(worker, { title: "Add PDF export to the reports page", workflow: "feature-flow" });
+    const fetcher = reader(worker, "context-fetcher", await issueToken(worker, "context-fetcher"));
+    const main = reader(worker, "main-agent", await issueToken(worker, "main-agent"));
+    const tester = agent(worker, "test-runner", await issueToken(worker, "test-runner"));
+    await fetcher.work();
+    assert.equal((await main.work()).key, "2.1");
+    const failing = await leaseWithin(tester);
+    assert.equal(failing.key, "2.2");
+    assert.equal((await tester.complete(failing, { outcome: "failed", error: "3 tests fail" })).status, 200);
+    let task = await taskOf(worker, body.task.id);
+    assert.equal(task.status, "failed");
+    assert.deepEqual(task.steps.slice(1, 4).map((s) => [s.key, s.status]), [["2", "dead"], ["2.1", "succeeded"], ["2.2", "dead"]]);
+    assert.match(task.steps[1].error, /step 2\.2 of its child run is dead/);
+    const retried = await worker.admin(`/v1/steps/${task.steps[1].id}/retry`, { method: "POST" });
+    assert.equal(retried.status, 200, await retried.clone().text());
+    task = await taskOf(worker, body.task.id);
+    assert.deepEqual([task.status, task.steps[1].status, task.steps[3].status], ["running", "running", "queued"]);
+    const again = await leaseWithin(tester);
+    assert.equal(again.key, "2.2");
+    assert.equal((await tester.complete(again, { outcome: "succeeded", report: { notes: "fixed" } })).status, 200);
+    const after = await taskOf(worker, body.task.id);
+    assert.equal(after.steps[1].status, "succeeded", JSON.stringify(after.steps.map((s) => [s.key, s.status])));
+    await worker.admin(`/v1/tasks/${body.task.id}/cancel`, { method: "POST" });
+  });
+
+  test("an EXECUTE that makes a cycle, runs a rules file or names a subagent is refused at its line and stores nothing", async () => {
+    const before = await (await worker.admin("/v1/workflows/build-task")).json();
+    const cycle = await postFile(buildTask("v3", '<step number="3" name="again">\nEXECUTE: @.agent-os/instructions/core/feature-flow.md\n</step>\n'), "build-task");
+    assert.equal(cycle.status, 422);
+    assert.deepEqual((await cycle.json()).error.details, [
+      {
+        field: "steps[2].execute",
+        line: 21,
+        message: "EXECUTE: @.agent-os/instructions/core/feature-flow.md: this makes a cycle: build-task → feature-flow → build-task",
+      },
+    ]);
+    assert.equal((await (await worker.admin("/v1/workflows/build-task")).json()).version, before.version, "no version was stored");
+    const rules = await postFile(buildTask("v3", '<step number="3" name="rules">\nEXECUTE: @.agent-os/instructions/meta/pre-flight.md\n</step>\n'), "rules-runner");
+    assert.equal(rules.status, 422);
+    assert.match((await rules.json()).error.details[0].message, /pre-flight is a rules file, with no steps to run/);
+    const named = await postFile(buildTask("v3", '<step number="3" subagent="test-runner" name="both">\nEXECUTE: @feature-flow.md\n</step>\n'), "both-runner");
+    assert.equal(named.status, 422);
+    assert.match((await named.json()).error.details[0].message, /EXECUTEs @feature-flow\.md and names a subagent/);
+    for (const name of ["rules-runner", "both-runner"]) assert.equal((await worker.admin(`/v1/workflows/${name}`)).status, 404);
   });
 });

@@ -323,19 +323,38 @@ pub fn report_key(task_id: &str, step_id: &str, attempt: u32) -> String {
 }
 
 /// The reports a step works from: those of the steps it depends on, by key (a skipped step
-/// gives its reason instead).
+/// gives its reason instead). A step that ran a child run gives its child run's reports, by key.
 pub async fn inputs_of(env: &Env, depends_on: &[String], rows: &[store::ReportRow]) -> worker::Result<Value> {
     let mut inputs = Map::new();
     for row in rows.iter().filter(|r| depends_on.contains(&r.key)) {
+        let prefix = format!("{}.", row.key);
+        let child_run: Vec<&store::ReportRow> = rows.iter().filter(|r| r.key.starts_with(&prefix)).collect();
         let value = if row.status == "skipped" {
             json!({"step": row.name, "status": "skipped", "reason": row.skip_reason})
+        } else if !child_run.is_empty() {
+            let mut steps = Map::new();
+            for child in
+                child_run.into_iter().filter(|r| r.status == "skipped" || r.report.is_some() || r.report_key.is_some())
+            {
+                steps.insert(child.key.clone(), input_of(env, child).await?);
+            }
+            json!({"step": row.name, "status": row.status, "child_run": steps})
         } else {
-            let report = load_report(env, row.report.as_deref(), row.report_key.as_deref()).await?;
-            json!({"step": row.name, "status": row.status, "agent": row.agent, "report": report})
+            input_of(env, row).await?
         };
         inputs.insert(row.key.clone(), value);
     }
     Ok(Value::Object(inputs))
+}
+
+/// One step's input: its report, or why it was skipped.
+async fn input_of(env: &Env, row: &store::ReportRow) -> worker::Result<Value> {
+    Ok(if row.status == "skipped" {
+        json!({"step": row.name, "status": "skipped", "reason": row.skip_reason})
+    } else {
+        let report = load_report(env, row.report.as_deref(), row.report_key.as_deref()).await?;
+        json!({"step": row.name, "status": row.status, "agent": row.agent, "report": report})
+    })
 }
 
 /// The task part of a step's brief, from the stored task row.
@@ -384,6 +403,11 @@ pub async fn dispatch(env: &Env, task_id: &str, step_id: &str, attempt: u32) -> 
         // Only a message that will dispatch the step writes a summary; a duplicate changes nothing.
         (Runner::Builtin, _) if !step.awaits_dispatch(attempt) || task.status != engine::TaskStatus::Running => {
             worker::console_log!("step message {step_id} attempt {attempt} acknowledged without effect");
+            return Ok(());
+        }
+        // A step that runs a child run is never sent; its child run's steps are.
+        (Runner::ChildRun, _) => {
+            worker::console_warn!("step message {step_id} is for a step that runs a child run; dropped");
             return Ok(());
         }
         (Runner::Builtin, _) => {

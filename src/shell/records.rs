@@ -113,10 +113,18 @@ pub async fn run_builtin(
     let post_flight = definition.post_flight.as_ref().and_then(|p| p.summary_template());
     let blocks = definition.steps.iter().find(|s| s.key == step.key).map(|s| s.blocks.as_slice()).unwrap_or(&[]);
     let template = Template::from_blocks(blocks, post_flight);
+    let child_runs: Vec<Option<String>> = rows
+        .iter()
+        .map(|row| {
+            let run: core_engine::ChildRun = serde_json::from_str(row.child_run.as_deref()?).ok()?;
+            Some(format!("{} v{}", run.workflow, run.version))
+        })
+        .collect();
     let facts: Vec<StepFacts> = rows
         .iter()
         .zip(&reports)
-        .map(|(row, report)| StepFacts {
+        .zip(&child_runs)
+        .map(|((row, report), child_run)| StepFacts {
             key: &row.key,
             name: &row.name,
             agent: row.agent.as_deref(),
@@ -124,6 +132,7 @@ pub async fn run_builtin(
             skip_reason: row.skip_reason.as_deref(),
             error: row.error.as_deref(),
             report: report.as_ref(),
+            child_run: child_run.as_deref(),
         })
         .collect();
     let input: Value = serde_json::from_str(&task.input).unwrap_or(Value::Null);

@@ -16,7 +16,9 @@ use super::call::{Call, Failed, Handled};
 use super::{platform, store};
 use crate::core::base::bindings;
 use crate::core::base::ids::IdKind;
-use crate::core::base::limits::{INSTRUCTION_FILE_BYTES_MAX, SELECT_REQUIREMENTS_MAX, TASK_REQUIREMENT_BYTES_MAX};
+use crate::core::base::limits::{
+    EXECUTE_DEPTH_MAX, INSTRUCTION_FILE_BYTES_MAX, SELECT_REQUIREMENTS_MAX, TASK_REQUIREMENT_BYTES_MAX,
+};
 use crate::core::base::time::Timestamp;
 use crate::core::edge::auth::{hash_token, new_agent_token, AGENT_TOKEN_RANDOM_BYTES};
 use crate::core::edge::error::{ApiError, Detail};
@@ -29,6 +31,7 @@ use crate::core::engine::task_api::{check_list, TaskRequest, WorkflowRef};
 use crate::core::engine::{brief, webhook, AgentTimeouts};
 use crate::core::registry::agents::{self, AgentInput, AgentSpec, Mode};
 use crate::core::registry::analysis::{self, AgentProfile};
+use crate::core::registry::child_runs::{self, Files, PostedFile};
 use crate::core::registry::default_agents::DEFAULT_AGENTS;
 use crate::core::registry::instructions;
 use crate::core::registry::workflow::{
@@ -472,7 +475,9 @@ pub async fn create_workflow(call: &Call<'_>, body: &[u8]) -> Handled {
     };
     warnings.extend(workflow::condition_warnings(&definition));
     let db = call.env.d1(bindings::DB)?;
-    let problems = execute_problems(&db, &definition).await?;
+    let mut problems = execute_problems(&db, &definition).await?;
+    let (files, _) = child_files(&db, &definition).await?;
+    problems.extend(child_runs::problems(&definition, &files));
     if !problems.is_empty() {
         return Err(ApiError::InvalidWorkflow { details: problems }.into());
     }
@@ -527,6 +532,31 @@ pub async fn requested_workflow(
         let named = request.workflow.as_deref().unwrap_or(&workflow_ref.name);
         ApiError::Invalid { details: vec![Detail::field("workflow", format!("no workflow {named}"))] }.into()
     })
+}
+
+/// The posted files a definition's step `EXECUTE`s reach, at their latest versions: loaded level
+/// by level, one D1 round trip per level, down to the deepest level child runs may nest. Returns
+/// them and the round trips made.
+pub async fn child_files(db: &D1Database, definition: &Definition) -> Result<(Files, u64), Failed> {
+    let mut files = Files::new();
+    let mut next = child_runs::executed_names(std::iter::once(definition));
+    let mut trips = 0;
+    for _ in 0..EXECUTE_DEPTH_MAX {
+        next.retain(|name| !files.contains_key(name));
+        if next.is_empty() {
+            break;
+        }
+        let rows = store::latest_workflows(db, &next).await?;
+        trips += 1;
+        let mut found = Vec::new();
+        for (name, row) in rows {
+            let definition = stored_definition(&row)?;
+            files.insert(name.clone(), PostedFile { version: row.version, definition });
+            found.push(name);
+        }
+        next = child_runs::executed_names(found.iter().filter_map(|name| files.get(name)).map(|f| &f.definition));
+    }
+    Ok((files, trips))
 }
 
 /// What a flight check's `EXECUTE` finds posted under the name it addresses.

@@ -68,8 +68,15 @@ fn task_json(row: &store::TaskRow, task: &Task) -> Value {
                     })
                 })
                 .collect();
+            // A step that runs a child run lists its child run's steps, nested under it.
+            let child_run = s.child_run.as_ref().map(|run| {
+                let keys: Vec<&str> =
+                    task.steps.iter().filter(|c| c.parent.as_ref() == Some(&s.key)).map(|c| c.key.as_str()).collect();
+                json!({"workflow": run.workflow, "version": run.version, "each": run.each, "steps": keys})
+            });
             json!({
                 "id": s.id, "key": s.key, "name": s.name, "agent": s.agent, "runner": s.runner,
+                "parent": s.parent, "child_run": child_run,
                 "status": s.status, "depends_on": s.depends_on, "attempt": s.attempt,
                 "attempts_max": s.attempts_max, "skip_reason": s.skip_reason, "error": s.error,
                 "queued_at": millis(s.queued_at), "ready_at": millis(s.ready_at),
@@ -159,6 +166,8 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
     }
     let flight_rules = registry::flight_rules(&db, &definition).await?;
     trips += u64::try_from(definition.flight_executes().len()).unwrap_or(u64::MAX);
+    let (files, levels) = registry::child_files(&db, &definition).await?;
+    trips += levels;
     definition.steps = workflow::steps_to_run(&definition);
     let agents = store::all_agents(&db).await?;
     trips += 2;
@@ -166,9 +175,7 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
     let profiles = registry::profiles(&agents, &capabilities);
     let analysis = analysis::analyze(&request.task_input(), &definition.routing_input(&profiles));
     let task_id = platform::new_id(IdKind::Task, call.now)?;
-    let step_ids = definition
-        .steps
-        .iter()
+    let step_ids = (0..plan::step_count(&definition, &files))
         .map(|_| platform::new_id(IdKind::Step, call.now))
         .collect::<worker::Result<Vec<_>>>()?;
     let main_agent = workflow::main_agent_of(
@@ -180,6 +187,7 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
         task_id: &task_id,
         step_ids: &step_ids,
         definition: &definition,
+        files: &files,
         workflow_version: workflow.version,
         analysis: &analysis,
         agents: &profiles,

@@ -270,7 +270,7 @@ export interface paths {
         put?: never;
         /**
          * Stores an instruction file (text/markdown) or a definition (JSON) as the next version of its workflow.
-         * @description The name comes from `?name=`, else the front matter `name`, else the title as a slug. Posting the same name again makes the next version; versions never change.
+         * @description The name comes from `?name=`, else the front matter `name`, else the title as a slug. Posting the same name again makes the next version; versions never change. A step that EXECUTEs another file runs it as a child run (see StepDefinition.execute): post the files it runs first.
          */
         post: operations["createWorkflow"];
         delete?: never;
@@ -882,6 +882,15 @@ export interface components {
             blocks?: components["schemas"]["Block"][];
             /** @description From `condition=` and the IF/ELSE/SKIP lines of `<conditional_logic>`, `<conditional_execution>`, `<decision_tree>` and similar blocks. Evaluated when the step is ready; a skip records the condition and its evidence (`step.condition`, `step.skipped`). A check on a step that does not come before is refused. */
             conditions?: components["schemas"]["StepCondition"][];
+            /** @description The posted instruction file the step runs as a child run. From a file: `EXECUTE: @path`, `EXECUTE instructions from file.md` or `ACTION: Execute file.md` with the step naming `@.../file.md` (a `REFERENCE:` is not one). At posting, the file must be posted and have steps, no file may run itself through its children, child runs nest at most 3 levels, and a task runs at most 256 steps with them; each refusal is a 422 at the line of the EXECUTE. A step that runs a file names no subagent. */
+            execute?: {
+                /** @description As written, without `@`; the file's name without folders and `.md` addresses it. */
+                path: string;
+                /** @description The line of the EXECUTE (files only). */
+                line?: number;
+                /** @description What a `FOR each ...:` around the EXECUTE loops over, as written. */
+                each?: string;
+            };
         };
         /** @description Unknown fields are refused on input. A stored workflow adds id, version and created_at. */
         WorkflowDefinition: {
@@ -957,13 +966,20 @@ export interface components {
             key: string;
             name: string;
             agent?: string | null;
-            /** @enum {string} */
-            runner?: "agent" | "builtin";
             /**
-             * @description `queued` with `ready_at` set: leasable; `failed`: the last attempt failed and a retry is on its way after a backoff; `dead`: attempts exhausted.
+             * @description `child_run`: the step EXECUTEs another posted instruction file; that file's steps follow it in `steps`, with keys under its own, and it succeeds when they are done (dead when one of them is).
              * @enum {string}
              */
-            status: "pending" | "queued" | "leased" | "failed" | "succeeded" | "dead" | "skipped" | "cancelled";
+            runner?: "agent" | "builtin" | "child_run";
+            /** @description For a step of a child run: the key of the step that runs it. */
+            parent?: string | null;
+            /** @description For a step that runs a child run: the file, the version pinned at submission, and its steps' keys. */
+            child_run?: components["schemas"]["ChildRun"] | null;
+            /**
+             * @description `queued` with `ready_at` set: leasable; `failed`: the last attempt failed and a retry is on its way after a backoff; `dead`: attempts exhausted; `running`: a step whose child run is under way.
+             * @enum {string}
+             */
+            status: "pending" | "queued" | "leased" | "failed" | "succeeded" | "dead" | "skipped" | "cancelled" | "running";
             depends_on?: string[];
             attempt?: number;
             attempts_max?: number;
@@ -1083,7 +1099,7 @@ export interface components {
             name?: string;
             /** @description The agent's name. */
             agent?: string | null;
-            /** @description The step's title, phase, text and structured blocks, as fixed when the task was submitted, and `rules`: the rules files the workflow's flight checks EXECUTE, at the versions of the submission ({check, name, version, text}; pre_flight on every step, post_flight also on the last step an agent does). `conditions`: the step's conditions switchyard does not evaluate ({text, when, evaluated_by: agent}), for the agent to decide. */
+            /** @description The step's title, phase, text and structured blocks, as fixed when the task was submitted, and `rules`: the rules files the workflow's flight checks EXECUTE, at the versions of the submission ({check, name, version, text}; pre_flight on every step, post_flight also on the last step an agent does). `conditions`: the step's conditions switchyard does not evaluate ({text, when, evaluated_by: agent}), for the agent to decide. `child_run`, for a step of a child run: the step that runs it ({key, name, title, text, blocks}), the file and version it runs, and `each`, what its `FOR each` loops over. */
             instructions?: Record<string, never> | components["schemas"]["Offloaded"];
             /** @description By step key, the reports of the steps this one depends on (or why they were skipped). */
             inputs?: Record<string, never> | components["schemas"]["Offloaded"];
@@ -1536,6 +1552,16 @@ export interface components {
                 is?: "succeeded" | "skipped" | "reported" | "not_reported";
                 field?: string;
             } | null;
+        };
+        ChildRun: {
+            /** @description The posted file the step EXECUTEs. */
+            workflow: string;
+            /** @description Its version, pinned when the task was submitted. */
+            version: number;
+            /** @description What a `FOR each ...:` around the EXECUTE loops over, as written; the child run's agents are told to work through each. */
+            each?: string | null;
+            /** @description The keys of the child run's own steps, in order. */
+            steps: string[];
         };
     };
     responses: {

@@ -69,6 +69,16 @@ pub const STEPS_MAX: usize = 64;
 /// writes, and keeps routing a task (every rule against every piece of evidence) small.
 pub const ROUTING_RULES_MAX: usize = STEPS_MAX;
 
+/// How deep child runs may nest: a file that `EXECUTE`s a file that `EXECUTE`s one, three
+/// levels down at most. Agent OS nests one level (`execute-tasks` runs `execute-task`); three
+/// leave room for a team's own file around it while a task's steps stay few enough to be read
+/// and written whole in one D1 batch.
+pub const EXECUTE_DEPTH_MAX: usize = 3;
+
+/// Most steps one task runs, its child runs' steps included: every transition reads and writes
+/// the task's steps together, so their number bounds a transition's D1 work.
+pub const TASK_STEPS_MAX: usize = 4 * STEPS_MAX;
+
 // Task analysis and agent selection (core::analysis) read their inputs only up to these bounds;
 // the HTTP routes refuse inputs beyond them instead of reading them in part.
 

@@ -355,6 +355,8 @@ mod tests {
             attempt_deadline_at: None,
             gate: None,
             report_fields: None,
+            parent: None,
+            child_run: None,
         }
     }
 

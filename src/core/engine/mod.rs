@@ -106,14 +106,18 @@ pub enum StepStatus {
     Dead,
     Skipped,
     Cancelled,
+    /// A step that runs another file: its child run is under way.
+    Running,
 }
 
-/// Who runs a step: an agent (pull or webhook, known only at dispatch) or the Worker itself.
+/// Who runs a step: an agent (pull or webhook, known only at dispatch), the Worker itself, or
+/// the steps of its child run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Runner {
     Agent,
     Builtin,
+    ChildRun,
 }
 
 /// How one attempt of a step ended, or that it is still running.
@@ -153,8 +157,9 @@ text_enum!(StepStatus {
     Dead = "dead",
     Skipped = "skipped",
     Cancelled = "cancelled",
+    Running = "running",
 });
-text_enum!(Runner { Agent = "agent", Builtin = "builtin" });
+text_enum!(Runner { Agent = "agent", Builtin = "builtin", ChildRun = "child_run" });
 text_enum!(AttemptStatus {
     Running = "running",
     Succeeded = "succeeded",
@@ -235,6 +240,20 @@ pub struct Step {
     /// The fields of the step's successful report that say something (see [`report_fields`]),
     /// for conditions of later steps; `None` before it succeeds.
     pub report_fields: Option<Vec<String>>,
+    /// For a step of a child run: the key of the step that runs it.
+    pub parent: Option<String>,
+    /// For a step that runs another file (runner `child_run`): which file, at which version.
+    pub child_run: Option<ChildRun>,
+}
+
+/// The file a step runs as its child run, at the version pinned when the task was submitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ChildRun {
+    pub workflow: String,
+    pub version: i64,
+    /// What the file's `FOR each ...:` loops over; the child run's agents work through each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub each: Option<String>,
 }
 
 /// What is decided about a step once it is ready, before it is queued.
@@ -295,10 +314,23 @@ impl Task {
         self.steps.iter().position(|s| s.id == step_id).ok_or(Refusal::UnknownStep)
     }
 
+    /// Whether the step may start: the steps it depends on are done and, in a child run, the
+    /// step that runs it has started.
     fn dependencies_met(&self, step: &Step) -> bool {
-        step.depends_on
-            .iter()
-            .all(|key| self.steps.iter().find(|s| &s.key == key).is_none_or(|s| s.status.satisfies_dependents()))
+        let parent_started = step
+            .parent
+            .as_ref()
+            .is_none_or(|key| self.steps.iter().find(|s| &s.key == key).is_none_or(|s| s.started_at.is_some()));
+        parent_started
+            && step
+                .depends_on
+                .iter()
+                .all(|key| self.steps.iter().find(|s| &s.key == key).is_none_or(|s| s.status.satisfies_dependents()))
+    }
+
+    /// The indices of the steps of the child run that `key` runs.
+    fn children(&self, key: &str) -> Vec<usize> {
+        (0..self.steps.len()).filter(|&i| self.steps[i].parent.as_deref() == Some(key)).collect()
     }
 }
 
@@ -609,6 +641,9 @@ impl Run {
             if let Some(agent) = &step.agent {
                 fields.insert("agent".into(), Value::from(agent.clone()));
             }
+            if let Some(parent) = &step.parent {
+                fields.insert("parent".into(), Value::from(parent.clone()));
+            }
         }
         self.event(Some(index), kind, data);
     }
@@ -636,19 +671,37 @@ impl Run {
         self.sends.push(Send { step_id: step.id.clone(), attempt: step.attempt + 1, delay_seconds });
     }
 
-    /// Queues every pending step whose dependencies are met, then settles the task's status.
+    /// Queues every pending step whose dependencies are met (starting child runs and finishing
+    /// those whose steps are done, until nothing more moves), then settles the task's status.
     fn advance(&mut self) {
         if self.task.status == TaskStatus::Cancelled || self.task.status == TaskStatus::Succeeded {
             return;
         }
-        for index in 0..self.task.steps.len() {
-            let step = &self.task.steps[index];
-            if step.status == StepStatus::Pending && self.task.dependencies_met(step) {
-                if !self.passes_conditions(index) || !self.route(index) {
-                    continue;
+        // Each pass that changes something settles at least one step, so this ends.
+        let mut moved = true;
+        while moved {
+            moved = false;
+            for index in 0..self.task.steps.len() {
+                moved |= self.skip_if_parent_skipped(index);
+                let step = &self.task.steps[index];
+                if step.status == StepStatus::Pending && self.task.dependencies_met(step) {
+                    let runner = step.runner;
+                    if !self.passes_conditions(index) || !self.route(index) {
+                        moved = true;
+                        continue;
+                    }
+                    if runner == Runner::ChildRun {
+                        self.start_child_run(index);
+                        moved = true;
+                        continue;
+                    }
+                    self.queue(index, StepStatus::Queued, 0);
+                    self.step_event(index, "step.queued", json!({}));
                 }
-                self.queue(index, StepStatus::Queued, 0);
-                self.step_event(index, "step.queued", json!({}));
+            }
+            // Innermost first: a nested child run finishes before the one around it looks.
+            for index in (0..self.task.steps.len()).rev() {
+                moved |= self.finish_child_run(index);
             }
         }
         if self.task.steps.iter().all(|s| s.status.satisfies_dependents()) {
@@ -656,6 +709,58 @@ impl Run {
             self.task.finished_at = Some(self.now);
             self.event(None, "task.succeeded", json!({}));
         }
+    }
+
+    /// Starts the child run of a step that runs another file: its steps may start now.
+    fn start_child_run(&mut self, index: usize) {
+        let now = self.now;
+        let step = &mut self.task.steps[index];
+        step.status = StepStatus::Running;
+        step.started_at = Some(now);
+        let data = json!({"child_run": step.child_run, "steps": self.task.children(&self.task.steps[index].key).len()});
+        self.step_event(index, "step.child_run_started", data);
+    }
+
+    /// Ends a running child run whose steps are all done: its step succeeds, and the fields its
+    /// steps reported are its own for later conditions. Returns whether it ended.
+    fn finish_child_run(&mut self, index: usize) -> bool {
+        let step = &self.task.steps[index];
+        if step.runner != Runner::ChildRun || step.status != StepStatus::Running {
+            return false;
+        }
+        let children = self.task.children(&step.key);
+        if !children.iter().all(|&i| self.task.steps[i].status.satisfies_dependents()) {
+            return false;
+        }
+        let mut fields: Vec<String> =
+            children.iter().flat_map(|&i| self.task.steps[i].report_fields.clone().unwrap_or_default()).collect();
+        fields.sort();
+        fields.dedup();
+        let skipped = children.iter().filter(|&&i| self.task.steps[i].status == StepStatus::Skipped).count();
+        let now = self.now;
+        let step = &mut self.task.steps[index];
+        step.status = StepStatus::Succeeded;
+        step.finished_at = Some(now);
+        step.error = None;
+        step.report_fields = Some(fields);
+        let data = json!({"steps": children.len(), "skipped": skipped});
+        self.step_event(index, "step.succeeded", data);
+        true
+    }
+
+    /// Skips a pending step whose child run will never start, because the step that runs it
+    /// was skipped; returns whether it did.
+    fn skip_if_parent_skipped(&mut self, index: usize) -> bool {
+        let step = &self.task.steps[index];
+        let Some(parent) = step.parent.as_ref().and_then(|key| self.task.steps.iter().find(|s| &s.key == key)) else {
+            return false;
+        };
+        if step.status != StepStatus::Pending || parent.status != StepStatus::Skipped {
+            return false;
+        }
+        let reason = format!("step {} runs this step's file and was skipped", parent.key);
+        self.skip_ready(index, reason, json!({"decided_by": "parent"}));
+        true
     }
 
     /// Keeps or skips a step that routing decides, now that it is ready; returns whether it is
@@ -803,8 +908,22 @@ impl Run {
         self.step_event(index, "step.succeeded", json!({}));
     }
 
-    /// Sets a failed task running again once none of its steps is dead.
+    /// Sets a failed task running again once none of its steps is dead. A step that runs a
+    /// child run is dead while one of its steps is, and runs again when none is.
     fn resume_if_nothing_dead(&mut self) {
+        for index in (0..self.task.steps.len()).rev() {
+            let step = &self.task.steps[index];
+            let revives = step.runner == Runner::ChildRun
+                && step.status == StepStatus::Dead
+                && !self.task.children(&step.key).iter().any(|&i| self.task.steps[i].status == StepStatus::Dead);
+            if revives {
+                let step = &mut self.task.steps[index];
+                step.status = StepStatus::Running;
+                step.finished_at = None;
+                step.error = None;
+                self.step_event(index, "step.child_run_resumed", json!({}));
+            }
+        }
         if self.task.status == TaskStatus::Failed && !self.task.steps.iter().any(|s| s.status == StepStatus::Dead) {
             self.task.status = TaskStatus::Running;
             self.task.finished_at = None;
@@ -845,6 +964,13 @@ impl Run {
             self.task.finished_at = Some(now);
             let key = self.task.steps[index].key.clone();
             self.event(None, "task.failed", json!({"step": key}));
+        }
+        let parent = self.task.steps[index].parent.clone();
+        if let Some(parent) = parent.and_then(|key| self.task.steps.iter().position(|s| s.key == key)) {
+            if self.task.steps[parent].status == StepStatus::Running {
+                let key = self.task.steps[index].key.clone();
+                self.kill(parent, format!("step {key} of its child run is dead"));
+            }
         }
     }
 
@@ -1180,20 +1306,35 @@ impl Run {
         if self.task.status == TaskStatus::Cancelled {
             return Err(Refusal::Cancelled);
         }
-        let step = &mut self.task.steps[index];
+        let step = &self.task.steps[index];
         if step.status != StepStatus::Dead {
             return Err(Refusal::WrongStatus(format!(
                 "only a dead step can be retried; this one is {}",
                 step.status.as_str()
             )));
         }
+        self.retry_dead(index);
+        self.resume_if_nothing_dead();
+        self.advance();
+        Ok(())
+    }
+
+    /// Queues a dead step again with a fresh budget of attempts; for a step that runs a child
+    /// run, every dead step of the child run.
+    fn retry_dead(&mut self, index: usize) {
+        if self.task.steps[index].runner == Runner::ChildRun {
+            for child in self.task.children(&self.task.steps[index].key) {
+                if self.task.steps[child].status == StepStatus::Dead {
+                    self.retry_dead(child);
+                }
+            }
+            return;
+        }
+        let step = &mut self.task.steps[index];
         step.attempts_max = step.attempt + step.attempts_budget;
         step.finished_at = None;
         self.queue(index, StepStatus::Queued, 0);
         self.step_event(index, "step.retried", json!({"attempts_max": self.task.steps[index].attempts_max}));
-        self.resume_if_nothing_dead();
-        self.advance();
-        Ok(())
     }
 
     fn dead_letter(&mut self, step_id: &str, attempt: u32, reason: &str) -> Result<Option<&'static str>, Refusal> {
@@ -1229,7 +1370,21 @@ pub fn check_invariants(task: &Task) -> Result<(), String> {
         if running != usize::from(leased) || leased != step.lease_id.is_some() {
             return Err(here("a lease must match exactly one running attempt"));
         }
+        let child_run = step.runner == Runner::ChildRun;
+        if child_run != (step.child_run.is_some()) || (step.status == StepStatus::Running && !child_run) {
+            return Err(here("only a step that runs a child run has one, and only it is running"));
+        }
+        if child_run && started {
+            return Err(here("a step that runs a child run has no attempts of its own"));
+        }
+        if child_run && step.status == StepStatus::Succeeded {
+            let children = task.children(&step.key);
+            if !children.iter().all(|&i| task.steps[i].status.satisfies_dependents()) {
+                return Err(here("succeeded before the steps of its child run"));
+            }
+        }
         if step.status == StepStatus::Succeeded
+            && !child_run
             && step.attempts.last().map(|a| a.status) != Some(AttemptStatus::Succeeded)
         {
             return Err(here("succeeded without a succeeded attempt"));

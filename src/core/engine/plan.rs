@@ -10,27 +10,31 @@
 //!   (if optional) or refused (if not) when none matches;
 //! - a step with no agent runs in the Worker if its name is a [`BUILTIN_STEPS`] entry, and is
 //!   otherwise the main agent's; a task is refused while its main agent is needed and
-//!   unregistered.
+//!   unregistered;
+//! - a step that `EXECUTE`s another file runs it as a child run: the file's steps, at the
+//!   version read at submission ([`Files`]), follow the step in the task with keys under its own
+//!   (`4.1`, `4.2`), planned the same way; the task's main agent and flight rules are theirs too.
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::{brief, Event, Gate, Run, Runner, Send, Step, StepRouting, StepStatus, Task, TaskStatus};
-use crate::core::base::limits::{STEP_ATTEMPTS_DEFAULT, STEP_ATTEMPTS_MAX};
+use super::{brief, ChildRun, Event, Gate, Run, Runner, Send, Step, StepRouting, StepStatus, Task, TaskStatus};
+use crate::core::base::limits::{EXECUTE_DEPTH_MAX, STEP_ATTEMPTS_DEFAULT, STEP_ATTEMPTS_MAX};
 use crate::core::base::time::Timestamp;
 use crate::core::edge::error::Detail;
 use crate::core::registry::analysis::{self, AgentProfile, Analysis, Selection};
-use crate::core::registry::workflow::{
-    self, missing_agents, ChosenBy, Definition, FlightRules, MainAgent, StepDefinition,
-};
+use crate::core::registry::child_runs::{self, child_key, executed_name, Files};
+use crate::core::registry::workflow::{self, ChosenBy, Definition, FlightRules, MainAgent, StepDefinition};
 
 /// What a submission is planned from.
 pub struct PlanInput<'a> {
     pub task_id: &'a str,
-    /// One new id per workflow step, in order.
+    /// One new id per step the task runs, child runs included ([`step_count`]), in order.
     pub step_ids: &'a [String],
     pub definition: &'a Definition,
+    /// The files the definition's `EXECUTE`s reach, at the versions the task pins.
+    pub files: &'a Files,
     /// The version of the workflow the definition is, as stored.
     pub workflow_version: i64,
     pub analysis: &'a Analysis,
@@ -55,22 +59,92 @@ pub struct Plan {
     pub instructions: Vec<Value>,
 }
 
+/// One step the task runs, before it is assigned: the step as its file writes it, where it
+/// comes from, and its place in the task.
+struct Entry<'a> {
+    step: &'a StepDefinition,
+    definition: &'a Definition,
+    version: i64,
+    /// What keys in its file are prefixed with in the task: `""`, or `4.` in step 4's child run.
+    prefix: String,
+    parent: Option<String>,
+    /// The child run the step starts, if it runs another file.
+    child_run: Option<ChildRun>,
+}
+
+impl Entry<'_> {
+    fn key(&self) -> String {
+        format!("{}{}", self.prefix, self.step.key)
+    }
+}
+
+/// Every step the task runs, in order: each step of the file, and after one that runs a child
+/// run, the child run's steps. A file missing from `files`, or nested deeper than
+/// [`EXECUTE_DEPTH_MAX`] (a cycle), adds none: [`child_runs::problems`] refuses those.
+fn entries<'a>(
+    definition: &'a Definition,
+    version: i64,
+    files: &'a Files,
+    parent: Option<&str>,
+    out: &mut Vec<Entry<'a>>,
+) {
+    let depth = parent.map_or(0, |key| key.matches('.').count() + 1);
+    if depth > EXECUTE_DEPTH_MAX {
+        return;
+    }
+    let prefix = parent.map(|p| child_key(p, "")).unwrap_or_default();
+    for step in &definition.steps {
+        let child = executed_name(step).and_then(|name| files.get_key_value(&name));
+        let entry = Entry {
+            step,
+            definition,
+            version,
+            prefix: prefix.clone(),
+            parent: parent.map(String::from),
+            child_run: child.map(|(name, file)| ChildRun {
+                workflow: name.clone(),
+                version: file.version,
+                each: step.execute.as_ref().and_then(|e| e.each.clone()),
+            }),
+        };
+        let key = entry.key();
+        out.push(entry);
+        if let Some((_, file)) = child {
+            entries(&file.definition, file.version, files, Some(&key), out);
+        }
+    }
+}
+
+/// How many steps a task of `definition` runs, child runs included: the step ids to make.
+pub fn step_count(definition: &Definition, files: &Files) -> usize {
+    let mut found = Vec::new();
+    entries(definition, 0, files, None, &mut found);
+    found.len()
+}
+
 /// Plans the task, or returns every reason it cannot run.
 pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
+    let mut problems = child_runs::problems(input.definition, input.files);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let mut planned = Vec::new();
+    entries(input.definition, input.workflow_version, input.files, None, &mut planned);
     let registered: Vec<&str> = input.agents.iter().map(|a| a.name).collect();
-    let mut problems: Vec<Detail> = missing_agents(input.definition, &registered)
-        .into_iter()
-        .map(|agent| {
-            let keys = steps_naming(input.definition, agent);
-            Detail::field("workflow", format!("agent {agent} (step {keys}) is not registered"))
-        })
-        .collect();
-    problems.extend(main_agent_problem(input, &registered));
+    problems.extend(missing_agent_problems(&planned, &registered));
+    problems.extend(main_agent_problem(input, &planned, &registered));
     let mut selections = BTreeMap::new();
     let mut steps = Vec::new();
     let mut events = Vec::new();
-    for (definition, id) in input.definition.steps.iter().zip(input.step_ids) {
-        let (runner, agent, skip_reason, routing) = match assign(definition, input, &mut selections) {
+    for (entry, id) in planned.iter().zip(input.step_ids) {
+        let definition = entry.step;
+        let key = entry.key();
+        let assigned = if entry.child_run.is_some() {
+            Ok((Runner::ChildRun, None, None, None))
+        } else {
+            assign(definition, input, &key, &mut selections)
+        };
+        let (runner, agent, skip_reason, routing) = match assigned {
             Ok(assigned) => assigned,
             Err(problem) => {
                 problems.push(problem);
@@ -83,17 +157,17 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
             events.push(Event {
                 step_id: Some(id.clone()),
                 kind: "step.skipped",
-                data: json!({"key": definition.key, "reason": skip_reason}),
+                data: json!({"key": key, "reason": skip_reason}),
             });
         }
         steps.push(Step {
             id: id.clone(),
-            key: definition.key.clone(),
+            key,
             name: definition.name.clone(),
             runner,
             agent,
             status: if skipped { StepStatus::Skipped } else { StepStatus::Pending },
-            depends_on: definition.depends_on.clone(),
+            depends_on: definition.depends_on.iter().map(|k| format!("{}{k}", entry.prefix)).collect(),
             attempt: 0,
             attempts_max: attempts,
             attempts_budget: attempts,
@@ -113,12 +187,14 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
             timeouts: workflow::timeouts_of(definition, &definition.key).unwrap_or_default(),
             schedule_deadline_at: None,
             attempt_deadline_at: None,
-            gate: gate_of(definition, routing),
+            gate: gate_of(definition, &entry.prefix, routing),
             report_fields: None,
+            parent: entry.parent.clone(),
+            child_run: entry.child_run.clone(),
         });
     }
-    if input.step_ids.len() != input.definition.steps.len() {
-        problems.push(Detail::field("workflow", "internal: one step id is needed per workflow step"));
+    if input.step_ids.len() != planned.len() {
+        problems.push(Detail::field("workflow", "internal: one step id is needed per step the task runs"));
     }
     if !problems.is_empty() {
         return Err(problems);
@@ -148,13 +224,14 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
             "agents": input.analysis.agents,
             "main_agent": {"name": input.main_agent.name, "chosen_by": input.main_agent.chosen_by.as_str()},
             "rules": input.flight_rules.iter().map(|r| json!({"check": r.check, "name": r.name, "version": r.version})).collect::<Vec<_>>(),
+            "child_runs": run.task.steps.iter().filter_map(|s| Some(json!({"step": s.key, "workflow": s.child_run.as_ref()?.workflow, "version": s.child_run.as_ref()?.version}))).collect::<Vec<_>>(),
         }),
     );
     run.events.extend(events);
     let last_agent_step = run.task.steps.iter().rposition(|s| s.runner == Runner::Agent);
-    let instructions = (0..input.definition.steps.len())
+    let instructions = (0..planned.len())
         .map(|index| {
-            let mut part = instructions_of(input.definition, input.workflow_version, &run.task.steps, index);
+            let mut part = instructions_of(&planned, &run.task.steps, index);
             let rules = flight_rules_of(input.flight_rules, Some(index) == last_agent_step);
             if !rules.is_empty() {
                 part["rules"] = Value::Array(rules);
@@ -172,9 +249,10 @@ type Assigned = (Runner, Option<String>, Option<String>, Option<StepRouting>);
 fn assign(
     step: &StepDefinition,
     input: &PlanInput,
+    key: &str,
     selections: &mut BTreeMap<String, Selection>,
 ) -> Result<Assigned, Detail> {
-    let here = format!("step {} ({})", step.key, step.name);
+    let here = format!("step {key} ({})", step.name);
     if let Some(agent) = &step.agent {
         let routed = input.analysis.routing.candidates.contains(agent);
         if step.optional && routed {
@@ -191,7 +269,7 @@ fn assign(
     if let Some(auto) = &step.auto_select {
         let selection = analysis::select(&auto.requirements, input.agents);
         let chosen = selection.agent.clone();
-        selections.insert(step.key.clone(), selection);
+        selections.insert(key.to_string(), selection);
         return match chosen {
             Some(agent) => Ok((Runner::Agent, Some(agent), None, None)),
             None if step.optional => Ok((
@@ -212,11 +290,27 @@ fn assign(
     Ok((Runner::Agent, Some(input.main_agent.name.clone()), None, None))
 }
 
+/// A refusal for each agent a step names that is not registered, with the steps naming it.
+fn missing_agent_problems(planned: &[Entry], registered: &[&str]) -> Vec<Detail> {
+    let mut missing: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for entry in planned {
+        if let Some(agent) = entry.step.agent.as_deref().filter(|a| !registered.contains(a)) {
+            missing.entry(agent).or_default().push(entry.key());
+        }
+    }
+    missing
+        .into_iter()
+        .map(|(agent, keys)| {
+            Detail::field("workflow", format!("agent {agent} (step {}) is not registered", keys.join(", ")))
+        })
+        .collect()
+}
+
 /// The refusal when steps need the main agent and it is not registered, naming who chose it.
-fn main_agent_problem(input: &PlanInput, registered: &[&str]) -> Option<Detail> {
+fn main_agent_problem(input: &PlanInput, planned: &[Entry], registered: &[&str]) -> Option<Detail> {
     let main = input.main_agent;
-    let keys: Vec<&str> =
-        input.definition.steps.iter().filter(|s| s.is_main_agents()).map(|s| s.key.as_str()).collect();
+    let keys: Vec<String> =
+        planned.iter().filter(|e| e.step.is_main_agents() && e.child_run.is_none()).map(Entry::key).collect();
     if keys.is_empty() || registered.contains(&main.name.as_str()) {
         return None;
     }
@@ -235,9 +329,13 @@ fn main_agent_problem(input: &PlanInput, registered: &[&str]) -> Option<Detail> 
 }
 
 /// What is decided about a step when it is ready: its routing, and the conditions switchyard
-/// evaluates. `None` when there is nothing to decide.
-fn gate_of(step: &StepDefinition, routing: Option<StepRouting>) -> Option<Gate> {
-    let conditions: Vec<_> = step.conditions.iter().filter(|c| c.check.is_some()).cloned().collect();
+/// evaluates, on the steps of its own file (keys under `prefix`). `None` when there is nothing
+/// to decide.
+fn gate_of(step: &StepDefinition, prefix: &str, routing: Option<StepRouting>) -> Option<Gate> {
+    let mut conditions: Vec<_> = step.conditions.iter().filter(|c| c.check.is_some()).cloned().collect();
+    for check in conditions.iter_mut().filter_map(|c| c.check.as_mut()) {
+        check.step = format!("{prefix}{}", check.step);
+    }
     (routing.is_some() || !conditions.is_empty()).then_some(Gate { routing, conditions })
 }
 
@@ -251,12 +349,6 @@ fn flight_rules_of(rules: &[FlightRules], last: bool) -> Vec<Value> {
         .collect()
 }
 
-fn steps_naming(definition: &Definition, agent: &str) -> String {
-    let keys: Vec<&str> =
-        definition.steps.iter().filter(|s| s.agent.as_deref() == Some(agent)).map(|s| s.key.as_str()).collect();
-    keys.join(", ")
-}
-
 /// `max_attempts="5"` on the step, within [1, STEP_ATTEMPTS_MAX]; the default otherwise.
 fn attempts_of(step: &StepDefinition) -> u32 {
     step.attributes
@@ -265,9 +357,14 @@ fn attempts_of(step: &StepDefinition) -> u32 {
         .map_or(STEP_ATTEMPTS_DEFAULT, |n| n.clamp(1, STEP_ATTEMPTS_MAX))
 }
 
-fn instructions_of(definition: &Definition, version: i64, steps: &[Step], index: usize) -> Value {
-    let step = &definition.steps[index];
+/// The instructions of step `index` of the task: its own, where it stands in its file (among
+/// the steps of the same run), and for a step of a child run, the step that runs it.
+fn instructions_of(planned: &[Entry], steps: &[Step], index: usize) -> Value {
+    let entry = &planned[index];
+    let step = entry.step;
     let agent = steps.get(index).and_then(|s| s.agent.as_deref());
+    let siblings: Vec<Step> = steps.iter().filter(|s| s.parent == entry.parent).cloned().collect();
+    let place = entry.definition.steps.iter().position(|s| std::ptr::eq(s, step)).unwrap_or(0);
     // The conditions switchyard does not evaluate are the agent's to decide, said in so many words.
     let yours: Vec<Value> = step
         .conditions
@@ -275,16 +372,27 @@ fn instructions_of(definition: &Definition, version: i64, steps: &[Step], index:
         .filter(|c| c.check.is_none())
         .map(|c| json!({"text": c.text, "when": c.when, "evaluated_by": "agent"}))
         .collect();
+    let mut workflow = brief::workflow_part(entry.definition, entry.version, &siblings, place);
+    workflow["step"]["key"] = Value::from(entry.key());
+    workflow["step"]["depends_on"] = json!(steps.get(index).map(|s| s.depends_on.clone()).unwrap_or_default());
     let mut part = json!({
         "title": step.title,
         "phase": step.phase,
         "text": step.text,
         "blocks": step.blocks,
-        "workflow": brief::workflow_part(definition, version, steps, index),
-        "report_contract": brief::report_contract(definition, index, agent),
+        "workflow": workflow,
+        "report_contract": brief::report_contract(entry.definition, place, agent),
     });
     if !yours.is_empty() {
         part["conditions"] = Value::Array(yours);
+    }
+    if let Some(parent) = entry.parent.as_ref().and_then(|key| planned.iter().find(|e| &e.key() == key)) {
+        part["child_run"] = json!({
+            "step": {"key": parent.key(), "name": parent.step.name, "title": parent.step.title, "text": parent.step.text, "blocks": parent.step.blocks},
+            "workflow": parent.child_run.as_ref().map(|c| &c.workflow),
+            "version": parent.child_run.as_ref().map(|c| c.version),
+            "each": parent.child_run.as_ref().and_then(|c| c.each.as_ref()),
+        });
     }
     part
 }

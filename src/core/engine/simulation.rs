@@ -10,9 +10,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::plan::{plan, PlanInput};
+use super::plan::{self, plan, PlanInput};
 use super::*;
 use crate::core::registry::analysis::{analyze, AgentProfile, TaskInput};
+use crate::core::registry::child_runs::{Files, PostedFile};
 use crate::core::registry::default_agents::DEFAULT_AGENTS;
 use crate::core::registry::instructions;
 use crate::core::registry::workflow::{self, Definition, DEFAULT_WORKFLOW_NAME, DEFAULT_WORKFLOW_SOURCE};
@@ -98,10 +99,15 @@ type Check = Result<(), String>;
 impl World {
     fn new(seed: u64, shape: usize) -> World {
         let mut rng = Rng(seed);
-        let (definition, title) = match shape {
-            0 => (default_definition(), "Add a D1-backed comments API and a SvelteKit page that lists them"),
-            1 => (default_definition(), "Add a D1 migration and a Worker API endpoint for comments"),
-            _ => (wide_definition(), "Add a D1-backed comments API and a SvelteKit page that lists them"),
+        let both = "Add a D1-backed comments API and a SvelteKit page that lists them";
+        let (definition, files, title) = match shape {
+            0 => (default_definition(), Files::new(), both),
+            1 => (default_definition(), Files::new(), "Add a D1 migration and a Worker API endpoint for comments"),
+            2 => (wide_definition(), Files::new(), both),
+            _ => {
+                let (definition, files) = nested_definition();
+                (definition, files, both)
+            }
         };
         let capabilities: Vec<Vec<String>> =
             DEFAULT_AGENTS.iter().map(|a| a.capabilities.iter().map(|c| c.to_string()).collect()).collect();
@@ -114,12 +120,13 @@ impl World {
             &TaskInput { title, description: "", requirements: &[], paths: &[] },
             &definition.routing_input(&agents),
         );
-        let step_ids: Vec<String> = (0..definition.steps.len()).map(|i| format!("stp_{i}")).collect();
+        let step_ids: Vec<String> = (0..plan::step_count(&definition, &files)).map(|i| format!("stp_{i}")).collect();
         let now = Timestamp::from_millis(1_800_000_000_000).unwrap();
         let input = PlanInput {
             task_id: "tsk_sim",
             step_ids: &step_ids,
             definition: &definition,
+            files: &files,
             workflow_version: 1,
             analysis: &analysis,
             agents: &agents,
@@ -576,9 +583,50 @@ fn wide_definition() -> Definition {
     workflow::from_instructions("wide".into(), &parsed.file)
 }
 
+/// A flow whose step 2 runs a child run with a parallel group (one step with a single attempt),
+/// itself running a one-step child run.
+fn nested_definition() -> (Definition, Files) {
+    let parse = |name: &str, source: &str| {
+        let parsed = instructions::parse(source);
+        assert!(parsed.problems.iter().all(|p| p.severity != instructions::Severity::Error), "{:?}", parsed.problems);
+        workflow::from_instructions(name.into(), &parsed.file)
+    };
+    let top = parse(
+        "nested",
+        r#"# Nested
+<process_flow>
+<step number="1" subagent="context-fetcher" name="look">Look.</step>
+<step number="2" name="run_inner">EXECUTE: @.agent-os/instructions/core/inner.md</step>
+<step number="3" subagent="project-manager" name="join">Join.</step>
+</process_flow>
+"#,
+    );
+    let inner = parse(
+        "inner",
+        r#"# Inner
+<process_flow>
+<parallel_execution>
+<step number="1a" subagent="cloudflare-specialist" name="a" max_attempts="1">A.</step>
+<step number="1b" subagent="sveltekit-specialist" name="b">B.</step>
+</parallel_execution>
+<step number="2" name="run_leaf">EXECUTE: @leaf.md</step>
+</process_flow>
+"#,
+    );
+    let leaf = parse(
+        "leaf",
+        "# Leaf\n<process_flow>\n<step number=\"1\" subagent=\"test-runner\" name=\"t\">T.</step>\n</process_flow>\n",
+    );
+    let files = Files::from([
+        ("inner".to_string(), PostedFile { version: 1, definition: inner }),
+        ("leaf".to_string(), PostedFile { version: 1, definition: leaf }),
+    ]);
+    (top, files)
+}
+
 /// Runs one seed to the end; returns its trace.
 fn run_seed(seed: u64) -> Result<(Vec<String>, Task), String> {
-    let mut world = World::new(seed, (seed % 3) as usize);
+    let mut world = World::new(seed, (seed % 4) as usize);
     for _ in 0..CHAOS_EVENTS {
         world.events += 1;
         world.chaos_event().map_err(|check| world.fail(seed, &check))?;

@@ -4,6 +4,7 @@ use super::plan::{plan, PlanInput};
 use super::*;
 use crate::core::records::report::ReportedSelection;
 use crate::core::registry::analysis::{analyze, AgentProfile, TaskInput};
+use crate::core::registry::child_runs::{Files, PostedFile};
 use crate::core::registry::default_agents::DEFAULT_AGENTS;
 use crate::core::registry::instructions;
 use crate::core::registry::workflow::{
@@ -46,17 +47,28 @@ fn planned_with(
     title: &str,
     main_agent: &workflow::MainAgent,
 ) -> Result<plan::Plan, Vec<Detail>> {
+    planned_in(definition, &Files::new(), title, main_agent)
+}
+
+/// Plans a task on `definition`, whose `EXECUTE`s reach `files`, with the default agents.
+fn planned_in(
+    definition: &Definition,
+    files: &Files,
+    title: &str,
+    main_agent: &workflow::MainAgent,
+) -> Result<plan::Plan, Vec<Detail>> {
     let capabilities = capabilities();
     let agents = profiles(&capabilities);
     let analysis = analyze(
         &TaskInput { title, description: "", requirements: &[], paths: &[] },
         &definition.routing_input(&agents),
     );
-    let step_ids: Vec<String> = (0..definition.steps.len()).map(|i| format!("stp_{i}")).collect();
+    let step_ids: Vec<String> = (0..plan::step_count(definition, files)).map(|i| format!("stp_{i}")).collect();
     plan(&PlanInput {
         task_id: "tsk_1",
         step_ids: &step_ids,
         definition,
+        files,
         workflow_version: 1,
         analysis: &analysis,
         agents: &agents,
@@ -931,4 +943,185 @@ fn conditions_on_earlier_reports_skip_or_keep_a_step_when_it_is_ready_with_their
         changed(&leased, completion_reporting(&leased, "1", r#"{"database_changes": ["a comments table"]}"#), at(30));
     assert_eq!(step(&with.task, "2").status, StepStatus::Queued);
     assert_eq!(step(&with.task, "1").report_fields.as_deref(), Some(&["database_changes".to_string()][..]));
+}
+
+/// A file of `name` with the given steps, parsed as if posted.
+fn file_of(name: &str, steps: &str) -> Definition {
+    let parsed = instructions::parse(&format!("# {name}\n\n<process_flow>\n{steps}\n</process_flow>\n"));
+    assert!(!parsed.has_errors(), "{:?}", parsed.problems);
+    workflow::from_instructions(name.into(), &parsed.file)
+}
+
+/// A parent file whose step 2 runs `execute-child`, posted at version 7: a main-agent step
+/// and a subagent step whose attempts run out at the first failure.
+fn parent_and_child() -> (Definition, Files) {
+    let parent = file_of(
+        "parent",
+        r#"<step number="1" subagent="context-fetcher" name="gather">Gather.</step>
+<step number="2" name="run_child">
+FOR each parent_task from step 1:
+  EXECUTE instructions from execute-child.md
+END FOR
+LOAD @.agent-os/instructions/core/execute-child.md
+</step>
+<step number="3" subagent="project-manager" name="wrap_up">Wrap up.</step>"#,
+    );
+    let child = file_of(
+        "execute-child",
+        r#"<step number="1" name="understand">Understand the task.</step>
+<step number="2" subagent="test-runner" name="verify" max_attempts="1">Run the tests.</step>"#,
+    );
+    let files = Files::from([("execute-child".to_string(), PostedFile { version: 7, definition: child })]);
+    (parent, files)
+}
+
+fn child_run_task() -> plan::Plan {
+    let (parent, files) = parent_and_child();
+    planned_in(&parent, &files, "Add a comments API", &workflow::main_agent_of(&parent, None, None)).unwrap()
+}
+
+#[test]
+fn a_step_that_executes_a_file_is_planned_with_the_files_steps_under_its_key() {
+    let plan = child_run_task();
+    let shape: Vec<_> = plan
+        .task
+        .steps
+        .iter()
+        .map(|s| (s.key.as_str(), s.runner, s.agent.as_deref(), s.parent.as_deref(), s.depends_on.join(",")))
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            ("1", Runner::Agent, Some("context-fetcher"), None, String::new()),
+            ("2", Runner::ChildRun, None, None, "1".into()),
+            ("2.1", Runner::Agent, Some("main-agent"), Some("2"), String::new()),
+            ("2.2", Runner::Agent, Some("test-runner"), Some("2"), "2.1".into()),
+            ("3", Runner::Agent, Some("project-manager"), None, "2".into()),
+        ]
+    );
+    let run = step(&plan.task, "2").child_run.clone().unwrap();
+    assert_eq!((run.workflow.as_str(), run.version), ("execute-child", 7));
+    assert_eq!(run.each.as_deref(), Some("parent_task from step 1"));
+    let child = &plan.instructions[3];
+    assert_eq!(child["workflow"]["name"], "execute-child");
+    assert_eq!(child["workflow"]["version"], 7);
+    assert_eq!(child["workflow"]["step"]["key"], "2.2");
+    assert_eq!(child["workflow"]["step"]["position"], 2);
+    assert_eq!(child["child_run"]["step"]["key"], "2");
+    assert_eq!(child["child_run"]["each"], "parent_task from step 1");
+    assert_eq!(plan.events[0].data["child_runs"], json!([{"step": "2", "workflow": "execute-child", "version": 7}]));
+}
+
+#[test]
+fn a_child_run_starts_with_its_step_and_the_step_succeeds_when_the_child_run_is_done() {
+    let mut task = run(&child_run_task().task, "1").task;
+    assert_eq!(step(&task, "2").status, StepStatus::Running);
+    assert_eq!(step(&task, "2.1").status, StepStatus::Queued);
+    assert_eq!(step(&task, "3").status, StepStatus::Pending);
+    task = run(&task, "2.1").task;
+    assert_eq!(step(&task, "2").status, StepStatus::Running, "one step of the child run is left");
+    let transition = run(&task, "2.2");
+    task = transition.task;
+    assert_eq!(step(&task, "2").status, StepStatus::Succeeded);
+    assert_eq!(step(&task, "3").status, StepStatus::Queued);
+    let ended: Vec<_> = transition.events.iter().map(|e| (e.kind, e.data["key"].as_str().unwrap_or(""))).collect();
+    assert!(ended.contains(&("step.succeeded", "2")), "{ended:?}");
+    assert_eq!(transition.events[0].data["parent"], "2");
+    task = run(&task, "3").task;
+    assert_eq!(task.status, TaskStatus::Succeeded);
+}
+
+#[test]
+fn a_dead_step_of_a_child_run_fails_its_parent_step_and_retrying_the_parent_step_retries_it() {
+    let task = run(&run(&child_run_task().task, "1").task, "2.1").task;
+    let leased = lease(&dispatch(&task, "2.2"), "2.2", "lse_x");
+    let task = changed(&leased, completion(&leased, "2.2", false, "h"), at(30)).task;
+    assert_eq!(step(&task, "2.2").status, StepStatus::Dead);
+    assert_eq!(step(&task, "2").status, StepStatus::Dead);
+    assert!(step(&task, "2").error.as_deref().unwrap().contains("step 2.2 of its child run is dead"));
+    assert_eq!(task.status, TaskStatus::Failed);
+    let retried = changed(&task, Command::Retry { step_id: id_of(&task, "2") }, at(40)).task;
+    assert_eq!(step(&retried, "2.2").status, StepStatus::Queued);
+    assert_eq!(step(&retried, "2").status, StepStatus::Running);
+    assert_eq!(retried.status, TaskStatus::Running);
+    let done = run(&retried, "2.2").task;
+    assert_eq!(step(&done, "2").status, StepStatus::Succeeded);
+}
+
+#[test]
+fn a_skipped_parent_step_skips_its_child_run_and_conditions_in_a_child_run_read_its_own_steps() {
+    let (mut parent, mut files) = parent_and_child();
+    parent.steps[1].conditions = file_of(
+        "gated",
+        r#"<step number="1" name="a">A.</step>
+<step number="2" name="b" condition="step 1 reported skip_child">B.</step>"#,
+    )
+    .steps[1]
+        .conditions
+        .clone();
+    let gated = file_of(
+        "execute-child",
+        r#"<step number="1" name="understand">Understand.</step>
+<step number="2" subagent="test-runner" name="verify" condition="step 1 reported tests">Verify.</step>"#,
+    );
+    files.get_mut("execute-child").unwrap().definition = gated;
+    let plan =
+        planned_in(&parent, &files, "Add a comments API", &workflow::main_agent_of(&parent, None, None)).unwrap();
+    let check = &step(&plan.task, "2.2").gate.as_ref().unwrap().conditions[0];
+    assert_eq!(check.check.as_ref().unwrap().step, "2.1", "the condition names the child run's own step 1");
+    // Step 1 reports nothing, so step 2 (condition="step 1 reported skip_child") is skipped.
+    let task = run(&plan.task, "1").task;
+    for key in ["2", "2.1", "2.2"] {
+        assert_eq!(step(&task, key).status, StepStatus::Skipped, "{key}");
+    }
+    assert!(step(&task, "2.1")
+        .skip_reason
+        .as_deref()
+        .unwrap()
+        .contains("step 2 runs this step's file and was skipped"));
+    assert_eq!(step(&task, "3").status, StepStatus::Queued);
+}
+
+#[test]
+fn child_runs_nest_and_a_missing_or_cyclic_file_refuses_the_task() {
+    let (parent, mut files) = parent_and_child();
+    let middle = file_of(
+        "execute-child",
+        r#"<step number="1" name="inner">
+EXECUTE: @.agent-os/instructions/core/leaf.md
+</step>"#,
+    );
+    files.get_mut("execute-child").unwrap().definition = middle;
+    let main = workflow::main_agent_of(&parent, None, None);
+    let refused = planned_in(&parent, &files, "x", &main).unwrap_err();
+    assert!(refused[0].message.contains("execute-child EXECUTEs leaf, which is not posted"), "{refused:?}");
+    files.insert(
+        "leaf".into(),
+        PostedFile {
+            version: 2,
+            definition: file_of("leaf", r#"<step number="1" subagent="test-runner" name="leaf_work">Work.</step>"#),
+        },
+    );
+    let plan = planned_in(&parent, &files, "x", &main).unwrap();
+    let keys: Vec<_> = plan.task.steps.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(keys, vec!["1", "2", "2.1", "2.1.1", "3"]);
+    let mut task = run(&plan.task, "1").task;
+    assert_eq!(step(&task, "2.1").status, StepStatus::Running);
+    task = run(&task, "2.1.1").task;
+    assert_eq!((step(&task, "2.1").status, step(&task, "2").status), (StepStatus::Succeeded, StepStatus::Succeeded));
+    files.insert(
+        "leaf".into(),
+        PostedFile {
+            version: 3,
+            definition: file_of(
+                "leaf",
+                r#"<step number="1" name="back">
+EXECUTE: @parent.md
+</step>"#,
+            ),
+        },
+    );
+    files.insert("parent".into(), PostedFile { version: 1, definition: parent.clone() });
+    let refused = planned_in(&parent, &files, "x", &main).unwrap_err();
+    assert!(refused[0].message.contains("cycle: parent → execute-child → leaf → parent"), "{refused:?}");
 }

@@ -75,6 +75,8 @@ pub struct StepFacts<'a> {
     pub skip_reason: Option<&'a str>,
     pub error: Option<&'a str>,
     pub report: Option<&'a Map<String, Value>>,
+    /// For a step that runs a child run: the file it runs, as `name vN`.
+    pub child_run: Option<&'a str>,
 }
 
 /// What the workflow asks the summary for.
@@ -129,6 +131,25 @@ pub struct StepLine {
     pub status: String,
 }
 
+/// A step that ran a child run, and the steps of that run (their keys are under its key).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChildRunLine {
+    pub key: String,
+    pub name: String,
+    /// The file it ran, as `name vN`.
+    pub file: String,
+    pub status: String,
+    pub steps: Vec<ChildStepLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChildStepLine {
+    pub key: String,
+    pub name: String,
+    pub status: String,
+    pub agent: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Feedback {
     pub category: String,
@@ -178,6 +199,8 @@ pub struct Summary {
     pub written_at: String,
     pub agents: Vec<String>,
     pub work: Vec<AgentWork>,
+    /// The child runs the task's steps ran, each with its steps.
+    pub child_runs: Vec<ChildRunLine>,
     pub integration_points: Vec<Attributed>,
     pub metrics: Vec<AgentMetrics>,
     /// Every `performance` figure reported, in step order.
@@ -218,6 +241,7 @@ pub fn build(
         written_at: written_at.to_string(),
         agents,
         work,
+        child_runs: child_runs_of(steps),
         integration_points: attributed(steps, "integration_points"),
         metrics,
         performance: Vec::new(),
@@ -264,6 +288,31 @@ pub fn build(
 
 fn strings(report: &Map<String, Value>, field: &str) -> Vec<String> {
     report.get(field).and_then(Value::as_array).map_or_else(Vec::new, |items| items.iter().map(item_text).collect())
+}
+
+fn child_runs_of(steps: &[StepFacts]) -> Vec<ChildRunLine> {
+    steps
+        .iter()
+        .filter_map(|parent| {
+            let prefix = format!("{}.", parent.key);
+            Some(ChildRunLine {
+                key: parent.key.to_string(),
+                name: parent.name.to_string(),
+                file: parent.child_run?.to_string(),
+                status: parent.status.to_string(),
+                steps: steps
+                    .iter()
+                    .filter(|s| s.key.starts_with(&prefix))
+                    .map(|s| ChildStepLine {
+                        key: s.key.to_string(),
+                        name: s.name.to_string(),
+                        status: s.status.to_string(),
+                        agent: s.agent.map(String::from),
+                    })
+                    .collect(),
+            })
+        })
+        .collect()
 }
 
 fn attributed(steps: &[StepFacts], field: &str) -> Vec<Attributed> {
@@ -416,6 +465,16 @@ impl Summary {
             let steps: Vec<String> =
                 work.steps.iter().map(|s| format!("step {} ({}) {}", s.key, s.name, s.status)).collect();
             md.push_str(&format!("- {}: {}\n", work.agent, steps.join("; ")));
+        }
+        if !self.child_runs.is_empty() {
+            md.push_str("\nChild runs:\n");
+        }
+        for run in &self.child_runs {
+            md.push_str(&format!("- step {} ({}) ran {}, {}:\n", run.key, run.name, run.file, run.status));
+            for step in &run.steps {
+                let by = step.agent.as_deref().map_or_else(String::new, |a| format!(", by {a}"));
+                md.push_str(&format!("  - step {} ({}) {}{by}\n", step.key, step.name, step.status));
+            }
         }
         md
     }

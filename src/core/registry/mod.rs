@@ -7,6 +7,7 @@
 
 pub mod agents;
 pub mod analysis;
+pub mod child_runs;
 pub mod default_agents;
 pub mod instructions;
 pub mod workflow;

@@ -26,7 +26,7 @@ use crate::core::base::time::parse_duration_ms;
 use crate::core::edge::error::Detail;
 use crate::core::registry::analysis::{AgentProfile, RoutingInput, Rule};
 use crate::core::registry::instructions::{
-    self, is_agent_name, Block, FlightCheck, FlowEntry, InstructionFile, Problem, Severity,
+    self, is_agent_name, Block, FlightCheck, FlowEntry, InstructionFile, Problem, Severity, StepExecute,
 };
 
 /// Longest workflow name: names appear in URLs and task submissions (`name@version`).
@@ -85,6 +85,10 @@ pub struct StepDefinition {
     /// The conditions that gate the step (`condition="..."`, `IF ...: SKIP this step`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<StepCondition>,
+    /// The posted instruction file the step runs as a child run (`EXECUTE: @path`): the step
+    /// is done when that file's steps are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execute: Option<StepExecute>,
 }
 
 /// A condition on a step, as the file writes it, and what switchyard evaluates of it.
@@ -208,11 +212,14 @@ impl StepDefinition {
     /// selected and is not one the Worker runs itself (as in Agent OS, where a step without
     /// `subagent=` is done by the agent running the flow).
     pub fn is_main_agents(&self) -> bool {
-        self.agent.is_none() && self.auto_select.is_none() && !self.is_builtin()
+        self.agent.is_none() && self.auto_select.is_none() && !self.is_builtin() && self.execute.is_none()
     }
 
     pub fn is_builtin(&self) -> bool {
-        self.agent.is_none() && self.auto_select.is_none() && BUILTIN_STEPS.contains(&self.name.as_str())
+        self.agent.is_none()
+            && self.auto_select.is_none()
+            && self.execute.is_none()
+            && BUILTIN_STEPS.contains(&self.name.as_str())
     }
 }
 
@@ -449,6 +456,7 @@ pub fn from_instructions(name: String, file: &InstructionFile) -> Definition {
                     text: step.text.clone(),
                     blocks: step.blocks.clone(),
                     conditions: conditions_of(step),
+                    execute: step.execute.clone(),
                 }
             })
             .collect(),
@@ -579,6 +587,7 @@ pub fn steps_to_run(definition: &Definition) -> Vec<StepDefinition> {
         text: "Fills in the workflow's post-flight summary template from the agents' reports.".to_string(),
         blocks: Vec::new(),
         conditions: Vec::new(),
+        execute: None,
     });
     derive_dependencies(&mut steps);
     steps

@@ -14,6 +14,8 @@ use crate::core::records::metrics::Usage;
 #[derive(Debug, Deserialize)]
 pub struct RecordRow {
     pub key: String,
+    /// For a step that runs a child run: its file and version, as JSON.
+    pub child_run: Option<String>,
     pub name: String,
     pub agent: Option<String>,
     pub status: String,
@@ -65,7 +67,7 @@ pub async fn task_records(db: &D1Database, task_id: &str) -> Result<Vec<RecordRo
     trip()?;
     db.prepare(format!(
         "SELECT key, name, agent, status, skip_reason, error, report, report_key, attempt, started_at,
-                finished_at, files_created, files_modified, lines_added, lines_removed, {STEP_USAGE}
+                finished_at, child_run, files_created, files_modified, lines_added, lines_removed, {STEP_USAGE}
          FROM steps WHERE task_id = ?1 ORDER BY rowid"
     ))
     .bind(&[task_id.into()])?

@@ -67,11 +67,14 @@ pub struct StepRow {
     pub attempt_deadline_at: Option<i64>,
     pub gate: Option<String>,
     pub report_fields: Option<String>,
+    pub parent: Option<String>,
+    pub child_run: Option<String>,
 }
 
 const STEP_COLUMNS: &str = "id, key, name, runner, agent, status, depends_on, attempt, attempts_max, attempts_budget, \
      lease_id, lease_expires_at, queued_at, due_at, ready_at, started_at, finished_at, skip_reason, error, optional, \
-     schedule_timeout_ms, attempt_timeout_ms, heartbeat_ms, schedule_deadline_at, attempt_deadline_at, gate, report_fields";
+     schedule_timeout_ms, attempt_timeout_ms, heartbeat_ms, schedule_deadline_at, attempt_deadline_at, gate, report_fields, \
+     parent, child_run";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AttemptRow {
@@ -149,6 +152,11 @@ pub fn task_state(task: &TaskRow, steps: &[StepRow], attempts: &[AttemptRow]) ->
             },
             report_fields: match &row.report_fields {
                 Some(text) => Some(serde_json::from_str(text).map_err(|_| corrupt("step report fields"))?),
+                None => None,
+            },
+            parent: row.parent.clone(),
+            child_run: match &row.child_run {
+                Some(text) => Some(serde_json::from_str(text).map_err(|_| corrupt("step child run"))?),
                 None => None,
             },
         });
@@ -720,8 +728,10 @@ pub async fn insert_task(db: &D1Database, new: &NewTask<'_>, now: Timestamp) -> 
             db.prepare(
                 "INSERT INTO steps (id, task_id, key, name, runner, agent, status, depends_on, attempt, attempts_max,
                                     attempts_budget, queued_at, due_at, finished_at, skip_reason, instructions,
-                                    optional, schedule_timeout_ms, attempt_timeout_ms, heartbeat_ms, gate)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                                    optional, schedule_timeout_ms, attempt_timeout_ms, heartbeat_ms, gate, parent,
+                                    child_run, started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
+                         ?21, ?22, ?23)",
             )
             .bind(&[
                 step.id.as_str().into(),
@@ -744,6 +754,9 @@ pub async fn insert_task(db: &D1Database, new: &NewTask<'_>, now: Timestamp) -> 
                 opt_int(step.timeouts.attempt_ms),
                 opt_int(step.timeouts.heartbeat_ms),
                 text_or_null(step.gate.as_ref().and_then(|g| serde_json::to_string(g).ok()).as_deref()),
+                text_or_null(step.parent.as_deref()),
+                text_or_null(step.child_run.as_ref().and_then(|c| serde_json::to_string(c).ok()).as_deref()),
+                opt_time(step.started_at),
             ])?,
         );
     }

@@ -73,6 +73,23 @@ pub async fn latest_workflow(db: &D1Database, name: &str) -> Result<Option<Workf
         .await
 }
 
+/// The latest version of each of `names` that is posted, by name, in one round trip.
+pub async fn latest_workflows(db: &D1Database, names: &[String]) -> Result<Vec<(String, WorkflowRow)>> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE name = ?1 ORDER BY version DESC LIMIT 1");
+    let statements =
+        names.iter().map(|name| db.prepare(&sql).bind(&[name.as_str().into()])).collect::<Result<Vec<_>>>()?;
+    trip()?;
+    let results = db.batch(statements).await?;
+    let mut found = Vec::new();
+    for (name, result) in names.iter().zip(results) {
+        found.extend(result.results::<WorkflowRow>()?.into_iter().next().map(|row| (name.clone(), row)));
+    }
+    Ok(found)
+}
+
 pub async fn workflow_version(db: &D1Database, name: &str, version: i64) -> Result<Option<WorkflowRow>> {
     trip()?;
     db.prepare(format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE name = ?1 AND version = ?2"))

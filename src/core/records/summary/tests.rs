@@ -72,6 +72,7 @@ impl Fixture {
                 skip_reason: None,
                 error: (*status == "dead").then_some("the attempts ran out"),
                 report: report.as_ref(),
+                child_run: None,
             })
             .collect()
     }
@@ -210,6 +211,7 @@ fn reported_text_stays_on_one_line_so_it_cannot_start_a_heading() {
         skip_reason: None,
         error: None,
         report: Some(&report),
+        child_run: None,
     }];
     let task = TaskFacts {
         id: "t",
@@ -227,4 +229,42 @@ fn reported_text_stays_on_one_line_so_it_cannot_start_a_heading() {
 
 fn summary_template() -> String {
     template().post_flight.unwrap()
+}
+
+#[test]
+fn the_agents_section_lists_each_child_run_with_its_steps_under_it() {
+    let report = object(json!({"notes": "done"}));
+    let fact = |key, name, agent, status, child_run| StepFacts {
+        key,
+        name,
+        agent,
+        status,
+        skip_reason: None,
+        error: None,
+        report: agent.map(|_| &report),
+        child_run,
+    };
+    let steps = [
+        fact("1", "gather", Some("context-fetcher"), "succeeded", None),
+        fact("2", "run_child", None, "succeeded", Some("execute-child v7")),
+        fact("2.1", "understand", Some("main-agent"), "succeeded", None),
+        fact("2.2", "verify", Some("test-runner"), "skipped", None),
+        fact("3", "wrap_up", Some("project-manager"), "succeeded", None),
+    ];
+    let task = TaskFacts {
+        id: "t",
+        title: "T",
+        description: "",
+        status: "succeeded",
+        task_type: "backend",
+        requirements: vec![],
+    };
+    let summary = build(Kind::TaskSummary, &task, &steps, Vec::new(), &template(), "now");
+    let md = summary.task_summary_markdown();
+    assert!(
+        md.contains(
+            "Child runs:\n- step 2 (run_child) ran execute-child v7, succeeded:\n  - step 2.1 (understand) succeeded, by main-agent\n  - step 2.2 (verify) skipped, by test-runner\n"
+        ),
+        "{md}"
+    );
 }

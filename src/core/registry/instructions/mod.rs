@@ -144,8 +144,25 @@ pub struct Step {
     /// The directives of the step's `<agent_selection>` blocks (`IF ...:`, `ASSIGN: ...`), each
     /// with its line, for routing rules that point at the line they came from.
     pub selection: Vec<(u32, Directive)>,
+    /// The instruction file the step runs as a child run, if it `EXECUTE`s one.
+    pub execute: Option<StepExecute>,
     pub line: u32,
     pub column: u32,
+}
+
+/// A step's `EXECUTE` of another instruction file, found in any of the forms Agent OS writes:
+/// `EXECUTE: @path`, `EXECUTE instructions from file.md` or `ACTION: Execute file.md ...` where
+/// the step `LOAD`s or mentions `@.../file.md`. A `REFERENCE: @path` is not one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepExecute {
+    /// The path as written, without its `@`.
+    pub path: String,
+    /// The line of the `EXECUTE` (none for a definition posted as JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// What a `FOR each ...:` around the `EXECUTE` loops over, as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub each: Option<String>,
 }
 
 impl Step {
@@ -164,6 +181,8 @@ pub struct Group {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+// A file has a handful of entries: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum FlowEntry {
     Step(Step),
     Group(Group),
@@ -458,9 +477,85 @@ fn read_step(element: &Element, phase: Option<String>, position: &dyn Fn(usize) 
         text: dedent(&prose.join("\n")),
         blocks: element.elements().map(block).collect(),
         selection: selection_directives(element, position),
+        execute: step_execute(&text_lines(element, position)),
         line,
         column,
     }
+}
+
+/// Every non-blank line of text inside `element`, nested blocks included, trimmed, with its
+/// line number, in document order.
+fn text_lines<'e>(element: &'e Element, position: &dyn Fn(usize) -> (u32, u32)) -> Vec<(u32, &'e str)> {
+    let mut found = Vec::new();
+    for node in &element.children {
+        match node {
+            Node::Text { text, start } => {
+                let mut offset = 0;
+                for line in text.split_inclusive('\n') {
+                    let indent = line.len() - line.trim_start().len();
+                    if !line.trim().is_empty() {
+                        found.push((position(start + offset + indent).0, line.trim()));
+                    }
+                    offset += line.len();
+                }
+            }
+            Node::Element(child) => found.extend(text_lines(child, position)),
+        }
+    }
+    found
+}
+
+/// The `@path.md` references of a line, without the `@` and trailing punctuation.
+fn file_references(line: &str) -> impl Iterator<Item = &str> {
+    line.split_whitespace().filter_map(|word| {
+        let path = word.strip_prefix('@')?.trim_end_matches(|c: char| !c.is_alphanumeric());
+        path.ends_with(".md").then_some(path)
+    })
+}
+
+/// The first file the step's lines `EXECUTE` (see [`StepExecute`]), and the loop around any
+/// `EXECUTE` of it: Agent OS says what a step runs in its prose first and loops over it later.
+fn step_execute(lines: &[(u32, &str)]) -> Option<StepExecute> {
+    let found = executes_in(lines);
+    let first = found.first()?;
+    let each = found.iter().filter(|e| e.path == first.path).find_map(|e| e.each.clone());
+    Some(StepExecute { each, ..first.clone() })
+}
+
+/// Every `EXECUTE` of a file in the step's lines, in order, each with the loop around it.
+fn executes_in(lines: &[(u32, &str)]) -> Vec<StepExecute> {
+    let mut found = Vec::new();
+    let mentioned: Vec<&str> = lines
+        .iter()
+        .filter(|(_, line)| !line.to_ascii_uppercase().starts_with("REFERENCE"))
+        .flat_map(|(_, line)| file_references(line))
+        .collect();
+    let mut each = None;
+    for &(number, line) in lines {
+        let upper = line.trim_start_matches("- ").to_ascii_uppercase();
+        if let Some(rest) = upper.strip_prefix("FOR EACH ") {
+            let start = line.len() - rest.len();
+            each = Some(line[start..].trim().trim_end_matches(':').trim().to_string());
+            continue;
+        }
+        if upper.starts_with("END FOR") {
+            each = None;
+            continue;
+        }
+        if !(upper.starts_with("EXECUTE") || upper.starts_with("ACTION: EXECUTE")) {
+            continue;
+        }
+        let named = file_references(line).next().or_else(|| {
+            line.split_whitespace()
+                .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
+                .filter(|w| w.ends_with(".md"))
+                .find_map(|file| mentioned.iter().copied().find(|m| m.rsplit('/').next() == Some(file)))
+        });
+        if let Some(path) = named {
+            found.push(StepExecute { path: path.to_string(), line: Some(number), each: each.clone() });
+        }
+    }
+    found
 }
 
 /// Every directive of the `<agent_selection>` blocks anywhere inside `element`, with its line.

@@ -510,3 +510,44 @@ fn parsing_a_full_file_is_fast_enough_to_do_on_every_request() {
     let parsed = parse(&big);
     assert!(parsed.problems.iter().any(|p| p.message.contains("second one")));
 }
+
+#[test]
+fn a_step_executes_another_file_in_each_form_agent_os_writes_as_a_table() {
+    // (step body, expected path, expected line within the file, expected loop)
+    let cases: [(&str, Option<&str>, u32, Option<&str>); 8] = [
+        (
+            "Execute each task using @child.md.\n<flow>\nFOR each task:\n  EXECUTE instructions from child.md\nEND FOR\n</flow>",
+            Some("child.md"),
+            6,
+            Some("task"),
+        ),
+        ("EXECUTE: @.agent-os/instructions/core/child.md", Some(".agent-os/instructions/core/child.md"), 6, None),
+        ("Run it.\n<flow>\nEXECUTE @child.md now.\n</flow>", Some("child.md"), 8, None),
+        (
+            "<flow>\n  LOAD @.agent-os/instructions/core/child.md ONCE\n\n  FOR each parent_task assigned in Step 1:\n    EXECUTE instructions from child.md with:\n      - parent_task_number\n  END FOR\n</flow>",
+            Some(".agent-os/instructions/core/child.md"),
+            10,
+            Some("parent_task assigned in Step 1"),
+        ),
+        (
+            "<instructions>\n  LOAD: @.agent-os/instructions/core/child.md once\n  ACTION: execute all steps in the child.md process_flow.\n</instructions>",
+            Some(".agent-os/instructions/core/child.md"),
+            8,
+            None,
+        ),
+        ("<prompt>\n  @.agent-os/instructions/core/child.md\n</prompt>\nACTION: Execute child.md with what you gathered", Some(".agent-os/instructions/core/child.md"), 9, None),
+        ("IF yes:\n  REFERENCE: @.agent-os/instructions/core/child.md\nACTION: Execute child.md", None, 0, None),
+        ("ACTION: Execute sub-tasks in their defined order", None, 0, None),
+    ];
+    for (body, path, line, each) in cases {
+        let text = flow(&format!("<step number=\"1\" name=\"run_child\">\n\n{body}\n</step>"));
+        let parsed = parse(&text);
+        let step = parsed.file.steps().next().expect("one step");
+        let found = step.execute.as_ref();
+        assert_eq!(found.map(|e| e.path.as_str()), path, "{body}");
+        if let Some(found) = found {
+            assert_eq!(found.line, Some(line), "{body}");
+            assert_eq!(found.each.as_deref(), each, "{body}");
+        }
+    }
+}
