@@ -33,6 +33,10 @@
 // 11. Analysis: the share of labelled tasks (tests/fixtures/analysis/) whose type POST
 //     /v1/analyze gets right, per type, for the sets analysis is tuned on and for the held-back
 //     set it is never tuned on, and the p50 latency of the request.
+// 12. Child runs: posting a file whose steps EXECUTE files three levels deep (each level looked
+//     up, cycles and depth checked) against posting a file of as many steps without EXECUTE,
+//     and submitting a task on it (its 13 steps planned from four pinned files) against a task
+//     on the flat file, p50/p99 over a bounded number of requests, one client.
 // 9. The example dashboard (examples/sveltekit): its client JavaScript, raw and gzip, and a
 //    Lighthouse run (the system Chromium) of a finished task's detail page, signed in: the
 //    performance and accessibility scores with Lighthouse's mobile and desktop settings.
@@ -874,7 +878,7 @@ try {
   process.exit(1);
 }
 console.log(`switchyard bench — node ${process.versions.node}, ${new Date().toISOString()}`);
-/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records, abuse, runner, faults, analysis, dashboard) runs a subset. */
+/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records, abuse, runner, faults, analysis, childruns, dashboard) runs a subset. */
 /** One agent per worker of a 16-step group: lease, heartbeat every second for 2 to 6 s of
  * "work", complete. Answers 503 are counted and the request sent again after Retry-After. */
 async function fanRun(worker, workers, workflow) {
@@ -1054,6 +1058,73 @@ async function analysisBench() {
   }
 }
 
+/** Requests per row of the child-run figures. */
+const CHILD_RUN_REQUESTS = Number(process.env.BENCH_CHILD_RUN_REQUESTS ?? 60);
+
+/** An instruction file of `steps` default-agent steps, the last of which EXECUTEs `runs` if given. */
+function benchFile(title, steps, runs) {
+  const agents = ["context-fetcher", "test-runner", "project-manager"];
+  const lines = [`# ${title}`, "", "<process_flow>"];
+  for (let i = 1; i <= steps; i += 1) {
+    lines.push(`<step number="${i}" subagent="${agents[i % agents.length]}" name="work_${i}">`, "", `Do part ${i}. Write \`docs/part-${i}.md\`.`, "", "</step>");
+  }
+  if (runs) lines.push(`<step number="${steps + 1}" name="run_${runs}">`, "", `EXECUTE: @.agent-os/instructions/core/${runs}.md`, "", "</step>");
+  lines.push("</process_flow>", "");
+  return lines.join("\n");
+}
+
+/** p50 and p99 of `count` runs of `request`, which must answer `status`. */
+async function timed(count, status, request) {
+  const latencies = [];
+  for (let i = 0; i < count; i += 1) {
+    const started = performance.now();
+    const response = await request(i);
+    const body = await response.text();
+    latencies.push(performance.now() - started);
+    if (response.status !== status) throw new Error(`answered ${response.status}: ${body}`);
+  }
+  latencies.sort((a, b) => a - b);
+  return `p50 ${percentile(latencies, 50).toFixed(2).padStart(7)} ms   p99 ${percentile(latencies, 99).toFixed(2).padStart(7)} ms`;
+}
+
+async function childRunBench() {
+  const worker = await startWorker();
+  const post = (name, text) =>
+    worker.admin(`/v1/workflows?name=${name}`, { method: "POST", headers: { "content-type": "text/markdown" }, body: text });
+  const task = (workflow, i) =>
+    worker.admin("/v1/tasks", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ title: `Add export number ${i} to the reports page`, workflow }),
+    });
+  try {
+    // bench-top → bench-l1 → bench-l2 → bench-leaf: three EXECUTE levels, 13 steps in a task.
+    const files = [["bench-leaf", benchFile("Leaf", 4)], ["bench-l2", benchFile("Level 2", 2, "bench-leaf")], ["bench-l1", benchFile("Level 1", 2, "bench-l2")]];
+    for (const [name, text] of files) {
+      const response = await post(name, text);
+      if (response.status !== 201) throw new Error(`posting ${name} answered ${response.status}: ${await response.text()}`);
+    }
+    const nested = benchFile("Top", 2, "bench-l1");
+    const flat = benchFile("Flat", 13);
+    console.log(`\nChild runs (${CHILD_RUN_REQUESTS} requests per row, 1 client)`);
+    console.log(`  POST /v1/workflows, 3 EXECUTE levels     ${await timed(CHILD_RUN_REQUESTS, 201, () => post("bench-top", nested))}`);
+    console.log(`  POST /v1/workflows, flat, 13 steps        ${await timed(CHILD_RUN_REQUESTS, 201, () => post("bench-flat", flat))}`);
+    const submitted = [];
+    const keep = (response) => {
+      submitted.push(response.clone());
+      return response;
+    };
+    console.log(`  POST /v1/tasks, child runs (13 steps)     ${await timed(CHILD_RUN_REQUESTS, 201, async (i) => keep(await task("bench-top", i)))}`);
+    console.log(`  POST /v1/tasks, flat (13 steps)           ${await timed(CHILD_RUN_REQUESTS, 201, async (i) => keep(await task("bench-flat", i)))}`);
+    for (const response of submitted) {
+      const { task: made } = await response.json();
+      await worker.admin(`/v1/tasks/${made.id}/cancel`, { method: "POST" });
+    }
+  } finally {
+    await worker.stop();
+  }
+}
+
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(",")) : null;
 const wanted = (name) => !only || only.has(name);
 if (wanted("bundle")) bundleSizes();
@@ -1068,4 +1139,5 @@ if (wanted("abuse")) await abuse();
 if (wanted("runner")) await runnerBench();
 if (wanted("faults")) await faults();
 if (wanted("analysis")) await analysisBench();
+if (wanted("childruns")) await childRunBench();
 if (wanted("dashboard")) await dashboardBench();

@@ -24,12 +24,19 @@
 //!    │          └──────  failed  ──► dead ──(manual retry)──► queued
 //!    ▼
 //! skipped          any non-terminal status ──(cancel)──► cancelled
+//!
+//! a step that runs a child run (runner `child_run`):
+//! pending ──► running ──► succeeded        running ◄──► dead (while one of its steps is)
 //! ```
 //!
 //! - `queued`: its queue message is on the way (`ready_at` unset) or it has been dispatched and
 //!   waits for its pull agent to lease it (`ready_at` set).
 //! - `failed`: the last attempt failed and a retry message is on its way after a backoff.
 //! - `dead`: the attempts ran out; the task is `failed` until the step is retried by hand.
+//! - `running`: a step that `EXECUTE`s another file, whose child run is under way. Its child
+//!   run's steps (keys under its own, `parent` naming it) start only once it has started; it
+//!   succeeds when they are all done, dies when one of them dies (the task fails), runs again
+//!   when none is dead any more, and a retry of it retries its dead steps. Skipped, it skips them.
 //! - `skipped`: when the task was planned, or when its dependencies were met and its [`Gate`]
 //!   said so: a condition on earlier steps held (or did not), or routing left its agent out
 //!   (by the analysis step's `report.selection`, else by the analysis made at submission).
