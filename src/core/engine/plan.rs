@@ -8,7 +8,7 @@
 //!   analysis (the frontend step of a backend-only task is skipped then);
 //! - an `auto-select` step gets the best registered agent for its requirements, or is skipped
 //!   (if optional) or refused (if not) when none matches;
-//! - a step with no agent runs in the Worker if its name is a [`BUILTIN_STEPS`] entry, and is
+//! - a step with no agent runs in the Worker if its name is a [`BUILTIN_STEPS`](workflow::BUILTIN_STEPS) entry, and is
 //!   otherwise the main agent's; a task is refused while its main agent is needed and
 //!   unregistered;
 //! - a step that `EXECUTE`s another file runs it as a child run: the file's steps, at the
