@@ -1082,7 +1082,7 @@ export interface components {
         TaskEvent: {
             seq?: number;
             step_id?: string | null;
-            /** @description `task.created`, `task.succeeded`, `task.failed`, `task.cancelled`, `task.resumed`, `step.queued`, `step.ready`, `step.leased`, `step.succeeded`, `step.failed`, `step.dead`, `step.skipped`, `step.routed` (an optional step kept or skipped when ready: `kept`, `decided_by` `analysis_step` or `submission`, `reason`), `task.selection_reported`, `step.condition` (a condition evaluated when the step was ready: `condition`, `holds`, `evidence`, `skips`), `step.cancelled`, `step.retried`, `step.redispatched`, `step.lease_expired`. */
+            /** @description `task.created`, `task.succeeded`, `task.failed`, `task.cancelled`, `task.resumed`, `step.queued`, `step.ready`, `step.leased`, `step.succeeded`, `step.failed`, `step.dead`, `step.skipped`, `step.routed` (an optional step kept or skipped when ready: `kept`, `decided_by` `analysis_step` or `submission`, `reason`), `task.selection_reported`, `step.condition` (a condition evaluated when the step was ready: `condition`, `holds`, `evidence`, `skips`), `step.child_run_started` (a step that runs a child run started it: `child_run`, `steps`), `step.child_run_resumed` (no step of its child run is dead any more), `step.cancelled`, `step.retried`, `step.redispatched`, `step.lease_expired`. Events of a child run's steps carry `parent`, the key of the step that runs it. */
             kind?: string;
             data?: Record<string, never>;
             /** Format: date-time */

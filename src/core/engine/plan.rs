@@ -229,9 +229,15 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
     );
     run.events.extend(events);
     let last_agent_step = run.task.steps.iter().rposition(|s| s.runner == Runner::Agent);
+    // The steps of each run (the task's own, and each child run's), in order.
+    let mut runs: BTreeMap<Option<&str>, Vec<Step>> = BTreeMap::new();
+    for step in &run.task.steps {
+        runs.entry(step.parent.as_deref()).or_default().push(step.clone());
+    }
     let instructions = (0..planned.len())
         .map(|index| {
-            let mut part = instructions_of(&planned, &run.task.steps, index);
+            let siblings = runs.get(&planned[index].parent.as_deref()).map_or(&[][..], Vec::as_slice);
+            let mut part = instructions_of(&planned, &run.task.steps, siblings, index);
             let rules = flight_rules_of(input.flight_rules, Some(index) == last_agent_step);
             if !rules.is_empty() {
                 part["rules"] = Value::Array(rules);
@@ -358,12 +364,11 @@ fn attempts_of(step: &StepDefinition) -> u32 {
 }
 
 /// The instructions of step `index` of the task: its own, where it stands in its file (among
-/// the steps of the same run), and for a step of a child run, the step that runs it.
-fn instructions_of(planned: &[Entry], steps: &[Step], index: usize) -> Value {
+/// `siblings`, the steps of the same run), and for a step of a child run, the step that runs it.
+fn instructions_of(planned: &[Entry], steps: &[Step], siblings: &[Step], index: usize) -> Value {
     let entry = &planned[index];
     let step = entry.step;
     let agent = steps.get(index).and_then(|s| s.agent.as_deref());
-    let siblings: Vec<Step> = steps.iter().filter(|s| s.parent == entry.parent).cloned().collect();
     let place = entry.definition.steps.iter().position(|s| std::ptr::eq(s, step)).unwrap_or(0);
     // The conditions switchyard does not evaluate are the agent's to decide, said in so many words.
     let yours: Vec<Value> = step
@@ -372,7 +377,7 @@ fn instructions_of(planned: &[Entry], steps: &[Step], index: usize) -> Value {
         .filter(|c| c.check.is_none())
         .map(|c| json!({"text": c.text, "when": c.when, "evaluated_by": "agent"}))
         .collect();
-    let mut workflow = brief::workflow_part(entry.definition, entry.version, &siblings, place);
+    let mut workflow = brief::workflow_part(entry.definition, entry.version, siblings, place);
     workflow["step"]["key"] = Value::from(entry.key());
     workflow["step"]["depends_on"] = json!(steps.get(index).map(|s| s.depends_on.clone()).unwrap_or_default());
     let mut part = json!({
