@@ -239,7 +239,15 @@ fn decide(lexicon: &Lexicon, input: &TaskInput, found: &[Found], routing: &Routi
     };
     // More distinct deployment and configuration evidence than application evidence: the
     // application nouns are what is being configured ("a WAF skip rule for the contact form").
-    let operations = strong(Area::Infrastructure) > strong(Area::Backend).saturating_add(strong(Area::Frontend));
+    let titled = |area: Area| counted(area).any(|f| f.source == Source::Title && f.term.strength == Strength::Strong);
+    // A title that names only deployment or configuration work says what the task is, when the
+    // description's application evidence does not outnumber it.
+    let titled_operations = titled(Area::Infrastructure)
+        && !titled(Area::Backend)
+        && !titled(Area::Frontend)
+        && strong(Area::Infrastructure) >= strong(Area::Backend).saturating_add(strong(Area::Frontend));
+    let operations = titled_operations
+        || strong(Area::Infrastructure) > strong(Area::Backend).saturating_add(strong(Area::Frontend));
     let verdict = if operations || provisioning {
         Some((TaskType::Infrastructure, Basis::Infrastructure))
     } else if b.strong > 0 || f.strong > 0 {
