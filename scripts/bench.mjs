@@ -37,19 +37,24 @@
 //     up, cycles and depth checked) against posting a file of as many steps without EXECUTE,
 //     and submitting a task on it (its 13 steps planned from four pinned files) against a task
 //     on the flat file, p50/p99 over a bounded number of requests, one client.
+// 13. Against Cloudflare Workflows, when ../shared/peers is beside the repository (skipped
+//     otherwise): the same flow written on Workflows (copied to a temporary folder, installed,
+//     served by its own wrangler dev) and switchyard, each driven by the peers' own client
+//     (drive.py: N tasks, the five agents played by one thread each) for N = 50 and 200, in
+//     alternating runs; agent steps/s, tasks/s and task p50, and switchyard's ratio to the peer.
 // 9. The example dashboard (examples/sveltekit): its client JavaScript, raw and gzip, and a
 //    Lighthouse run (the system Chromium) of a finished task's detail page, signed in: the
 //    performance and accessibility scores with Lighthouse's mobile and desktop settings.
 
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { Miniflare } from "miniflare";
 import { agent, eventsOf, issueToken, submit, taskOf, workTask } from "../tests/helpers/agents.mjs";
 import { buildDashboard, CHROMIUM, CHROMIUM_FLAGS, DASHBOARD_DIR, startDashboard } from "../tests/helpers/dashboard.mjs";
-import { ADMIN_TOKEN, executeSql, freePort, startWorker } from "../tests/helpers/worker.mjs";
+import { ADMIN_TOKEN, answers, executeSql, freePort, QUIET_ENV, spawnGroup, startWorker, stopGroup } from "../tests/helpers/worker.mjs";
 import { readWranglerConfig } from "./config.mjs";
 import { AGENT_BINARY, ensureChromium, ROOT, setup } from "./setup.mjs";
 
@@ -878,7 +883,7 @@ try {
   process.exit(1);
 }
 console.log(`switchyard bench — node ${process.versions.node}, ${new Date().toISOString()}`);
-/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records, abuse, runner, faults, analysis, childruns, dashboard) runs a subset. */
+/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records, abuse, runner, faults, analysis, childruns, peer, dashboard) runs a subset. */
 /** One agent per worker of a 16-step group: lease, heartbeat every second for 2 to 6 s of
  * "work", complete. Answers 503 are counted and the request sent again after Retry-After. */
 async function fanRun(worker, workers, workflow) {
@@ -1125,6 +1130,85 @@ async function childRunBench() {
   }
 }
 
+/** Where the peers are, when the repository sits beside them. */
+const PEERS = join(ROOT, "..", "shared", "peers");
+/** Task counts of the peer comparison, and runs of each side per count (alternating). */
+const PEER_TASKS = [50, 200];
+const PEER_ROUNDS = Number(process.env.BENCH_PEER_ROUNDS ?? 2);
+/** How long one drive may take; the driver stops by itself at its own limit too. */
+const PEER_DRIVE_TIMEOUT_MS = 420_000;
+/** The task both sides run: the default flow's full-stack case. */
+const PEER_TASK = { title: "Comments", description: "A comments table in D1 with an endpoint, and a comment form component on the article page." };
+
+/** One run of the peers' driver against `url`; its JSON figures. */
+function drive(url, tasks, extra = []) {
+  const args = [join(PEERS, "drive.py"), url, "--tasks", String(tasks), "--limit-s", "400", ...extra];
+  const result = spawnSync("python3", args, { encoding: "utf8", timeout: PEER_DRIVE_TIMEOUT_MS });
+  const line = (result.stdout ?? "").trim().split("\n").pop();
+  if (result.status !== 0 || !line) throw new Error(`drive.py ${url} failed (${result.status}): ${result.stderr}`);
+  return JSON.parse(line);
+}
+
+/** The Workflows peer, copied somewhere writable, installed and served by wrangler dev. */
+async function startPeer() {
+  const dir = mkdtempSync(join(tmpdir(), "switchyard-peer-"));
+  cpSync(join(PEERS, "workflows"), dir, { recursive: true });
+  spawnSync("chmod", ["-R", "u+w", dir]);
+  const npm = spawnSync("npm", ["ci", "--no-audit", "--no-fund"], { cwd: dir, env: QUIET_ENV, encoding: "utf8" });
+  if (npm.status !== 0) throw new Error(`installing the peer failed: ${npm.stderr}`);
+  const wranglerBin = join(dir, "node_modules", ".bin", "wrangler");
+  const state = join(dir, "state");
+  const migrate = spawnSync(wranglerBin, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state], { cwd: dir, env: QUIET_ENV, encoding: "utf8" });
+  if (migrate.status !== 0) throw new Error(`migrating the peer failed: ${migrate.stderr}`);
+  const port = await freePort();
+  const args = ["dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", state, "--show-interactive-dev-session=false"];
+  const { child, exited, output } = spawnGroup(wranglerBin, args, { cwd: dir, env: QUIET_ENV });
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    await stopGroup(child, exited);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  if (!(await answers(`${url}/health`, child, 120_000, 200))) {
+    await stop();
+    throw new Error(`the peer did not start:\n${output()}`);
+  }
+  return { url, stop };
+}
+
+async function peerBench() {
+  if (!existsSync(join(PEERS, "drive.py")) || !existsSync(join(PEERS, "workflows"))) {
+    console.log("\nAgainst Cloudflare Workflows: skipped (no ../shared/peers beside the repository)");
+    return;
+  }
+  const peer = await startPeer();
+  const worker = await startWorker({ pollMs: 50 });
+  try {
+    const ours = ["--prefix", "/v1", "--token", ADMIN_TOKEN, "--json-body", JSON.stringify(PEER_TASK)];
+    console.log(`\nAgainst Cloudflare Workflows (the peers' driver, five agents; ${PEER_ROUNDS} alternating runs per side)`);
+    console.log(`  ${"tasks".padStart(5)} ${"side".padEnd(11)} ${"steps/s".padStart(8)} ${"tasks/s".padStart(8)} ${"p50 s".padStart(7)} ${"ok".padStart(5)}`);
+    for (const tasks of PEER_TASKS) {
+      const runs = { workflows: [], switchyard: [] };
+      for (let round = 0; round < PEER_ROUNDS; round += 1) {
+        runs.workflows.push(drive(peer.url, tasks));
+        runs.switchyard.push(drive(worker.url, tasks, ours));
+      }
+      for (const [side, figures] of Object.entries(runs)) {
+        for (const f of figures) {
+          console.log(
+            `  ${String(tasks).padStart(5)} ${side.padEnd(11)} ${f.agent_steps_per_s.toFixed(2).padStart(8)} ${f.tasks_per_s.toFixed(2).padStart(8)} ${f.task_latency_p50_s.toFixed(2).padStart(7)} ${`${f.succeeded}/${f.tasks}`.padStart(5)}`,
+          );
+        }
+      }
+      const mean = (list, key) => list.reduce((sum, f) => sum + f[key], 0) / list.length;
+      const ratio = (key) => (mean(runs.switchyard, key) / mean(runs.workflows, key)).toFixed(2);
+      console.log(`  ${String(tasks).padStart(5)} switchyard ÷ workflows: agent steps/s ${ratio("agent_steps_per_s")}×, tasks/s ${ratio("tasks_per_s")}×`);
+    }
+  } finally {
+    await worker.stop();
+    await peer.stop();
+  }
+}
+
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(",")) : null;
 const wanted = (name) => !only || only.has(name);
 if (wanted("bundle")) bundleSizes();
@@ -1140,4 +1224,5 @@ if (wanted("runner")) await runnerBench();
 if (wanted("faults")) await faults();
 if (wanted("analysis")) await analysisBench();
 if (wanted("childruns")) await childRunBench();
+if (wanted("peer")) await peerBench();
 if (wanted("dashboard")) await dashboardBench();
