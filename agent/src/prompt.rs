@@ -96,6 +96,9 @@ pub fn render(step: &Value, options: Options<'_>) -> String {
     for block in instructions.get("blocks").and_then(Value::as_array).into_iter().flatten() {
         render_block(block, 0, &mut out);
     }
+    render_conditions(instructions, &mut out);
+    render_child_run(instructions, &mut out);
+    render_rules(instructions, &mut out);
     render_inputs(step, &mut out);
     render_messages(step, &mut out);
     render_contract(step.get("report_contract").unwrap_or(&Value::Null), options.report_file, &mut out);
@@ -185,6 +188,78 @@ fn render_agent(agent: Option<&Value>, options: Options<'_>, out: &mut String) {
     }
 }
 
+/// The conditions switchyard leaves to the agent, and what to do when one says to skip.
+fn render_conditions(instructions: &Value, out: &mut String) {
+    let conditions = instructions.get("conditions").and_then(Value::as_array).filter(|c| !c.is_empty());
+    let Some(conditions) = conditions else { return };
+    out.push_str(
+        "
+### Conditions for you to judge
+
+",
+    );
+    for condition in conditions {
+        let lead = match text(condition, "when") {
+            Some("skip_unless") => "Skip this step unless",
+            Some("run_if") => "Do this step only if",
+            _ => "Skip this step if",
+        };
+        out.push_str(&format!("- {lead}: {}\n", text(condition, "text").unwrap_or("?")));
+    }
+    out.push_str(
+        "\nIf one says to skip, do none of the step's work and complete it with `notes` naming the condition and \
+         why it holds.\n",
+    );
+}
+
+/// Where a step of a child run stands: the file it belongs to and the step that runs it.
+fn render_child_run(instructions: &Value, out: &mut String) {
+    let run = &instructions["child_run"];
+    let Some(workflow) = text(run, "workflow") else { return };
+    let parent = &run["step"];
+    out.push_str(&format!(
+        "\n## Part of a child run\n\nThis step belongs to `{workflow}` version {}, which step {} (`{}`) of the task's \
+         workflow runs",
+        run.get("version").and_then(Value::as_i64).unwrap_or(0),
+        text(parent, "key").unwrap_or("?"),
+        text(parent, "name").unwrap_or("?"),
+    ));
+    match text(run, "each") {
+        Some(each) => out.push_str(&format!(" for each {each}: work through every one of them in turn.\n")),
+        None => out.push_str(".\n"),
+    }
+    if let Some(body) = text(parent, "text") {
+        out.push_str(&format!("\nWhat step {} says:\n\n{}\n", text(parent, "key").unwrap_or("?"), body.trim_end()));
+    }
+    for block in parent.get("blocks").and_then(Value::as_array).into_iter().flatten() {
+        render_block(block, 1, out);
+    }
+}
+
+/// The rules files the workflow's flight checks attach to this step, whole.
+fn render_rules(instructions: &Value, out: &mut String) {
+    for rules in instructions.get("rules").and_then(Value::as_array).into_iter().flatten() {
+        let check = if text(rules, "check") == Some("post_flight") { "Post-flight" } else { "Pre-flight" };
+        out.push_str(&format!(
+            "\n## {check} rules (`{}` version {})\n\n{}\n",
+            text(rules, "name").unwrap_or("?"),
+            rules.get("version").and_then(Value::as_i64).unwrap_or(0),
+            text(rules, "text").unwrap_or("").trim_end()
+        ));
+    }
+}
+
+fn render_report(input: &Value, out: &mut String) {
+    match (input.get("report"), text(input, "reason")) {
+        (Some(report), _) if !report.is_null() => {
+            let pretty = serde_json::to_string_pretty(report).unwrap_or_default();
+            out.push_str(&format!("```json\n{pretty}\n```\n"));
+        }
+        (_, Some(reason)) => out.push_str(&format!("Skipped: {reason}\n")),
+        _ => out.push_str("No report.\n"),
+    }
+}
+
 fn render_inputs(step: &Value, out: &mut String) {
     let Some(inputs) = step.get("inputs").and_then(Value::as_object).filter(|m| !m.is_empty()) else { return };
     out.push_str("\n## What earlier steps reported\n");
@@ -195,13 +270,21 @@ fn render_inputs(step: &Value, out: &mut String) {
             text(input, "status").unwrap_or("?"),
             text(input, "agent").map(|a| format!(" by {a}")).unwrap_or_default(),
         ));
-        match (input.get("report"), text(input, "reason")) {
-            (Some(report), _) if !report.is_null() => {
-                let pretty = serde_json::to_string_pretty(report).unwrap_or_default();
-                out.push_str(&format!("```json\n{pretty}\n```\n"));
+        // A step that ran a child run reports through the steps of that run.
+        match input.get("child_run").and_then(Value::as_object) {
+            Some(children) => {
+                for (child_key, child) in children {
+                    out.push_str(&format!(
+                        "Step {child_key} ({}) of its child run: {}{}\n\n",
+                        text(child, "step").unwrap_or("?"),
+                        text(child, "status").unwrap_or("?"),
+                        text(child, "agent").map(|a| format!(" by {a}")).unwrap_or_default(),
+                    ));
+                    render_report(child, out);
+                    out.push('\n');
+                }
             }
-            (_, Some(reason)) => out.push_str(&format!("Skipped: {reason}\n")),
-            _ => out.push_str("No report.\n"),
+            None => render_report(input, out),
         }
     }
 }
@@ -259,6 +342,20 @@ fn render_contract(contract: &Value, report_file: Option<&std::path::Path>, out:
     if let Some(kinds) = contract["tests"].as_object().filter(|k| !k.is_empty()) {
         let counts = kinds.keys().map(|k| (k.clone(), serde_json::json!({"passed": 0, "failed": 0, "skipped": 0})));
         skeleton.insert("tests".into(), Value::Object(counts.collect()));
+    }
+    if let Some(selection) = contract.get("selection").filter(|s| s.is_object()) {
+        let agents = strings(&selection["agents"]);
+        let types = strings(&selection["task_types"]);
+        out.push_str(&format!(
+            "\nThis step decides which specialists the task needs. Under `selection`, list the ones it needs among \
+             {}, the task's type (one of {}) and why; the optional steps of the others are skipped.\n",
+            agents.join(", "),
+            types.join(", ")
+        ));
+        skeleton.insert(
+            "selection".into(),
+            serde_json::json!({"agents": agents, "task_type": types.first().copied().unwrap_or(""), "reason": "why these"}),
+        );
     }
     skeleton.insert("performance".into(), serde_json::json!({"metric_name": 0}));
     skeleton.insert("outstanding_issues".into(), serde_json::json!([]));
@@ -322,6 +419,43 @@ mod tests {
                                 "checklist": ["Routes answer"], "tests": {"unit": ["API route tests"]},
                                 "performance": ["Bundle size"], "always": []}
         })
+    }
+
+    #[test]
+    fn a_step_of_a_child_run_renders_its_rules_conditions_parent_step_and_the_child_runs_reports() {
+        let mut step = leased();
+        step["instructions"]["rules"] = json!([
+            {"check": "pre_flight", "name": "pre-flight", "version": 2, "text": "# Rules\n\n- Use the subagents named."},
+            {"check": "post_flight", "name": "post-flight", "version": 1, "text": "- Say what you did not do."}
+        ]);
+        step["instructions"]["conditions"] = json!([
+            {"text": "mission-lite.md is already in context", "when": "skip_if", "evaluated_by": "agent"},
+            {"text": "the user approved the plan", "when": "run_if", "evaluated_by": "agent"}
+        ]);
+        step["instructions"]["child_run"] = json!({
+            "step": {"key": "4", "name": "task_execution_loop", "title": "Step 4", "text": "Execute every assigned task.", "blocks": []},
+            "workflow": "execute-task", "version": 3, "each": "parent_task assigned in Step 1"
+        });
+        step["inputs"] = json!({"4": {"step": "task_execution_loop", "status": "succeeded", "child_run": {
+            "4.1": {"step": "task_understanding", "status": "succeeded", "agent": "main-agent", "report": {"notes": "understood"}},
+            "4.2": {"step": "best_practices_review", "status": "skipped", "reason": "routing left it out"}
+        }}});
+        step["report_contract"]["selection"] =
+            json!({"agents": ["api-engineer", "ui-engineer"], "task_types": ["frontend", "backend"]});
+        let prompt = render(&step, Options::default());
+        for expected in [
+            "## Pre-flight rules (`pre-flight` version 2)\n\n# Rules\n\n- Use the subagents named.\n",
+            "## Post-flight rules (`post-flight` version 1)\n\n- Say what you did not do.\n",
+            "### Conditions for you to judge\n\n- Skip this step if: mission-lite.md is already in context\n- Do this step only if: the user approved the plan\n",
+            "This step belongs to `execute-task` version 3, which step 4 (`task_execution_loop`) of the task's workflow runs for each parent_task assigned in Step 1: work through every one of them in turn.",
+            "What step 4 says:\n\nExecute every assigned task.\n",
+            "Step 4.1 (task_understanding) of its child run: succeeded by main-agent\n\n```json\n{\n  \"notes\": \"understood\"\n}\n```\n",
+            "Step 4.2 (best_practices_review) of its child run: skipped\n\nSkipped: routing left it out\n",
+            "Under `selection`, list the ones it needs among api-engineer, ui-engineer, the task's type (one of frontend, backend) and why",
+            "\"selection\": {\n    \"agents\": [\n      \"api-engineer\",\n      \"ui-engineer\"\n    ],",
+        ] {
+            assert!(prompt.contains(expected), "missing {expected:?} in:\n{prompt}");
+        }
     }
 
     #[test]

@@ -1488,6 +1488,12 @@ export interface components {
             performance?: string[];
             /** @description Fields every step may send. */
             always?: string[];
+            /** @description Only on the workflow's analysis step, when routing has agents to choose among: it may report `report.selection` = {agents, task_type, reason}, which decides the optional steps routing keeps. */
+            selection?: {
+                /** @description The agents the workflow's routing may assign. */
+                agents?: string[];
+                task_types?: string[];
+            };
         };
         Usage: {
             /** @description US dollars, as the agents' tools reported them (report.performance.cost_usd), summed over every attempt, failed ones included; null when no tool reported it. */

@@ -23,6 +23,7 @@ use super::{brief, ChildRun, Event, Gate, Run, Runner, Send, Step, StepRouting, 
 use crate::core::base::limits::{EXECUTE_DEPTH_MAX, STEP_ATTEMPTS_DEFAULT, STEP_ATTEMPTS_MAX};
 use crate::core::base::time::Timestamp;
 use crate::core::edge::error::Detail;
+use crate::core::records::report::TASK_TYPES;
 use crate::core::registry::analysis::{self, AgentProfile, Analysis, Selection};
 use crate::core::registry::child_runs::{self, child_key, executed_name, Files};
 use crate::core::registry::workflow::{self, ChosenBy, Definition, FlightRules, MainAgent, StepDefinition};
@@ -234,6 +235,7 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
     for step in &run.task.steps {
         runs.entry(step.parent.as_deref()).or_default().push(step.clone());
     }
+    let analysis_step = input.definition.analysis_step();
     let instructions = (0..planned.len())
         .map(|index| {
             let siblings = runs.get(&planned[index].parent.as_deref()).map_or(&[][..], Vec::as_slice);
@@ -241,6 +243,12 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
             let rules = flight_rules_of(input.flight_rules, Some(index) == last_agent_step);
             if !rules.is_empty() {
                 part["rules"] = Value::Array(rules);
+            }
+            // The analysis step is told it may choose the specialists, and among whom.
+            let entry = &planned[index];
+            let candidates = &input.analysis.routing.candidates;
+            if entry.parent.is_none() && analysis_step == Some(entry.step.key.as_str()) && !candidates.is_empty() {
+                part["report_contract"]["selection"] = json!({"agents": candidates, "task_types": TASK_TYPES});
             }
             part
         })

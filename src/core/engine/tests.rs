@@ -1125,3 +1125,12 @@ EXECUTE: @parent.md
     let refused = planned_in(&parent, &files, "x", &main).unwrap_err();
     assert!(refused[0].message.contains("cycle: parent → execute-child → leaf → parent"), "{refused:?}");
 }
+
+#[test]
+fn only_the_analysis_step_is_told_it_may_choose_the_specialists_and_among_whom() {
+    let plan = planned(&default_definition(), FULL_STACK).unwrap();
+    let contract = &plan.instructions[0]["report_contract"];
+    assert_eq!(contract["selection"]["agents"], json!(["cloudflare-specialist", "sveltekit-specialist"]));
+    assert_eq!(contract["selection"]["task_types"], json!(["frontend", "backend", "full-stack", "infrastructure"]));
+    assert!(plan.instructions[1..].iter().all(|i| i["report_contract"].get("selection").is_none()));
+}

@@ -66,7 +66,7 @@ pub struct ReportedSelection {
 }
 
 /// The task types a selection may name, as analysis names them.
-const TASK_TYPES: [&str; 4] = ["frontend", "backend", "full-stack", "infrastructure"];
+pub const TASK_TYPES: [&str; 4] = ["frontend", "backend", "full-stack", "infrastructure"];
 
 /// A report's `selection`, if it has one, or what is wrong with its shape. Whether its agents
 /// are known is for the shell to check against the task.
