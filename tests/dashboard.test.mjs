@@ -1,6 +1,7 @@
 // The example SvelteKit dashboard end to end, in headless Chromium: sign in, a refused and then an
 // accepted "new task" form, the task running to the end while simulated agents complete its steps
-// (the page updates itself), its summary, the agents and workflows pages, sign out. Screenshots of
+// (the page updates itself), its summary, a child run nested under its step, the agents and
+// workflows pages, sign out. Screenshots of
 // the main pages at desktop and phone sizes go to test-artifacts/screenshots/. The app runs
 // under `vite preview` with SWITCHYARD_URL, and then as a Worker in workerd reaching switchyard
 // through its service binding.
@@ -172,6 +173,33 @@ describe("the SvelteKit dashboard in a browser", { timeout: 600_000, skip: missi
     const row = page.getByRole("row", { name: new RegExp(FULL_STACK_TITLE) });
     assert.match(await row.innerText(), /succeeded[\s\S]*full-stack[\s\S]*cloudflare-specialist/);
     await screenshot(page, "tasks-desktop");
+    await context.close();
+  });
+
+  test("a step that runs another file shows the file it runs, with the child run's steps indented under it", async () => {
+    const post = (name, text) =>
+      worker.admin(`/v1/workflows?name=${name}`, { method: "POST", headers: { "content-type": "text/markdown" }, body: text });
+    const child = `# Child\n\n<process_flow>\n<step number="1" subagent="test-runner" name="check">\nCheck it.\n</step>\n</process_flow>\n`;
+    const parent = `# Parent\n\n<process_flow>\n<step number="1" subagent="context-fetcher" name="look">\nLook.\n</step>\n<step number="2" name="run_child">\nFOR each change listed in step 1:\n  EXECUTE: @.agent-os/instructions/core/dash-child.md\nEND FOR\n</step>\n</process_flow>\n`;
+    assert.equal((await post("dash-child", child)).status, 201);
+    assert.equal((await post("dash-parent", parent)).status, 201);
+    const submitted = await worker.admin("/v1/tasks", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ title: "Check the nested view", workflow: "dash-parent" }),
+    });
+    assert.equal(submitted.status, 201, await submitted.clone().text());
+    const taskId = (await submitted.json()).task.id;
+    const context = await browser.newContext({ viewport: DESKTOP });
+    const page = await context.newPage();
+    await signIn(page);
+    await open(page, `${dashboard.url}/tasks/${taskId}`);
+    assert.match(await page.getByTestId("step-2").innerText(), /runs dash-child v1, for each change listed in step 1/);
+    assert.match(await page.getByTestId("step-2.1").innerText(), /2\.1\. check[\s\S]*test-runner/);
+    const indent = (key) => page.getByTestId(`step-${key}`).evaluate((el) => getComputedStyle(el).marginLeft);
+    assert.equal(await indent("2"), "0px");
+    assert.notEqual(await indent("2.1"), "0px", "the child run's step is indented under the step that runs it");
+    await worker.admin(`/v1/tasks/${taskId}/cancel`, { method: "POST" });
     await context.close();
   });
 
