@@ -1,8 +1,8 @@
 // The example SvelteKit dashboard end to end, in headless Chromium: sign in, a refused and then an
 // accepted "new task" form, the task running to the end while simulated agents complete its steps
 // (the page updates itself), its summary, a child run nested under its step, the agents and
-// workflows pages, sign out. Screenshots of
-// the main pages at desktop and phone sizes go to test-artifacts/screenshots/. The app runs
+// workflows pages, sign out. Screenshots of the main pages at desktop and phone sizes go to
+// test-artifacts/screenshots/. The app runs
 // under `vite preview` with SWITCHYARD_URL, and then as a Worker in workerd reaching switchyard
 // through its service binding.
 
