@@ -1025,7 +1025,7 @@ async function faults() {
 }
 
 const ANALYSIS_SETS = [
-  ["tuned on", ["tuning.json", "tuning-2.json", "tuning-3.json", "tuning-4.json", "tuning-5.json"]],
+  ["tuned on", ["tuning.json", "tuning-2.json", "tuning-3.json", "tuning-4.json", "tuning-5.json", "tuning-6.json"]],
   ["held back", ["held-back.json"]],
 ];
 const TASK_TYPES = ["frontend", "backend", "full-stack", "infrastructure"];

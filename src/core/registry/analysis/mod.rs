@@ -246,7 +246,10 @@ fn decide(lexicon: &Lexicon, input: &TaskInput, found: &[Found], routing: &Routi
         && !titled(Area::Backend)
         && !titled(Area::Frontend)
         && strong(Area::Infrastructure) >= strong(Area::Backend).saturating_add(strong(Area::Frontend));
+    // "No code changes" says in so many words that the application is not the work.
+    let no_code = counted(Area::Infrastructure).any(|f| f.term.id == "no-code");
     let operations = titled_operations
+        || no_code
         || strong(Area::Infrastructure) > strong(Area::Backend).saturating_add(strong(Area::Frontend));
     let verdict = if operations || provisioning {
         Some((TaskType::Infrastructure, Basis::Infrastructure))
