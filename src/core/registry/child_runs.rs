@@ -217,6 +217,19 @@ mod tests {
     }
 
     #[test]
+    fn a_definition_posted_as_json_names_the_file_it_runs_by_path_and_unknown_fields_are_refused() {
+        let step = |execute: &str| {
+            format!(r#"{{"name": "top", "steps": [{{"key": "1", "name": "run", "execute": {execute}}}]}}"#)
+        };
+        let posted: Definition = serde_json::from_str(&step(r#"{"path": "@child.md"}"#)).unwrap();
+        let found = problems(&posted, &Files::new());
+        assert_eq!(found[0].field.as_deref(), Some("steps[0].execute"));
+        assert_eq!(found[0].line, None);
+        assert!(found[0].message.contains("child is not posted"), "{found:?}");
+        assert!(serde_json::from_str::<Definition>(&step(r#"{"path": "child.md", "times": 3}"#)).is_err());
+    }
+
+    #[test]
     fn the_names_a_level_executes_are_listed_once() {
         let top = file("top", &["b", "a", "b"]);
         assert_eq!(executed_names([&top].into_iter()), vec!["a".to_string(), "b".to_string()]);

@@ -154,6 +154,7 @@ pub struct Step {
 /// `EXECUTE: @path`, `EXECUTE instructions from file.md` or `ACTION: Execute file.md ...` where
 /// the step `LOAD`s or mentions `@.../file.md`. A `REFERENCE: @path` is not one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StepExecute {
     /// The path as written, without its `@`.
     pub path: String,
