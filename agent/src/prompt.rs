@@ -260,26 +260,24 @@ fn render_report(input: &Value, out: &mut String) {
     }
 }
 
+/// An input's step name, and how it ended and by whom (`succeeded by test-runner`).
+fn outcome_of(input: &Value) -> (&str, String) {
+    let by = text(input, "agent").map(|a| format!(" by {a}")).unwrap_or_default();
+    (text(input, "step").unwrap_or("?"), format!("{}{by}", text(input, "status").unwrap_or("?")))
+}
+
 fn render_inputs(step: &Value, out: &mut String) {
     let Some(inputs) = step.get("inputs").and_then(Value::as_object).filter(|m| !m.is_empty()) else { return };
     out.push_str("\n## What earlier steps reported\n");
     for (key, input) in inputs {
-        out.push_str(&format!(
-            "\n### Step {key} ({}): {}{}\n\n",
-            text(input, "step").unwrap_or("?"),
-            text(input, "status").unwrap_or("?"),
-            text(input, "agent").map(|a| format!(" by {a}")).unwrap_or_default(),
-        ));
+        let (name, outcome) = outcome_of(input);
+        out.push_str(&format!("\n### Step {key} ({name}): {outcome}\n\n"));
         // A step that ran a child run reports through the steps of that run.
         match input.get("child_run").and_then(Value::as_object) {
             Some(children) => {
                 for (child_key, child) in children {
-                    out.push_str(&format!(
-                        "Step {child_key} ({}) of its child run: {}{}\n\n",
-                        text(child, "step").unwrap_or("?"),
-                        text(child, "status").unwrap_or("?"),
-                        text(child, "agent").map(|a| format!(" by {a}")).unwrap_or_default(),
-                    ));
+                    let (name, outcome) = outcome_of(child);
+                    out.push_str(&format!("Step {child_key} ({name}) of its child run: {outcome}\n\n"));
                     render_report(child, out);
                     out.push('\n');
                 }

@@ -329,9 +329,7 @@ pub async fn inputs_of(env: &Env, depends_on: &[String], rows: &[store::ReportRo
     for row in rows.iter().filter(|r| depends_on.contains(&r.key)) {
         let prefix = format!("{}.", row.key);
         let child_run: Vec<&store::ReportRow> = rows.iter().filter(|r| r.key.starts_with(&prefix)).collect();
-        let value = if row.status == "skipped" {
-            json!({"step": row.name, "status": "skipped", "reason": row.skip_reason})
-        } else if !child_run.is_empty() {
+        let value = if row.status != "skipped" && !child_run.is_empty() {
             let mut steps = Map::new();
             for child in
                 child_run.into_iter().filter(|r| r.status == "skipped" || r.report.is_some() || r.report_key.is_some())

@@ -588,10 +588,9 @@ async fn execute_problems(db: &D1Database, definition: &Definition) -> Result<Ve
         let message = match executed(db, &execute).await? {
             Executed::Rules(_) => continue,
             Executed::Unnamed => format!("EXECUTE: @{path} does not address a file by a name switchyard can use"),
-            Executed::NotPosted(name) => format!(
-                "EXECUTE: @{path} addresses {name}, which is not posted; post that file first, as {name} \
-                 (POST /v1/workflows?name={name})"
-            ),
+            Executed::NotPosted(name) => {
+                format!("EXECUTE: @{path} addresses {name}, which is not posted; {}", workflow::post_first(&name))
+            }
             Executed::NotRules(name) => {
                 format!("EXECUTE: @{path} addresses {name}, a workflow with steps; a flight check runs rules files")
             }

@@ -70,8 +70,7 @@ fn task_json(row: &store::TaskRow, task: &Task) -> Value {
                 .collect();
             // A step that runs a child run lists its child run's steps, nested under it.
             let child_run = s.child_run.as_ref().map(|run| {
-                let keys: Vec<&str> =
-                    task.steps.iter().filter(|c| c.parent.as_ref() == Some(&s.key)).map(|c| c.key.as_str()).collect();
+                let keys: Vec<&str> = task.children(&s.key).into_iter().map(|i| task.steps[i].key.as_str()).collect();
                 json!({"workflow": run.workflow, "version": run.version, "each": run.each, "steps": keys})
             });
             json!({

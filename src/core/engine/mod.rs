@@ -336,7 +336,7 @@ impl Task {
     }
 
     /// The indices of the steps of the child run that `key` runs.
-    fn children(&self, key: &str) -> Vec<usize> {
+    pub fn children(&self, key: &str) -> Vec<usize> {
         (0..self.steps.len()).filter(|&i| self.steps[i].parent.as_deref() == Some(key)).collect()
     }
 }

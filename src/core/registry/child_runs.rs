@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::core::base::limits::{EXECUTE_DEPTH_MAX, TASK_STEPS_MAX};
 use crate::core::edge::error::Detail;
-use crate::core::registry::workflow::{name_of_path, Definition, StepDefinition};
+use crate::core::registry::workflow::{located, name_of_path, post_first, Definition, StepDefinition};
 
 /// A posted file as read for a child run: the version it had and its definition.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,13 +50,8 @@ pub fn problems(definition: &Definition, files: &Files) -> Vec<Detail> {
     let mut steps = definition.steps.len();
     for (index, step) in definition.steps.iter().enumerate() {
         let Some(execute) = &step.execute else { continue };
-        let here = |message: String| {
-            let field = format!("steps[{index}].execute");
-            match execute.line {
-                Some(line) => Detail { line: Some(line), ..Detail::field(&field, message) },
-                None => Detail::field(field, message),
-            }
-        };
+        let field = format!("steps[{index}].execute");
+        let here = |message: String| located(execute.line, &field, || field.clone(), message);
         if step.agent.is_some() || step.auto_select.is_some() {
             let message = format!(
                 "step {} EXECUTEs @{} and names a subagent; a step that runs another file is done by that \
@@ -101,7 +96,7 @@ fn reach(name: &str, files: &Files, chain: &mut Vec<String>) -> Result<usize, St
     }
     let Some(file) = files.get(name) else {
         return Err(if chain.len() == 1 {
-            format!("{name} is not posted; post that file first, as {name} (POST /v1/workflows?name={name})")
+            format!("{name} is not posted; {}", post_first(name))
         } else {
             format!("{} EXECUTEs {name}, which is not posted", chain.last().map_or("", String::as_str))
         });

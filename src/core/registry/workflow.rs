@@ -304,11 +304,16 @@ impl FlightExecute {
 
 /// A problem about something that has a line when it came from a file: the line and the
 /// `field` it belongs to, or (posted as JSON) the `indexed` field that locates it.
-fn located(line: Option<u32>, field: &str, indexed: impl FnOnce() -> String, message: String) -> Detail {
+pub(crate) fn located(line: Option<u32>, field: &str, indexed: impl FnOnce() -> String, message: String) -> Detail {
     match line {
         Some(line) => Detail { line: Some(line), ..Detail::field(field, message) },
         None => Detail::field(indexed(), message),
     }
+}
+
+/// What to do about an `EXECUTE` of a file that is not posted.
+pub fn post_first(name: &str) -> String {
+    format!("post that file first, as {name} (POST /v1/workflows?name={name})")
 }
 
 /// A rules file a task's flight checks attach, at the version fixed at submission.

@@ -478,15 +478,15 @@ fn read_step(element: &Element, phase: Option<String>, position: &dyn Fn(usize) 
         text: dedent(&prose.join("\n")),
         blocks: element.elements().map(block).collect(),
         selection: selection_directives(element, position),
-        execute: step_execute(&text_lines(element, position)),
+        execute: step_execute(&lines_of(element, position, true)),
         line,
         column,
     }
 }
 
-/// Every non-blank line of text inside `element`, nested blocks included, trimmed, with its
-/// line number, in document order.
-fn text_lines<'e>(element: &'e Element, position: &dyn Fn(usize) -> (u32, u32)) -> Vec<(u32, &'e str)> {
+/// Every non-blank line of `element`'s own text (with `nested`, of its nested blocks' too),
+/// trimmed, with its line number, in document order.
+fn lines_of<'e>(element: &'e Element, position: &dyn Fn(usize) -> (u32, u32), nested: bool) -> Vec<(u32, &'e str)> {
     let mut found = Vec::new();
     for node in &element.children {
         match node {
@@ -500,7 +500,8 @@ fn text_lines<'e>(element: &'e Element, position: &dyn Fn(usize) -> (u32, u32)) 
                     offset += line.len();
                 }
             }
-            Node::Element(child) => found.extend(text_lines(child, position)),
+            Node::Element(child) if nested => found.extend(lines_of(child, position, true)),
+            Node::Element(_) => {}
         }
     }
     found
@@ -567,17 +568,8 @@ fn selection_directives(element: &Element, position: &dyn Fn(usize) -> (u32, u32
             found.extend(selection_directives(child, position));
             continue;
         }
-        for node in &child.children {
-            let Node::Text { text, start } = node else { continue };
-            let mut offset = 0;
-            for line in text.split_inclusive('\n') {
-                if let Some(directive) = directive(line.trim()) {
-                    let indent = line.len() - line.trim_start().len();
-                    found.push((position(start + offset + indent).0, directive));
-                }
-                offset += line.len();
-            }
-        }
+        let lines = lines_of(child, position, false);
+        found.extend(lines.into_iter().filter_map(|(line, text)| Some((line, directive(text)?))));
     }
     found
 }
@@ -586,16 +578,11 @@ fn flight_check(element: &Element, position: &dyn Fn(usize) -> (u32, u32)) -> Fl
     let text = dedent(&element.own_text());
     let mut executes = Vec::new();
     let mut lines = Vec::new();
-    for node in &element.children {
-        let Node::Text { text, start } = node else { continue };
-        let mut offset = 0;
-        for line in text.split_inclusive('\n') {
-            let path = line.trim().strip_prefix("EXECUTE:").map(|p| p.trim().trim_start_matches('@'));
-            if let Some(path) = path.filter(|p| !p.is_empty()) {
-                executes.push(path.to_string());
-                lines.push(position(start + offset + (line.len() - line.trim_start().len())).0);
-            }
-            offset += line.len();
+    for (line, text) in lines_of(element, position, false) {
+        let path = text.strip_prefix("EXECUTE:").map(|p| p.trim().trim_start_matches('@'));
+        if let Some(path) = path.filter(|p| !p.is_empty()) {
+            executes.push(path.to_string());
+            lines.push(line);
         }
     }
     FlightCheck { executes, lines, text, blocks: element.elements().map(block).collect() }
