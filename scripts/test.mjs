@@ -2,10 +2,10 @@
 // switchyard-agent (cargo test --workspace), the TypeScript client's type check and Vitest tests
 // (its drift test starts the real Worker), the example dashboard's type check, and the
 // integration tests against the real Worker in the local runtime (node --test), the dashboard's
-// browser tests among them.
+// browser tests among them, and then the query plans of every D1 statement those tests ran.
 
 import { spawnSync } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { ensureAider, ensureChromium, ROOT, setup } from "./setup.mjs";
 
@@ -48,8 +48,14 @@ if (noBrowser) console.log(`\n[test] the browser tests will be skipped: ${noBrow
 // Likewise Aider (from PyPI) only for its test; the npm-installed coding CLIs come with npm ci.
 const noAider = ensureAider();
 if (noAider) console.log(`\n[test] the real Aider test will be skipped: ${noAider}`);
+// Each test file's Worker saves the statements it prepared here as it stops; the query-plan
+// check reads them once every file has run.
+const statements = join(ROOT, "test-artifacts", "statements");
+rmSync(statements, { recursive: true, force: true });
+process.env.STATEMENTS_DIR = statements;
 // One file at a time: each starts its own workerd, and the machines have two cores.
 results["integration tests"] = step("integration tests", process.execPath, ["--test", "--test-concurrency=1", ...testFiles]);
+results["query plans"] = step("query plans", process.execPath, ["--test", join("tests", "checks", "query-plans.mjs")]);
 
 const failed = Object.entries(results).filter(([, ok]) => !ok).map(([name]) => name);
 if (failed.length) {

@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { issueToken, postAs } from "./helpers/agents.mjs";
+import { eventsOf, issueToken, postAs, submit } from "./helpers/agents.mjs";
 import { receiver, verify } from "./helpers/webhook.mjs";
 import { errorOf, eventually, startWorker } from "./helpers/worker.mjs";
 
@@ -151,5 +151,37 @@ describe("agent messages", { timeout: 300_000 }, () => {
     assert.ok(verify(secret, last.headers, last.body), "the delivery is signed with the agent's secret");
     assert.equal(last.headers["webhook-id"], message.id);
     assert.deepEqual(JSON.parse(last.body).message, message);
+  });
+
+  test("a message about a task, delivered to a webhook agent, is in the task's history once", async () => {
+    let calls = 0;
+    const server = await receiver(() => {
+      calls += 1;
+      return calls === 1 ? { status: 500 } : { status: 200, json: {} };
+    });
+    servers.push(server);
+    const created = await worker.admin("/v1/agents", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "task-listener", mode: "webhook", webhook_url: server.url, capabilities: ["listening"] }),
+    });
+    assert.equal(created.status, 201);
+    const { response, body } = await submit(worker, { title: "Add a comments API in D1" });
+    assert.equal(response.status, 201);
+    const taskId = body.task.id;
+    const sent = await postAs(
+      worker,
+      tokens["cloudflare-specialist"],
+      "/v1/messages",
+      query({ from: "cloudflare-specialist", to: "task-listener", type: "notify", correlation_id: "task-1", task_id: taskId }),
+    );
+    assert.equal(sent.status, 201);
+    const { message } = await sent.json();
+    const delivered = async () => (await eventsOf(worker, taskId)).filter((e) => e.kind === "message.delivered");
+    assert.ok(await eventually(async () => (await delivered()).length > 0, { timeoutMs: 60_000, intervalMs: 200 }));
+    assert.ok(calls >= 2, "the first delivery failed and was retried");
+    const events = await delivered();
+    assert.equal(events.length, 1, "one event for the message, not one per delivery attempt");
+    assert.deepEqual(events[0].data, { message_id: message.id, to: "task-listener" });
   });
 });

@@ -90,6 +90,19 @@ describe("the registry", { timeout: 240_000 }, () => {
     assert.equal(JSON.stringify(fetched).includes("whsec_"), false);
   });
 
+  test("a pull agent switched to webhook mode gets a webhook secret once, and keeps it when updated again", async () => {
+    assert.equal((await json("POST", "/v1/agents", { name: "ci-switch", capabilities: ["switching"] })).status, 201);
+    const spec = { mode: "webhook", webhook_url: "http://127.0.0.1:9/hook", capabilities: ["switching"] };
+    const switched = await json("PUT", "/v1/agents/ci-switch", spec);
+    assert.equal(switched.status, 200);
+    assert.match((await switched.json()).webhook_secret, /^whsec_/);
+    const again = await json("PUT", "/v1/agents/ci-switch", { ...spec, description: "still a webhook agent" });
+    assert.equal(again.status, 200);
+    const body = await again.json();
+    assert.equal(body.webhook_secret, undefined, "the secret is shown once");
+    assert.equal(body.agent.description, "still a webhook agent");
+  });
+
   test("a Claude Code subagent file is imported", async () => {
     const file = "---\nname: a11y-auditor\ndescription: Audits Svelte components for accessibility\ntools: Read, Grep\ncolor: purple\n---\n\nYou audit components.\n";
     const response = await markdown("/v1/agents/import", file);

@@ -171,6 +171,10 @@ async fn route_and_run(
         }),
         RouteId::TestArmFault => Box::pin(tasks::test_arm_fault(&call, &body)),
         RouteId::TestFaults => Box::pin(async { Ok(ApiResponse::json(200, &super::faults::status())) }),
+        RouteId::TestStatements => Box::pin(async {
+            let plans = store::statement_plans(&call.env.d1(bindings::DB)?).await?;
+            Ok(ApiResponse::json(200, &serde_json::json!({ "statements": plans })))
+        }),
         RouteId::TestPanic => panic!("deliberate panic from the test-only fault route"),
     };
     handler.await
@@ -225,6 +229,7 @@ fn body_limit(id: RouteId) -> Option<usize> {
         | RouteId::TestRowCounts
         | RouteId::TestRowDigests
         | RouteId::TestFaults
+        | RouteId::TestStatements
         | RouteId::TestPanic => None,
     }
 }

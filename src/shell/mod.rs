@@ -24,13 +24,13 @@ use worker::{event, Context, Env, MessageBatch, Request, Response, Result, Sched
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    platform::install_panic_hook();
+    enter(&env);
     api::handle(req, &env).await
 }
 
 #[event(queue)]
 async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
-    platform::install_panic_hook();
+    enter(&env);
     background::consume(batch, &env).await;
     // Every message was acknowledged or retried one by one; an Err here would retry the batch.
     Ok(())
@@ -38,6 +38,15 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<(
 
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    platform::install_panic_hook();
+    enter(&env);
     background::tick(event, &env).await;
+}
+
+/// What every entry point does first: panics go to the log, and with the test routes enabled
+/// the statements this isolate prepares are recorded for `GET /__test/statements`.
+fn enter(env: &Env) {
+    platform::install_panic_hook();
+    if platform::test_faults_enabled(env) {
+        store::record_statements();
+    }
 }

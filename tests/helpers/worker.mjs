@@ -4,10 +4,10 @@
 
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { readWranglerConfig } from "../../scripts/config.mjs";
 import { ROOT } from "../../scripts/setup.mjs";
@@ -147,6 +147,34 @@ export async function startWorker(options = {}) {
   }
 }
 
+/** How long a stopping Worker may take to list the statements it prepared. */
+const STATEMENTS_TIMEOUT_MS = 10_000;
+
+/**
+ * With STATEMENTS_DIR set (npm test sets it), saves every statement the Worker prepared, with
+ * its query plan, for tests/checks/query-plans.mjs, which runs after every test file. A Worker
+ * that no longer answers saves nothing: the check then names the statements no test reached.
+ */
+async function saveStatements(url) {
+  const dir = process.env.STATEMENTS_DIR;
+  if (!dir) return;
+  try {
+    const response = await fetch(`${url}/__test/statements`, {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      signal: AbortSignal.timeout(STATEMENTS_TIMEOUT_MS),
+    });
+    const file = join(dir, `${basename(process.argv[1] ?? "worker")}-${process.pid}-${randomBytes(4).toString("hex")}.json`);
+    mkdirSync(dir, { recursive: true });
+    if (response.status !== 200) {
+      writeFileSync(file, JSON.stringify({ error: `GET /__test/statements answered ${response.status}: ${await response.text()}` }));
+      return;
+    }
+    writeFileSync(file, JSON.stringify((await response.json()).statements));
+  } catch {
+    // Stopped or crashed by the test itself: nothing to save.
+  }
+}
+
 /**
  * Calls `start` again, up to PORT_ATTEMPTS times in all, while it fails with `error.portTaken`:
  * a server that found the port freePort() chose already taken.
@@ -193,6 +221,7 @@ async function launch({ config, stateDir, configDir, allVars, registryDir, pollM
     admin: (path, init = {}) =>
       fetch(`${url}${path}`, { ...init, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(init.headers ?? {}) } }),
     async stop({ keepState = false } = {}) {
+      await saveStatements(url);
       await stopGroup(child, exited);
       rmSync(configDir, { recursive: true, force: true });
       if (!keepState) rmSync(stateDir, { recursive: true, force: true });

@@ -72,6 +72,8 @@ pub enum RouteId {
     /// Arms a fault point of the shell (see `shell/faults.rs`), or reads them; test-only.
     TestArmFault,
     TestFaults,
+    /// Every statement the store has prepared, with where and its query plan; test-only.
+    TestStatements,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +143,7 @@ pub const TEST_ROUTES: &[Route] = &[
     route(Method::Get, "/__test/row-digests", RouteId::TestRowDigests, Access::Admin),
     route(Method::Post, "/__test/faults", RouteId::TestArmFault, Access::Admin),
     route(Method::Get, "/__test/faults", RouteId::TestFaults, Access::Admin),
+    route(Method::Get, "/__test/statements", RouteId::TestStatements, Access::Admin),
 ];
 
 /// A request matched to its route, with the path parameters in pattern order.

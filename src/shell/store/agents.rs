@@ -4,7 +4,7 @@ use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, Result};
 
-use super::{int, text_or_null, trip};
+use super::{int, text_or_null, trip, Statement};
 use crate::core::base::time::Timestamp;
 use crate::core::registry::agents::AgentSpec;
 
@@ -53,7 +53,7 @@ pub(super) fn insert_agent_statement(
     guard: &str,
 ) -> Result<D1PreparedStatement> {
     let capabilities = capabilities_json(spec);
-    db.prepare(format!(
+    db.statement(format!(
         "INSERT INTO agents (name, description, capabilities, mode, webhook_url, webhook_secret, token_hash,
                              max_concurrency, lease_ms, step_timeout_ms, schedule_timeout_ms, source, metadata,
                              version, created_at, updated_at)
@@ -103,13 +103,13 @@ pub async fn insert_agent(
 
 pub async fn get_agent(db: &D1Database, name: &str) -> Result<Option<AgentRow>> {
     trip()?;
-    db.prepare(format!("SELECT {AGENT_COLUMNS} FROM agents WHERE name = ?1")).bind(&[name.into()])?.first(None).await
+    db.statement(format!("SELECT {AGENT_COLUMNS} FROM agents WHERE name = ?1")).bind(&[name.into()])?.first(None).await
 }
 
 /// One page of agents by name, after `after` (exclusive).
 pub async fn list_agents(db: &D1Database, after: Option<&str>, limit: u32) -> Result<Vec<AgentRow>> {
     trip()?;
-    db.prepare(format!("SELECT {AGENT_COLUMNS} FROM agents WHERE name > ?1 ORDER BY name LIMIT ?2"))
+    db.statement(format!("SELECT {AGENT_COLUMNS} FROM agents WHERE name > ?1 ORDER BY name LIMIT ?2"))
         .bind(&[after.unwrap_or("").into(), int(i64::from(limit))])?
         .all()
         .await?
@@ -119,7 +119,7 @@ pub async fn list_agents(db: &D1Database, after: Option<&str>, limit: u32) -> Re
 /// Every agent (bounded by [`AGENTS_MAX`]), for selection.
 pub async fn all_agents(db: &D1Database) -> Result<Vec<AgentRow>> {
     trip()?;
-    db.prepare(format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY name LIMIT ?1"))
+    db.statement(format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY name LIMIT ?1"))
         .bind(&[int(AGENTS_MAX)])?
         .all()
         .await?
@@ -139,7 +139,7 @@ pub async fn existing_agents(db: &D1Database, names: &[&str]) -> Result<Vec<Stri
     let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
     let values: Vec<JsValue> = names.iter().map(|n| JsValue::from(*n)).collect();
     let rows: Vec<Name> = db
-        .prepare(format!("SELECT name FROM agents WHERE name IN ({})", placeholders.join(", ")))
+        .statement(format!("SELECT name FROM agents WHERE name IN ({})", placeholders.join(", ")))
         .bind(&values)?
         .all()
         .await?
@@ -158,7 +158,7 @@ pub async fn update_agent(
     trip()?;
     let capabilities = capabilities_json(spec);
     let result = db
-        .prepare(
+        .statement(
             "UPDATE agents SET description = ?2, capabilities = ?3, mode = ?4, webhook_url = ?5,
                     webhook_secret = COALESCE(?6, webhook_secret), max_concurrency = ?7,
                     lease_ms = ?9, step_timeout_ms = ?10, schedule_timeout_ms = ?11, version = version + 1,
@@ -203,12 +203,12 @@ pub async fn replace_webhook_secret(
         mode: String,
     }
     let statements = vec![
-        db.prepare(
+        db.statement(
             "UPDATE agents SET webhook_secret = ?2, version = version + 1, updated_at = ?3
              WHERE name = ?1 AND mode = 'webhook'",
         )
         .bind(&[name.into(), secret.into(), int(now.as_millis())])?,
-        db.prepare("SELECT mode FROM agents WHERE name = ?1").bind(&[name.into()])?,
+        db.statement("SELECT mode FROM agents WHERE name = ?1").bind(&[name.into()])?,
     ];
     trip()?;
     let results = db.batch(statements).await?;
@@ -227,7 +227,7 @@ pub async fn has_webhook_secret(db: &D1Database, name: &str) -> Result<bool> {
         has: i64,
     }
     let row: Option<Has> = db
-        .prepare("SELECT webhook_secret IS NOT NULL AS has FROM agents WHERE name = ?1")
+        .statement("SELECT webhook_secret IS NOT NULL AS has FROM agents WHERE name = ?1")
         .bind(&[name.into()])?
         .first(None)
         .await?;
@@ -250,8 +250,8 @@ pub async fn replace_token_hash(
     trip()?;
     let results = db
         .batch(vec![
-            db.prepare("SELECT token_hash FROM agents WHERE name = ?1").bind(&[name.into()])?,
-            db.prepare("UPDATE agents SET token_hash = ?2, version = version + 1, updated_at = ?3 WHERE name = ?1")
+            db.statement("SELECT token_hash FROM agents WHERE name = ?1").bind(&[name.into()])?,
+            db.statement("UPDATE agents SET token_hash = ?2, version = version + 1, updated_at = ?3 WHERE name = ?1")
                 .bind(&[name.into(), token_hash.into(), int(now.as_millis())])?,
         ])
         .await?;
@@ -267,7 +267,7 @@ pub struct DeletedAgent {
 
 pub async fn delete_agent(db: &D1Database, name: &str) -> Result<Option<DeletedAgent>> {
     trip()?;
-    db.prepare("DELETE FROM agents WHERE name = ?1 RETURNING token_hash").bind(&[name.into()])?.first(None).await
+    db.statement("DELETE FROM agents WHERE name = ?1 RETURNING token_hash").bind(&[name.into()])?.first(None).await
 }
 
 /// The agent a token belongs to, by the token's hash.
@@ -278,7 +278,7 @@ pub async fn agent_by_token_hash(db: &D1Database, token_hash: &str) -> Result<Op
     }
     trip()?;
     let row: Option<Row> =
-        db.prepare("SELECT name FROM agents WHERE token_hash = ?1").bind(&[token_hash.into()])?.first(None).await?;
+        db.statement("SELECT name FROM agents WHERE token_hash = ?1").bind(&[token_hash.into()])?.first(None).await?;
     Ok(row.map(|r| r.name))
 }
 
@@ -291,7 +291,7 @@ pub struct WebhookTarget {
 
 pub async fn webhook_target(db: &D1Database, agent: &str) -> Result<Option<WebhookTarget>> {
     trip()?;
-    db.prepare("SELECT webhook_url, webhook_secret FROM agents WHERE name = ?1")
+    db.statement("SELECT webhook_url, webhook_secret FROM agents WHERE name = ?1")
         .bind(&[agent.into()])?
         .first(None)
         .await

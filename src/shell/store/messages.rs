@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use worker::{D1Database, Result};
 
-use super::{int, text_or_null, trip};
+use super::{int, text_or_null, trip, Statement};
 use crate::core::base::time::Timestamp;
 use crate::core::records::messages::NewMessage;
 
@@ -48,11 +48,11 @@ pub async fn check_message(db: &D1Database, message: &NewMessage, now: Timestamp
         found: i64,
     }
     let statements = vec![
-        db.prepare("SELECT name, mode FROM agents WHERE name IN (?1, ?2)")
+        db.statement("SELECT name, mode FROM agents WHERE name IN (?1, ?2)")
             .bind(&[message.from.as_str().into(), message.to.as_str().into()])?,
-        db.prepare("SELECT EXISTS (SELECT 1 FROM tasks WHERE id = ?1) AS found")
+        db.statement("SELECT EXISTS (SELECT 1 FROM tasks WHERE id = ?1) AS found")
             .bind(&[text_or_null(message.task_id.as_deref())])?,
-        db.prepare(
+        db.statement(
             "SELECT EXISTS (SELECT 1 FROM messages WHERE correlation_id = ?1 AND type = 'query'
                             AND from_agent = ?2 AND to_agent = ?3) AS found",
         )
@@ -61,7 +61,7 @@ pub async fn check_message(db: &D1Database, message: &NewMessage, now: Timestamp
             message.to.as_str().into(),
             message.from.as_str().into(),
         ])?,
-        db.prepare("SELECT COUNT(*) AS found FROM messages WHERE from_agent = ?1 AND created_at > ?2")
+        db.statement("SELECT COUNT(*) AS found FROM messages WHERE from_agent = ?1 AND created_at > ?2")
             .bind(&[message.from.as_str().into(), int(now.minus_millis(60_000).as_millis())])?,
     ];
     trip()?;
@@ -89,7 +89,7 @@ pub async fn insert_message(db: &D1Database, id: &str, message: &NewMessage, now
         seq: i64,
     }
     let mut statements = vec![db
-        .prepare(
+        .statement(
             "INSERT INTO messages (id, from_agent, to_agent, type, payload, correlation_id, task_id, sent_at, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING seq",
         )
@@ -110,7 +110,7 @@ pub async fn insert_message(db: &D1Database, id: &str, message: &NewMessage, now
             "type": message.kind.as_str(), "correlation_id": message.correlation_id,
         });
         statements.push(
-            db.prepare(
+            db.statement(
                 "INSERT INTO events (task_id, step_id, kind, data, dedupe_key, created_at)
                  VALUES (?1, NULL, 'message.sent', ?2, ?3, ?4) ON CONFLICT (dedupe_key) DO NOTHING",
             )
@@ -131,11 +131,13 @@ pub async fn insert_message(db: &D1Database, id: &str, message: &NewMessage, now
 /// An agent's messages after `after_seq`, oldest first.
 pub async fn inbox(db: &D1Database, agent: &str, after_seq: i64, limit: u32) -> Result<Vec<MessageRow>> {
     trip()?;
-    db.prepare(format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE to_agent = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"))
-        .bind(&[agent.into(), int(after_seq), int(i64::from(limit))])?
-        .all()
-        .await?
-        .results()
+    db.statement(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE to_agent = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+    ))
+    .bind(&[agent.into(), int(after_seq), int(i64::from(limit))])?
+    .all()
+    .await?
+    .results()
 }
 
 /// A conversation after `after_seq`, oldest first; with `party`, only the messages it sent or
@@ -148,7 +150,7 @@ pub async fn conversation(
     limit: u32,
 ) -> Result<Vec<MessageRow>> {
     trip()?;
-    db.prepare(format!(
+    db.statement(format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages
          WHERE correlation_id = ?1 AND seq > ?2 AND (?3 IS NULL OR from_agent = ?3 OR to_agent = ?3)
          ORDER BY seq LIMIT ?4"
@@ -161,7 +163,7 @@ pub async fn conversation(
 
 pub async fn message_by_id(db: &D1Database, id: &str) -> Result<Option<MessageRow>> {
     trip()?;
-    db.prepare(format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1")).bind(&[id.into()])?.first(None).await
+    db.statement(format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1")).bind(&[id.into()])?.first(None).await
 }
 
 /// Records that a message reached its recipient's webhook, in the task's history.
@@ -169,7 +171,7 @@ pub async fn record_delivery(db: &D1Database, message: &MessageRow, now: Timesta
     let Some(task_id) = &message.task_id else { return Ok(()) };
     let data = serde_json::json!({"message_id": message.id, "to": message.to_agent});
     trip()?;
-    db.prepare(
+    db.statement(
         "INSERT INTO events (task_id, step_id, kind, data, dedupe_key, created_at)
          VALUES (?1, NULL, 'message.delivered', ?2, ?3, ?4) ON CONFLICT (dedupe_key) DO NOTHING",
     )

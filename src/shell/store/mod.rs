@@ -5,7 +5,9 @@
 //! HTTP. A multi-statement change is one `batch`, which D1 runs as one transaction.
 //!
 //! One file per aggregate; this one holds the helpers they share and re-exports every
-//! function and row type, so callers name them `store::...` wherever the SQL lives.
+//! function and row type, so callers name them `store::...` wherever the SQL lives. Every
+//! statement is prepared with `Statement::statement`, so that the tests can check the query
+//! plan of each one (`tests/checks/query-plans.mjs`): none may scan a table that grows.
 
 mod agents;
 mod messages;
@@ -21,13 +23,99 @@ pub use system::*;
 pub use tasks::*;
 pub use workflows::*;
 
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
-use worker::{D1Database, D1Result, Result};
+use worker::{D1Database, D1PreparedStatement, D1Result, Result};
 
 use crate::core::base::time::Timestamp;
+
+/// Every statement on a request path is prepared through this, so that the test-only
+/// `GET /__test/statements` can list each one with where it was prepared and its query plan.
+trait Statement {
+    fn statement(&self, sql: impl AsRef<str>) -> D1PreparedStatement;
+}
+
+impl Statement for D1Database {
+    #[track_caller]
+    fn statement(&self, sql: impl AsRef<str>) -> D1PreparedStatement {
+        let sql = sql.as_ref();
+        let site = Location::caller();
+        RECORDED.with(|recorded| {
+            if let Some(recorded) = recorded.borrow_mut().as_mut() {
+                recorded.insert((format!("{}:{}", site.file(), site.line()), sql.to_string()));
+            }
+        });
+        self.prepare(sql)
+    }
+}
+
+thread_local! {
+    /// Each place in the store (`file:line`) with each distinct text it prepared since
+    /// recording was switched on. `None` (and nothing kept) unless the test routes are enabled.
+    static RECORDED: RefCell<Option<BTreeSet<(String, String)>>> = const { RefCell::new(None) };
+}
+
+/// Starts recording the statements this isolate prepares (test-only; the caller checks that
+/// the test routes are enabled). Idempotent: what was recorded is kept.
+pub fn record_statements() {
+    RECORDED.with(|recorded| {
+        recorded.borrow_mut().get_or_insert_with(BTreeSet::new);
+    });
+}
+
+/// How many parameters `sql` takes: the highest `?N`, or the count of bare `?`.
+fn parameter_count(sql: &str) -> usize {
+    let bytes = sql.as_bytes();
+    let mut bare = 0;
+    let mut numbered = 0;
+    for (i, byte) in bytes.iter().enumerate() {
+        if *byte != b'?' {
+            continue;
+        }
+        let digits: String = sql[i + 1..].chars().take_while(char::is_ascii_digit).collect();
+        match digits.parse::<usize>() {
+            Ok(n) => numbered = numbered.max(n),
+            Err(_) => bare += 1,
+        }
+    }
+    numbered.max(bare)
+}
+
+/// Each recorded statement with where it was prepared and SQLite's plan for it, read with
+/// `EXPLAIN QUERY PLAN` in one batch, every parameter bound to NULL (the plan does not depend
+/// on the values). Test-only.
+pub async fn statement_plans(db: &D1Database) -> Result<Vec<serde_json::Value>> {
+    #[derive(Deserialize)]
+    struct PlanRow {
+        detail: String,
+    }
+    let recorded = RECORDED.with(|recorded| recorded.borrow().clone().unwrap_or_default());
+    if recorded.is_empty() {
+        return Ok(Vec::new());
+    }
+    let explains = recorded
+        .iter()
+        .map(|(_, sql)| {
+            db.prepare(format!("EXPLAIN QUERY PLAN {sql}")).bind(&vec![JsValue::NULL; parameter_count(sql)])
+        })
+        .collect::<Result<Vec<_>>>()?;
+    trip()?;
+    let results = db.batch(explains).await?;
+    recorded
+        .into_iter()
+        .zip(results)
+        .map(|((site, sql), result)| {
+            let plan: Vec<PlanRow> = result.results()?;
+            let plan = plan.into_iter().map(|row| row.detail).collect::<Vec<_>>();
+            Ok(serde_json::json!({"site": site, "sql": sql, "plan": plan}))
+        })
+        .collect()
+}
 
 fn int(value: i64) -> JsValue {
     // Exact: every integer we store (times, sequence numbers) is far below 2^53.
@@ -37,7 +125,8 @@ fn int(value: i64) -> JsValue {
 /// A cheap query that fails unless switchyard's schema is in place; used by `GET /health`.
 pub async fn check_schema(db: &D1Database) -> Result<()> {
     trip()?;
-    db.prepare("SELECT seq FROM events LIMIT 1").all().await?;
+    // A lookup by key, not `LIMIT 1`: the plan check forbids scans of growing tables.
+    db.statement("SELECT seq FROM events WHERE seq = 0").all().await?;
     Ok(())
 }
 
@@ -98,7 +187,8 @@ const TABLES: [&str; 10] = [
     "idempotency_keys",
 ];
 
-/// One statement per table of [`TABLES`], in one batch; each result with its table.
+/// One statement per table of [`TABLES`], in one batch; each result with its table. Test-only
+/// and a full scan by design, so not prepared through [`Statement`].
 async fn per_table(db: &D1Database, sql: impl Fn(&str) -> String) -> Result<Vec<(&'static str, D1Result)>> {
     let statements = TABLES.iter().map(|table| db.prepare(sql(table))).collect::<Vec<_>>();
     trip()?;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Deserialize;
 use worker::{D1Database, Result};
 
-use super::{int, trip};
+use super::{int, trip, Statement};
 use crate::core::base::time::Timestamp;
 use crate::core::records::metrics::Usage;
 
@@ -65,7 +65,7 @@ const STEP_USAGE: &str = "(SELECT SUM(cost_usd) FROM attempts a WHERE a.step_id 
 /// Every step of a task with its records, in workflow order.
 pub async fn task_records(db: &D1Database, task_id: &str) -> Result<Vec<RecordRow>> {
     trip()?;
-    db.prepare(format!(
+    db.statement(format!(
         "SELECT key, name, agent, status, skip_reason, error, report, report_key, attempt, started_at,
                 finished_at, child_run, files_created, files_modified, lines_added, lines_removed, {STEP_USAGE}
          FROM steps WHERE task_id = ?1 ORDER BY rowid"
@@ -89,7 +89,7 @@ pub struct SummaryTaskRow {
 
 pub async fn task_for_summary(db: &D1Database, task_id: &str) -> Result<Option<SummaryTaskRow>> {
     trip()?;
-    db.prepare(
+    db.statement(
         "SELECT t.title, t.description, t.input, json_extract(t.analysis, '$.task_type') AS task_type, t.status,
                 w.definition
          FROM tasks t JOIN workflows w ON w.id = t.workflow_id WHERE t.id = ?1",
@@ -108,7 +108,7 @@ pub async fn task_exists(db: &D1Database, task_id: &str) -> Result<bool> {
     }
     trip()?;
     let row: Option<Row> =
-        db.prepare("SELECT id FROM tasks WHERE id = ?1").bind(&[task_id.into()])?.first(None).await?;
+        db.statement("SELECT id FROM tasks WHERE id = ?1").bind(&[task_id.into()])?.first(None).await?;
     Ok(row.is_some())
 }
 
@@ -121,7 +121,7 @@ pub async fn agent_worked_on(db: &D1Database, task_id: &str, agent: &str) -> Res
     }
     trip()?;
     let row: Option<Row> = db
-        .prepare("SELECT id FROM steps WHERE task_id = ?1 AND agent = ?2 AND attempt > 0 LIMIT 1")
+        .statement("SELECT id FROM steps WHERE task_id = ?1 AND agent = ?2 AND attempt > 0 LIMIT 1")
         .bind(&[task_id.into(), agent.into()])?
         .first(None)
         .await?;
@@ -131,7 +131,7 @@ pub async fn agent_worked_on(db: &D1Database, task_id: &str, agent: &str) -> Res
 /// The summary written last for a task, of any kind.
 pub async fn latest_summary(db: &D1Database, task_id: &str) -> Result<Option<SummaryRow>> {
     trip()?;
-    db.prepare(
+    db.statement(
         "SELECT task_id, step_id, kind, written_at, markdown_key, json_key, metrics_key FROM summaries
          WHERE task_id = ?1 ORDER BY written_at DESC, rowid DESC LIMIT 1",
     )
@@ -165,7 +165,7 @@ pub struct AggregateRow {
 pub async fn agent_aggregates(db: &D1Database, since: Timestamp) -> Result<Vec<AggregateRow>> {
     trip()?;
     let result = db
-        .prepare(format!(
+        .statement(format!(
             "SELECT agent, COUNT(*) AS steps, MAX(succeeded) AS succeeded,
                 MAX(CASE WHEN position = MAX(1, (total * 50 + 99) / 100) THEN duration END) AS p50_ms,
                 MAX(CASE WHEN position = MAX(1, (total * 95 + 99) / 100) THEN duration END) AS p95_ms,

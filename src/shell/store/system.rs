@@ -3,13 +3,13 @@
 use serde::Deserialize;
 use worker::{D1Database, D1PreparedStatement, Result};
 
-use super::{int, trip};
+use super::{int, trip, Statement};
 use crate::core::base::time::Timestamp;
 use crate::core::engine::system::{CronPlan, SystemEvent};
 
 /// The statement that records a system event unless one with the same dedupe key exists.
 fn insert_system_event(db: &D1Database, event: &SystemEvent, now: Timestamp) -> Result<D1PreparedStatement> {
-    db.prepare(
+    db.statement(
         "INSERT INTO events (task_id, step_id, kind, data, dedupe_key, created_at)
          VALUES (NULL, NULL, ?1, ?2, ?3, ?4)
          ON CONFLICT (dedupe_key) DO NOTHING",
@@ -35,7 +35,7 @@ pub async fn run_cron_plan(db: &D1Database, plan: &CronPlan, now: Timestamp) -> 
     trip()?;
     let insert = insert_system_event(db, &plan.tick, now)?;
     let prune = db
-        .prepare("DELETE FROM events WHERE task_id IS NULL AND created_at < ?1")
+        .statement("DELETE FROM events WHERE task_id IS NULL AND created_at < ?1")
         .bind(&[int(plan.prune_before.as_millis())])?;
     db.batch(vec![insert, prune]).await?;
     Ok(())
@@ -52,7 +52,7 @@ pub struct SystemEventRow {
 /// One page of system events, oldest first.
 pub async fn list_system_events(db: &D1Database, after_seq: i64, limit: u32) -> Result<Vec<SystemEventRow>> {
     trip()?;
-    db.prepare(
+    db.statement(
         "SELECT seq, kind, data, created_at FROM events
          WHERE task_id IS NULL AND seq > ?1
          ORDER BY seq

@@ -7,7 +7,7 @@ use worker::{D1Database, D1PreparedStatement, D1Result, Result};
 
 use super::messages::{MessageRow, MESSAGE_COLUMNS};
 use super::records::SummaryRow;
-use super::{count, int, opt_int, opt_time, report_count, text_or_null, time, trip};
+use super::{count, int, opt_int, opt_time, report_count, text_or_null, time, trip, Statement};
 use crate::core::base::limits::{MESSAGES_IN_LEASE_MAX, TASKS_RUNNING_MAX};
 use crate::core::base::time::Timestamp;
 use crate::core::engine::{
@@ -183,10 +183,10 @@ pub struct TaskRead {
 
 fn read_statements(db: &D1Database, task_id_sql: &str, binds: &[JsValue]) -> Result<Vec<D1PreparedStatement>> {
     Ok(vec![
-        db.prepare(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = {task_id_sql}")).bind(binds)?,
-        db.prepare(format!("SELECT {STEP_COLUMNS} FROM steps WHERE task_id = {task_id_sql} ORDER BY rowid"))
+        db.statement(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = {task_id_sql}")).bind(binds)?,
+        db.statement(format!("SELECT {STEP_COLUMNS} FROM steps WHERE task_id = {task_id_sql} ORDER BY rowid"))
             .bind(binds)?,
-        db.prepare(format!(
+        db.statement(format!(
             "SELECT {ATTEMPT_COLUMNS} FROM attempts
              WHERE step_id IN (SELECT id FROM steps WHERE task_id = {task_id_sql}) ORDER BY step_id, attempt"
         ))
@@ -284,7 +284,7 @@ pub async fn read_for_lease(db: &D1Database, agent: &str, spread: u32) -> Result
                     WHERE agent = ?1 AND status = 'queued' AND ready_at IS NOT NULL)))";
     let binds = [JsValue::from(agent), int(i64::from(spread))];
     let mut statements = vec![db
-        .prepare(
+        .statement(
             "SELECT max_concurrency, lease_ms, step_timeout_ms, schedule_timeout_ms,
                     (SELECT COUNT(*) FROM steps WHERE agent = ?1 AND status = 'leased') AS leased,
                     description, capabilities, metadata
@@ -293,21 +293,21 @@ pub async fn read_for_lease(db: &D1Database, agent: &str, spread: u32) -> Result
         .bind(&binds[..1])?];
     statements.extend(read_statements(db, task_sql, &binds)?);
     statements.push(
-        db.prepare(format!(
+        db.statement(format!(
             "SELECT id, instructions FROM steps
              WHERE task_id = {task_sql} AND agent = ?1 AND status = 'queued' AND ready_at IS NOT NULL"
         ))
         .bind(&binds)?,
     );
     statements.push(
-        db.prepare(format!(
+        db.statement(format!(
             "SELECT key, name, agent, status, skip_reason, report, report_key FROM steps
              WHERE task_id = {task_sql} AND status IN ('succeeded', 'skipped')"
         ))
         .bind(&binds)?,
     );
     statements.push(
-        db.prepare(format!(
+        db.statement(format!(
             "SELECT * FROM (SELECT {MESSAGE_COLUMNS} FROM messages
                             WHERE to_agent = ?1 AND task_id = {task_sql} ORDER BY seq DESC LIMIT {MESSAGES_IN_LEASE_MAX})
              ORDER BY seq"
@@ -355,9 +355,9 @@ pub async fn read_for_delivery(db: &D1Database, task_id: &str, step_id: &str) ->
     trip()?;
     let results = db
         .batch(vec![
-            db.prepare(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1")).bind(&[task_id.into()])?,
-            db.prepare("SELECT instructions FROM steps WHERE id = ?1").bind(&[step_id.into()])?,
-            db.prepare(
+            db.statement(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1")).bind(&[task_id.into()])?,
+            db.statement("SELECT instructions FROM steps WHERE id = ?1").bind(&[step_id.into()])?,
+            db.statement(
                 "SELECT key, name, agent, status, skip_reason, report, report_key FROM steps
                  WHERE task_id = ?1 AND status IN ('succeeded', 'skipped') ORDER BY rowid",
             )
@@ -408,7 +408,7 @@ fn guard_statement(
             "AND (SELECT COUNT(*) FROM steps WHERE agent = ?4 AND status = 'leased') < ?5"
         }
     };
-    db.prepare(format!(
+    db.statement(format!(
         "INSERT INTO transition_guard (id, ok)
          VALUES (1, COALESCE((SELECT version FROM tasks WHERE id = ?1) = ?2, 0)
                     AND NOT EXISTS (SELECT 1 FROM json_each(?3) AS read JOIN steps ON steps.id = read.key
@@ -423,7 +423,7 @@ fn guard_statement(
 pub async fn extend_lease(db: &D1Database, extension: &Extension) -> Result<bool> {
     trip()?;
     let result = db
-        .prepare("UPDATE steps SET lease_expires_at = ?3 WHERE id = ?1 AND lease_id = ?2 AND status = 'leased'")
+        .statement("UPDATE steps SET lease_expires_at = ?3 WHERE id = ?1 AND lease_id = ?2 AND status = 'leased'")
         .bind(&[
             extension.step_id.as_str().into(),
             extension.lease_id.as_str().into(),
@@ -441,7 +441,7 @@ fn event_statement(
     dedupe_key: String,
     now: Timestamp,
 ) -> Result<D1PreparedStatement> {
-    db.prepare(
+    db.statement(
         "INSERT INTO events (task_id, step_id, kind, data, dedupe_key, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (dedupe_key) DO NOTHING",
     )
@@ -456,7 +456,7 @@ fn event_statement(
 }
 
 fn attempt_statement(db: &D1Database, step_id: &str, attempt: &Attempt) -> Result<D1PreparedStatement> {
-    db.prepare(
+    db.statement(
         "INSERT INTO attempts (step_id, attempt, agent, lease_id, status, started_at, finished_at, error,
                                completion_hash, response)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
@@ -478,7 +478,7 @@ fn attempt_statement(db: &D1Database, step_id: &str, attempt: &Attempt) -> Resul
 }
 
 fn step_statement(db: &D1Database, step: &Step) -> Result<D1PreparedStatement> {
-    db.prepare(
+    db.statement(
         "UPDATE steps SET status = ?2, attempt = ?3, attempts_max = ?4, lease_id = ?5, lease_expires_at = ?6,
                 queued_at = ?7, due_at = ?8, ready_at = ?9, started_at = ?10, finished_at = ?11, error = ?12,
                 skip_reason = ?13, schedule_deadline_at = ?14, attempt_deadline_at = ?15, report_fields = ?16,
@@ -540,7 +540,7 @@ pub async fn write_transition(
     let after = &transition.task;
     let mut statements = vec![guard_statement(db, &before.id, before.version, &transition.expiries_read, guard)?];
     statements.push(
-        db.prepare(
+        db.statement(
             "UPDATE tasks SET status = ?2, version = ?3, updated_at = ?4, finished_at = ?5, selection = ?6 WHERE id = ?1",
         )
         .bind(&[
@@ -592,7 +592,7 @@ fn extra_statements(db: &D1Database, extra: &Extra) -> Result<Vec<D1PreparedStat
                 ReportRef::Stored(key) => (None, Some(key.as_str())),
             };
             statements.push(
-                db.prepare(
+                db.statement(
                     "UPDATE attempts SET report = ?3, report_key = ?4, cost_usd = ?5, turns = ?6, input_tokens = ?7,
                             output_tokens = ?8
                      WHERE step_id = ?1 AND attempt = ?2",
@@ -610,7 +610,7 @@ fn extra_statements(db: &D1Database, extra: &Extra) -> Result<Vec<D1PreparedStat
             );
             if *succeeded {
                 statements.push(
-                    db.prepare(
+                    db.statement(
                         "UPDATE steps SET report = ?2, report_key = ?3, files_created = ?4, files_modified = ?5,
                                 lines_added = ?6, lines_removed = ?7
                          WHERE id = ?1",
@@ -628,7 +628,7 @@ fn extra_statements(db: &D1Database, extra: &Extra) -> Result<Vec<D1PreparedStat
             }
         }
         Extra::Summary(row) => statements.push(
-            db.prepare(
+            db.statement(
                 "INSERT INTO summaries (task_id, step_id, kind, written_at, markdown_key, json_key, metrics_key)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
             )
@@ -643,7 +643,7 @@ fn extra_statements(db: &D1Database, extra: &Extra) -> Result<Vec<D1PreparedStat
             ])?,
         ),
         Extra::LogKey { step_id, attempt, key } => statements.push(
-            db.prepare("UPDATE attempts SET log_key = ?3 WHERE step_id = ?1 AND attempt = ?2").bind(&[
+            db.statement("UPDATE attempts SET log_key = ?3 WHERE step_id = ?1 AND attempt = ?2").bind(&[
                 step_id.as_str().into(),
                 int(i64::from(*attempt)),
                 key.as_str().into(),
@@ -680,7 +680,7 @@ pub async fn insert_task(db: &D1Database, new: &NewTask<'_>, now: Timestamp) -> 
     // The guard: fewer than TASKS_RUNNING_MAX tasks are running, and the idempotency key (if
     // any) is new. Either failing rolls the batch back as `Write::Stale`.
     let mut statements = vec![db
-        .prepare(
+        .statement(
             "INSERT INTO transition_guard (id, ok)
              VALUES (1, (SELECT COUNT(*) FROM tasks WHERE status = 'running') < ?3
                         AND NOT EXISTS (SELECT 1 FROM idempotency_keys WHERE key = ?1 AND route = ?2))
@@ -689,7 +689,7 @@ pub async fn insert_task(db: &D1Database, new: &NewTask<'_>, now: Timestamp) -> 
         .bind(&[text_or_null(new.idempotency.map(|(key, _, _)| key)), SUBMIT_ROUTE.into(), int(TASKS_RUNNING_MAX)])?];
     if let Some((key, hash, response)) = new.idempotency {
         statements.push(
-            db.prepare(
+            db.statement(
                 "INSERT INTO idempotency_keys (key, route, request_hash, status, response, created_at)
                  VALUES (?1, ?2, ?3, 201, ?4, ?5)",
             )
@@ -703,7 +703,7 @@ pub async fn insert_task(db: &D1Database, new: &NewTask<'_>, now: Timestamp) -> 
         );
     }
     statements.push(
-        db.prepare(
+        db.statement(
             "INSERT INTO tasks (id, workflow_id, workflow_name, workflow_version, title, description, input, analysis,
                                 status, version, created_at, updated_at, finished_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
@@ -725,7 +725,7 @@ pub async fn insert_task(db: &D1Database, new: &NewTask<'_>, now: Timestamp) -> 
     );
     for (step, instructions) in task.steps.iter().zip(new.instructions) {
         statements.push(
-            db.prepare(
+            db.statement(
                 "INSERT INTO steps (id, task_id, key, name, runner, agent, status, depends_on, attempt, attempts_max,
                                     attempts_budget, queued_at, due_at, finished_at, skip_reason, instructions,
                                     optional, schedule_timeout_ms, attempt_timeout_ms, heartbeat_ms, gate, parent,
@@ -780,7 +780,7 @@ pub struct IdempotencyRow {
 
 pub async fn submission_by_key(db: &D1Database, key: &str) -> Result<Option<IdempotencyRow>> {
     trip()?;
-    db.prepare("SELECT request_hash, status, response FROM idempotency_keys WHERE key = ?1 AND route = ?2")
+    db.statement("SELECT request_hash, status, response FROM idempotency_keys WHERE key = ?1 AND route = ?2")
         .bind(&[key.into(), SUBMIT_ROUTE.into()])?
         .first(None)
         .await
@@ -809,16 +809,29 @@ pub async fn list_tasks(
     before: Option<&str>,
     limit: u32,
 ) -> Result<Vec<TaskSummaryRow>> {
+    // Only the filters given are in the statement: `(?1 IS NULL OR status = ?1)` would make
+    // SQLite walk every task newest first to find a rare status or a deep cursor, where
+    // `status = ?` and `id < ?` seek straight to the page in `tasks_by_status` or the key.
+    let mut conditions = Vec::new();
+    let mut binds = Vec::new();
+    for (column, value) in [("status = ", status), ("id < ", before)] {
+        if let Some(value) = value {
+            binds.push(JsValue::from(value));
+            conditions.push(format!("{column}?{}", binds.len()));
+        }
+    }
+    let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+    binds.push(int(i64::from(limit)));
     trip()?;
-    db.prepare(
+    db.statement(format!(
         "SELECT id, title, status, workflow_name, workflow_version,
                 json_extract(analysis, '$.task_type') AS task_type, json_extract(analysis, '$.agents') AS agents,
                 created_at, updated_at, finished_at
-         FROM tasks
-         WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR id < ?2)
-         ORDER BY id DESC LIMIT ?3",
-    )
-    .bind(&[text_or_null(status), text_or_null(before), int(i64::from(limit))])?
+         FROM tasks {filter}
+         ORDER BY id DESC LIMIT ?{}",
+        binds.len()
+    ))
+    .bind(&binds)?
     .all()
     .await?
     .results()
@@ -836,7 +849,7 @@ pub struct TaskEventRow {
 /// One page of a task's events, oldest first.
 pub async fn list_task_events(db: &D1Database, task_id: &str, after_seq: i64, limit: u32) -> Result<Vec<TaskEventRow>> {
     trip()?;
-    db.prepare(
+    db.statement(
         "SELECT seq, step_id, kind, data, created_at FROM events
          WHERE task_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
     )
@@ -854,7 +867,7 @@ pub async fn leased_count(db: &D1Database, agent: &str) -> Result<i64> {
     }
     trip()?;
     let row: Option<Row> = db
-        .prepare("SELECT COUNT(*) AS n FROM steps WHERE agent = ?1 AND status = 'leased'")
+        .statement("SELECT COUNT(*) AS n FROM steps WHERE agent = ?1 AND status = 'leased'")
         .bind(&[agent.into()])?
         .first(None)
         .await?;
@@ -872,7 +885,7 @@ pub struct WaitingStep {
 /// The oldest `limit` leasable steps of `agent`.
 pub async fn waiting_steps(db: &D1Database, agent: &str, limit: i64) -> Result<Vec<WaitingStep>> {
     trip()?;
-    db.prepare(
+    db.statement(
         "SELECT task_id, id, attempt + 1 AS attempt FROM steps
          WHERE agent = ?1 AND status = 'queued' AND ready_at IS NOT NULL ORDER BY ready_at, id LIMIT ?2",
     )
@@ -890,7 +903,7 @@ pub async fn webhook_agents_waiting(db: &D1Database) -> Result<Vec<String>> {
     }
     trip()?;
     let rows: Vec<Row> = db
-        .prepare(
+        .statement(
             "SELECT name FROM agents WHERE mode = 'webhook' AND EXISTS (SELECT 1 FROM steps
                  WHERE steps.agent = agents.name AND steps.status = 'queued' AND steps.ready_at IS NOT NULL)",
         )
@@ -915,7 +928,7 @@ pub async fn tasks_to_sweep(
     }
     trip()?;
     let rows: Vec<Row> = db
-        .prepare(
+        .statement(
             "SELECT task_id FROM steps
              WHERE (status = 'leased' AND (lease_expires_at <= ?1 OR attempt_deadline_at <= ?1))
                 OR (status IN ('queued', 'failed') AND (schedule_deadline_at <= ?1 OR (ready_at IS NULL AND due_at <= ?2)))

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use worker::{D1Database, Result};
 
 use super::agents::insert_agent_statement;
-use super::{int, text_or_null, trip};
+use super::{int, text_or_null, trip, Statement};
 use crate::core::base::time::Timestamp;
 use crate::core::registry::agents::AgentSpec;
 
@@ -41,7 +41,7 @@ pub async fn insert_workflow(
     loop {
         trip()?;
         let inserted: Result<Option<Version>> = db
-            .prepare(
+            .statement(
                 "INSERT INTO workflows (id, name, version, definition, source, created_at)
                  SELECT ?1, ?2, COALESCE(MAX(version), 0) + 1, ?3, ?4, ?5 FROM workflows WHERE name = ?2
                  RETURNING version",
@@ -67,7 +67,7 @@ const WORKFLOW_COLUMNS: &str = "id, version, definition, created_at";
 
 pub async fn latest_workflow(db: &D1Database, name: &str) -> Result<Option<WorkflowRow>> {
     trip()?;
-    db.prepare(format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE name = ?1 ORDER BY version DESC LIMIT 1"))
+    db.statement(format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE name = ?1 ORDER BY version DESC LIMIT 1"))
         .bind(&[name.into()])?
         .first(None)
         .await
@@ -80,7 +80,7 @@ pub async fn latest_workflows(db: &D1Database, names: &[String]) -> Result<Vec<(
     }
     let sql = format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE name = ?1 ORDER BY version DESC LIMIT 1");
     let statements =
-        names.iter().map(|name| db.prepare(&sql).bind(&[name.as_str().into()])).collect::<Result<Vec<_>>>()?;
+        names.iter().map(|name| db.statement(&sql).bind(&[name.as_str().into()])).collect::<Result<Vec<_>>>()?;
     trip()?;
     let results = db.batch(statements).await?;
     let mut found = Vec::new();
@@ -92,7 +92,7 @@ pub async fn latest_workflows(db: &D1Database, names: &[String]) -> Result<Vec<(
 
 pub async fn workflow_version(db: &D1Database, name: &str, version: i64) -> Result<Option<WorkflowRow>> {
     trip()?;
-    db.prepare(format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE name = ?1 AND version = ?2"))
+    db.statement(format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE name = ?1 AND version = ?2"))
         .bind(&[name.into(), int(version)])?
         .first(None)
         .await
@@ -113,7 +113,7 @@ pub struct WorkflowSummaryRow {
 /// One page of workflows by name (latest version of each), after `after` (exclusive).
 pub async fn list_workflows(db: &D1Database, after: Option<&str>, limit: u32) -> Result<Vec<WorkflowSummaryRow>> {
     trip()?;
-    db.prepare(
+    db.statement(
         "SELECT id, name, version, json_extract(definition, '$.title') AS title,
                 json_extract(definition, '$.description') AS description,
                 json_array_length(definition, '$.steps') AS steps, created_at
@@ -152,7 +152,7 @@ pub async fn load_defaults(
     }
     for workflow in workflows {
         statements.push(
-            db.prepare(format!(
+            db.statement(format!(
                 "INSERT INTO workflows (id, name, version, definition, source, created_at)
                  SELECT ?1, ?2, 1, ?3, ?4, ?5
                  WHERE NOT EXISTS (SELECT 1 FROM workflows WHERE name = ?2) {not_loaded}"
@@ -167,7 +167,7 @@ pub async fn load_defaults(
         );
     }
     statements.push(
-        db.prepare("INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO NOTHING")
+        db.statement("INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO NOTHING")
             .bind(&[DEFAULTS_LOADED.into(), now.to_rfc3339().into(), int(now.as_millis())])?,
     );
     db.batch(statements).await?;

@@ -1,0 +1,6 @@
+-- Indexes found missing by the query-plan check (tests/checks/query-plans.mjs), which fails
+-- on any statement that scans a table that grows with use.
+
+-- Posting a workflow version makes SQLite check the foreign key tasks.workflow_id for the new
+-- row: without this it reads every task ever run.
+CREATE INDEX tasks_by_workflow ON tasks (workflow_id);
