@@ -11,8 +11,8 @@
 //    it to the local runtime (POST /v1/workflows, one client).
 // 5. The engine: N full-stack tasks (N = 50 and 200) run through the default workflow by
 //    simulated pull agents on loopback: tasks/s, step transitions/s, "step ready" to "leased"
-//    p50/p99 (from the Worker's own step.leased events), and D1 round trips per transition
-//    (the Worker counts them; see GET /v1/system/counters).
+//    p50/p99 (from the Worker's own step.leased events), D1 round trips per transition and per
+//    agent step (the Worker counts them; see GET /v1/system/counters), and D1 bytes per task.
 // 6. Records: how long a built-in step takes to write a task's summary (read every report,
 //    render, write R2) for a task of 7 and of 50 steps, and GET /v1/metrics/agents over 10,000
 //    seeded step rows: latency, D1 queries per request and rows D1 read.
@@ -42,6 +42,11 @@
 //     served by its own wrangler dev) and switchyard, each driven by the peers' own client
 //     (drive.py: N tasks, the five agents played by one thread each) for N = 50 and 200, in
 //     alternating runs; agent steps/s, tasks/s and task p50, and switchyard's ratio to the peer.
+// 14. History: submit, lease, complete, task read and two task lists, p50 over a bounded number
+//     of requests, on an empty database and on one seeded with 100,000 finished tasks (six
+//     steps, six attempts and eight events each), and the ratio of the two.
+// 15. Idle agents: one runner per default agent long-polling for a minute with no work, and the
+//     D1 round trips that causes, per minute and per lease request.
 // 9. The example dashboard (examples/sveltekit): its client JavaScript, raw and gzip, and a
 //    Lighthouse run (the system Chromium) of a finished task's detail page, signed in: the
 //    performance and accessibility scores with Lighthouse's mobile and desktop settings.
@@ -52,7 +57,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { Miniflare } from "miniflare";
-import { agent, eventsOf, issueToken, submit, taskOf, workTask } from "../tests/helpers/agents.mjs";
+import { agent, eventsOf, issueToken, postAs, submit, taskOf, workTask } from "../tests/helpers/agents.mjs";
 import { buildDashboard, CHROMIUM, CHROMIUM_FLAGS, DASHBOARD_DIR, startDashboard } from "../tests/helpers/dashboard.mjs";
 import { ADMIN_TOKEN, answers, executeSql, freePort, QUIET_ENV, spawnGroup, startWorker, stopGroup } from "../tests/helpers/worker.mjs";
 import { readWranglerConfig } from "./config.mjs";
@@ -345,14 +350,16 @@ async function engineRun(worker, clients, count) {
   const allTrips = now.d1_round_trips - before.d1_round_trips;
   const waits = [];
   let transitions = 0;
+  let agentSteps = 0;
   for (const id of ids) {
     for (const event of await eventsOf(worker, id)) {
       if (event.kind.startsWith("step.")) transitions += 1;
       if (event.kind === "step.leased" && event.data.via === "lease") waits.push(event.data.ready_to_leased_ms);
+      if (event.kind === "step.leased") agentSteps += 1;
     }
   }
   waits.sort((a, b) => a - b);
-  return { seconds, transitions, trips, counted, allTrips, waits, restarts };
+  return { seconds, transitions, trips, counted, allTrips, waits, restarts, agentSteps };
 }
 
 async function engine() {
@@ -382,7 +389,7 @@ async function engine() {
         console.error(worker.logs().split("\n").filter((l) => !/Request\.cf|ENOTFOUND|GetAddrInfo/.test(l)).slice(-40).join("\n"));
         throw error;
       });
-      const { seconds, transitions, trips, counted, allTrips, waits, restarts } = run;
+      const { seconds, transitions, trips, counted, allTrips, waits, restarts, agentSteps } = run;
       console.log(
         `  N=${String(count).padEnd(4)} ${(count / seconds).toFixed(2).padStart(7)} tasks/s  ` +
           `${(transitions / seconds).toFixed(1).padStart(7)} step transitions/s  ` +
@@ -392,6 +399,10 @@ async function engine() {
         `          ${(trips / counted).toFixed(2)} D1 round trips per step transition (${trips} / ${counted}; ` +
           `${transitions} step events recorded); all D1 round trips incl. idle lease polls and reads: ${allTrips}`,
       );
+      console.log(
+        `          ${(trips / agentSteps).toFixed(2)} D1 round trips per agent step end to end (every transition's, ` +
+          `built-in steps and fan-in included, over the ${agentSteps} steps agents leased)`,
+      );
       if (restarts > 0) {
         console.log(
           `          ${restarts} requests answered 503 by a runtime restart and retried; ` +
@@ -399,9 +410,21 @@ async function engine() {
         );
       }
     }
+    const bytes = d1Bytes(worker.stateDir);
+    const tasks = ENGINE_TASKS.reduce((sum, n) => sum + n, 0);
+    console.log(`  D1 after ${tasks} tasks: ${(bytes / 1024 / 1024).toFixed(1)} MiB, ${kib(bytes / tasks)} per task (the local SQLite files)`);
   } finally {
     await worker.stop();
   }
+}
+
+/** Bytes of the local D1 database files under a wrangler state directory. */
+function d1Bytes(stateDir) {
+  const dir = join(stateDir, "v3", "d1", "miniflare-D1DatabaseObject");
+  if (!existsSync(dir)) return 0;
+  return readdirSync(dir)
+    .filter((name) => name !== "metadata.sqlite" && name.includes(".sqlite"))
+    .reduce((sum, name) => sum + statSync(join(dir, name)).size, 0);
 }
 
 /** A report like a busy agent's: files, lines, records, the feedback the workflow asks for. */
@@ -883,7 +906,7 @@ try {
   process.exit(1);
 }
 console.log(`switchyard bench — node ${process.versions.node}, ${new Date().toISOString()}`);
-/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records, abuse, runner, faults, analysis, childruns, peer, dashboard) runs a subset. */
+/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records, abuse, runner, faults, analysis, childruns, peer, history, idle, dashboard) runs a subset. */
 /** One agent per worker of a 16-step group: lease, heartbeat every second for 2 to 6 s of
  * "work", complete. Answers 503 are counted and the request sent again after Retry-After. */
 async function fanRun(worker, workers, workflow) {
@@ -1209,6 +1232,153 @@ async function peerBench() {
   }
 }
 
+const HISTORY_TASKS = Number(process.env.BENCH_HISTORY_TASKS ?? 100_000);
+const HISTORY_REQUESTS = Number(process.env.BENCH_HISTORY_REQUESTS ?? 40);
+
+/** `tasks` finished tasks of six steps, six attempts and eight events each, made by SQLite
+ * itself (a recursive count), so seeding 100,000 takes seconds rather than a file of inserts. */
+function historySql(tasks) {
+  const start = Date.parse("2026-01-01T00:00:00Z");
+  const count = (n) => `WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ${n - 1})`;
+  const agents = `json_extract('${JSON.stringify(AGENTS)}', '$[' || ((i % 6) % ${AGENTS.length}) || ']')`;
+  return `INSERT INTO workflows (id, name, version, definition, created_at) VALUES ('wfl_${"0".repeat(22)}HIST', 'bench-history-seeded', 1, '{}', 0);
+${count(tasks)}
+INSERT INTO tasks (id, workflow_id, workflow_name, workflow_version, title, description, input, analysis, status, version, created_at, updated_at, finished_at)
+SELECT printf('tsk_%026d', i), 'wfl_${"0".repeat(22)}HIST', 'bench-history-seeded', 1, 'Seeded task ' || i, 'A finished task of the seeded history.',
+       '{}', '{"task_type":"full-stack","agents":["context-fetcher"]}', 'succeeded', 20,
+       ${start} + i * 1000, ${start} + i * 1000 + 60000, ${start} + i * 1000 + 60000 FROM n;
+${count(tasks * 6)}
+INSERT INTO steps (id, task_id, key, name, runner, agent, status, attempt, attempts_max, ready_at, started_at, finished_at, report)
+SELECT printf('stp_%026d', i), printf('tsk_%026d', i / 6), CAST(i % 6 + 1 AS TEXT), 'seeded_step', 'agent', ${agents}, 'succeeded', 1, 3,
+       ${start} + i * 160, ${start} + i * 160 + 10, ${start} + i * 160 + 9000, '{"notes":"done"}' FROM n;
+${count(tasks * 6)}
+INSERT INTO attempts (step_id, attempt, agent, lease_id, status, started_at, finished_at)
+SELECT printf('stp_%026d', i), 1, ${agents}, printf('lse_%026d', i), 'succeeded', ${start} + i * 160 + 10, ${start} + i * 160 + 9000 FROM n;
+${count(tasks * 8)}
+INSERT INTO events (task_id, step_id, kind, data, created_at)
+SELECT printf('tsk_%026d', i / 8), printf('stp_%026d', (i / 8) * 6 + (i % 8) % 6), 'step.succeeded', '{}', ${start} + i * 120 FROM n;
+`;
+}
+
+/** p50 of `runs` sequential requests, each expected to answer `status`. */
+async function p50Of(runs, status, request) {
+  const latencies = [];
+  for (let i = 0; i < runs; i += 1) {
+    const started = performance.now();
+    const response = await request(i);
+    const body = await response.text();
+    latencies.push(performance.now() - started);
+    if (response.status !== status) throw new Error(`answered ${response.status}: ${body}`);
+  }
+  return median(latencies);
+}
+
+/** The request path's p50s on `worker`: submit, lease, complete, task read and task lists. */
+async function historyRound(worker) {
+  const created = await worker.admin("/v1/agents", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ name: "bench-history", capabilities: ["history"], max_concurrency: HISTORY_REQUESTS }),
+  });
+  if (created.status !== 201) throw new Error(`creating the bench agent answered ${created.status}: ${await created.text()}`);
+  const client = agent(worker, "bench-history", (await created.json()).token);
+  const posted = await worker.admin("/v1/workflows", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ name: "bench-history", steps: [{ key: "1", name: "only_step", agent: "bench-history" }] }),
+  });
+  if (posted.status !== 201) throw new Error(`posting the workflow answered ${posted.status}: ${await posted.text()}`);
+  const ids = [];
+  const figures = {};
+  figures["POST /v1/tasks"] = await p50Of(HISTORY_REQUESTS, 201, async (i) => {
+    const response = await worker.admin("/v1/tasks", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ title: `History bench ${i}`, description: "Nothing to do.", workflow: "bench-history" }),
+    });
+    if (response.status === 201) ids.push((await response.clone().json()).task.id);
+    return response;
+  });
+  // Every step made ready by the queue consumer before a lease is timed.
+  for (let round = 0; round < 600; round += 1) {
+    const tasks = await Promise.all(ids.map((id) => taskOf(worker, id)));
+    if (tasks.every((t) => t.steps.every((s) => s.ready_at !== null))) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const leased = [];
+  figures["POST /v1/agents/{name}/lease"] = await p50Of(HISTORY_REQUESTS, 200, async () => {
+    const response = await postAs(worker, client.token, `/v1/agents/${client.name}/lease?wait=0`);
+    if (response.status === 200) leased.push((await response.clone().json()).step);
+    return response;
+  });
+  figures["POST /v1/steps/{id}/complete"] = await p50Of(leased.length, 200, (i) => client.complete(leased[i], { report: { notes: "done" } }));
+  figures["GET /v1/tasks/{id}"] = await p50Of(HISTORY_REQUESTS, 200, (i) => worker.admin(`/v1/tasks/${ids[i % ids.length]}`));
+  figures["GET /v1/tasks?limit=20"] = await p50Of(HISTORY_REQUESTS, 200, () => worker.admin("/v1/tasks?limit=20"));
+  figures["GET /v1/tasks?status=running"] = await p50Of(HISTORY_REQUESTS, 200, () => worker.admin("/v1/tasks?status=running&limit=20"));
+  return figures;
+}
+
+async function historyBench() {
+  console.log(`\nHistory (p50 of ${HISTORY_REQUESTS} requests each, on an empty database and with ${HISTORY_TASKS} finished tasks seeded)`);
+  const empty = await startWorker();
+  let before;
+  try {
+    before = await historyRound(empty);
+  } finally {
+    await empty.stop();
+  }
+  const stateDir = mkdtempSync(join(tmpdir(), "switchyard-bench-"));
+  const sqlFile = join(stateDir, "seed.sql");
+  writeFileSync(sqlFile, historySql(HISTORY_TASKS));
+  const seeding = performance.now();
+  executeSql(stateDir, sqlFile);
+  rmSync(sqlFile);
+  console.log(`  seeded ${HISTORY_TASKS} tasks, ${HISTORY_TASKS * 6} steps and attempts, ${HISTORY_TASKS * 8} events in ${((performance.now() - seeding) / 1000).toFixed(1)} s`);
+  const seeded = await startWorker({ stateDir });
+  let after;
+  try {
+    after = await historyRound(seeded);
+  } finally {
+    await seeded.stop();
+  }
+  console.log(`  ${"request".padEnd(34)} ${"empty".padStart(9)} ${"seeded".padStart(9)}  ratio`);
+  for (const [request, ms] of Object.entries(before)) {
+    console.log(`  ${request.padEnd(34)} ${`${ms.toFixed(2)} ms`.padStart(9)} ${`${after[request].toFixed(2)} ms`.padStart(9)}  ${(after[request] / ms).toFixed(2)}×`);
+  }
+}
+
+const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 60);
+
+async function idleBench() {
+  console.log(`\nIdle agents (one runner per default agent long-polling with ?wait=20 for ${IDLE_SECONDS} s, no work)`);
+  const worker = await startWorker();
+  try {
+    const clients = [];
+    for (const name of AGENTS) clients.push(agent(worker, name, await issueToken(worker, name)));
+    const counters = async () => (await worker.admin("/v1/system/counters")).json();
+    const before = await counters();
+    const deadline = Date.now() + IDLE_SECONDS * 1000;
+    let leases = 0;
+    await Promise.all(
+      clients.map(async (client) => {
+        while (Date.now() < deadline) {
+          const wait = Math.min(20, Math.max(1, Math.ceil((deadline - Date.now()) / 1000)));
+          if (await client.lease(wait)) throw new Error(`${client.name} was handed work in an idle bench`);
+          leases += 1;
+        }
+      }),
+    );
+    const after = await counters();
+    const trips = after.d1_round_trips - before.d1_round_trips;
+    console.log(
+      `  ${trips} D1 round trips for ${leases} lease requests of ${clients.length} idle runners: ` +
+        `${(trips / clients.length / (IDLE_SECONDS / 60)).toFixed(1)} per runner per minute, ${(trips / leases).toFixed(1)} per lease request`,
+    );
+  } finally {
+    await worker.stop();
+  }
+}
+
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(",")) : null;
 const wanted = (name) => !only || only.has(name);
 if (wanted("bundle")) bundleSizes();
@@ -1225,4 +1395,6 @@ if (wanted("faults")) await faults();
 if (wanted("analysis")) await analysisBench();
 if (wanted("childruns")) await childRunBench();
 if (wanted("peer")) await peerBench();
+if (wanted("history")) await historyBench();
+if (wanted("idle")) await idleBench();
 if (wanted("dashboard")) await dashboardBench();
