@@ -1,9 +1,14 @@
 // The queue consumer (STEPS and its dead-letter queue) and the cron handler, reached through
-// the real local queue and scheduler, seen through the system events they record.
+// the real local queue and scheduler, seen through the system events they record and the rows
+// the cron forgets.
 
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { errorOf, eventually, startWorker, systemEvents } from "./helpers/worker.mjs";
+import { submit } from "./helpers/agents.mjs";
+import { errorOf, eventually, executeSql, startWorker, systemEvents } from "./helpers/worker.mjs";
 
 describe("background work", { timeout: 180_000 }, () => {
   let worker;
@@ -106,5 +111,44 @@ describe("background work", { timeout: 180_000 }, () => {
       assert.deepEqual(error.details.map((d) => d.field), fields, query);
     }
     assert.equal((await worker.fetch("/health")).status, 200, "the events table is still there");
+  });
+});
+
+describe("idempotency keys are forgotten by the cron after a day", { timeout: 180_000 }, () => {
+  let worker;
+  let stateDir;
+  after(async () => {
+    await worker?.stop();
+    if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  test("a key older than a day makes a new task after a cron run, and a newer key still answers 409 to another body", async () => {
+    stateDir = mkdtempSync(join(tmpdir(), "switchyard-keys-"));
+    const first = await startWorker({ stateDir });
+    const old = await submit(first, { title: "Add a D1 comments table" }, { "idempotency-key": "old-key" });
+    assert.equal(old.response.status, 201);
+    await first.stop({ keepState: true });
+    // The key's row, made 25 hours older than it is, as a day of waiting would leave it.
+    const sqlFile = join(stateDir, "age.sql");
+    writeFileSync(sqlFile, `UPDATE idempotency_keys SET created_at = created_at - ${25 * 3_600_000};\n`);
+    executeSql(stateDir, sqlFile);
+    rmSync(sqlFile);
+
+    worker = await startWorker({ stateDir, migrate: false });
+    const fresh = await submit(worker, { title: "Add a login form" }, { "idempotency-key": "fresh-key" });
+    assert.equal(fresh.response.status, 201);
+    const keys = async () => (await (await worker.admin("/__test/row-counts")).json()).idempotency_keys;
+    assert.equal(await keys(), 2);
+    assert.equal((await worker.fetch("/__scheduled?cron=*+*+*+*+*")).status, 200);
+    assert.ok(await eventually(async () => (await keys()) === 1), "the cron forgot the old key and kept the fresh one");
+
+    const again = await submit(worker, { title: "Something else entirely" }, { "idempotency-key": "old-key" });
+    assert.equal(again.response.status, 201, "the forgotten key makes a new task");
+    assert.notEqual(again.body.task.id, old.body.task.id);
+    const conflict = await submit(worker, { title: "Something else entirely" }, { "idempotency-key": "fresh-key" });
+    assert.equal(conflict.response.status, 409, "a key younger than a day is still remembered");
+    const replay = await submit(worker, { title: "Add a login form" }, { "idempotency-key": "fresh-key" });
+    assert.equal(replay.response.status, 201);
+    assert.equal(replay.body.task.id, fresh.body.task.id, "and replays its first response");
   });
 });

@@ -2413,7 +2413,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The same key with the same body answers the first response again (with `idempotent-replayed: true`); with another body, 409. */
+                /** @description The same key with the same body answers the first response again (with `idempotent-replayed: true`); with another body, 409. A key is remembered for at least 24 hours; after that the cron forgets it, and the same key makes a new task. */
                 "Idempotency-Key"?: string;
             };
             path?: never;

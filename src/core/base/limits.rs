@@ -44,6 +44,17 @@ pub const PAGE_LIMIT_MAX: u32 = 200;
 /// incident noticed after a weekend; with one cron tick a minute that is about 10,000 rows.
 pub const SYSTEM_EVENT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
+/// How long an `Idempotency-Key` of `POST /v1/tasks` is remembered: the same key and body
+/// answer the first response again for at least this long, and the cron forgets the key after
+/// it. A client retries within minutes and a job is rerun within hours; a day covers both and
+/// keeps the table at one day of submissions instead of every one ever made.
+pub const IDEMPOTENCY_KEY_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Most expired idempotency keys one cron run deletes. D1 runs one query at a time, so a
+/// delete must stay short; at one run a minute this still forgets 7 million keys a day, far
+/// more than a day's submissions.
+pub const IDEMPOTENCY_KEYS_PRUNED_PER_TICK_MAX: u32 = 5_000;
+
 /// Longest cursor accepted by list routes. Cursors we issue are sequence numbers and names (at
 /// most 64 bytes); anything longer is not one of ours.
 pub const CURSOR_BYTES_MAX: usize = 64;
@@ -326,6 +337,11 @@ mod tests {
     #[test]
     fn the_largest_cursor_holds_any_sequence_number() {
         assert!(i64::MAX.to_string().len() <= CURSOR_BYTES_MAX);
+    }
+
+    #[test]
+    fn idempotency_keys_are_remembered_for_a_day() {
+        assert_eq!(IDEMPOTENCY_KEY_RETENTION_MS, 86_400_000);
     }
 
     #[test]

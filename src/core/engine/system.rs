@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::core::base::limits::SYSTEM_EVENT_RETENTION_MS;
+use crate::core::base::limits::{IDEMPOTENCY_KEY_RETENTION_MS, SYSTEM_EVENT_RETENTION_MS};
 use crate::core::base::time::Timestamp;
 
 /// One system event to record.
@@ -20,12 +20,16 @@ pub struct SystemEvent {
     pub dedupe_key: String,
 }
 
-/// What one run of the cron handler does: record its tick and prune old system events.
+/// What one run of the cron handler does: record its tick, prune old system events and forget
+/// expired idempotency keys.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CronPlan {
     pub tick: SystemEvent,
     /// System events created before this time are deleted.
     pub prune_before: Timestamp,
+    /// Idempotency keys created before this time are forgotten, oldest first, at most
+    /// `IDEMPOTENCY_KEYS_PRUNED_PER_TICK_MAX` of them.
+    pub forget_keys_before: Timestamp,
 }
 
 /// Plans a cron run for the trigger `cron` scheduled at `scheduled` (the platform's time for the
@@ -38,6 +42,7 @@ pub fn plan_cron(cron: &str, scheduled: Timestamp, now: Timestamp) -> CronPlan {
             dedupe_key: format!("cron:{cron}:{}", scheduled.as_millis()),
         },
         prune_before: now.minus_millis(SYSTEM_EVENT_RETENTION_MS),
+        forget_keys_before: now.minus_millis(IDEMPOTENCY_KEY_RETENTION_MS),
     }
 }
 
@@ -69,5 +74,11 @@ mod tests {
         let now = at(SYSTEM_EVENT_RETENTION_MS + 5);
         assert_eq!(plan_cron("* * * * *", now, now).prune_before, at(5));
         assert_eq!(plan_cron("* * * * *", at(1), at(1)).prune_before, at(0));
+    }
+
+    #[test]
+    fn a_cron_run_forgets_idempotency_keys_older_than_a_day() {
+        let now = at(IDEMPOTENCY_KEY_RETENTION_MS + 7);
+        assert_eq!(plan_cron("* * * * *", now, now).forget_keys_before, at(7));
     }
 }

@@ -4,6 +4,7 @@ use serde::Deserialize;
 use worker::{D1Database, D1PreparedStatement, Result};
 
 use super::{int, trip, Statement};
+use crate::core::base::limits::IDEMPOTENCY_KEYS_PRUNED_PER_TICK_MAX;
 use crate::core::base::time::Timestamp;
 use crate::core::engine::system::{CronPlan, SystemEvent};
 
@@ -30,14 +31,21 @@ pub async fn record_system_event(db: &D1Database, event: &SystemEvent, now: Time
     Ok(changes > 0)
 }
 
-/// Records a cron tick and prunes old system events, in one transaction.
+/// Records a cron tick, prunes old system events and forgets expired idempotency keys (oldest
+/// first, a bounded number), in one transaction.
 pub async fn run_cron_plan(db: &D1Database, plan: &CronPlan, now: Timestamp) -> Result<()> {
     trip()?;
     let insert = insert_system_event(db, &plan.tick, now)?;
     let prune = db
         .statement("DELETE FROM events WHERE task_id IS NULL AND created_at < ?1")
         .bind(&[int(plan.prune_before.as_millis())])?;
-    db.batch(vec![insert, prune]).await?;
+    let forget = db
+        .statement(
+            "DELETE FROM idempotency_keys WHERE rowid IN
+               (SELECT rowid FROM idempotency_keys WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
+        )
+        .bind(&[int(plan.forget_keys_before.as_millis()), int(i64::from(IDEMPOTENCY_KEYS_PRUNED_PER_TICK_MAX))])?;
+    db.batch(vec![insert, prune, forget]).await?;
     Ok(())
 }
 
