@@ -1101,8 +1101,8 @@ function benchFile(title, steps, runs) {
   return lines.join("\n");
 }
 
-/** p50 and p99 of `count` runs of `request`, which must answer `status`. */
-async function timed(count, status, request) {
+/** The latencies of `count` sequential runs of `request`, each of which must answer `status`, sorted. */
+async function latenciesOf(count, status, request) {
   const latencies = [];
   for (let i = 0; i < count; i += 1) {
     const started = performance.now();
@@ -1111,7 +1111,12 @@ async function timed(count, status, request) {
     latencies.push(performance.now() - started);
     if (response.status !== status) throw new Error(`answered ${response.status}: ${body}`);
   }
-  latencies.sort((a, b) => a - b);
+  return latencies.sort((a, b) => a - b);
+}
+
+/** p50 and p99 of `count` runs of `request`, which must answer `status`. */
+async function timed(count, status, request) {
+  const latencies = await latenciesOf(count, status, request);
   return `p50 ${percentile(latencies, 50).toFixed(2).padStart(7)} ms   p99 ${percentile(latencies, 99).toFixed(2).padStart(7)} ms`;
 }
 
@@ -1262,15 +1267,7 @@ SELECT printf('tsk_%026d', i / 8), printf('stp_%026d', (i / 8) * 6 + (i % 8) % 6
 
 /** p50 of `runs` sequential requests, each expected to answer `status`. */
 async function p50Of(runs, status, request) {
-  const latencies = [];
-  for (let i = 0; i < runs; i += 1) {
-    const started = performance.now();
-    const response = await request(i);
-    const body = await response.text();
-    latencies.push(performance.now() - started);
-    if (response.status !== status) throw new Error(`answered ${response.status}: ${body}`);
-  }
-  return median(latencies);
+  return percentile(await latenciesOf(runs, status, request), 50);
 }
 
 /** The request path's p50s on `worker`: submit, lease, complete, task read and task lists. */

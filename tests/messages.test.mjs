@@ -122,21 +122,26 @@ describe("agent messages", { timeout: 300_000 }, () => {
     assert.equal(empty.next_cursor, woken.next_cursor, "an empty read keeps the cursor");
   });
 
-  test("a message to a webhook agent is POSTed to it, signed, and retried when the receiver fails", async () => {
-    let secret;
-    let calls = 0;
-    const server = await receiver(() => {
-      calls += 1;
-      return calls === 1 ? { status: 503 } : { status: 200, json: {} };
+  /** A webhook agent `name` whose receiver answers `firstStatus` to the first delivery and 200 after. */
+  async function webhookListener(name, firstStatus) {
+    const listener = { calls: 0 };
+    listener.server = await receiver(() => {
+      listener.calls += 1;
+      return listener.calls === 1 ? { status: firstStatus } : { status: 200, json: {} };
     });
-    servers.push(server);
+    servers.push(listener.server);
     const created = await worker.admin("/v1/agents", {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ name: "hook-listener", mode: "webhook", webhook_url: server.url, capabilities: ["listening"] }),
+      body: JSON.stringify({ name, mode: "webhook", webhook_url: listener.server.url, capabilities: ["listening"] }),
     });
     assert.equal(created.status, 201);
-    secret = (await created.json()).webhook_secret;
+    listener.secret = (await created.json()).webhook_secret;
+    return listener;
+  }
+
+  test("a message to a webhook agent is POSTed to it, signed, and retried when the receiver fails", async () => {
+    const { server, secret } = await webhookListener("hook-listener", 503);
     const sent = await postAs(
       worker,
       tokens["cloudflare-specialist"],
@@ -154,18 +159,7 @@ describe("agent messages", { timeout: 300_000 }, () => {
   });
 
   test("a message about a task, delivered to a webhook agent, is in the task's history once", async () => {
-    let calls = 0;
-    const server = await receiver(() => {
-      calls += 1;
-      return calls === 1 ? { status: 500 } : { status: 200, json: {} };
-    });
-    servers.push(server);
-    const created = await worker.admin("/v1/agents", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ name: "task-listener", mode: "webhook", webhook_url: server.url, capabilities: ["listening"] }),
-    });
-    assert.equal(created.status, 201);
+    const listener = await webhookListener("task-listener", 500);
     const { response, body } = await submit(worker, { title: "Add a comments API in D1" });
     assert.equal(response.status, 201);
     const taskId = body.task.id;
@@ -179,7 +173,7 @@ describe("agent messages", { timeout: 300_000 }, () => {
     const { message } = await sent.json();
     const delivered = async () => (await eventsOf(worker, taskId)).filter((e) => e.kind === "message.delivered");
     assert.ok(await eventually(async () => (await delivered()).length > 0, { timeoutMs: 60_000, intervalMs: 200 }));
-    assert.ok(calls >= 2, "the first delivery failed and was retried");
+    assert.ok(listener.calls >= 2, "the first delivery failed and was retried");
     const events = await delivered();
     assert.equal(events.length, 1, "one event for the message, not one per delivery attempt");
     assert.deepEqual(events[0].data, { message_id: message.id, to: "task-listener" });
