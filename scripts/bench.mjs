@@ -56,7 +56,7 @@ import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, re
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { Miniflare } from "miniflare";
+import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { agent, eventsOf, issueToken, postAs, submit, taskOf, workTask } from "../tests/helpers/agents.mjs";
 import { buildDashboard, CHROMIUM, CHROMIUM_FLAGS, DASHBOARD_DIR, startDashboard } from "../tests/helpers/dashboard.mjs";
 import { ADMIN_TOKEN, answers, executeSql, freePort, QUIET_ENV, spawnGroup, startWorker, stopGroup } from "../tests/helpers/worker.mjs";
@@ -140,20 +140,23 @@ function bundleSizes() {
 /** A runtime with the same bindings as wrangler.jsonc, migrated, started from nothing. */
 async function miniflareColdStart() {
   const started = performance.now();
-  const mf = new Miniflare({
-    scriptPath: join(ROOT, "js", "entry.mjs"),
-    modules: true,
-    modulesRules: [
-      { type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true },
-      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
-    ],
-    compatibilityDate: readWranglerConfig().compatibility_date,
-    d1Databases: ["DB"],
-    kvNamespaces: ["CACHE"],
-    r2Buckets: ["ARTIFACTS"],
-    queueProducers: { STEPS: { queueName: "switchyard-steps" }, STEPS_DLQ: { queueName: "switchyard-steps-dlq" } },
-    bindings: { ADMIN_TOKEN: "bench-admin-token-0123456789" },
-  });
+  // Miniflare 5 takes its options in a new shape; it converts the flat one used here.
+  const mf = new Miniflare(
+    convertV4MiniflareOptions({
+      modulesRoot: ROOT,
+      modules: [
+        { type: "ESModule", path: join(ROOT, "js", "entry.mjs") },
+        { type: "ESModule", path: join(ROOT, "build", "index.js") },
+        { type: "CompiledWasm", path: join(ROOT, "build", "index_bg.wasm") },
+      ],
+      compatibilityDate: readWranglerConfig().compatibility_date,
+      d1Databases: ["DB"],
+      kvNamespaces: ["CACHE"],
+      r2Buckets: ["ARTIFACTS"],
+      queueProducers: { STEPS: { queueName: "switchyard-steps" }, STEPS_DLQ: { queueName: "switchyard-steps-dlq" } },
+      bindings: { ADMIN_TOKEN: "bench-admin-token-0123456789" },
+    }),
+  );
   try {
     await mf.ready;
     const ready = performance.now();
