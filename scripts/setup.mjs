@@ -19,6 +19,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, wri
 import { homedir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { splitNames } from "./wasm-names.mjs";
 
 export const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 
@@ -198,7 +199,11 @@ function inputsHash() {
 export function buildWorker() {
   const hash = inputsHash();
   const built = existsSync(join(BUILD_DIR, "index.js")) && existsSync(INPUTS_STAMP);
-  if (built && readFileSync(INPUTS_STAMP, "utf8") === hash) return "up to date";
+  if (built && readFileSync(INPUTS_STAMP, "utf8") === hash) {
+    // A module built before its names were split off gets them split now; a split one is kept.
+    splitWasmNames();
+    return "up to date";
+  }
   say("worker-build --release (a few minutes when the Rust sources changed)");
   const env = {
     ...process.env,
@@ -207,9 +212,15 @@ export function buildWorker() {
     WASM_OPT_BIN: nodeBin("wasm-opt"),
   };
   run(cargoBin("worker-build"), ["--release"], { env });
+  splitWasmNames();
   mkdirSync(BUILD_DIR, { recursive: true });
   writeFileSync(INPUTS_STAMP, hash);
   return "built now";
+}
+
+/** The names section is a sixth of the module: it goes beside it, for `npm run symbolize`. */
+function splitWasmNames() {
+  splitNames(join(BUILD_DIR, "index_bg.wasm"), join(BUILD_DIR, "index_bg.names.json"));
 }
 
 /** Where `buildAgent` puts the switchyard-agent binary. */

@@ -2,6 +2,7 @@
 // body limits and content types, panics, and the OpenAPI document.
 
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -135,6 +136,18 @@ describe("the HTTP contract", { timeout: 180_000 }, () => {
     assert.ok(await eventually(() => /deliberate panic from the test-only fault route/.test(worker.logs())), "the panic is logged");
     const next = await worker.fetch("/health");
     assert.equal(next.status, 200);
+  });
+
+  test("a panic's log names its source line, and npm run symbolize names its WebAssembly frames", async () => {
+    await worker.fetch("/__test/panic", { method: "POST" });
+    assert.ok(await eventually(() => /deliberate panic/.test(worker.logs())));
+    const log = worker.logs();
+    assert.match(log, /panicked at src\/shell\/api\.rs:\d+:\d+/, "the location is in the message, not in the names section");
+    assert.match(log, /wasm-function\[\d+\]/, "the stack has WebAssembly frames");
+    assert.doesNotMatch(log, /install_panic_hook/, "the module the Worker runs has no names section");
+    const symbolized = spawnSync(process.execPath, [join(ROOT, "scripts", "symbolize.mjs")], { input: log, encoding: "utf8" });
+    assert.equal(symbolized.status, 0, symbolized.stderr);
+    assert.match(symbolized.stdout, /wasm-function\[\d+\] switchyard::shell::platform::install_panic_hook/);
   });
 
   test("the OpenAPI document is served as the file in the repository", async () => {
