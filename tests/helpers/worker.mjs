@@ -140,7 +140,10 @@ export async function startWorker(options = {}) {
     if (!options.stateDir) rmSync(stateDir, { recursive: true, force: true });
   };
   try {
-    return await retryTakenPort(() => launch({ config, stateDir, configDir, allVars, registryDir, pollMs }));
+    // Only a Worker with the test routes, its D1 binding and an admin token can list what it ran.
+    const listsStatements = allVars.TEST_FAULTS === "enabled" && allVars.ADMIN_TOKEN && !withoutBindings.includes("DB");
+    const statementsToken = listsStatements ? allVars.ADMIN_TOKEN.split(",")[0] : null;
+    return await retryTakenPort(() => launch({ config, stateDir, configDir, allVars, registryDir, pollMs, statementsToken }));
   } catch (error) {
     removeState();
     throw error;
@@ -153,14 +156,15 @@ const STATEMENTS_TIMEOUT_MS = 10_000;
 /**
  * With STATEMENTS_DIR set (npm test sets it), saves every statement the Worker prepared, with
  * its query plan, for tests/checks/query-plans.mjs, which runs after every test file. A Worker
- * that no longer answers saves nothing: the check then names the statements no test reached.
+ * that cannot list them (one started without a schema, say) saves why instead; the check shows
+ * these when it finds statements no test reached.
  */
-async function saveStatements(url) {
+async function saveStatements(url, token) {
   const dir = process.env.STATEMENTS_DIR;
   if (!dir) return;
   try {
     const response = await fetch(`${url}/__test/statements`, {
-      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      headers: { authorization: `Bearer ${token}` },
       signal: AbortSignal.timeout(STATEMENTS_TIMEOUT_MS),
     });
     const file = join(dir, `${basename(process.argv[1] ?? "worker")}-${process.pid}-${randomBytes(4).toString("hex")}.json`);
@@ -190,7 +194,7 @@ export async function retryTakenPort(start) {
 }
 
 /** One `wrangler dev` start on fresh ports; throws (with `portTaken` when that was why) unless it becomes ready. */
-async function launch({ config, stateDir, configDir, allVars, registryDir, pollMs }) {
+async function launch({ config, stateDir, configDir, allVars, registryDir, pollMs, statementsToken }) {
   const port = await freePort();
   const inspectorPort = await freePort();
   const args = [
@@ -221,7 +225,7 @@ async function launch({ config, stateDir, configDir, allVars, registryDir, pollM
     admin: (path, init = {}) =>
       fetch(`${url}${path}`, { ...init, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(init.headers ?? {}) } }),
     async stop({ keepState = false } = {}) {
-      await saveStatements(url);
+      if (statementsToken) await saveStatements(url, statementsToken);
       await stopGroup(child, exited);
       rmSync(configDir, { recursive: true, force: true });
       if (!keepState) rmSync(stateDir, { recursive: true, force: true });
