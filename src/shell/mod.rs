@@ -43,10 +43,14 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
 }
 
 /// What every entry point does first: panics go to the log, and with the test routes enabled
-/// the statements this isolate prepares are recorded for `GET /__test/statements`.
+/// the statements this isolate prepares are recorded for `GET /__test/statements`. The vars
+/// do not change within an isolate, so the var is read on its first request only.
 fn enter(env: &Env) {
+    static RECORDING_CHECKED: std::sync::Once = std::sync::Once::new();
     platform::install_panic_hook();
-    if platform::test_faults_enabled(env) {
-        store::record_statements();
-    }
+    RECORDING_CHECKED.call_once(|| {
+        if platform::test_faults_enabled(env) {
+            store::record_statements();
+        }
+    });
 }
