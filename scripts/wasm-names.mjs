@@ -48,7 +48,6 @@ function functionNames(payload) {
 /**
  * Rewrites `wasmPath` without its names section and writes the function names to `namesPath`
  * as JSON (`{"functions": {"index": "name"}}`). A module without one is left as it is.
- * Returns the bytes removed.
  */
 export function splitNames(wasmPath, namesPath) {
   const bytes = readFileSync(wasmPath);
@@ -67,11 +66,9 @@ export function splitNames(wasmPath, namesPath) {
     if (!isNames) kept.push(bytes.subarray(offset, end));
     offset = end;
   }
-  if (!names) return 0;
-  const stripped = Buffer.concat(kept);
-  writeFileSync(wasmPath, stripped);
+  if (!names) return;
+  writeFileSync(wasmPath, Buffer.concat(kept));
   writeFileSync(namesPath, `${JSON.stringify({ functions: names })}\n`);
-  return bytes.length - stripped.length;
 }
 
 /** `text` with every `wasm-function[N]` followed by its name, where `names` has it. */
