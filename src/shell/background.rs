@@ -1,5 +1,5 @@
 //! The handlers nothing waits on: the queue consumer (for `STEPS` and its dead-letter queue)
-//! and the cron trigger.
+//! and the cron trigger (its plan, the engine sweep and the archival of finished tasks).
 //!
 //! Each message is acknowledged or retried on its own, and the handlers always return normally:
 //! an error escaping the queue handler would retry the whole batch, redoing the messages that
@@ -81,7 +81,7 @@ pub async fn tick(event: ScheduledEvent, env: &Env) {
         worker::console_error!("loading the defaults failed: {err}");
     }
     let scheduled = Timestamp::saturating_from_millis(event.schedule() as i64);
-    let plan = system::plan_cron(&event.cron(), scheduled, now);
+    let plan = system::plan_cron(&event.cron(), scheduled, now, super::archive::retention_days(env));
     let result = match env.d1(bindings::DB) {
         Ok(db) => store::run_cron_plan(&db, &plan, now).await,
         Err(err) => Err(err),
@@ -92,5 +92,8 @@ pub async fn tick(event: ScheduledEvent, env: &Env) {
     }
     if let Err(err) = engine::sweep(env).await {
         worker::console_error!("the engine sweep failed (the next tick sweeps again): {err}");
+    }
+    if let Err(err) = super::archive::run(env, plan.archive_finished_before).await {
+        worker::console_error!("archiving finished tasks failed (the next tick tries again): {err}");
     }
 }

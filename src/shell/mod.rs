@@ -7,6 +7,7 @@
 
 mod access;
 mod api;
+mod archive;
 mod artifacts;
 mod background;
 mod call;

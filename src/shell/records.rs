@@ -371,6 +371,7 @@ pub async fn task_metrics(call: &Call<'_>) -> Handled {
 }
 
 /// `GET /v1/metrics/agents?since=`: per agent, across tasks, the steps that ended since a time.
+/// Steps of archived tasks count by the UTC day they ended, from the day `since` falls in.
 pub async fn agent_metrics(call: &Call<'_>) -> Handled {
     let mut since = Timestamp::saturating_from_millis(0);
     for pair in call.query.split('&').filter(|p| !p.is_empty()) {
@@ -387,23 +388,26 @@ pub async fn agent_metrics(call: &Call<'_>) -> Handled {
         }
     }
     let db = call.env.d1(bindings::DB)?;
-    let rows = store::agent_aggregates(&db, since).await?;
+    let (live, archived) = store::agent_aggregates(&db, since).await?;
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
-    let agents: Vec<AgentAggregate> = rows
-        .into_iter()
-        .map(|r| AgentAggregate {
-            success_rate: if r.steps > 0 { r.succeeded as f64 / r.steps as f64 } else { 0.0 },
-            usage: r.usage(),
-            agent: r.agent,
-            steps: count(r.steps),
-            succeeded: count(r.succeeded),
-            duration_p50_ms: r.p50_ms,
-            duration_p95_ms: r.p95_ms,
-            files_created: count(r.files_created),
-            files_modified: count(r.files_modified),
-            lines_added: count(r.lines_added),
-            lines_removed: count(r.lines_removed),
-        })
-        .collect();
+    let aggregates = |rows: Vec<store::AggregateRow>| -> Vec<AgentAggregate> {
+        rows.into_iter()
+            .map(|r| AgentAggregate {
+                success_rate: metrics::success_rate(count(r.succeeded), count(r.steps)),
+                usage: r.usage(),
+                agent: r.agent,
+                steps: count(r.steps),
+                succeeded: count(r.succeeded),
+                duration_p50_ms: r.p50_ms,
+                duration_p95_ms: r.p95_ms,
+                files_created: count(r.files_created),
+                files_modified: count(r.files_modified),
+                lines_added: count(r.lines_added),
+                lines_removed: count(r.lines_removed),
+                archived_steps: 0,
+            })
+            .collect()
+    };
+    let agents = metrics::with_archived(aggregates(live), aggregates(archived));
     Ok(ApiResponse::json(200, &json!({"since": since.to_rfc3339(), "agents": agents})))
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::access::readable_task;
 use super::call::{event_json, step_id_param, task_id_param, Call, Failed, Handled};
 use super::engine::{self, Driven, TaskKey};
-use super::{platform, registry, store};
+use super::{archive, platform, registry, store};
 use crate::core::base::bindings;
 use crate::core::base::encoding::sha256_hex;
 use crate::core::base::ids::IdKind;
@@ -30,6 +30,7 @@ use crate::core::engine::task_api::{CompletionRequest, HeartbeatRequest, Outcome
 use crate::core::engine::{
     self as core_engine, brief, Caller, Command, Completion, Outcome, ReportRef, StepStatus, Task,
 };
+use crate::core::records::archive::Document;
 use crate::core::records::live;
 use crate::core::registry::analysis;
 use crate::core::registry::workflow;
@@ -103,8 +104,38 @@ fn task_json(row: &store::TaskRow, task: &Task) -> Value {
         "created_at": Timestamp::saturating_from_millis(row.created_at).to_rfc3339(),
         "updated_at": Timestamp::saturating_from_millis(row.updated_at).to_rfc3339(),
         "finished_at": millis(task.finished_at),
+        "archived_at": Value::Null,
         "steps": steps,
     })
+}
+
+/// An archived task as the API shows it: the same body as before it was archived, from the rows
+/// its document holds, with the time it was archived.
+fn archived_task_json(document: &Document) -> Result<Value, Failed> {
+    fn rows<T: serde::de::DeserializeOwned>(values: &[Value], what: &str) -> Result<Vec<T>, Failed> {
+        values
+            .iter()
+            .map(|v| serde_json::from_value(v.clone()))
+            .collect::<Result<_, _>>()
+            .map_err(|err| Failed::Fault(format!("an archived task's {what} are not readable: {err}")))
+    }
+    let task: store::TaskRow = serde_json::from_value(document.task.clone())
+        .map_err(|err| Failed::Fault(format!("an archived task is not readable: {err}")))?;
+    let steps: Vec<store::StepRow> = rows(&document.steps, "steps")?;
+    let attempts: Vec<store::AttemptRow> = rows(&document.attempts, "attempts")?;
+    let mut json = task_json(&task, &store::task_state(&task, &steps, &attempts)?);
+    json["archived_at"] = Value::from(document.archived_at.clone());
+    Ok(json)
+}
+
+/// The document of an archived task the caller may read: an agent reads one in which it held a
+/// step, as for a task in D1. `None` when there is no such archived task.
+async fn readable_archive(call: &Call<'_>, db: &worker::D1Database, task_id: &str) -> Result<Option<Document>, Failed> {
+    let Some(document) = archive::read(call.env, db, task_id).await? else { return Ok(None) };
+    match &call.principal {
+        Some(Principal::Agent(agent)) if !document.agent_worked_on(agent) => Ok(None),
+        _ => Ok(Some(document)),
+    }
 }
 
 fn idempotency_key(call: &Call<'_>) -> Result<Option<String>, ApiError> {
@@ -267,10 +298,26 @@ async fn task_view(call: &Call<'_>, task_id: &str) -> Handled {
     Ok(ApiResponse::json(200, &json!({"task": task_json(&read.task, &task)})))
 }
 
-/// `GET /v1/tasks/{id}`.
+/// `GET /v1/tasks/{id}`: from D1, or from R2 once the task is archived.
 pub async fn get(call: &Call<'_>) -> Handled {
-    let task_id = readable_task(call).await?;
-    task_view(call, &task_id).await
+    let task_id = task_id_param(call)?;
+    match readable_task(call).await {
+        Ok(_) => match task_view(call, &task_id).await {
+            Err(Failed::Client(ApiError::NotFound { .. })) => {}
+            other => return other,
+        },
+        Err(Failed::Client(ApiError::NotFound { .. })) => {}
+        Err(other) => return Err(other),
+    }
+    let db = call.env.d1(bindings::DB)?;
+    match readable_archive(call, &db, &task_id).await? {
+        Some(document) => Ok(ApiResponse::json(200, &json!({"task": archived_task_json(&document)?}))),
+        None => Err(no_task(&task_id)),
+    }
+}
+
+fn no_task(task_id: &str) -> Failed {
+    Failed::Client(ApiError::NotFound { message: format!("no task {task_id}") })
 }
 
 /// `GET /v1/tasks?status=&cursor=&limit=`.
@@ -309,24 +356,49 @@ pub async fn list(call: &Call<'_>) -> Handled {
     Ok(ApiResponse::json(200, &json!({"tasks": tasks, "next_cursor": next_cursor})))
 }
 
-/// `GET /v1/tasks/{id}/events?after=`.
+/// `GET /v1/tasks/{id}/events?after=`: from D1, or from the task's document once archived.
 pub async fn events(call: &Call<'_>) -> Handled {
-    let task_id = readable_task(call).await?;
+    let task_id = task_id_param(call)?;
     let page = Page::parse_history(&call.query)?;
+    let after = page.after_seq()?;
     let db = call.env.d1(bindings::DB)?;
-    let rows = store::list_task_events(&db, &task_id, page.after_seq()?, page.limit).await?;
-    if rows.is_empty() && page.cursor.is_none() && store::read_task(&db, &task_id).await?.is_none() {
-        return Err(ApiError::NotFound { message: format!("no task {task_id}") }.into());
+    let mut events: Vec<Value> = Vec::new();
+    let in_d1 = match readable_task(call).await {
+        Ok(_) => {
+            let rows = store::list_task_events(&db, &task_id, after, page.limit).await?;
+            events = rows
+                .into_iter()
+                .map(|row| {
+                    let mut event = event_json(row.seq, row.kind, row.data, row.created_at);
+                    event["step_id"] = row.step_id.map_or(Value::Null, Value::from);
+                    event
+                })
+                .collect();
+            // A task always has events; none at all means it is gone, perhaps archived.
+            !events.is_empty() || store::task_exists(&db, &task_id).await?
+        }
+        Err(Failed::Client(ApiError::NotFound { .. })) => false,
+        Err(other) => return Err(other),
+    };
+    if !in_d1 {
+        let document = readable_archive(call, &db, &task_id).await?.ok_or_else(|| no_task(&task_id))?;
+        events = document
+            .events_after(after, page.limit as usize)
+            .into_iter()
+            .map(|row| {
+                let text = |name: &str| row[name].as_str().unwrap_or_default().to_string();
+                let mut event = event_json(
+                    row["seq"].as_i64().unwrap_or(0),
+                    text("kind"),
+                    text("data"),
+                    row["created_at"].as_i64().unwrap_or(0),
+                );
+                event["step_id"] = row["step_id"].clone();
+                event
+            })
+            .collect();
     }
-    let next_cursor = page.next_cursor(rows.len(), rows.last().map(|r| r.seq.to_string()));
-    let events: Vec<Value> = rows
-        .into_iter()
-        .map(|row| {
-            let mut event = event_json(row.seq, row.kind, row.data, row.created_at);
-            event["step_id"] = row.step_id.map_or(Value::Null, Value::from);
-            event
-        })
-        .collect();
+    let next_cursor = page.next_cursor(events.len(), events.last().map(|e| e["seq"].to_string()));
     Ok(ApiResponse::json(200, &json!({"events": events, "next_cursor": next_cursor})))
 }
 

@@ -16,7 +16,7 @@ const DIR = process.env.STATEMENTS_DIR ?? join(ROOT, "test-artifacts", "statemen
 const STORE = join(ROOT, "src", "shell", "store");
 
 /** Tables that grow with use: a scan of one costs more with every task ever run. */
-const GROWING = new Set(["tasks", "steps", "attempts", "events", "messages", "summaries", "idempotency_keys", "workflows"]);
+const GROWING = new Set(["tasks", "steps", "attempts", "events", "messages", "summaries", "idempotency_keys", "workflows", "archived_tasks", "agent_days"]);
 
 /**
  * Plans that scan a growing table and are bounded anyway, each with why: `sql` matches the

@@ -115,6 +115,18 @@ export function executeSql(stateDir, file) {
   }
 }
 
+/** Deletes the object `key` from the local R2 bucket in `stateDir`, while no Worker uses that state. */
+export function deleteObject(stateDir, key) {
+  const configDir = mkdtempSync(join(tmpdir(), "switchyard-config-"));
+  try {
+    const config = writeConfig(configDir, []);
+    const bucket = readWranglerConfig().r2_buckets[0].bucket_name;
+    wrangler(["r2", "object", "delete", `${bucket}/${key}`, "--local", "--persist-to", stateDir, "-c", config], ROOT);
+  } finally {
+    rmSync(configDir, { recursive: true, force: true });
+  }
+}
+
 /**
  * Starts a Worker. Options:
  * - `vars`: extra vars, e.g. `{ CORS_ORIGINS: "..." }`; ADMIN_TOKEN and TEST_FAULTS are set.

@@ -362,7 +362,7 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** A task with its analysis and its steps: status, agent, attempts and timings. Admins read every task; an agent reads only the tasks in which it holds or held a step (others answer 404, as a task that does not exist). */
+        /** A task with its analysis and its steps: status, agent, attempts and timings. A task that finished more than `TASK_RETENTION_DAYS` (default 30) ago is archived by the cron: it is read from its R2 document, with the same body and `archived_at` set; it is no longer listed by `GET /v1/tasks`, and its events are read from the document too. Admins read every task; an agent reads only the tasks in which it holds or held a step (others answer 404, as a task that does not exist). */
         get: operations["getTask"];
         put?: never;
         post?: never;
@@ -381,7 +381,7 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** A task's history, oldest first; `cursor` is the last `seq` seen. Admins read every task; an agent reads only the tasks in which it holds or held a step (others answer 404, as a task that does not exist). */
+        /** A task's history, oldest first; `cursor` is the last `seq` seen. An archived task's history is read from its R2 document. Admins read every task; an agent reads only the tasks in which it holds or held a step (others answer 404, as a task that does not exist). */
         get: operations["listTaskEvents"];
         put?: never;
         post?: never;
@@ -551,7 +551,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Per agent, across tasks: steps that ended (succeeded or dead) since a time, success rate, nearest-rank p50/p95 step duration, and file and line totals. Computed in one D1 query. */
+        /** Per agent, across tasks: steps that ended (succeeded or dead) since a time, success rate, nearest-rank p50/p95 step duration, and file and line totals. Computed in one D1 round trip. Steps of archived tasks are counted from per-day totals kept when they were archived: they are in every figure but the duration percentiles, and count by the UTC day they ended, from the day `since` falls in (see `archived_steps`). */
         get: operations["agentMetrics"];
         put?: never;
         post?: never;
@@ -1035,6 +1035,11 @@ export interface components {
             updated_at?: string;
             /** Format: date-time */
             finished_at?: string | null;
+            /**
+             * Format: date-time
+             * @description When the cron moved the task to R2 (`TASK_RETENTION_DAYS` after it finished); null while it is in D1.
+             */
+            archived_at?: string | null;
             steps: components["schemas"]["TaskStep"][];
             /** @description Who does the steps that name no subagent, and who chose it (null for tasks submitted before main agents existed). */
             main_agent?: {
@@ -1293,7 +1298,7 @@ export interface components {
             steps: number;
             succeeded: number;
             success_rate: number;
-            /** @description Nearest-rank median of the steps' durations (first lease to end). */
+            /** @description Nearest-rank median of the durations (first lease to end) of the steps still in D1. */
             duration_p50_ms: number | null;
             duration_p95_ms: number | null;
             files_created: number;
@@ -1306,6 +1311,8 @@ export interface components {
             turns?: number | null;
             input_tokens?: number | null;
             output_tokens?: number | null;
+            /** @description How many of `steps` belong to archived tasks. They count in every figure but `duration_p50_ms` and `duration_p95_ms`, which cover the steps still in D1 (null when there are none). */
+            archived_steps: number;
         };
         /** @description A summary as structured data: everything the markdown says. `kind` is task_summary (the activity-log summary of the feedback aggregation step) or post_flight (the post-flight template filled in). Figures no report gave are absent or null; the markdown says "not reported". */
         Summary: {
@@ -2475,6 +2482,15 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
+            /** @description Internal error, with the request id to quote (also for an archived task whose R2 document is missing: the log says which object). */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listTaskEvents: {

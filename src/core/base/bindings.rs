@@ -27,5 +27,8 @@ pub const TEST_FAULTS: &str = "TEST_FAULTS";
 /// Seconds a queued step's message may be overdue before the cron sweep re-sends it (default
 /// 60; the tests set it low to prove recovery without waiting a minute).
 pub const REDISPATCH_AFTER_SECONDS: &str = "REDISPATCH_AFTER_SECONDS";
+/// Var: how many days a finished task stays in D1 before the cron archives it to R2 (default
+/// 30; see `core::records::archive`).
+pub const TASK_RETENTION_DAYS: &str = "TASK_RETENTION_DAYS";
 /// Var: how long a session lasts, in seconds (default 8 hours).
 pub const SESSION_TTL_SECONDS: &str = "SESSION_TTL_SECONDS";

@@ -55,6 +55,13 @@ pub const IDEMPOTENCY_KEY_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
 /// more than a day's submissions.
 pub const IDEMPOTENCY_KEYS_PRUNED_PER_TICK_MAX: u32 = 5_000;
 
+/// Most finished tasks one cron run archives, and how many at once. Each is a read, an R2 write
+/// and a write; 100 a minute moves 144,000 tasks a day, more than one database finishes (see
+/// docs/scaling.md), so a backlog after lowering the retention drains within days, while a run
+/// stays far inside the cron handler's time and subrequests.
+pub const TASKS_ARCHIVED_PER_TICK_MAX: u32 = 100;
+pub const ARCHIVE_CONCURRENCY: usize = 10;
+
 /// Longest cursor accepted by list routes. Cursors we issue are sequence numbers and names (at
 /// most 64 bytes); anything longer is not one of ours.
 pub const CURSOR_BYTES_MAX: usize = 64;

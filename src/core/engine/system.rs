@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::core::base::limits::{IDEMPOTENCY_KEY_RETENTION_MS, SYSTEM_EVENT_RETENTION_MS};
 use crate::core::base::time::Timestamp;
+use crate::core::records::archive;
 
 /// One system event to record.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -20,8 +21,8 @@ pub struct SystemEvent {
     pub dedupe_key: String,
 }
 
-/// What one run of the cron handler does: record its tick, prune old system events and forget
-/// expired idempotency keys.
+/// What one run of the cron handler does: record its tick, prune old system events, forget
+/// expired idempotency keys and archive tasks that finished longer ago than the retention.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CronPlan {
     pub tick: SystemEvent,
@@ -30,11 +31,14 @@ pub struct CronPlan {
     /// Idempotency keys created before this time are forgotten, oldest first, at most
     /// `IDEMPOTENCY_KEYS_PRUNED_PER_TICK_MAX` of them.
     pub forget_keys_before: Timestamp,
+    /// Tasks that finished before this time are archived to R2 (see `records::archive`).
+    pub archive_finished_before: Timestamp,
 }
 
 /// Plans a cron run for the trigger `cron` scheduled at `scheduled` (the platform's time for the
-/// run, identical for a retried or duplicated invocation, hence the dedupe key).
-pub fn plan_cron(cron: &str, scheduled: Timestamp, now: Timestamp) -> CronPlan {
+/// run, identical for a retried or duplicated invocation, hence the dedupe key), keeping finished
+/// tasks `retention_days` in D1.
+pub fn plan_cron(cron: &str, scheduled: Timestamp, now: Timestamp, retention_days: u32) -> CronPlan {
     CronPlan {
         tick: SystemEvent {
             kind: "cron.tick",
@@ -43,6 +47,7 @@ pub fn plan_cron(cron: &str, scheduled: Timestamp, now: Timestamp) -> CronPlan {
         },
         prune_before: now.minus_millis(SYSTEM_EVENT_RETENTION_MS),
         forget_keys_before: now.minus_millis(IDEMPOTENCY_KEY_RETENTION_MS),
+        archive_finished_before: archive::archive_before(now, retention_days),
     }
 }
 
@@ -56,7 +61,7 @@ mod tests {
 
     #[test]
     fn a_cron_run_records_its_tick_keyed_by_its_scheduled_time() {
-        let plan = plan_cron("* * * * *", at(1_705_314_600_000), at(1_705_314_600_250));
+        let plan = plan_cron("* * * * *", at(1_705_314_600_000), at(1_705_314_600_250), 30);
         assert_eq!(plan.tick.kind, "cron.tick");
         assert_eq!(plan.tick.dedupe_key, "cron:* * * * *:1705314600000");
         assert_eq!(plan.tick.data, json!({"cron": "* * * * *", "scheduled_time": "2024-01-15T10:30:00.000Z"}));
@@ -64,21 +69,27 @@ mod tests {
 
     #[test]
     fn two_runs_for_the_same_schedule_share_a_dedupe_key() {
-        let a = plan_cron("* * * * *", at(60_000), at(60_001));
-        let b = plan_cron("* * * * *", at(60_000), at(60_900));
+        let a = plan_cron("* * * * *", at(60_000), at(60_001), 30);
+        let b = plan_cron("* * * * *", at(60_000), at(60_900), 30);
         assert_eq!(a.tick.dedupe_key, b.tick.dedupe_key);
     }
 
     #[test]
     fn a_cron_run_prunes_system_events_older_than_the_retention() {
         let now = at(SYSTEM_EVENT_RETENTION_MS + 5);
-        assert_eq!(plan_cron("* * * * *", now, now).prune_before, at(5));
-        assert_eq!(plan_cron("* * * * *", at(1), at(1)).prune_before, at(0));
+        assert_eq!(plan_cron("* * * * *", now, now, 30).prune_before, at(5));
+        assert_eq!(plan_cron("* * * * *", at(1), at(1), 30).prune_before, at(0));
     }
 
     #[test]
     fn a_cron_run_forgets_idempotency_keys_older_than_a_day() {
         let now = at(IDEMPOTENCY_KEY_RETENTION_MS + 7);
-        assert_eq!(plan_cron("* * * * *", now, now).forget_keys_before, at(7));
+        assert_eq!(plan_cron("* * * * *", now, now, 30).forget_keys_before, at(7));
+    }
+
+    #[test]
+    fn a_cron_run_archives_tasks_that_finished_longer_ago_than_the_retention() {
+        let now = at(10 * archive::DAY_MS + 3);
+        assert_eq!(plan_cron("* * * * *", now, now, 7).archive_finished_before, at(3 * archive::DAY_MS + 3));
     }
 }

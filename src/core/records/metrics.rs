@@ -239,6 +239,49 @@ pub struct AgentAggregate {
     /// Over every attempt of those steps.
     #[serde(flatten)]
     pub usage: Usage,
+    /// How many of `steps` belong to archived tasks: counted from per-day totals, so they are in
+    /// every figure but the duration percentiles.
+    pub archived_steps: u64,
+}
+
+/// The figures of the steps still in D1 with those of archived tasks' steps added (per agent,
+/// from the per-day totals, so without percentiles), one entry per agent, sorted by agent. An
+/// agent whose steps are all archived has no duration percentiles.
+pub fn with_archived(live: Vec<AgentAggregate>, archived: Vec<AgentAggregate>) -> Vec<AgentAggregate> {
+    let mut merged = live;
+    for totals in archived {
+        let Some(m) = merged.iter_mut().find(|m| m.agent == totals.agent) else {
+            merged.push(AgentAggregate {
+                duration_p50_ms: None,
+                duration_p95_ms: None,
+                archived_steps: totals.steps,
+                ..totals
+            });
+            continue;
+        };
+        m.steps += totals.steps;
+        m.succeeded += totals.succeeded;
+        m.archived_steps += totals.steps;
+        m.files_created += totals.files_created;
+        m.files_modified += totals.files_modified;
+        m.lines_added += totals.lines_added;
+        m.lines_removed += totals.lines_removed;
+        m.usage = m.usage.plus(totals.usage);
+    }
+    for m in &mut merged {
+        m.success_rate = success_rate(m.succeeded, m.steps);
+    }
+    merged.sort_by(|a, b| a.agent.cmp(&b.agent));
+    merged
+}
+
+/// Succeeded steps over ended steps; 0 when none ended.
+pub fn success_rate(succeeded: u64, steps: u64) -> f64 {
+    if steps > 0 {
+        succeeded as f64 / steps as f64
+    } else {
+        0.0
+    }
 }
 
 /// The total of every agent's usage for one task.
@@ -360,6 +403,49 @@ mod tests {
         let counts = ReportCounts::of(&report);
         assert_eq!(counts, ReportCounts { files_created: 2, files_modified: 1, lines_added: 9, lines_removed: 0 });
         assert_eq!(ReportCounts::of(&serde_json::json!({"notes": "x"})), ReportCounts::default());
+    }
+
+    fn aggregate(agent: &str, steps: u64, succeeded: u64, p50: Option<i64>) -> AgentAggregate {
+        AgentAggregate {
+            agent: agent.into(),
+            steps,
+            succeeded,
+            success_rate: success_rate(succeeded, steps),
+            duration_p50_ms: p50,
+            duration_p95_ms: p50,
+            files_created: 1,
+            files_modified: 0,
+            lines_added: 10,
+            lines_removed: 0,
+            usage: Usage { cost_usd: Some(0.5), ..Usage::default() },
+            archived_steps: 0,
+        }
+    }
+
+    #[test]
+    fn archived_totals_add_to_an_agents_figures_but_not_to_its_percentiles() {
+        let live = vec![aggregate("test-runner", 2, 2, Some(40)), aggregate("context-fetcher", 1, 0, Some(9))];
+        let archived = vec![
+            AgentAggregate {
+                succeeded: 0,
+                files_created: 0,
+                lines_added: 5,
+                usage: Usage { cost_usd: Some(0.25), turns: Some(3), ..Usage::default() },
+                ..aggregate("test-runner", 2, 0, None)
+            },
+            aggregate("git-workflow", 3, 3, None),
+        ];
+        let merged = with_archived(live, archived);
+        let agents: Vec<&str> = merged.iter().map(|m| m.agent.as_str()).collect();
+        assert_eq!(agents, ["context-fetcher", "git-workflow", "test-runner"]);
+        let runner = &merged[2];
+        assert_eq!((runner.steps, runner.succeeded, runner.archived_steps), (4, 2, 2));
+        assert_eq!(runner.success_rate, 0.5);
+        assert_eq!((runner.lines_added, runner.duration_p50_ms), (15, Some(40)));
+        assert_eq!(runner.usage, Usage { cost_usd: Some(0.75), turns: Some(3), ..Usage::default() });
+        let git = &merged[1];
+        assert_eq!((git.steps, git.archived_steps, git.success_rate, git.duration_p50_ms), (3, 3, 1.0, None));
+        assert_eq!(merged[0].archived_steps, 0);
     }
 
     #[test]

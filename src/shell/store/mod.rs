@@ -10,6 +10,7 @@
 //! plan of each one (`tests/checks/query-plans.mjs`): none may scan a table that grows.
 
 mod agents;
+mod archive;
 mod messages;
 mod records;
 mod system;
@@ -17,6 +18,7 @@ mod tasks;
 mod workflows;
 
 pub use agents::*;
+pub use archive::*;
 pub use messages::*;
 pub use records::*;
 pub use system::*;
@@ -174,7 +176,7 @@ fn count(value: i64) -> u32 {
 }
 
 /// The tables the test-only row routes read.
-const TABLES: [&str; 10] = [
+const TABLES: [&str; 12] = [
     "agents",
     "settings",
     "workflows",
@@ -185,6 +187,8 @@ const TABLES: [&str; 10] = [
     "messages",
     "summaries",
     "idempotency_keys",
+    "archived_tasks",
+    "agent_days",
 ];
 
 /// One statement per table of [`TABLES`], in one batch; each result with its table. Test-only

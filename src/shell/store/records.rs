@@ -8,6 +8,7 @@ use worker::{D1Database, Result};
 
 use super::{int, trip, Statement};
 use crate::core::base::time::Timestamp;
+use crate::core::records::archive::day_start;
 use crate::core::records::metrics::Usage;
 
 /// A step as the records read it: its report, figures and times, in workflow order.
@@ -57,7 +58,7 @@ impl AggregateRow {
 }
 
 /// The usage figures of a step, summed over its attempts, as columns of a query on `steps`.
-const STEP_USAGE: &str = "(SELECT SUM(cost_usd) FROM attempts a WHERE a.step_id = steps.id) AS cost_usd,
+pub(super) const STEP_USAGE: &str = "(SELECT SUM(cost_usd) FROM attempts a WHERE a.step_id = steps.id) AS cost_usd,
      (SELECT SUM(turns) FROM attempts a WHERE a.step_id = steps.id) AS turns,
      (SELECT SUM(input_tokens) FROM attempts a WHERE a.step_id = steps.id) AS input_tokens,
      (SELECT SUM(output_tokens) FROM attempts a WHERE a.step_id = steps.id) AS output_tokens";
@@ -161,10 +162,10 @@ pub struct AggregateRow {
 /// Per agent, over its steps that ended (succeeded or dead) at or after `since`: counts, totals
 /// and nearest-rank p50/p95 durations, computed in one D1 query that reads the steps once (window
 /// functions rank each agent's durations) and returns one row per agent (the percentile rank is
-/// `metrics::nearest_rank`).
-pub async fn agent_aggregates(db: &D1Database, since: Timestamp) -> Result<Vec<AggregateRow>> {
-    trip()?;
-    let result = db
+/// `metrics::nearest_rank`). In the same round trip, the per-day totals of archived tasks' steps
+/// from the day `since` falls in (without percentiles: the totals keep no durations).
+pub async fn agent_aggregates(db: &D1Database, since: Timestamp) -> Result<(Vec<AggregateRow>, Vec<AggregateRow>)> {
+    let live = db
         .statement(format!(
             "SELECT agent, COUNT(*) AS steps, MAX(succeeded) AS succeeded,
                 MAX(CASE WHEN position = MAX(1, (total * 50 + 99) / 100) THEN duration END) AS p50_ms,
@@ -185,13 +186,27 @@ pub async fn agent_aggregates(db: &D1Database, since: Timestamp) -> Result<Vec<A
          )
          GROUP BY agent ORDER BY agent"
         ))
-        .bind(&[int(since.as_millis())])?
-        .all()
-        .await?;
-    if let Ok(Some(meta)) = result.meta() {
+        .bind(&[int(since.as_millis())])?;
+    let archived = db
+        .statement(
+            "SELECT agent, SUM(steps) AS steps, SUM(succeeded) AS succeeded, NULL AS p50_ms, NULL AS p95_ms,
+                SUM(files_created) AS files_created,
+                SUM(files_modified) AS files_modified, SUM(lines_added) AS lines_added,
+                SUM(lines_removed) AS lines_removed, SUM(cost_usd) AS cost_usd, SUM(turns) AS turns,
+                SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens
+             FROM agent_days WHERE day >= ?1
+             GROUP BY agent ORDER BY agent",
+        )
+        .bind(&[int(day_start(since.as_millis()))])?;
+    trip()?;
+    let results = db.batch(vec![live, archived]).await?;
+    let (Some(live), Some(archived)) = (results.first(), results.get(1)) else {
+        return Err(worker::Error::RustError("the metrics read returned too few results".into()));
+    };
+    if let Ok(Some(meta)) = live.meta() {
         AGGREGATE_ROWS_READ.store(meta.rows_read.unwrap_or(0) as u64, Ordering::Relaxed);
     }
-    result.results()
+    Ok((live.results()?, archived.results()?))
 }
 
 /// Rows D1 read for the last `agent_aggregates` query of this isolate, for the benchmark.
