@@ -909,7 +909,7 @@ try {
   process.exit(1);
 }
 console.log(`switchyard bench — node ${process.versions.node}, ${new Date().toISOString()}`);
-/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records, abuse, runner, faults, analysis, childruns, peer, history, idle, dashboard) runs a subset. */
+/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records, abuse, runner, faults, analysis, childruns, peer, history, idle, archive, dashboard) runs a subset. */
 /** One agent per worker of a 16-step group: lease, heartbeat every second for 2 to 6 s of
  * "work", complete. Answers 503 are counted and the request sent again after Retry-After. */
 async function fanRun(worker, workers, workflow) {
@@ -1379,6 +1379,56 @@ async function idleBench() {
   }
 }
 
+const ARCHIVE_TASKS = Number(process.env.BENCH_ARCHIVE_TASKS ?? 1_000);
+/** Cron runs the archive section drives at most: enough for its tasks at 100 a run, twice over. */
+const ARCHIVE_TICKS_MAX = Math.ceil(ARCHIVE_TASKS / 100) * 2;
+
+/**
+ * Retention: ARCHIVE_TASKS finished tasks (seeded months old) archived by cron runs, each run
+ * timed and counted, then an archived task read against a task still in D1, and the agent
+ * metrics' step count before and after.
+ */
+async function archiveBench() {
+  console.log(`\nRetention (${ARCHIVE_TASKS} tasks finished long ago, archived to R2 by the cron)`);
+  const stateDir = mkdtempSync(join(tmpdir(), "switchyard-bench-"));
+  const sqlFile = join(stateDir, "seed.sql");
+  writeFileSync(sqlFile, historySql(ARCHIVE_TASKS));
+  executeSql(stateDir, sqlFile);
+  rmSync(sqlFile);
+  const worker = await startWorker({ stateDir, migrate: false });
+  try {
+    const counts = async () => (await worker.admin("/__test/row-counts")).json();
+    const stepsCounted = async () =>
+      (await (await worker.admin("/v1/metrics/agents")).json()).agents.reduce((sum, a) => sum + a.steps, 0);
+    const id = (i) => `tsk_${String(i).padStart(26, "0")}`;
+    const ids = Array.from({ length: HISTORY_REQUESTS }, (_, i) => id(ARCHIVE_TASKS - 1 - i));
+    const liveRead = await p50Of(HISTORY_REQUESTS, 200, (i) => worker.admin(`/v1/tasks/${ids[i]}`));
+    const countedBefore = await stepsCounted();
+    const ticks = [];
+    for (let tick = 0; tick < ARCHIVE_TICKS_MAX; tick += 1) {
+      const before = (await counts()).archived_tasks;
+      if (before >= ARCHIVE_TASKS) break;
+      const started = performance.now();
+      const response = await worker.fetch(`/__scheduled?cron=*+*+*+*+*&t=${tick}`);
+      if (response.status !== 200) throw new Error(`a cron run answered ${response.status}`);
+      ticks.push({ ms: performance.now() - started, archived: (await counts()).archived_tasks - before });
+    }
+    const after = await counts();
+    const archivedRead = await p50Of(HISTORY_REQUESTS, 200, (i) => worker.admin(`/v1/tasks/${ids[i]}`));
+    const countedAfter = await stepsCounted();
+    const total = ticks.reduce((sum, t) => sum + t.archived, 0);
+    const ms = ticks.reduce((sum, t) => sum + t.ms, 0);
+    console.log(`  ${total} of ${ARCHIVE_TASKS} archived in ${ticks.length} cron runs (${ticks.map((t) => t.archived).join(", ")} a run)`);
+    console.log(`  cron run p50 ${median(ticks.map((t) => t.ms)).toFixed(0)} ms, ${(total / (ms / 1000)).toFixed(0)} tasks/s while archiving`);
+    console.log(`  left in D1: ${after.tasks} tasks, ${after.steps} steps, ${after.events} events; ${after.agent_days} per-day metric rows`);
+    console.log(`  GET /v1/tasks/{id} p50: ${liveRead.toFixed(2)} ms in D1, ${archivedRead.toFixed(2)} ms archived (${(archivedRead / liveRead).toFixed(2)}×)`);
+    console.log(`  steps counted by GET /v1/metrics/agents: ${countedBefore} before, ${countedAfter} after`);
+  } finally {
+    await worker.stop();
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+}
+
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(",")) : null;
 const wanted = (name) => !only || only.has(name);
 if (wanted("bundle")) bundleSizes();
@@ -1397,4 +1447,5 @@ if (wanted("childruns")) await childRunBench();
 if (wanted("peer")) await peerBench();
 if (wanted("history")) await historyBench();
 if (wanted("idle")) await idleBench();
+if (wanted("archive")) await archiveBench();
 if (wanted("dashboard")) await dashboardBench();
