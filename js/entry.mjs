@@ -10,6 +10,9 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
 import RustWorker from "../build/index.js";
 
+// The per-agent Durable Object that holds waiting lease requests (src/shell/wakeup.rs).
+export { AgentWake } from "../build/index.js";
+
 // Kept equal to SECURITY_HEADERS in src/core/http.rs; a test compares the two responses.
 const SECURITY_HEADERS = {
   "x-content-type-options": "nosniff",

@@ -7,8 +7,6 @@
 //! fresh state, up to `TRANSITION_RETRIES_MAX` times. Messages are sent after the batch commits:
 //! if sending fails, the step stays `queued` with its due time, and the cron sweep re-sends it.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -435,7 +433,7 @@ pub async fn dispatch(env: &Env, task_id: &str, step_id: &str, attempt: u32) -> 
     let agent = step.agent.clone();
     let driven = drive_from(env, &db, TaskKey::Id(task_id), Some(read), &command, None, extras, &guard).await?;
     if let (Driven::Applied(_), Dispatch::Leasable { .. }, Some(agent)) = (&driven, &how, agent.as_deref()) {
-        notify_ready(agent);
+        super::wakeup::wake(env, agent).await;
     }
     match (driven, &how) {
         (Driven::Applied(transition), Dispatch::Deliver { .. }) => {
@@ -693,34 +691,4 @@ pub async fn sweep(env: &Env) -> worker::Result<u32> {
         deliver_waiting(env, &db, &agent).await;
     }
     Ok(swept)
-}
-
-/// Most wake-ups kept for an agent nobody is waiting for: each costs a waiting request one early
-/// look, so a few are harmless, and a bound keeps an agent that never leases from piling them up.
-const READY_WAKEUPS_MAX: u32 = 16;
-
-thread_local! {
-    /// Per agent, steps this isolate made leasable that no waiting request has looked for yet.
-    static READY: RefCell<BTreeMap<String, u32>> = const { RefCell::new(BTreeMap::new()) };
-}
-
-/// Takes one wake-up for `agent`: one step made ready wakes one waiting request, not all of
-/// them (the others would only race it for the same step).
-pub(super) fn take_ready(agent: &str) -> bool {
-    READY.with(|ready| match ready.borrow_mut().get_mut(agent) {
-        Some(count) if *count > 0 => {
-            *count -= 1;
-            true
-        }
-        _ => false,
-    })
-}
-
-/// Wakes one of this isolate's lease requests waiting for `agent`.
-pub fn notify_ready(agent: &str) {
-    READY.with(|ready| {
-        let mut ready = ready.borrow_mut();
-        let count = ready.entry(agent.to_string()).or_insert(0);
-        *count = (*count + 1).min(READY_WAKEUPS_MAX);
-    });
 }

@@ -1,7 +1,8 @@
 //! Test-only fault injection. With `TEST_FAULTS=enabled`, `POST /__test/faults` arms a point:
 //! after `skip` more operations of that kind pass, the next `fail` of them fail as the platform
 //! would make them fail (an error from the binding). The shell checks its points where it calls
-//! the bindings: every D1 round trip, R2 writes and reads, queue sends and webhook calls.
+//! the bindings: every D1 round trip, R2 writes and reads, queue sends, webhook calls and calls to the
+//! agents' wake-up objects.
 //!
 //! Armed faults live in the isolate's memory: `wrangler dev` runs the fetch, queue and cron
 //! handlers in one isolate, so a test arms the faults of the handlers it is about to drive.
@@ -20,10 +21,12 @@ pub enum Point {
     R2Read,
     QueueSend,
     Webhook,
+    DurableObject,
 }
 
 impl Point {
-    pub const ALL: [Point; 5] = [Point::D1, Point::R2Write, Point::R2Read, Point::QueueSend, Point::Webhook];
+    pub const ALL: [Point; 6] =
+        [Point::D1, Point::R2Write, Point::R2Read, Point::QueueSend, Point::Webhook, Point::DurableObject];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -32,6 +35,7 @@ impl Point {
             Point::R2Read => "r2_read",
             Point::QueueSend => "queue_send",
             Point::Webhook => "webhook",
+            Point::DurableObject => "durable_object",
         }
     }
 

@@ -20,6 +20,7 @@ mod registry;
 mod sessions;
 mod store;
 mod tasks;
+mod wakeup;
 
 use worker::{event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent};
 

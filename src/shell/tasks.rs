@@ -11,13 +11,13 @@ use serde_json::{json, Value};
 use super::access::readable_task;
 use super::call::{event_json, step_id_param, task_id_param, Call, Failed, Handled};
 use super::engine::{self, Driven, TaskKey};
-use super::{archive, platform, registry, store};
+use super::{archive, platform, registry, store, wakeup};
 use crate::core::base::bindings;
 use crate::core::base::encoding::sha256_hex;
 use crate::core::base::ids::IdKind;
 use crate::core::base::limits::{
     COMPLETE_BODY_BYTES_MAX, HEARTBEAT_BODY_BYTES_MAX, LEASE_POLL_INTERVAL_MS, LEASE_WAIT_SECONDS_MAX,
-    LEASE_WAKE_CHECK_MS, TASKS_RUNNING_MAX, TRANSITION_RETRIES_MAX,
+    TASKS_RUNNING_MAX, TRANSITION_RETRIES_MAX,
 };
 use crate::core::base::time::Timestamp;
 use crate::core::edge::auth::Principal;
@@ -476,21 +476,42 @@ pub async fn lease(call: &Call<'_>, body: &[u8]) -> Handled {
     no_fields(call, body)?;
     let db = call.env.d1(bindings::DB)?;
     let deadline = call.now.plus_millis(i64::from(wait) * 1000);
+    // A waiting request waits on its agent's wake-up object instead of D1. The generation is
+    // read before the first look, so a step made ready after that look still wakes it.
+    let door = if wait > 0 { wakeup::Door::of(call.env, &name) } else { None };
+    let mut seen = match &door {
+        Some(door) => match door.generation().await {
+            Ok(generation) => Some(generation),
+            Err(err) => {
+                worker::console_error!("the wake-up object of {name} is unavailable; polling D1: {err}");
+                None
+            }
+        },
+        None => None,
+    };
     loop {
         if let Some(response) = try_lease(call, &db, &name, &caller).await? {
             return Ok(response);
         }
-        // Wait until this isolate makes one of the agent's steps ready (noticed within a wake
-        // check: a waker cannot be woken from another request's context), or until the poll
-        // interval, for steps made ready by other isolates.
-        let look_again = platform::now().plus_millis(i64::from(LEASE_POLL_INTERVAL_MS)).min(deadline);
-        let mut woken = false;
-        while !woken && platform::now() < look_again {
-            worker::Delay::from(Duration::from_millis(u64::from(LEASE_WAKE_CHECK_MS))).await;
-            woken = engine::take_ready(&name);
-        }
-        if !woken && platform::now() >= deadline {
+        let left_ms = deadline.as_millis() - platform::now().as_millis();
+        if left_ms <= 0 {
             return Ok(ApiResponse::empty(204));
+        }
+        match (&door, seen) {
+            (Some(door), Some(generation)) => match door.wait(generation, left_ms as u64).await {
+                // Nothing was made ready for the agent in all that time: no need to look again.
+                Ok(now) if now == generation => return Ok(ApiResponse::empty(204)),
+                Ok(now) => seen = Some(now),
+                Err(err) => {
+                    worker::console_error!("waiting on the wake-up object of {name} failed; polling D1: {err}");
+                    seen = None;
+                }
+            },
+            // Without the object, look in D1 again after a pause.
+            _ => {
+                let pause = i64::from(LEASE_POLL_INTERVAL_MS).min(left_ms);
+                worker::Delay::from(Duration::from_millis(pause as u64)).await;
+            }
         }
     }
 }

@@ -82,10 +82,11 @@ function writeConfig(dir, withoutBindings, rateLimits = TEST_RATE_LIMITS) {
     block.simple.limit = limit;
   }
   for (const binding of withoutBindings) {
-    const lists = [config.d1_databases, config.kv_namespaces, config.r2_buckets, config.queues.producers];
-    const list = lists.find((entries) => entries.some((entry) => entry.binding === binding));
+    const lists = [config.d1_databases, config.kv_namespaces, config.r2_buckets, config.queues.producers, config.durable_objects.bindings];
+    const named = (entry) => (entry.binding ?? entry.name) === binding;
+    const list = lists.find((entries) => entries.some(named));
     if (!list) throw new Error(`wrangler.jsonc has no binding ${binding}`);
-    list.splice(list.findIndex((entry) => entry.binding === binding), 1);
+    list.splice(list.findIndex(named), 1);
   }
   const path = join(dir, "wrangler.json");
   writeFileSync(path, JSON.stringify(config, null, 2));

@@ -13,6 +13,9 @@ pub const STEPS: &str = "STEPS";
 /// Queue producer for messages that can never be processed; also consumed by this Worker.
 pub const STEPS_DLQ: &str = "STEPS_DLQ";
 
+/// Durable Object namespace: one `AgentWake` per agent, holding its waiting lease requests.
+pub const AGENT_WAKE: &str = "AGENT_WAKE";
+
 /// Rate-limiting bindings: requests per client address, and per bearer token.
 pub const RATE_LIMIT_ADDRESS: &str = "RATE_LIMIT_ADDRESS";
 pub const RATE_LIMIT_CREDENTIAL: &str = "RATE_LIMIT_CREDENTIAL";

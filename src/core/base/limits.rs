@@ -169,15 +169,14 @@ pub const RETRY_BACKOFF_CAP_SECONDS: u32 = 300;
 /// times a minute.
 pub const LEASE_WAIT_SECONDS_MAX: u32 = 20;
 
-/// How often a waiting lease request looks for work again in D1 (each look is one read), for
-/// steps made ready by another isolate; steps made ready by its own isolate wake it sooner. A
-/// second bounds what idle long polls cost D1 (the bench's idle reads halved from 500 ms) while
-/// keeping cross-isolate pickup prompt.
+/// How often a waiting lease request looks for work again in D1 when the Worker has no
+/// `AGENT_WAKE` binding, or its agent's object failed (each look is one read). With the object,
+/// a waiting request looks in D1 only when one of its agent's steps was made ready. A waiting
+/// inbox request also looks again this often, for messages stored by other isolates.
 pub const LEASE_POLL_INTERVAL_MS: u32 = 1000;
 
-/// How often a waiting lease request checks whether its own isolate made a step ready: a memory
-/// read, cheap enough to do often; 10 ms keeps hand-over well under the 50 ms target (bench:
-/// p50 about 30 ms).
+/// How often a waiting inbox request checks whether its own isolate stored a message for its
+/// agent: a memory read, cheap enough to do often; 10 ms keeps hand-over well under 50 ms.
 pub const LEASE_WAKE_CHECK_MS: u32 = 10;
 
 /// Largest completion request: a report plus an attempt's log. Agents' logs are text of a few

@@ -2,7 +2,8 @@
 //! order the platform delivers things in. This module is the state machine; beside it are what
 //! feeds it: the task, heartbeat and completion request bodies ([`task_api`]), submission
 //! planning ([`plan`]), queue messages and their consumers' decisions ([`queue`]), system events
-//! and the cron plan ([`system`]), and webhook delivery signatures ([`webhook`]).
+//! and the cron plan ([`system`]), the wake-up protocol of waiting leases ([`wakeup`]), and
+//! webhook delivery signatures ([`webhook`]).
 //!
 //! The engine uses every other group of the core and none uses it. Like all of the core it does no
 //! I/O: it decides, and the shell performs.
@@ -73,6 +74,7 @@ pub mod plan;
 pub mod queue;
 pub mod system;
 pub mod task_api;
+pub mod wakeup;
 pub mod webhook;
 
 #[cfg(test)]

@@ -1,0 +1,88 @@
+// Waiting lease requests and the per-agent Durable Object that holds them: a waiting lease
+// looks in D1 once, is woken by a step made ready for its agent, and without the object falls
+// back to looking in D1 every second. Counted through the Worker's own D1 round-trip counter.
+
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { postAs, submit } from "./helpers/agents.mjs";
+import { ADMIN_TOKEN, startWorker } from "./helpers/worker.mjs";
+
+const FULL_STACK = { title: "Add a D1-backed comments API and a SvelteKit page that lists the comments" };
+
+/** D1 round trips the Worker made so far. */
+async function roundTrips(worker) {
+  return (await (await worker.admin("/v1/system/counters")).json()).d1_round_trips;
+}
+
+/** A lease as admin (no token lookup, so every D1 round trip is the lease's own). */
+async function lease(worker, agent, wait) {
+  const response = await postAs(worker, ADMIN_TOKEN, `/v1/agents/${agent}/lease?wait=${wait}`);
+  if (response.status === 204) return null;
+  assert.equal(response.status, 200, await response.clone().text());
+  return (await response.json()).step;
+}
+
+describe("waiting lease requests", { timeout: 180_000 }, () => {
+  let worker;
+  let withoutObject;
+  before(async () => {
+    [worker, withoutObject] = await Promise.all([startWorker(), startWorker({ withoutBindings: ["AGENT_WAKE"] })]);
+  });
+  after(async () => {
+    await Promise.all([worker?.stop(), withoutObject?.stop()]);
+  });
+
+  test("a lease that waits three seconds for nothing looks in D1 once", async () => {
+    await lease(worker, "test-runner", 0);
+    const before = await roundTrips(worker);
+    assert.equal(await lease(worker, "test-runner", 3), null);
+    assert.equal((await roundTrips(worker)) - before, 1);
+  });
+
+  test("a step made ready while a lease waits wakes it with that step", async () => {
+    const waiting = lease(worker, "context-fetcher", 20);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const { body } = await submit(worker, FULL_STACK);
+    const step = await waiting;
+    assert.ok(step, "the waiting lease was answered with work, not 204");
+    assert.equal(step.task_id, body.task.id);
+    assert.equal(step.key, "1");
+    // The agent may hold one lease at a time: end this one so that the next test has room.
+    const done = await postAs(worker, ADMIN_TOKEN, `/v1/steps/${step.id}/complete`, { lease_id: step.lease_id, report: { notes: "read it" } });
+    assert.equal(done.status, 200, await done.clone().text());
+  });
+
+  test("when the wake-up object fails, a waiting lease looks in D1 every second and still gets a step whose wake-up failed", async () => {
+    const fault = (fail) =>
+      worker.admin("/__test/faults", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ point: "durable_object", fail }),
+      });
+    assert.equal((await fault(1_000)).status, 200);
+    try {
+      const before = await roundTrips(worker);
+      assert.equal(await lease(worker, "test-runner", 3), null);
+      const looks = (await roundTrips(worker)) - before;
+      assert.ok(looks >= 3 && looks <= 5, `${looks} looks in three seconds`);
+      assert.match(worker.logs(), /the wake-up object of test-runner is unavailable; polling D1: .*injected fault/);
+
+      const waiting = lease(worker, "context-fetcher", 20);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const { body } = await submit(worker, FULL_STACK);
+      const step = await waiting;
+      assert.equal(step?.task_id, body.task.id, "found by looking in D1 again");
+      assert.match(worker.logs(), /waking the lease requests of context-fetcher failed: .*injected fault/);
+    } finally {
+      assert.equal((await fault(0)).status, 200);
+    }
+  });
+
+  test("without the Durable Object binding a waiting lease looks in D1 every second instead", async () => {
+    await lease(withoutObject, "test-runner", 0);
+    const before = await roundTrips(withoutObject);
+    assert.equal(await lease(withoutObject, "test-runner", 3), null);
+    const looks = (await roundTrips(withoutObject)) - before;
+    assert.ok(looks >= 3 && looks <= 5, `${looks} looks in three seconds`);
+  });
+});
