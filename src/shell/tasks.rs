@@ -27,6 +27,7 @@ use crate::core::edge::paging::Page;
 use crate::core::edge::response::ApiResponse;
 use crate::core::engine::plan::{self, PlanInput};
 use crate::core::engine::task_api::{CompletionRequest, HeartbeatRequest, Outcome as Reported, TaskRequest};
+use crate::core::engine::wakeup::Waited;
 use crate::core::engine::{
     self as core_engine, brief, Caller, Command, Completion, Outcome, ReportRef, StepStatus, Task,
 };
@@ -476,19 +477,8 @@ pub async fn lease(call: &Call<'_>, body: &[u8]) -> Handled {
     no_fields(call, body)?;
     let db = call.env.d1(bindings::DB)?;
     let deadline = call.now.plus_millis(i64::from(wait) * 1000);
-    // A waiting request waits on its agent's wake-up object instead of D1. The generation is
-    // read before the first look, so a step made ready after that look still wakes it.
-    let door = if wait > 0 { wakeup::Door::of(call.env, &name) } else { None };
-    let mut seen = match &door {
-        Some(door) => match door.generation().await {
-            Ok(generation) => Some(generation),
-            Err(err) => {
-                worker::console_error!("the wake-up object of {name} is unavailable; polling D1: {err}");
-                None
-            }
-        },
-        None => None,
-    };
+    // A waiting request waits on its agent's wake-up object instead of looking in D1 again.
+    let mut door = if wait > 0 { wakeup::Door::of(call.env, &name) } else { None };
     loop {
         if let Some(response) = try_lease(call, &db, &name, &caller).await? {
             return Ok(response);
@@ -497,18 +487,18 @@ pub async fn lease(call: &Call<'_>, body: &[u8]) -> Handled {
         if left_ms <= 0 {
             return Ok(ApiResponse::empty(204));
         }
-        match (&door, seen) {
-            (Some(door), Some(generation)) => match door.wait(generation, left_ms as u64).await {
+        match &door {
+            Some(object) => match object.wait(left_ms as u64).await {
+                Ok(Waited::Woken) => {}
                 // Nothing was made ready for the agent in all that time: no need to look again.
-                Ok(now) if now == generation => return Ok(ApiResponse::empty(204)),
-                Ok(now) => seen = Some(now),
+                Ok(Waited::TimedOut) => return Ok(ApiResponse::empty(204)),
                 Err(err) => {
-                    worker::console_error!("waiting on the wake-up object of {name} failed; polling D1: {err}");
-                    seen = None;
+                    worker::console_error!("the wake-up object of {name} is unavailable; polling D1: {err}");
+                    door = None;
                 }
             },
             // Without the object, look in D1 again after a pause.
-            _ => {
+            None => {
                 let pause = i64::from(LEASE_POLL_INTERVAL_MS).min(left_ms);
                 worker::Delay::from(Duration::from_millis(pause as u64)).await;
             }

@@ -1,12 +1,13 @@
 //! Waiting lease requests, held without D1: the Durable Object `AgentWake`, one per agent (by
-//! name), and the Worker's side of it. A step made leasable anywhere wakes the requests waiting
+//! name), and the Worker's side of it. A step made leasable anywhere wakes a request waiting
 //! for its agent anywhere (see `core::engine::wakeup` for the protocol).
 //!
-//! The object keeps only memory: a generation number and the requests waiting on it. Losing it
-//! (eviction, a restart) loses no work: steps are in D1, and a request that finds the object
-//! new looks in D1 once more. This module never reads or writes D1.
+//! The object keeps only memory: the requests waiting and the wake-ups nobody took yet. Losing
+//! it (eviction, a restart) loses no work: steps are in D1, and every lease request looks there
+//! before it waits. This module never reads or writes D1.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use futures_channel::oneshot;
@@ -14,17 +15,19 @@ use futures_util::future::{select, Either};
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State, Stub};
 
 use crate::core::base::bindings;
-use crate::core::engine::wakeup::{parse_generation, WakeCall};
+use crate::core::engine::wakeup::{Waited, WakeCall, WAKEUPS_KEPT_MAX};
 
 #[durable_object]
 pub struct AgentWake {
-    generation: Cell<u64>,
-    waiting: RefCell<Vec<oneshot::Sender<u64>>>,
+    /// Wake-ups that came while nobody was waiting.
+    kept: Cell<u32>,
+    /// The waiting requests, longest waiting first.
+    waiting: RefCell<VecDeque<oneshot::Sender<()>>>,
 }
 
 impl DurableObject for AgentWake {
     fn new(_state: State, _env: Env) -> Self {
-        AgentWake { generation: Cell::new(0), waiting: RefCell::new(Vec::new()) }
+        AgentWake { kept: Cell::new(0), waiting: RefCell::new(VecDeque::new()) }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -32,41 +35,38 @@ impl DurableObject for AgentWake {
         let Some(call) = WakeCall::parse(url.path(), url.query().unwrap_or("")) else {
             return Response::error("not a wake-up call", 404);
         };
-        let generation = match call {
-            WakeCall::Generation => self.generation.get(),
+        match call {
             WakeCall::Wake => {
-                let next = self.generation.get() + 1;
-                self.generation.set(next);
-                // One step made ready wakes one waiting request, the longest waiting: waking
-                // them all would send every one to D1 to race for the same step. A request that
-                // stopped waiting dropped its receiver, and the next one is woken instead.
-                let mut waiting = self.waiting.borrow_mut();
-                while !waiting.is_empty() {
-                    if waiting.remove(0).send(next).is_ok() {
+                // A request that stopped waiting dropped its receiver; the next one is woken.
+                let mut handed = false;
+                while let Some(waiter) = self.waiting.borrow_mut().pop_front() {
+                    if waiter.send(()).is_ok() {
+                        handed = true;
                         break;
                     }
                 }
-                next
-            }
-            WakeCall::Wait { seen, wait_ms } => {
-                if self.generation.get() != seen {
-                    self.generation.get()
-                } else {
-                    let (sender, receiver) = oneshot::channel();
-                    {
-                        let mut waiting = self.waiting.borrow_mut();
-                        waiting.retain(|w| !w.is_canceled());
-                        waiting.push(sender);
-                    }
-                    let timeout = worker::Delay::from(Duration::from_millis(wait_ms));
-                    match select(receiver, timeout).await {
-                        Either::Left((Ok(generation), _)) => generation,
-                        _ => self.generation.get(),
-                    }
+                if !handed {
+                    self.kept.set((self.kept.get() + 1).min(WAKEUPS_KEPT_MAX));
                 }
+                Response::ok("")
             }
-        };
-        Response::ok(generation.to_string())
+            WakeCall::Wait { wait_ms } => {
+                if self.kept.get() > 0 {
+                    self.kept.set(self.kept.get() - 1);
+                    return Response::ok(Waited::Woken.as_str());
+                }
+                let (sender, receiver) = oneshot::channel();
+                self.waiting.borrow_mut().push_back(sender);
+                let timeout = worker::Delay::from(Duration::from_millis(wait_ms));
+                let waited = match select(receiver, timeout).await {
+                    Either::Left((Ok(()), _)) => Waited::Woken,
+                    _ => Waited::TimedOut,
+                };
+                // A request that timed out leaves its sender behind; drop the ones nobody holds.
+                self.waiting.borrow_mut().retain(|w| !w.is_canceled());
+                Response::ok(waited.as_str())
+            }
+        }
     }
 }
 
@@ -81,21 +81,19 @@ impl Door {
         namespace.id_from_name(agent).ok()?.get_stub().ok().map(Door)
     }
 
-    async fn call(&self, call: WakeCall) -> Result<u64> {
+    async fn call(&self, call: WakeCall) -> Result<String> {
         super::faults::check(super::faults::Point::DurableObject)?;
         let mut response = self.0.fetch_with_str(&call.url()).await?;
-        let body = response.text().await?;
-        parse_generation(&body)
-            .ok_or_else(|| worker::Error::RustError(format!("the agent's wake-up object answered {body:?}")))
+        if response.status_code() != 200 {
+            return Err(worker::Error::RustError(format!("the wake-up object answered {}", response.status_code())));
+        }
+        response.text().await
     }
 
-    pub async fn generation(&self) -> Result<u64> {
-        self.call(WakeCall::Generation).await
-    }
-
-    /// The generation once it differs from `seen`, or `seen` again after `wait_ms`.
-    pub async fn wait(&self, seen: u64, wait_ms: u64) -> Result<u64> {
-        self.call(WakeCall::Wait { seen, wait_ms }).await
+    /// Waits until one of the agent's steps may be ready, or `wait_ms` passed.
+    pub async fn wait(&self, wait_ms: u64) -> Result<Waited> {
+        let body = self.call(WakeCall::Wait { wait_ms }).await?;
+        Waited::parse(&body).ok_or_else(|| worker::Error::RustError(format!("the wake-up object answered {body:?}")))
     }
 }
 
