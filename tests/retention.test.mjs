@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { agent, eventsOf, issueToken, postAs, submit, taskOf, workTask } from "./helpers/agents.mjs";
-import { deleteObject, errorOf, eventually, executeSql, startWorker } from "./helpers/worker.mjs";
+import { armFault, deleteObject, errorOf, eventually, executeSql, startWorker } from "./helpers/worker.mjs";
 
 const AGENTS = ["context-fetcher", "cloudflare-specialist", "sveltekit-specialist", "project-manager", "test-runner"];
 const FULL_STACK = { title: "Add a D1-backed comments API and a SvelteKit page that lists the comments" };
@@ -149,12 +149,7 @@ describe("retention of finished tasks", { timeout: 600_000 }, () => {
 
   test("an archive that fails to write leaves the task in D1, and the next cron run archives it", async () => {
     await restart({ sql: ageTask(recent.id) });
-    const fault = (fail) =>
-      worker.admin("/__test/faults", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ point: "r2_write", fail }),
-      });
+    const fault = (fail) => armFault(worker, "r2_write", fail);
     assert.equal((await fault(1_000)).status, 200);
     const before = await archivalCounts();
     await cron();

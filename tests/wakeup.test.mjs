@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { postAs, submit } from "./helpers/agents.mjs";
-import { ADMIN_TOKEN, startWorker } from "./helpers/worker.mjs";
+import { ADMIN_TOKEN, armFault, startWorker } from "./helpers/worker.mjs";
 
 const FULL_STACK = { title: "Add a D1-backed comments API and a SvelteKit page that lists the comments" };
 
@@ -53,12 +53,7 @@ describe("waiting lease requests", { timeout: 180_000 }, () => {
   });
 
   test("when the wake-up object fails, a waiting lease looks in D1 every second and still gets a step whose wake-up failed", async () => {
-    const fault = (fail) =>
-      worker.admin("/__test/faults", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ point: "durable_object", fail }),
-      });
+    const fault = (fail) => armFault(worker, "durable_object", fail);
     assert.equal((await fault(1_000)).status, 200);
     try {
       const before = await roundTrips(worker);

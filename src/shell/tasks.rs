@@ -375,7 +375,7 @@ pub async fn events(call: &Call<'_>) -> Handled {
                     event
                 })
                 .collect();
-            // A task always has events; none at all means it is gone, perhaps archived.
+            // No events (none at all, or none after the cursor): the task may have left D1.
             !events.is_empty() || store::task_exists(&db, &task_id).await?
         }
         Err(Failed::Client(ApiError::NotFound { .. })) => false,

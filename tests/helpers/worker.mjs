@@ -331,6 +331,15 @@ export async function systemEvents(worker) {
   return events;
 }
 
+/** Arms the fault point `point` of a Worker started with the test routes: the next `fail` operations there fail (0 disarms it). */
+export function armFault(worker, point, fail) {
+  return worker.admin("/__test/faults", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ point, fail }),
+  });
+}
+
 /** Asserts the API's error envelope and returns its `error` object. */
 export async function errorOf(response) {
   const type = response.headers.get("content-type") ?? "";
