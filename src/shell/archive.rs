@@ -3,8 +3,8 @@
 //!
 //! A task is written to R2 first and removed from D1 only once the write succeeded, in one batch
 //! guarded by what was archived (the task's version, its last event and message): a failed write
-//! leaves it in D1 for the next run, and a task that changed meanwhile is not removed. This module never changes a task
-//! that is still running.
+//! leaves it in D1 for the next run, and a task that changed meanwhile is not removed. This
+//! module never changes a task that is still running.
 
 use worker::{Env, HttpMetadata};
 

@@ -363,42 +363,33 @@ pub async fn events(call: &Call<'_>) -> Handled {
     let page = Page::parse_history(&call.query)?;
     let after = page.after_seq()?;
     let db = call.env.d1(bindings::DB)?;
-    let mut events: Vec<Value> = Vec::new();
+    let mut rows: Vec<store::TaskEventRow> = Vec::new();
     let in_d1 = match readable_task(call).await {
         Ok(_) => {
-            let rows = store::list_task_events(&db, &task_id, after, page.limit).await?;
-            events = rows
-                .into_iter()
-                .map(|row| {
-                    let mut event = event_json(row.seq, row.kind, row.data, row.created_at);
-                    event["step_id"] = row.step_id.map_or(Value::Null, Value::from);
-                    event
-                })
-                .collect();
+            rows = store::list_task_events(&db, &task_id, after, page.limit).await?;
             // No events (none at all, or none after the cursor): the task may have left D1.
-            !events.is_empty() || store::task_exists(&db, &task_id).await?
+            !rows.is_empty() || store::task_exists(&db, &task_id).await?
         }
         Err(Failed::Client(ApiError::NotFound { .. })) => false,
         Err(other) => return Err(other),
     };
     if !in_d1 {
         let document = readable_archive(call, &db, &task_id).await?.ok_or_else(|| no_task(&task_id))?;
-        events = document
+        rows = document
             .events_after(after, page.limit as usize)
             .into_iter()
-            .map(|row| {
-                let text = |name: &str| row[name].as_str().unwrap_or_default().to_string();
-                let mut event = event_json(
-                    row["seq"].as_i64().unwrap_or(0),
-                    text("kind"),
-                    text("data"),
-                    row["created_at"].as_i64().unwrap_or(0),
-                );
-                event["step_id"] = row["step_id"].clone();
-                event
-            })
-            .collect();
+            .map(|row| serde_json::from_value(row.clone()))
+            .collect::<Result<_, _>>()
+            .map_err(|err| Failed::Fault(format!("an archived task's events are not readable: {err}")))?;
     }
+    let events: Vec<Value> = rows
+        .into_iter()
+        .map(|row| {
+            let mut event = event_json(row.seq, row.kind, row.data, row.created_at);
+            event["step_id"] = row.step_id.map_or(Value::Null, Value::from);
+            event
+        })
+        .collect();
     let next_cursor = page.next_cursor(events.len(), events.last().map(|e| e["seq"].to_string()));
     Ok(ApiResponse::json(200, &json!({"events": events, "next_cursor": next_cursor})))
 }

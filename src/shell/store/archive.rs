@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use worker::{D1Database, Result};
 
-use super::records::STEP_USAGE;
+use super::records::{ENDED_AGENT_STEPS, STEP_USAGE};
 use super::{int, trip, Statement};
 use crate::core::base::time::Timestamp;
 use crate::core::records::archive::{self, Document, DAY_MS};
@@ -108,8 +108,7 @@ pub async fn remove_archived(
                SELECT agent, status, finished_at, files_created, files_modified, lines_added, lines_removed,
                       {STEP_USAGE}
                FROM steps
-               WHERE task_id = ?1 AND agent IS NOT NULL AND finished_at IS NOT NULL
-                 AND status IN ('succeeded', 'dead') AND started_at IS NOT NULL
+               WHERE task_id = ?1 AND {ENDED_AGENT_STEPS}
              )
              WHERE true
              GROUP BY 1, 2

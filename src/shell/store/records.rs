@@ -57,6 +57,11 @@ impl AggregateRow {
     }
 }
 
+/// The steps the agent metrics count: an agent's steps that ended, succeeded or dead, after
+/// starting. Shared by the live figures and the per-day totals archival writes.
+pub(super) const ENDED_AGENT_STEPS: &str = "agent IS NOT NULL AND finished_at IS NOT NULL \
+     AND status IN ('succeeded', 'dead') AND started_at IS NOT NULL";
+
 /// The usage figures of a step, summed over its attempts, as columns of a query on `steps`.
 pub(super) const STEP_USAGE: &str = "(SELECT SUM(cost_usd) FROM attempts a WHERE a.step_id = steps.id) AS cost_usd,
      (SELECT SUM(turns) FROM attempts a WHERE a.step_id = steps.id) AS turns,
@@ -181,8 +186,7 @@ pub async fn agent_aggregates(db: &D1Database, since: Timestamp) -> Result<(Vec<
                   COUNT(*) OVER (PARTITION BY agent) AS total,
                   SUM(status = 'succeeded') OVER (PARTITION BY agent) AS succeeded
            FROM steps
-           WHERE agent IS NOT NULL AND finished_at IS NOT NULL AND finished_at >= ?1
-             AND status IN ('succeeded', 'dead') AND started_at IS NOT NULL
+           WHERE {ENDED_AGENT_STEPS} AND finished_at >= ?1
          )
          GROUP BY agent ORDER BY agent"
         ))
