@@ -1051,8 +1051,9 @@ async function faults() {
 }
 
 const ANALYSIS_SETS = [
-  ["tuned on", ["tuning.json", "tuning-2.json", "tuning-3.json", "tuning-4.json", "tuning-5.json", "tuning-6.json"]],
+  ["tuned on", ["tuning.json", "tuning-2.json", "tuning-3.json", "tuning-4.json", "tuning-5.json", "tuning-6.json", "tuning-7.json"]],
   ["held back", ["held-back.json"]],
+  ["held back 2", ["held-back-2.json"]],
 ];
 const TASK_TYPES = ["frontend", "backend", "full-stack", "infrastructure"];
 

@@ -823,6 +823,17 @@ export interface components {
             evidence: components["schemas"]["Evidence"][];
             reasons: string[];
             routing: components["schemas"]["Routing"];
+            /** @description The word model's reading of the task: a naive Bayes model of which words appear in labelled tasks of each type (trained on tests/fixtures/analysis/tuning*.json). It decides the type only when it chooses another type than the vocabulary's evidence by a clear lead (4 nats) and that evidence is thin (confidence below 0.6); `confidence` is then 1 − e^(−margin/4). Absent when none of the task's words is known to it. */
+            words?: {
+                /** @enum {string} */
+                task_type: "frontend" | "backend" | "full-stack" | "infrastructure";
+                /** @description How far its type's score leads the next type's, in nats (natural-log units), rounded to two decimals. */
+                margin: number;
+                /** @description Whether it decided `task_type`, overruling the vocabulary. */
+                decided: boolean;
+                /** @description The words that speak most for its type, strongest first. */
+                words: string[];
+            };
         };
         Item: {
             text: string;

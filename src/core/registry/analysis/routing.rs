@@ -279,12 +279,13 @@ fn source_name(source: Source) -> &'static str {
 }
 
 /// Decides which rules fire for an analysed task. `found` and `decisive` are analysis's evidence
-/// and, for each piece, whether it decided the type.
+/// and, for each piece, whether it decided the type; `by_words` says the word model decided it.
 pub(super) fn route(
     lexicon: &Lexicon,
     input: &TaskInput,
     task_type: TaskType,
     found: &[(&Found, bool)],
+    by_words: bool,
     routing: &RoutingInput,
 ) -> (Vec<String>, Routing) {
     let by_capabilities = routing.rules.is_empty();
@@ -348,7 +349,8 @@ pub(super) fn route(
     }
     // 2. Area, for each area of the type that no rule fired on.
     for &area in areas_of(task_type) {
-        if covered_areas.contains(&area) || found.iter().all(|(_, decisive)| !decisive) {
+        // The word model's type needs no term of the vocabulary to route on its area.
+        if covered_areas.contains(&area) || (!by_words && found.iter().all(|(_, decisive)| !decisive)) {
             continue;
         }
         let by_condition: Vec<usize> =

@@ -598,14 +598,15 @@ fn accuracy(cases: &[Labelled]) -> ([(u32, u32); 4], Vec<String>) {
 }
 
 /// The labelled tasks analysis is tuned on (`tests/fixtures/analysis/tuning*.json`). The
-/// held-back set beside them is never read here: `npm run bench` measures it.
-const TUNING_SETS: [&str; 6] = [
+/// held-back sets beside them are never read here: `npm run bench` measures them.
+const TUNING_SETS: [&str; 7] = [
     include_str!("../../../../tests/fixtures/analysis/tuning.json"),
     include_str!("../../../../tests/fixtures/analysis/tuning-2.json"),
     include_str!("../../../../tests/fixtures/analysis/tuning-3.json"),
     include_str!("../../../../tests/fixtures/analysis/tuning-4.json"),
     include_str!("../../../../tests/fixtures/analysis/tuning-5.json"),
     include_str!("../../../../tests/fixtures/analysis/tuning-6.json"),
+    include_str!("../../../../tests/fixtures/analysis/tuning-7.json"),
 ];
 
 #[test]
@@ -739,5 +740,89 @@ fn combination_conditions_refer_to_the_other_rules() {
         ("task involves Python services", false),
     ] {
         assert_eq!(routing::is_combination(condition), combination, "{condition}");
+    }
+}
+
+#[test]
+fn the_word_weights_are_the_ones_the_tuning_sets_train() {
+    use super::words::training::{render, train, Example};
+    let cases: Vec<Labelled> =
+        TUNING_SETS.iter().flat_map(|set| serde_json::from_str::<Vec<Labelled>>(set).unwrap()).collect();
+    let examples: Vec<Example> = cases
+        .iter()
+        .map(|c| Example { title: &c.title, description: &c.description, paths: &c.paths, task_type: c.expected })
+        .collect();
+    let text = render(&train(&examples));
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/core/registry/analysis/word_weights.rs");
+    if std::env::var_os("WRITE_WORD_WEIGHTS").is_some() {
+        std::fs::write(path, &text).unwrap();
+        return;
+    }
+    assert!(
+        text == include_str!("word_weights.rs"),
+        "word_weights.rs is not what the tuning sets train: run `npm run train-analysis`"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The word model.
+
+#[test]
+fn the_word_model_reads_words_no_negation_governs_and_path_segments() {
+    let paths = strings(&["src/routes/+page.svelte"]);
+    let features = super::words::features("Fix the modal", "Do not change the API. Keep it small", &paths);
+    for kept in ["fix", "modal", "keep", "small", "path:routes", "path:page", "path:svelte"] {
+        assert!(features.contains(&kept.to_string()), "{kept}: {features:?}");
+    }
+    for dropped in ["not", "change", "api"] {
+        assert!(!features.contains(&dropped.to_string()), "{dropped}: {features:?}");
+    }
+    assert_eq!(super::words::read("zzqx", "", &[]), None, "no known word, no reading");
+}
+
+#[test]
+fn clear_words_overrule_thin_vocabulary_evidence_and_the_reasons_say_so() {
+    let got = run(
+        "Turn on DNSSEC",
+        "A pen test lists DNSSEC as disabled on acme.io. Enable it and add the DS record at the registrar.",
+        &[],
+        &[],
+    );
+    assert_eq!(got.task_type, TaskType::Infrastructure, "{got:#?}");
+    let words = got.words.as_ref().expect("a reading");
+    assert!(words.decided && words.task_type == TaskType::Infrastructure && words.margin > 4.0, "{words:?}");
+    assert!(!words.words.is_empty() && words.words.iter().all(|w| w.len() > 2), "{words:?}");
+    let reason = got.reasons.iter().find(|r| r.starts_with("the vocabulary's evidence was weak")).expect("a reason");
+    assert!(reason.ends_with("→ infrastructure"), "{reason}");
+    assert!(got.confidence > 0.0 && got.confidence < 1.0, "{}", got.confidence);
+    assert_eq!(
+        got.agents,
+        seed_agents(TaskType::Infrastructure),
+        "routing follows the words' type: {:#?}",
+        got.routing
+    );
+}
+
+#[test]
+fn the_words_overrule_only_another_type_by_a_clear_lead_over_thin_evidence() {
+    use super::words::WordReading;
+    use TaskType::{Backend, FullStack, Infrastructure};
+    // Scores per type: frontend, backend, full-stack, infrastructure.
+    let reading = |task_type, scores| WordReading { task_type, margin: 1.0, scores, words: Vec::new() };
+    let cases: &[(WordReading, TaskType, f64, bool)] = &[
+        (reading(Infrastructure, [-9.0, 0.0, -3.0, 5.0]), Backend, 0.5, true),
+        (reading(Infrastructure, [-9.0, 0.0, -3.0, 5.0]), Backend, 0.6, false),
+        (reading(Infrastructure, [-9.0, 0.0, -3.0, 5.0]), Backend, 0.0, true),
+        (reading(Infrastructure, [-9.0, 0.0, 4.5, 5.0]), FullStack, 0.0, false),
+        (reading(Infrastructure, [-9.0, 0.0, 1.0, 5.0]), FullStack, 0.0, false),
+        (reading(Infrastructure, [-9.0, 0.0, 0.9, 5.0]), FullStack, 0.0, true),
+        (reading(Backend, [-9.0, 8.0, -3.0, 5.0]), Backend, 0.1, false),
+    ];
+    for (reading, vocabulary_type, confidence, expected) in cases {
+        assert_eq!(
+            super::words_overrule(reading, *vocabulary_type, *confidence),
+            *expected,
+            "{reading:?} against {vocabulary_type:?} at {confidence}"
+        );
     }
 }
