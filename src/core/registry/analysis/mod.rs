@@ -354,7 +354,7 @@ fn decide(lexicon: &Lexicon, input: &TaskInput, found: &[Found], routing: &Routi
             vocabulary_type.name(),
             quoted_words(&r.words),
             task_type.name(),
-            r.scores[words::slot(task_type)] - r.scores[words::slot(vocabulary_type)],
+            r.lead_over(vocabulary_type),
             task_type.name()
         ));
     }
@@ -396,9 +396,8 @@ fn decide(lexicon: &Lexicon, input: &TaskInput, found: &[Found], routing: &Routi
 /// Whether the word model's reading decides the type instead of the vocabulary's: it chooses
 /// another type, clearly, and the vocabulary's evidence is thin.
 fn words_overrule(reading: &words::WordReading, vocabulary_type: TaskType, vocabulary_confidence: f64) -> bool {
-    let lead = reading.scores[words::slot(reading.task_type)] - reading.scores[words::slot(vocabulary_type)];
     reading.task_type != vocabulary_type
-        && lead > WORDS_OVERRULE_MARGIN
+        && reading.lead_over(vocabulary_type) > WORDS_OVERRULE_MARGIN
         && vocabulary_confidence < WORDS_OVERRULE_CONFIDENCE
 }
 

@@ -43,6 +43,13 @@ pub(super) struct WordReading {
     pub(super) words: Vec<(String, f64)>,
 }
 
+impl WordReading {
+    /// How far its type's score leads `other`'s, in nats.
+    pub(super) fn lead_over(&self, other: TaskType) -> f64 {
+        self.scores[slot(self.task_type)] - self.scores[slot(other)]
+    }
+}
+
 /// The features the model reads: the distinct words of the title and description that no
 /// negation governs ("do not change the API" says nothing for backend work), and each segment of
 /// each path as `path:segment`. Sorted, so that readings never depend on order.
@@ -58,7 +65,7 @@ pub(super) fn features(title: &str, description: &str, paths: &[String]) -> Vec<
 }
 
 /// The position of a type in a weight row.
-pub(super) fn slot(task_type: TaskType) -> usize {
+fn slot(task_type: TaskType) -> usize {
     TYPES.iter().position(|t| *t == task_type).unwrap_or(0)
 }
 
