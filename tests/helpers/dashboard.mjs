@@ -104,10 +104,26 @@ export const CHROMIUM_FLAGS = [
   "--disable-sync",
 ];
 
+/**
+ * Launches of a browser that may crash before it is up: Chromium has been seen to die of SIGSEGV
+ * while starting on a loaded machine, and launched again it starts. A browser that never starts
+ * still fails the suite, with each try's error.
+ */
+const LAUNCH_TRIES = 3;
+
 /** Headless Chromium driven by playwright-core. */
 export async function launchBrowser() {
   const { chromium } = await import("playwright-core");
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS });
+  const errors = [];
+  for (let attempt = 1; attempt <= LAUNCH_TRIES; attempt++) {
+    try {
+      return await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS });
+    } catch (error) {
+      errors.push(error);
+      console.error(`Chromium did not start (try ${attempt} of ${LAUNCH_TRIES}): ${String(error.message).split("\n")[0]}`);
+    }
+  }
+  throw new AggregateError(errors, `Chromium did not start in ${LAUNCH_TRIES} tries`);
 }
 
 /** Saves a full-page screenshot as `name.png` in the artifacts folder. */
