@@ -16,17 +16,34 @@ use crate::core::engine::system;
 
 pub async fn consume(batch: MessageBatch<String>, env: &Env) {
     let role = QueueRole::of(&batch.queue());
-    for message in batch.raw_iter() {
-        let id = message.id();
-        let body = body_text(&message.body());
-        let decision = queue::decide(role, &id, &body);
-        if let Err(err) = carry_out(&decision, &message, env).await {
-            // After max_retries the message is dead-lettered, and the sweep takes over.
-            let age_ms = platform::now().as_millis() - message.timestamp().as_millis() as i64;
-            let delay = queue::retry_delay_seconds(age_ms);
-            worker::console_error!("queue message {id} failed and will be retried in {delay} s: {err}");
-            message.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(delay).build());
+    let decided: Vec<(RawMessage, Decision)> = batch
+        .raw_iter()
+        .map(|message| {
+            let decision = queue::decide(role, &message.id(), &body_text(&message.body()));
+            (message, decision)
+        })
+        .collect();
+    // Side by side by task: see `queue::chains`.
+    let runs = queue::chains(decided.iter().map(|(_, d)| d)).into_iter().map(|chain| {
+        let decided = &decided;
+        async move {
+            for index in chain {
+                if let Some((message, decision)) = decided.get(index) {
+                    handle(message, decision, env).await;
+                }
+            }
         }
+    });
+    futures_util::future::join_all(runs).await;
+}
+
+async fn handle(message: &RawMessage, decision: &Decision, env: &Env) {
+    if let Err(err) = carry_out(decision, message, env).await {
+        // After max_retries the message is dead-lettered, and the sweep takes over.
+        let age_ms = platform::now().as_millis() - message.timestamp().as_millis() as i64;
+        let delay = queue::retry_delay_seconds(age_ms);
+        worker::console_error!("queue message {} failed and will be retried in {delay} s: {err}", message.id());
+        message.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(delay).build());
     }
 }
 

@@ -193,6 +193,34 @@ fn truncate(text: &str) -> String {
     format!("{}…", &text[..end])
 }
 
+/// The order a consumer carries out a batch's decisions in: chains, given as indexes into
+/// `decisions`, that run side by side, each one after another. A batch (at most
+/// `max_batch_size`, 10) holds steps of many tasks, and one task's D1 round trips or slow
+/// webhook need not hold up the others'. A task's own messages (a parallel group is sent
+/// together) share a chain in batch order, since side by side they would only lose races on the
+/// task's version and pause to retry. A message about no task has a chain of its own.
+pub fn chains<'a>(decisions: impl IntoIterator<Item = &'a Decision>) -> Vec<Vec<usize>> {
+    let mut chains: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
+    for (index, decision) in decisions.into_iter().enumerate() {
+        let task = decision.task_id();
+        match chains.iter_mut().find(|(t, _)| task.is_some() && *t == task) {
+            Some((_, chain)) => chain.push(index),
+            None => chains.push((task, vec![index])),
+        }
+    }
+    chains.into_iter().map(|(_, chain)| chain).collect()
+}
+
+impl Decision {
+    /// The task the message is about, when it is about one.
+    fn task_id(&self) -> Option<&str> {
+        match self {
+            Decision::DispatchStep { task_id, .. } | Decision::StepDeadLettered { task_id, .. } => Some(task_id),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -244,6 +272,22 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_batch_runs_one_chain_per_task_and_a_tasks_messages_in_batch_order() {
+        let step =
+            |task: &str, step: &str| Decision::DispatchStep { task_id: task.into(), step_id: step.into(), attempt: 1 };
+        let batch = [
+            step("tsk_a", "1"),
+            step("tsk_b", "1"),
+            Decision::Ack,
+            step("tsk_a", "2"),
+            Decision::Ack,
+            step("tsk_c", "1"),
+        ];
+        assert_eq!(chains(&batch), vec![vec![0, 3], vec![1], vec![2], vec![4], vec![5]]);
+        assert_eq!(chains(&[]), Vec::<Vec<usize>>::new());
     }
 
     #[test]
