@@ -16,7 +16,7 @@ import {
   taskOf,
   workTask,
 } from "./helpers/agents.mjs";
-import { errorOf, eventually, startWorker } from "./helpers/worker.mjs";
+import { armFault, errorOf, eventually, startWorker } from "./helpers/worker.mjs";
 
 const DEFAULT_AGENTS = ["context-fetcher", "cloudflare-specialist", "sveltekit-specialist", "project-manager", "test-runner"];
 const FULL_STACK = { title: "Add a D1-backed comments API and a SvelteKit page that lists the comments" };
@@ -157,6 +157,39 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
     const frontendDone = await workTask(worker, frontend.id, all());
     assert.equal(frontendDone.status, "succeeded");
     assert.equal(frontendDone.steps.find((s) => s.key === "2a").status, "skipped");
+  });
+
+  test("with every queue send failing, a pull agent's steps are leasable as soon as the task is created and their dependency completes; a built-in step waits for its message", async () => {
+    const created = await json("POST", "/v1/agents", { name: "no-queue-agent", capabilities: ["testing"] });
+    assert.equal(created.status, 201);
+    const solo = agent(worker, "no-queue-agent", (await created.json()).token);
+    const workflow = await json("POST", "/v1/workflows", {
+      name: "no-queue-flow",
+      steps: [
+        { key: "1", name: "first", agent: "no-queue-agent" },
+        { key: "2", name: "second", agent: "no-queue-agent" },
+        { key: "3", name: "task_summary" },
+      ],
+    });
+    assert.equal(workflow.status, 201, await workflow.text());
+    assert.equal((await armFault(worker, "queue_send", 1000)).status, 200);
+    try {
+      const { body } = await submit(worker, { title: "Run without the queue", workflow: "no-queue-flow" });
+      for (const key of ["1", "2"]) {
+        const step = await solo.lease(2);
+        assert.equal(step?.key, key, `step ${key} was leasable without a queue message`);
+        assert.equal((await solo.complete(step, { report: { notes: `did ${key}` } })).status, 200);
+      }
+      const summary = (await taskOf(worker, body.task.id)).steps.find((s) => s.key === "3");
+      assert.equal(summary.status, "queued", "the built-in step waits for its message, which could not be sent");
+      const events = await eventsOf(worker, body.task.id);
+      for (const key of ["1", "2"]) {
+        const id = body.task.steps.find((s) => s.key === key).id;
+        assert.equal(count(events, "step.ready", id), 1, `step ${key} was made ready once`);
+      }
+    } finally {
+      await armFault(worker, "queue_send", 0);
+    }
   });
 
   test("a duplicated queue message dispatches nothing twice", async () => {

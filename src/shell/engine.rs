@@ -1,5 +1,6 @@
-//! Carries out the engine's decisions: reads a task, lets `core::engine` decide, writes the
-//! transition in one guarded batch, then sends the queue messages it asked for. Also the
+//! Carries out the engine's decisions: reads a task, lets `core::engine` decide, makes the pull
+//! agents' steps it queued leasable in the same change, writes the transition in one guarded
+//! batch, then wakes those agents' lease requests and sends the other queue messages. Also the
 //! background halves of the engine: dispatching a step's queue message (making it leasable,
 //! delivering it to a webhook, or running a built-in step), the cron sweep and dead letters.
 //!
@@ -29,7 +30,7 @@ use crate::core::engine::queue::QueueMessage;
 use crate::core::engine::task_api::{CompletionRequest, Outcome as Reported};
 use crate::core::engine::webhook::{self, Answer};
 use crate::core::engine::{
-    self, brief, Caller, Command, Completion, Dispatch, Outcome, Refusal, ReportRef, Runner, Transition,
+    self, brief, AgentTimeouts, Caller, Command, Completion, Dispatch, Outcome, Refusal, ReportRef, Runner, Transition,
 };
 use crate::core::records::agent_log;
 use crate::core::records::metrics::{ReportCounts, Usage};
@@ -113,22 +114,69 @@ pub async fn drive_from(
         };
         let mut extras = artifacts(env, &before, &transition, command, log).await?;
         extras.extend(written_with.iter().cloned());
+        // Leasable from the batch on, not from the decision: writing the artifacts takes a while.
+        let pull = pull_steps(env, db, &transition.task, &transition.sends).await;
+        let (transition, leasable) = transition.with_leasable_at_once(platform::now(), &pull);
         let written = store::write_transition(db, &before, &transition, guard, &extras, now).await?;
         trips += 1;
         match written {
             store::Write::Done => {
                 count_transition(&transition, trips);
+                wake_for(env, &transition.task, &leasable).await;
                 send(env, &before.id, &transition.sends).await;
                 if let Command::Complete(completion) = command {
                     log_completion(env, &before, completion, log, now).await;
                 }
-                return Ok(Driven::Applied(transition));
+                return Ok(Driven::Applied(Box::new(transition)));
             }
             store::Write::Stale => continue,
         }
     }
     worker::console_warn!("a transition lost {TRANSITION_RETRIES_MAX} races in a row; answered busy");
     Ok(Driven::Busy)
+}
+
+/// The steps among those just queued at once that are a pull agent's, with its timeouts: the
+/// choice [`dispatch`] makes for their queue message, made before the change is written so that
+/// they become leasable in its batch (see `engine::leasable_at_once`). A step whose agent cannot
+/// be looked up is left to its queue message.
+pub async fn pull_steps(
+    env: &Env,
+    db: &D1Database,
+    task: &engine::Task,
+    sends: &[engine::Send],
+) -> Vec<(String, AgentTimeouts)> {
+    let mut pull = Vec::new();
+    for (step_id, agent) in engine::queued_for_agents(task, sends) {
+        let timeouts = match agent {
+            None => registry::DEFAULT_TIMEOUTS,
+            Some(agent) => match registry::agent_for_dispatch(env, db, agent).await {
+                Ok(Some(found)) if found.webhook => continue,
+                Ok(Some(found)) => found.timeouts,
+                // Not registered (any more): as `dispatch` does, within the default timeouts.
+                Ok(None) => registry::DEFAULT_TIMEOUTS,
+                Err(err) => {
+                    worker::console_warn!(
+                        "agent {agent} could not be looked up; its step {step_id} goes by queue: {err}"
+                    );
+                    continue;
+                }
+            },
+        };
+        pull.push((step_id.to_string(), timeouts));
+    }
+    pull
+}
+
+/// Wakes the waiting lease requests of the agents whose steps a change made leasable.
+pub async fn wake_for(env: &Env, task: &engine::Task, leasable: &[String]) {
+    let mut agents: Vec<&str> =
+        leasable.iter().filter_map(|id| task.step(id)).filter_map(|s| s.agent.as_deref()).collect();
+    agents.sort_unstable();
+    agents.dedup();
+    for agent in agents {
+        super::wakeup::wake(env, agent).await;
+    }
 }
 
 /// A random pause before retry `n` of a lost transition (see `TRANSITION_RETRY_PAUSE_MS`).

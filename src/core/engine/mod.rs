@@ -31,7 +31,8 @@
 //! ```
 //!
 //! - `queued`: its queue message is on the way (`ready_at` unset) or it has been dispatched and
-//!   waits for its pull agent to lease it (`ready_at` set).
+//!   waits for its pull agent to lease it (`ready_at` set). A pull agent's step queued with no
+//!   delay is dispatched in the change that queued it ([`leasable_at_once`]), without a message.
 //! - `failed`: the last attempt failed and a retry message is on its way after a backoff.
 //! - `dead`: the attempts ran out; the task is `failed` until the step is retried by hand.
 //! - `running`: a step that `EXECUTE`s another file, whose child run is under way. Its child
@@ -618,6 +619,60 @@ pub fn apply(task: &Task, command: &Command, now: Timestamp, random: u32) -> Res
         response,
         expiries_read: run.expiries_read,
     })))
+}
+
+/// The steps a transition (or a plan) has just queued with no delay for an agent, each with the
+/// agent named, if any: the ones the shell may make leasable at once ([`leasable_at_once`]).
+pub fn queued_for_agents<'a>(task: &'a Task, sends: &[Send]) -> Vec<(&'a str, Option<&'a str>)> {
+    sends
+        .iter()
+        .filter(|send| send.delay_seconds == 0)
+        .filter_map(|send| task.step(&send.step_id))
+        .filter(|step| step.runner == Runner::Agent)
+        .map(|step| (step.id.as_str(), step.agent.as_deref()))
+        .collect()
+}
+
+/// Dispatches, within the change that queued them, the steps `pull` names (a pull agent's,
+/// with its timeouts), as their queue message would: each becomes leasable and its message is
+/// not sent. A waiting agent can then lease a step in the same moment its dependency completes,
+/// and the consumer's read and write for it are saved. Webhook agents' steps, built-in steps
+/// and delayed retries still go through the queue. Returns the steps made leasable.
+pub fn leasable_at_once(
+    task: Task,
+    events: Vec<Event>,
+    sends: Vec<Send>,
+    now: Timestamp,
+    pull: &[(String, AgentTimeouts)],
+) -> (Task, Vec<Event>, Vec<Send>, Vec<String>) {
+    let mut run =
+        Run { task, events, sends: Vec::new(), reports: Vec::new(), expiries_read: Vec::new(), now, random: 0 };
+    let mut leasable = Vec::new();
+    for send in sends {
+        let agent = pull.iter().find(|(step_id, _)| *step_id == send.step_id).map(|(_, agent)| *agent);
+        let dispatched = match agent {
+            Some(agent) if send.delay_seconds == 0 => {
+                let how = Dispatch::Leasable { agent };
+                matches!(run.dispatch(&send.step_id, send.attempt, &how), Ok(None))
+            }
+            _ => false,
+        };
+        if dispatched {
+            leasable.push(send.step_id);
+        } else {
+            run.sends.push(send);
+        }
+    }
+    (run.task, run.events, run.sends, leasable)
+}
+
+impl Transition {
+    /// [`leasable_at_once`] for this transition.
+    pub fn with_leasable_at_once(self, now: Timestamp, pull: &[(String, AgentTimeouts)]) -> (Transition, Vec<String>) {
+        let Transition { task, events, sends, reports, response, expiries_read } = self;
+        let (task, events, sends, leasable) = leasable_at_once(task, events, sends, now, pull);
+        (Transition { task, events, sends, reports, response, expiries_read }, leasable)
+    }
 }
 
 enum Completed {

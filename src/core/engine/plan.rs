@@ -19,7 +19,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::{brief, ChildRun, Event, Gate, Run, Runner, Send, Step, StepRouting, StepStatus, Task, TaskStatus};
+use super::{
+    brief, AgentTimeouts, ChildRun, Event, Gate, Run, Runner, Send, Step, StepRouting, StepStatus, Task, TaskStatus,
+};
 use crate::core::base::limits::{EXECUTE_DEPTH_MAX, STEP_ATTEMPTS_DEFAULT, STEP_ATTEMPTS_MAX};
 use crate::core::base::time::Timestamp;
 use crate::core::edge::error::Detail;
@@ -55,6 +57,8 @@ pub struct Plan {
     pub events: Vec<Event>,
     pub sends: Vec<Send>,
     pub selections: BTreeMap<String, Selection>,
+    /// The steps made leasable at creation ([`Plan::with_leasable_at_once`]); none as planned.
+    pub leasable: Vec<String>,
     /// Per step, in order: its title, phase, text and structured blocks, and the parts of its
     /// brief fixed at submission (`workflow`, `report_contract`), as JSON.
     pub instructions: Vec<Value>,
@@ -121,6 +125,15 @@ pub fn step_count(definition: &Definition, files: &Files) -> usize {
     let mut found = Vec::new();
     entries(definition, 0, files, None, &mut found);
     found.len()
+}
+
+impl Plan {
+    /// [`super::leasable_at_once`] for the task's first steps, as created.
+    pub fn with_leasable_at_once(self, now: Timestamp, pull: &[(String, AgentTimeouts)]) -> Plan {
+        let Plan { task, events, sends, selections, instructions, .. } = self;
+        let (task, events, sends, leasable) = super::leasable_at_once(task, events, sends, now, pull);
+        Plan { task, events, sends, selections, leasable, instructions }
+    }
 }
 
 /// Plans the task, or returns every reason it cannot run.
@@ -254,7 +267,7 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
         })
         .collect();
     run.advance();
-    Ok(Plan { task: run.task, events: run.events, sends: run.sends, selections, instructions })
+    Ok(Plan { task: run.task, events: run.events, sends: run.sends, selections, leasable: Vec::new(), instructions })
 }
 
 /// Who runs a step, its agent, why it is skipped at submission, and how routing decides it later.

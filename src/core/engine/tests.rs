@@ -342,6 +342,50 @@ fn dispatching_a_pull_step_makes_it_leasable_and_a_duplicate_message_changes_not
 }
 
 #[test]
+fn a_pull_agents_step_is_made_leasable_in_the_change_that_queued_it_and_its_late_message_changes_nothing() {
+    let done = run(&submitted(FULL_STACK), "1");
+    let queued: Vec<_> = queued_for_agents(&done.task, &done.sends).into_iter().map(|(id, _)| id.to_string()).collect();
+    assert_eq!(queued, vec![id_of(&done.task, "2a"), id_of(&done.task, "2b")]);
+    // 2a's agent pulls; 2b's is left to its queue message (a webhook agent's, say).
+    let (at_once, leasable) = done.clone().with_leasable_at_once(at(30), &[(id_of(&done.task, "2a"), hb(1_000))]);
+    check_invariants(&at_once.task).unwrap();
+    assert_eq!(leasable, vec![id_of(&done.task, "2a")]);
+    assert_eq!(step(&at_once.task, "2a").ready_at, Some(at(30)));
+    assert_eq!(step(&at_once.task, "2b").ready_at, None);
+    assert_eq!(at_once.sends, vec![Send { step_id: id_of(&done.task, "2b"), attempt: 1, delay_seconds: 0 }]);
+    assert_eq!(at_once.events.len(), done.events.len() + 1);
+    assert_eq!(at_once.events.last().map(|e| e.kind), Some("step.ready"));
+    assert_eq!(at_once.task.version, done.task.version);
+    let late = Command::Dispatch {
+        step_id: id_of(&done.task, "2a"),
+        attempt: 1,
+        how: Dispatch::Leasable { agent: hb(1_000) },
+    };
+    assert!(matches!(apply(&at_once.task, &late, at(31), 0), Ok(Outcome::Unchanged(_))));
+    lease(&at_once.task, "2a", "lse_2a");
+}
+
+#[test]
+fn a_retry_waiting_out_its_backoff_and_a_task_s_first_step_keep_to_the_queue_unless_sent_at_once() {
+    let task = dispatch(&submitted(FULL_STACK), "1");
+    let leased = lease(&task, "1", "lse_1");
+    let failed = changed(&leased, completion(&leased, "1", false, "h"), at(30));
+    assert!(failed.sends[0].delay_seconds > 0);
+    assert!(queued_for_agents(&failed.task, &failed.sends).is_empty());
+    let (kept, leasable) = failed.clone().with_leasable_at_once(at(30), &[(id_of(&task, "1"), hb(1_000))]);
+    assert!(leasable.is_empty());
+    assert_eq!(kept, failed);
+
+    let plan = planned(&default_definition(), FULL_STACK).unwrap();
+    let first = id_of(&plan.task, "1");
+    let plan = plan.with_leasable_at_once(at(0), &[(first.clone(), hb(1_000))]);
+    assert_eq!(plan.leasable, vec![first]);
+    assert!(plan.sends.is_empty());
+    assert_eq!(step(&plan.task, "1").ready_at, Some(at(0)));
+    check_invariants(&plan.task).unwrap();
+}
+
+#[test]
 fn dispatching_a_webhook_step_leases_it_for_the_delivery() {
     let task = submitted(FULL_STACK);
     let how = Dispatch::Deliver { lease_id: "lse_w".into(), agent: hb(5_000) };

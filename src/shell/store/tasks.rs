@@ -729,9 +729,9 @@ pub async fn insert_task(db: &D1Database, new: &NewTask<'_>, now: Timestamp) -> 
                 "INSERT INTO steps (id, task_id, key, name, runner, agent, status, depends_on, attempt, attempts_max,
                                     attempts_budget, queued_at, due_at, finished_at, skip_reason, instructions,
                                     optional, schedule_timeout_ms, attempt_timeout_ms, heartbeat_ms, gate, parent,
-                                    child_run, started_at)
+                                    child_run, started_at, ready_at, schedule_deadline_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                         ?21, ?22, ?23)",
+                         ?21, ?22, ?23, ?24, ?25)",
             )
             .bind(&[
                 step.id.as_str().into(),
@@ -757,6 +757,9 @@ pub async fn insert_task(db: &D1Database, new: &NewTask<'_>, now: Timestamp) -> 
                 text_or_null(step.parent.as_deref()),
                 text_or_null(step.child_run.as_ref().and_then(|c| serde_json::to_string(c).ok()).as_deref()),
                 opt_time(step.started_at),
+                // Set when the first step is made leasable at creation (`leasable_at_once`).
+                opt_time(step.ready_at),
+                opt_time(step.schedule_deadline_at),
             ])?,
         );
     }
