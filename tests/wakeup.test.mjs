@@ -52,6 +52,30 @@ describe("waiting lease requests", { timeout: 180_000 }, () => {
     assert.equal(done.status, 200, await done.clone().text());
   });
 
+  test("a completion that makes two steps of one agent ready wakes two of its waiting leases, one step each", async () => {
+    const json = (method, path, body) =>
+      worker.admin(path, { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    assert.equal((await json("POST", "/v1/agents", { name: "pair-agent", capabilities: ["testing"], max_concurrency: 2 })).status, 201);
+    const flow = await json("POST", "/v1/workflows", {
+      name: "pair-flow",
+      steps: [
+        { key: "1", name: "first", agent: "pair-agent" },
+        { key: "2a", name: "left", agent: "pair-agent", group: "pair" },
+        { key: "2b", name: "right", agent: "pair-agent", group: "pair" },
+      ],
+    });
+    assert.equal(flow.status, 201, await flow.text());
+    const { body } = await submit(worker, { title: "Two at once", workflow: "pair-flow" });
+    const first = await lease(worker, "pair-agent", 5);
+    assert.equal(first?.key, "1");
+    const waiting = [lease(worker, "pair-agent", 10), lease(worker, "pair-agent", 10)];
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const done = await postAs(worker, ADMIN_TOKEN, `/v1/steps/${first.id}/complete`, { lease_id: first.lease_id, report: { notes: "first" } });
+    assert.equal(done.status, 200, await done.clone().text());
+    const woken = await Promise.all(waiting);
+    assert.deepEqual(woken.map((step) => step && `${step.task_id}:${step.key}`).sort(), [`${body.task.id}:2a`, `${body.task.id}:2b`]);
+  });
+
   test("when the wake-up object fails, a waiting lease looks in D1 every second and still gets a step whose wake-up failed", async () => {
     const fault = (fail) => armFault(worker, "durable_object", fail);
     assert.equal((await fault(1_000)).status, 200);

@@ -168,13 +168,11 @@ pub async fn pull_steps(
     pull
 }
 
-/// Wakes the waiting lease requests of the agents whose steps a change made leasable.
+/// Wakes a waiting lease request of its agent for each step a change made leasable: one
+/// wake-up per step, as its queue message would have sent, since the object hands each wake-up
+/// to one request.
 pub async fn wake_for(env: &Env, task: &engine::Task, leasable: &[String]) {
-    let mut agents: Vec<&str> =
-        leasable.iter().filter_map(|id| task.step(id)).filter_map(|s| s.agent.as_deref()).collect();
-    agents.sort_unstable();
-    agents.dedup();
-    for agent in agents {
+    for agent in leasable.iter().filter_map(|id| task.step(id)).filter_map(|s| s.agent.as_deref()) {
         super::wakeup::wake(env, agent).await;
     }
 }
