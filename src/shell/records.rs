@@ -93,10 +93,10 @@ pub async fn run_builtin(
     step: &core_engine::Step,
 ) -> worker::Result<(Value, store::SummaryRow)> {
     let now = platform::now();
-    let task = store::task_for_summary(db, task_id).await?.ok_or_else(|| fault(format!("task {task_id} is gone")))?;
+    let (task, rows) =
+        store::summary_inputs(db, task_id).await?.ok_or_else(|| fault(format!("task {task_id} is gone")))?;
     let definition: Definition = serde_json::from_str(&task.definition)
         .map_err(|err| fault(format!("the workflow of task {task_id} is not readable: {err}")))?;
-    let rows = store::task_records(db, task_id).await?;
     let mut reports: Vec<Option<Map<String, Value>>> = Vec::with_capacity(rows.len());
     for row in &rows {
         let report = if row.status == "succeeded" && row.agent.is_some() {

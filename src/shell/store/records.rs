@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
-use worker::{D1Database, Result};
+use worker::{D1Database, D1PreparedStatement, Result};
 
 use super::{int, trip, Statement};
 use crate::core::base::time::Timestamp;
@@ -71,15 +71,16 @@ pub(super) const STEP_USAGE: &str = "(SELECT SUM(cost_usd) FROM attempts a WHERE
 /// Every step of a task with its records, in workflow order.
 pub async fn task_records(db: &D1Database, task_id: &str) -> Result<Vec<RecordRow>> {
     trip()?;
+    task_records_statement(db, task_id)?.all().await?.results()
+}
+
+fn task_records_statement(db: &D1Database, task_id: &str) -> Result<D1PreparedStatement> {
     db.statement(format!(
         "SELECT key, name, agent, status, skip_reason, error, report, report_key, attempt, started_at,
                 finished_at, child_run, files_created, files_modified, lines_added, lines_removed, {STEP_USAGE}
          FROM steps WHERE task_id = ?1 ORDER BY rowid"
     ))
-    .bind(&[task_id.into()])?
-    .all()
-    .await?
-    .results()
+    .bind(&[task_id.into()])
 }
 
 /// A task as its summary shows it, with its workflow's definition (JSON).
@@ -93,16 +94,23 @@ pub struct SummaryTaskRow {
     pub definition: String,
 }
 
-pub async fn task_for_summary(db: &D1Database, task_id: &str) -> Result<Option<SummaryTaskRow>> {
+/// What a built-in step summarises: the task with its workflow, and every step with its
+/// records, in one round trip. `None` when the task is gone.
+pub async fn summary_inputs(db: &D1Database, task_id: &str) -> Result<Option<(SummaryTaskRow, Vec<RecordRow>)>> {
     trip()?;
-    db.statement(
-        "SELECT t.title, t.description, t.input, json_extract(t.analysis, '$.task_type') AS task_type, t.status,
-                w.definition
-         FROM tasks t JOIN workflows w ON w.id = t.workflow_id WHERE t.id = ?1",
-    )
-    .bind(&[task_id.into()])?
-    .first(None)
-    .await
+    let task = db
+        .statement(
+            "SELECT t.title, t.description, t.input, json_extract(t.analysis, '$.task_type') AS task_type, t.status,
+                    w.definition
+             FROM tasks t JOIN workflows w ON w.id = t.workflow_id WHERE t.id = ?1",
+        )
+        .bind(&[task_id.into()])?;
+    let results = db.batch(vec![task, task_records_statement(db, task_id)?]).await?;
+    let (Some(task), Some(steps)) = (results.first(), results.get(1)) else {
+        return Err(worker::Error::RustError("a summary read returned too few results".into()));
+    };
+    let Some(task) = task.results::<SummaryTaskRow>()?.into_iter().next() else { return Ok(None) };
+    Ok(Some((task, steps.results()?)))
 }
 
 /// Whether a task exists.
