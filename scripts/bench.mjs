@@ -11,7 +11,8 @@
 //    it to the local runtime (POST /v1/workflows, one client).
 // 5. The engine: N full-stack tasks (N = 50 and 200) run through the default workflow by
 //    simulated pull agents on loopback: tasks/s, step transitions/s, "step ready" to "leased"
-//    p50/p99 (from the Worker's own step.leased events), D1 round trips per transition and per
+//    p50/p99 (from the Worker's own step.leased events), "last dependency done" to "leased"
+//    (the whole hand-over from one agent to the next), D1 round trips per transition and per
 //    agent step (the Worker counts them; see GET /v1/system/counters), and D1 bytes per task.
 // 6. Records: how long a built-in step takes to write a task's summary (read every report,
 //    render, write R2) for a task of 7 and of 50 steps, and GET /v1/metrics/agents over 10,000
@@ -352,17 +353,30 @@ async function engineRun(worker, clients, count) {
   const counted = now.step_transitions - before.step_transitions;
   const allTrips = now.d1_round_trips - before.d1_round_trips;
   const waits = [];
+  const handOvers = [];
   let transitions = 0;
   let agentSteps = 0;
   for (const id of ids) {
-    for (const event of await eventsOf(worker, id)) {
+    const events = await eventsOf(worker, id);
+    const { steps } = await taskOf(worker, id);
+    const settled = new Map();
+    for (const event of events) {
       if (event.kind.startsWith("step.")) transitions += 1;
-      if (event.kind === "step.leased" && event.data.via === "lease") waits.push(event.data.ready_to_leased_ms);
-      if (event.kind === "step.leased") agentSteps += 1;
+      if (event.kind === "step.succeeded" || event.kind === "step.skipped") settled.set(event.step_id, Date.parse(event.created_at));
+      if (event.kind === "step.leased" && event.data.via === "lease") {
+        waits.push(event.data.ready_to_leased_ms);
+        // From the moment its last dependency was settled: the whole hand-over, queue hop included.
+        const step = steps.find((s) => s.id === event.step_id);
+        const done = step.depends_on.map((key) => settled.get(steps.find((s) => s.key === key)?.id));
+        if (done.length > 0 && done.every(Number.isFinite)) handOvers.push(Date.parse(event.created_at) - Math.max(...done));
+      }
+      // A built-in step is leased too (via "builtin"), but no agent does it.
+      if (event.kind === "step.leased" && event.data.via !== "builtin") agentSteps += 1;
     }
   }
   waits.sort((a, b) => a - b);
-  return { seconds, transitions, trips, counted, allTrips, waits, restarts, agentSteps };
+  handOvers.sort((a, b) => a - b);
+  return { seconds, transitions, trips, counted, allTrips, waits, handOvers, restarts, agentSteps };
 }
 
 async function engine() {
@@ -392,11 +406,15 @@ async function engine() {
         console.error(worker.logs().split("\n").filter((l) => !/Request\.cf|ENOTFOUND|GetAddrInfo/.test(l)).slice(-40).join("\n"));
         throw error;
       });
-      const { seconds, transitions, trips, counted, allTrips, waits, restarts, agentSteps } = run;
+      const { seconds, transitions, trips, counted, allTrips, waits, handOvers, restarts, agentSteps } = run;
       console.log(
         `  N=${String(count).padEnd(4)} ${(count / seconds).toFixed(2).padStart(7)} tasks/s  ` +
           `${(transitions / seconds).toFixed(1).padStart(7)} step transitions/s  ` +
           `ready→leased p50 ${percentile(waits, 50)} ms p99 ${percentile(waits, 99)} ms`,
+      );
+      console.log(
+        `          last dependency done→leased p50 ${percentile(handOvers, 50)} ms p99 ${percentile(handOvers, 99)} ms ` +
+          `(${handOvers.length} steps with dependencies)`,
       );
       console.log(
         `          ${(trips / counted).toFixed(2)} D1 round trips per step transition (${trips} / ${counted}; ` +

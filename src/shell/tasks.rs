@@ -228,7 +228,7 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
     })
     .map_err(|details| ApiError::Invalid { details })?;
     let pull = engine::pull_steps(call.env, &db, &planned.task, &planned.sends).await;
-    let planned = planned.with_leasable_at_once(call.now, &pull);
+    let planned = planned.with_leasable_at_once(platform::now(), &pull);
     let mut analysis_json = serde_json::to_value(&analysis).map_err(|e| Failed::Fault(e.to_string()))?;
     analysis_json["selections"] =
         serde_json::to_value(&planned.selections).map_err(|e| Failed::Fault(e.to_string()))?;
