@@ -3,7 +3,8 @@
 //!
 //! Each message is acknowledged or retried on its own, and the handlers always return normally:
 //! an error escaping the queue handler would retry the whole batch, redoing the messages that
-//! had already succeeded.
+//! had already succeeded. A batch's messages run side by side, one chain per task
+//! (`queue::chains`).
 
 use wasm_bindgen::JsValue;
 use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, RawMessage, ScheduledEvent};
