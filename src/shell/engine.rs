@@ -148,13 +148,10 @@ pub async fn pull_steps(
 ) -> Vec<(String, AgentTimeouts)> {
     let mut pull = Vec::new();
     for (step_id, agent) in engine::queued_for_agents(task, sends) {
-        let timeouts = match agent {
-            None => registry::DEFAULT_TIMEOUTS,
+        let found = match agent {
+            None => None,
             Some(agent) => match registry::agent_for_dispatch(env, db, agent).await {
-                Ok(Some(found)) if found.webhook => continue,
-                Ok(Some(found)) => found.timeouts,
-                // Not registered (any more): as `dispatch` does, within the default timeouts.
-                Ok(None) => registry::DEFAULT_TIMEOUTS,
+                Ok(found) => found,
                 Err(err) => {
                     worker::console_warn!(
                         "agent {agent} could not be looked up; its step {step_id} goes by queue: {err}"
@@ -163,9 +160,34 @@ pub async fn pull_steps(
                 }
             },
         };
-        pull.push((step_id.to_string(), timeouts));
+        if let Some(timeouts) = pull_timeouts(found.as_ref()) {
+            pull.push((step_id.to_string(), timeouts));
+        }
     }
     pull
+}
+
+/// [`pull_steps`] for a task being created, from the agents its submission has read already.
+pub fn pull_steps_among(
+    agents: &[store::AgentRow],
+    task: &engine::Task,
+    sends: &[engine::Send],
+) -> Vec<(String, AgentTimeouts)> {
+    let found = |name: &str| agents.iter().find(|row| row.name == name).map(registry::dispatch_agent);
+    engine::queued_for_agents(task, sends)
+        .into_iter()
+        .filter_map(|(step_id, agent)| Some((step_id.to_string(), pull_timeouts(agent.and_then(found).as_ref())?)))
+        .collect()
+}
+
+/// The timeouts a step of this agent (`None`: not registered, any more) is made leasable with, as
+/// [`dispatch`] does; `None` for a webhook agent's step, which is delivered instead.
+fn pull_timeouts(found: Option<&registry::DispatchAgent>) -> Option<AgentTimeouts> {
+    match found {
+        Some(found) if found.webhook => None,
+        Some(found) => Some(found.timeouts),
+        None => Some(registry::DEFAULT_TIMEOUTS),
+    }
 }
 
 /// Wakes a waiting lease request of its agent for each step a change made leasable: one

@@ -208,9 +208,17 @@ pub const DEFAULT_TIMEOUTS: AgentTimeouts = AgentTimeouts {
 
 /// An agent's mode and timeouts, through the KV cache.
 pub async fn agent_for_dispatch(env: &Env, db: &D1Database, name: &str) -> worker::Result<Option<DispatchAgent>> {
-    let Some(agent) = cached_agent(env, db, name).await? else { return Ok(None) };
+    Ok(cached_agent(env, db, name).await?.as_ref().map(dispatch_agent_of))
+}
+
+/// [`agent_for_dispatch`] for an agent already read from D1.
+pub fn dispatch_agent(row: &store::AgentRow) -> DispatchAgent {
+    dispatch_agent_of(&agent_json(row))
+}
+
+fn dispatch_agent_of(agent: &Value) -> DispatchAgent {
     let field = |key: &str, default: i64| agent[key].as_i64().unwrap_or(default);
-    Ok(Some(DispatchAgent {
+    DispatchAgent {
         webhook: agent["mode"] == "webhook",
         max_concurrency: agent["max_concurrency"].as_i64().unwrap_or(1),
         timeouts: AgentTimeouts {
@@ -218,7 +226,7 @@ pub async fn agent_for_dispatch(env: &Env, db: &D1Database, name: &str) -> worke
             attempt_ms: field("step_timeout_ms", DEFAULT_TIMEOUTS.attempt_ms),
             heartbeat_ms: field("lease_ms", DEFAULT_TIMEOUTS.heartbeat_ms),
         },
-    }))
+    }
 }
 
 /// The agent part of a step's brief, through the KV cache; an agent that is not registered

@@ -227,8 +227,8 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
         now: call.now,
     })
     .map_err(|details| ApiError::Invalid { details })?;
-    let pull = engine::pull_steps(call.env, &db, &planned.task, &planned.sends).await;
-    let planned = planned.with_leasable_at_once(platform::now(), &pull);
+    let pull = engine::pull_steps_among(&agents, &planned.task, &planned.sends);
+    let (planned, leasable) = planned.with_leasable_at_once(platform::now(), &pull);
     let mut analysis_json = serde_json::to_value(&analysis).map_err(|e| Failed::Fault(e.to_string()))?;
     analysis_json["selections"] =
         serde_json::to_value(&planned.selections).map_err(|e| Failed::Fault(e.to_string()))?;
@@ -288,7 +288,7 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
         }
     }
     engine::count_submission(&planned.events, trips);
-    engine::wake_for(call.env, &planned.task, &planned.leasable).await;
+    engine::wake_for(call.env, &planned.task, &leasable).await;
     engine::send(call.env, &task_id, &planned.sends).await;
     Ok(ApiResponse::raw(201, "application/json; charset=utf-8", response))
 }

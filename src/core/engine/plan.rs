@@ -57,8 +57,6 @@ pub struct Plan {
     pub events: Vec<Event>,
     pub sends: Vec<Send>,
     pub selections: BTreeMap<String, Selection>,
-    /// The steps made leasable at creation ([`Plan::with_leasable_at_once`]); none as planned.
-    pub leasable: Vec<String>,
     /// Per step, in order: its title, phase, text and structured blocks, and the parts of its
     /// brief fixed at submission (`workflow`, `report_contract`), as JSON.
     pub instructions: Vec<Value>,
@@ -129,10 +127,10 @@ pub fn step_count(definition: &Definition, files: &Files) -> usize {
 
 impl Plan {
     /// [`super::leasable_at_once`] for the task's first steps, as created.
-    pub fn with_leasable_at_once(self, now: Timestamp, pull: &[(String, AgentTimeouts)]) -> Plan {
-        let Plan { task, events, sends, selections, instructions, .. } = self;
+    pub fn with_leasable_at_once(self, now: Timestamp, pull: &[(String, AgentTimeouts)]) -> (Plan, Vec<String>) {
+        let Plan { task, events, sends, selections, instructions } = self;
         let (task, events, sends, leasable) = super::leasable_at_once(task, events, sends, now, pull);
-        Plan { task, events, sends, selections, leasable, instructions }
+        (Plan { task, events, sends, selections, instructions }, leasable)
     }
 }
 
@@ -267,7 +265,7 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
         })
         .collect();
     run.advance();
-    Ok(Plan { task: run.task, events: run.events, sends: run.sends, selections, leasable: Vec::new(), instructions })
+    Ok(Plan { task: run.task, events: run.events, sends: run.sends, selections, instructions })
 }
 
 /// Who runs a step, its agent, why it is skipped at submission, and how routing decides it later.

@@ -378,8 +378,8 @@ fn a_retry_waiting_out_its_backoff_and_a_task_s_first_step_keep_to_the_queue_unl
 
     let plan = planned(&default_definition(), FULL_STACK).unwrap();
     let first = id_of(&plan.task, "1");
-    let plan = plan.with_leasable_at_once(at(0), &[(first.clone(), hb(1_000))]);
-    assert_eq!(plan.leasable, vec![first]);
+    let (plan, leasable) = plan.with_leasable_at_once(at(0), &[(first.clone(), hb(1_000))]);
+    assert_eq!(leasable, vec![first]);
     assert!(plan.sends.is_empty());
     assert_eq!(step(&plan.task, "1").ready_at, Some(at(0)));
     check_invariants(&plan.task).unwrap();
