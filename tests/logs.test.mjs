@@ -1,5 +1,6 @@
-// Per-agent logs in R2: every completed attempt is appended to its agent's log for the task,
-// with its log text and RECORD items, and concurrent appends by one agent lose nothing.
+// Per-agent logs: every attempt an agent completed is an entry of its log for the task, with its
+// log text and RECORD items, assembled on read from the attempts and their own logs in R2, so
+// concurrent completions by one agent lose nothing.
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -18,7 +19,7 @@ describe("per-agent logs", { timeout: 300_000 }, () => {
   const json = (method, path, body) =>
     worker.admin(path, { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 
-  test("each agent's attempts are appended to its log, and parallel completions of one agent lose nothing", async () => {
+  test("each attempt an agent completed is an entry of its log, with records from reports in D1 or R2, and parallel completions lose nothing", async () => {
     const created = await json("POST", "/v1/agents", { name: "scribe", capabilities: ["writing"], max_concurrency: 4 });
     const scribe = agent(worker, "scribe", (await created.json()).token);
     const checker = agent(worker, "test-runner", await issueToken(worker, "test-runner"));
@@ -47,7 +48,10 @@ describe("per-agent logs", { timeout: 300_000 }, () => {
     assert.deepEqual(completions.map((r) => r.status), [200, 200, 200]);
 
     const check = await leaseWithin(checker);
-    assert.equal((await checker.complete(check, { outcome: "failed", error: "flaky", log: "first try" })).status, 200);
+    // Larger than a report kept in D1, so it is stored in R2; its records are in the log all the same.
+    const padding = "p".repeat(10 * 1024);
+    const large = { records: { "Checks run": ["lint"] }, notes: padding };
+    assert.equal((await checker.complete(check, { outcome: "failed", error: "flaky", log: "first try", report: large })).status, 200);
     const again = await leaseWithin(checker);
     assert.equal((await checker.complete(again, { log: "second try" })).status, 200);
     assert.equal((await taskOf(worker, task.id)).status, "succeeded");
@@ -64,12 +68,16 @@ describe("per-agent logs", { timeout: 300_000 }, () => {
     assert.equal(text.match(/^== /gm).length, 3, "every concurrent append was kept, once");
 
     const checkerLog = await (await worker.admin(`/v1/tasks/${task.id}/logs/test-runner`)).text();
-    assert.match(checkerLog, /step 2 \(check\) attempt 1 failed\n {2}first try\n/);
+    assert.match(checkerLog, /step 2 \(check\) attempt 1 failed\n {2}first try\nRECORD Checks run:\n {2}- lint\n/);
     assert.match(checkerLog, /step 2 \(check\) attempt 2 succeeded\n {2}second try\n/);
 
     const listed = await (await worker.admin(`/v1/tasks/${task.id}/logs`)).json();
     assert.deepEqual(listed.logs.map((l) => l.agent).sort(), ["scribe", "test-runner"]);
-    assert.ok(listed.logs.every((l) => l.bytes > 0 && l.url.startsWith(`/v1/tasks/${task.id}/logs/`)));
+    assert.ok(listed.logs.every((l) => l.url.startsWith(`/v1/tasks/${task.id}/logs/`)));
+    const bytes = Object.fromEntries(listed.logs.map((l) => [l.agent, l.bytes]));
+    assert.deepEqual(bytes, { scribe: Buffer.byteLength(text), "test-runner": Buffer.byteLength(checkerLog) }, "the listing sizes the logs it serves");
+    const lastEnded = Math.max(...(await taskOf(worker, task.id)).steps.filter((s) => s.agent === "scribe").map((s) => Date.parse(s.finished_at)));
+    assert.equal(Date.parse(listed.logs.find((l) => l.agent === "scribe").updated_at), lastEnded, "a log was last updated when its last attempt ended");
   });
 
   test("logs of unknown tasks or agents are 404", async () => {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
-use worker::{BatchMessageBuilder, Conditional, D1Database, Env, HttpMetadata, MessageBuilder};
+use worker::{BatchMessageBuilder, D1Database, Env, HttpMetadata, MessageBuilder};
 
 use super::artifacts::load_report;
 use super::call::Failed;
@@ -24,7 +24,6 @@ use crate::core::base::limits::{
     REDISPATCH_AFTER_MS_DEFAULT, REPORT_INLINE_BYTES_MAX, SWEEP_BUDGET_MS, SWEEP_CONCURRENCY, SWEEP_ROUNDS_MAX,
     SWEEP_TASKS_MAX, TRANSITION_RETRIES_MAX, TRANSITION_RETRY_PAUSE_MS, WEBHOOK_TIMEOUT_MS,
 };
-use crate::core::base::time::Timestamp;
 use crate::core::edge::error::ApiError;
 use crate::core::engine::queue::QueueMessage;
 use crate::core::engine::task_api::{CompletionRequest, Outcome as Reported};
@@ -124,9 +123,6 @@ pub async fn drive_from(
                 count_transition(&transition, trips);
                 wake_for(env, &transition.task, &leasable).await;
                 send(env, &before.id, &transition.sends).await;
-                if let Command::Complete(completion) = command {
-                    log_completion(env, &before, completion, log, now).await;
-                }
                 return Ok(Driven::Applied(Box::new(transition)));
             }
             store::Write::Stale => continue,
@@ -206,68 +202,6 @@ pub async fn pause_before_retry(n: u32) -> worker::Result<()> {
     worker::Delay::from(Duration::from_millis(u64::from(ms))).await;
     Ok(())
 }
-
-/// Appends a completed attempt to its agent's log for the task. A failure is logged, not
-/// returned: the completion is written, and the attempt's own log is in R2 already.
-async fn log_completion(env: &Env, before: &engine::Task, completion: &Completion, log: Option<&str>, now: Timestamp) {
-    let Some(step) = before.step(&completion.step_id) else { return };
-    let Some(agent) = step.agent.as_deref() else { return };
-    let report: Option<Value> = match &completion.report {
-        Some(ReportRef::Inline(json)) => serde_json::from_str(json).ok(),
-        _ => None,
-    };
-    let entry = agent_log::format(&agent_log::Entry {
-        at: now,
-        step_key: &step.key,
-        step_name: &step.name,
-        attempt: step.attempt,
-        outcome: if completion.succeeded { "succeeded" } else { "failed" },
-        log,
-        records: report.as_ref().and_then(|r| r.get("records")).and_then(Value::as_object),
-    });
-    if let Err(err) = append_agent_log(env, &before.id, agent, &entry).await {
-        worker::console_error!("appending to the {agent} log of task {} failed: {err}", before.id);
-    }
-}
-
-/// R2 has no append: read the log, add the entry, and write it back only if nobody wrote it
-/// in between (its etag is unchanged, or it still does not exist); otherwise read again.
-async fn append_agent_log(env: &Env, task_id: &str, agent: &str, entry: &str) -> worker::Result<()> {
-    super::faults::check(super::faults::Point::R2Write)?;
-    let bucket = env.bucket(bindings::ARTIFACTS)?;
-    let key = agent_log::key(task_id, agent);
-    for _ in 0..AGENT_LOG_WRITE_TRIES {
-        let (current, condition) = match bucket.get(&key).execute().await? {
-            Some(object) => {
-                let etag = object.etag();
-                let text = match object.body() {
-                    Some(body) => body.text().await?,
-                    None => String::new(),
-                };
-                (text, Conditional { etag_matches: Some(etag), ..Conditional::default() })
-            }
-            None => (String::new(), Conditional { etag_does_not_match: Some("*".into()), ..Conditional::default() }),
-        };
-        let Some(updated) = agent_log::append(&current, entry) else { return Ok(()) };
-        let written = bucket
-            .put(&key, updated)
-            .http_metadata(HttpMetadata {
-                content_type: Some("text/plain; charset=utf-8".into()),
-                ..HttpMetadata::default()
-            })
-            .only_if(condition)
-            .execute()
-            .await?;
-        if written.is_some() {
-            return Ok(());
-        }
-    }
-    Err(worker::Error::RustError(format!("{AGENT_LOG_WRITE_TRIES} concurrent writers won in a row")))
-}
-
-/// Read-modify-write rounds an append may lose to concurrent appends by the same agent (one per
-/// step it holds at once; `max_concurrency` is at most 64, and most agents hold one).
-const AGENT_LOG_WRITE_TRIES: u32 = 16;
 
 /// Writes a transition's large reports and a completion's log to R2, and returns the D1 writes
 /// that point to them. Keys name the attempt, so a transition decided again after a lost race

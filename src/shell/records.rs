@@ -5,6 +5,7 @@
 //! and reports; this module only reads those, stores the renderings and serves them. It never
 //! changes a step: a built-in step's result is committed by the engine like any completion.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{json, Map, Value};
@@ -15,7 +16,7 @@ use super::call::{Call, Handled};
 use super::{artifacts, platform, store};
 use crate::core::base::bindings;
 use crate::core::base::encoding::query_value;
-use crate::core::base::limits::{LOG_POLL_INTERVAL_MS, STEPS_MAX};
+use crate::core::base::limits::LOG_POLL_INTERVAL_MS;
 use crate::core::base::time::Timestamp;
 use crate::core::edge::auth::Principal;
 use crate::core::edge::error::ApiError;
@@ -210,52 +211,88 @@ fn no_task(task_id: &str) -> ApiError {
     ApiError::NotFound { message: format!("no task {task_id}") }
 }
 
-/// Most agent logs listed for a task: a task's steps name at most this many agents.
-const TASK_LOGS_MAX: u32 = STEPS_MAX as u32 + 1;
+/// Attempt logs read from R2 at once while an agent's log is assembled: enough to overlap R2's
+/// latency, few enough that one log read does not flood the bucket.
+const ATTEMPT_LOG_READS_AT_ONCE: usize = 8;
 
-/// `GET /v1/tasks/{id}/logs`: each agent's log of the task, with its size and last write.
+/// The task's completed attempts by agent, agents in name order; 404 for a task that does not
+/// exist.
+async fn completed_by_agent(
+    call: &Call<'_>,
+    task_id: &str,
+) -> Result<BTreeMap<String, Vec<store::CompletedAttemptRow>>, super::call::Failed> {
+    let db = call.env.d1(bindings::DB)?;
+    let Some(attempts) = store::completed_attempts(&db, task_id).await? else {
+        return Err(no_task(task_id).into());
+    };
+    let mut by_agent: BTreeMap<String, Vec<store::CompletedAttemptRow>> = BTreeMap::new();
+    for attempt in attempts {
+        by_agent.entry(attempt.agent.clone()).or_default().push(attempt);
+    }
+    Ok(by_agent)
+}
+
+/// An agent's log of the task: one entry per attempt it completed, in the order they ended,
+/// each with the attempt's own log from R2 and the `RECORD:` items of its report.
+async fn assemble_log(env: &Env, attempts: &[store::CompletedAttemptRow]) -> worker::Result<String> {
+    let mut log = agent_log::Log::default();
+    for chunk in attempts.chunks(ATTEMPT_LOG_READS_AT_ONCE) {
+        if log.is_full() {
+            break;
+        }
+        let read = futures_util::future::try_join_all(chunk.iter().map(|row| attempt_texts(env, row))).await?;
+        for (row, (text, report)) in chunk.iter().zip(read) {
+            log.push(&agent_log::format(&agent_log::Entry {
+                at: Timestamp::saturating_from_millis(row.finished_at),
+                step_key: &row.key,
+                step_name: &row.name,
+                attempt: u32::try_from(row.attempt).unwrap_or(0),
+                outcome: &row.status,
+                log: text.as_deref(),
+                records: report.get("records").and_then(Value::as_object),
+            }));
+        }
+    }
+    Ok(log.into_text())
+}
+
+/// An attempt's own log (when it sent one) and its report (`null` when it sent none).
+async fn attempt_texts(env: &Env, row: &store::CompletedAttemptRow) -> worker::Result<(Option<String>, Value)> {
+    let text = match &row.log_key {
+        Some(key) => artifacts::read_artifact(env, key).await?,
+        None => None,
+    };
+    let report = artifacts::load_report(env, row.report.as_deref(), row.report_key.as_deref()).await?;
+    Ok((text, report))
+}
+
+/// `GET /v1/tasks/{id}/logs`: each agent's log of the task, with its size and last entry's time.
 pub async fn logs(call: &Call<'_>) -> Handled {
     let task_id = readable_task(call).await?;
-    let db = call.env.d1(bindings::DB)?;
-    if !store::task_exists(&db, &task_id).await? {
-        return Err(no_task(&task_id).into());
+    let mut logs = Vec::new();
+    for (agent, attempts) in completed_by_agent(call, &task_id).await? {
+        let text = assemble_log(call.env, &attempts).await?;
+        let updated = attempts.iter().map(|a| a.finished_at).max().unwrap_or(0);
+        logs.push(json!({
+            "agent": agent,
+            "bytes": text.len(),
+            "updated_at": Timestamp::saturating_from_millis(updated).to_rfc3339(),
+            "url": format!("/v1/tasks/{task_id}/logs/{agent}"),
+        }));
     }
-    let listed = call
-        .env
-        .bucket(bindings::ARTIFACTS)?
-        .list()
-        .prefix(agent_log::prefix(&task_id))
-        .limit(TASK_LOGS_MAX)
-        .execute()
-        .await?;
-    let logs: Vec<Value> = listed
-        .objects()
-        .iter()
-        .filter_map(|object| {
-            let agent = agent_log::agent_of(&task_id, &object.key())?;
-            let updated = Timestamp::saturating_from_millis(object.uploaded().as_millis() as i64);
-            Some(json!({
-                "agent": agent,
-                "bytes": object.size(),
-                "updated_at": updated.to_rfc3339(),
-                "url": format!("/v1/tasks/{task_id}/logs/{agent}"),
-            }))
-        })
-        .collect();
     Ok(ApiResponse::json(200, &json!({"logs": logs})))
 }
 
-/// `GET /v1/tasks/{id}/logs/{agent}`: the agent's log of the task, as text.
+/// `GET /v1/tasks/{id}/logs/{agent}`: the agent's log of the task, as text; 404 while the agent
+/// has completed nothing of it.
 pub async fn agent_log(call: &Call<'_>) -> Handled {
     let task_id = readable_task(call).await?;
     let agent = call.matched.param("agent").to_string();
-    let missing = || ApiError::NotFound { message: format!("no log of agent {agent} for task {task_id}") };
-    if crate::core::registry::agents::check_name(&agent).is_err() {
-        return Err(missing().into());
-    }
-    let Some(text) = artifacts::read_artifact(call.env, &agent_log::key(&task_id, &agent)).await? else {
-        return Err(missing().into());
+    let mut by_agent = completed_by_agent(call, &task_id).await?;
+    let Some(attempts) = by_agent.remove(&agent) else {
+        return Err(ApiError::NotFound { message: format!("no log of agent {agent} for task {task_id}") }.into());
     };
+    let text = assemble_log(call.env, &attempts).await?;
     Ok(ApiResponse::raw(200, "text/plain; charset=utf-8", text))
 }
 

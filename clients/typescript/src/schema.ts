@@ -400,7 +400,7 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** Lists the agents that have a log for the task (one R2 object per task and agent). Admins read every task; an agent reads only the tasks in which it holds or held a step (others answer 404, as a task that does not exist). */
+        /** Lists the agents that have a log for the task: those that completed an attempt of it, in name order, with the size of the log as served and when its last attempt ended. Admins read every task; an agent reads only the tasks in which it holds or held a step (others answer 404, as a task that does not exist). */
         get: operations["listTaskLogs"];
         put?: never;
         post?: never;
@@ -420,7 +420,7 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** An agent's log for the task: one entry per completed attempt (time, step, attempt, outcome), the attempt's log text, and the RECORD items of its report. Admins read every task; an agent reads only the tasks in which it holds or held a step (others answer 404, as a task that does not exist). */
+        /** An agent's log for the task, assembled when read: one entry per attempt it completed, in the order they ended (time, step, attempt, outcome), the attempt's log text, and the RECORD items of its report. Admins read every task; an agent reads only the tasks in which it holds or held a step (others answer 404, as a task that does not exist). */
         get: operations["getTaskLog"];
         put?: never;
         post?: never;

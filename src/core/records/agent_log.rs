@@ -1,39 +1,29 @@
-//! Per-agent logs: what each agent did for a task, one text object per task and agent in R2
-//! (`tasks/{task_id}/logs/{agent}.log`), one entry per completed attempt: its time, step,
-//! attempt and outcome, the agent's log text, and the `RECORD:` items of its report.
+//! Per-agent logs: what each agent did for a task, one entry per attempt it completed: its time,
+//! step, attempt and outcome, the agent's log text, and the `RECORD:` items of its report.
 //!
-//! This module only formats entries and names objects; appending them is the shell's job.
+//! A log is assembled when it is read, from the attempts' rows and each attempt's own log object
+//! (`tasks/{task_id}/steps/{step_id}/attempt-{n}.log`), not kept as an object of its own: R2 has
+//! no append, and rewriting one object per agent on every completion cost a read and a
+//! conditional write each time (and could lose an entry to a failed write).
+//!
+//! This module only formats entries and names objects; reading them is the shell's job.
 
 use serde_json::{Map, Value};
 
 use crate::core::base::time::Timestamp;
 
-/// Largest per-agent log kept for one task. R2 has no append, so every entry rewrites the whole
-/// object; past 4 MiB (far more than a task's worth of agent logs) further entries are dropped
-/// and a last line says so, rather than rewriting ever larger objects.
+/// Largest per-agent log served for one task: past 4 MiB (far more than a task's worth of agent
+/// logs) the remaining entries are left out and a last line says so, rather than building ever
+/// larger responses. Each attempt's own log stays readable on its own.
 pub const AGENT_LOG_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// The line that ends a log that reached [`AGENT_LOG_BYTES_MAX`].
-pub const TRUNCATED_LINE: &str = "[log full: later entries are kept only in each attempt's own log]\n";
+pub const TRUNCATED_LINE: &str =
+    "[log full: later entries are left out; each attempt's own log is at GET /v1/steps/{id}/log?attempt=]\n";
 
 /// The R2 key of one attempt's own log, written whole when the attempt completes.
 pub fn attempt_key(task_id: &str, step_id: &str, attempt: u32) -> String {
     format!("tasks/{task_id}/steps/{step_id}/attempt-{attempt}.log")
-}
-
-/// The R2 key of `agent`'s log for `task_id`.
-pub fn key(task_id: &str, agent: &str) -> String {
-    format!("{}{agent}.log", prefix(task_id))
-}
-
-/// The R2 prefix under which a task's agent logs live.
-pub fn prefix(task_id: &str) -> String {
-    format!("tasks/{task_id}/logs/")
-}
-
-/// The agent named by a key under [`prefix`], if it is one.
-pub fn agent_of(task_id: &str, key: &str) -> Option<String> {
-    key.strip_prefix(&prefix(task_id))?.strip_suffix(".log").map(String::from)
 }
 
 /// One completed attempt, as the log shows it.
@@ -74,16 +64,37 @@ pub fn format(entry: &Entry) -> String {
     text
 }
 
-/// `current` with `entry` appended, within [`AGENT_LOG_BYTES_MAX`]; `None` when the log is
-/// already full (nothing to write).
-pub fn append(current: &str, entry: &str) -> Option<String> {
-    if current.ends_with(TRUNCATED_LINE) {
-        return None;
+/// A log being assembled from formatted entries, in the order the attempts ended, within
+/// [`AGENT_LOG_BYTES_MAX`].
+#[derive(Debug, Default)]
+pub struct Log {
+    text: String,
+    full: bool,
+}
+
+impl Log {
+    /// Adds `entry`, unless the log is full; the entry that would overflow it ends it with
+    /// [`TRUNCATED_LINE`] instead.
+    pub fn push(&mut self, entry: &str) {
+        if self.full {
+            return;
+        }
+        if self.text.len() + entry.len() + TRUNCATED_LINE.len() > AGENT_LOG_BYTES_MAX {
+            self.text.push_str(TRUNCATED_LINE);
+            self.full = true;
+            return;
+        }
+        self.text.push_str(entry);
     }
-    if current.len() + entry.len() + TRUNCATED_LINE.len() > AGENT_LOG_BYTES_MAX {
-        return Some(format!("{current}{TRUNCATED_LINE}"));
+
+    /// Whether later entries would be left out (reading their logs is wasted work).
+    pub fn is_full(&self) -> bool {
+        self.full
     }
-    Some(format!("{current}{entry}"))
+
+    pub fn into_text(self) -> String {
+        self.text
+    }
 }
 
 #[cfg(test)]
@@ -92,11 +103,8 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn keys_name_the_task_and_the_agent_and_read_back() {
-        assert_eq!(key("tsk_1", "cloudflare-specialist"), "tasks/tsk_1/logs/cloudflare-specialist.log");
-        assert_eq!(agent_of("tsk_1", "tasks/tsk_1/logs/test-runner.log").as_deref(), Some("test-runner"));
-        assert_eq!(agent_of("tsk_1", "tasks/tsk_2/logs/test-runner.log"), None);
-        assert_eq!(agent_of("tsk_1", "tasks/tsk_1/steps/x/attempt-1.log"), None);
+    fn an_attempts_log_key_names_the_task_the_step_and_the_attempt() {
+        assert_eq!(attempt_key("tsk_1", "stp_2", 3), "tasks/tsk_1/steps/stp_2/attempt-3.log");
     }
 
     #[test]
@@ -123,11 +131,20 @@ mod tests {
     }
 
     #[test]
-    fn appending_stops_at_the_limit_with_a_last_line() {
-        assert_eq!(append("a\n", "b\n").as_deref(), Some("a\nb\n"));
-        let big = "x".repeat(AGENT_LOG_BYTES_MAX - 10);
-        let full = append(&big, "a long entry\n").unwrap();
-        assert!(full.ends_with(TRUNCATED_LINE));
-        assert_eq!(append(&full, "more\n"), None);
+    fn a_log_keeps_its_entries_in_order_and_stops_at_the_limit_with_a_last_line() {
+        let mut log = Log::default();
+        log.push("a\n");
+        log.push("b\n");
+        assert!(!log.is_full());
+        assert_eq!(log.into_text(), "a\nb\n");
+
+        let mut log = Log::default();
+        log.push(&"x".repeat(AGENT_LOG_BYTES_MAX - TRUNCATED_LINE.len() - 10));
+        log.push("a long entry\n");
+        assert!(log.is_full());
+        log.push("more\n");
+        let text = log.into_text();
+        assert!(text.ends_with(&format!("x{TRUNCATED_LINE}")), "the overflowing entry and later ones are left out");
+        assert!(text.len() <= AGENT_LOG_BYTES_MAX);
     }
 }

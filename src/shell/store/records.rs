@@ -113,6 +113,47 @@ pub async fn summary_inputs(db: &D1Database, task_id: &str) -> Result<Option<(Su
     Ok(Some((task, steps.results()?)))
 }
 
+/// An attempt its agent completed, as that agent's log shows it.
+#[derive(Debug, Deserialize)]
+pub struct CompletedAttemptRow {
+    pub key: String,
+    pub name: String,
+    pub agent: String,
+    pub attempt: i64,
+    pub status: String,
+    pub finished_at: i64,
+    /// The R2 key of the attempt's own log, when the completion sent one.
+    pub log_key: Option<String>,
+    pub report: Option<String>,
+    pub report_key: Option<String>,
+}
+
+/// Every attempt of the task that an agent answered with a completion (late answers included;
+/// not the ones only the sweep ended), in the order they ended. `None` when the task does not
+/// exist. One round trip.
+pub async fn completed_attempts(db: &D1Database, task_id: &str) -> Result<Option<Vec<CompletedAttemptRow>>> {
+    trip()?;
+    let task = db.statement("SELECT id FROM tasks WHERE id = ?1").bind(&[task_id.into()])?;
+    let attempts = db
+        .statement(
+            "SELECT s.key, s.name, COALESCE(a.agent, s.agent) AS agent, a.attempt, a.status,
+                    a.finished_at, a.log_key, a.report, a.report_key
+             FROM steps s JOIN attempts a ON a.step_id = s.id
+             WHERE s.task_id = ?1 AND a.completion_hash IS NOT NULL AND a.finished_at IS NOT NULL
+               AND COALESCE(a.agent, s.agent) IS NOT NULL
+             ORDER BY a.finished_at, s.rowid, a.attempt",
+        )
+        .bind(&[task_id.into()])?;
+    let results = db.batch(vec![task, attempts]).await?;
+    let (Some(task), Some(attempts)) = (results.first(), results.get(1)) else {
+        return Err(worker::Error::RustError("a log read returned too few results".into()));
+    };
+    if task.results::<serde_json::Value>()?.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(attempts.results()?))
+}
+
 /// Whether a task exists.
 pub async fn task_exists(db: &D1Database, task_id: &str) -> Result<bool> {
     #[derive(Deserialize)]
