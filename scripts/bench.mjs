@@ -43,6 +43,8 @@
 //     served by its own wrangler dev) and switchyard, each driven by the peers' own client
 //     (drive.py: N tasks, the five agents played by one thread each) for N = 50 and 200, in
 //     alternating runs; agent steps/s, tasks/s and task p50, and switchyard's ratio to the peer.
+//     Then one more drive of switchyard with the isolate's CPU profiler on: its busy time per
+//     agent step and which switchyard functions (or the runtime's bindings) the time went to.
 // 14. History: submit, lease, complete, task read and two task lists, p50 over a bounded number
 //     of requests, on an empty database and on one seeded with 100,000 finished tasks (six
 //     steps, six attempts and eight events each), and the ratio of the two.
@@ -927,7 +929,7 @@ try {
   process.exit(1);
 }
 console.log(`switchyard bench — node ${process.versions.node}, ${new Date().toISOString()}`);
-/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records, abuse, runner, faults, analysis, childruns, peer, history, idle, archive, dashboard) runs a subset. */
+/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records, abuse, runner, faults, analysis, childruns, peer, profile, history, idle, archive, dashboard) runs a subset. */
 /** One agent per worker of a 16-step group: lease, heartbeat every second for 2 to 6 s of
  * "work", complete. Answers 503 are counted and the request sent again after Retry-After. */
 async function fanRun(worker, workers, workflow) {
@@ -1259,6 +1261,119 @@ async function peerBench() {
   }
 }
 
+/** Tasks of the profiled drive; the driver's task, as in the peer comparison. */
+const PROFILE_TASKS = 50;
+/** The profiler's sampling interval: fine enough for per-request costs, coarse enough to stay cheap. */
+const PROFILE_SAMPLING_US = 200;
+/** Frames shown in the profile's breakdown. */
+const PROFILE_FRAMES_SHOWN = 16;
+
+/** A DevTools protocol session with the Worker's isolate through wrangler's inspector. */
+async function inspect(port) {
+  const targets = await (await fetch(`http://127.0.0.1:${port}/json`)).json();
+  // The inspector refuses upgrades without an Origin it knows.
+  const socket = new WebSocket(targets[0].webSocketDebuggerUrl, { headers: { Origin: "http://localhost" } });
+  await new Promise((resolve, reject) => {
+    socket.addEventListener("open", resolve);
+    socket.addEventListener("error", () => reject(new Error("the inspector refused the connection")));
+  });
+  let id = 0;
+  const pending = new Map();
+  socket.addEventListener("message", (message) => {
+    const reply = JSON.parse(message.data);
+    pending.get(reply.id)?.(reply);
+    pending.delete(reply.id);
+  });
+  const send = (method, params = {}) =>
+    new Promise((resolve) => {
+      id += 1;
+      pending.set(id, resolve);
+      socket.send(JSON.stringify({ id, method, params }));
+    });
+  return { send, close: () => socket.close() };
+}
+
+/** The peers' driver against `url`, without blocking this process (the inspector session must
+ * keep reading); its JSON figures. */
+function driveAsync(url, tasks, extra) {
+  const args = [join(PEERS, "drive.py"), url, "--tasks", String(tasks), "--limit-s", "400", ...extra];
+  const child = spawn("python3", args, { stdio: ["ignore", "pipe", "pipe"], timeout: PEER_DRIVE_TIMEOUT_MS });
+  let out = "";
+  child.stdout.on("data", (chunk) => (out += chunk));
+  return new Promise((resolve, reject) =>
+    child.once("exit", (code) => {
+      const line = out.trim().split("\n").pop();
+      if (code !== 0 || !line) reject(new Error(`drive.py exited with ${code}`));
+      else resolve(JSON.parse(line));
+    }),
+  );
+}
+
+/**
+ * Where the isolate's time goes under the peers' driver: one drive of PROFILE_TASKS tasks with
+ * the CPU profiler on, then the isolate's busy time per agent step, and the self time of the
+ * leading frames, each WebAssembly frame under the nearest switchyard function that called it
+ * (named from build/index_bg.names.json) and each frame outside any as the runtime's.
+ */
+async function profileBench() {
+  if (!existsSync(join(PEERS, "drive.py"))) {
+    console.log("\nProfile under the peers' driver: skipped (no ../shared/peers beside the repository)");
+    return;
+  }
+  const names = JSON.parse(readFileSync(join(ROOT, "build", "index_bg.names.json"), "utf8")).functions;
+  const worker = await startWorker({ pollMs: 50 });
+  try {
+    const session = await inspect(worker.inspectorPort);
+    await session.send("Profiler.enable");
+    await session.send("Profiler.setSamplingInterval", { interval: PROFILE_SAMPLING_US });
+    await session.send("Profiler.start");
+    const figures = await driveAsync(worker.url, PROFILE_TASKS, ["--prefix", "/v1", "--token", ADMIN_TOKEN, "--json-body", JSON.stringify(PEER_TASK)]);
+    const { profile } = (await session.send("Profiler.stop")).result;
+    session.close();
+    const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
+    const parents = new Map();
+    for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node.id);
+    const frameName = (node) => {
+      const wasm = /^wasm-function\[(\d+)\]$/.exec(node.callFrame.functionName);
+      const name = wasm ? (names[wasm[1]] ?? node.callFrame.functionName) : node.callFrame.functionName;
+      return name.replace(/::h[0-9a-f]{16}$/, "").replace(/::\{\{closure\}\}/g, "");
+    };
+    const byFrame = new Map();
+    let idle = 0;
+    let total = 0;
+    profile.samples.forEach((sample, index) => {
+      const us = profile.timeDeltas[index] ?? 0;
+      total += us;
+      const leaf = nodes.get(sample).callFrame.functionName;
+      if (leaf === "(idle)") {
+        idle += us;
+        return;
+      }
+      let label = ["(program)", "(garbage collector)"].includes(leaf) ? leaf : null;
+      for (let at = sample; at && !label; at = parents.get(at)) {
+        const name = frameName(nodes.get(at));
+        if (name.startsWith("switchyard::")) label = name;
+      }
+      // Outside switchyard's code: the runtime's JavaScript, named by the binding it serves.
+      for (let at = sample; at && !label; at = parents.get(at)) {
+        const url = nodes.get(at).callFrame.url;
+        if (url.startsWith("cloudflare-internal:")) label = `runtime: ${url.slice("cloudflare-internal:".length).split(":")[0]}`;
+      }
+      label ??= `runtime: ${leaf || "(anonymous)"}${nodes.get(sample).callFrame.url.endsWith("entry.js") ? " (JS glue)" : ""}`;
+      byFrame.set(label, (byFrame.get(label) ?? 0) + us);
+    });
+    const busy = total - idle;
+    const steps = Math.round(figures.agent_steps_per_s * figures.wall_s);
+    console.log(`\nProfile under the peers' driver (${PROFILE_TASKS} tasks, ${steps} agent steps, ${figures.agent_steps_per_s.toFixed(2)} agent steps/s with the profiler on)`);
+    console.log(`  isolate busy ${(busy / 1000).toFixed(0)} ms of ${(total / 1000).toFixed(0)} ms (${((100 * busy) / total).toFixed(0)}%), ${(busy / 1000 / steps).toFixed(1)} ms per agent step`);
+    for (const [label, us] of [...byFrame].sort((a, b) => b[1] - a[1]).slice(0, PROFILE_FRAMES_SHOWN)) {
+      console.log(`  ${((100 * us) / busy).toFixed(1).padStart(5)}%  ${(us / 1000 / steps).toFixed(2).padStart(6)} ms/step  ${label}`);
+    }
+  } finally {
+    await worker.stop();
+  }
+}
+
 const HISTORY_TASKS = Number(process.env.BENCH_HISTORY_TASKS ?? 100_000);
 const HISTORY_REQUESTS = Number(process.env.BENCH_HISTORY_REQUESTS ?? 40);
 
@@ -1464,6 +1579,7 @@ if (wanted("faults")) await faults();
 if (wanted("analysis")) await analysisBench();
 if (wanted("childruns")) await childRunBench();
 if (wanted("peer")) await peerBench();
+if (wanted("profile")) await profileBench();
 if (wanted("history")) await historyBench();
 if (wanted("idle")) await idleBench();
 if (wanted("archive")) await archiveBench();

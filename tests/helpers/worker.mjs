@@ -228,6 +228,8 @@ async function launch({ config, stateDir, configDir, allVars, registryDir, pollM
   const worker = {
     url,
     port,
+    /** The runtime's DevTools port, for profiling a run (scripts/bench.mjs, BENCH_ONLY=profile). */
+    inspectorPort,
     stateDir,
     adminToken: ADMIN_TOKEN,
     /** Everything wrangler and the Worker printed so far. */
