@@ -1192,10 +1192,12 @@ const PEER_DRIVE_TIMEOUT_MS = 420_000;
 /** The task both sides run: the default flow's full-stack case. */
 const PEER_TASK = { title: "Comments", description: "A comments table in D1 with an endpoint, and a comment form component on the article page." };
 
+/** The peers' driver's command line for one run against `url`. */
+const driverArgs = (url, tasks, extra) => [join(PEERS, "drive.py"), url, "--tasks", String(tasks), "--limit-s", "400", ...extra];
+
 /** One run of the peers' driver against `url`; its JSON figures. */
 function drive(url, tasks, extra = []) {
-  const args = [join(PEERS, "drive.py"), url, "--tasks", String(tasks), "--limit-s", "400", ...extra];
-  const result = spawnSync("python3", args, { encoding: "utf8", timeout: PEER_DRIVE_TIMEOUT_MS });
+  const result = spawnSync("python3", driverArgs(url, tasks, extra), { encoding: "utf8", timeout: PEER_DRIVE_TIMEOUT_MS });
   const line = (result.stdout ?? "").trim().split("\n").pop();
   if (result.status !== 0 || !line) throw new Error(`drive.py ${url} failed (${result.status}): ${result.stderr}`);
   return JSON.parse(line);
@@ -1296,8 +1298,7 @@ async function inspect(port) {
 /** The peers' driver against `url`, without blocking this process (the inspector session must
  * keep reading); its JSON figures. */
 function driveAsync(url, tasks, extra) {
-  const args = [join(PEERS, "drive.py"), url, "--tasks", String(tasks), "--limit-s", "400", ...extra];
-  const child = spawn("python3", args, { stdio: ["ignore", "pipe", "pipe"], timeout: PEER_DRIVE_TIMEOUT_MS });
+  const child = spawn("python3", driverArgs(url, tasks, extra), { stdio: ["ignore", "pipe", "pipe"], timeout: PEER_DRIVE_TIMEOUT_MS });
   let out = "";
   child.stdout.on("data", (chunk) => (out += chunk));
   return new Promise((resolve, reject) =>

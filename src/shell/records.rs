@@ -288,10 +288,13 @@ pub async fn logs(call: &Call<'_>) -> Handled {
 pub async fn agent_log(call: &Call<'_>) -> Handled {
     let task_id = readable_task(call).await?;
     let agent = call.matched.param("agent").to_string();
+    let missing = || ApiError::NotFound { message: format!("no log of agent {agent} for task {task_id}") };
+    // A name no agent can have has no log: no need to read the task for it.
+    if crate::core::registry::agents::check_name(&agent).is_err() {
+        return Err(missing().into());
+    }
     let mut by_agent = completed_by_agent(call, &task_id).await?;
-    let Some(attempts) = by_agent.remove(&agent) else {
-        return Err(ApiError::NotFound { message: format!("no log of agent {agent} for task {task_id}") }.into());
-    };
+    let Some(attempts) = by_agent.remove(&agent) else { return Err(missing().into()) };
     let text = assemble_log(call.env, &attempts).await?;
     Ok(ApiResponse::raw(200, "text/plain; charset=utf-8", text))
 }

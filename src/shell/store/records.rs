@@ -133,7 +133,7 @@ pub struct CompletedAttemptRow {
 /// exist. One round trip.
 pub async fn completed_attempts(db: &D1Database, task_id: &str) -> Result<Option<Vec<CompletedAttemptRow>>> {
     trip()?;
-    let task = db.statement("SELECT id FROM tasks WHERE id = ?1").bind(&[task_id.into()])?;
+    let task = task_exists_statement(db, task_id)?;
     let attempts = db
         .statement(
             "SELECT s.key, s.name, COALESCE(a.agent, s.agent) AS agent, a.attempt, a.status,
@@ -162,9 +162,13 @@ pub async fn task_exists(db: &D1Database, task_id: &str) -> Result<bool> {
         id: String,
     }
     trip()?;
-    let row: Option<Row> =
-        db.statement("SELECT id FROM tasks WHERE id = ?1").bind(&[task_id.into()])?.first(None).await?;
+    let row: Option<Row> = task_exists_statement(db, task_id)?.first(None).await?;
     Ok(row.is_some())
+}
+
+/// The task's id when it exists: no row when it does not.
+fn task_exists_statement(db: &D1Database, task_id: &str) -> Result<D1PreparedStatement> {
+    db.statement("SELECT id FROM tasks WHERE id = ?1").bind(&[task_id.into()])
 }
 
 /// Whether `agent` holds or held a step of the task: one started at least once under its name.
