@@ -354,6 +354,16 @@ async function engineRun(worker, clients, count) {
   const trips = now.transition_round_trips - before.transition_round_trips;
   const counted = now.step_transitions - before.step_transitions;
   const allTrips = now.d1_round_trips - before.d1_round_trips;
+  const { waits, handOvers, transitions, agentSteps } = await handOverFigures(worker, ids);
+  return { seconds, transitions, trips, counted, allTrips, waits, handOvers, restarts, agentSteps };
+}
+
+/**
+ * From the events of the tasks `ids`: each agent step's wait from ready to leased, each step's
+ * hand-over from its last dependency settled to leased (the queue hop included), the step
+ * events recorded and the agent steps leased (built-in steps are leased "via builtin").
+ */
+async function handOverFigures(worker, ids) {
   const waits = [];
   const handOvers = [];
   let transitions = 0;
@@ -367,18 +377,16 @@ async function engineRun(worker, clients, count) {
       if (event.kind === "step.succeeded" || event.kind === "step.skipped") settled.set(event.step_id, Date.parse(event.created_at));
       if (event.kind === "step.leased" && event.data.via === "lease") {
         waits.push(event.data.ready_to_leased_ms);
-        // From the moment its last dependency was settled: the whole hand-over, queue hop included.
         const step = steps.find((s) => s.id === event.step_id);
         const done = step.depends_on.map((key) => settled.get(steps.find((s) => s.key === key)?.id));
         if (done.length > 0 && done.every(Number.isFinite)) handOvers.push(Date.parse(event.created_at) - Math.max(...done));
       }
-      // A built-in step is leased too (via "builtin"), but no agent does it.
       if (event.kind === "step.leased" && event.data.via !== "builtin") agentSteps += 1;
     }
   }
   waits.sort((a, b) => a - b);
   handOvers.sort((a, b) => a - b);
-  return { seconds, transitions, trips, counted, allTrips, waits, handOvers, restarts, agentSteps };
+  return { waits, handOvers, transitions, agentSteps };
 }
 
 async function engine() {
@@ -929,7 +937,7 @@ try {
   process.exit(1);
 }
 console.log(`switchyard bench — node ${process.versions.node}, ${new Date().toISOString()}`);
-/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records, abuse, runner, faults, analysis, childruns, peer, profile, history, idle, archive, dashboard) runs a subset. */
+/** BENCH_ONLY=engine (or a comma list of bundle, cold, parse, latency, engine, records, abuse, runner, faults, analysis, childruns, peer, profile, history, idle, handover, archive, dashboard) runs a subset. */
 /** One agent per worker of a 16-step group: lease, heartbeat every second for 2 to 6 s of
  * "work", complete. Answers 503 are counted and the request sent again after Retry-After. */
 async function fanRun(worker, workers, workflow) {
@@ -1187,6 +1195,8 @@ const PEERS = join(ROOT, "..", "shared", "peers");
 /** Task counts of the peer comparison, and runs of each side per count (alternating). */
 const PEER_TASKS = [50, 200];
 const PEER_ROUNDS = Number(process.env.BENCH_PEER_ROUNDS ?? 2);
+/** The long poll of switchyard's second mode: the driver's own example value. */
+const PEER_LEASE_WAIT_SECONDS = 5;
 /** How long one drive may take; the driver stops by itself at its own limit too. */
 const PEER_DRIVE_TIMEOUT_MS = 420_000;
 /** The task both sides run: the default flow's full-stack case. */
@@ -1238,24 +1248,39 @@ async function peerBench() {
   const worker = await startWorker({ pollMs: 50 });
   try {
     const ours = ["--prefix", "/v1", "--token", ADMIN_TOKEN, "--json-body", JSON.stringify(PEER_TASK)];
-    console.log(`\nAgainst Cloudflare Workflows (the peers' driver, five agents; ${PEER_ROUNDS} alternating runs per side)`);
-    console.log(`  ${"tasks".padStart(5)} ${"side".padEnd(11)} ${"steps/s".padStart(8)} ${"tasks/s".padStart(8)} ${"p50 s".padStart(7)} ${"ok".padStart(5)}`);
+    const longPoll = [...ours, "--lease-query", `?wait=${PEER_LEASE_WAIT_SECONDS}`];
+    console.log(
+      `\nAgainst Cloudflare Workflows (the peers' driver, five agents; ${PEER_ROUNDS} alternating runs per side; ` +
+        `switchyard leasing as the driver does by default, an empty lease answered at once and asked again 5 ms later, ` +
+        `and long-polling with its --lease-query ?wait=${PEER_LEASE_WAIT_SECONDS}, as switchyard-agent leases)`,
+    );
+    console.log(`  ${"tasks".padStart(5)} ${"side".padEnd(20)} ${"steps/s".padStart(8)} ${"tasks/s".padStart(8)} ${"p50 s".padStart(7)} ${"ok".padStart(5)}`);
     for (const tasks of PEER_TASKS) {
-      const runs = { workflows: [], switchyard: [] };
+      const runs = { workflows: [], switchyard: [], "switchyard ?wait": [] };
       for (let round = 0; round < PEER_ROUNDS; round += 1) {
         runs.workflows.push(drive(peer.url, tasks));
         runs.switchyard.push(drive(worker.url, tasks, ours));
+        runs["switchyard ?wait"].push(drive(worker.url, tasks, longPoll));
+        // The driver exits with its lease requests still waiting, and the local runtime does
+        // not tell the Worker they are gone: one woken now would take a step of the next run
+        // and hold it until its lease expires. Their wait ends first.
+        await new Promise((resolve) => setTimeout(resolve, (PEER_LEASE_WAIT_SECONDS + 1) * 1000));
       }
       for (const [side, figures] of Object.entries(runs)) {
         for (const f of figures) {
           console.log(
-            `  ${String(tasks).padStart(5)} ${side.padEnd(11)} ${f.agent_steps_per_s.toFixed(2).padStart(8)} ${f.tasks_per_s.toFixed(2).padStart(8)} ${f.task_latency_p50_s.toFixed(2).padStart(7)} ${`${f.succeeded}/${f.tasks}`.padStart(5)}`,
+            `  ${String(tasks).padStart(5)} ${side.padEnd(20)} ${f.agent_steps_per_s.toFixed(2).padStart(8)} ${f.tasks_per_s.toFixed(2).padStart(8)} ${f.task_latency_p50_s.toFixed(2).padStart(7)} ${`${f.succeeded}/${f.tasks}`.padStart(5)}`,
           );
         }
       }
       const mean = (list, key) => list.reduce((sum, f) => sum + f[key], 0) / list.length;
-      const ratio = (key) => (mean(runs.switchyard, key) / mean(runs.workflows, key)).toFixed(2);
-      console.log(`  ${String(tasks).padStart(5)} switchyard ÷ workflows: agent steps/s ${ratio("agent_steps_per_s")}×, tasks/s ${ratio("tasks_per_s")}×`);
+      const ratio = (side, key) => (mean(runs[side], key) / mean(runs.workflows, key)).toFixed(2);
+      for (const side of ["switchyard", "switchyard ?wait"]) {
+        console.log(
+          `  ${String(tasks).padStart(5)} ${side} ÷ workflows: agent steps/s ${ratio(side, "agent_steps_per_s")}×, ` +
+            `tasks/s ${ratio(side, "tasks_per_s")}×, task p50 ${ratio(side, "task_latency_p50_s")}×`,
+        );
+      }
     }
   } finally {
     await worker.stop();
@@ -1485,11 +1510,14 @@ async function historyBench() {
 const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 60);
 
 async function idleBench() {
-  console.log(`\nIdle agents (one runner per default agent long-polling with ?wait=20 for ${IDLE_SECONDS} s, no work)`);
+  console.log(`\nIdle agents (one runner per default agent long-polling with ?wait=20 for ${IDLE_SECONDS} s, no work, tokens already cached)`);
   const worker = await startWorker();
   try {
     const clients = [];
     for (const name of AGENTS) clients.push(agent(worker, name, await issueToken(worker, name)));
+    // A runner left waiting has long since had its token looked up in D1 once and cached: one
+    // lease request each before counting leaves that first look-up out of the steady state.
+    for (const client of clients) if (await client.lease(0)) throw new Error(`${client.name} was handed work in an idle bench`);
     const counters = async () => (await worker.admin("/v1/system/counters")).json();
     const before = await counters();
     const deadline = Date.now() + IDLE_SECONDS * 1000;
@@ -1508,6 +1536,63 @@ async function idleBench() {
     console.log(
       `  ${trips} D1 round trips for ${leases} lease requests of ${clients.length} idle runners: ` +
         `${(trips / clients.length / (IDLE_SECONDS / 60)).toFixed(1)} per runner per minute, ${(trips / leases).toFixed(1)} per lease request`,
+    );
+  } finally {
+    await worker.stop();
+  }
+}
+
+/** Tasks run one after another in the hand-over figure, and the bound on each. */
+const HANDOVER_TASKS = Number(process.env.BENCH_HANDOVER_TASKS ?? 20);
+const HANDOVER_TASK_LIMIT_MS = 60_000;
+/** How long a hand-over runner's lease request waits; a stopped runner ends within it. */
+const HANDOVER_WAIT_SECONDS = 5;
+
+/**
+ * Ready to leased with one waiting runner per agent and nothing else running: tasks of the
+ * default workflow submitted one at a time, each agent's single runner long-polling and
+ * completing what it is handed at once. The wake-up path alone, without the engine figure's
+ * load of eight workers per agent and eight tasks in flight.
+ */
+async function handOverBench() {
+  console.log(
+    `\nHand-over (${HANDOVER_TASKS} tasks one at a time, one runner per default agent waiting with ?wait=${HANDOVER_WAIT_SECONDS})`,
+  );
+  const worker = await startWorker();
+  try {
+    const clients = [];
+    for (const name of AGENTS) clients.push(agent(worker, name, await issueToken(worker, name)));
+    let stop = false;
+    const runners = clients.map(async (client) => {
+      while (!stop) {
+        const step = await client.lease(HANDOVER_WAIT_SECONDS);
+        if (!step) continue;
+        const done = await client.complete(step, { report: { notes: "bench" } });
+        if (done.status !== 200) throw new Error(`${client.name} complete answered ${done.status}: ${await done.text()}`);
+      }
+    });
+    const ids = [];
+    const tasks = (async () => {
+      try {
+        for (let i = 0; i < HANDOVER_TASKS; i += 1) {
+          const { response, body } = await submit(worker, { title: `Add a D1 comments API and a SvelteKit page, hand-over ${i}` });
+          if (response.status !== 201) throw new Error(`submit answered ${response.status}`);
+          ids.push(body.task.id);
+          const deadline = Date.now() + HANDOVER_TASK_LIMIT_MS;
+          while ((await taskOf(worker, body.task.id)).status === "running") {
+            if (Date.now() > deadline) throw new Error(`task ${body.task.id} did not finish within ${HANDOVER_TASK_LIMIT_MS} ms`);
+            await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+        }
+      } finally {
+        stop = true;
+      }
+    })();
+    await Promise.all([tasks, ...runners]);
+    const { waits, handOvers } = await handOverFigures(worker, ids);
+    console.log(
+      `  ready→leased p50 ${percentile(waits, 50)} ms p99 ${percentile(waits, 99)} ms (${waits.length} agent steps); ` +
+        `last dependency done→leased p50 ${percentile(handOvers, 50)} ms p99 ${percentile(handOvers, 99)} ms`,
     );
   } finally {
     await worker.stop();
@@ -1583,5 +1668,6 @@ if (wanted("peer")) await peerBench();
 if (wanted("profile")) await profileBench();
 if (wanted("history")) await historyBench();
 if (wanted("idle")) await idleBench();
+if (wanted("handover")) await handOverBench();
 if (wanted("archive")) await archiveBench();
 if (wanted("dashboard")) await dashboardBench();
