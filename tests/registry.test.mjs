@@ -81,6 +81,20 @@ describe("the registry", { timeout: 240_000 }, () => {
     assert.equal((await worker.admin("/v1/agents/db-reviewer")).status, 404);
   });
 
+  test("a token just used is refused at once when it is rotated, and its agent's new one when the agent is deleted", async () => {
+    const whoami = (token) => worker.fetch("/v1/whoami", { headers: { authorization: `Bearer ${token}` } });
+    const created = await (await json("POST", "/v1/agents", { name: "token-keeper" })).json();
+    // Used twice first, so that the worker has it remembered, not only stored.
+    for (let i = 0; i < 2; i += 1) {
+      assert.deepEqual(await (await whoami(created.token)).json(), { principal: "agent", agent: "token-keeper" });
+    }
+    const rotated = await (await worker.admin("/v1/agents/token-keeper/token", { method: "POST" })).json();
+    assert.equal((await whoami(created.token)).status, 401, "the old token stops working at once");
+    for (let i = 0; i < 2; i += 1) assert.equal((await whoami(rotated.token)).status, 200);
+    assert.equal((await worker.admin("/v1/agents/token-keeper", { method: "DELETE" })).status, 204);
+    assert.equal((await whoami(rotated.token)).status, 401, "a deleted agent's token stops working at once");
+  });
+
   test("a webhook agent gets a webhook secret once", async () => {
     const created = await json("POST", "/v1/agents", { name: "ci-hook", mode: "webhook", webhook_url: "http://127.0.0.1:9/hook" });
     assert.equal(created.status, 201);

@@ -5,9 +5,14 @@
 //! to that agent deletes. A lookup may serve an agent up to [`AGENT_CACHE_TTL_SECONDS`] older
 //! than the latest write: in another location (KV is eventually consistent), or when a lookup
 //! that read D1 just before a write puts its copy back just after the write's delete. Every
-//! copy expires by then.
+//! copy expires by then. In front of KV, each isolate remembers what it read, and the agents of
+//! the tokens it read, for [`ISOLATE_MEMO_MS`] (a runner's requests come seconds apart): its own
+//! writes forget an entry at once, another isolate's reach it within that time, which adds to
+//! the bound above.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::LocalKey;
 
 use serde_json::{json, Value};
 use worker::{D1Database, Env};
@@ -17,8 +22,10 @@ use super::{platform, store};
 use crate::core::base::bindings;
 use crate::core::base::ids::IdKind;
 use crate::core::base::limits::{
-    EXECUTE_DEPTH_MAX, INSTRUCTION_FILE_BYTES_MAX, SELECT_REQUIREMENTS_MAX, TASK_REQUIREMENT_BYTES_MAX,
+    EXECUTE_DEPTH_MAX, INSTRUCTION_FILE_BYTES_MAX, ISOLATE_MEMO_ENTRIES_MAX, ISOLATE_MEMO_MS, SELECT_REQUIREMENTS_MAX,
+    TASK_REQUIREMENT_BYTES_MAX,
 };
+use crate::core::base::memo::Memo;
 use crate::core::base::time::Timestamp;
 use crate::core::edge::auth::{hash_token, new_agent_token, AGENT_TOKEN_RANDOM_BYTES};
 use crate::core::edge::error::{ApiError, Detail};
@@ -39,8 +46,15 @@ use crate::core::registry::workflow::{
 };
 
 /// How long a cached agent lives in KV: KV's shortest TTL, which is also the longest another
-/// location can serve an agent after it changed.
+/// location can serve an agent after it changed (plus [`ISOLATE_MEMO_MS`] in its isolates).
 pub const AGENT_CACHE_TTL_SECONDS: u64 = 60;
+
+thread_local! {
+    /// Agents as [`cached_agent`] returns them, by their KV key.
+    static AGENTS: RefCell<Memo<Value>> = const { RefCell::new(Memo::new(ISOLATE_MEMO_MS, ISOLATE_MEMO_ENTRIES_MAX)) };
+    /// The agent a known token belongs to, by its KV key.
+    static TOKENS: RefCell<Memo<String>> = const { RefCell::new(Memo::new(ISOLATE_MEMO_MS, ISOLATE_MEMO_ENTRIES_MAX)) };
+}
 
 /// Random bytes in a webhook secret: 256 bits, like the agent token.
 const WEBHOOK_SECRET_RANDOM_BYTES: usize = 32;
@@ -127,10 +141,15 @@ fn cache_key(name: &str) -> String {
 /// An agent by name, through the KV cache. A KV failure is logged and treated as a miss: the
 /// cache may make lookups faster, never make them fail.
 async fn cached_agent(env: &Env, db: &D1Database, name: &str) -> worker::Result<Option<Value>> {
+    let key = cache_key(name);
+    if let Some(value) = AGENTS.with(|memo| memo.borrow().get(&key, platform::now())) {
+        return Ok(Some(value));
+    }
     let kv = env.kv(bindings::CACHE)?;
-    match kv.get(&cache_key(name)).text().await {
+    match kv.get(&key).text().await {
         Ok(Some(text)) => {
             if let Ok(value) = serde_json::from_str::<Value>(&text) {
+                remember(&AGENTS, key, &value);
                 return Ok(Some(value));
             }
         }
@@ -139,8 +158,9 @@ async fn cached_agent(env: &Env, db: &D1Database, name: &str) -> worker::Result<
     }
     let Some(row) = store::get_agent(db, name).await? else { return Ok(None) };
     let value = agent_json(&row);
+    remember(&AGENTS, key.clone(), &value);
     // A JSON string, not the Value itself: the runtime would store a map as {}.
-    let stored = match kv.put(&cache_key(name), value.to_string()) {
+    let stored = match kv.put(&key, value.to_string()) {
         Ok(put) => put.expiration_ttl(AGENT_CACHE_TTL_SECONDS).execute().await.map_err(worker::Error::from),
         Err(err) => Err(worker::Error::from(err)),
     };
@@ -156,7 +176,13 @@ async fn invalidate(env: &Env, name: &str) {
     delete_cached(env, &cache_key(name)).await;
 }
 
+fn remember<V: Clone>(memo: &'static LocalKey<RefCell<Memo<V>>>, key: String, value: &V) {
+    memo.with(|memo| memo.borrow_mut().put(key, value.clone(), platform::now()));
+}
+
 async fn delete_cached(env: &Env, key: &str) {
+    AGENTS.with(|memo| memo.borrow_mut().forget(key));
+    TOKENS.with(|memo| memo.borrow_mut().forget(key));
     let deleted = match env.kv(bindings::CACHE) {
         Ok(kv) => kv.delete(key).await.map_err(worker::Error::from),
         Err(err) => Err(err),
@@ -175,13 +201,20 @@ fn token_cache_key(token_hash: &str) -> String {
 /// cached, so unknown ones cannot fill KV.
 pub async fn agent_for_token(env: &Env, token_hash: &str) -> worker::Result<Option<String>> {
     let key = token_cache_key(token_hash);
+    if let Some(name) = TOKENS.with(|memo| memo.borrow().get(&key, platform::now())) {
+        return Ok(Some(name));
+    }
     let kv = env.kv(bindings::CACHE)?;
     match kv.get(&key).text().await {
-        Ok(Some(name)) => return Ok(Some(name)),
+        Ok(Some(name)) => {
+            remember(&TOKENS, key, &name);
+            return Ok(Some(name));
+        }
         Ok(None) => {}
         Err(err) => worker::console_warn!("token cache read failed: {err}"),
     }
     let Some(name) = store::agent_by_token_hash(&env.d1(bindings::DB)?, token_hash).await? else { return Ok(None) };
+    remember(&TOKENS, key.clone(), &name);
     let stored = match kv.put(&key, name.clone()) {
         Ok(put) => put.expiration_ttl(AGENT_CACHE_TTL_SECONDS).execute().await.map_err(worker::Error::from),
         Err(err) => Err(worker::Error::from(err)),

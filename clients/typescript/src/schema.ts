@@ -170,7 +170,7 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** One agent, through the KV cache (at most 60 s stale in other locations). */
+        /** One agent, through the KV cache (at most 62 s stale in other locations or isolates: KV's 60 s and an isolate's 2 s memo). */
         get: operations["getAgent"];
         /** Replaces an agent's editable fields. Becoming a webhook agent creates a webhook secret, shown in this response only. */
         put: operations["updateAgent"];

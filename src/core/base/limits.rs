@@ -136,6 +136,15 @@ pub const SELECT_REQUIREMENTS_MAX: usize = 16;
 /// by mistake.
 pub const SELECT_AGENTS_MAX: usize = 64;
 
+/// How long an isolate serves an agent, or the agent of a token, from memory before it reads
+/// KV again. Every request of a runner looks its token up and most completions look an agent
+/// up; short, because a write in another isolate reaches this one only when it expires.
+pub const ISOLATE_MEMO_MS: i64 = 2_000;
+
+/// Entries each isolate memo holds before it forgets them all: one per agent and one per token,
+/// twice over, so that a registry of [`SELECT_AGENTS_MAX`] agents stays remembered.
+pub const ISOLATE_MEMO_ENTRIES_MAX: usize = 2 * SELECT_AGENTS_MAX;
+
 /// Capabilities read per agent: the defaults have at most 25, and a capability list is meant to
 /// be read by people too.
 pub const AGENT_CAPABILITIES_MAX: usize = 32;
