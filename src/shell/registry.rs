@@ -142,14 +142,18 @@ fn cache_key(name: &str) -> String {
 /// cache may make lookups faster, never make them fail.
 async fn cached_agent(env: &Env, db: &D1Database, name: &str) -> worker::Result<Option<Value>> {
     let key = cache_key(name);
-    if let Some(value) = AGENTS.with(|memo| memo.borrow().get(&key, platform::now())) {
+    let (found, read_from) = AGENTS.with(|memo| {
+        let memo = memo.borrow();
+        (memo.get(&key, platform::now()), memo.writes())
+    });
+    if let Some(value) = found {
         return Ok(Some(value));
     }
     let kv = env.kv(bindings::CACHE)?;
     match kv.get(&key).text().await {
         Ok(Some(text)) => {
             if let Ok(value) = serde_json::from_str::<Value>(&text) {
-                remember(&AGENTS, key, &value);
+                remember(&AGENTS, key, &value, read_from);
                 return Ok(Some(value));
             }
         }
@@ -158,7 +162,7 @@ async fn cached_agent(env: &Env, db: &D1Database, name: &str) -> worker::Result<
     }
     let Some(row) = store::get_agent(db, name).await? else { return Ok(None) };
     let value = agent_json(&row);
-    remember(&AGENTS, key.clone(), &value);
+    remember(&AGENTS, key.clone(), &value, read_from);
     // A JSON string, not the Value itself: the runtime would store a map as {}.
     let stored = match kv.put(&key, value.to_string()) {
         Ok(put) => put.expiration_ttl(AGENT_CACHE_TTL_SECONDS).execute().await.map_err(worker::Error::from),
@@ -176,17 +180,24 @@ async fn invalidate(env: &Env, name: &str) {
     delete_cached(env, &cache_key(name)).await;
 }
 
-fn remember<V: Clone>(memo: &'static LocalKey<RefCell<Memo<V>>>, key: String, value: &V) {
-    memo.with(|memo| memo.borrow_mut().put(key, value.clone(), platform::now()));
+fn remember<V: Clone>(memo: &'static LocalKey<RefCell<Memo<V>>>, key: String, value: &V, read_from: u64) {
+    memo.with(|memo| memo.borrow_mut().put(key, value.clone(), platform::now(), read_from));
+}
+
+fn forget(key: &str) {
+    AGENTS.with(|memo| memo.borrow_mut().forget(key));
+    TOKENS.with(|memo| memo.borrow_mut().forget(key));
 }
 
 async fn delete_cached(env: &Env, key: &str) {
-    AGENTS.with(|memo| memo.borrow_mut().forget(key));
-    TOKENS.with(|memo| memo.borrow_mut().forget(key));
+    // Before and after: a lookup that read KV while the entry was being deleted keeps its answer
+    // to itself instead of remembering the old copy.
+    forget(key);
     let deleted = match env.kv(bindings::CACHE) {
         Ok(kv) => kv.delete(key).await.map_err(worker::Error::from),
         Err(err) => Err(err),
     };
+    forget(key);
     if let Err(err) = deleted {
         worker::console_warn!("cache invalidation of {key} failed: {err}");
     }
@@ -201,20 +212,24 @@ fn token_cache_key(token_hash: &str) -> String {
 /// cached, so unknown ones cannot fill KV.
 pub async fn agent_for_token(env: &Env, token_hash: &str) -> worker::Result<Option<String>> {
     let key = token_cache_key(token_hash);
-    if let Some(name) = TOKENS.with(|memo| memo.borrow().get(&key, platform::now())) {
+    let (found, read_from) = TOKENS.with(|memo| {
+        let memo = memo.borrow();
+        (memo.get(&key, platform::now()), memo.writes())
+    });
+    if let Some(name) = found {
         return Ok(Some(name));
     }
     let kv = env.kv(bindings::CACHE)?;
     match kv.get(&key).text().await {
         Ok(Some(name)) => {
-            remember(&TOKENS, key, &name);
+            remember(&TOKENS, key, &name, read_from);
             return Ok(Some(name));
         }
         Ok(None) => {}
         Err(err) => worker::console_warn!("token cache read failed: {err}"),
     }
     let Some(name) = store::agent_by_token_hash(&env.d1(bindings::DB)?, token_hash).await? else { return Ok(None) };
-    remember(&TOKENS, key.clone(), &name);
+    remember(&TOKENS, key.clone(), &name, read_from);
     let stored = match kv.put(&key, name.clone()) {
         Ok(put) => put.expiration_ttl(AGENT_CACHE_TTL_SECONDS).execute().await.map_err(worker::Error::from),
         Err(err) => Err(worker::Error::from(err)),
@@ -375,7 +390,8 @@ pub async fn update_agent(call: &Call<'_>, body: &[u8]) -> Handled {
 }
 
 /// `POST /v1/agents/{name}/token`: a new token for the agent, shown once; the old one stops
-/// working at once here and, through the token cache, within its TTL everywhere.
+/// working at once in this isolate, within [`ISOLATE_MEMO_MS`] in the others, and through the
+/// token cache within its TTL (plus that memo) everywhere.
 pub async fn rotate_token(call: &Call<'_>, body: &[u8]) -> Handled {
     let name = agent_name_param(call)?;
     parse_no_fields(call.content_type.as_deref(), body)?;

@@ -141,8 +141,9 @@ pub const SELECT_AGENTS_MAX: usize = 64;
 /// up; short, because a write in another isolate reaches this one only when it expires.
 pub const ISOLATE_MEMO_MS: i64 = 2_000;
 
-/// Entries each isolate memo holds before it forgets them all: one per agent and one per token,
-/// twice over, so that a registry of [`SELECT_AGENTS_MAX`] agents stays remembered.
+/// Entries each of an isolate's two memos (agents, and the agents of tokens) holds before it
+/// forgets them all: twice a registry of [`SELECT_AGENTS_MAX`] agents, so that it stays
+/// remembered.
 pub const ISOLATE_MEMO_ENTRIES_MAX: usize = 2 * SELECT_AGENTS_MAX;
 
 /// Capabilities read per agent: the defaults have at most 25, and a capability list is meant to
