@@ -42,7 +42,9 @@
 //     otherwise): the same flow written on Workflows (copied to a temporary folder, installed,
 //     served by its own wrangler dev) and switchyard, each driven by the peers' own client
 //     (drive.py: N tasks, the five agents played by one thread each) for N = 50 and 200, in
-//     alternating runs; agent steps/s, tasks/s and task p50, and switchyard's ratio to the peer.
+//     alternating runs, switchyard leasing both as the driver does by default (an empty lease
+//     asked again 5 ms later) and long-polling (its --lease-query ?wait=5, as switchyard-agent
+//     leases); agent steps/s, tasks/s and task p50, and switchyard's ratios to the peer.
 //     Then one more drive of switchyard with the isolate's CPU profiler on: its busy time per
 //     agent step and which switchyard functions (or the runtime's bindings) the time went to.
 // 14. History: submit, lease, complete, task read and two task lists, p50 over a bounded number
@@ -50,6 +52,8 @@
 //     steps, six attempts and eight events each), and the ratio of the two.
 // 15. Idle agents: one runner per default agent long-polling for a minute with no work, and the
 //     D1 round trips that causes, per minute and per lease request.
+// 16. Hand-over: tasks of the default workflow one at a time, one runner per agent waiting with
+//     a long poll: ready→leased and last dependency done→leased, p50 and p99.
 // 9. The example dashboard (examples/sveltekit): its client JavaScript, raw and gzip, and a
 //    Lighthouse run (the system Chromium) of a finished task's detail page, signed in: the
 //    performance and accessibility scores with Lighthouse's mobile and desktop settings.
@@ -1278,7 +1282,7 @@ async function peerBench() {
       for (const side of ["switchyard", "switchyard ?wait"]) {
         console.log(
           `  ${String(tasks).padStart(5)} ${side} ÷ workflows: agent steps/s ${ratio(side, "agent_steps_per_s")}×, ` +
-            `tasks/s ${ratio(side, "tasks_per_s")}×, task p50 ${ratio(side, "task_latency_p50_s")}×`,
+            `tasks/s ${ratio(side, "tasks_per_s")}×, task p50 ${ratio(side, "task_latency_p50_s")}× (lower is faster)`,
         );
       }
     }
@@ -1510,14 +1514,11 @@ async function historyBench() {
 const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 60);
 
 async function idleBench() {
-  console.log(`\nIdle agents (one runner per default agent long-polling with ?wait=20 for ${IDLE_SECONDS} s, no work, tokens already cached)`);
+  console.log(`\nIdle agents (one runner per default agent long-polling with ?wait=20 for ${IDLE_SECONDS} s, no work)`);
   const worker = await startWorker();
   try {
     const clients = [];
     for (const name of AGENTS) clients.push(agent(worker, name, await issueToken(worker, name)));
-    // A runner left waiting has long since had its token looked up in D1 once and cached: one
-    // lease request each before counting leaves that first look-up out of the steady state.
-    for (const client of clients) if (await client.lease(0)) throw new Error(`${client.name} was handed work in an idle bench`);
     const counters = async () => (await worker.admin("/v1/system/counters")).json();
     const before = await counters();
     const deadline = Date.now() + IDLE_SECONDS * 1000;
