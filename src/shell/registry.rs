@@ -142,13 +142,10 @@ fn cache_key(name: &str) -> String {
 /// cache may make lookups faster, never make them fail.
 async fn cached_agent(env: &Env, db: &D1Database, name: &str) -> worker::Result<Option<Value>> {
     let key = cache_key(name);
-    let (found, read_from) = AGENTS.with(|memo| {
-        let memo = memo.borrow();
-        (memo.get(&key, platform::now()), memo.writes())
-    });
-    if let Some(value) = found {
-        return Ok(Some(value));
-    }
+    let read_from = match recall(&AGENTS, &key) {
+        Ok(value) => return Ok(Some(value)),
+        Err(read_from) => read_from,
+    };
     let kv = env.kv(bindings::CACHE)?;
     match kv.get(&key).text().await {
         Ok(Some(text)) => {
@@ -178,6 +175,14 @@ async fn cached_agent(env: &Env, db: &D1Database, name: &str) -> worker::Result<
 /// happened, and a copy left behind expires within the documented staleness bound anyway.
 async fn invalidate(env: &Env, name: &str) {
     delete_cached(env, &cache_key(name)).await;
+}
+
+/// What `memo` remembers for `key`, or where its writes stand for the read that replaces it.
+fn recall<V: Clone>(memo: &'static LocalKey<RefCell<Memo<V>>>, key: &str) -> Result<V, u64> {
+    memo.with(|memo| {
+        let memo = memo.borrow();
+        memo.get(key, platform::now()).ok_or(memo.writes())
+    })
 }
 
 fn remember<V: Clone>(memo: &'static LocalKey<RefCell<Memo<V>>>, key: String, value: &V, read_from: u64) {
@@ -212,13 +217,10 @@ fn token_cache_key(token_hash: &str) -> String {
 /// cached, so unknown ones cannot fill KV.
 pub async fn agent_for_token(env: &Env, token_hash: &str) -> worker::Result<Option<String>> {
     let key = token_cache_key(token_hash);
-    let (found, read_from) = TOKENS.with(|memo| {
-        let memo = memo.borrow();
-        (memo.get(&key, platform::now()), memo.writes())
-    });
-    if let Some(name) = found {
-        return Ok(Some(name));
-    }
+    let read_from = match recall(&TOKENS, &key) {
+        Ok(name) => return Ok(Some(name)),
+        Err(read_from) => read_from,
+    };
     let kv = env.kv(bindings::CACHE)?;
     match kv.get(&key).text().await {
         Ok(Some(name)) => {
