@@ -195,13 +195,12 @@ fn forget(key: &str) {
 }
 
 async fn delete_cached(env: &Env, key: &str) {
-    // Before and after: a lookup that read KV while the entry was being deleted keeps its answer
-    // to itself instead of remembering the old copy.
-    forget(key);
     let deleted = match env.kv(bindings::CACHE) {
         Ok(kv) => kv.delete(key).await.map_err(worker::Error::from),
         Err(err) => Err(err),
     };
+    // Once the KV copy is gone: what was remembered goes with it, and a lookup that read KV
+    // before the delete finished puts nothing (its read began before this write).
     forget(key);
     if let Err(err) = deleted {
         worker::console_warn!("cache invalidation of {key} failed: {err}");
