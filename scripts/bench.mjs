@@ -33,7 +33,7 @@
 //     takes to recover 1,000 expired leases seeded over 1,000 tasks.
 // 11. Analysis: the share of labelled tasks (tests/fixtures/analysis/) whose type POST
 //     /v1/analyze gets right, per type, for the sets analysis is tuned on and for the held-back
-//     set it is never tuned on, and the p50 latency of the request.
+//     sets it is never tuned on, and the p50 latency of the request.
 // 12. Child runs: posting a file whose steps EXECUTE files three levels deep (each level looked
 //     up, cycles and depth checked) against posting a file of as many steps without EXECUTE,
 //     and submitting a task on it (its 13 steps planned from four pinned files) against a task
@@ -1083,9 +1083,10 @@ async function faults() {
 }
 
 const ANALYSIS_SETS = [
-  ["tuned on", ["tuning.json", "tuning-2.json", "tuning-3.json", "tuning-4.json", "tuning-5.json", "tuning-6.json", "tuning-7.json"]],
+  ["tuned on", ["tuning.json", "tuning-2.json", "tuning-3.json", "tuning-4.json", "tuning-5.json", "tuning-6.json", "tuning-7.json", "tuning-8.json"]],
   ["held back", ["held-back.json"]],
   ["held back 2", ["held-back-2.json"]],
+  ["held back 3", ["held-back-3.json"]],
 ];
 const TASK_TYPES = ["frontend", "backend", "full-stack", "infrastructure"];
 

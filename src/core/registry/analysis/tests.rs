@@ -599,7 +599,7 @@ fn accuracy(cases: &[Labelled]) -> ([(u32, u32); 4], Vec<String>) {
 
 /// The labelled tasks analysis is tuned on (`tests/fixtures/analysis/tuning*.json`). The
 /// held-back sets beside them are never read here: `npm run bench` measures them.
-const TUNING_SETS: [&str; 7] = [
+const TUNING_SETS: [&str; 8] = [
     include_str!("../../../../tests/fixtures/analysis/tuning.json"),
     include_str!("../../../../tests/fixtures/analysis/tuning-2.json"),
     include_str!("../../../../tests/fixtures/analysis/tuning-3.json"),
@@ -607,6 +607,7 @@ const TUNING_SETS: [&str; 7] = [
     include_str!("../../../../tests/fixtures/analysis/tuning-5.json"),
     include_str!("../../../../tests/fixtures/analysis/tuning-6.json"),
     include_str!("../../../../tests/fixtures/analysis/tuning-7.json"),
+    include_str!("../../../../tests/fixtures/analysis/tuning-8.json"),
 ];
 
 #[test]
@@ -750,7 +751,18 @@ fn the_word_weights_are_the_ones_the_tuning_sets_train() {
         TUNING_SETS.iter().flat_map(|set| serde_json::from_str::<Vec<Labelled>>(set).unwrap()).collect();
     let examples: Vec<Example> = cases
         .iter()
-        .map(|c| Example { title: &c.title, description: &c.description, paths: &c.paths, task_type: c.expected })
+        .map(|c| Example {
+            title: &c.title,
+            description: &c.description,
+            paths: &c.paths,
+            terms: super::terms_of(&TaskInput {
+                title: &c.title,
+                description: &c.description,
+                requirements: &[],
+                paths: &c.paths,
+            }),
+            task_type: c.expected,
+        })
         .collect();
     let text = render(&train(&examples));
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/core/registry/analysis/word_weights.rs");
@@ -768,16 +780,17 @@ fn the_word_weights_are_the_ones_the_tuning_sets_train() {
 // The word model.
 
 #[test]
-fn the_word_model_reads_words_no_negation_governs_and_path_segments() {
+fn the_word_model_reads_words_no_negation_governs_title_words_path_segments_and_terms() {
     let paths = strings(&["src/routes/+page.svelte"]);
-    let features = super::words::features("Fix the modal", "Do not change the API. Keep it small", &paths);
-    for kept in ["fix", "modal", "keep", "small", "path:routes", "path:page", "path:svelte"] {
+    let features = super::words::features("Fix the modal", "Do not change the API. Keep it small", &paths, &["modal"]);
+    let kept = ["fix", "modal", "keep", "small", "title:fix", "title:modal", "path:routes", "path:page", "term:modal"];
+    for kept in kept {
         assert!(features.contains(&kept.to_string()), "{kept}: {features:?}");
     }
-    for dropped in ["not", "change", "api"] {
+    for dropped in ["not", "change", "api", "title:keep"] {
         assert!(!features.contains(&dropped.to_string()), "{dropped}: {features:?}");
     }
-    assert_eq!(super::words::read("zzqx", "", &[]), None, "no known word, no reading");
+    assert_eq!(super::words::read(strings(&["zzqx"])), None, "no known word, no reading");
 }
 
 #[test]
@@ -804,19 +817,22 @@ fn clear_words_overrule_thin_vocabulary_evidence_and_the_reasons_say_so() {
 }
 
 #[test]
-fn the_words_overrule_only_another_type_by_a_clear_lead_over_thin_evidence() {
+fn the_words_overrule_only_another_type_by_a_clear_lead_over_thin_evidence_on_enough_words() {
     use super::words::WordReading;
     use TaskType::{Backend, FullStack, Infrastructure};
     // Scores per type: frontend, backend, full-stack, infrastructure.
-    let reading = |task_type, scores| WordReading { task_type, margin: 1.0, scores, words: Vec::new() };
+    let reading =
+        |task_type, scores, known_words| WordReading { task_type, margin: 1.0, scores, words: Vec::new(), known_words };
     let cases: &[(WordReading, TaskType, f64, bool)] = &[
-        (reading(Infrastructure, [-9.0, 0.0, -3.0, 5.0]), Backend, 0.5, true),
-        (reading(Infrastructure, [-9.0, 0.0, -3.0, 5.0]), Backend, 0.6, false),
-        (reading(Infrastructure, [-9.0, 0.0, -3.0, 5.0]), Backend, 0.0, true),
-        (reading(Infrastructure, [-9.0, 0.0, 4.5, 5.0]), FullStack, 0.0, false),
-        (reading(Infrastructure, [-9.0, 0.0, 1.0, 5.0]), FullStack, 0.0, false),
-        (reading(Infrastructure, [-9.0, 0.0, 0.9, 5.0]), FullStack, 0.0, true),
-        (reading(Backend, [-9.0, 8.0, -3.0, 5.0]), Backend, 0.1, false),
+        (reading(Infrastructure, [-9.0, 0.0, -3.0, 5.0], 13), Backend, 0.5, true),
+        (reading(Infrastructure, [-9.0, 0.0, -3.0, 5.0], 13), Backend, 0.88, true),
+        (reading(Infrastructure, [-9.0, 0.0, -3.0, 5.0], 13), Backend, 0.89, false),
+        (reading(Infrastructure, [-9.0, 0.0, -3.0, 5.0], 13), Backend, 0.0, true),
+        (reading(Infrastructure, [-9.0, 0.0, -3.0, 5.0], 12), Backend, 0.0, false),
+        (reading(Infrastructure, [-9.0, 0.0, 3.5, 5.0], 30), FullStack, 0.0, false),
+        (reading(Infrastructure, [-9.0, 0.0, 3.0, 5.0], 30), FullStack, 0.0, false),
+        (reading(Infrastructure, [-9.0, 0.0, 2.9, 5.0], 30), FullStack, 0.0, true),
+        (reading(Backend, [-9.0, 8.0, -3.0, 5.0], 30), Backend, 0.1, false),
     ];
     for (reading, vocabulary_type, confidence, expected) in cases {
         assert_eq!(

@@ -3,10 +3,11 @@
 //!
 //! The vocabulary of the parent module knows the terms of the seed's task types, but tickets are
 //! often written as problems ("new hires lose a day to setup", "the invoice link 404s on the
-//! custom domain") whose words it has no term for. For every word that appears in at least
-//! `training::WORD_TASKS_MIN` labelled tasks, the model keeps how much more or less often it appears in
-//! tasks of each type than in all of them (a naive Bayes model of which words a task contains).
-//! A task's score for a type is the sum over its distinct words.
+//! custom domain") whose words it has no term for. For every feature (a word, a word of the
+//! title, a path segment or a vocabulary term: see [`features`]) that appears in at least
+//! `training::WORD_TASKS_MIN` labelled tasks, the model keeps how much more or less often it
+//! appears in tasks of each type than in all of them (a naive Bayes model of which features a
+//! task has). A task's score for a type is the sum over its distinct features.
 //!
 //! It never learns at run time and reads no file: the weights are the table in
 //! `word_weights.rs`, generated from the labelled sets by `npm run train-analysis`, and a native
@@ -41,6 +42,9 @@ pub(super) struct WordReading {
     pub(super) scores: [f64; 4],
     /// The words that speak most for the type, strongest first, with their weight in nats.
     pub(super) words: Vec<(String, f64)>,
+    /// How many distinct words of the title and description the model knows: how much text the
+    /// reading rests on.
+    pub(super) known_words: usize,
 }
 
 impl WordReading {
@@ -50,15 +54,24 @@ impl WordReading {
     }
 }
 
-/// The features the model reads: the distinct words of the title and description that no
-/// negation governs ("do not change the API" says nothing for backend work), and each segment of
-/// each path as `path:segment`. Sorted, so that readings never depend on order.
-pub(super) fn features(title: &str, description: &str, paths: &[String]) -> Vec<String> {
-    let mut features = unnegated_words(head(title, ANALYSIS_TEXT_BYTES_MAX));
+/// The features the model reads, sorted so that readings never depend on order:
+/// - the distinct words of the title and description that no negation governs ("do not change
+///   the API" says nothing for backend work);
+/// - the title's words again as `title:word`: the title says what the task is, the description
+///   often what is around it;
+/// - each segment of each path as `path:segment`;
+/// - each vocabulary term the task names and does not negate as `term:id` (`term:d1` for
+///   "database", "SQL" or "D1"), so that synonyms the labelled tasks spell differently count
+///   as one.
+pub(super) fn features(title: &str, description: &str, paths: &[String], terms: &[&str]) -> Vec<String> {
+    let title_words = unnegated_words(head(title, ANALYSIS_TEXT_BYTES_MAX));
+    let mut features: Vec<String> = title_words.iter().map(|w| format!("title:{w}")).collect();
+    features.extend(title_words);
     features.extend(unnegated_words(head(description, ANALYSIS_TEXT_BYTES_MAX)));
     for path in paths.iter().take(TASK_PATHS_MAX) {
         features.extend(words(head(path, TASK_PATH_BYTES_MAX)).into_iter().map(|w| format!("path:{w}")));
     }
+    features.extend(terms.iter().map(|t| format!("term:{t}")));
     features.sort();
     features.dedup();
     features
@@ -87,9 +100,13 @@ fn unnegated_words(text: &str) -> Vec<String> {
     kept
 }
 
+/// The word a feature quotes: `title:deploy` and `path:deploy` quote "deploy".
+fn quoted(feature: &str) -> &str {
+    feature.split_once(':').map_or(feature, |(_, word)| word)
+}
+
 /// Whether a word is worth quoting: "the" and "in" carry weight too, but say nothing to a reader.
 fn shown(word: &str) -> bool {
-    let word = word.trim_start_matches("path:");
     word.chars().count() > 2 && !STOPWORDS.contains(&word)
 }
 
@@ -98,10 +115,9 @@ fn weight(feature: &str) -> Option<[i16; 4]> {
     WORD_WEIGHTS.get(at).map(|(_, row)| *row)
 }
 
-/// Reads a task with the model; `None` when none of its words is in the table.
-pub(super) fn read(title: &str, description: &str, paths: &[String]) -> Option<WordReading> {
-    let known: Vec<(String, [i16; 4])> =
-        features(title, description, paths).into_iter().filter_map(|f| weight(&f).map(|row| (f, row))).collect();
+/// Reads a task's [`features`] with the model; `None` when none of them is in the table.
+pub(super) fn read(features: Vec<String>) -> Option<WordReading> {
+    let known: Vec<(String, [i16; 4])> = features.into_iter().filter_map(|f| weight(&f).map(|row| (f, row))).collect();
     if known.is_empty() {
         return None;
     }
@@ -116,12 +132,16 @@ pub(super) fn read(title: &str, description: &str, paths: &[String]) -> Option<W
     let next = (0..4).filter(|&i| i != best).map(|i| scores[i]).fold(f64::NEG_INFINITY, f64::max);
     let mut words: Vec<(String, f64)> = known
         .iter()
-        .map(|(word, row)| (word.clone(), f64::from(row[best]) / WEIGHT_SCALE))
+        .map(|(feature, row)| (quoted(feature).to_string(), f64::from(row[best]) / WEIGHT_SCALE))
         .filter(|(word, w)| *w > 0.0 && shown(word))
         .collect();
     words.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    // A word can speak as itself, in the title and as a term: quoted once, at its strongest.
+    let mut seen = std::collections::BTreeSet::new();
+    words.retain(|(word, _)| seen.insert(word.clone()));
     words.truncate(WORDS_SHOWN_MAX);
-    Some(WordReading { task_type: TYPES[best], margin: scores[best] - next, scores, words })
+    let known_words = known.iter().filter(|(feature, _)| !feature.contains(':')).count();
+    Some(WordReading { task_type: TYPES[best], margin: scores[best] - next, scores, words, known_words })
 }
 
 /// Training, for the test that checks the table and for `npm run train-analysis`.
@@ -144,6 +164,8 @@ pub(super) mod training {
         pub(crate) title: &'a str,
         pub(crate) description: &'a str,
         pub(crate) paths: &'a [String],
+        /// The vocabulary terms the task names, as analysis finds them.
+        pub(crate) terms: Vec<&'static str>,
         pub(crate) task_type: TaskType,
     }
 
@@ -155,7 +177,7 @@ pub(super) mod training {
         for example in examples {
             let slot = super::slot(example.task_type);
             per_type[slot] += 1;
-            for feature in features(example.title, example.description, example.paths) {
+            for feature in features(example.title, example.description, example.paths, &example.terms) {
                 counts.entry(feature).or_default()[slot] += 1;
             }
         }
