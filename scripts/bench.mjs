@@ -1083,7 +1083,8 @@ async function faults() {
 }
 
 const ANALYSIS_SETS = [
-  ["tuned on", ["tuning.json", "tuning-2.json", "tuning-3.json", "tuning-4.json", "tuning-5.json", "tuning-6.json", "tuning-7.json", "tuning-8.json"]],
+  ["tuned on", ["tuning.json", "tuning-2.json", "tuning-3.json", "tuning-4.json", "tuning-5.json", "tuning-6.json", "tuning-7.json", "tuning-8.json",
+    "tuning-9.json", "tuning-10.json", "tuning-11.json", "tuning-12.json"]],
   ["held back", ["held-back.json"]],
   ["held back 2", ["held-back-2.json"]],
   ["held back 3", ["held-back-3.json"]],

@@ -823,7 +823,7 @@ export interface components {
             evidence: components["schemas"]["Evidence"][];
             reasons: string[];
             routing: components["schemas"]["Routing"];
-            /** @description The word model's reading of the task: a naive Bayes model of which words appear in labelled tasks of each type (trained on tests/fixtures/analysis/tuning*.json). It reads the task's words, its title's words again, its path segments and the vocabulary terms it names. It decides the type only when it chooses another type than the vocabulary's evidence by a clear lead (more than 2 nats), that evidence is short of three one-sided strong terms (confidence below 0.89) and the task has at least 13 words the model knows; `confidence` is then 1 − e^(−margin/4). Absent when none of the task's words is known to it. */
+            /** @description The word model's reading of the task: a naive Bayes model of which words appear in labelled tasks of each type (trained on tests/fixtures/analysis/tuning*.json). It reads the task's words, its title's words again, its path segments and the vocabulary terms it names. It decides the type only when it chooses another type than the vocabulary's evidence by a lead of more than 1 nat, that evidence is short of three one-sided strong terms (confidence below 0.89) and the task has at least 15 words the model knows or no vocabulary evidence at all; `confidence` is then 1 − e^(−margin/4). Absent when none of the task's words is known to it. */
             words?: {
                 /** @enum {string} */
                 task_type: "frontend" | "backend" | "full-stack" | "infrastructure";
