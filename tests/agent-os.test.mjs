@@ -278,9 +278,11 @@ ${extra}
 
 /**
  * Step agents for the tests: each reads its step's instructions, writes the file they name and
- * follows the rules the step carries (a rule "Sign the notes ... with: X" signs its notes).
+ * follows the rules the step carries (a rule "Sign the notes ... with: X" signs its notes). When
+ * its report contract asks for the `items` a later loop runs for, it lists `found` (the tasks
+ * it "finds"), if it was given any; a step of one item's run names its item in its notes.
  */
-function reader(worker, name, token) {
+function reader(worker, name, token, { found } = {}) {
   const client = agent(worker, name, token);
   return {
     ...client,
@@ -292,8 +294,11 @@ function reader(worker, name, token) {
       // A step of a child run says which step runs it and what that step loops over.
       const run = step.instructions.child_run;
       const within = run ? [`within step ${run.step.key} (${run.workflow} v${run.version}) for each ${run.each}`] : [];
-      const notes = [`${name} did "${step.instructions.title}"`, ...within, ...signatures].join(" ");
+      const item = step.instructions.loop;
+      const forItem = item ? [`for item ${item.number} of ${item.of}: ${JSON.stringify(item.item)}`] : [];
+      const notes = [`${name} did "${step.instructions.title}"`, ...within, ...forItem, ...signatures].join(" ");
       const report = { files_created: [named[1]], notes };
+      if (step.report_contract.items && found) report.items = found;
       const response = await client.complete(step, { outcome: "succeeded", report });
       assert.equal(response.status, 200, await response.text());
       return step;
@@ -696,6 +701,8 @@ describe("Agent OS instruction files as written", { timeout: 300_000 }, () => {
       workflow: "build-task",
       version: 1,
       each: "parent_task listed in Step 1",
+      items_from: "1",
+      items: null,
       steps: ["2.1", "2.2"],
     });
     assert.equal((await postFile(buildTask("v2"), "build-task")).status, 201, "a newer version after submission");
@@ -737,6 +744,83 @@ describe("Agent OS instruction files as written", { timeout: 300_000 }, () => {
       summary,
       /Child runs:\n- step 2 \(task_execution_loop\) ran build-task v1, succeeded:\n  - step 2\.1 \(task_understanding\) succeeded, by main-agent\n  - step 2\.2 \(task_test_verification\) succeeded, by test-runner\n/,
     );
+  });
+
+  test("a FOR each loop runs its child run once per item the step it names listed, one item after the other", async () => {
+    const found = ["1. CSV endpoint", { number: 2, title: "Export button" }];
+    const { body } = await submit(worker, { title: "Add CSV export to the invoices page", workflow: "feature-flow" });
+    assert.equal(body.task.status, "running", JSON.stringify(body));
+    const fetcher = reader(worker, "context-fetcher", await issueToken(worker, "context-fetcher"), { found });
+    const main = reader(worker, "main-agent", await issueToken(worker, "main-agent"));
+    const tester = reader(worker, "test-runner", await issueToken(worker, "test-runner"));
+    const manager = reader(worker, "project-manager", await issueToken(worker, "project-manager"));
+    const listing = await fetcher.work();
+    assert.deepEqual(listing.report_contract.items, { for_step: "2", each: "parent_task listed in Step 1", workflow: "build-task" });
+    let task = await taskOf(worker, body.task.id);
+    assert.deepEqual(
+      task.steps.map((s) => [s.key, s.parent, s.status, s.depends_on]),
+      [
+        ["1", null, "succeeded", []],
+        ["2", null, "running", ["1"]],
+        ["2.1", "2", "queued", []],
+        ["2.2", "2", "pending", ["2.1"]],
+        ["3", null, "pending", ["2"]],
+        ["4", null, "pending", ["3"]],
+        ["2.1#2", "2", "pending", ["2.1", "2.2"]],
+        ["2.2#2", "2", "pending", ["2.1#2", "2.1", "2.2"]],
+      ],
+    );
+    assert.deepEqual([task.steps[1].child_run.items, task.steps[1].child_run.steps], [2, ["2.1", "2.2", "2.1#2", "2.2#2"]]);
+    const seen = [];
+    for (const who of [main, tester, main, tester]) {
+      const step = await who.work();
+      seen.push([step.key, step.instructions.loop.number, step.instructions.loop.item, step.workflow.step.key]);
+    }
+    assert.deepEqual(seen, [
+      ["2.1", 1, found[0], "2.1"],
+      ["2.2", 1, found[0], "2.2"],
+      ["2.1#2", 2, found[1], "2.1#2"],
+      ["2.2#2", 2, found[1], "2.2#2"],
+    ]);
+    const recap = await manager.work();
+    // Inputs are keyed by step key, in key order.
+    assert.deepEqual(Object.keys(recap.inputs["2"].child_run), ["2.1", "2.1#2", "2.2", "2.2#2"]);
+    assert.match(recap.inputs["2"].child_run["2.2#2"].report.notes, /for item 2 of 2: \{"number":2,"title":"Export button"\}/);
+    task = await eventually(async () => {
+      const now = await taskOf(worker, body.task.id);
+      return now.status === "succeeded" ? now : null;
+    });
+    const events = await eventsOf(worker, task.id);
+    const listed = events.find((e) => e.kind === "step.loop_items");
+    assert.deepEqual([listed.data.key, listed.data.from, listed.data.items], ["2", "1", 2]);
+    const summary = await (await worker.admin(`/v1/tasks/${task.id}/summary`)).text();
+    assert.match(summary, /- step 2\.2#2 \(task_test_verification\) succeeded, by test-runner\n/);
+  });
+
+  test("loop items of the wrong shape are a 422 that changes nothing, and an empty list skips the loop", async () => {
+    const { body } = await submit(worker, { title: "Add CSV export to the orders page", workflow: "feature-flow" });
+    const fetcher = agent(worker, "context-fetcher", await issueToken(worker, "context-fetcher"));
+    const step = await leaseWithin(fetcher);
+    assert.equal(step.key, "1");
+    const before = await taskOf(worker, body.task.id);
+    for (const [items, message] of [
+      ["1, 2 and 3", /must be a list/],
+      [Array.from({ length: 17 }, (_, i) => `task ${i}`), /at most 16 items/],
+      [["x".repeat(3000)], /item 0 is larger than 2048 bytes/],
+    ]) {
+      const refused = await fetcher.complete(step, { outcome: "succeeded", report: { notes: "listed", items } });
+      assert.equal(refused.status, 422);
+      const error = (await refused.json()).error;
+      assert.equal(error.details[0].field, "report.items");
+      assert.match(error.details[0].message, message);
+    }
+    assert.deepEqual(await taskOf(worker, body.task.id), before, "nothing changed");
+    const empty = await fetcher.complete(step, { outcome: "succeeded", report: { notes: "nothing left", items: [] } });
+    assert.equal(empty.status, 200, await empty.clone().text());
+    const task = await taskOf(worker, body.task.id);
+    assert.deepEqual(task.steps.slice(1, 5).map((s) => [s.key, s.status]), [["2", "skipped"], ["2.1", "skipped"], ["2.2", "skipped"], ["3", "queued"]]);
+    assert.equal(task.steps[1].skip_reason, "step 1 reported no items for this step's loop");
+    await worker.admin(`/v1/tasks/${body.task.id}/cancel`, { method: "POST" });
   });
 
   test("a dead step of a child run fails the step that runs it, and retrying that step retries the child run", async () => {

@@ -224,9 +224,19 @@ fn render_child_run(instructions: &Value, out: &mut String) {
         text(parent, "key").unwrap_or("?"),
         text(parent, "name").unwrap_or("?"),
     ));
-    match text(run, "each") {
-        Some(each) => out.push_str(&format!(" for each {each}: work through every one of them in turn.\n")),
-        None => out.push_str(".\n"),
+    let item = &instructions["loop"];
+    match (text(run, "each"), item.get("item")) {
+        (Some(each), Some(value)) => out.push_str(&format!(
+            " for each {each}, once per item. This run is for item {} of {}; do this step for it alone:\n\n{}\n",
+            item.get("number").and_then(Value::as_u64).unwrap_or(0),
+            item.get("of").and_then(Value::as_u64).unwrap_or(0),
+            match value {
+                Value::String(text) => text.clone(),
+                other => format!("```json\n{}\n```", serde_json::to_string_pretty(other).unwrap_or_default()),
+            }
+        )),
+        (Some(each), None) => out.push_str(&format!(" for each {each}: work through every one of them in turn.\n")),
+        (None, _) => out.push_str(".\n"),
     }
     if let Some(body) = text(parent, "text") {
         out.push_str(&format!("\nWhat step {} says:\n\n{}\n", text(parent, "key").unwrap_or("?"), body.trim_end()));
@@ -355,6 +365,17 @@ fn render_contract(contract: &Value, report_file: Option<&std::path::Path>, out:
             serde_json::json!({"agents": agents, "task_type": types.first().copied().unwrap_or(""), "reason": "why these"}),
         );
     }
+    if let Some(items) = contract.get("items").filter(|s| s.is_object()) {
+        out.push_str(&format!(
+            "\nStep {} runs `{}` once for each {} that this step finds. List them under `items`, one entry \
+             (text, or an object) per run, in the order they are to run; an empty list skips step {}.\n",
+            text(items, "for_step").unwrap_or("?"),
+            text(items, "workflow").unwrap_or("?"),
+            text(items, "each").unwrap_or("item"),
+            text(items, "for_step").unwrap_or("?"),
+        ));
+        skeleton.insert("items".into(), serde_json::json!(["the first item", "the next"]));
+    }
     skeleton.insert("performance".into(), serde_json::json!({"metric_name": 0}));
     skeleton.insert("outstanding_issues".into(), serde_json::json!([]));
     skeleton.insert("next_steps".into(), serde_json::json!([]));
@@ -434,6 +455,7 @@ mod tests {
             "step": {"key": "4", "name": "task_execution_loop", "title": "Step 4", "text": "Execute every assigned task.", "blocks": []},
             "workflow": "execute-task", "version": 3, "each": "parent_task assigned in Step 1"
         });
+        let mut one_item = step.clone();
         step["inputs"] = json!({"4": {"step": "task_execution_loop", "status": "succeeded", "child_run": {
             "4.1": {"step": "task_understanding", "status": "succeeded", "agent": "main-agent", "report": {"notes": "understood"}},
             "4.2": {"step": "best_practices_review", "status": "skipped", "reason": "routing left it out"}
@@ -454,6 +476,25 @@ mod tests {
         ] {
             assert!(prompt.contains(expected), "missing {expected:?} in:\n{prompt}");
         }
+        one_item["instructions"]["loop"] = json!({"step": "4", "each": "parent_task assigned in Step 1", "item": "2. Comments API", "number": 2, "of": 3});
+        let prompt = render(&one_item, Options::default());
+        let expected = "runs for each parent_task assigned in Step 1, once per item. This run is for item 2 of 3; do \
+                        this step for it alone:\n\n2. Comments API\n";
+        assert!(prompt.contains(expected), "missing {expected:?} in:\n{prompt}");
+        assert!(!prompt.contains("work through every one of them"), "{prompt}");
+    }
+
+    #[test]
+    fn the_step_a_loop_reads_from_is_asked_to_list_its_items() {
+        let mut step = leased();
+        step["report_contract"]["items"] =
+            json!({"for_step": "5", "each": "parent_task assigned in Step 1", "workflow": "execute-task"});
+        let prompt = render(&step, Options::default());
+        let expected = "Step 5 runs `execute-task` once for each parent_task assigned in Step 1 that this step finds. \
+                        List them under `items`";
+        assert!(prompt.contains(expected), "missing {expected:?} in:\n{prompt}");
+        assert!(prompt.contains("\"items\": [\n    \"the first item\","), "{prompt}");
+        assert!(!render(&leased(), Options::default()).contains("`items`"));
     }
 
     #[test]

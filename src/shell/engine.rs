@@ -589,10 +589,23 @@ async fn complete_delivery(
         succeeded,
         error,
         hash: sha256_hex(hash_source.as_bytes()),
+        items: report.as_ref().and_then(|r| r.as_map().get("items").cloned()),
         report: report.map(|r| ReportRef::Inline(r.into_value().to_string())),
         selection,
     };
-    match drive(env, db, TaskKey::Id(task_id), &Command::Complete(completion), log.as_deref()).await? {
+    let mut driven =
+        drive(env, db, TaskKey::Id(task_id), &Command::Complete(completion.clone()), log.as_deref()).await?;
+    // Items the task cannot take fail the attempt, as an invalid answer does.
+    if let Driven::Refused(Refusal::Invalid(detail)) = &driven {
+        let error = format!(
+            "the webhook's answer is not a valid completion: {} {}",
+            detail.field.as_deref().unwrap_or("report"),
+            detail.message
+        );
+        let failed = Completion { succeeded: false, error: Some(error), items: None, selection: None, ..completion };
+        driven = drive(env, db, TaskKey::Id(task_id), &Command::Complete(failed), log.as_deref()).await?;
+    }
+    match driven {
         Driven::Applied(_) => deliver_waiting(env, db, agent).await,
         Driven::Refused(refusal) => worker::console_warn!("webhook completion of {step_id} refused: {refusal:?}"),
         Driven::Busy => {

@@ -73,7 +73,10 @@ fn task_json(row: &store::TaskRow, task: &Task) -> Value {
             // A step that runs a child run lists its child run's steps, nested under it.
             let child_run = s.child_run.as_ref().map(|run| {
                 let keys: Vec<&str> = task.children(&s.key).into_iter().map(|i| task.steps[i].key.as_str()).collect();
-                json!({"workflow": run.workflow, "version": run.version, "each": run.each, "steps": keys})
+                json!({
+                    "workflow": run.workflow, "version": run.version, "each": run.each,
+                    "items_from": run.items_from, "items": run.items, "steps": keys,
+                })
             });
             json!({
                 "id": s.id, "key": s.key, "name": s.name, "agent": s.agent, "runner": s.runner,
@@ -644,6 +647,7 @@ pub async fn complete(call: &Call<'_>, body: &[u8]) -> Handled {
         succeeded,
         error: checked.error.clone(),
         hash: sha256_hex(body),
+        items: checked.report.as_ref().and_then(|r| r.as_map().get("items").cloned()),
         report: checked.report.map(|r| ReportRef::Inline(r.into_value().to_string())),
         selection,
     };

@@ -1098,7 +1098,7 @@ export interface components {
         TaskEvent: {
             seq?: number;
             step_id?: string | null;
-            /** @description `task.created`, `task.succeeded`, `task.failed`, `task.cancelled`, `task.resumed`, `step.queued`, `step.ready`, `step.leased`, `step.succeeded`, `step.failed`, `step.dead`, `step.skipped`, `step.routed` (an optional step kept or skipped when ready: `kept`, `decided_by` `analysis_step` or `submission`, `reason`), `task.selection_reported`, `step.condition` (a condition evaluated when the step was ready: `condition`, `holds`, `evidence`, `skips`), `step.child_run_started` (a step that runs a child run started it: `child_run`, `steps`), `step.child_run_resumed` (no step of its child run is dead any more), `step.cancelled`, `step.retried`, `step.redispatched`, `step.lease_expired`. Events of a child run's steps carry `parent`, the key of the step that runs it. */
+            /** @description `task.created`, `task.succeeded`, `task.failed`, `task.cancelled`, `task.resumed`, `step.queued`, `step.ready`, `step.leased`, `step.succeeded`, `step.failed`, `step.dead`, `step.skipped`, `step.routed` (an optional step kept or skipped when ready: `kept`, `decided_by` `analysis_step` or `submission`, `reason`), `task.selection_reported`, `step.condition` (a condition evaluated when the step was ready: `condition`, `holds`, `evidence`, `skips`), `step.child_run_started` (a step that runs a child run started it: `child_run`, `steps`), `step.child_run_resumed` (no step of its child run is dead any more), `step.loop_items` (a `FOR each` loop got its items: `from`, the step that listed them, `items`, how many, `each`), `step.cancelled`, `step.retried`, `step.redispatched`, `step.lease_expired`. Events of a child run's steps carry `parent`, the key of the step that runs it. */
             kind?: string;
             data?: Record<string, never>;
             /** Format: date-time */
@@ -1115,7 +1115,7 @@ export interface components {
             name?: string;
             /** @description The agent's name. */
             agent?: string | null;
-            /** @description The step's title, phase, text and structured blocks, as fixed when the task was submitted, and `rules`: the rules files the workflow's flight checks EXECUTE, at the versions of the submission ({check, name, version, text}; pre_flight on every step, post_flight also on the last step an agent does). `conditions`: the step's conditions switchyard does not evaluate ({text, when, evaluated_by: agent}), for the agent to decide. `child_run`, for a step of a child run: the step that runs it ({key, name, title, text, blocks}), the file and version it runs, and `each`, what its `FOR each` loops over. */
+            /** @description The step's title, phase, text and structured blocks, as fixed when the task was submitted, and `rules`: the rules files the workflow's flight checks EXECUTE, at the versions of the submission ({check, name, version, text}; pre_flight on every step, post_flight also on the last step an agent does). `conditions`: the step's conditions switchyard does not evaluate ({text, when, evaluated_by: agent}), for the agent to decide. `child_run`, for a step of a child run: the step that runs it ({key, name, title, text, blocks}), the file and version it runs, and `each`, what its `FOR each` loops over. `loop`, for a step of one item's run of a `FOR each` loop: {step, each, item, number, of}, the item as its step reported it and which of how many it is. */
             instructions?: Record<string, never> | components["schemas"]["Offloaded"];
             /** @description By step key, the reports of the steps this one depends on (or why they were skipped). */
             inputs?: Record<string, never> | components["schemas"]["Offloaded"];
@@ -1205,6 +1205,8 @@ export interface components {
                 task_type?: "frontend" | "backend" | "full-stack" | "infrastructure";
                 reason?: string;
             };
+            /** @description On the step a `FOR each` loop reads from (see `report_contract.items`): what the loop runs its child run for, one entry (text or an object of at most 2,048 bytes as JSON) per run, in order, at most 16; an empty list skips the loop. Not a list, too many, or more than the task's 256 steps: 422, nothing changes. Any other step may send `items` of any shape. */
+            items?: unknown[];
         } & {
             [key: string]: unknown;
         };
@@ -1512,6 +1514,12 @@ export interface components {
                 agents?: string[];
                 task_types?: string[];
             };
+            /** @description Only on the step a `FOR each` loop reads its items from: {for_step, each, workflow}. Its report lists them as `report.items`; the loop's child run runs once per item. */
+            items?: {
+                for_step?: string;
+                each?: string | null;
+                workflow?: string;
+            };
         };
         Usage: {
             /** @description US dollars, as the agents' tools reported them (report.performance.cost_usd), summed over every attempt, failed ones included; null when no tool reported it. */
@@ -1582,9 +1590,13 @@ export interface components {
             workflow: string;
             /** @description Its version, pinned when the task was submitted. */
             version: number;
-            /** @description What a `FOR each ...:` around the EXECUTE loops over, as written; the child run's agents are told to work through each. */
+            /** @description What a `FOR each ...:` around the EXECUTE loops over, as written. */
             each?: string | null;
-            /** @description The keys of the child run's own steps, in order. */
+            /** @description For a `FOR each` loop: the key of the step whose `report.items` it runs the child run for, once per item (the step the loop names, else the one it depends on). */
+            items_from?: string | null;
+            /** @description How many items the loop runs for, once that step reported them; null before, or when it reported none and the child run runs once. */
+            items?: number | null;
+            /** @description The keys of the child run's own steps, in order; a loop's later items' copies (`{key}#{n}`) follow the planned ones. */
             steps: string[];
         };
     };

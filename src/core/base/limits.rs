@@ -97,6 +97,16 @@ pub const EXECUTE_DEPTH_MAX: usize = 3;
 /// the task's steps together, so their number bounds a transition's D1 work.
 pub const TASK_STEPS_MAX: usize = 4 * STEPS_MAX;
 
+/// Most items a `FOR each` loop runs its child run for (the list the step before it reports as
+/// `report.items`). Agent OS loops over a spec's parent tasks, a handful; each item adds a copy
+/// of the child run's steps, written in the batch of the completion that reported the items, and
+/// [`TASK_STEPS_MAX`] still bounds the task as a whole.
+pub const LOOP_ITEMS_MAX: usize = 16;
+
+/// Most bytes of one loop item as JSON: a task's name, number and subtasks, not a document. Each
+/// is copied into the instructions of every step of its child run.
+pub const LOOP_ITEM_BYTES_MAX: usize = 2 * 1024;
+
 // Task analysis and agent selection (core::analysis) read their inputs only up to these bounds;
 // the HTTP routes refuse inputs beyond them instead of reading them in part.
 

@@ -39,6 +39,9 @@
 //!   run's steps (keys under its own, `parent` naming it) start only once it has started; it
 //!   succeeds when they are all done, dies when one of them dies (the task fails), runs again
 //!   when none is dead any more, and a retry of it retries its dead steps. Skipped, it skips them.
+//!   A `FOR each` loop runs its child run once per item the step before it reported
+//!   (`report.items`): that step's completion adds each later item's copy of the child run's
+//!   steps ([`LoopItem`]), and an empty list skips the loop.
 //! - `skipped`: when the task was planned, or when its dependencies were met and its [`Gate`]
 //!   said so: a condition on earlier steps held (or did not), or routing left its agent out
 //!   (by the analysis step's `report.selection`, else by the analysis made at submission).
@@ -86,9 +89,12 @@ mod tests;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::core::base::limits::{RETRY_BACKOFF_BASE_SECONDS, RETRY_BACKOFF_CAP_SECONDS};
+use crate::core::base::ids::{self, IdKind, ID_RANDOM_BYTES};
+use crate::core::base::limits::{
+    LOOP_ITEMS_MAX, LOOP_ITEM_BYTES_MAX, RETRY_BACKOFF_BASE_SECONDS, RETRY_BACKOFF_CAP_SECONDS, TASK_STEPS_MAX,
+};
 use crate::core::base::time::Timestamp;
-use crate::core::edge::error::ApiError;
+use crate::core::edge::error::{ApiError, Detail};
 use crate::core::records::report::ReportedSelection;
 pub use crate::core::registry::workflow::StepTimeouts;
 use crate::core::registry::workflow::{CheckIs, ConditionWhen, StepCondition};
@@ -261,9 +267,16 @@ pub struct Step {
 pub struct ChildRun {
     pub workflow: String,
     pub version: i64,
-    /// What the file's `FOR each ...:` loops over; the child run's agents work through each.
+    /// What the file's `FOR each ...:` loops over, as written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub each: Option<String>,
+    /// For a loop: the key of the step whose `report.items` it loops over. The child run then
+    /// runs once per item; when that step reports no `items`, once, its agents told of the loop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items_from: Option<String>,
+    /// How many items the loop runs for, once they were reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<usize>,
 }
 
 /// What is decided about a step once it is ready, before it is queued.
@@ -432,6 +445,9 @@ pub struct Completion {
     pub report: Option<ReportRef>,
     /// The analysis step's `report.selection`, checked by the shell against the task.
     pub selection: Option<ReportedSelection>,
+    /// The report's `items`, as sent: what a `FOR each` loop after the step runs its child run
+    /// for (checked by the engine, since only the task says whether a loop reads them).
+    pub items: Option<Value>,
 }
 
 /// Everything that can happen to a task.
@@ -507,6 +523,21 @@ pub struct Transition {
     /// only if each is still the step's expiry, because a heartbeat extends a lease without
     /// changing the task's version.
     pub expiries_read: Vec<(String, Timestamp)>,
+    /// The steps of `FOR each` loops this transition gave an item: the first item's are the
+    /// planned steps, each later item's are new steps, copies of the first's (see [`LoopItem`]).
+    pub loop_items: Vec<LoopItem>,
+}
+
+/// A step of one item's run of a `FOR each` loop: the shell writes `item` into its
+/// instructions (`loop`), and for a new step, copies the rest of them from `template_id`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoopItem {
+    pub step_id: String,
+    /// The planned step (of the first item's run) this one is a copy of; itself for the first.
+    pub template_id: String,
+    /// What the shell writes into the step's instructions as `loop`: the step that loops, what
+    /// it loops over, which item this is (from 1) of how many, and the item as reported.
+    pub part: Value,
 }
 
 /// What a command did.
@@ -537,6 +568,9 @@ pub enum Refusal {
     AtCapacity,
     /// The command does not apply to the step or task in its status.
     WrongStatus(String),
+    /// A completion whose content the task cannot take (a loop's `report.items` of the wrong
+    /// shape, or too many); nothing changes.
+    Invalid(Detail),
 }
 
 impl From<Refusal> for ApiError {
@@ -551,8 +585,20 @@ impl From<Refusal> for ApiError {
                 ApiError::Conflict { message: "the agent already holds as many leases as it may".into() }
             }
             Refusal::WrongStatus(message) => ApiError::Conflict { message },
+            Refusal::Invalid(detail) => ApiError::Invalid { details: vec![detail] },
         }
     }
+}
+
+/// The id of the copy of step `template` for item `number` of a loop: a step id of the time of
+/// the copy whose random part is drawn from the template's id and the number, so that each
+/// copy's id is new and the same transition decided again names the same ones.
+fn copy_id(template: &str, number: usize, now: Timestamp) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{template}#{number}").as_bytes());
+    let mut random = [0u8; ID_RANDOM_BYTES];
+    random.copy_from_slice(&digest[..ID_RANDOM_BYTES]);
+    ids::new_id(IdKind::Step, now, random)
 }
 
 /// Seconds before retry number `attempt` (the attempt that failed): exponential from
@@ -573,6 +619,7 @@ pub fn apply(task: &Task, command: &Command, now: Timestamp, random: u32) -> Res
         sends: Vec::new(),
         reports: Vec::new(),
         expiries_read: Vec::new(),
+        loop_items: Vec::new(),
         now,
         random,
     };
@@ -618,6 +665,7 @@ pub fn apply(task: &Task, command: &Command, now: Timestamp, random: u32) -> Res
         reports: run.reports,
         response,
         expiries_read: run.expiries_read,
+        loop_items: run.loop_items,
     })))
 }
 
@@ -645,8 +693,16 @@ pub fn leasable_at_once(
     now: Timestamp,
     pull: &[(String, AgentTimeouts)],
 ) -> (Task, Vec<Event>, Vec<Send>, Vec<String>) {
-    let mut run =
-        Run { task, events, sends: Vec::new(), reports: Vec::new(), expiries_read: Vec::new(), now, random: 0 };
+    let mut run = Run {
+        task,
+        events,
+        sends: Vec::new(),
+        reports: Vec::new(),
+        expiries_read: Vec::new(),
+        loop_items: Vec::new(),
+        now,
+        random: 0,
+    };
     let mut leasable = Vec::new();
     for send in sends {
         let agent = pull.iter().find(|(step_id, _)| *step_id == send.step_id).map(|(_, agent)| *agent);
@@ -669,9 +725,9 @@ pub fn leasable_at_once(
 impl Transition {
     /// [`leasable_at_once`] for this transition.
     pub fn with_leasable_at_once(self, now: Timestamp, pull: &[(String, AgentTimeouts)]) -> (Transition, Vec<String>) {
-        let Transition { task, events, sends, reports, response, expiries_read } = self;
+        let Transition { task, events, sends, reports, response, expiries_read, loop_items } = self;
         let (task, events, sends, leasable) = leasable_at_once(task, events, sends, now, pull);
-        (Transition { task, events, sends, reports, response, expiries_read }, leasable)
+        (Transition { task, events, sends, reports, response, expiries_read, loop_items }, leasable)
     }
 }
 
@@ -687,6 +743,7 @@ struct Run {
     sends: Vec<Send>,
     reports: Vec<(String, ReportRef)>,
     expiries_read: Vec<(String, Timestamp)>,
+    loop_items: Vec<LoopItem>,
     now: Timestamp,
     random: u32,
 }
@@ -1193,6 +1250,9 @@ impl Run {
             _ => return Err(self.lease_gone(index, &completion.lease_id)),
         };
         let error = completion.error.clone().unwrap_or_else(|| "the agent reported failure".into());
+        if completion.succeeded {
+            self.take_items(index, completion.items.as_ref())?;
+        }
         if late {
             self.accept_late(index, completion, error);
         } else if completion.succeeded {
@@ -1230,6 +1290,108 @@ impl Run {
         self.task.selection = Some(selection.clone());
         let data = json!({"agents": selection.agents, "task_type": selection.task_type, "reason": selection.reason});
         self.step_event(index, "task.selection_reported", data);
+    }
+
+    /// Gives the `FOR each` loops over step `index`'s items their items, from its successful
+    /// completion: a loop with none is skipped; with n, its child run runs n times, one item
+    /// after the other (see [`Run::expand_loop`]). A step no loop reads from keeps `items` as any
+    /// other report field; a completion without them leaves its loops to run once.
+    fn take_items(&mut self, index: usize, items: Option<&Value>) -> Result<(), Refusal> {
+        let key = self.task.steps[index].key.clone();
+        let loops: Vec<usize> = (0..self.task.steps.len())
+            .filter(|&i| {
+                let step = &self.task.steps[i];
+                let run = step.child_run.as_ref();
+                step.status == StepStatus::Pending
+                    && run.is_some_and(|r| r.items_from.as_deref() == Some(key.as_str()) && r.items.is_none())
+            })
+            .collect();
+        let Some(items) = items.filter(|_| !loops.is_empty()) else { return Ok(()) };
+        let invalid = |why: String| Refusal::Invalid(Detail::field("report.items", why));
+        let Some(list) = items.as_array() else {
+            return Err(invalid("must be a list of what the loop after this step runs for".into()));
+        };
+        if list.len() > LOOP_ITEMS_MAX {
+            return Err(invalid(format!("at most {LOOP_ITEMS_MAX} items, found {}", list.len())));
+        }
+        if let Some(at) = list.iter().position(|item| item.to_string().len() > LOOP_ITEM_BYTES_MAX) {
+            return Err(invalid(format!("item {at} is larger than {LOOP_ITEM_BYTES_MAX} bytes as JSON")));
+        }
+        let copies: usize = loops.iter().map(|&l| self.descendants(l).len() * list.len().saturating_sub(1)).sum();
+        if self.task.steps.len() + copies > TASK_STEPS_MAX {
+            return Err(invalid(format!(
+                "{} items would make the task {} steps, more than {TASK_STEPS_MAX}",
+                list.len(),
+                self.task.steps.len() + copies
+            )));
+        }
+        for l in loops {
+            self.expand_loop(l, &key, list);
+        }
+        Ok(())
+    }
+
+    /// The indices of every step under step `index`'s child run, nested ones included.
+    fn descendants(&self, index: usize) -> Vec<usize> {
+        let below = format!("{}.", self.task.steps[index].key);
+        (0..self.task.steps.len()).filter(|&i| self.task.steps[i].key.starts_with(&below)).collect()
+    }
+
+    /// Runs the child run of loop step `index` once per item: the planned steps are the first
+    /// item's; each later item's are copies keyed `{key}#{n}` (`5.2#3`: step 5.2 for item 3),
+    /// whose first steps wait for every first step of the item before, so items run in turn as
+    /// Agent OS's `WAIT for task completion` says. With no items, the loop step is skipped.
+    fn expand_loop(&mut self, index: usize, source: &str, items: &[Value]) {
+        let loop_key = self.task.steps[index].key.clone();
+        let each = self.task.steps[index].child_run.as_ref().and_then(|r| r.each.clone());
+        if let Some(run) = self.task.steps[index].child_run.as_mut() {
+            run.items = Some(items.len());
+        }
+        let data = json!({"from": source, "items": items.len(), "each": each});
+        self.step_event(index, "step.loop_items", data);
+        if items.is_empty() {
+            let reason = format!("step {source} reported no items for this step's loop");
+            self.skip_ready(index, reason, json!({"items": 0}));
+            return;
+        }
+        let template: Vec<Step> = self.descendants(index).into_iter().map(|i| self.task.steps[i].clone()).collect();
+        let below = format!("{loop_key}.");
+        let part = |number: usize, item: &Value| json!({"step": loop_key, "each": each, "item": item, "number": number, "of": items.len()});
+        for step in &template {
+            let part = part(1, &items[0]);
+            self.loop_items.push(LoopItem { step_id: step.id.clone(), template_id: step.id.clone(), part });
+        }
+        let first_steps = |steps: &[Step]| -> Vec<String> {
+            steps.iter().filter(|s| s.parent.as_deref() == Some(loop_key.as_str())).map(|s| s.key.clone()).collect()
+        };
+        let mut before = first_steps(&template);
+        for (offset, item) in items.iter().enumerate().skip(1) {
+            let number = offset + 1;
+            let rename = |key: &str| if key.starts_with(&below) { format!("{key}#{number}") } else { key.to_string() };
+            let mut copies = Vec::with_capacity(template.len());
+            for step in &template {
+                let mut copy = step.clone();
+                copy.id = copy_id(&step.id, number, self.now);
+                copy.key = rename(&step.key);
+                copy.parent = step.parent.as_deref().map(rename);
+                copy.depends_on = step.depends_on.iter().map(|k| rename(k)).collect();
+                if step.parent.as_deref() == Some(loop_key.as_str()) {
+                    copy.depends_on.extend(before.iter().cloned());
+                }
+                for check in copy.gate.iter_mut().flat_map(|g| g.conditions.iter_mut()).filter_map(|c| c.check.as_mut())
+                {
+                    check.step = rename(&check.step);
+                }
+                if let Some(from) = copy.child_run.as_mut().and_then(|r| r.items_from.as_mut()) {
+                    *from = rename(from);
+                }
+                let part = part(number, item);
+                self.loop_items.push(LoopItem { step_id: copy.id.clone(), template_id: step.id.clone(), part });
+                copies.push(copy);
+            }
+            before = first_steps(&copies);
+            self.task.steps.extend(copies);
+        }
     }
 
     /// An answer for the step's newest attempt, which the sweep ended when its lease expired.
@@ -1417,6 +1579,14 @@ impl Run {
 
 /// Checks what must hold of any task at any time; the simulation runs it after every event.
 pub fn check_invariants(task: &Task) -> Result<(), String> {
+    let keys: std::collections::BTreeSet<&str> = task.steps.iter().map(|s| s.key.as_str()).collect();
+    let ids: std::collections::BTreeSet<&str> = task.steps.iter().map(|s| s.id.as_str()).collect();
+    if keys.len() != task.steps.len() || ids.len() != task.steps.len() {
+        return Err("two steps share a key or an id".into());
+    }
+    if task.steps.len() > TASK_STEPS_MAX {
+        return Err(format!("{} steps, more than {TASK_STEPS_MAX}", task.steps.len()));
+    }
     for step in &task.steps {
         let here = |what: &str| format!("step {} ({}): {what}", step.key, step.status.as_str());
         let started = !step.attempts.is_empty();

@@ -14,6 +14,8 @@
 //! - a step that `EXECUTE`s another file runs it as a child run: the file's steps, at the
 //!   version read at submission ([`Files`]), follow the step in the task with keys under its own
 //!   (`4.1`, `4.2`), planned the same way; the task's main agent and flight rules are theirs too.
+//!   Inside a `FOR each`, they are the first item's, and the step the loop reads its items from
+//!   is asked to list them (`report_contract.items`).
 
 use std::collections::BTreeMap;
 
@@ -104,10 +106,16 @@ fn entries<'a>(
             version,
             prefix: prefix.clone(),
             parent: parent.map(String::from),
-            child_run: child.map(|(name, file)| ChildRun {
-                workflow: name.clone(),
-                version: file.version,
-                each: step.execute.as_ref().and_then(|e| e.each.clone()),
+            child_run: child.map(|(name, file)| {
+                let each = step.execute.as_ref().and_then(|e| e.each.clone());
+                let items_from = each.as_deref().and_then(|each| loop_source(definition, step, each));
+                ChildRun {
+                    workflow: name.clone(),
+                    version: file.version,
+                    items_from: items_from.map(|key| format!("{prefix}{key}")),
+                    each,
+                    items: None,
+                }
             }),
         };
         let key = entry.key();
@@ -116,6 +124,23 @@ fn entries<'a>(
             entries(&file.definition, file.version, files, Some(&key), out);
         }
     }
+}
+
+/// The step of `definition` whose `report.items` a `FOR each` around `step`'s `EXECUTE` loops
+/// over: the earlier step the loop names ("FOR each parent_task assigned in Step 1"), else the
+/// last step it depends on. `None` when there is none: the child run then runs once.
+fn loop_source(definition: &Definition, step: &StepDefinition, each: &str) -> Option<String> {
+    let place = definition.steps.iter().position(|s| std::ptr::eq(s, step))?;
+    let earlier = &definition.steps[..place];
+    let words: Vec<String> = each
+        .split(|c: char| c.is_whitespace() || c == ',' || c == ':' || c == ')' || c == '(')
+        .map(|w| w.trim_end_matches('.').to_lowercase())
+        .collect();
+    let named = words
+        .windows(2)
+        .filter(|pair| pair[0] == "step")
+        .find_map(|pair| earlier.iter().find(|s| s.key.eq_ignore_ascii_case(&pair[1])));
+    named.map(|s| s.key.clone()).or_else(|| step.depends_on.last().cloned())
 }
 
 /// How many steps a task of `definition` runs, child runs included: the step ids to make.
@@ -225,6 +250,7 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
         sends: Vec::new(),
         reports: Vec::new(),
         expiries_read: Vec::new(),
+        loop_items: Vec::new(),
         now: input.now,
         random: 0,
     };
@@ -260,6 +286,13 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
             let candidates = &input.analysis.routing.candidates;
             if entry.parent.is_none() && analysis_step == Some(entry.step.key.as_str()) && !candidates.is_empty() {
                 part["report_contract"]["selection"] = json!({"agents": candidates, "task_types": TASK_TYPES});
+            }
+            // The step a loop reads its items from is told what to list, and for which loop.
+            let key = entry.key();
+            let loops = run.task.steps.iter().filter_map(|s| s.child_run.as_ref().map(|r| (s, r)));
+            if let Some((step, run)) = loops.into_iter().find(|(_, r)| r.items_from.as_deref() == Some(key.as_str())) {
+                part["report_contract"]["items"] =
+                    json!({"for_step": step.key, "each": run.each, "workflow": run.workflow});
             }
             part
         })

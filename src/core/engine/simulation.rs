@@ -175,6 +175,7 @@ impl World {
             reports: vec![],
             response: None,
             expiries_read: vec![],
+            loop_items: vec![],
         };
         world.record(&transition, None).expect("submission passes the checks");
         world
@@ -424,6 +425,7 @@ impl World {
             hash: format!("{}:{succeeded}", held.lease_id),
             report: Some(ReportRef::Inline("{}".into())),
             selection: None,
+            items: None,
         };
         let snapshot = self.snapshot();
         let version = self.task.version;

@@ -141,6 +141,7 @@ fn completion(task: &Task, key: &str, succeeded: bool, hash: &str) -> Command {
         hash: hash.into(),
         report: Some(ReportRef::Inline("{}".into())),
         selection: None,
+        items: None,
     })
 }
 
@@ -607,6 +608,7 @@ fn late_completion(task: &Task, key: &str, lease_id: &str, succeeded: bool) -> C
         hash: format!("late-{succeeded}"),
         report: Some(ReportRef::Inline("{}".into())),
         selection: None,
+        items: None,
     })
 }
 
@@ -1177,4 +1179,136 @@ fn only_the_analysis_step_is_told_it_may_choose_the_specialists_and_among_whom()
     assert_eq!(contract["selection"]["agents"], json!(["cloudflare-specialist", "sveltekit-specialist"]));
     assert_eq!(contract["selection"]["task_types"], json!(["frontend", "backend", "full-stack", "infrastructure"]));
     assert!(plan.instructions[1..].iter().all(|i| i["report_contract"].get("selection").is_none()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// FOR each loops.
+
+/// Completes step `key` successfully with `report.items` set to `items`.
+fn completion_with_items(task: &Task, key: &str, items: Value) -> Command {
+    let report = json!({"notes": "listed", "items": items}).to_string();
+    let Command::Complete(mut completion) = completion_reporting(task, key, &report) else { unreachable!() };
+    completion.items = Some(items);
+    Command::Complete(completion)
+}
+
+/// The child-run task with step 1 leased, about to report its items.
+fn loop_source_leased() -> Task {
+    let task = child_run_task().task;
+    lease(&dispatch(&task, "1"), "1", "lse_1")
+}
+
+#[test]
+fn a_loop_reads_its_items_from_the_step_it_names_and_that_step_is_told_to_list_them() {
+    let plan = child_run_task();
+    let run = step(&plan.task, "2").child_run.clone().unwrap();
+    assert_eq!(run.items_from.as_deref(), Some("1"), "FOR each parent_task from step 1");
+    assert_eq!(
+        plan.instructions[0]["report_contract"]["items"],
+        json!({"for_step": "2", "each": "parent_task from step 1", "workflow": "execute-child"})
+    );
+    assert!(plan.instructions[2]["report_contract"].get("items").is_none(), "only step 1 lists them");
+}
+
+#[test]
+fn a_loop_runs_its_child_run_once_per_reported_item_one_item_after_the_other() {
+    let leased = loop_source_leased();
+    let items = json!(["1. comments table", {"number": 2, "title": "comments API"}, "3. moderation"]);
+    let transition = changed(&leased, completion_with_items(&leased, "1", items.clone()), at(30));
+    let task = transition.task.clone();
+    let shape: Vec<_> =
+        task.steps.iter().map(|s| (s.key.as_str(), s.parent.as_deref(), s.depends_on.join(","), s.status)).collect();
+    assert_eq!(
+        shape,
+        vec![
+            ("1", None, String::new(), StepStatus::Succeeded),
+            ("2", None, "1".into(), StepStatus::Running),
+            ("2.1", Some("2"), String::new(), StepStatus::Queued),
+            ("2.2", Some("2"), "2.1".into(), StepStatus::Pending),
+            ("3", None, "2".into(), StepStatus::Pending),
+            ("2.1#2", Some("2"), "2.1,2.2".into(), StepStatus::Pending),
+            ("2.2#2", Some("2"), "2.1#2,2.1,2.2".into(), StepStatus::Pending),
+            ("2.1#3", Some("2"), "2.1#2,2.2#2".into(), StepStatus::Pending),
+            ("2.2#3", Some("2"), "2.1#3,2.1#2,2.2#2".into(), StepStatus::Pending),
+        ]
+    );
+    assert_eq!(step(&task, "2").child_run.as_ref().unwrap().items, Some(3));
+    assert_eq!(step(&task, "2.2#3").agent.as_deref(), Some("test-runner"));
+    assert_ne!(id_of(&task, "2.2#3"), id_of(&task, "2.2"));
+    let parts: Vec<_> = transition
+        .loop_items
+        .iter()
+        .map(|l| {
+            let key = &task.steps.iter().find(|s| s.id == l.step_id).unwrap().key;
+            let template = &task.steps.iter().find(|s| s.id == l.template_id).unwrap().key;
+            (key.as_str(), template.as_str(), l.part["number"].as_u64().unwrap(), l.part["item"].clone())
+        })
+        .collect();
+    assert_eq!(
+        parts,
+        vec![
+            ("2.1", "2.1", 1, items[0].clone()),
+            ("2.2", "2.2", 1, items[0].clone()),
+            ("2.1#2", "2.1", 2, items[1].clone()),
+            ("2.2#2", "2.2", 2, items[1].clone()),
+            ("2.1#3", "2.1", 3, items[2].clone()),
+            ("2.2#3", "2.2", 3, items[2].clone()),
+        ]
+    );
+    assert!(transition.loop_items.iter().all(|l| l.part["of"] == 3 && l.part["step"] == "2"));
+    let told = transition.events.iter().find(|e| e.kind == "step.loop_items").expect("an event");
+    assert_eq!((told.data["from"].as_str(), told.data["items"].as_u64()), (Some("1"), Some(3)));
+
+    let mut task = run(&run(&task, "2.1").task, "2.2").task;
+    assert_eq!(step(&task, "2.1#2").status, StepStatus::Queued, "item 2 starts once item 1 is done");
+    assert_eq!(step(&task, "2").status, StepStatus::Running);
+    for key in ["2.1#2", "2.2#2", "2.1#3"] {
+        task = run(&task, key).task;
+        assert_eq!(step(&task, "3").status, StepStatus::Pending, "after {key}");
+    }
+    task = run(&task, "2.2#3").task;
+    assert_eq!(step(&task, "2").status, StepStatus::Succeeded);
+    assert_eq!(step(&task, "3").status, StepStatus::Queued);
+}
+
+#[test]
+fn a_loop_with_no_items_is_skipped_and_one_whose_step_listed_none_runs_once() {
+    let leased = loop_source_leased();
+    let empty = changed(&leased, completion_with_items(&leased, "1", json!([])), at(30)).task;
+    let skipped = step(&empty, "2");
+    assert_eq!(skipped.status, StepStatus::Skipped);
+    assert_eq!(skipped.skip_reason.as_deref(), Some("step 1 reported no items for this step's loop"));
+    assert_eq!(step(&empty, "2.1").status, StepStatus::Skipped);
+    assert_eq!(step(&empty, "3").status, StepStatus::Queued);
+
+    let unlisted = changed(&leased, completion(&leased, "1", true, "h"), at(30));
+    assert!(unlisted.loop_items.is_empty());
+    assert_eq!(unlisted.task.steps.len(), 5, "no copies");
+    assert_eq!(step(&unlisted.task, "2.1").status, StepStatus::Queued);
+    assert_eq!(step(&unlisted.task, "2").child_run.as_ref().unwrap().items, None);
+}
+
+#[test]
+fn loop_items_of_the_wrong_shape_or_too_many_are_refused_and_change_nothing() {
+    use crate::core::base::limits::{LOOP_ITEMS_MAX, LOOP_ITEM_BYTES_MAX};
+    let leased = loop_source_leased();
+    let too_many: Vec<Value> = (0..=LOOP_ITEMS_MAX).map(|i| json!(format!("task {i}"))).collect();
+    let cases = [
+        (json!("1, 2 and 3"), "must be a list"),
+        (json!({"1": "a"}), "must be a list"),
+        (Value::Array(too_many), "at most 16 items"),
+        (json!(["small", "x".repeat(LOOP_ITEM_BYTES_MAX)]), "item 1 is larger than 2048 bytes"),
+    ];
+    for (items, expected) in cases {
+        let Refusal::Invalid(detail) = refused(&leased, completion_with_items(&leased, "1", items.clone()), at(30))
+        else {
+            panic!("{items} was not refused as invalid");
+        };
+        assert_eq!(detail.field.as_deref(), Some("report.items"));
+        assert!(detail.message.contains(expected), "{items}: {}", detail.message);
+    }
+    // A step no loop reads from may report `items` of any shape.
+    let task = run(&child_run_task().task, "1").task;
+    let leased = lease(&dispatch(&task, "2.1"), "2.1", "lse_2.1");
+    changed(&leased, completion_with_items(&leased, "2.1", json!("anything")), at(30));
 }

@@ -11,8 +11,8 @@ use super::{count, int, opt_int, opt_time, report_count, text_or_null, time, tri
 use crate::core::base::limits::{MESSAGES_IN_LEASE_MAX, TASKS_RUNNING_MAX};
 use crate::core::base::time::Timestamp;
 use crate::core::engine::{
-    AgentTimeouts, Attempt, AttemptStatus, Event, Extension, ReportRef, Runner, Step, StepStatus, StepTimeouts, Task,
-    TaskStatus, Transition,
+    AgentTimeouts, Attempt, AttemptStatus, Event, Extension, LoopItem, ReportRef, Runner, Step, StepStatus,
+    StepTimeouts, Task, TaskStatus, Transition,
 };
 use crate::core::records::metrics::{ReportCounts, Usage};
 
@@ -482,7 +482,7 @@ fn step_statement(db: &D1Database, step: &Step) -> Result<D1PreparedStatement> {
         "UPDATE steps SET status = ?2, attempt = ?3, attempts_max = ?4, lease_id = ?5, lease_expires_at = ?6,
                 queued_at = ?7, due_at = ?8, ready_at = ?9, started_at = ?10, finished_at = ?11, error = ?12,
                 skip_reason = ?13, schedule_deadline_at = ?14, attempt_deadline_at = ?15, report_fields = ?16,
-                version = version + 1
+                child_run = ?17, version = version + 1
          WHERE id = ?1",
     )
     .bind(&[
@@ -502,7 +502,39 @@ fn step_statement(db: &D1Database, step: &Step) -> Result<D1PreparedStatement> {
         opt_time(step.schedule_deadline_at),
         opt_time(step.attempt_deadline_at),
         text_or_null(step.report_fields.as_ref().and_then(|f| serde_json::to_string(f).ok()).as_deref()),
+        text_or_null(step.child_run.as_ref().and_then(|c| serde_json::to_string(c).ok()).as_deref()),
     ])
+}
+
+/// The statement that adds a step a `FOR each` loop made for a later item: a copy of the
+/// planned step `item.template_id` under the new step's id, key, parent and dependencies (its
+/// status set by the [`step_statement`] after it), with the item in its instructions.
+fn new_step_statement(db: &D1Database, step: &Step, item: &LoopItem) -> Result<D1PreparedStatement> {
+    db.statement(
+        "INSERT INTO steps (id, task_id, key, name, runner, agent, status, depends_on, attempt, attempts_max,
+                            attempts_budget, instructions, optional, schedule_timeout_ms, attempt_timeout_ms,
+                            heartbeat_ms, gate, parent, child_run)
+         SELECT ?1, task_id, ?2, name, runner, agent, 'pending', ?3, 0, attempts_max, attempts_budget,
+                json_set(instructions, '$.loop', json(?5), '$.workflow.step.key', ?2,
+                         '$.workflow.step.depends_on', json(?3)),
+                optional, schedule_timeout_ms, attempt_timeout_ms, heartbeat_ms, ?6, ?7, child_run
+         FROM steps WHERE id = ?4",
+    )
+    .bind(&[
+        step.id.as_str().into(),
+        step.key.as_str().into(),
+        serde_json::to_string(&step.depends_on).unwrap_or_else(|_| "[]".into()).into(),
+        item.template_id.as_str().into(),
+        item.part.to_string().into(),
+        text_or_null(step.gate.as_ref().and_then(|g| serde_json::to_string(g).ok()).as_deref()),
+        text_or_null(step.parent.as_deref()),
+    ])
+}
+
+/// The statement that tells a planned step which item of its loop it is for.
+fn loop_item_statement(db: &D1Database, item: &LoopItem) -> Result<D1PreparedStatement> {
+    db.statement("UPDATE steps SET instructions = json_set(instructions, '$.loop', json(?2)) WHERE id = ?1")
+        .bind(&[item.step_id.as_str().into(), item.part.to_string().into()])
 }
 
 /// Something written with a transition besides the state: a report, or an attempt's log key.
@@ -552,10 +584,19 @@ pub async fn write_transition(
             text_or_null(after.selection.as_ref().and_then(|s| serde_json::to_string(s).ok()).as_deref()),
         ])?,
     );
+    for item in transition.loop_items.iter().filter(|item| item.step_id == item.template_id) {
+        statements.push(loop_item_statement(db, item)?);
+    }
     for step in &after.steps {
         let old = before.steps.iter().find(|s| s.id == step.id);
         if old.is_some_and(|old| old == step) {
             continue;
+        }
+        if old.is_none() {
+            let Some(item) = transition.loop_items.iter().find(|item| item.step_id == step.id) else {
+                return Err(worker::Error::RustError(format!("step {} is new but no loop made it", step.id)));
+            };
+            statements.push(new_step_statement(db, step, item)?);
         }
         statements.push(step_statement(db, step)?);
         for attempt in &step.attempts {
