@@ -175,6 +175,48 @@ describe("webhook agents", { timeout: 300_000 }, () => {
     assert.equal(new Set(ids).size, 3, "each step was delivered once");
   });
 
+  test("a webhook's loop items of the wrong shape fail its attempt, and the retry's list runs the loop once per item", async () => {
+    const answers = [];
+    const server = await receiver((delivery) => {
+      const step = JSON.parse(delivery.body).step;
+      const asked = step.report_contract.items;
+      const loop = step.instructions.loop;
+      answers.push([step.key, asked?.for_step ?? null, loop?.item ?? null]);
+      if (asked && step.attempt === 1) return { status: 200, json: { outcome: "succeeded", report: { notes: "listed", items: "a and b" } } };
+      if (asked) return { status: 200, json: { outcome: "succeeded", report: { notes: "listed", items: ["a", "b"] } } };
+      return { status: 200, json: { outcome: "succeeded", report: { notes: `did ${loop?.item}` } } };
+    });
+    servers.push(server);
+    await webhookAgent("loop-hook", server.url, 2);
+    const post = (name, text) =>
+      worker.admin(`/v1/workflows?name=${name}`, { method: "POST", headers: { "content-type": "text/markdown" }, body: text });
+    const child = `# Hook child\n\n<process_flow>\n<step number="1" subagent="loop-hook" name="build">Build it.</step>\n</process_flow>\n`;
+    assert.equal((await post("hook-child", child)).status, 201);
+    const parent = `# Hook loop
+
+<process_flow>
+<step number="1" subagent="loop-hook" name="list">List the parts.</step>
+<step number="2" name="each_part">
+FOR each part listed in Step 1:
+  EXECUTE instructions from hook-child.md
+END FOR
+LOAD @.agent-os/instructions/core/hook-child.md
+</step>
+</process_flow>
+`;
+    assert.equal((await post("hook-loop", parent)).status, 201);
+    const task = (await submit(worker, { title: "Build the parts", workflow: "hook-loop" })).body.task;
+    const done = await eventually(async () => {
+      const read = await taskOf(worker, task.id);
+      return read.status !== "running" && read;
+    }, { timeoutMs: 30_000 });
+    assert.equal(done?.status, "succeeded", JSON.stringify(done?.steps.map((s) => [s.key, s.status])));
+    assert.deepEqual(done.steps[0].attempts.map((a) => a.status), ["failed", "succeeded"]);
+    assert.match(done.steps[0].attempts[0].error, /not a valid completion: report\.items must be a list/);
+    assert.deepEqual(done.steps.map((s) => [s.key, s.status]), [["1", "succeeded"], ["2", "succeeded"], ["2.1", "succeeded"], ["2.1#2", "succeeded"]]);
+    assert.deepEqual(answers, [["1", "2", null], ["1", "2", null], ["2.1", null, "a"], ["2.1#2", null, "b"]]);
+  });
+
   test("a rotated webhook secret signs the next delivery and the old one no longer verifies", async () => {
     const server = await receiver(() => ({ status: 200, json: { outcome: "succeeded", report: {} } }));
     servers.push(server);
