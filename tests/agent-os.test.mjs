@@ -766,11 +766,11 @@ describe("Agent OS instruction files as written", { timeout: 300_000 }, () => {
         ["2.2", "2", "pending", ["2.1"]],
         ["3", null, "pending", ["2"]],
         ["4", null, "pending", ["3"]],
-        ["2.1#2", "2", "pending", ["2.1", "2.2"]],
-        ["2.2#2", "2", "pending", ["2.1#2", "2.1", "2.2"]],
+        ["2#2.1", "2", "pending", ["2.1", "2.2"]],
+        ["2#2.2", "2", "pending", ["2#2.1", "2.1", "2.2"]],
       ],
     );
-    assert.deepEqual([task.steps[1].child_run.items, task.steps[1].child_run.steps], [2, ["2.1", "2.2", "2.1#2", "2.2#2"]]);
+    assert.deepEqual([task.steps[1].child_run.items, task.steps[1].child_run.steps], [2, ["2.1", "2.2", "2#2.1", "2#2.2"]]);
     const seen = [];
     for (const who of [main, tester, main, tester]) {
       const step = await who.work();
@@ -779,13 +779,13 @@ describe("Agent OS instruction files as written", { timeout: 300_000 }, () => {
     assert.deepEqual(seen, [
       ["2.1", 1, found[0], "2.1"],
       ["2.2", 1, found[0], "2.2"],
-      ["2.1#2", 2, found[1], "2.1#2"],
-      ["2.2#2", 2, found[1], "2.2#2"],
+      ["2#2.1", 2, found[1], "2#2.1"],
+      ["2#2.2", 2, found[1], "2#2.2"],
     ]);
     const recap = await manager.work();
     // Inputs are keyed by step key, in key order.
-    assert.deepEqual(Object.keys(recap.inputs["2"].child_run), ["2.1", "2.1#2", "2.2", "2.2#2"]);
-    assert.match(recap.inputs["2"].child_run["2.2#2"].report.notes, /for item 2 of 2: \{"number":2,"title":"Export button"\}/);
+    assert.deepEqual(Object.keys(recap.inputs["2"].child_run), ["2#2.1", "2#2.2", "2.1", "2.2"]);
+    assert.match(recap.inputs["2"].child_run["2#2.2"].report.notes, /for item 2 of 2: \{"number":2,"title":"Export button"\}/);
     task = await eventually(async () => {
       const now = await taskOf(worker, body.task.id);
       return now.status === "succeeded" ? now : null;
@@ -794,7 +794,7 @@ describe("Agent OS instruction files as written", { timeout: 300_000 }, () => {
     const listed = events.find((e) => e.kind === "step.loop_items");
     assert.deepEqual([listed.data.key, listed.data.from, listed.data.items], ["2", "1", 2]);
     const summary = await (await worker.admin(`/v1/tasks/${task.id}/summary`)).text();
-    assert.match(summary, /- step 2\.2#2 \(task_test_verification\) succeeded, by test-runner\n/);
+    assert.match(summary, /- step 2#2\.2 \(task_test_verification\) succeeded, by test-runner\n/);
   });
 
   test("loop items of the wrong shape are a 422 that changes nothing, and an empty list skips the loop", async () => {

@@ -141,6 +141,30 @@ describe("switchyard-agent runners", { timeout: 300_000 }, () => {
     assert.ok(await eventually(() => runner.exitCode !== null, { timeoutMs: 15_000 }), "the runner finished its one step");
   });
 
+  test("a report switchyard refuses (loop items that are not a list) fails the attempt with the reason", async () => {
+    const token = await soloAgent("listing-agent", 2);
+    const post = (name, text) =>
+      worker.admin(`/v1/workflows?name=${name}`, { method: "POST", headers: { "content-type": "text/markdown" }, body: text });
+    const child = `# Part\n\n<process_flow>\n<step number="1" subagent="listing-agent" name="build">Build it.</step>\n</process_flow>\n`;
+    assert.equal((await post("listed-part", child)).status, 201);
+    const flow = `# Listed\n\n<process_flow>\n<step number="1" subagent="listing-agent" name="list">List the parts.</step>
+<step number="2" name="each_part">\nFOR each part listed in Step 1:\n  EXECUTE instructions from listed-part.md\nEND FOR\nLOAD @listed-part.md\n</step>\n</process_flow>\n`;
+    assert.equal((await post("listed-flow", flow)).status, 201);
+    const script = `echo '{"notes": "two parts", "items": "the header and the footer"}' > "$SWITCHYARD_REPORT_FILE"`;
+    const { runner } = startRunner("listing-agent", token, script, ["--steps", "1"]);
+    const task = (await submit(worker, { title: "Build the parts", workflow: "listed-flow" })).body.task;
+    const failed = await eventually(async () => {
+      const read = await taskOf(worker, task.id);
+      return read.steps[0].attempts[0]?.status === "failed" && read;
+    }, { timeoutMs: 30_000, intervalMs: 250 });
+    assert.ok(failed, runner.output);
+    assert.match(failed.steps[0].attempts[0].error, /switchyard refused the report: 422 .*report\.items must be a list/);
+    assert.equal(failed.steps.length, 3, "no copies were made");
+    assert.ok(await eventually(() => runner.exitCode !== null, { timeoutMs: 15_000 }), runner.output);
+    assert.equal(runner.exitCode, 0, runner.output);
+    await worker.admin(`/v1/tasks/${task.id}/cancel`, { method: "POST" });
+  });
+
   test("cancelling the task stops the running command", async () => {
     const token = await soloAgent("stoppable-agent", 3);
     const marker = join(scratch, "marker.txt");

@@ -213,8 +213,8 @@ LOAD @.agent-os/instructions/core/hook-child.md
     assert.equal(done?.status, "succeeded", JSON.stringify(done?.steps.map((s) => [s.key, s.status])));
     assert.deepEqual(done.steps[0].attempts.map((a) => a.status), ["failed", "succeeded"]);
     assert.match(done.steps[0].attempts[0].error, /not a valid completion: report\.items must be a list/);
-    assert.deepEqual(done.steps.map((s) => [s.key, s.status]), [["1", "succeeded"], ["2", "succeeded"], ["2.1", "succeeded"], ["2.1#2", "succeeded"]]);
-    assert.deepEqual(answers, [["1", "2", null], ["1", "2", null], ["2.1", null, "a"], ["2.1#2", null, "b"]]);
+    assert.deepEqual(done.steps.map((s) => [s.key, s.status]), [["1", "succeeded"], ["2", "succeeded"], ["2.1", "succeeded"], ["2#2.1", "succeeded"]]);
+    assert.deepEqual(answers, [["1", "2", null], ["1", "2", null], ["2.1", null, "a"], ["2#2.1", null, "b"]]);
   });
 
   test("a rotated webhook secret signs the next delivery and the old one no longer verifies", async () => {

@@ -136,8 +136,23 @@ impl Client {
     }
 }
 
+/// The error's message, with each of its details (`report.items must be a list ...`).
 fn error_message(body: &Value) -> String {
-    body["error"]["message"].as_str().map_or_else(|| "no error message".to_string(), String::from)
+    let message = body["error"]["message"].as_str().map_or_else(|| "no error message".to_string(), String::from);
+    let details: Vec<String> = body["error"]["details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| {
+            let text = d["message"].as_str()?;
+            Some(d["field"].as_str().map_or_else(|| text.to_string(), |field| format!("{field} {text}")))
+        })
+        .collect();
+    if details.is_empty() {
+        message
+    } else {
+        format!("{message} ({})", details.join("; "))
+    }
 }
 
 /// Says what a refusal of the runner's own credentials means and what to do about it.

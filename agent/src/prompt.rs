@@ -224,19 +224,27 @@ fn render_child_run(instructions: &Value, out: &mut String) {
         text(parent, "key").unwrap_or("?"),
         text(parent, "name").unwrap_or("?"),
     ));
-    let item = &instructions["loop"];
-    match (text(run, "each"), item.get("item")) {
-        (Some(each), Some(value)) => out.push_str(&format!(
-            " for each {each}, once per item. This run is for item {} of {}; do this step for it alone:\n\n{}\n",
-            item.get("number").and_then(Value::as_u64).unwrap_or(0),
-            item.get("of").and_then(Value::as_u64).unwrap_or(0),
-            match value {
-                Value::String(text) => text.clone(),
-                other => format!("```json\n{}\n```", serde_json::to_string_pretty(other).unwrap_or_default()),
+    match text(run, "each") {
+        Some(each) if instructions.get("loop").is_none() => {
+            out.push_str(&format!(" for each {each}: work through every one of them in turn.\n"))
+        }
+        _ => out.push_str(".\n"),
+    }
+    // The loop this step's run is one item of, then any loop around that one.
+    let mut item = instructions.get("loop").filter(|l| l.is_object());
+    while let Some(part) = item {
+        out.push_str(&format!(
+            "\nThis run is for item {} of {} of step {}'s loop over each {}; do this step for it alone:\n\n{}\n",
+            part.get("number").and_then(Value::as_u64).unwrap_or(0),
+            part.get("of").and_then(Value::as_u64).unwrap_or(0),
+            text(part, "step").unwrap_or("?"),
+            text(part, "each").unwrap_or("item"),
+            match part.get("item") {
+                Some(Value::String(text)) => text.clone(),
+                other => format!("```json\n{}\n```", serde_json::to_string_pretty(&other).unwrap_or_default()),
             }
-        )),
-        (Some(each), None) => out.push_str(&format!(" for each {each}: work through every one of them in turn.\n")),
-        (None, _) => out.push_str(".\n"),
+        ));
+        item = part.get("outer").filter(|l| l.is_object());
     }
     if let Some(body) = text(parent, "text") {
         out.push_str(&format!("\nWhat step {} says:\n\n{}\n", text(parent, "key").unwrap_or("?"), body.trim_end()));
@@ -478,10 +486,16 @@ mod tests {
         }
         one_item["instructions"]["loop"] = json!({"step": "4", "each": "parent_task assigned in Step 1", "item": "2. Comments API", "number": 2, "of": 3});
         let prompt = render(&one_item, Options::default());
-        let expected = "runs for each parent_task assigned in Step 1, once per item. This run is for item 2 of 3; do \
+        let expected = "This run is for item 2 of 3 of step 4's loop over each parent_task assigned in Step 1; do \
                         this step for it alone:\n\n2. Comments API\n";
         assert!(prompt.contains(expected), "missing {expected:?} in:\n{prompt}");
         assert!(!prompt.contains("work through every one of them"), "{prompt}");
+        one_item["instructions"]["loop"]["outer"] =
+            json!({"step": "2", "each": "spec", "item": {"spec": "csv-export"}, "number": 1, "of": 2});
+        let prompt = render(&one_item, Options::default());
+        let outer = "This run is for item 1 of 2 of step 2's loop over each spec; do this step for it alone:\n\n\
+                     ```json\n{\n  \"spec\": \"csv-export\"\n}\n```\n";
+        assert!(prompt.contains(outer), "missing {outer:?} in:\n{prompt}");
     }
 
     #[test]

@@ -303,8 +303,24 @@ pub fn run_step(
     if let Some(error) = error {
         body["error"] = Value::from(error);
     }
-    match client.post(&format!("/v1/steps/{step_id}/complete"), &body) {
-        Ok(_) => eprintln!("switchyard-agent: step {step_id} {}", if succeeded { "succeeded" } else { "failed" }),
+    let mut sent = client.post(&format!("/v1/steps/{step_id}/complete"), &body);
+    // A report switchyard cannot take (loop items that are not a list, say) fails the attempt
+    // with the reason, rather than leaving the lease to expire with none; the rest is kept.
+    if let (Err(CallError::Refused(refused)), true) = (&sent, succeeded) {
+        if refused.status == 422 {
+            eprintln!("switchyard-agent: the report of step {step_id} was refused: {refused}");
+            body["outcome"] = Value::from("failed");
+            body["error"] = Value::from(format!("switchyard refused the report: {refused}"));
+            if let Some(report) = body["report"].as_object_mut() {
+                report.remove("items");
+                report.remove("selection");
+            }
+            sent = client.post(&format!("/v1/steps/{step_id}/complete"), &body);
+        }
+    }
+    match sent {
+        Ok(_) if body["outcome"] == "failed" => eprintln!("switchyard-agent: step {step_id} failed"),
+        Ok(_) => eprintln!("switchyard-agent: step {step_id} succeeded"),
         Err(CallError::Refused(refused)) if refused.status == 409 => {
             eprintln!("switchyard-agent: step {step_id} was not completed: {refused}");
         }

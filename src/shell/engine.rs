@@ -34,6 +34,7 @@ use crate::core::engine::{
 use crate::core::records::agent_log;
 use crate::core::records::metrics::{ReportCounts, Usage};
 use crate::core::records::report::{self, Report, ReportedSelection};
+use crate::core::registry::child_runs::is_under;
 
 /// What driving a command to a task came to.
 pub enum Driven {
@@ -327,8 +328,7 @@ pub fn report_key(task_id: &str, step_id: &str, attempt: u32) -> String {
 pub async fn inputs_of(env: &Env, depends_on: &[String], rows: &[store::ReportRow]) -> worker::Result<Value> {
     let mut inputs = Map::new();
     for row in rows.iter().filter(|r| depends_on.contains(&r.key)) {
-        let prefix = format!("{}.", row.key);
-        let child_run: Vec<&store::ReportRow> = rows.iter().filter(|r| r.key.starts_with(&prefix)).collect();
+        let child_run: Vec<&store::ReportRow> = rows.iter().filter(|r| is_under(&r.key, &row.key)).collect();
         let value = if row.status != "skipped" && !child_run.is_empty() {
             let mut steps = Map::new();
             for child in

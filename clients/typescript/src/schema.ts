@@ -1115,7 +1115,7 @@ export interface components {
             name?: string;
             /** @description The agent's name. */
             agent?: string | null;
-            /** @description The step's title, phase, text and structured blocks, as fixed when the task was submitted, and `rules`: the rules files the workflow's flight checks EXECUTE, at the versions of the submission ({check, name, version, text}; pre_flight on every step, post_flight also on the last step an agent does). `conditions`: the step's conditions switchyard does not evaluate ({text, when, evaluated_by: agent}), for the agent to decide. `child_run`, for a step of a child run: the step that runs it ({key, name, title, text, blocks}), the file and version it runs, and `each`, what its `FOR each` loops over. `loop`, for a step of one item's run of a `FOR each` loop: {step, each, item, number, of}, the item as its step reported it and which of how many it is. */
+            /** @description The step's title, phase, text and structured blocks, as fixed when the task was submitted, and `rules`: the rules files the workflow's flight checks EXECUTE, at the versions of the submission ({check, name, version, text}; pre_flight on every step, post_flight also on the last step an agent does). `conditions`: the step's conditions switchyard does not evaluate ({text, when, evaluated_by: agent}), for the agent to decide. `child_run`, for a step of a child run: the step that runs it ({key, name, title, text, blocks}), the file and version it runs, and `each`, what its `FOR each` loops over. `loop`, for a step of one item's run of a `FOR each` loop: {step, each, item, number, of}, the item as its step reported it and which of how many it is, and `outer`, the same for the loop around it when loops nest. */
             instructions?: Record<string, never> | components["schemas"]["Offloaded"];
             /** @description By step key, the reports of the steps this one depends on (or why they were skipped). */
             inputs?: Record<string, never> | components["schemas"]["Offloaded"];
@@ -1596,7 +1596,7 @@ export interface components {
             items_from?: string | null;
             /** @description How many items the loop runs for, once that step reported them; null before, or when it reported none and the child run runs once. */
             items?: number | null;
-            /** @description The keys of the child run's own steps, in order; a loop's later items' copies (`{key}#{n}`) follow the planned ones. */
+            /** @description The keys of the child run's own steps, in order; a loop's later items' copies (`5#3.2` is step 5.2 for item 3) follow the planned ones. */
             steps: string[];
         };
     };

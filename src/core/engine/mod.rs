@@ -96,6 +96,7 @@ use crate::core::base::limits::{
 use crate::core::base::time::Timestamp;
 use crate::core::edge::error::{ApiError, Detail};
 use crate::core::records::report::ReportedSelection;
+use crate::core::registry::child_runs::{is_under, item_key};
 pub use crate::core::registry::workflow::StepTimeouts;
 use crate::core::registry::workflow::{CheckIs, ConditionWhen, StepCondition};
 
@@ -590,12 +591,12 @@ impl From<Refusal> for ApiError {
     }
 }
 
-/// The id of the copy of step `template` for item `number` of a loop: a step id of the time of
-/// the copy whose random part is drawn from the template's id and the number, so that each
-/// copy's id is new and the same transition decided again names the same ones.
-fn copy_id(template: &str, number: usize, now: Timestamp) -> String {
+/// The id of the copy of step `template` for item `number` of loop step `loop_key`: a step id of
+/// the time of the copy whose random part is drawn from all three, so that no two copies (of
+/// one loop, or of nested loops over the same planned step) and no planned step share an id.
+fn copy_id(template: &str, loop_key: &str, number: usize, now: Timestamp) -> String {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("{template}#{number}").as_bytes());
+    let digest = Sha256::digest(format!("{template} {loop_key}#{number}").as_bytes());
     let mut random = [0u8; ID_RANDOM_BYTES];
     random.copy_from_slice(&digest[..ID_RANDOM_BYTES]);
     ids::new_id(IdKind::Step, now, random)
@@ -812,7 +813,9 @@ impl Run {
                         continue;
                     }
                     if runner == Runner::ChildRun {
-                        self.start_child_run(index);
+                        if !self.skip_if_no_items(index) {
+                            self.start_child_run(index);
+                        }
                         moved = true;
                         continue;
                     }
@@ -866,6 +869,15 @@ impl Run {
         step.report_fields = Some(fields);
         let data = json!({"steps": children.len(), "skipped": skipped});
         self.step_event(index, "step.succeeded", data);
+        true
+    }
+
+    /// Skips a loop step, now that it is ready, whose step listed no items; returns whether it did.
+    fn skip_if_no_items(&mut self, index: usize) -> bool {
+        let run = self.task.steps[index].child_run.as_ref();
+        let Some(source) = run.filter(|r| r.items == Some(0)).and_then(|r| r.items_from.clone()) else { return false };
+        let reason = format!("step {source} reported no items for this step's loop");
+        self.skip_ready(index, reason, json!({"items": 0}));
         true
     }
 
@@ -1306,7 +1318,8 @@ impl Run {
                     && run.is_some_and(|r| r.items_from.as_deref() == Some(key.as_str()) && r.items.is_none())
             })
             .collect();
-        let Some(items) = items.filter(|_| !loops.is_empty()) else { return Ok(()) };
+        // `"items": null` says as much as no `items`.
+        let Some(items) = items.filter(|v| !loops.is_empty() && !v.is_null()) else { return Ok(()) };
         let invalid = |why: String| Refusal::Invalid(Detail::field("report.items", why));
         let Some(list) = items.as_array() else {
             return Err(invalid("must be a list of what the loop after this step runs for".into()));
@@ -1333,14 +1346,15 @@ impl Run {
 
     /// The indices of every step under step `index`'s child run, nested ones included.
     fn descendants(&self, index: usize) -> Vec<usize> {
-        let below = format!("{}.", self.task.steps[index].key);
-        (0..self.task.steps.len()).filter(|&i| self.task.steps[i].key.starts_with(&below)).collect()
+        let key = &self.task.steps[index].key;
+        (0..self.task.steps.len()).filter(|&i| is_under(&self.task.steps[i].key, key)).collect()
     }
 
     /// Runs the child run of loop step `index` once per item: the planned steps are the first
-    /// item's; each later item's are copies keyed `{key}#{n}` (`5.2#3`: step 5.2 for item 3),
-    /// whose first steps wait for every first step of the item before, so items run in turn as
-    /// Agent OS's `WAIT for task completion` says. With no items, the loop step is skipped.
+    /// item's; each later item's are copies keyed by [`item_key`] (`5#3.2`: step 5.2 for item
+    /// 3), whose first steps wait for every first step of the item before, so items run in turn
+    /// as Agent OS's `WAIT for task completion` says. With no items, the loop step is skipped
+    /// when it is ready ([`Run::advance`]).
     fn expand_loop(&mut self, index: usize, source: &str, items: &[Value]) {
         let loop_key = self.task.steps[index].key.clone();
         let each = self.task.steps[index].child_run.as_ref().and_then(|r| r.each.clone());
@@ -1350,12 +1364,9 @@ impl Run {
         let data = json!({"from": source, "items": items.len(), "each": each});
         self.step_event(index, "step.loop_items", data);
         if items.is_empty() {
-            let reason = format!("step {source} reported no items for this step's loop");
-            self.skip_ready(index, reason, json!({"items": 0}));
             return;
         }
         let template: Vec<Step> = self.descendants(index).into_iter().map(|i| self.task.steps[i].clone()).collect();
-        let below = format!("{loop_key}.");
         let part = |number: usize, item: &Value| json!({"step": loop_key, "each": each, "item": item, "number": number, "of": items.len()});
         for step in &template {
             let part = part(1, &items[0]);
@@ -1367,11 +1378,11 @@ impl Run {
         let mut before = first_steps(&template);
         for (offset, item) in items.iter().enumerate().skip(1) {
             let number = offset + 1;
-            let rename = |key: &str| if key.starts_with(&below) { format!("{key}#{number}") } else { key.to_string() };
+            let rename = |key: &str| item_key(&loop_key, number, key).unwrap_or_else(|| key.to_string());
             let mut copies = Vec::with_capacity(template.len());
             for step in &template {
                 let mut copy = step.clone();
-                copy.id = copy_id(&step.id, number, self.now);
+                copy.id = copy_id(&step.id, &loop_key, number, self.now);
                 copy.key = rename(&step.key);
                 copy.parent = step.parent.as_deref().map(rename);
                 copy.depends_on = step.depends_on.iter().map(|k| rename(k)).collect();

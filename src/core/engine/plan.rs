@@ -127,11 +127,22 @@ fn entries<'a>(
 }
 
 /// The step of `definition` whose `report.items` a `FOR each` around `step`'s `EXECUTE` loops
-/// over: the earlier step the loop names ("FOR each parent_task assigned in Step 1"), else the
-/// last step it depends on. `None` when there is none: the child run then runs once.
+/// over: the step the loop names ("FOR each parent_task assigned in Step 1"), else the last step
+/// it depends on. Only a step the loop waits for (directly or through others) and that an agent
+/// answers can list the items before the loop starts; `None` when there is none, and the child
+/// run then runs once.
 fn loop_source(definition: &Definition, step: &StepDefinition, each: &str) -> Option<String> {
-    let place = definition.steps.iter().position(|s| std::ptr::eq(s, step))?;
-    let earlier = &definition.steps[..place];
+    let mut before = std::collections::BTreeSet::new();
+    let mut next: Vec<&str> = step.depends_on.iter().map(String::as_str).collect();
+    while let Some(key) = next.pop() {
+        if before.insert(key.to_string()) {
+            let found = definition.steps.iter().find(|s| s.key == key);
+            next.extend(found.into_iter().flat_map(|s| s.depends_on.iter().map(String::as_str)));
+        }
+    }
+    let answers = |key: &str| {
+        definition.steps.iter().find(|s| s.key == key).is_some_and(|s| !s.is_builtin() && s.execute.is_none())
+    };
     let words: Vec<String> = each
         .split(|c: char| c.is_whitespace() || c == ',' || c == ':' || c == ')' || c == '(')
         .map(|w| w.trim_end_matches('.').to_lowercase())
@@ -139,8 +150,9 @@ fn loop_source(definition: &Definition, step: &StepDefinition, each: &str) -> Op
     let named = words
         .windows(2)
         .filter(|pair| pair[0] == "step")
-        .find_map(|pair| earlier.iter().find(|s| s.key.eq_ignore_ascii_case(&pair[1])));
-    named.map(|s| s.key.clone()).or_else(|| step.depends_on.last().cloned())
+        .find_map(|pair| definition.steps.iter().find(|s| s.key.eq_ignore_ascii_case(&pair[1])).map(|s| s.key.clone()));
+    let source = named.or_else(|| step.depends_on.last().cloned())?;
+    (before.contains(&source) && answers(&source)).then_some(source)
 }
 
 /// How many steps a task of `definition` runs, child runs included: the step ids to make.

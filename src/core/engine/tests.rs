@@ -1226,15 +1226,15 @@ fn a_loop_runs_its_child_run_once_per_reported_item_one_item_after_the_other() {
             ("2.1", Some("2"), String::new(), StepStatus::Queued),
             ("2.2", Some("2"), "2.1".into(), StepStatus::Pending),
             ("3", None, "2".into(), StepStatus::Pending),
-            ("2.1#2", Some("2"), "2.1,2.2".into(), StepStatus::Pending),
-            ("2.2#2", Some("2"), "2.1#2,2.1,2.2".into(), StepStatus::Pending),
-            ("2.1#3", Some("2"), "2.1#2,2.2#2".into(), StepStatus::Pending),
-            ("2.2#3", Some("2"), "2.1#3,2.1#2,2.2#2".into(), StepStatus::Pending),
+            ("2#2.1", Some("2"), "2.1,2.2".into(), StepStatus::Pending),
+            ("2#2.2", Some("2"), "2#2.1,2.1,2.2".into(), StepStatus::Pending),
+            ("2#3.1", Some("2"), "2#2.1,2#2.2".into(), StepStatus::Pending),
+            ("2#3.2", Some("2"), "2#3.1,2#2.1,2#2.2".into(), StepStatus::Pending),
         ]
     );
     assert_eq!(step(&task, "2").child_run.as_ref().unwrap().items, Some(3));
-    assert_eq!(step(&task, "2.2#3").agent.as_deref(), Some("test-runner"));
-    assert_ne!(id_of(&task, "2.2#3"), id_of(&task, "2.2"));
+    assert_eq!(step(&task, "2#3.2").agent.as_deref(), Some("test-runner"));
+    assert_ne!(id_of(&task, "2#3.2"), id_of(&task, "2.2"));
     let parts: Vec<_> = transition
         .loop_items
         .iter()
@@ -1249,10 +1249,10 @@ fn a_loop_runs_its_child_run_once_per_reported_item_one_item_after_the_other() {
         vec![
             ("2.1", "2.1", 1, items[0].clone()),
             ("2.2", "2.2", 1, items[0].clone()),
-            ("2.1#2", "2.1", 2, items[1].clone()),
-            ("2.2#2", "2.2", 2, items[1].clone()),
-            ("2.1#3", "2.1", 3, items[2].clone()),
-            ("2.2#3", "2.2", 3, items[2].clone()),
+            ("2#2.1", "2.1", 2, items[1].clone()),
+            ("2#2.2", "2.2", 2, items[1].clone()),
+            ("2#3.1", "2.1", 3, items[2].clone()),
+            ("2#3.2", "2.2", 3, items[2].clone()),
         ]
     );
     assert!(transition.loop_items.iter().all(|l| l.part["of"] == 3 && l.part["step"] == "2"));
@@ -1260,13 +1260,13 @@ fn a_loop_runs_its_child_run_once_per_reported_item_one_item_after_the_other() {
     assert_eq!((told.data["from"].as_str(), told.data["items"].as_u64()), (Some("1"), Some(3)));
 
     let mut task = run(&run(&task, "2.1").task, "2.2").task;
-    assert_eq!(step(&task, "2.1#2").status, StepStatus::Queued, "item 2 starts once item 1 is done");
+    assert_eq!(step(&task, "2#2.1").status, StepStatus::Queued, "item 2 starts once item 1 is done");
     assert_eq!(step(&task, "2").status, StepStatus::Running);
-    for key in ["2.1#2", "2.2#2", "2.1#3"] {
+    for key in ["2#2.1", "2#2.2", "2#3.1"] {
         task = run(&task, key).task;
         assert_eq!(step(&task, "3").status, StepStatus::Pending, "after {key}");
     }
-    task = run(&task, "2.2#3").task;
+    task = run(&task, "2#3.2").task;
     assert_eq!(step(&task, "2").status, StepStatus::Succeeded);
     assert_eq!(step(&task, "3").status, StepStatus::Queued);
 }
@@ -1311,4 +1311,124 @@ fn loop_items_of_the_wrong_shape_or_too_many_are_refused_and_change_nothing() {
     let task = run(&child_run_task().task, "1").task;
     let leased = lease(&dispatch(&task, "2.1"), "2.1", "lse_2.1");
     changed(&leased, completion_with_items(&leased, "2.1", json!("anything")), at(30));
+}
+
+/// A parent whose loop (step 3) reads the items step 1 lists, with step 2 between them.
+fn loop_after_another_step() -> (Definition, Files) {
+    let (_, files) = parent_and_child();
+    let parent = file_of(
+        "parent",
+        r#"<step number="1" subagent="context-fetcher" name="assign">Assign.</step>
+<step number="2" subagent="project-manager" name="branch">Branch.</step>
+<step number="3" name="run_child">
+FOR each parent_task assigned in Step 1:
+  EXECUTE instructions from execute-child.md
+END FOR
+LOAD @.agent-os/instructions/core/execute-child.md
+</step>
+<step number="4" subagent="project-manager" name="wrap_up">Wrap up.</step>"#,
+    );
+    (parent, files)
+}
+
+#[test]
+fn a_loop_whose_step_listed_no_items_is_skipped_only_once_the_steps_before_it_are_done() {
+    let (parent, files) = loop_after_another_step();
+    let plan =
+        planned_in(&parent, &files, "Add a comments API", &workflow::main_agent_of(&parent, None, None)).unwrap();
+    assert_eq!(step(&plan.task, "3").child_run.as_ref().unwrap().items_from.as_deref(), Some("1"));
+    let leased = lease(&dispatch(&plan.task, "1"), "1", "lse_1");
+    let task = changed(&leased, completion_with_items(&leased, "1", json!([])), at(30)).task;
+    assert_eq!(step(&task, "2").status, StepStatus::Queued);
+    assert_eq!(step(&task, "3").status, StepStatus::Pending, "step 2 is not done yet");
+    assert_eq!(step(&task, "4").status, StepStatus::Pending);
+    let task = run(&task, "2").task;
+    assert_eq!(step(&task, "3").status, StepStatus::Skipped);
+    assert_eq!(step(&task, "3.1").status, StepStatus::Skipped);
+    assert_eq!(step(&task, "4").status, StepStatus::Queued);
+}
+
+#[test]
+fn a_loop_reads_only_from_a_step_it_waits_for_that_an_agent_answers() {
+    let child = "<step number=\"1\" name=\"understand\">Understand.</step>";
+    let files = Files::from([("child".to_string(), PostedFile { version: 1, definition: file_of("child", child) })]);
+    let source = |steps: &str| {
+        let parent = file_of("parent", steps);
+        let plan = planned_in(&parent, &files, "Add a comments API", &workflow::main_agent_of(&parent, None, None));
+        let plan = plan.unwrap();
+        let looping = plan.task.steps.iter().find(|s| s.child_run.is_some()).unwrap();
+        looping.child_run.as_ref().unwrap().items_from.clone()
+    };
+    let looped = |each: &str| {
+        format!("<step number=\"3\" name=\"loop\">\nFOR each {each}:\n  EXECUTE instructions from child.md\nEND FOR\nLOAD @child.md\n</step>")
+    };
+    let two = "<step number=\"1\" subagent=\"context-fetcher\" name=\"a\">A.</step>\n<step number=\"2\" subagent=\"project-manager\" name=\"b\">B.</step>\n";
+    assert_eq!(source(&format!("{two}{}", looped("task in Step 1"))), Some("1".into()), "the step it names");
+    assert_eq!(source(&format!("{two}{}", looped("task"))), Some("2".into()), "else the one it depends on");
+    let after = "\n<step number=\"4\" subagent=\"project-manager\" name=\"d\">D.</step>";
+    assert_eq!(source(&format!("{two}{}{after}", looped("task in Step 4"))), None, "a step that comes later");
+    let grouped = "<step number=\"1\" subagent=\"context-fetcher\" name=\"a\">A.</step>\n<parallel_execution>\n<step number=\"2a\" subagent=\"project-manager\" name=\"b\">B.</step>\n<step number=\"2b\" name=\"loop\">\nFOR each task in step 2a:\n  EXECUTE instructions from child.md\nEND FOR\nLOAD @child.md\n</step>\n</parallel_execution>";
+    assert_eq!(source(grouped), None, "a step of its own parallel group is not done before it starts");
+}
+
+#[test]
+fn loops_nest_and_every_item_of_every_loop_gets_its_own_steps() {
+    let parent = file_of(
+        "parent",
+        r#"<step number="1" subagent="context-fetcher" name="specs">List the specs.</step>
+<step number="2" name="each_spec">
+FOR each spec in Step 1:
+  EXECUTE instructions from spec.md
+END FOR
+LOAD @.agent-os/instructions/core/spec.md
+</step>"#,
+    );
+    let spec = file_of(
+        "spec",
+        r#"<step number="1" subagent="project-manager" name="tasks">List the tasks.</step>
+<step number="2" name="each_task">
+FOR each task in Step 1:
+  EXECUTE instructions from task.md
+END FOR
+LOAD @.agent-os/instructions/core/task.md
+</step>"#,
+    );
+    let task_file = file_of("task", r#"<step number="1" subagent="test-runner" name="build">Build.</step>"#);
+    let files = Files::from([
+        ("spec".to_string(), PostedFile { version: 1, definition: spec }),
+        ("task".to_string(), PostedFile { version: 1, definition: task_file }),
+    ]);
+    let plan = planned_in(&parent, &files, "Two specs", &workflow::main_agent_of(&parent, None, None)).unwrap();
+    let keys = |task: &Task| task.steps.iter().map(|s| s.key.clone()).collect::<Vec<_>>();
+    assert_eq!(keys(&plan.task), ["1", "2", "2.1", "2.2", "2.2.1"]);
+    let leased = lease(&dispatch(&plan.task, "1"), "1", "lse_1");
+    let mut task = changed(&leased, completion_with_items(&leased, "1", json!(["spec A", "spec B"])), at(30)).task;
+    assert_eq!(keys(&task), ["1", "2", "2.1", "2.2", "2.2.1", "2#2.1", "2#2.2", "2#2.2.1"]);
+    assert_eq!(step(&task, "2#2.2").child_run.as_ref().unwrap().items_from.as_deref(), Some("2#2.1"));
+    assert_eq!(step(&task, "2#2.2.1").parent.as_deref(), Some("2#2.2"));
+    // Spec A lists three tasks: only its own loop grows.
+    let leased = lease(&dispatch(&task, "2.1"), "2.1", "lse_a");
+    let transition = changed(&leased, completion_with_items(&leased, "2.1", json!(["a1", "a2", "a3"])), at(30));
+    task = transition.task;
+    assert_eq!(
+        keys(&task)[8..],
+        ["2.2#2.1".to_string(), "2.2#3.1".to_string()],
+        "spec A's tasks 2 and 3 under its own loop"
+    );
+    assert!(transition.loop_items.iter().all(|l| l.part["step"] == "2.2"), "{:?}", transition.loop_items);
+    for key in ["2.2.1", "2.2#2.1", "2.2#3.1"] {
+        task = run(&task, key).task;
+    }
+    assert_eq!(step(&task, "2.2").status, StepStatus::Succeeded);
+    assert_eq!(step(&task, "2").status, StepStatus::Running, "spec B is still to do");
+    // Spec B lists one task: its loop runs its planned copy once, for that task.
+    let leased = lease(&dispatch(&task, "2#2.1"), "2#2.1", "lse_b");
+    let transition = changed(&leased, completion_with_items(&leased, "2#2.1", json!(["b1"])), at(30));
+    task = transition.task;
+    let given: Vec<_> =
+        transition.loop_items.iter().map(|l| (l.part["step"].clone(), l.part["item"].clone())).collect();
+    assert_eq!(given, vec![(json!("2#2.2"), json!("b1"))]);
+    task = run(&task, "2#2.2.1").task;
+    assert_eq!(step(&task, "2").status, StepStatus::Succeeded);
+    assert_eq!(task.status, TaskStatus::Succeeded);
 }

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::core::records::metrics::AgentMetrics;
 use crate::core::records::report::{item_text, tests_in, TestCounts, TestKind};
+use crate::core::registry::child_runs::is_under;
 use crate::core::registry::instructions::Block;
 
 /// What a missing figure is written as.
@@ -294,7 +295,6 @@ fn child_runs_of(steps: &[StepFacts]) -> Vec<ChildRunLine> {
     steps
         .iter()
         .filter_map(|parent| {
-            let prefix = format!("{}.", parent.key);
             Some(ChildRunLine {
                 key: parent.key.to_string(),
                 name: parent.name.to_string(),
@@ -302,7 +302,7 @@ fn child_runs_of(steps: &[StepFacts]) -> Vec<ChildRunLine> {
                 status: parent.status.to_string(),
                 steps: steps
                     .iter()
-                    .filter(|s| s.key.starts_with(&prefix))
+                    .filter(|s| is_under(s.key, parent.key))
                     .map(|s| ChildStepLine {
                         key: s.key.to_string(),
                         name: s.name.to_string(),

@@ -29,6 +29,24 @@ pub fn child_key(parent: &str, key: &str) -> String {
     format!("{parent}.{key}")
 }
 
+/// The key of a later item's copy of a loop's child step: `5.2` for item 3 of loop step 5 is
+/// `5#3.2`, so that what lies under the copy (`5#3.2.1`) is under it by its key as everywhere else.
+pub fn item_key(loop_key: &str, number: usize, key: &str) -> Option<String> {
+    key.strip_prefix(loop_key)?.strip_prefix('.').map(|rest| format!("{loop_key}#{number}.{rest}"))
+}
+
+/// Whether the step keyed `key` is within the child run of step `parent`, at any depth: its
+/// key is under the parent's (`4.1`, `4.2.3`), or under an item of the parent's loop (`4#2.1`).
+pub fn is_under(key: &str, parent: &str) -> bool {
+    let Some(rest) = key.strip_prefix(parent) else { return false };
+    if rest.starts_with('.') {
+        return true;
+    }
+    let Some(item) = rest.strip_prefix('#') else { return false };
+    let digits = item.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0 && item[digits..].starts_with('.')
+}
+
 /// The name of the posted file a step `EXECUTE`s, when it runs one and its path can name one.
 pub fn executed_name(step: &StepDefinition) -> Option<String> {
     step.execute.as_ref().and_then(|e| name_of_path(&e.path))
@@ -228,5 +246,32 @@ mod tests {
     fn the_names_a_level_executes_are_listed_once() {
         let top = file("top", &["b", "a", "b"]);
         assert_eq!(executed_names([&top].into_iter()), vec!["a".to_string(), "b".to_string()]);
+    }
+
+    #[test]
+    fn a_key_is_under_a_step_when_it_is_under_its_key_or_under_an_item_of_its_loop() {
+        let cases = [
+            ("4.1", "4", true),
+            ("4.2.3", "4", true),
+            ("4#2.1", "4", true),
+            ("4#12.1.2", "4", true),
+            ("4#2.1", "4#2", true),
+            ("4.1#2.1", "4.1", true),
+            ("4", "4", false),
+            ("40.1", "4", false),
+            ("4#.1", "4", false),
+            ("4#x.1", "4", false),
+            ("4#2", "4", false),
+            ("4a.1", "4", false),
+            ("5.1", "4", false),
+        ];
+        for (key, parent, expected) in cases {
+            assert_eq!(is_under(key, parent), expected, "{key} under {parent}");
+        }
+        assert_eq!(item_key("4", 3, "4.2").as_deref(), Some("4#3.2"));
+        assert_eq!(item_key("4", 2, "4.2.1").as_deref(), Some("4#2.2.1"));
+        assert_eq!(item_key("4.2", 2, "4.2.1").as_deref(), Some("4.2#2.1"));
+        assert_eq!(item_key("4", 2, "40.1"), None);
+        assert_eq!(item_key("4", 2, "5"), None);
     }
 }

@@ -506,20 +506,30 @@ fn step_statement(db: &D1Database, step: &Step) -> Result<D1PreparedStatement> {
     ])
 }
 
+/// The instructions of a step of a loop's item (SQL over the step's `instructions`, with the
+/// item's part bound as `?{part}`): `loop` is the item's part, and a loop's steps that were
+/// already in an item of a loop around it keep that one as `loop.outer`.
+fn with_loop_part(part: u8) -> String {
+    format!(
+        "json_set(instructions, '$.loop', CASE WHEN json_type(instructions, '$.loop') IS NULL THEN json(?{part})
+                                        ELSE json_set(json(?{part}), '$.outer', json(json_extract(instructions, '$.loop'))) END)"
+    )
+}
+
 /// The statement that adds a step a `FOR each` loop made for a later item: a copy of the
 /// planned step `item.template_id` under the new step's id, key, parent and dependencies (its
 /// status set by the [`step_statement`] after it), with the item in its instructions.
 fn new_step_statement(db: &D1Database, step: &Step, item: &LoopItem) -> Result<D1PreparedStatement> {
-    db.statement(
+    let instructions = with_loop_part(5);
+    db.statement(format!(
         "INSERT INTO steps (id, task_id, key, name, runner, agent, status, depends_on, attempt, attempts_max,
                             attempts_budget, instructions, optional, schedule_timeout_ms, attempt_timeout_ms,
                             heartbeat_ms, gate, parent, child_run)
          SELECT ?1, task_id, ?2, name, runner, agent, 'pending', ?3, 0, attempts_max, attempts_budget,
-                json_set(instructions, '$.loop', json(?5), '$.workflow.step.key', ?2,
-                         '$.workflow.step.depends_on', json(?3)),
+                json_set({instructions}, '$.workflow.step.key', ?2, '$.workflow.step.depends_on', json(?3)),
                 optional, schedule_timeout_ms, attempt_timeout_ms, heartbeat_ms, ?6, ?7, child_run
-         FROM steps WHERE id = ?4",
-    )
+         FROM steps WHERE id = ?4"
+    ))
     .bind(&[
         step.id.as_str().into(),
         step.key.as_str().into(),
@@ -533,7 +543,7 @@ fn new_step_statement(db: &D1Database, step: &Step, item: &LoopItem) -> Result<D
 
 /// The statement that tells a planned step which item of its loop it is for.
 fn loop_item_statement(db: &D1Database, item: &LoopItem) -> Result<D1PreparedStatement> {
-    db.statement("UPDATE steps SET instructions = json_set(instructions, '$.loop', json(?2)) WHERE id = ?1")
+    db.statement(format!("UPDATE steps SET instructions = {} WHERE id = ?1", with_loop_part(2)))
         .bind(&[item.step_id.as_str().into(), item.part.to_string().into()])
 }
 
@@ -584,9 +594,6 @@ pub async fn write_transition(
             text_or_null(after.selection.as_ref().and_then(|s| serde_json::to_string(s).ok()).as_deref()),
         ])?,
     );
-    for item in transition.loop_items.iter().filter(|item| item.step_id == item.template_id) {
-        statements.push(loop_item_statement(db, item)?);
-    }
     for step in &after.steps {
         let old = before.steps.iter().find(|s| s.id == step.id);
         if old.is_some_and(|old| old == step) {
@@ -605,6 +612,10 @@ pub async fn write_transition(
                 statements.push(attempt_statement(db, &step.id, attempt)?);
             }
         }
+    }
+    // After the copies, which read their template's instructions as they were.
+    for item in transition.loop_items.iter().filter(|item| item.step_id == item.template_id) {
+        statements.push(loop_item_statement(db, item)?);
     }
     for extra in extras {
         statements.extend(extra_statements(db, extra)?);
