@@ -1371,28 +1371,26 @@ fn a_loop_reads_only_from_a_step_it_waits_for_that_an_agent_answers() {
     assert_eq!(source(grouped), None, "a step of its own parallel group is not done before it starts");
 }
 
+/// A file named `name` whose step 1 (`agent`'s) lists what step 2 runs `child` for, each.
+fn lister_and_loop(name: &str, agent: &str, what: &str, child: &str) -> Definition {
+    file_of(
+        name,
+        &format!(
+            "<step number=\"1\" subagent=\"{agent}\" name=\"list\">List the {what}s.</step>
+<step number=\"2\" name=\"each_{what}\">
+FOR each {what} in Step 1:
+  EXECUTE instructions from {child}.md
+END FOR
+LOAD @.agent-os/instructions/core/{child}.md
+</step>"
+        ),
+    )
+}
+
 #[test]
 fn loops_nest_and_every_item_of_every_loop_gets_its_own_steps() {
-    let parent = file_of(
-        "parent",
-        r#"<step number="1" subagent="context-fetcher" name="specs">List the specs.</step>
-<step number="2" name="each_spec">
-FOR each spec in Step 1:
-  EXECUTE instructions from spec.md
-END FOR
-LOAD @.agent-os/instructions/core/spec.md
-</step>"#,
-    );
-    let spec = file_of(
-        "spec",
-        r#"<step number="1" subagent="project-manager" name="tasks">List the tasks.</step>
-<step number="2" name="each_task">
-FOR each task in Step 1:
-  EXECUTE instructions from task.md
-END FOR
-LOAD @.agent-os/instructions/core/task.md
-</step>"#,
-    );
+    let parent = lister_and_loop("parent", "context-fetcher", "spec", "spec");
+    let spec = lister_and_loop("spec", "project-manager", "task", "task");
     let task_file = file_of("task", r#"<step number="1" subagent="test-runner" name="build">Build.</step>"#);
     let files = Files::from([
         ("spec".to_string(), PostedFile { version: 1, definition: spec }),
