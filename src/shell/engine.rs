@@ -589,14 +589,14 @@ async fn complete_delivery(
         succeeded,
         error,
         hash: sha256_hex(hash_source.as_bytes()),
-        items: report.as_ref().and_then(|r| r.as_map().get("items").cloned()),
+        items: report.as_ref().and_then(report::items_of),
         report: report.map(|r| ReportRef::Inline(r.into_value().to_string())),
         selection,
     };
-    let mut driven =
-        drive(env, db, TaskKey::Id(task_id), &Command::Complete(completion.clone()), log.as_deref()).await?;
+    let command = Command::Complete(completion);
+    let mut driven = drive(env, db, TaskKey::Id(task_id), &command, log.as_deref()).await?;
     // Items the task cannot take fail the attempt, as an invalid answer does.
-    if let Driven::Refused(Refusal::Invalid(detail)) = &driven {
+    if let (Driven::Refused(Refusal::Invalid(detail)), Command::Complete(completion)) = (&driven, command) {
         let error = format!(
             "the webhook's answer is not a valid completion: {} {}",
             detail.field.as_deref().unwrap_or("report"),

@@ -33,6 +33,7 @@ use crate::core::engine::{
 };
 use crate::core::records::archive::Document;
 use crate::core::records::live;
+use crate::core::records::report;
 use crate::core::registry::analysis;
 use crate::core::registry::workflow;
 
@@ -647,7 +648,7 @@ pub async fn complete(call: &Call<'_>, body: &[u8]) -> Handled {
         succeeded,
         error: checked.error.clone(),
         hash: sha256_hex(body),
-        items: checked.report.as_ref().and_then(|r| r.as_map().get("items").cloned()),
+        items: checked.report.as_ref().and_then(report::items_of),
         report: checked.report.map(|r| ReportRef::Inline(r.into_value().to_string())),
         selection,
     };

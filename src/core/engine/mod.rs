@@ -1309,17 +1309,18 @@ impl Run {
     /// after the other (see [`Run::expand_loop`]). A step no loop reads from keeps `items` as any
     /// other report field; a completion without them leaves its loops to run once.
     fn take_items(&mut self, index: usize, items: Option<&Value>) -> Result<(), Refusal> {
-        let key = self.task.steps[index].key.clone();
+        let key = &self.task.steps[index].key;
         let loops: Vec<usize> = (0..self.task.steps.len())
             .filter(|&i| {
                 let step = &self.task.steps[i];
                 let run = step.child_run.as_ref();
                 step.status == StepStatus::Pending
-                    && run.is_some_and(|r| r.items_from.as_deref() == Some(key.as_str()) && r.items.is_none())
+                    && run.is_some_and(|r| r.items_from.as_ref() == Some(key) && r.items.is_none())
             })
             .collect();
         // `"items": null` says as much as no `items`.
         let Some(items) = items.filter(|v| !loops.is_empty() && !v.is_null()) else { return Ok(()) };
+        let key = key.clone();
         let invalid = |why: String| Refusal::Invalid(Detail::field("report.items", why));
         let Some(list) = items.as_array() else {
             return Err(invalid("must be a list of what the loop after this step runs for".into()));

@@ -68,6 +68,12 @@ pub struct ReportedSelection {
 /// The task types a selection may name, as analysis names them.
 pub const TASK_TYPES: [&str; 4] = ["frontend", "backend", "full-stack", "infrastructure"];
 
+/// A report's `items`, as sent: their shape is checked by the engine, and only when a loop
+/// reads them (see `engine::Completion::items`).
+pub fn items_of(report: &Report) -> Option<Value> {
+    report.as_map().get("items").cloned()
+}
+
 /// A report's `selection`, if it has one, or what is wrong with its shape. Whether its agents
 /// are known is for the shell to check against the task.
 pub fn selection_of(report: &Report) -> Result<Option<ReportedSelection>, Vec<Detail>> {
