@@ -39,6 +39,19 @@ describe("waiting lease requests", { timeout: 180_000 }, () => {
     assert.equal((await roundTrips(worker)) - before, 1);
   });
 
+  test("a runner's lease requests with its token cost only their own look in D1, from the first one on", async () => {
+    const rotated = await worker.admin("/v1/agents/project-manager/token", { method: "POST" });
+    assert.equal(rotated.status, 200, await rotated.clone().text());
+    const { token } = await rotated.json();
+    const before = await roundTrips(worker);
+    for (let i = 0; i < 2; i += 1) {
+      const response = await postAs(worker, token, "/v1/agents/project-manager/lease?wait=1");
+      assert.equal(response.status, 204, await response.text());
+    }
+    // One look each: the token was cached as it was issued, so finding its agent read no D1.
+    assert.equal((await roundTrips(worker)) - before, 2);
+  });
+
   test("a step made ready while a lease waits wakes it with that step", async () => {
     const waiting = lease(worker, "context-fetcher", 20);
     await new Promise((resolve) => setTimeout(resolve, 500));

@@ -5,7 +5,9 @@
 //! to that agent deletes. A lookup may serve an agent up to [`AGENT_CACHE_TTL_SECONDS`] older
 //! than the latest write: in another location (KV is eventually consistent), or when a lookup
 //! that read D1 just before a write puts its copy back just after the write's delete. Every
-//! copy expires by then. In front of KV, each isolate remembers what it read, and the agents of
+//! copy expires by then. A token's agent (`token:{hash}`) is cached as it is issued and kept
+//! for a day, because a lookup that races a revocation checks D1 again after its put (see
+//! `cache_token`). In front of KV, each isolate remembers what it read, and the agents of
 //! the tokens it read, for [`ISOLATE_MEMO_MS`] (a runner's requests come seconds apart): its own
 //! writes forget an entry at once, another isolate's reach it within that time, which adds to
 //! the bound above.
@@ -48,6 +50,13 @@ use crate::core::registry::workflow::{
 /// How long a cached agent lives in KV: KV's shortest TTL, which is also the longest another
 /// location can serve an agent after it changed (plus [`ISOLATE_MEMO_MS`] in its isolates).
 pub const AGENT_CACHE_TTL_SECONDS: u64 = 60;
+
+/// How long a token's owner lives in KV. Every rotation and deletion deletes it (and a lookup
+/// racing one takes its copy back, see [`cache_token`]), so this bounds only how long KV keeps a
+/// token nobody uses, not how long a revoked one works. A day, not KV's minute: a runner's
+/// token is then read from D1 once a day instead of once a minute, which an idle runner's
+/// long-polling lease requests would otherwise pay for.
+pub const TOKEN_CACHE_TTL_SECONDS: u64 = 24 * 3600;
 
 thread_local! {
     /// Agents as [`cached_agent`] returns them, by their KV key.
@@ -211,9 +220,9 @@ fn token_cache_key(token_hash: &str) -> String {
     format!("token:{token_hash}")
 }
 
-/// The agent a token belongs to, by the token's SHA-256, through the KV cache (same TTL and
-/// staleness bound as agent lookups; deleting an agent drops its entry). Only known tokens are
-/// cached, so unknown ones cannot fill KV.
+/// The agent a token belongs to, by the token's SHA-256, through the KV cache. Only known
+/// tokens are cached, so unknown ones cannot fill KV; every revocation deletes the entry (see
+/// [`TOKEN_CACHE_TTL_SECONDS`]).
 pub async fn agent_for_token(env: &Env, token_hash: &str) -> worker::Result<Option<String>> {
     let key = token_cache_key(token_hash);
     let read_from = match recall(&TOKENS, &key) {
@@ -229,16 +238,37 @@ pub async fn agent_for_token(env: &Env, token_hash: &str) -> worker::Result<Opti
         Ok(None) => {}
         Err(err) => worker::console_warn!("token cache read failed: {err}"),
     }
-    let Some(name) = store::agent_by_token_hash(&env.d1(bindings::DB)?, token_hash).await? else { return Ok(None) };
-    remember(&TOKENS, key.clone(), &name, read_from);
-    let stored = match kv.put(&key, name.clone()) {
-        Ok(put) => put.expiration_ttl(AGENT_CACHE_TTL_SECONDS).execute().await.map_err(worker::Error::from),
-        Err(err) => Err(worker::Error::from(err)),
+    let db = env.d1(bindings::DB)?;
+    let Some(name) = store::agent_by_token_hash(&db, token_hash).await? else { return Ok(None) };
+    remember(&TOKENS, key, &name, read_from);
+    cache_token(env, &db, token_hash, &name).await;
+    Ok(Some(name))
+}
+
+/// Puts `token:{hash}` → `name` in KV, then reads D1 once more and takes the copy back if the
+/// token no longer belongs to `name`. A rotation or deletion deletes the entry after its D1
+/// write; a caller that read D1 before that write and puts after that delete would otherwise
+/// leave a revoked token cached for [`TOKEN_CACHE_TTL_SECONDS`]. Its second read comes after its
+/// put, so after the delete and the write before it, and sees the revocation. A KV failure is
+/// logged: the cache may make lookups faster, never make them fail.
+async fn cache_token(env: &Env, db: &D1Database, token_hash: &str, name: &str) {
+    let key = token_cache_key(token_hash);
+    let stored = match env.kv(bindings::CACHE).and_then(|kv| Ok(kv.put(&key, name)?)) {
+        Ok(put) => put.expiration_ttl(TOKEN_CACHE_TTL_SECONDS).execute().await.map_err(worker::Error::from),
+        Err(err) => Err(err),
     };
     if let Err(err) = stored {
         worker::console_warn!("token cache write failed: {err}");
+        return;
     }
-    Ok(Some(name))
+    match store::agent_by_token_hash(db, token_hash).await {
+        Ok(Some(owner)) if owner == name => {}
+        Ok(_) => delete_cached(env, &key).await,
+        Err(err) => {
+            worker::console_warn!("token cache check failed, taking the copy back: {err}");
+            delete_cached(env, &key).await;
+        }
+    }
 }
 
 /// What dispatching a step needs to know about its agent.
@@ -326,6 +356,8 @@ async fn create(call: &Call<'_>, spec: AgentSpec) -> Handled {
         }
     }
     invalidate(call.env, &spec.name).await;
+    // Cached as it is issued: its agent's first request then needs no D1 read to know it.
+    cache_token(call.env, &db, &token_hash, &spec.name).await;
     let row = store::get_agent(&db, &spec.name).await?.ok_or_else(|| not_found_agent(&spec.name))?;
     let mut body = json!({"agent": agent_json(&row), "token": token});
     if let Some(secret) = webhook_secret {
@@ -391,20 +423,22 @@ pub async fn update_agent(call: &Call<'_>, body: &[u8]) -> Handled {
 }
 
 /// `POST /v1/agents/{name}/token`: a new token for the agent, shown once; the old one stops
-/// working at once in this isolate, within [`ISOLATE_MEMO_MS`] in the others, and through the
-/// token cache within its TTL (plus that memo) everywhere.
+/// working at once in this isolate, within [`ISOLATE_MEMO_MS`] in the others, and in other
+/// locations once KV's delete of its cached owner reaches them (about a minute).
 pub async fn rotate_token(call: &Call<'_>, body: &[u8]) -> Handled {
     let name = agent_name_param(call)?;
     parse_no_fields(call.content_type.as_deref(), body)?;
     let db = call.env.d1(bindings::DB)?;
     let token = new_token()?;
-    let Some(old) = store::replace_token_hash(&db, &name, &hash_token(&token), call.now).await? else {
+    let token_hash = hash_token(&token);
+    let Some(old) = store::replace_token_hash(&db, &name, &token_hash, call.now).await? else {
         return Err(not_found_agent(&name));
     };
     if let Some(hash) = old {
         delete_cached(call.env, &token_cache_key(&hash)).await;
     }
     invalidate(call.env, &name).await;
+    cache_token(call.env, &db, &token_hash, &name).await;
     Ok(ApiResponse::json(200, &json!({"agent": name, "token": token})))
 }
 
