@@ -1,6 +1,7 @@
 // Waiting lease requests and the per-agent Durable Object that holds them: a waiting lease
 // looks in D1 once, is woken by a step made ready for its agent, and without the object falls
-// back to looking in D1 every second. Counted through the Worker's own D1 round-trip counter.
+// back to looking in D1 every second. Counted through the Worker's own D1 round-trip counter,
+// as are the reads a submission makes and the token lookups of a runner's requests.
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -37,6 +38,15 @@ describe("waiting lease requests", { timeout: 180_000 }, () => {
     const before = await roundTrips(worker);
     assert.equal(await lease(worker, "test-runner", 3), null);
     assert.equal((await roundTrips(worker)) - before, 1);
+  });
+
+  test("submitting a task of the default workflow costs three D1 round trips: the workflow with the agents, the flight checks' rules files, the insert", async () => {
+    const before = await roundTrips(worker);
+    const { response, body } = await submit(worker, { title: "Count my round trips" });
+    assert.equal(response.status, 201);
+    assert.equal((await roundTrips(worker)) - before, 3);
+    // Its first step would otherwise be the next context-fetcher lease's.
+    assert.equal((await worker.admin(`/v1/tasks/${body.task.id}/cancel`, { method: "POST" })).status, 200);
   });
 
   test("a runner's lease requests with its token cost only their own look in D1, from the first one on", async () => {

@@ -13,6 +13,7 @@
 //! the bound above.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::LocalKey;
 
@@ -609,27 +610,35 @@ pub async fn create_workflow(call: &Call<'_>, body: &[u8]) -> Handled {
     Ok(ApiResponse::json(201, &body))
 }
 
-/// The stored workflow a task request names (its version, or the latest), or the 422 saying
-/// there is none.
+/// The stored workflow a task request names (its version, or the latest) and every registered
+/// agent, in one round trip; or the 422 saying there is no such workflow.
 pub async fn requested_workflow(
     db: &D1Database,
     request: &TaskRequest,
     workflow_ref: &WorkflowRef,
-) -> Result<store::WorkflowRow, Failed> {
-    let row = match workflow_ref.version {
-        Some(version) => store::workflow_version(db, &workflow_ref.name, version).await?,
-        None => store::latest_workflow(db, &workflow_ref.name).await?,
-    };
-    row.ok_or_else(|| {
+) -> Result<(store::WorkflowRow, Vec<store::AgentRow>), Failed> {
+    let (row, agents) = store::workflow_and_agents(db, &workflow_ref.name, workflow_ref.version).await?;
+    let Some(row) = row else {
         let named = request.workflow.as_deref().unwrap_or(&workflow_ref.name);
-        ApiError::Invalid { details: vec![Detail::field("workflow", format!("no workflow {named}"))] }.into()
-    })
+        return Err(
+            ApiError::Invalid { details: vec![Detail::field("workflow", format!("no workflow {named}"))] }.into()
+        );
+    };
+    Ok((row, agents))
 }
+
+/// Posted files by name as one read found them, `None` for a name nothing is posted under.
+type Found = BTreeMap<String, Option<store::WorkflowRow>>;
 
 /// The posted files a definition's step `EXECUTE`s reach, at their latest versions: loaded level
 /// by level, one D1 round trip per level, down to the deepest level child runs may nest. Returns
 /// them and the round trips made.
 pub async fn child_files(db: &D1Database, definition: &Definition) -> Result<(Files, u64), Failed> {
+    child_files_after(db, definition, &Found::new()).await
+}
+
+/// [`child_files`], taking what `found` already holds from it instead of reading it again.
+async fn child_files_after(db: &D1Database, definition: &Definition, found: &Found) -> Result<(Files, u64), Failed> {
     let mut files = Files::new();
     let mut next = child_runs::executed_names(std::iter::once(definition));
     let mut trips = 0;
@@ -638,17 +647,66 @@ pub async fn child_files(db: &D1Database, definition: &Definition) -> Result<(Fi
         if next.is_empty() {
             break;
         }
-        let rows = store::latest_workflows(db, &next).await?;
-        trips += 1;
-        let mut found = Vec::new();
+        let (known, unknown): (Vec<String>, Vec<String>) = next.into_iter().partition(|name| found.contains_key(name));
+        let mut rows: Vec<(String, store::WorkflowRow)> =
+            known.into_iter().filter_map(|name| Some((name.clone(), found.get(&name)?.clone()?))).collect();
+        if !unknown.is_empty() {
+            rows.extend(store::latest_workflows(db, &unknown).await?);
+            trips += 1;
+        }
+        let mut level = Vec::new();
         for (name, row) in rows {
             let definition = stored_definition(&row)?;
             files.insert(name.clone(), PostedFile { version: row.version, definition });
-            found.push(name);
+            level.push(name);
         }
-        next = child_runs::executed_names(found.iter().filter_map(|name| files.get(name)).map(|f| &f.definition));
+        next = child_runs::executed_names(level.iter().filter_map(|name| files.get(name)).map(|f| &f.definition));
     }
     Ok((files, trips))
+}
+
+/// What a submission runs besides its workflow: the rules files its flight checks `EXECUTE` (one
+/// that is no longer posted refuses the task) and the posted files its steps' `EXECUTE`s reach,
+/// at their latest versions, with the round trips made. The rules files are read in one round
+/// trip with the first level of child runs; each deeper level takes one more.
+pub async fn executed_files(
+    db: &D1Database,
+    definition: &Definition,
+) -> Result<(Vec<FlightRules>, Files, u64), Failed> {
+    let executes = definition.flight_executes();
+    let mut names: Vec<String> = executes.iter().filter_map(|execute| execute.name.clone()).collect();
+    names.extend(child_runs::executed_names(std::iter::once(definition)));
+    names.sort();
+    names.dedup();
+    let mut found: Found = names.iter().map(|name| (name.clone(), None)).collect();
+    let mut trips = 0;
+    if !names.is_empty() {
+        found.extend(store::latest_workflows(db, &names).await?.into_iter().map(|(name, row)| (name, Some(row))));
+        trips += 1;
+    }
+    let mut rules = Vec::new();
+    for execute in executes {
+        let row = execute.name.as_ref().and_then(|name| found.get(name)?.as_ref());
+        match row.map(|row| (row, stored_definition(row))) {
+            Some((row, Ok(Definition { rules: Some(text), .. }))) => rules.push(FlightRules {
+                check: execute.check,
+                name: execute.name.clone().unwrap_or_default(),
+                version: row.version,
+                text,
+            }),
+            Some((_, Err(fault))) => return Err(fault),
+            _ => {
+                let message = format!(
+                    "the workflow's {} EXECUTEs @{}, which addresses no posted rules file",
+                    execute.check.replace('_', "-"),
+                    execute.path
+                );
+                return Err(ApiError::Invalid { details: vec![Detail::field("workflow", message)] }.into());
+            }
+        }
+    }
+    let (files, deeper) = child_files_after(db, definition, &found).await?;
+    Ok((rules, files, trips + deeper))
 }
 
 /// What a flight check's `EXECUTE` finds posted under the name it addresses.
@@ -658,7 +716,7 @@ enum Executed {
     NotPosted(String),
     /// A workflow with steps, which a flight check cannot run.
     NotRules(String),
-    Rules(FlightRules),
+    Rules,
 }
 
 /// Looks up, at its latest version, the file one `EXECUTE` of a flight check addresses.
@@ -666,7 +724,7 @@ async fn executed(db: &D1Database, execute: &FlightExecute) -> Result<Executed, 
     let Some(name) = execute.name.clone() else { return Ok(Executed::Unnamed) };
     let Some(row) = store::latest_workflow(db, &name).await? else { return Ok(Executed::NotPosted(name)) };
     Ok(match stored_definition(&row)?.rules {
-        Some(text) => Executed::Rules(FlightRules { check: execute.check, name, version: row.version, text }),
+        Some(_) => Executed::Rules,
         None => Executed::NotRules(name),
     })
 }
@@ -678,7 +736,7 @@ async fn execute_problems(db: &D1Database, definition: &Definition) -> Result<Ve
     for execute in definition.flight_executes() {
         let path = &execute.path;
         let message = match executed(db, &execute).await? {
-            Executed::Rules(_) => continue,
+            Executed::Rules => continue,
             Executed::Unnamed => format!("EXECUTE: @{path} does not address a file by a name switchyard can use"),
             Executed::NotPosted(name) => {
                 format!("EXECUTE: @{path} addresses {name}, which is not posted; {}", workflow::post_first(&name))
@@ -690,24 +748,6 @@ async fn execute_problems(db: &D1Database, definition: &Definition) -> Result<Ve
         problems.push(execute.problem(message));
     }
     Ok(problems)
-}
-
-/// The rules files a definition's flight checks `EXECUTE`, at their latest versions: what a task
-/// submitted now attaches to its steps. One that is no longer posted refuses the task.
-pub async fn flight_rules(db: &D1Database, definition: &Definition) -> Result<Vec<FlightRules>, Failed> {
-    let mut found = Vec::new();
-    for execute in definition.flight_executes() {
-        let Executed::Rules(rules) = executed(db, &execute).await? else {
-            let message = format!(
-                "the workflow's {} EXECUTEs @{}, which addresses no posted rules file",
-                execute.check.replace('_', "-"),
-                execute.path
-            );
-            return Err(ApiError::Invalid { details: vec![Detail::field("workflow", message)] }.into());
-        };
-        found.push(rules);
-    }
-    Ok(found)
 }
 
 /// A stored workflow's definition. Definitions are written by us; one that does not read back
@@ -772,9 +812,8 @@ pub async fn analyze(call: &Call<'_>, body: &[u8]) -> Handled {
     let request: TaskRequest = parse_json_body(call.content_type.as_deref(), body)?;
     let workflow_ref = request.validate()?;
     let db = call.env.d1(bindings::DB)?;
-    let row = requested_workflow(&db, &request, &workflow_ref).await?;
+    let (row, agents) = requested_workflow(&db, &request, &workflow_ref).await?;
     let definition = stored_definition(&row)?;
-    let agents = store::all_agents(&db).await?;
     let capabilities = capabilities_of(&agents);
     let profiles = profiles(&agents, &capabilities);
     Ok(ApiResponse::json(200, &analysis::analyze(&request.task_input(), &definition.routing_input(&profiles))))

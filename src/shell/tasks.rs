@@ -184,7 +184,7 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
             return replay(row, &hash);
         }
     }
-    let workflow = registry::requested_workflow(&db, &request, &workflow_ref).await?;
+    let (workflow, agents) = registry::requested_workflow(&db, &request, &workflow_ref).await?;
     trips += 1;
     let mut definition = registry::stored_definition(&workflow)?;
     if definition.rules.is_some() {
@@ -199,13 +199,11 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
         }
         .into());
     }
-    let flight_rules = registry::flight_rules(&db, &definition).await?;
-    trips += u64::try_from(definition.flight_executes().len()).unwrap_or(u64::MAX);
-    let (files, levels) = registry::child_files(&db, &definition).await?;
-    trips += levels;
+    let (flight_rules, files, reads) = registry::executed_files(&db, &definition).await?;
+    trips += reads;
     definition.steps = workflow::steps_to_run(&definition);
-    let agents = store::all_agents(&db).await?;
-    trips += 2;
+    // The insert below.
+    trips += 1;
     let capabilities = registry::capabilities_of(&agents);
     let profiles = registry::profiles(&agents, &capabilities);
     let analysis = analysis::analyze(&request.task_input(), &definition.routing_input(&profiles));

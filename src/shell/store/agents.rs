@@ -119,11 +119,11 @@ pub async fn list_agents(db: &D1Database, after: Option<&str>, limit: u32) -> Re
 /// Every agent (bounded by [`AGENTS_MAX`]), for selection.
 pub async fn all_agents(db: &D1Database) -> Result<Vec<AgentRow>> {
     trip()?;
-    db.statement(format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY name LIMIT ?1"))
-        .bind(&[int(AGENTS_MAX)])?
-        .all()
-        .await?
-        .results()
+    all_agents_statement(db)?.all().await?.results()
+}
+
+pub(super) fn all_agents_statement(db: &D1Database) -> Result<D1PreparedStatement> {
+    db.statement(format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY name LIMIT ?1")).bind(&[int(AGENTS_MAX)])
 }
 
 /// The subset of `names` that are registered agents.

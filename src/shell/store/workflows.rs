@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use worker::{D1Database, Result};
 
-use super::agents::insert_agent_statement;
+use super::agents::{all_agents_statement, insert_agent_statement, AgentRow};
 use super::{int, text_or_null, trip, Statement};
 use crate::core::base::time::Timestamp;
 use crate::core::registry::agents::AgentSpec;
@@ -88,6 +88,31 @@ pub async fn latest_workflows(db: &D1Database, names: &[String]) -> Result<Vec<(
         found.extend(result.results::<WorkflowRow>()?.into_iter().next().map(|row| (name.clone(), row)));
     }
     Ok(found)
+}
+
+/// A workflow (its latest version, or `version`) and every registered agent, in one round trip:
+/// what a submission or an analysis needs before it can decide anything.
+pub async fn workflow_and_agents(
+    db: &D1Database,
+    name: &str,
+    version: Option<i64>,
+) -> Result<(Option<WorkflowRow>, Vec<AgentRow>)> {
+    let workflow = match version {
+        Some(version) => db
+            .statement(format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE name = ?1 AND version = ?2"))
+            .bind(&[name.into(), int(version)])?,
+        None => db
+            .statement(format!(
+                "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE name = ?1 ORDER BY version DESC LIMIT 1"
+            ))
+            .bind(&[name.into()])?,
+    };
+    trip()?;
+    let mut results = db.batch(vec![workflow, all_agents_statement(db)?]).await?.into_iter();
+    let (Some(workflow), Some(agents)) = (results.next(), results.next()) else {
+        return Err(worker::Error::RustError("D1 answered a batch of two statements with fewer results".into()));
+    };
+    Ok((workflow.results::<WorkflowRow>()?.into_iter().next(), agents.results()?))
 }
 
 pub async fn workflow_version(db: &D1Database, name: &str, version: i64) -> Result<Option<WorkflowRow>> {
