@@ -159,7 +159,7 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
     assert.equal(frontendDone.steps.find((s) => s.key === "2a").status, "skipped");
   });
 
-  test("with every queue send failing, a pull agent's steps are leasable as soon as the task is created and their dependency completes; a built-in step waits for its message", async () => {
+  test("with every queue send failing, a pull agent's steps are leasable as soon as the task is created and their dependency completes, and a built-in step runs as soon as its dependency completes", async () => {
     const created = await json("POST", "/v1/agents", { name: "no-queue-agent", capabilities: ["testing"] });
     assert.equal(created.status, 201);
     const solo = agent(worker, "no-queue-agent", (await created.json()).token);
@@ -180,8 +180,9 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
         assert.equal(step?.key, key, `step ${key} was leasable without a queue message`);
         assert.equal((await solo.complete(step, { report: { notes: `did ${key}` } })).status, 200);
       }
-      const summary = (await taskOf(worker, body.task.id)).steps.find((s) => s.key === "3");
-      assert.equal(summary.status, "queued", "the built-in step waits for its message, which could not be sent");
+      const done = await taskOf(worker, body.task.id);
+      assert.equal(done.steps.find((s) => s.key === "3").status, "succeeded", "the built-in step ran without a queue message");
+      assert.equal(done.status, "succeeded");
       const events = await eventsOf(worker, body.task.id);
       for (const key of ["1", "2"]) {
         const id = body.task.steps.find((s) => s.key === key).id;
@@ -190,6 +191,34 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
     } finally {
       await armFault(worker, "queue_send", 0);
     }
+  });
+
+  test("a built-in step that fails to run when its dependency completes stays queued, and the sweep sends its message, which runs it", async () => {
+    const created = await json("POST", "/v1/agents", { name: "summary-fault-agent", capabilities: ["testing"] });
+    assert.equal(created.status, 201);
+    const solo = agent(worker, "summary-fault-agent", (await created.json()).token);
+    const workflow = await json("POST", "/v1/workflows", {
+      name: "summary-fault-flow",
+      steps: [
+        { key: "1", name: "first", agent: "summary-fault-agent" },
+        { key: "2", name: "task_summary" },
+      ],
+    });
+    assert.equal(workflow.status, 201, await workflow.text());
+    const { body } = await submit(worker, { title: "Summarise after a failed write", workflow: "summary-fault-flow" });
+    const step = await leaseWithin(solo);
+    // The summary's write to R2 is the first after the completion (which sends no log).
+    assert.equal((await armFault(worker, "r2_write", 1)).status, 200);
+    assert.equal((await solo.complete(step, { report: { notes: "done" } })).status, 200, "the completion stands");
+    let task = await taskOf(worker, body.task.id);
+    assert.equal(task.steps.find((s) => s.key === "2").status, "queued");
+    assert.equal(task.status, "running");
+    // REDISPATCH_AFTER_SECONDS is 1 here: then the sweep takes the message for lost.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal((await worker.fetch("/__scheduled?cron=*+*+*+*+*")).status, 200);
+    assert.ok(await eventually(async () => (await taskOf(worker, body.task.id)).status === "succeeded"), "the sweep's message ran it");
+    task = await taskOf(worker, body.task.id);
+    assert.equal(task.steps.find((s) => s.key === "2").attempts.length, 1, "the failed run spent no attempt");
   });
 
   test("a duplicated queue message dispatches nothing twice", async () => {

@@ -1,8 +1,9 @@
 //! Carries out the engine's decisions: reads a task, lets `core::engine` decide, makes the pull
 //! agents' steps it queued leasable in the same change, writes the transition in one guarded
-//! batch, then wakes those agents' lease requests and sends the other queue messages. Also the
-//! background halves of the engine: dispatching a step's queue message (making it leasable,
-//! delivering it to a webhook, or running a built-in step), the cron sweep and dead letters.
+//! batch, then wakes those agents' lease requests, sends the other queue messages and runs the
+//! built-in steps it queued on the state it wrote. Also the background halves of the engine:
+//! dispatching a step's queue message (making it leasable, delivering it to a webhook, or
+//! running a built-in step whose first run failed), the cron sweep and dead letters.
 //!
 //! A transition that loses a race (another one applied to the task first) is decided again on
 //! fresh state, up to `TRANSITION_RETRIES_MAX` times. Messages are sent after the batch commits:
@@ -69,7 +70,14 @@ pub async fn drive(
     drive_from(env, db, key, None, command, log, Vec::new(), &store::Guard::Version).await
 }
 
-/// [`drive`], deciding first on a task the caller has just read (saving a round trip),
+/// A task's state that a caller already has, and the D1 round trips it took to get it: none when
+/// it is the state a transition has just written.
+pub struct Fresh {
+    pub task: engine::Task,
+    pub trips: u64,
+}
+
+/// [`drive`], deciding first on a task state the caller already has (saving a round trip),
 /// writing `written_with` in the same batch as the transition, under `guard` as well as the
 /// task's version.
 #[allow(clippy::too_many_arguments)]
@@ -77,7 +85,7 @@ pub async fn drive_from(
     env: &Env,
     db: &D1Database,
     key: TaskKey<'_>,
-    mut fresh: Option<store::TaskRead>,
+    mut fresh: Option<Fresh>,
     command: &Command,
     log: Option<&str>,
     written_with: Vec<store::Extra>,
@@ -89,14 +97,21 @@ pub async fn drive_from(
         if retry > 0 {
             pause_before_retry(retry).await?;
         }
-        let read = match (fresh.take(), key) {
-            (Some(read), _) => Some(read),
-            (None, TaskKey::Id(id)) => store::read_task(db, id).await?,
-            (None, TaskKey::OfStep(step_id)) => store::read_task_of_step(db, step_id).await?,
+        let before = match fresh.take() {
+            Some(fresh) => {
+                trips += fresh.trips;
+                fresh.task
+            }
+            None => {
+                let read = match key {
+                    TaskKey::Id(id) => store::read_task(db, id).await?,
+                    TaskKey::OfStep(step_id) => store::read_task_of_step(db, step_id).await?,
+                };
+                trips += 1;
+                let Some(read) = read else { return Ok(Driven::NoSuchTask) };
+                store::task_state(&read.task, &read.steps, &read.attempts)?
+            }
         };
-        trips += 1;
-        let Some(read) = read else { return Ok(Driven::NoSuchTask) };
-        let before = store::task_state(&read.task, &read.steps, &read.attempts)?;
         let now = platform::now();
         let transition = match engine::apply(&before, command, now, random_u32()?) {
             Err(refusal) => return Ok(Driven::Refused(refusal)),
@@ -123,7 +138,9 @@ pub async fn drive_from(
             store::Write::Done => {
                 count_transition(&transition, trips);
                 wake_for(env, &transition.task, &leasable).await;
-                send(env, &before.id, &transition.sends).await;
+                let (at_once, queued) = engine::builtins_at_once(&transition.task, transition.sends.clone());
+                send(env, &before.id, &queued).await;
+                run_at_once(env, db, &transition.task, &at_once).await;
                 return Ok(Driven::Applied(Box::new(transition)));
             }
             store::Write::Stale => continue,
@@ -383,6 +400,54 @@ pub async fn hand_out(env: &Env, handout: brief::Handout<'_>) -> worker::Result<
     Ok(payload.value)
 }
 
+/// Runs the built-in steps a transition just queued (see `engine::builtins_at_once`), one after
+/// another, each deciding on the state written before it. A failure is logged: the step stays
+/// queued with its due time, and the sweep sends its message.
+async fn run_at_once(env: &Env, db: &D1Database, written: &engine::Task, sends: &[engine::Send]) {
+    for send in sends {
+        let fresh = Fresh { task: written.clone(), trips: 0 };
+        // Boxed: running a built-in step drives a transition, which may queue another.
+        let ran: std::pin::Pin<Box<dyn std::future::Future<Output = worker::Result<()>> + '_>> =
+            Box::pin(dispatch_builtin(env, db, fresh, &send.step_id, send.attempt));
+        if let Err(err) = ran.await {
+            worker::console_error!(
+                "task {}: built-in step {} failed to run (the sweep sends its message): {err}",
+                written.id,
+                send.step_id
+            );
+        }
+    }
+}
+
+/// Runs `attempt` of a built-in step: writes its summary, then records its report. Only an
+/// attempt that will dispatch the step writes a summary; a duplicate changes nothing.
+async fn dispatch_builtin(env: &Env, db: &D1Database, fresh: Fresh, step_id: &str, attempt: u32) -> worker::Result<()> {
+    let task_id = fresh.task.id.clone();
+    let Some(step) = fresh.task.step(step_id) else { return Ok(()) };
+    if !step.awaits_dispatch(attempt) || fresh.task.status != engine::TaskStatus::Running {
+        worker::console_log!("built-in step {step_id} attempt {attempt}: nothing to do");
+        return Ok(());
+    }
+    let (report, summary) = super::records::run_builtin(env, db, &task_id, step).await?;
+    let how = Dispatch::Builtin { report: ReportRef::Inline(report.to_string()) };
+    let command = Command::Dispatch { step_id: step_id.to_string(), attempt, how };
+    let extras = vec![store::Extra::Summary(summary)];
+    match drive_from(env, db, TaskKey::Id(&task_id), Some(fresh), &command, None, extras, &store::Guard::Version)
+        .await?
+    {
+        Driven::Busy => Err(worker::Error::RustError(format!("built-in step {step_id}: the task stayed busy"))),
+        Driven::Unchanged(why) => {
+            worker::console_log!("built-in step {step_id} attempt {attempt}: nothing to do: {why}");
+            Ok(())
+        }
+        Driven::Refused(refusal) => {
+            worker::console_warn!("built-in step {step_id} attempt {attempt} refused: {refusal:?}");
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Handles a `step` message from the queue. Errors are returned so that the message is retried.
 pub async fn dispatch(env: &Env, task_id: &str, step_id: &str, attempt: u32) -> worker::Result<()> {
     let db = env.d1(bindings::DB)?;
@@ -395,23 +460,15 @@ pub async fn dispatch(env: &Env, task_id: &str, step_id: &str, attempt: u32) -> 
         worker::console_warn!("step message for unknown step {step_id}; dropped");
         return Ok(());
     };
-    let mut extras = Vec::new();
+    // Owned: the guard borrows it while the task moves into the transition.
+    let agent = step.agent.clone();
     let mut guard = store::Guard::Version;
-    let how = match (step.runner, step.agent.as_deref()) {
-        // Only a message that will dispatch the step writes a summary; a duplicate changes nothing.
-        (Runner::Builtin, _) if !step.awaits_dispatch(attempt) || task.status != engine::TaskStatus::Running => {
-            worker::console_log!("step message {step_id} attempt {attempt} acknowledged without effect");
-            return Ok(());
-        }
+    let how = match (step.runner, agent.as_deref()) {
+        (Runner::Builtin, _) => return dispatch_builtin(env, &db, Fresh { task, trips: 1 }, step_id, attempt).await,
         // A step that runs a child run is never sent; its child run's steps are.
         (Runner::ChildRun, _) => {
             worker::console_warn!("step message {step_id} is for a step that runs a child run; dropped");
             return Ok(());
-        }
-        (Runner::Builtin, _) => {
-            let (report, summary) = super::records::run_builtin(env, &db, task_id, step).await?;
-            extras.push(store::Extra::Summary(summary));
-            Dispatch::Builtin { report: ReportRef::Inline(report.to_string()) }
         }
         (Runner::Agent, Some(agent)) => match registry::agent_for_dispatch(env, &db, agent).await? {
             // A webhook agent holds at most max_concurrency deliveries, like a pull agent its
@@ -432,8 +489,8 @@ pub async fn dispatch(env: &Env, task_id: &str, step_id: &str, attempt: u32) -> 
         (Runner::Agent, None) => Dispatch::Leasable { agent: registry::DEFAULT_TIMEOUTS },
     };
     let command = Command::Dispatch { step_id: step_id.to_string(), attempt, how: how.clone() };
-    let agent = step.agent.clone();
-    let driven = drive_from(env, &db, TaskKey::Id(task_id), Some(read), &command, None, extras, &guard).await?;
+    let fresh = Fresh { task, trips: 1 };
+    let driven = drive_from(env, &db, TaskKey::Id(task_id), Some(fresh), &command, None, Vec::new(), &guard).await?;
     if let (Driven::Applied(_), Dispatch::Leasable { .. }, Some(agent)) = (&driven, &how, agent.as_deref()) {
         super::wakeup::wake(env, agent).await;
     }

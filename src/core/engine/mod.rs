@@ -682,6 +682,17 @@ pub fn queued_for_agents<'a>(task: &'a Task, sends: &[Send]) -> Vec<(&'a str, Op
         .collect()
 }
 
+/// Splits a written transition's sends: those for built-in steps queued with no delay, which
+/// the shell runs at once in the same request, on the state it has just written, and the rest,
+/// which go to the queue. A built-in step then costs no queue hop and no read of its task, and
+/// the steps after it become ready a hop sooner. If running it fails, the step stays queued with
+/// its due time, as when a message cannot be sent, and the sweep sends its message.
+pub fn builtins_at_once(task: &Task, sends: Vec<Send>) -> (Vec<Send>, Vec<Send>) {
+    sends.into_iter().partition(|send| {
+        send.delay_seconds == 0 && task.step(&send.step_id).is_some_and(|step| step.runner == Runner::Builtin)
+    })
+}
+
 /// Dispatches, within the change that queued them, the steps `pull` names (a pull agent's,
 /// with its timeouts), as their queue message would: each becomes leasable and its message is
 /// not sent. A waiting agent can then lease a step in the same moment its dependency completes,

@@ -387,6 +387,21 @@ fn a_retry_waiting_out_its_backoff_and_a_task_s_first_step_keep_to_the_queue_unl
 }
 
 #[test]
+fn a_built_in_step_queued_with_no_delay_is_run_at_once_and_everything_else_goes_to_the_queue() {
+    let task = submitted(FULL_STACK);
+    let builtin = id_of(&task, "4");
+    let sends = vec![
+        Send { step_id: builtin.clone(), attempt: 1, delay_seconds: 0 },
+        Send { step_id: id_of(&task, "2b"), attempt: 1, delay_seconds: 0 },
+        Send { step_id: builtin.clone(), attempt: 2, delay_seconds: 30 },
+        Send { step_id: "stp_unknown".into(), attempt: 1, delay_seconds: 0 },
+    ];
+    let (at_once, queued) = builtins_at_once(&task, sends.clone());
+    assert_eq!(at_once, vec![sends[0].clone()]);
+    assert_eq!(queued, sends[1..].to_vec());
+}
+
+#[test]
 fn dispatching_a_webhook_step_leases_it_for_the_delivery() {
     let task = submitted(FULL_STACK);
     let how = Dispatch::Deliver { lease_id: "lse_w".into(), agent: hb(5_000) };
