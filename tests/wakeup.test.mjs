@@ -49,6 +49,22 @@ describe("waiting lease requests", { timeout: 180_000 }, () => {
     assert.equal((await worker.admin(`/v1/tasks/${body.task.id}/cancel`, { method: "POST" })).status, 200);
   });
 
+  test("completing the analysis step with a selection costs two D1 round trips: the task with the agents it names, and the write", async () => {
+    const { body } = await submit(worker, FULL_STACK);
+    const step = await lease(worker, "context-fetcher", 0);
+    assert.equal(step?.task_id, body.task.id);
+    // Its agent and the agents of the steps it makes ready, looked up now so that the
+    // completion finds them cached.
+    const agents = ["cloudflare-specialist", "sveltekit-specialist"];
+    for (const name of ["context-fetcher", ...agents]) assert.equal((await worker.admin(`/v1/agents/${name}`)).status, 200);
+    const before = await roundTrips(worker);
+    const report = { notes: "both halves", selection: { agents, task_type: "full-stack", reason: "an API and a page" } };
+    const done = await postAs(worker, ADMIN_TOKEN, `/v1/steps/${step.id}/complete`, { lease_id: step.lease_id, report });
+    assert.equal(done.status, 200, await done.clone().text());
+    assert.equal((await roundTrips(worker)) - before, 2);
+    assert.equal((await worker.admin(`/v1/tasks/${body.task.id}/cancel`, { method: "POST" })).status, 200);
+  });
+
   test("a runner's lease requests with its token cost only their own look in D1, from the first one on", async () => {
     const rotated = await worker.admin("/v1/agents/project-manager/token", { method: "POST" });
     assert.equal(rotated.status, 200, await rotated.clone().text());

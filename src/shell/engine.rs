@@ -276,23 +276,26 @@ pub fn count_transition(transition: &Transition, round_trips: u64) {
 }
 
 /// The analysis step's `report.selection`, checked against its task (see
-/// `report::check_selection`); `Ok(None)` when the report has none.
+/// `report::check_selection`), and the task as read for the check, for the completion to
+/// decide on; `(None, None)` when the report has none.
 pub async fn checked_selection(
     db: &D1Database,
     step_id: &str,
     report: Option<&Report>,
-) -> Result<Option<ReportedSelection>, Failed> {
+) -> Result<(Option<ReportedSelection>, Option<Fresh>), Failed> {
     // The report was validated, selection included; a shape problem cannot reach here.
-    let Some(selection) = report.and_then(|r| report::selection_of(r).ok().flatten()) else { return Ok(None) };
-    let Some(read) = store::read_task_of_step(db, step_id).await? else { return Ok(None) };
-    let Some(step) = read.steps.iter().find(|s| s.id == step_id) else { return Ok(None) };
+    let Some(selection) = report.and_then(|r| report::selection_of(r).ok().flatten()) else { return Ok((None, None)) };
+    let names: Vec<&str> = selection.agents.iter().map(String::as_str).collect();
+    let (read, registered) = store::read_task_of_step_and_agents(db, step_id, &names).await?;
+    let Some(read) = read else { return Ok((None, None)) };
+    let Some(step) = read.steps.iter().find(|s| s.id == step_id) else { return Ok((None, None)) };
     let analysis: Value = serde_json::from_str(&read.task.analysis).unwrap_or(Value::Null);
     let candidates: Vec<String> = serde_json::from_value(analysis["routing"]["candidates"].clone()).unwrap_or_default();
-    let names: Vec<&str> = selection.agents.iter().map(String::as_str).collect();
-    let registered = store::existing_agents(db, &names).await?;
-    report::check_selection(selection, &step.key, analysis["analysis_step"].as_str(), &candidates, &registered)
-        .map(Some)
-        .map_err(|details| ApiError::Invalid { details }.into())
+    let checked =
+        report::check_selection(selection, &step.key, analysis["analysis_step"].as_str(), &candidates, &registered)
+            .map_err(|details| ApiError::Invalid { details })?;
+    let fresh = Fresh { task: store::task_state(&read.task, &read.steps, &read.attempts)?, trips: 1 };
+    Ok((Some(checked), Some(fresh)))
 }
 
 /// Counts a submission: its step events and the round trips it took.
@@ -629,14 +632,14 @@ async fn complete_delivery(
         }
     };
     // A selection the task cannot take fails the attempt, as an invalid answer does.
-    let selection = match checked_selection(db, step_id, report.as_ref()).await {
-        Ok(selection) => selection,
+    let (selection, fresh) = match checked_selection(db, step_id, report.as_ref()).await {
+        Ok(checked) => checked,
         Err(Failed::Client(refused)) if succeeded => {
             (succeeded, error) =
                 (false, Some(format!("the webhook's answer is not a valid completion: {}", refused.message())));
-            None
+            (None, None)
         }
-        Err(Failed::Client(_)) => None,
+        Err(Failed::Client(_)) => (None, None),
         Err(Failed::Fault(fault)) => return Err(worker::Error::RustError(fault)),
     };
     let completion = Completion {
@@ -651,7 +654,9 @@ async fn complete_delivery(
         selection,
     };
     let command = Command::Complete(completion);
-    let mut driven = drive(env, db, TaskKey::Id(task_id), &command, log.as_deref()).await?;
+    let guard = store::Guard::Version;
+    let mut driven =
+        drive_from(env, db, TaskKey::Id(task_id), fresh, &command, log.as_deref(), Vec::new(), &guard).await?;
     // Items the task cannot take fail the attempt, as an invalid answer does.
     if let (Driven::Refused(Refusal::Invalid(detail)), Command::Complete(completion)) = (&driven, command) {
         let error = format!(

@@ -635,9 +635,9 @@ pub async fn complete(call: &Call<'_>, body: &[u8]) -> Handled {
     };
     let db = call.env.d1(bindings::DB)?;
     let succeeded = checked.outcome == Reported::Succeeded;
-    let selection = match succeeded {
+    let (selection, fresh) = match succeeded {
         true => engine::checked_selection(&db, &step_id, checked.report.as_ref()).await?,
-        false => None,
+        false => (None, None),
     };
     let completion = Completion {
         step_id: step_id.clone(),
@@ -651,7 +651,9 @@ pub async fn complete(call: &Call<'_>, body: &[u8]) -> Handled {
         selection,
     };
     let command = Command::Complete(completion);
-    match engine::drive(call.env, &db, TaskKey::OfStep(&step_id), &command, checked.log.as_deref()).await? {
+    let key = TaskKey::OfStep(&step_id);
+    let log = checked.log.as_deref();
+    match engine::drive_from(call.env, &db, key, fresh, &command, log, Vec::new(), &store::Guard::Version).await? {
         Driven::Applied(transition) => {
             // A webhook agent that answered 202 completes here: the end of a delivery makes room.
             if let Some(agent) = transition.task.step(&step_id).and_then(|s| s.agent.as_deref()) {

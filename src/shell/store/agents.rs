@@ -132,19 +132,22 @@ pub async fn existing_agents(db: &D1Database, names: &[&str]) -> Result<Vec<Stri
     if names.is_empty() {
         return Ok(Vec::new());
     }
+    existing_agents_of(&existing_agents_statement(db, names)?.all().await?)
+}
+
+/// The statement behind [`existing_agents`]; `names` must not be empty.
+pub(super) fn existing_agents_statement(db: &D1Database, names: &[&str]) -> Result<D1PreparedStatement> {
+    let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+    let values: Vec<JsValue> = names.iter().map(|n| JsValue::from(*n)).collect();
+    db.statement(format!("SELECT name FROM agents WHERE name IN ({})", placeholders.join(", "))).bind(&values)
+}
+
+pub(super) fn existing_agents_of(result: &worker::D1Result) -> Result<Vec<String>> {
     #[derive(Deserialize)]
     struct Name {
         name: String,
     }
-    let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
-    let values: Vec<JsValue> = names.iter().map(|n| JsValue::from(*n)).collect();
-    let rows: Vec<Name> = db
-        .statement(format!("SELECT name FROM agents WHERE name IN ({})", placeholders.join(", ")))
-        .bind(&values)?
-        .all()
-        .await?
-        .results()?;
-    Ok(rows.into_iter().map(|r| r.name).collect())
+    Ok(result.results::<Name>()?.into_iter().map(|r| r.name).collect())
 }
 
 /// Replaces an agent's editable fields; sets the webhook secret when one is given (an agent

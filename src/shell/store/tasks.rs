@@ -216,6 +216,27 @@ pub async fn read_task_of_step(db: &D1Database, step_id: &str) -> Result<Option<
     into_read(&results)
 }
 
+/// [`read_task_of_step`] and which of `names` are registered agents, in one round trip: what
+/// checking a completion's reported selection needs, and the state its transition decides on.
+pub async fn read_task_of_step_and_agents(
+    db: &D1Database,
+    step_id: &str,
+    names: &[&str],
+) -> Result<(Option<TaskRead>, Vec<String>)> {
+    let sql = "(SELECT task_id FROM steps WHERE id = ?1)";
+    let mut statements = read_statements(db, sql, &[step_id.into()])?;
+    if !names.is_empty() {
+        statements.push(super::agents::existing_agents_statement(db, names)?);
+    }
+    trip()?;
+    let results = db.batch(statements).await?;
+    let registered = match results.get(3) {
+        Some(result) => super::agents::existing_agents_of(result)?,
+        None => Vec::new(),
+    };
+    Ok((into_read(&results)?, registered))
+}
+
 /// A pull agent's view when it asks for work: its limits, and the task of its oldest leasable
 /// step with that task's finished reports (the step's inputs), all in one round trip.
 pub struct LeaseRead {
