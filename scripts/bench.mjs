@@ -358,8 +358,9 @@ async function engineRun(worker, clients, count) {
   const trips = now.transition_round_trips - before.transition_round_trips;
   const counted = now.step_transitions - before.step_transitions;
   const allTrips = now.d1_round_trips - before.d1_round_trips;
+  const messages = now.step_messages_sent - before.step_messages_sent;
   const { waits, handOvers, transitions, agentSteps } = await handOverFigures(worker, ids);
-  return { seconds, transitions, trips, counted, allTrips, waits, handOvers, restarts, agentSteps };
+  return { seconds, transitions, trips, counted, allTrips, messages, waits, handOvers, restarts, agentSteps };
 }
 
 /**
@@ -420,7 +421,7 @@ async function engine() {
         console.error(worker.logs().split("\n").filter((l) => !/Request\.cf|ENOTFOUND|GetAddrInfo/.test(l)).slice(-40).join("\n"));
         throw error;
       });
-      const { seconds, transitions, trips, counted, allTrips, waits, handOvers, restarts, agentSteps } = run;
+      const { seconds, transitions, trips, counted, allTrips, messages, waits, handOvers, restarts, agentSteps } = run;
       console.log(
         `  N=${String(count).padEnd(4)} ${(count / seconds).toFixed(2).padStart(7)} tasks/s  ` +
           `${(transitions / seconds).toFixed(1).padStart(7)} step transitions/s  ` +
@@ -438,6 +439,7 @@ async function engine() {
         `          ${(trips / agentSteps).toFixed(2)} D1 round trips per agent step end to end (every transition's, ` +
           `built-in steps and fan-in included, over the ${agentSteps} steps agents leased)`,
       );
+      console.log(`          ${(messages / count).toFixed(2)} step messages sent to the queue per task (${messages})`);
       if (restarts > 0) {
         console.log(
           `          ${restarts} requests answered 503 by a runtime restart and retried; ` +

@@ -267,6 +267,12 @@ pub async fn artifacts(
 /// and lost races; not idle lease polls), for the benchmark.
 static TRANSITIONS: AtomicU64 = AtomicU64::new(0);
 static TRANSITION_TRIPS: AtomicU64 = AtomicU64::new(0);
+/// Step messages this isolate sent to the queue, for the benchmark.
+static STEP_MESSAGES: AtomicU64 = AtomicU64::new(0);
+
+pub fn step_messages_sent() -> u64 {
+    STEP_MESSAGES.load(Ordering::Relaxed)
+}
 
 /// Counts a written transition: each step event is one step changing status.
 pub fn count_transition(transition: &Transition, round_trips: u64) {
@@ -330,11 +336,14 @@ pub async fn send(env: &Env, task_id: &str, sends: &[engine::Send]) {
         (Ok(()), Ok(queue)) => queue.send_batch(BatchMessageBuilder::new().messages(messages).build()).await,
         (Err(err), _) | (_, Err(err)) => Err(err),
     };
-    if let Err(err) = sent {
-        worker::console_error!(
+    match sent {
+        Ok(()) => {
+            STEP_MESSAGES.fetch_add(sends.len() as u64, Ordering::Relaxed);
+        }
+        Err(err) => worker::console_error!(
             "task {task_id}: sending {} step messages failed (the sweep re-sends): {err}",
             sends.len()
-        );
+        ),
     }
 }
 

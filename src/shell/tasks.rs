@@ -702,6 +702,7 @@ pub fn counters() -> ApiResponse {
             "d1_round_trips": store::round_trips(),
             "step_transitions": transitions,
             "transition_round_trips": transition_trips,
+            "step_messages_sent": engine::step_messages_sent(),
             "summaries_written": summaries,
             "summary_write_ms": summary_ms,
             "agent_metrics_rows_read": store::aggregate_rows_read(),

@@ -1255,6 +1255,8 @@ export interface components {
             step_transitions?: number;
             /** @description D1 round trips made by the step transitions counted (reads, writes and lost races; not idle lease polls). */
             transition_round_trips?: number;
+            /** @description Step messages sent to the STEPS queue (webhook deliveries, retries after their backoff, messages the sweep sent again, built-in steps whose first run failed). */
+            step_messages_sent?: number;
             /** @description Summaries written by built-in steps. */
             summaries_written?: number;
             /** @description Milliseconds those took in total: reading the task and its reports, rendering, writing R2. */
