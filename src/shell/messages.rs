@@ -156,7 +156,7 @@ pub async fn inbox(call: &Call<'_>) -> Handled {
     let wait = match taken.get("wait") {
         None => 0,
         Some(value) => value.parse::<u32>().ok().filter(|w| *w <= LEASE_WAIT_SECONDS_MAX).ok_or_else(|| {
-            ApiError::bad_query("wait", &format!("must be whole seconds from 0 to {LEASE_WAIT_SECONDS_MAX}"))
+            ApiError::bad_query("wait", format!("must be whole seconds from 0 to {LEASE_WAIT_SECONDS_MAX}"))
         })?,
     };
     let page = Page::parse_history(&rest)?;
