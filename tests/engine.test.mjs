@@ -53,6 +53,18 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
     return agent(worker, name, token);
   }
 
+  /** A new agent and `{name}-flow`: one step of it per key, one after another, then a built-in summary. */
+  async function summarisedWorkflow(name, keys) {
+    const created = await json("POST", "/v1/agents", { name, capabilities: ["testing"] });
+    assert.equal(created.status, 201);
+    const { token } = await created.json();
+    const steps = keys.map((key) => ({ key, name: `step_${key}`, agent: name }));
+    steps.push({ key: String(keys.length + 1), name: "task_summary" });
+    const workflow = await json("POST", "/v1/workflows", { name: `${name}-flow`, steps });
+    assert.equal(workflow.status, 201, await workflow.text());
+    return agent(worker, name, token);
+  }
+
   test("a full-stack task runs every step to success, 2a and 2b at the same time, and fans in once", async () => {
     const { response, body } = await submit(worker, FULL_STACK);
     assert.equal(response.status, 201);
@@ -160,21 +172,10 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
   });
 
   test("with every queue send failing, a pull agent's steps are leasable as soon as the task is created and their dependency completes, and a built-in step runs as soon as its dependency completes", async () => {
-    const created = await json("POST", "/v1/agents", { name: "no-queue-agent", capabilities: ["testing"] });
-    assert.equal(created.status, 201);
-    const solo = agent(worker, "no-queue-agent", (await created.json()).token);
-    const workflow = await json("POST", "/v1/workflows", {
-      name: "no-queue-flow",
-      steps: [
-        { key: "1", name: "first", agent: "no-queue-agent" },
-        { key: "2", name: "second", agent: "no-queue-agent" },
-        { key: "3", name: "task_summary" },
-      ],
-    });
-    assert.equal(workflow.status, 201, await workflow.text());
+    const solo = await summarisedWorkflow("no-queue-agent", ["1", "2"]);
     assert.equal((await armFault(worker, "queue_send", 1000)).status, 200);
     try {
-      const { body } = await submit(worker, { title: "Run without the queue", workflow: "no-queue-flow" });
+      const { body } = await submit(worker, { title: "Run without the queue", workflow: "no-queue-agent-flow" });
       for (const key of ["1", "2"]) {
         const step = await solo.lease(2);
         assert.equal(step?.key, key, `step ${key} was leasable without a queue message`);
@@ -194,18 +195,8 @@ describe("the execution engine with pull agents", { timeout: 600_000 }, () => {
   });
 
   test("a built-in step that fails to run when its dependency completes stays queued, and the sweep sends its message, which runs it", async () => {
-    const created = await json("POST", "/v1/agents", { name: "summary-fault-agent", capabilities: ["testing"] });
-    assert.equal(created.status, 201);
-    const solo = agent(worker, "summary-fault-agent", (await created.json()).token);
-    const workflow = await json("POST", "/v1/workflows", {
-      name: "summary-fault-flow",
-      steps: [
-        { key: "1", name: "first", agent: "summary-fault-agent" },
-        { key: "2", name: "task_summary" },
-      ],
-    });
-    assert.equal(workflow.status, 201, await workflow.text());
-    const { body } = await submit(worker, { title: "Summarise after a failed write", workflow: "summary-fault-flow" });
+    const solo = await summarisedWorkflow("summary-fault-agent", ["1"]);
+    const { body } = await submit(worker, { title: "Summarise after a failed write", workflow: "summary-fault-agent-flow" });
     const step = await leaseWithin(solo);
     // The summary's write to R2 is the first after the completion (which sends no log).
     assert.equal((await armFault(worker, "r2_write", 1)).status, 200);
