@@ -13,7 +13,6 @@
 //! the bound above.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::LocalKey;
 
@@ -627,8 +626,14 @@ pub async fn requested_workflow(
     Ok((row, agents))
 }
 
-/// Posted files by name as one read found them, `None` for a name nothing is posted under.
-type Found = BTreeMap<String, Option<store::WorkflowRow>>;
+/// Posted files by name as one read found them, `None` for a name nothing is posted under. A
+/// few names at most: a list, not a map.
+type Found = Vec<(String, Option<store::WorkflowRow>)>;
+
+/// What `found` says of `name`: `None` when the read did not look for it.
+fn found_under<'a>(found: &'a Found, name: &str) -> Option<&'a Option<store::WorkflowRow>> {
+    found.iter().find(|(looked_for, _)| looked_for == name).map(|(_, row)| row)
+}
 
 /// The posted files a definition's step `EXECUTE`s reach, at their latest versions: loaded level
 /// by level, one D1 round trip per level, down to the deepest level child runs may nest. Returns
@@ -647,9 +652,15 @@ async fn child_files_after(db: &D1Database, definition: &Definition, found: &Fou
         if next.is_empty() {
             break;
         }
-        let (known, unknown): (Vec<String>, Vec<String>) = next.into_iter().partition(|name| found.contains_key(name));
-        let mut rows: Vec<(String, store::WorkflowRow)> =
-            known.into_iter().filter_map(|name| Some((name.clone(), found.get(&name)?.clone()?))).collect();
+        let mut rows = Vec::new();
+        let mut unknown = Vec::new();
+        for name in next {
+            match found_under(found, &name) {
+                Some(Some(row)) => rows.push((name, row.clone())),
+                Some(None) => {}
+                None => unknown.push(name),
+            }
+        }
         if !unknown.is_empty() {
             rows.extend(store::latest_workflows(db, &unknown).await?);
             trips += 1;
@@ -678,15 +689,22 @@ pub async fn executed_files(
     names.extend(child_runs::executed_names(std::iter::once(definition)));
     names.sort();
     names.dedup();
-    let mut found: Found = names.iter().map(|name| (name.clone(), None)).collect();
     let mut trips = 0;
+    let mut posted = Vec::new();
     if !names.is_empty() {
-        found.extend(store::latest_workflows(db, &names).await?.into_iter().map(|(name, row)| (name, Some(row))));
+        posted = store::latest_workflows(db, &names).await?;
         trips += 1;
     }
+    let found: Found = names
+        .into_iter()
+        .map(|name| {
+            let row = posted.iter().find(|(named, _)| *named == name).map(|(_, row)| row.clone());
+            (name, row)
+        })
+        .collect();
     let mut rules = Vec::new();
     for execute in executes {
-        let row = execute.name.as_ref().and_then(|name| found.get(name)?.as_ref());
+        let row = execute.name.as_ref().and_then(|name| found_under(&found, name)?.as_ref());
         match row.map(|row| (row, stored_definition(row))) {
             Some((row, Ok(Definition { rules: Some(text), .. }))) => rules.push(FlightRules {
                 check: execute.check,
