@@ -614,16 +614,7 @@ pub fn backoff_seconds(failed_attempt: u32, random: u32) -> u32 {
 
 /// Applies `command` to `task` as read; see the module documentation.
 pub fn apply(task: &Task, command: &Command, now: Timestamp, random: u32) -> Result<Outcome, Refusal> {
-    let mut run = Run {
-        task: task.clone(),
-        events: Vec::new(),
-        sends: Vec::new(),
-        reports: Vec::new(),
-        expiries_read: Vec::new(),
-        loop_items: Vec::new(),
-        now,
-        random,
-    };
+    let mut run = Run::new(task.clone(), Vec::new(), now, random);
     let mut response = None;
     match command {
         Command::Dispatch { step_id, attempt, how } => {
@@ -705,16 +696,7 @@ pub fn leasable_at_once(
     now: Timestamp,
     pull: &[(String, AgentTimeouts)],
 ) -> (Task, Vec<Event>, Vec<Send>, Vec<String>) {
-    let mut run = Run {
-        task,
-        events,
-        sends: Vec::new(),
-        reports: Vec::new(),
-        expiries_read: Vec::new(),
-        loop_items: Vec::new(),
-        now,
-        random: 0,
-    };
+    let mut run = Run::new(task, events, now, 0);
     let mut leasable = Vec::new();
     for send in sends {
         let agent = pull.iter().find(|(step_id, _)| *step_id == send.step_id).map(|(_, agent)| *agent);
@@ -761,6 +743,20 @@ struct Run {
 }
 
 impl Run {
+    /// A run over `task` that has produced `events` so far and nothing else.
+    fn new(task: Task, events: Vec<Event>, now: Timestamp, random: u32) -> Run {
+        Run {
+            task,
+            events,
+            sends: Vec::new(),
+            reports: Vec::new(),
+            expiries_read: Vec::new(),
+            loop_items: Vec::new(),
+            now,
+            random,
+        }
+    }
+
     fn event(&mut self, index: Option<usize>, kind: &'static str, data: Value) {
         let step_id = index.map(|i| self.task.steps[i].id.clone());
         self.events.push(Event { step_id, kind, data });
@@ -1342,7 +1338,8 @@ impl Run {
         if let Some(at) = list.iter().position(|item| item.to_string().len() > LOOP_ITEM_BYTES_MAX) {
             return Err(invalid(format!("item {at} is larger than {LOOP_ITEM_BYTES_MAX} bytes as JSON")));
         }
-        let copies: usize = loops.iter().map(|&l| self.descendants(l).len() * list.len().saturating_sub(1)).sum();
+        let loops: Vec<(usize, Vec<usize>)> = loops.into_iter().map(|l| (l, self.descendants(l))).collect();
+        let copies: usize = loops.iter().map(|(_, under)| under.len() * list.len().saturating_sub(1)).sum();
         if self.task.steps.len() + copies > TASK_STEPS_MAX {
             return Err(invalid(format!(
                 "{} items would make the task {} steps, more than {TASK_STEPS_MAX}",
@@ -1350,8 +1347,8 @@ impl Run {
                 self.task.steps.len() + copies
             )));
         }
-        for l in loops {
-            self.expand_loop(l, &key, list);
+        for (l, under) in loops {
+            self.expand_loop(l, &under, &key, list);
         }
         Ok(())
     }
@@ -1362,12 +1359,12 @@ impl Run {
         (0..self.task.steps.len()).filter(|&i| is_under(&self.task.steps[i].key, key)).collect()
     }
 
-    /// Runs the child run of loop step `index` once per item: the planned steps are the first
-    /// item's; each later item's are copies keyed by [`item_key`] (`5#3.2`: step 5.2 for item
-    /// 3), whose first steps wait for every first step of the item before, so items run in turn
-    /// as Agent OS's `WAIT for task completion` says. With no items, the loop step is skipped
-    /// when it is ready ([`Run::advance`]).
-    fn expand_loop(&mut self, index: usize, source: &str, items: &[Value]) {
+    /// Runs the child run of loop step `index` (its steps are `under`) once per item: the planned
+    /// steps are the first item's; each later item's are copies keyed by [`item_key`] (`5#3.2`:
+    /// step 5.2 for item 3), whose first steps wait for every first step of the item before, so
+    /// items run in turn as Agent OS's `WAIT for task completion` says. With no items, the loop
+    /// step is skipped when it is ready ([`Run::advance`]).
+    fn expand_loop(&mut self, index: usize, under: &[usize], source: &str, items: &[Value]) {
         let loop_key = self.task.steps[index].key.clone();
         let each = self.task.steps[index].child_run.as_ref().and_then(|r| r.each.clone());
         if let Some(run) = self.task.steps[index].child_run.as_mut() {
@@ -1378,7 +1375,7 @@ impl Run {
         if items.is_empty() {
             return;
         }
-        let template: Vec<Step> = self.descendants(index).into_iter().map(|i| self.task.steps[i].clone()).collect();
+        let template: Vec<Step> = under.iter().map(|&i| self.task.steps[i].clone()).collect();
         let part = |number: usize, item: &Value| json!({"step": loop_key, "each": each, "item": item, "number": number, "of": items.len()});
         for step in &template {
             let part = part(1, &items[0]);

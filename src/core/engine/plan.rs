@@ -256,16 +256,7 @@ pub fn plan(input: &PlanInput) -> Result<Plan, Vec<Detail>> {
         steps,
         selection: None,
     };
-    let mut run = Run {
-        task,
-        events: Vec::new(),
-        sends: Vec::new(),
-        reports: Vec::new(),
-        expiries_read: Vec::new(),
-        loop_items: Vec::new(),
-        now: input.now,
-        random: 0,
-    };
+    let mut run = Run::new(task, Vec::new(), input.now, 0);
     run.event(
         None,
         "task.created",
