@@ -444,16 +444,24 @@ async fn dispatch_builtin(env: &Env, db: &D1Database, fresh: Fresh, step_id: &st
     let how = Dispatch::Builtin { report: ReportRef::Inline(report.to_string()) };
     let command = Command::Dispatch { step_id: step_id.to_string(), attempt, how };
     let extras = vec![store::Extra::Summary(summary)];
-    match drive_from(env, db, TaskKey::Id(&task_id), Some(fresh), &command, None, extras, &store::Guard::Version)
-        .await?
-    {
-        Driven::Busy => Err(worker::Error::RustError(format!("built-in step {step_id}: the task stayed busy"))),
+    let guard = store::Guard::Version;
+    let driven = drive_from(env, db, TaskKey::Id(&task_id), Some(fresh), &command, None, extras, &guard).await?;
+    settled(driven, step_id, attempt)
+}
+
+/// What a dispatch of `attempt` of a step came to: an error when the task stayed busy (so that
+/// its message is retried), otherwise logged when it changed nothing.
+fn settled(driven: Driven, step_id: &str, attempt: u32) -> worker::Result<()> {
+    match driven {
+        Driven::Busy => {
+            Err(worker::Error::RustError(format!("step {step_id} attempt {attempt}: the task stayed busy")))
+        }
         Driven::Unchanged(why) => {
-            worker::console_log!("built-in step {step_id} attempt {attempt}: nothing to do: {why}");
+            worker::console_log!("step {step_id} attempt {attempt} dispatched without effect: {why}");
             Ok(())
         }
         Driven::Refused(refusal) => {
-            worker::console_warn!("built-in step {step_id} attempt {attempt} refused: {refusal:?}");
+            worker::console_warn!("step {step_id} attempt {attempt} refused: {refusal:?}");
             Ok(())
         }
         _ => Ok(()),
@@ -510,16 +518,7 @@ pub async fn dispatch(env: &Env, task_id: &str, step_id: &str, attempt: u32) -> 
         (Driven::Applied(transition), Dispatch::Deliver { .. }) => {
             deliver(env, &db, task_id, step_id, &transition).await
         }
-        (Driven::Busy, _) => Err(worker::Error::RustError(format!("step message {step_id}: the task stayed busy"))),
-        (Driven::Unchanged(why), _) => {
-            worker::console_log!("step message {step_id} attempt {attempt} acknowledged without effect: {why}");
-            Ok(())
-        }
-        (Driven::Refused(refusal), _) => {
-            worker::console_warn!("step message {step_id} attempt {attempt} refused: {refusal:?}");
-            Ok(())
-        }
-        _ => Ok(()),
+        (driven, _) => settled(driven, step_id, attempt),
     }
 }
 

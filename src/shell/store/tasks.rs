@@ -210,10 +210,7 @@ pub async fn read_task(db: &D1Database, task_id: &str) -> Result<Option<TaskRead
 
 /// The task a step belongs to, read like [`read_task`] in the same single round trip.
 pub async fn read_task_of_step(db: &D1Database, step_id: &str) -> Result<Option<TaskRead>> {
-    trip()?;
-    let sql = "(SELECT task_id FROM steps WHERE id = ?1)";
-    let results = db.batch(read_statements(db, sql, &[step_id.into()])?).await?;
-    into_read(&results)
+    Ok(read_task_of_step_and_agents(db, step_id, &[]).await?.0)
 }
 
 /// [`read_task_of_step`] and which of `names` are registered agents, in one round trip: what
