@@ -69,4 +69,27 @@ describe("rate limiting", { timeout: 120_000 }, () => {
     const admin = await from("192.0.2.99", "/v1/whoami", { authorization: `Bearer ${worker.adminToken}` });
     assert.equal(admin.status, 200, "the admin's own budget is untouched");
   });
+
+  test("a token found valid moments ago is charged to itself only, not to its address as well", async () => {
+    // The agent's first request is looked up, so it is charged to both; the next ones (within
+    // the isolate's 2 s memory of the token) only to the token. The address's budget is then
+    // still there, all but one, for requests without a token.
+    const agentRequests = CREDENTIAL_LIMIT - 1;
+    const expected = [...Array(agentRequests).fill(200), ...Array(ADDRESS_LIMIT - 1).fill(200), 429];
+    const statuses = await inOneWindow(async (attempt) => {
+      const made = await worker.admin("/v1/agents", {
+        method: "POST",
+        headers: { "content-type": "application/json", "cf-connecting-ip": `192.0.2.${210 + attempt}` },
+        body: JSON.stringify({ name: `rate-known-${attempt}` }),
+      });
+      assert.equal(made.status, 201);
+      const { token } = await made.json();
+      const address = `203.0.113.${100 + attempt}`;
+      const seen = [];
+      for (let i = 0; i < agentRequests; i += 1) seen.push((await from(address, "/v1/whoami", { authorization: `Bearer ${token}` })).status);
+      for (let i = 0; i < ADDRESS_LIMIT; i += 1) seen.push((await from(address, "/health")).status);
+      return seen;
+    }, expected);
+    assert.deepEqual(statuses, expected);
+  });
 });

@@ -234,16 +234,23 @@ fn body_limit(id: RouteId) -> Option<usize> {
     }
 }
 
-/// Charges the request to its client address and, when it carries a bearer token, to that
-/// token, before anything is looked up (a flood of guessed tokens costs no KV or D1 read once
-/// it is over the limit). A deployment without the bindings is not limited; a warning says so
-/// once, as does a binding that fails (the request is then let through).
+/// Charges the request to its rate limits before anything is looked up in KV or D1, so that
+/// a flood of guessed tokens costs no reads once it is over a limit. A request with a bearer
+/// token is charged to that token, and also to its client address unless the token is known
+/// without a lookup (an admin token, or an agent token this isolate found valid moments ago):
+/// a known caller is bounded by its token's own limit, and a runner's steady requests then
+/// cost one binding call instead of two. A deployment without the bindings is not limited; a
+/// warning says so once, as does a binding that fails (the request is then let through).
 async fn check_rate(env: &Env, req: &Request) -> Result<(), Failed> {
     static WARNED: std::sync::Once = std::sync::Once::new();
-    let mut charges =
-        vec![(bindings::RATE_LIMIT_ADDRESS, rate_limit::address_key(header(req, "cf-connecting-ip").as_deref()))];
     let authorization = header(req, "authorization");
-    if let Ok(token) = auth::bearer_token(authorization.as_deref()) {
+    let token = auth::bearer_token(authorization.as_deref()).ok();
+    let mut charges = Vec::with_capacity(2);
+    if !token.is_some_and(|token| sessions::known_without_lookup(env, token)) {
+        charges
+            .push((bindings::RATE_LIMIT_ADDRESS, rate_limit::address_key(header(req, "cf-connecting-ip").as_deref())));
+    }
+    if let Some(token) = token {
         charges.push((bindings::RATE_LIMIT_CREDENTIAL, rate_limit::credential_key(token)));
     }
     for (binding, key) in charges {

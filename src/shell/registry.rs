@@ -220,6 +220,12 @@ fn token_cache_key(token_hash: &str) -> String {
     format!("token:{token_hash}")
 }
 
+/// Whether this isolate found the token with this hash valid within [`ISOLATE_MEMO_MS`]:
+/// a look in memory only, never in KV or D1.
+pub fn token_known_here(token_hash: &str) -> bool {
+    recall(&TOKENS, &token_cache_key(token_hash)).is_ok()
+}
+
 /// The agent a token belongs to, by the token's SHA-256, through the KV cache. Only known
 /// tokens are cached, so unknown ones cannot fill KV; every revocation deletes the entry (see
 /// [`TOKEN_CACHE_TTL_SECONDS`]).

@@ -51,6 +51,15 @@ fn ttl_seconds(env: &Env) -> i64 {
         .unwrap_or(SESSION_TTL_SECONDS_DEFAULT)
 }
 
+/// Whether `token` is an admin token or an agent token this isolate found valid moments ago,
+/// known without any I/O. A session id is never known this way (its record is in KV).
+pub(super) fn known_without_lookup(env: &Env, token: &str) -> bool {
+    if platform::admin_tokens(env).accepts(token) {
+        return true;
+    }
+    token.starts_with(auth::AGENT_TOKEN_PREFIX) && registry::token_known_here(&auth::hash_token(token))
+}
+
 /// Who a live session speaks for; `None` when it is unknown, ended or expired, or when the
 /// token it was made from no longer speaks for the same principal: an admin token removed from
 /// `ADMIN_TOKEN`, an agent token rotated, an agent deleted (a new agent of the same name has

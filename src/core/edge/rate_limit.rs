@@ -1,6 +1,8 @@
-//! Rate limiting: which counters a request is charged to. Every request counts against its
-//! client address, and a request carrying a bearer token also against that token, valid or
-//! not, so that a flood of guesses is stopped before any token is looked up.
+//! Rate limiting: which counters a request is charged to. A request counts against its client
+//! address, and a request carrying a bearer token also against that token, valid or not, so
+//! that a flood of guesses is stopped before any token is looked up. (The shell skips the
+//! address for a token it knows without a lookup: that caller is bounded by its token's own
+//! counter.)
 //!
 //! The counting itself is Cloudflare's rate-limiting binding (two of them, configured in
 //! wrangler.jsonc); this module only names the keys. Keys never contain a token: a token is
