@@ -1,6 +1,9 @@
 //! What the runtime provides besides bindings: the clock, randomness, configuration from vars
 //! and secrets, and the panic hook.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
 use crate::core::base::bindings;
 use crate::core::base::ids::{self, IdKind, ID_RANDOM_BYTES};
 use crate::core::base::time::Timestamp;
@@ -41,9 +44,21 @@ pub fn new_id(kind: IdKind, now: Timestamp) -> worker::Result<String> {
     Ok(ids::new_id(kind, now, random_bytes::<ID_RANDOM_BYTES>()?))
 }
 
+thread_local! {
+    /// The vars and secrets read so far, by name. They are fixed for an isolate's life (changing
+    /// one deploys a new version, which runs in new isolates), and every request reads several
+    /// of them, each a call into JavaScript. Bounded by the names in `bindings`.
+    static TEXTS: RefCell<BTreeMap<&'static str, Option<String>>> = const { RefCell::new(BTreeMap::new()) };
+}
+
 /// A var or secret as text; `None` when it is not set.
-pub fn text(env: &Env, name: &str) -> Option<String> {
-    env.var(name).ok().map(|v| v.to_string())
+pub fn text(env: &Env, name: &'static str) -> Option<String> {
+    if let Some(known) = TEXTS.with(|texts| texts.borrow().get(name).cloned()) {
+        return known;
+    }
+    let value = env.var(name).ok().map(|v| v.to_string());
+    TEXTS.with(|texts| texts.borrow_mut().insert(name, value.clone()));
+    value
 }
 
 /// Logs configuration warnings once per isolate rather than on every request.
