@@ -299,19 +299,26 @@ fn header(req: &Request, name: &str) -> Option<String> {
 /// `Content-Length` before reading anything, or while streaming a body sent without one.
 async fn read_body(req: &mut Request, limit_bytes: usize) -> Result<Vec<u8>, Failed> {
     let too_large = ApiError::PayloadTooLarge { limit_bytes };
-    if let Some(length) = header(req, "content-length") {
-        match length.trim().parse::<u64>() {
+    let declared = match header(req, "content-length") {
+        Some(length) => match length.trim().parse::<u64>() {
             Ok(length) if length > limit_bytes as u64 => return Err(too_large.into()),
-            Ok(_) => {}
+            Ok(length) => Some(length),
             Err(_) => {
                 return Err(
                     ApiError::BadRequest { message: "content-length is not a number".into(), details: vec![] }.into()
                 )
             }
-        }
-    }
+        },
+        None => None,
+    };
     if req.inner().body().is_none() {
         return Ok(Vec::new());
+    }
+    // With a length within the limit the body cannot exceed it (the runtime holds a request to
+    // its Content-Length), so it is read whole: one call instead of a stream's several per chunk.
+    if declared.is_some() {
+        let body = req.bytes().await?;
+        return if body.len() > limit_bytes { Err(too_large.into()) } else { Ok(body) };
     }
     let mut stream = req.stream()?;
     let mut body = Vec::new();
