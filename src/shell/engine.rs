@@ -206,11 +206,11 @@ fn pull_timeouts(found: Option<&registry::DispatchAgent>) -> Option<AgentTimeout
 
 /// Wakes a waiting lease request of its agent for each step a change made leasable: one
 /// wake-up per step, as its queue message would have sent, since the object hands each wake-up
-/// to one request.
+/// to one request. All at once: the steps a fan-out makes leasable are for different agents,
+/// whose objects need not wait for one another.
 pub async fn wake_for(env: &Env, task: &engine::Task, leasable: &[String]) {
-    for agent in leasable.iter().filter_map(|id| task.step(id)).filter_map(|s| s.agent.as_deref()) {
-        super::wakeup::wake(env, agent).await;
-    }
+    let agents = leasable.iter().filter_map(|id| task.step(id)).filter_map(|s| s.agent.as_deref());
+    futures_util::future::join_all(agents.map(|agent| super::wakeup::wake(env, agent))).await;
 }
 
 /// A random pause before retry `n` of a lost transition (see `TRANSITION_RETRY_PAUSE_MS`).
