@@ -317,13 +317,11 @@ pub async fn read_for_lease(db: &D1Database, agent: &str, spread: u32) -> Result
         ))
         .bind(&binds)?,
     );
-    statements.push(
-        db.statement(format!(
-            "SELECT key, name, agent, status, skip_reason, report, report_key FROM steps
-             WHERE task_id = {task_sql} AND status IN ('succeeded', 'skipped')"
-        ))
-        .bind(&binds)?,
-    );
+    // `+` keeps SQLite on the task's steps: by the agent's index it would walk every ready step
+    // of the agent in every task, a backlog's worth, for each report.
+    let readers = "reader.task_id = steps.task_id AND +reader.agent = ?1 AND +reader.status = 'queued' \
+                   AND reader.ready_at IS NOT NULL";
+    statements.push(db.statement(input_reports_sql(task_sql, readers)).bind(&binds)?);
     statements.push(
         db.statement(format!(
             "SELECT * FROM (SELECT {MESSAGE_COLUMNS} FROM messages
@@ -357,8 +355,23 @@ pub async fn read_for_lease(db: &D1Database, agent: &str, spread: u32) -> Result
     }))
 }
 
+/// The finished steps of task `{task_sql}` that the steps `{readers}` (a condition on
+/// `reader`) take inputs from: their dependencies and the steps of those dependencies' child
+/// runs (`key.x`, `key#n.x`). A superset where keys share a prefix; `engine::inputs_of` picks
+/// exactly. A step's brief needs these, not every report the task has so far.
+fn input_reports_sql(task_sql: &str, readers: &str) -> String {
+    format!(
+        "SELECT key, name, agent, status, skip_reason, report, report_key FROM steps
+         WHERE task_id = {task_sql} AND status IN ('succeeded', 'skipped')
+           AND EXISTS (SELECT 1 FROM steps AS reader, json_each(reader.depends_on) AS dep
+                       WHERE {readers}
+                         AND (steps.key = dep.value
+                              OR substr(steps.key, 1, length(dep.value) + 1) IN (dep.value || '.', dep.value || '#')))"
+    )
+}
+
 /// What a webhook delivery of a step is made from, in one round trip: the task as submitted,
-/// the step's instructions (fixed at submission), and the finished reports of the task's steps.
+/// the step's instructions (fixed at submission), and the finished reports it takes inputs from.
 pub struct DeliveryRead {
     pub task: TaskRow,
     pub instructions: String,
@@ -375,11 +388,7 @@ pub async fn read_for_delivery(db: &D1Database, task_id: &str, step_id: &str) ->
         .batch(vec![
             db.statement(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1")).bind(&[task_id.into()])?,
             db.statement("SELECT instructions FROM steps WHERE id = ?1").bind(&[step_id.into()])?,
-            db.statement(
-                "SELECT key, name, agent, status, skip_reason, report, report_key FROM steps
-                 WHERE task_id = ?1 AND status IN ('succeeded', 'skipped') ORDER BY rowid",
-            )
-            .bind(&[task_id.into()])?,
+            db.statement(input_reports_sql("?1", "reader.id = ?2")).bind(&[task_id.into(), step_id.into()])?,
         ])
         .await?;
     let task = results.first().map(|r| r.results::<TaskRow>()).transpose()?.and_then(|t| t.into_iter().next());
