@@ -69,7 +69,8 @@ async fn route_and_run(
     now: Timestamp,
     method: Option<Method>,
 ) -> Handled {
-    check_rate(env, req).await?;
+    let authorization = header(req, "authorization");
+    check_rate(env, req, authorization.as_deref()).await?;
     let path = req.path();
     let matched = match routes::resolve(method, &path, platform::test_faults_enabled(env))? {
         Resolution::Route(matched) => matched,
@@ -80,7 +81,7 @@ async fn route_and_run(
     };
     let credential = match matched.route.access {
         Access::Public => None,
-        access => Some(authenticate(env, header(req, "authorization").as_deref(), access, now).await?),
+        access => Some(authenticate(env, authorization.as_deref(), access, now).await?),
     };
     // Every route behind credentials may need a default agent or the default workflow (a
     // runner's first lease on a fresh installation, say), so none answers before they exist.
@@ -241,10 +242,9 @@ fn body_limit(id: RouteId) -> Option<usize> {
 /// a known caller is bounded by its token's own limit, and a runner's steady requests then
 /// cost one binding call instead of two. A deployment without the bindings is not limited; a
 /// warning says so once, as does a binding that fails (the request is then let through).
-async fn check_rate(env: &Env, req: &Request) -> Result<(), Failed> {
+async fn check_rate(env: &Env, req: &Request, authorization: Option<&str>) -> Result<(), Failed> {
     static WARNED: std::sync::Once = std::sync::Once::new();
-    let authorization = header(req, "authorization");
-    let token = auth::bearer_token(authorization.as_deref()).ok();
+    let token = auth::bearer_token(authorization).ok();
     let mut charges = Vec::with_capacity(2);
     if !token.is_some_and(|token| sessions::known_without_lookup(env, token)) {
         charges
