@@ -1,7 +1,8 @@
 // Waiting lease requests and the per-agent Durable Object that holds them: a waiting lease
 // looks in D1 once, is woken by a step made ready for its agent, and without the object falls
 // back to looking in D1 every second. Counted through the Worker's own D1 round-trip counter,
-// as are the reads a submission makes and the token lookups of a runner's requests.
+// as are the reads a submission makes, the token lookups of a runner's requests, and the leases
+// of a parallel group's steps taken at the same moment.
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -63,6 +64,39 @@ describe("waiting lease requests", { timeout: 180_000 }, () => {
     assert.equal(done.status, 200, await done.clone().text());
     assert.equal((await roundTrips(worker)) - before, 2);
     assert.equal((await worker.admin(`/v1/tasks/${body.task.id}/cancel`, { method: "POST" })).status, 200);
+  });
+
+  test("the three steps of a parallel group leased at the same moment by their agents are all leased at the first look: six D1 round trips in all", async () => {
+    const json = (method, path, body) =>
+      worker.admin(path, { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const sides = ["2a", "2b", "2c"];
+    const agentOf = (key) => `side-${key}-agent`;
+    for (const key of sides) {
+      assert.equal((await json("POST", "/v1/agents", { name: agentOf(key), capabilities: ["testing"] })).status, 201);
+      // Looked up now, so that the completion below finds them cached.
+      assert.equal((await worker.admin(`/v1/agents/${agentOf(key)}`)).status, 200);
+    }
+    const flow = await json("POST", "/v1/workflows", {
+      name: "sides-flow",
+      steps: [
+        { key: "1", name: "first", agent: agentOf("2a") },
+        ...sides.map((key) => ({ key, name: `side-${key}`, agent: agentOf(key), group: "sides" })),
+      ],
+    });
+    assert.equal(flow.status, 201, await flow.text());
+    const { body } = await submit(worker, { title: "All sides at once", workflow: "sides-flow" });
+    const first = await lease(worker, agentOf("2a"), 5);
+    assert.equal(first?.key, "1");
+    const done = await postAs(worker, ADMIN_TOKEN, `/v1/steps/${first.id}/complete`, { lease_id: first.lease_id, report: { notes: "first" } });
+    assert.equal(done.status, 200, await done.clone().text());
+    const before = await roundTrips(worker);
+    // All read the task at the same version; no lease moves it, so none loses.
+    const leased = await Promise.all(sides.map((key) => lease(worker, agentOf(key), 0)));
+    assert.deepEqual(leased.map((step) => step && `${step.task_id}:${step.key}`), sides.map((key) => `${body.task.id}:${key}`));
+    assert.equal((await roundTrips(worker)) - before, 2 * sides.length);
+    const { events } = await (await worker.admin(`/v1/tasks/${body.task.id}/events`)).json();
+    const leasedEvents = events.filter((event) => event.kind === "step.leased").map((event) => event.data.key);
+    assert.deepEqual(leasedEvents.sort(), ["1", ...sides]);
   });
 
   test("a runner's lease requests with its token cost only their own look in D1, from the first one on", async () => {

@@ -508,7 +508,8 @@ pub async fn lease(call: &Call<'_>, body: &[u8]) -> Handled {
 const LEASE_SPREAD: u32 = 4;
 
 /// One look for work: read the task of one of the agent's oldest leasable steps, decide the
-/// lease, write it guarded by the task's version and the agent's lease count.
+/// lease, write it guarded by the step as read (not the task's version: see `Scope::Step`) and
+/// the agent's lease count.
 async fn try_lease(
     call: &Call<'_>,
     db: &worker::D1Database,

@@ -1039,6 +1039,7 @@ export interface components {
                 name?: string;
                 version?: number;
             };
+            /** @description Moves with every change to the task except a lease and a heartbeat, which change their step alone. */
             version?: number;
             /** Format: date-time */
             created_at?: string;

@@ -69,6 +69,12 @@
 //! one decision that depends on a lease's expiry, the sweep expiring it, carries the expiry it
 //! read ([`Transition::expiries_read`]) and applies only if no heartbeat has moved it since.
 //!
+//! Leases change one step and leave the version too ([`Scope::Step`]): a lease applies while its
+//! step is still leasable at the attempt it read and the task is not cancelled, so the steps of
+//! a parallel group are leased side by side instead of one per version. A transition that
+//! changes a step it read as leasable carries that step's attempt ([`Transition::leasable_read`])
+//! and applies only if no lease has taken the step since.
+//!
 //! A lease is the step's until somebody else is given the step: an answer that comes after
 //! the lease expired is accepted as long as no newer attempt has started, even after the sweep
 //! ended the attempt (the late answer then replaces the expiry on that attempt).
@@ -308,6 +314,25 @@ impl Step {
             && self.attempts.last().is_some_and(|a| a.status == AttemptStatus::Running && a.completion_hash.is_none())
     }
 
+    /// Puts the lease `leased` (this step as a lease left it) on this step as it is now: what a
+    /// lease writes, its status, attempt, lease, deadlines and new attempt, and nothing else,
+    /// since a lease does not move the task's version and the rest may have changed since it
+    /// was read (a late answer of the attempt before, say). The store's lease write sets the
+    /// same columns.
+    pub fn take_lease(&mut self, leased: &Step) {
+        self.status = leased.status;
+        self.attempt = leased.attempt;
+        self.lease_id = leased.lease_id.clone();
+        self.lease_expires_at = leased.lease_expires_at;
+        self.schedule_deadline_at = leased.schedule_deadline_at;
+        self.attempt_deadline_at = leased.attempt_deadline_at;
+        self.started_at = leased.started_at;
+        if let Some(attempt) = leased.attempts.last() {
+            self.attempts.retain(|a| a.number != attempt.number);
+            self.attempts.push(attempt.clone());
+        }
+    }
+
     /// Whether a queue message for `attempt` would dispatch this step now: it waits for its
     /// message (not yet made leasable) and the message is for its next attempt.
     pub fn awaits_dispatch(&self, attempt: u32) -> bool {
@@ -321,7 +346,8 @@ impl Step {
 pub struct Task {
     pub id: String,
     pub status: TaskStatus,
-    /// Incremented by every transition; a transition applies only to the version it read.
+    /// Incremented by every transition but a lease; a transition applies only to the version
+    /// it read (a lease, only to its step as read: see [`Scope`]).
     pub version: i64,
     pub finished_at: Option<Timestamp>,
     pub steps: Vec<Step>,
@@ -524,9 +550,27 @@ pub struct Transition {
     /// only if each is still the step's expiry, because a heartbeat extends a lease without
     /// changing the task's version.
     pub expiries_read: Vec<(String, Timestamp)>,
+    /// What the write is guarded by: the task's version, or for a lease its step alone.
+    pub scope: Scope,
+    /// The steps this transition changes that it read as leasable, with the attempt they were
+    /// at: a lease takes such a step without changing the task's version, so the write applies
+    /// only if each is still leasable at that attempt.
+    pub leasable_read: Vec<(String, u32)>,
     /// The steps of `FOR each` loops this transition gave an item: the first item's are the
     /// planned steps, each later item's are new steps, copies of the first's (see [`LoopItem`]).
     pub loop_items: Vec<LoopItem>,
+}
+
+/// What a transition is decided on, and so what its write must find unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The whole task: the write moves the task's version and applies only at the version read.
+    Task,
+    /// A lease, which changes its step alone: the write leaves the task's version as it is and
+    /// applies while the task is not cancelled and the step is as read (leasable, at the same
+    /// attempt and ready time). Leases of a parallel group's steps then never make each other,
+    /// or the group's completions, lose their races.
+    Step(String),
 }
 
 /// A step of one item's run of a `FOR each` loop: the shell writes `item` into its
@@ -649,7 +693,17 @@ pub fn apply(task: &Task, command: &Command, now: Timestamp, random: u32) -> Res
             }
         }
     }
-    run.task.version += 1;
+    let scope = match command {
+        Command::Lease { step_id, .. } => Scope::Step(step_id.clone()),
+        _ => Scope::Task,
+    };
+    let leasable_read = match scope {
+        Scope::Task => {
+            run.task.version += 1;
+            leasable_changed(task, &run.task)
+        }
+        Scope::Step(_) => Vec::new(),
+    };
     Ok(Outcome::Changed(Box::new(Transition {
         task: run.task,
         events: run.events,
@@ -657,8 +711,21 @@ pub fn apply(task: &Task, command: &Command, now: Timestamp, random: u32) -> Res
         reports: run.reports,
         response,
         expiries_read: run.expiries_read,
+        scope,
+        leasable_read,
         loop_items: run.loop_items,
     })))
+}
+
+/// The steps leasable in `before` that `after` changes, with their attempt in `before`.
+fn leasable_changed(before: &Task, after: &Task) -> Vec<(String, u32)> {
+    before
+        .steps
+        .iter()
+        .filter(|old| old.status == StepStatus::Queued && old.ready_at.is_some())
+        .filter(|old| after.step(&old.id).is_some_and(|new| new != *old))
+        .map(|old| (old.id.clone(), old.attempt))
+        .collect()
 }
 
 /// The steps a transition (or a plan) has just queued with no delay for an agent, each with the
@@ -719,9 +786,8 @@ pub fn leasable_at_once(
 impl Transition {
     /// [`leasable_at_once`] for this transition.
     pub fn with_leasable_at_once(self, now: Timestamp, pull: &[(String, AgentTimeouts)]) -> (Transition, Vec<String>) {
-        let Transition { task, events, sends, reports, response, expiries_read, loop_items } = self;
-        let (task, events, sends, leasable) = leasable_at_once(task, events, sends, now, pull);
-        (Transition { task, events, sends, reports, response, expiries_read, loop_items }, leasable)
+        let (task, events, sends, leasable) = leasable_at_once(self.task, self.events, self.sends, now, pull);
+        (Transition { task, events, sends, ..self }, leasable)
     }
 }
 

@@ -4,7 +4,8 @@
 //! sweeps deciding on stale state beside completions; cancellations and manual retries.
 //!
 //! The model does what the shell does: every command is decided on a snapshot and committed
-//! only if the stored task still has the snapshot's version (the D1 guard). After every commit
+//! only if the D1 guard would hold: the stored task still has the snapshot's version, or for a
+//! lease, its step is still as the snapshot had it (see `Scope`). After every commit
 //! the checks below run. `SWITCHYARD_SIM_SEEDS=N` runs N seeds (default 1,000);
 //! `SWITCHYARD_SIM_SEED=S` replays seed S alone, with the same failure.
 
@@ -92,6 +93,8 @@ struct World {
     queued: BTreeMap<String, u32>,
     events: usize,
     calm: bool,
+    /// Whether the last [`World::commit`] wrote a transition.
+    applied: bool,
 }
 
 type Check = Result<(), String>;
@@ -166,6 +169,7 @@ impl World {
             queued: BTreeMap::new(),
             events: 0,
             calm: false,
+            applied: false,
         };
         world.trace.push(format!("shape {shape}, webhook agents {:?}", world.webhook_agents));
         let transition = Transition {
@@ -175,6 +179,8 @@ impl World {
             reports: vec![],
             response: None,
             expiries_read: vec![],
+            scope: Scope::Task,
+            leasable_read: vec![],
             loop_items: vec![],
         };
         world.record(&transition, None).expect("submission passes the checks");
@@ -199,17 +205,17 @@ impl World {
         self.task.clone()
     }
 
-    /// Decides `command` on `snapshot` and commits it as the store would: a transition if the
-    /// task is still at the snapshot's version and every lease expiry it read is unchanged; a
-    /// lease extension if the step is still leased under that lease.
+    /// Decides `command` on `snapshot` and commits it as the store would: a transition if its
+    /// guard holds ([`World::guard_holds`]); a lease extension if the step is still leased under
+    /// that lease. `self.applied` then says whether a transition was written.
     fn commit(&mut self, snapshot: &Task, command: &Command, label: &str) -> Result<Result<Outcome, Refusal>, String> {
         let random = self.rng.next() as u32;
         let outcome = apply(snapshot, command, self.now, random);
+        self.applied = false;
         let note = match &outcome {
-            Ok(Outcome::Changed(transition))
-                if snapshot.version == self.task.version && self.expiries_unchanged(transition) =>
-            {
+            Ok(Outcome::Changed(transition)) if self.guard_holds(snapshot, transition) => {
                 self.record(transition, Some(snapshot))?;
+                self.applied = true;
                 "applied"
             }
             Ok(Outcome::Changed(_)) => "lost the race",
@@ -235,11 +241,32 @@ impl World {
         Ok(outcome)
     }
 
-    fn expiries_unchanged(&self, transition: &Transition) -> bool {
-        transition
-            .expiries_read
-            .iter()
-            .all(|(step_id, read)| self.task.step(step_id).is_some_and(|s| s.lease_expires_at == Some(*read)))
+    /// The store's guard: a task-wide transition applies if the task is still at the version
+    /// read, no heartbeat moved an expiry it read and no lease took a step it read as
+    /// leasable; a lease, if the task is not cancelled and its step is as read.
+    fn guard_holds(&self, snapshot: &Task, transition: &Transition) -> bool {
+        let now = |step_id: &str| self.task.step(step_id);
+        match &transition.scope {
+            Scope::Task => {
+                snapshot.version == self.task.version
+                    && transition
+                        .expiries_read
+                        .iter()
+                        .all(|(id, read)| now(id).is_some_and(|s| s.lease_expires_at == Some(*read)))
+                    && transition.leasable_read.iter().all(|(id, attempt)| {
+                        now(id).is_some_and(|s| {
+                            s.status == StepStatus::Queued && s.ready_at.is_some() && s.attempt == *attempt
+                        })
+                    })
+            }
+            Scope::Step(id) => {
+                let read = snapshot.step(id);
+                self.task.status != TaskStatus::Cancelled
+                    && now(id).zip(read).is_some_and(|(now, read)| {
+                        now.status == StepStatus::Queued && now.ready_at == read.ready_at && now.attempt == read.attempt
+                    })
+            }
+        }
     }
 
     /// Stores a committed transition and checks everything that must hold after it. Like the
@@ -247,7 +274,15 @@ impl World {
     /// decided on): the others keep what they have now, such as a heartbeat's extension.
     fn record(&mut self, transition: &Transition, base: Option<&Task>) -> Check {
         let mut transition = transition.clone();
-        if let Some(base) = base {
+        if let Scope::Step(id) = &transition.scope {
+            // A lease writes its step alone: the task keeps everything else it has now.
+            let mut task = self.task.clone();
+            let leased = transition.task.step(id).ok_or("a lease names an unknown step")?;
+            if let Some(step) = task.steps.iter_mut().find(|s| s.id == *id) {
+                step.take_lease(leased);
+            }
+            transition.task = task;
+        } else if let Some(base) = base {
             for step in &mut transition.task.steps {
                 let unchanged = base.step(&step.id).is_some_and(|b| b == step);
                 if let (true, Some(now)) = (unchanged, self.task.step(&step.id)) {
@@ -256,7 +291,8 @@ impl World {
             }
         }
         let transition = &transition;
-        if transition.task.version != self.task.version + 1 && self.events > 0 {
+        let moves = if transition.scope == Scope::Task { 1 } else { 0 };
+        if transition.task.version != self.task.version + moves && self.events > 0 {
             return Err(format!("version went from {} to {}", self.task.version, transition.task.version));
         }
         check_invariants(&transition.task)?;
@@ -355,7 +391,7 @@ impl World {
             Command::Dispatch { step_id: message.step_id.clone(), attempt: message.attempt, how: how.clone() };
         let outcome = self.commit(&snapshot, &command, &format!("deliver {} #{}", message.step_id, message.attempt))?;
         if let (Ok(Outcome::Changed(_)), Dispatch::Deliver { lease_id, .. }) = (&outcome, &how) {
-            if snapshot.version + 1 == self.task.version {
+            if self.applied {
                 self.held.push(Held { step_id: message.step_id, agent, lease_id: lease_id.clone() });
             }
         }
@@ -392,12 +428,8 @@ impl World {
                 agent: hb(1_000 + self.rng.below(4_000) as i64),
                 at_capacity,
             };
-            let version = self.task.version;
-            let outcome = self.commit(&snapshot, &command, &format!("lease {step_id} by {agent}"))?;
-            if matches!(outcome, Ok(Outcome::Changed(_)))
-                && self.task.version == version + 1
-                && snapshot.version == version
-            {
+            let _ = self.commit(&snapshot, &command, &format!("lease {step_id} by {agent}"))?;
+            if self.applied {
                 self.held.push(Held { step_id: step_id.clone(), agent: agent.clone(), lease_id });
             }
         }
@@ -428,7 +460,6 @@ impl World {
             items: None,
         };
         let snapshot = self.snapshot();
-        let version = self.task.version;
         let outcome = self.commit(
             &snapshot,
             &Command::Complete(completion.clone()),
@@ -440,7 +471,7 @@ impl World {
             }
             return Ok(());
         }
-        let applied = matches!(&outcome, Ok(Outcome::Changed(_))) && snapshot.version == version;
+        let applied = self.applied;
         if applied {
             let Ok(Outcome::Changed(ref transition)) = outcome else { unreachable!() };
             self.done.push(Done { command: completion, response: transition.response.clone().unwrap_or_default() });

@@ -95,7 +95,8 @@ fn step<'a>(task: &'a Task, key: &str) -> &'a Step {
 fn changed(task: &Task, command: Command, now: Timestamp) -> Transition {
     match apply(task, &command, now, 7) {
         Ok(Outcome::Changed(transition)) => {
-            assert_eq!(transition.task.version, task.version + 1);
+            let moves = if transition.scope == Scope::Task { 1 } else { 0 };
+            assert_eq!(transition.task.version, task.version + moves);
             check_invariants(&transition.task).unwrap();
             *transition
         }
@@ -540,6 +541,50 @@ fn a_heartbeat_never_changes_the_tasks_version() {
         agent: hb(5),
     };
     assert!(matches!(apply(&leased, &beat, at(30), 7), Ok(Outcome::Extended(_))));
+}
+
+#[test]
+fn a_lease_changes_its_step_alone_and_leaves_the_tasks_version() {
+    let ready = dispatch(&submitted(FULL_STACK), "1");
+    let command = Command::Lease {
+        step_id: id_of(&ready, "1"),
+        caller: Caller::Admin,
+        lease_id: "lse_a".into(),
+        agent: hb(1_000),
+        at_capacity: false,
+    };
+    let leased = changed(&ready, command, at(20));
+    assert_eq!(leased.scope, Scope::Step(id_of(&ready, "1")));
+    assert_eq!(leased.task.version, ready.version);
+    let others_unchanged = leased.task.steps.iter().zip(&ready.steps).all(|(new, old)| new.key == "1" || new == old);
+    assert!(others_unchanged);
+    assert_eq!(leased.task.status, ready.status);
+    assert!(leased.leasable_read.is_empty());
+}
+
+#[test]
+fn a_change_to_a_step_it_read_as_leasable_carries_that_steps_attempt_so_that_a_lease_in_between_wins() {
+    let ready = dispatch(&submitted(FULL_STACK), "1");
+    let cancelled = changed(&ready, Command::Cancel, at(30));
+    assert_eq!(cancelled.scope, Scope::Task);
+    assert_eq!(cancelled.leasable_read, vec![(id_of(&ready, "1"), 0)]);
+    // A change that leaves the leasable step alone carries nothing.
+    let leased = lease(&dispatch(&submitted(FULL_STACK), "1"), "1", "lse_a");
+    let done = changed(&leased, completion(&leased, "1", true, "h"), at(30));
+    assert!(done.leasable_read.is_empty());
+}
+
+#[test]
+fn a_lease_put_on_a_step_changed_since_it_was_read_keeps_what_changed_and_adds_the_lease() {
+    let ready = dispatch(&submitted(FULL_STACK), "1");
+    let leased = lease(&ready, "1", "lse_a");
+    let mut now = step(&ready, "1").clone();
+    now.error = Some("written by a late answer meanwhile".into());
+    now.take_lease(step(&leased, "1"));
+    assert_eq!(now.status, StepStatus::Leased);
+    assert_eq!(now.lease_id.as_deref(), Some("lse_a"));
+    assert_eq!((now.attempt, now.attempts.len()), (1, 1));
+    assert_eq!(now.error.as_deref(), Some("written by a late answer meanwhile"));
 }
 
 #[test]

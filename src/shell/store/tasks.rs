@@ -11,7 +11,7 @@ use super::{count, int, opt_int, opt_time, report_count, text_or_null, time, tri
 use crate::core::base::limits::{MESSAGES_IN_LEASE_MAX, TASKS_RUNNING_MAX};
 use crate::core::base::time::Timestamp;
 use crate::core::engine::{
-    AgentTimeouts, Attempt, AttemptStatus, Event, Extension, LoopItem, ReportRef, Runner, Step, StepStatus,
+    AgentTimeouts, Attempt, AttemptStatus, Event, Extension, LoopItem, ReportRef, Runner, Scope, Step, StepStatus,
     StepTimeouts, Task, TaskStatus, Transition,
 };
 use crate::core::records::metrics::{ReportCounts, Usage};
@@ -416,30 +416,53 @@ pub enum Write {
     Stale,
 }
 
-/// The guard row's statement: the task is at `version`, every lease expiry the transition read
-/// is unchanged (heartbeats move them without a version; see `core::engine`), and `guard` holds.
+/// The guard row's statement. A task-wide transition: the task is at its version, every lease
+/// expiry it read is unchanged (heartbeats move them without a version; see `core::engine`),
+/// and every step it read as leasable still is, at the same attempt (leases take steps without
+/// a version). A lease: the task is there and not cancelled, and its step is still leasable at
+/// the attempt and ready time read. And `guard` holds.
 fn guard_statement(
     db: &D1Database,
-    task_id: &str,
-    version: i64,
-    expiries_read: &[(String, Timestamp)],
+    before: &Task,
+    transition: &Transition,
     guard: &Guard,
 ) -> Result<D1PreparedStatement> {
-    let expiries: serde_json::Map<String, serde_json::Value> =
-        expiries_read.iter().map(|(step_id, at)| (step_id.clone(), at.as_millis().into())).collect();
-    let mut binds = vec![task_id.into(), int(version), serde_json::Value::Object(expiries).to_string().into()];
+    let mut binds = vec![JsValue::from(before.id.as_str())];
+    let state = match &transition.scope {
+        Scope::Task => {
+            let expiries: serde_json::Map<String, serde_json::Value> =
+                transition.expiries_read.iter().map(|(id, at)| (id.clone(), at.as_millis().into())).collect();
+            let leasable: serde_json::Map<String, serde_json::Value> =
+                transition.leasable_read.iter().map(|(id, attempt)| (id.clone(), (*attempt).into())).collect();
+            binds.extend([
+                int(before.version),
+                serde_json::Value::Object(expiries).to_string().into(),
+                serde_json::Value::Object(leasable).to_string().into(),
+            ]);
+            "COALESCE((SELECT version FROM tasks WHERE id = ?1) = ?2, 0)
+             AND NOT EXISTS (SELECT 1 FROM json_each(?3) AS read JOIN steps ON steps.id = read.key
+                             WHERE steps.lease_expires_at IS NOT read.value)
+             AND NOT EXISTS (SELECT 1 FROM json_each(?4) AS read JOIN steps ON steps.id = read.key
+                             WHERE steps.status != 'queued' OR steps.ready_at IS NULL OR steps.attempt != read.value)"
+        }
+        Scope::Step(step_id) => {
+            let read = before.step(step_id).ok_or_else(|| worker::Error::RustError(format!("no step {step_id}")))?;
+            binds.extend([step_id.as_str().into(), int(i64::from(read.attempt)), opt_time(read.ready_at)]);
+            "COALESCE((SELECT status FROM tasks WHERE id = ?1) != 'cancelled', 0)
+             AND EXISTS (SELECT 1 FROM steps WHERE id = ?2 AND task_id = ?1 AND status = 'queued'
+                                                AND attempt = ?3 AND ready_at = ?4)"
+        }
+    };
     let extra = match guard {
-        Guard::Version => "",
+        Guard::Version => String::new(),
         Guard::AgentBelow { agent, max_concurrency } => {
             binds.extend([(*agent).into(), int(*max_concurrency)]);
-            "AND (SELECT COUNT(*) FROM steps WHERE agent = ?4 AND status = 'leased') < ?5"
+            let (a, m) = (binds.len() - 1, binds.len());
+            format!("AND (SELECT COUNT(*) FROM steps WHERE agent = ?{a} AND status = 'leased') < ?{m}")
         }
     };
     db.statement(format!(
-        "INSERT INTO transition_guard (id, ok)
-         VALUES (1, COALESCE((SELECT version FROM tasks WHERE id = ?1) = ?2, 0)
-                    AND NOT EXISTS (SELECT 1 FROM json_each(?3) AS read JOIN steps ON steps.id = read.key
-                                    WHERE steps.lease_expires_at IS NOT read.value) {extra})
+        "INSERT INTO transition_guard (id, ok) VALUES (1, {state} {extra})
          ON CONFLICT (id) DO UPDATE SET ok = excluded.ok"
     ))
     .bind(&binds)
@@ -533,6 +556,26 @@ fn step_statement(db: &D1Database, step: &Step) -> Result<D1PreparedStatement> {
     ])
 }
 
+/// What a lease writes on its step: the columns `Step::take_lease` sets, and the step's row
+/// version. The rest of the row may have moved since the lease read it.
+fn leased_step_statement(db: &D1Database, step: &Step) -> Result<D1PreparedStatement> {
+    db.statement(
+        "UPDATE steps SET status = ?2, attempt = ?3, lease_id = ?4, lease_expires_at = ?5, schedule_deadline_at = ?6,
+                attempt_deadline_at = ?7, started_at = ?8, version = version + 1
+         WHERE id = ?1",
+    )
+    .bind(&[
+        step.id.as_str().into(),
+        step.status.as_str().into(),
+        int(i64::from(step.attempt)),
+        text_or_null(step.lease_id.as_deref()),
+        opt_time(step.lease_expires_at),
+        opt_time(step.schedule_deadline_at),
+        opt_time(step.attempt_deadline_at),
+        opt_time(step.started_at),
+    ])
+}
+
 /// The instructions of a step of a loop's item (SQL over the step's `instructions`, with the
 /// item's part bound as `?{part}`): `loop` is the item's part, and a loop's steps that were
 /// already in an item of a loop around it keep that one as `loop.outer`.
@@ -596,8 +639,9 @@ pub enum Extra {
     Summary(SummaryRow),
 }
 
-/// Writes a transition decided on `before`, in one batch that applies only if the task is still
-/// at `before.version` (and `guard` holds). Only what changed is written.
+/// Writes a transition decided on `before`, in one batch that applies only if its guard holds
+/// (see [`guard_statement`]). Only what changed is written; a lease writes its step's lease
+/// columns alone ([`leased_step_statement`]) and leaves the task's version.
 pub async fn write_transition(
     db: &D1Database,
     before: &Task,
@@ -607,20 +651,27 @@ pub async fn write_transition(
     now: Timestamp,
 ) -> Result<Write> {
     let after = &transition.task;
-    let mut statements = vec![guard_statement(db, &before.id, before.version, &transition.expiries_read, guard)?];
-    statements.push(
-        db.statement(
-            "UPDATE tasks SET status = ?2, version = ?3, updated_at = ?4, finished_at = ?5, selection = ?6 WHERE id = ?1",
-        )
-        .bind(&[
-            after.id.as_str().into(),
-            after.status.as_str().into(),
-            int(after.version),
-            int(now.as_millis()),
-            opt_time(after.finished_at),
-            text_or_null(after.selection.as_ref().and_then(|s| serde_json::to_string(s).ok()).as_deref()),
-        ])?,
-    );
+    let mut statements = vec![guard_statement(db, before, transition, guard)?];
+    match &transition.scope {
+        Scope::Task => statements.push(
+            db.statement(
+                "UPDATE tasks SET status = ?2, version = ?3, updated_at = ?4, finished_at = ?5, selection = ?6
+                 WHERE id = ?1",
+            )
+            .bind(&[
+                after.id.as_str().into(),
+                after.status.as_str().into(),
+                int(after.version),
+                int(now.as_millis()),
+                opt_time(after.finished_at),
+                text_or_null(after.selection.as_ref().and_then(|s| serde_json::to_string(s).ok()).as_deref()),
+            ])?,
+        ),
+        Scope::Step(_) => statements.push(
+            db.statement("UPDATE tasks SET updated_at = ?2 WHERE id = ?1")
+                .bind(&[after.id.as_str().into(), int(now.as_millis())])?,
+        ),
+    }
     for step in &after.steps {
         let old = before.steps.iter().find(|s| s.id == step.id);
         if old.is_some_and(|old| old == step) {
@@ -632,7 +683,10 @@ pub async fn write_transition(
             };
             statements.push(new_step_statement(db, step, item)?);
         }
-        statements.push(step_statement(db, step)?);
+        statements.push(match transition.scope {
+            Scope::Task => step_statement(db, step)?,
+            Scope::Step(_) => leased_step_statement(db, step)?,
+        });
         for attempt in &step.attempts {
             let old_attempt = old.and_then(|o| o.attempts.iter().find(|a| a.number == attempt.number));
             if old_attempt != Some(attempt) {
@@ -648,8 +702,15 @@ pub async fn write_transition(
         statements.extend(extra_statements(db, extra)?);
     }
     for (index, event) in transition.events.iter().enumerate() {
-        // Unique per applied transition: the guard lets each version be written once.
-        let dedupe_key = format!("{}:{}:{index}", after.id, after.version);
+        // Unique per applied transition: the guard lets each version be written once, and each
+        // attempt of a step be leased once.
+        let dedupe_key = match &transition.scope {
+            Scope::Task => format!("{}:{}:{index}", after.id, after.version),
+            Scope::Step(step_id) => {
+                let attempt = after.step(step_id).map_or(0, |s| s.attempt);
+                format!("{}:{step_id}:{attempt}:{index}", after.id)
+            }
+        };
         statements.push(event_statement(db, &after.id, event, dedupe_key, now)?);
     }
     trip()?;
