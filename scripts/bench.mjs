@@ -359,8 +359,10 @@ async function engineRun(worker, clients, count) {
   const counted = now.step_transitions - before.step_transitions;
   const allTrips = now.d1_round_trips - before.d1_round_trips;
   const messages = now.step_messages_sent - before.step_messages_sent;
+  const leases = now.leases - before.leases;
+  const leaseTrips = now.lease_round_trips - before.lease_round_trips;
   const { waits, handOvers, transitions, agentSteps } = await handOverFigures(worker, ids);
-  return { seconds, transitions, trips, counted, allTrips, messages, waits, handOvers, restarts, agentSteps };
+  return { seconds, transitions, trips, counted, allTrips, messages, leases, leaseTrips, waits, handOvers, restarts, agentSteps };
 }
 
 /**
@@ -421,7 +423,7 @@ async function engine() {
         console.error(worker.logs().split("\n").filter((l) => !/Request\.cf|ENOTFOUND|GetAddrInfo/.test(l)).slice(-40).join("\n"));
         throw error;
       });
-      const { seconds, transitions, trips, counted, allTrips, messages, waits, handOvers, restarts, agentSteps } = run;
+      const { seconds, transitions, trips, counted, allTrips, messages, leases, leaseTrips, waits, handOvers, restarts, agentSteps } = run;
       console.log(
         `  N=${String(count).padEnd(4)} ${(count / seconds).toFixed(2).padStart(7)} tasks/s  ` +
           `${(transitions / seconds).toFixed(1).padStart(7)} step transitions/s  ` +
@@ -439,6 +441,7 @@ async function engine() {
         `          ${(trips / agentSteps).toFixed(2)} D1 round trips per agent step end to end (every transition's, ` +
           `built-in steps and fan-in included, over the ${agentSteps} steps agents leased)`,
       );
+      console.log(`          ${(leaseTrips / leases).toFixed(2)} D1 round trips per lease written (${leaseTrips} / ${leases}; a read and a write, and lost races)`);
       console.log(`          ${(messages / count).toFixed(2)} step messages sent to the queue per task (${messages})`);
       if (restarts > 0) {
         console.log(
@@ -1038,11 +1041,14 @@ async function faults() {
         "heartbeat requests were answered 503 busy (and sent again)",
     );
     const after = await counters();
+    const leases = after.leases - before.leases;
+    const leaseTrips = after.lease_round_trips - before.lease_round_trips;
     const requests = total.heartbeats + total.completions;
     console.log(
-      `  ${((after.transition_round_trips - before.transition_round_trips) / requests).toFixed(2)} D1 round trips per ` +
+      `  ${((after.transition_round_trips - before.transition_round_trips - leaseTrips) / requests).toFixed(2)} D1 round trips per ` +
         "heartbeat or completion (reads, writes and lost races)",
     );
+    console.log(`  ${(leaseTrips / leases).toFixed(2)} D1 round trips per lease of the group's steps (${leaseTrips} / ${leases}; reads, writes and lost races)`);
   } finally {
     await worker.stop();
   }

@@ -314,6 +314,20 @@ pub fn transition_counts() -> (u64, u64) {
     (TRANSITIONS.load(Ordering::Relaxed), TRANSITION_TRIPS.load(Ordering::Relaxed))
 }
 
+/// Leases written by this isolate, and the D1 round trips they took (lost races included).
+static LEASES: AtomicU64 = AtomicU64::new(0);
+static LEASE_TRIPS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts a written lease and its round trips (also counted as a transition's).
+pub fn count_lease(round_trips: u64) {
+    LEASES.fetch_add(1, Ordering::Relaxed);
+    LEASE_TRIPS.fetch_add(round_trips, Ordering::Relaxed);
+}
+
+pub fn lease_counts() -> (u64, u64) {
+    (LEASES.load(Ordering::Relaxed), LEASE_TRIPS.load(Ordering::Relaxed))
+}
+
 pub fn random_u32() -> worker::Result<u32> {
     Ok(u32::from_le_bytes(platform::random_bytes::<4>()?))
 }

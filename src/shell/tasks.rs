@@ -571,7 +571,10 @@ async fn try_lease(
         trips += 1;
         match store::write_transition(db, &before, &transition, &guard, &[], now).await? {
             store::Write::Stale => continue,
-            store::Write::Done => engine::count_transition(&transition, trips),
+            store::Write::Done => {
+                engine::count_transition(&transition, trips);
+                engine::count_lease(trips);
+            }
         }
         return Ok(Some(ApiResponse::json(200, &json!({"step": payload}))));
     }
@@ -697,12 +700,15 @@ pub async fn step_part(call: &Call<'_>) -> Handled {
 pub fn counters() -> ApiResponse {
     let (transitions, transition_trips) = engine::transition_counts();
     let (summaries, summary_ms) = super::records::summary_counts();
+    let (leases, lease_trips) = engine::lease_counts();
     ApiResponse::json(
         200,
         &json!({
             "d1_round_trips": store::round_trips(),
             "step_transitions": transitions,
             "transition_round_trips": transition_trips,
+            "leases": leases,
+            "lease_round_trips": lease_trips,
             "step_messages_sent": engine::step_messages_sent(),
             "summaries_written": summaries,
             "summary_write_ms": summary_ms,

@@ -1256,6 +1256,10 @@ export interface components {
             step_transitions?: number;
             /** @description D1 round trips made by the step transitions counted (reads, writes and lost races; not idle lease polls). */
             transition_round_trips?: number;
+            /** @description Leases written (pull agents' steps taken over POST /v1/agents/{name}/lease). */
+            leases?: number;
+            /** @description D1 round trips those leases made (reads, writes and lost races), also counted in transition_round_trips. */
+            lease_round_trips?: number;
             /** @description Step messages sent to the STEPS queue (webhook deliveries, retries after their backoff, messages the sweep sent again, built-in steps whose first run failed). */
             step_messages_sent?: number;
             /** @description Summaries written by built-in steps. */
