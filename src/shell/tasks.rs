@@ -28,9 +28,7 @@ use crate::core::edge::response::ApiResponse;
 use crate::core::engine::plan::{self, PlanInput};
 use crate::core::engine::task_api::{CompletionRequest, HeartbeatRequest, Outcome as Reported, TaskRequest};
 use crate::core::engine::wakeup::Waited;
-use crate::core::engine::{
-    self as core_engine, brief, Caller, Command, Completion, Outcome, ReportRef, StepStatus, Task,
-};
+use crate::core::engine::{self as core_engine, brief, Caller, Command, Completion, Outcome, ReportRef, Task};
 use crate::core::records::archive::Document;
 use crate::core::records::live;
 use crate::core::records::report;
@@ -502,14 +500,21 @@ pub async fn lease(call: &Call<'_>, body: &[u8]) -> Handled {
     }
 }
 
-/// How many of an agent's oldest ready steps a lease picks among: workers of one agent asking
-/// at the same moment then mostly take different steps instead of racing for the oldest.
-/// Small, so that work is still taken close to the order it became ready.
+/// How many of an agent's oldest ready steps a lease picks the task of among: workers of one
+/// agent asking at the same moment then mostly look at different tasks instead of racing for
+/// the oldest (within a task, [`core_engine::lease_candidate`] spreads them). Small, so that
+/// work is still taken close to the order it became ready.
 const LEASE_SPREAD: u32 = 4;
 
+/// How many steps of one read a lease tries before it reads again: the read goes stale as other
+/// workers take the steps it shows, and a fresh read costs one round trip like a write.
+const LEASE_WRITES_PER_READ: u32 = 2;
+
 /// One look for work: read the task of one of the agent's oldest leasable steps, decide the
-/// lease, write it guarded by the step as read (not the task's version: see `Scope::Step`) and
-/// the agent's lease count.
+/// lease of one of its steps ([`core_engine::lease_candidate`]), write it guarded by the step as
+/// read (not the task's version: see `Scope::Step`) and the agent's lease count. A lease that
+/// lost its step to another worker tries another step of the same read (while the read left
+/// room for more than one lease), up to [`LEASE_WRITES_PER_READ`], before it reads again.
 async fn try_lease(
     call: &Call<'_>,
     db: &worker::D1Database,
@@ -518,7 +523,8 @@ async fn try_lease(
 ) -> Result<Option<ApiResponse>, Failed> {
     // Round trips of this lease, counted as they are made (requests interleave).
     let mut trips = 0;
-    for _ in 0..TRANSITION_RETRIES_MAX {
+    let mut writes = 0;
+    while writes < TRANSITION_RETRIES_MAX {
         trips += 1;
         let spread = engine::random_u32()? % LEASE_SPREAD;
         let read = store::read_for_lease(db, name, spread)
@@ -529,54 +535,67 @@ async fn try_lease(
             return Ok(None);
         }
         let before = store::task_state(&task_read.task, &task_read.steps, &task_read.attempts)?;
-        let candidate = before
-            .steps
-            .iter()
-            .filter(|s| s.agent.as_deref() == Some(name) && s.status == StepStatus::Queued && s.ready_at.is_some())
-            .min_by_key(|s| (s.ready_at, s.id.clone()));
-        let Some(candidate) = candidate else { return Ok(None) };
-        let now = platform::now();
-        let lease_id = platform::new_id(IdKind::Lease, now)?;
-        let command = Command::Lease {
-            step_id: candidate.id.clone(),
-            caller: caller.clone(),
-            lease_id,
-            agent: read.timeouts(),
-            at_capacity: false,
-        };
-        let transition = match core_engine::apply(&before, &command, now, engine::random_u32()?) {
-            Ok(Outcome::Changed(transition)) => transition,
-            // Another agent took it between the read and now, or the task moved on: look again.
-            Ok(_) | Err(_) => continue,
-        };
-        // The step's hand-out is made before the lease is written: if reading its inputs or
-        // storing an offloaded part fails, no lease exists that nobody holds.
-        let Some(step) = transition.task.step(&candidate.id) else { return Ok(None) };
-        let instructions =
-            read.instructions.iter().find(|(id, _)| *id == step.id).map_or("{}", |(_, text)| text.as_str());
-        let stored = serde_json::from_str::<Value>(instructions).unwrap_or(Value::Null);
-        let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
-        let handout = brief::Handout {
-            task_id: &before.id,
-            step,
-            stored: &stored,
-            task: engine::task_brief(&task_read.task),
-            agent: brief::agent_part(name, &read.description, &parse(&read.capabilities), &parse(&read.metadata)),
-            inputs: engine::inputs_of(call.env, &step.depends_on, &read.reports).await?,
-        };
-        let mut payload = engine::hand_out(call.env, handout).await?;
-        payload["messages"] = read.messages.iter().map(super::messages::message_json).collect();
-        payload["timeout_ms"] = Value::from(read.timeouts().for_step(step).attempt_ms);
-        let guard = store::Guard::AgentBelow { agent: name, max_concurrency: read.max_concurrency };
-        trips += 1;
-        match store::write_transition(db, &before, &transition, &guard, &[], now).await? {
-            store::Write::Stale => continue,
-            store::Write::Done => {
-                engine::count_transition(&transition, trips);
-                engine::count_lease(trips);
+        let mut tried: Vec<String> = Vec::new();
+        while writes < TRANSITION_RETRIES_MAX && (tried.len() as u32) < LEASE_WRITES_PER_READ {
+            let Some(candidate) = core_engine::lease_candidate(&before, name, &tried, engine::random_u32()?) else {
+                // Every step of this read was tried and lost; none at all means no work here.
+                if tried.is_empty() {
+                    return Ok(None);
+                }
+                break;
+            };
+            tried.push(candidate.id.clone());
+            let now = platform::now();
+            let lease_id = platform::new_id(IdKind::Lease, now)?;
+            let command = Command::Lease {
+                step_id: candidate.id.clone(),
+                caller: caller.clone(),
+                lease_id,
+                agent: read.timeouts(),
+                at_capacity: false,
+            };
+            let transition = match core_engine::apply(&before, &command, now, engine::random_u32()?) {
+                Ok(Outcome::Changed(transition)) => transition,
+                // The task moved on in a way this read cannot lease from: look again (a
+                // look counts as a try, so that a refusal cannot make this loop forever).
+                Ok(_) | Err(_) => {
+                    writes += 1;
+                    break;
+                }
+            };
+            // The step's hand-out is made before the lease is written: if reading its inputs or
+            // storing an offloaded part fails, no lease exists that nobody holds.
+            let Some(step) = transition.task.step(&candidate.id) else { return Ok(None) };
+            let instructions =
+                read.instructions.iter().find(|(id, _)| *id == step.id).map_or("{}", |(_, text)| text.as_str());
+            let stored = serde_json::from_str::<Value>(instructions).unwrap_or(Value::Null);
+            let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+            let handout = brief::Handout {
+                task_id: &before.id,
+                step,
+                stored: &stored,
+                task: engine::task_brief(&task_read.task),
+                agent: brief::agent_part(name, &read.description, &parse(&read.capabilities), &parse(&read.metadata)),
+                inputs: engine::inputs_of(call.env, &step.depends_on, &read.reports).await?,
+            };
+            let mut payload = engine::hand_out(call.env, handout).await?;
+            payload["messages"] = read.messages.iter().map(super::messages::message_json).collect();
+            payload["timeout_ms"] = Value::from(read.timeouts().for_step(step).attempt_ms);
+            let guard = store::Guard::AgentBelow { agent: name, max_concurrency: read.max_concurrency };
+            trips += 1;
+            writes += 1;
+            match store::write_transition(db, &before, &transition, &guard, &[], now).await? {
+                store::Write::Done => {
+                    engine::count_transition(&transition, trips);
+                    engine::count_lease(trips);
+                    return Ok(Some(ApiResponse::json(200, &json!({"step": payload}))));
+                }
+                // Another worker took the step, or the agent's last free lease. Only in the
+                // first case is another step of this read worth a write.
+                store::Write::Stale if read.max_concurrency - read.leased >= 2 => continue,
+                store::Write::Stale => break,
             }
         }
-        return Ok(Some(ApiResponse::json(200, &json!({"step": payload}))));
     }
     Ok(None)
 }

@@ -728,6 +728,23 @@ fn leasable_changed(before: &Task, after: &Task) -> Vec<(String, u32)> {
         .collect()
 }
 
+/// The step of `task` a lease by `agent` tries next: one of the agent's leasable steps that
+/// became ready first, other than those `tried`, picked by `random` among them. Steps made
+/// ready together (a parallel group's) are all first, so workers of one agent leasing at the
+/// same moment mostly try different steps, and a lease that lost one of them can try another
+/// from the same read: a lease is guarded by its step alone ([`Scope::Step`]).
+pub fn lease_candidate<'a>(task: &'a Task, agent: &str, tried: &[String], random: u32) -> Option<&'a Step> {
+    let leasable: Vec<&Step> = task
+        .steps
+        .iter()
+        .filter(|s| s.agent.as_deref() == Some(agent) && s.status == StepStatus::Queued && s.ready_at.is_some())
+        .filter(|s| !tried.contains(&s.id))
+        .collect();
+    let first = leasable.iter().filter_map(|s| s.ready_at).min()?;
+    let ties: Vec<&Step> = leasable.into_iter().filter(|s| s.ready_at == Some(first)).collect();
+    ties.get(random as usize % ties.len()).copied()
+}
+
 /// The steps a transition (or a plan) has just queued with no delay for an agent, each with the
 /// agent named, if any: the ones the shell may make leasable at once ([`leasable_at_once`]).
 pub fn queued_for_agents<'a>(task: &'a Task, sends: &[Send]) -> Vec<(&'a str, Option<&'a str>)> {

@@ -1,5 +1,7 @@
 //! Every transition of the state machine, one at a time, on the default workflow.
 
+use std::collections::BTreeSet;
+
 use super::plan::{plan, PlanInput};
 use super::*;
 use crate::core::records::report::ReportedSelection;
@@ -560,6 +562,26 @@ fn a_lease_changes_its_step_alone_and_leaves_the_tasks_version() {
     assert!(others_unchanged);
     assert_eq!(leased.task.status, ready.status);
     assert!(leased.leasable_read.is_empty());
+}
+
+#[test]
+fn a_lease_tries_the_steps_made_ready_first_spread_at_random_then_the_later_ones_and_never_another_agents() {
+    let mut task = submitted(FULL_STACK);
+    for (key, agent, ready_ms) in [("2a", "writer", 10), ("2b", "writer", 10), ("3", "writer", 20), ("1", "reader", 5)]
+    {
+        let step = task.steps.iter_mut().find(|s| s.key == key).unwrap();
+        step.agent = Some(agent.into());
+        step.status = StepStatus::Queued;
+        step.ready_at = Some(at(ready_ms));
+    }
+    let key_of = |tried: &[String], random: u32| lease_candidate(&task, "writer", tried, random).map(|s| s.key.clone());
+    let first: BTreeSet<Option<String>> = (0..8).map(|random| key_of(&[], random)).collect();
+    assert_eq!(first, BTreeSet::from([Some("2a".to_string()), Some("2b".to_string())]));
+    let both = [id_of(&task, "2a"), id_of(&task, "2b")];
+    assert_eq!(key_of(&both[..1], 0).as_deref(), Some("2b"));
+    assert_eq!(key_of(&both, 0).as_deref(), Some("3"));
+    assert_eq!(key_of(&[both[0].clone(), both[1].clone(), id_of(&task, "3")], 0), None);
+    assert_eq!(lease_candidate(&task, "nobody", &[], 0).map(|s| s.key.clone()), None);
 }
 
 #[test]
