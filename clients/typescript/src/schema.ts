@@ -231,7 +231,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Leases the agent's oldest ready step, waiting up to `wait` seconds for one; 204 when there is none. Only the agent's own token (or an admin) may lease. A waiting request is held by the agent's Durable Object and looks in D1 again only when one of the agent's steps is made ready. */
+        /** Leases one of the agent's oldest ready steps (steps made ready at the same moment, such as a parallel group's, in no set order), waiting up to `wait` seconds for one; 204 when there is none. Only the agent's own token (or an admin) may lease. A waiting request is held by the agent's Durable Object and looks in D1 again only when one of the agent's steps is made ready. */
         post: operations["leaseStep"];
         delete?: never;
         options?: never;
