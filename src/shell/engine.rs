@@ -447,7 +447,13 @@ async fn run_at_once(env: &Env, db: &D1Database, written: &engine::Task, sends: 
 
 /// Runs `attempt` of a built-in step: writes its summary, then records its report. Only an
 /// attempt that will dispatch the step writes a summary; a duplicate changes nothing.
-async fn dispatch_builtin(env: &Env, db: &D1Database, fresh: Fresh, step_id: &str, attempt: u32) -> worker::Result<()> {
+async fn dispatch_builtin(
+    env: &Env,
+    db: &D1Database,
+    mut fresh: Fresh,
+    step_id: &str,
+    attempt: u32,
+) -> worker::Result<()> {
     let task_id = fresh.task.id.clone();
     let Some(step) = fresh.task.step(step_id) else { return Ok(()) };
     if !step.awaits_dispatch(attempt) || fresh.task.status != engine::TaskStatus::Running {
@@ -455,6 +461,8 @@ async fn dispatch_builtin(env: &Env, db: &D1Database, fresh: Fresh, step_id: &st
         return Ok(());
     }
     let (report, summary) = super::records::run_builtin(env, db, &task_id, step).await?;
+    // Its read of the task's records is one of this transition's round trips.
+    fresh.trips += 1;
     let how = Dispatch::Builtin { report: ReportRef::Inline(report.to_string()) };
     let command = Command::Dispatch { step_id: step_id.to_string(), attempt, how };
     let extras = vec![store::Extra::Summary(summary)];
