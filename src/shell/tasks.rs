@@ -566,21 +566,7 @@ async fn try_lease(
             // The step's hand-out is made before the lease is written: if reading its inputs or
             // storing an offloaded part fails, no lease exists that nobody holds.
             let Some(step) = transition.task.step(&candidate.id) else { return Ok(None) };
-            let instructions =
-                read.instructions.iter().find(|(id, _)| *id == step.id).map_or("{}", |(_, text)| text.as_str());
-            let stored = serde_json::from_str::<Value>(instructions).unwrap_or(Value::Null);
-            let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
-            let handout = brief::Handout {
-                task_id: &before.id,
-                step,
-                stored: &stored,
-                task: engine::task_brief(&task_read.task),
-                agent: brief::agent_part(name, &read.description, &parse(&read.capabilities), &parse(&read.metadata)),
-                inputs: engine::inputs_of(call.env, &step.depends_on, &read.reports).await?,
-            };
-            let mut payload = engine::hand_out(call.env, handout).await?;
-            payload["messages"] = read.messages.iter().map(super::messages::message_json).collect();
-            payload["timeout_ms"] = Value::from(read.timeouts().for_step(step).attempt_ms);
+            let payload = leased_step(call, name, &read, step).await?;
             let guard = store::Guard::AgentBelow { agent: name, max_concurrency: read.max_concurrency };
             trips += 1;
             writes += 1;
@@ -598,6 +584,32 @@ async fn try_lease(
         }
     }
     Ok(None)
+}
+
+/// What a lease answers with: `step` (as the lease left it) with its instructions, task,
+/// agent, inputs and the newest messages to its agent, all from the lease's read.
+async fn leased_step(
+    call: &Call<'_>,
+    name: &str,
+    read: &store::LeaseRead,
+    step: &core_engine::Step,
+) -> Result<Value, Failed> {
+    let Some(task_read) = &read.task else { return Err(Failed::Fault("a lease's read has no task".into())) };
+    let instructions = read.instructions.iter().find(|(id, _)| *id == step.id).map_or("{}", |(_, text)| text.as_str());
+    let stored = serde_json::from_str::<Value>(instructions).unwrap_or(Value::Null);
+    let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+    let handout = brief::Handout {
+        task_id: &task_read.task.id,
+        step,
+        stored: &stored,
+        task: engine::task_brief(&task_read.task),
+        agent: brief::agent_part(name, &read.description, &parse(&read.capabilities), &parse(&read.metadata)),
+        inputs: engine::inputs_of(call.env, &step.depends_on, &read.reports).await?,
+    };
+    let mut payload = engine::hand_out(call.env, handout).await?;
+    payload["messages"] = read.messages.iter().map(super::messages::message_json).collect();
+    payload["timeout_ms"] = Value::from(read.timeouts().for_step(step).attempt_ms);
+    Ok(payload)
 }
 
 /// `POST /v1/steps/{id}/heartbeat`.
