@@ -456,8 +456,8 @@ fn wait_seconds(query: &str) -> Result<u32, ApiError> {
     Ok(wait)
 }
 
-/// `POST /v1/agents/{name}/lease?wait=`: the agent's oldest leasable step, or 204 when there is
-/// none (after waiting up to `wait` seconds for one).
+/// `POST /v1/agents/{name}/lease?wait=`: one of the agent's oldest leasable steps (see
+/// [`try_lease`]), or 204 when there is none (after waiting up to `wait` seconds for one).
 pub async fn lease(call: &Call<'_>, body: &[u8]) -> Handled {
     let name = call.matched.param("name").to_string();
     if crate::core::registry::agents::check_name(&name).is_err() {
