@@ -314,6 +314,13 @@ impl Step {
             && self.attempts.last().is_some_and(|a| a.status == AttemptStatus::Running && a.completion_hash.is_none())
     }
 
+    /// Whether the step waits for its pull agent to lease it: dispatched (`ready_at` set) and
+    /// still queued. The lease guard (`Scope::Step`) and `Transition::leasable_read` are about
+    /// this state, and the store's SQL checks the same columns.
+    pub fn is_leasable(&self) -> bool {
+        self.status == StepStatus::Queued && self.ready_at.is_some()
+    }
+
     /// Puts the lease `leased` (this step as a lease left it) on this step as it is now: what a
     /// lease writes, its status, attempt, lease, deadlines and new attempt, and nothing else,
     /// since a lease does not move the task's version and the rest may have changed since it
@@ -722,7 +729,7 @@ fn leasable_changed(before: &Task, after: &Task) -> Vec<(String, u32)> {
     before
         .steps
         .iter()
-        .filter(|old| old.status == StepStatus::Queued && old.ready_at.is_some())
+        .filter(|old| old.is_leasable())
         .filter(|old| after.step(&old.id).is_some_and(|new| new != *old))
         .map(|old| (old.id.clone(), old.attempt))
         .collect()
@@ -737,7 +744,7 @@ pub fn lease_candidate<'a>(task: &'a Task, agent: &str, tried: &[String], random
     let leasable: Vec<&Step> = task
         .steps
         .iter()
-        .filter(|s| s.agent.as_deref() == Some(agent) && s.status == StepStatus::Queued && s.ready_at.is_some())
+        .filter(|s| s.agent.as_deref() == Some(agent) && s.is_leasable())
         .filter(|s| !tried.contains(&s.id))
         .collect();
     let first = leasable.iter().filter_map(|s| s.ready_at).min()?;
@@ -1266,7 +1273,7 @@ impl Run {
         if self.task.status == TaskStatus::Cancelled {
             return Err(Refusal::Cancelled);
         }
-        if step.runner != Runner::Agent || step.status != StepStatus::Queued || step.ready_at.is_none() {
+        if step.runner != Runner::Agent || !step.is_leasable() {
             return Err(Refusal::NotLeasable);
         }
         if at_capacity {

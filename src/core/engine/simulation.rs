@@ -253,11 +253,10 @@ impl World {
                         .expiries_read
                         .iter()
                         .all(|(id, read)| now(id).is_some_and(|s| s.lease_expires_at == Some(*read)))
-                    && transition.leasable_read.iter().all(|(id, attempt)| {
-                        now(id).is_some_and(|s| {
-                            s.status == StepStatus::Queued && s.ready_at.is_some() && s.attempt == *attempt
-                        })
-                    })
+                    && transition
+                        .leasable_read
+                        .iter()
+                        .all(|(id, attempt)| now(id).is_some_and(|s| s.is_leasable() && s.attempt == *attempt))
             }
             Scope::Step(id) => {
                 let read = snapshot.step(id);
@@ -403,7 +402,7 @@ impl World {
             .task
             .steps
             .iter()
-            .filter(|s| s.status == StepStatus::Queued && s.ready_at.is_some())
+            .filter(|s| s.is_leasable())
             .filter_map(|s| s.agent.clone().map(|a| (s.id.clone(), a)))
             .collect();
         if leasable.is_empty() {
@@ -573,7 +572,7 @@ impl World {
     /// The calm phase: agents do the work, sweeps recover what chaos lost.
     fn calm_event(&mut self) -> Check {
         let due = self.queue.iter().any(|m| m.deliver_at <= self.now);
-        let leasable = self.task.steps.iter().any(|s| s.status == StepStatus::Queued && s.ready_at.is_some());
+        let leasable = self.task.steps.iter().any(Step::is_leasable);
         if due {
             self.deliver()
         } else if !self.held.is_empty() {

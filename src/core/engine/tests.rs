@@ -123,15 +123,18 @@ fn dispatch(task: &Task, key: &str) -> Task {
     changed(task, command, at(10)).task
 }
 
-fn lease(task: &Task, key: &str, lease_id: &str) -> Task {
-    let command = Command::Lease {
+fn lease_command(task: &Task, key: &str, lease_id: &str) -> Command {
+    Command::Lease {
         step_id: id_of(task, key),
         caller: Caller::Admin,
         lease_id: lease_id.into(),
         agent: hb(1_000),
         at_capacity: false,
-    };
-    changed(task, command, at(20)).task
+    }
+}
+
+fn lease(task: &Task, key: &str, lease_id: &str) -> Task {
+    changed(task, lease_command(task, key, lease_id), at(20)).task
 }
 
 fn completion(task: &Task, key: &str, succeeded: bool, hash: &str) -> Command {
@@ -548,14 +551,7 @@ fn a_heartbeat_never_changes_the_tasks_version() {
 #[test]
 fn a_lease_changes_its_step_alone_and_leaves_the_tasks_version() {
     let ready = dispatch(&submitted(FULL_STACK), "1");
-    let command = Command::Lease {
-        step_id: id_of(&ready, "1"),
-        caller: Caller::Admin,
-        lease_id: "lse_a".into(),
-        agent: hb(1_000),
-        at_capacity: false,
-    };
-    let leased = changed(&ready, command, at(20));
+    let leased = changed(&ready, lease_command(&ready, "1", "lse_a"), at(20));
     assert_eq!(leased.scope, Scope::Step(id_of(&ready, "1")));
     assert_eq!(leased.task.version, ready.version);
     let others_unchanged = leased.task.steps.iter().zip(&ready.steps).all(|(new, old)| new.key == "1" || new == old);
