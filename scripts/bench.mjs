@@ -361,8 +361,10 @@ async function engineRun(worker, clients, count) {
   const messages = now.step_messages_sent - before.step_messages_sent;
   const leases = now.leases - before.leases;
   const leaseTrips = now.lease_round_trips - before.lease_round_trips;
+  const kept = now.kept_state_decisions - before.kept_state_decisions;
+  const keptStale = now.kept_state_stale - before.kept_state_stale;
   const { waits, handOvers, transitions, agentSteps } = await handOverFigures(worker, ids);
-  return { seconds, transitions, trips, counted, allTrips, messages, leases, leaseTrips, waits, handOvers, restarts, agentSteps };
+  return { seconds, transitions, trips, counted, allTrips, messages, leases, leaseTrips, kept, keptStale, waits, handOvers, restarts, agentSteps };
 }
 
 /**
@@ -423,7 +425,7 @@ async function engine() {
         console.error(worker.logs().split("\n").filter((l) => !/Request\.cf|ENOTFOUND|GetAddrInfo/.test(l)).slice(-40).join("\n"));
         throw error;
       });
-      const { seconds, transitions, trips, counted, allTrips, messages, leases, leaseTrips, waits, handOvers, restarts, agentSteps } = run;
+      const { seconds, transitions, trips, counted, allTrips, messages, leases, leaseTrips, kept, keptStale, waits, handOvers, restarts, agentSteps } = run;
       console.log(
         `  N=${String(count).padEnd(4)} ${(count / seconds).toFixed(2).padStart(7)} tasks/s  ` +
           `${(transitions / seconds).toFixed(1).padStart(7)} step transitions/s  ` +
@@ -442,6 +444,10 @@ async function engine() {
           `built-in steps and fan-in included, over the ${agentSteps} steps agents leased)`,
       );
       console.log(`          ${(leaseTrips / leases).toFixed(2)} D1 round trips per lease written (${leaseTrips} / ${leases}; a read and a write, and lost races)`);
+      console.log(
+        `          ${kept} transitions decided on the isolate's kept state of their task instead of a read, ` +
+          `${keptStale} of them behind the store (decided again on a fresh read)`,
+      );
       console.log(`          ${(messages / count).toFixed(2)} step messages sent to the queue per task (${messages})`);
       if (restarts > 0) {
         console.log(

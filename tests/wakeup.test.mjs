@@ -99,6 +99,78 @@ describe("waiting lease requests", { timeout: 180_000 }, () => {
     assert.deepEqual(leasedEvents.sort(), ["1", ...sides]);
   });
 
+  test("completing a step this isolate leased is decided on the state the lease left: one D1 round trip, the write", async () => {
+    const json = (method, path, body) =>
+      worker.admin(path, { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    assert.equal((await json("POST", "/v1/agents", { name: "kept-agent", capabilities: ["testing"] })).status, 201);
+    const flow = await json("POST", "/v1/workflows", {
+      name: "kept-flow",
+      steps: [
+        { key: "1", name: "first", agent: "kept-agent" },
+        { key: "2", name: "second", agent: "kept-agent" },
+      ],
+    });
+    assert.equal(flow.status, 201, await flow.text());
+    const { body } = await submit(worker, { title: "Kept between lease and completion", workflow: "kept-flow" });
+    const first = await lease(worker, "kept-agent", 5);
+    assert.equal(first?.key, "1");
+    // Looked up now, so that the completion finds it cached.
+    assert.equal((await worker.admin("/v1/agents/kept-agent")).status, 200);
+    const before = await roundTrips(worker);
+    const done = await postAs(worker, ADMIN_TOKEN, `/v1/steps/${first.id}/complete`, { lease_id: first.lease_id, report: { notes: "first" } });
+    assert.equal(done.status, 200, await done.clone().text());
+    assert.equal((await roundTrips(worker)) - before, 1);
+    const { task } = await (await worker.admin(`/v1/tasks/${body.task.id}`)).json();
+    assert.deepEqual(task.steps.map((step) => `${step.key}:${step.status}`), ["1:succeeded", "2:queued"]);
+    const second = await lease(worker, "kept-agent", 0);
+    assert.equal(second?.key, "2", "the step the completion made ready is leasable");
+    assert.equal((await worker.admin(`/v1/tasks/${body.task.id}/cancel`, { method: "POST" })).status, 200);
+  });
+
+  test("a completion decided on a kept state that is behind the store loses its guard and is decided again on a fresh read", async () => {
+    const json = (method, path, body) =>
+      worker.admin(path, { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const counters = async () => (await worker.admin("/v1/system/counters")).json();
+    for (const name of ["behind-left", "behind-right"]) {
+      assert.equal((await json("POST", "/v1/agents", { name, capabilities: ["testing"] })).status, 201);
+    }
+    const flow = await json("POST", "/v1/workflows", {
+      name: "behind-flow",
+      steps: [
+        { key: "1", name: "first", agent: "behind-left" },
+        { key: "2a", name: "left", agent: "behind-left", group: "sides" },
+        { key: "2b", name: "right", agent: "behind-right", group: "sides" },
+        { key: "3", name: "last", agent: "behind-right" },
+      ],
+    });
+    assert.equal(flow.status, 201, await flow.text());
+    const { body } = await submit(worker, { title: "Behind the store", workflow: "behind-flow" });
+    const complete = (step) =>
+      postAs(worker, ADMIN_TOKEN, `/v1/steps/${step.id}/complete`, { lease_id: step.lease_id, report: { notes: step.key } });
+    const first = await lease(worker, "behind-left", 5);
+    assert.equal((await complete(first)).status, 200);
+    const left = await lease(worker, "behind-left", 5);
+    const right = await lease(worker, "behind-right", 5);
+    assert.deepEqual([left?.key, right?.key], ["2a", "2b"]);
+    // The isolate misses the left completion's write, as when another isolate makes it.
+    assert.equal((await armFault(worker, "kept_state", 1)).status, 200);
+    assert.equal((await complete(left)).status, 200);
+    for (const name of ["behind-left", "behind-right"]) assert.equal((await worker.admin(`/v1/agents/${name}`)).status, 200);
+    const before = { trips: await roundTrips(worker), counters: await counters() };
+    const done = await complete(right);
+    assert.equal(done.status, 200, await done.clone().text());
+    // The write decided on the kept state, the fresh read, the write decided on it.
+    assert.equal((await roundTrips(worker)) - before.trips, 3);
+    const after = await counters();
+    assert.equal(after.kept_state_stale - before.counters.kept_state_stale, 1);
+    const { task } = await (await worker.admin(`/v1/tasks/${body.task.id}`)).json();
+    assert.deepEqual(task.steps.map((step) => `${step.key}:${step.status}`), ["1:succeeded", "2a:succeeded", "2b:succeeded", "3:queued"]);
+    const { events } = await (await worker.admin(`/v1/tasks/${body.task.id}/events`)).json();
+    const once = (kind, key) => events.filter((event) => event.kind === kind && event.data.key === key).length;
+    assert.deepEqual([once("step.succeeded", "2a"), once("step.succeeded", "2b"), once("step.queued", "3")], [1, 1, 1]);
+    assert.equal((await worker.admin(`/v1/tasks/${body.task.id}/cancel`, { method: "POST" })).status, 200);
+  });
+
   test("a runner's lease requests with its token cost only their own look in D1, from the first one on", async () => {
     const rotated = await worker.admin("/v1/agents/project-manager/token", { method: "POST" });
     assert.equal(rotated.status, 200, await rotated.clone().text());

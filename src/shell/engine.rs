@@ -5,10 +5,14 @@
 //! dispatching a step's queue message (making it leasable, delivering it to a webhook, or
 //! running a built-in step whose first run failed), the cron sweep and dead letters.
 //!
-//! A transition that loses a race (another one applied to the task first) is decided again on
-//! fresh state, up to `TRANSITION_RETRIES_MAX` times. Messages are sent after the batch commits:
-//! if sending fails, the step stays `queued` with its due time, and the cron sweep re-sends it.
+//! A transition's first try is decided on the state this isolate kept of the task from its last
+//! read or write (`core::engine::recent`), when it has one, instead of a read. A transition that
+//! loses a race (another one applied to the task first, or the kept state was behind) is decided
+//! again on fresh state, up to `TRANSITION_RETRIES_MAX` times. Messages are sent after the batch
+//! commits: if sending fails, the step stays `queued` with its due time, and the cron sweep
+//! re-sends it.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -22,11 +26,13 @@ use crate::core::base::bindings;
 use crate::core::base::encoding::sha256_hex;
 use crate::core::base::ids::IdKind;
 use crate::core::base::limits::{
-    REDISPATCH_AFTER_MS_DEFAULT, REPORT_INLINE_BYTES_MAX, SWEEP_BUDGET_MS, SWEEP_CONCURRENCY, SWEEP_ROUNDS_MAX,
-    SWEEP_TASKS_MAX, TRANSITION_RETRIES_MAX, TRANSITION_RETRY_PAUSE_MS, WEBHOOK_TIMEOUT_MS,
+    RECENT_STATES_MAX, RECENT_STATE_MS, REDISPATCH_AFTER_MS_DEFAULT, REPORT_INLINE_BYTES_MAX, SWEEP_BUDGET_MS,
+    SWEEP_CONCURRENCY, SWEEP_ROUNDS_MAX, SWEEP_TASKS_MAX, TRANSITION_RETRIES_MAX, TRANSITION_RETRY_PAUSE_MS,
+    WEBHOOK_TIMEOUT_MS,
 };
 use crate::core::edge::error::ApiError;
 use crate::core::engine::queue::QueueMessage;
+use crate::core::engine::recent::RecentStates;
 use crate::core::engine::task_api::{CompletionRequest, Outcome as Reported};
 use crate::core::engine::webhook::{self, Answer};
 use crate::core::engine::{
@@ -93,36 +99,61 @@ pub async fn drive_from(
 ) -> worker::Result<Driven> {
     // Counted here rather than from the store's global counter: requests interleave.
     let mut trips = 0;
+    // A write decided on a kept state that lost its guard is tried again at once: its state was
+    // behind, which a pause does not help.
+    let mut lost_on_kept = false;
     for retry in 0..TRANSITION_RETRIES_MAX {
-        if retry > 0 {
+        if retry > 0 && !lost_on_kept {
             pause_before_retry(retry).await?;
         }
-        let before = match fresh.take() {
-            Some(fresh) => {
-                trips += fresh.trips;
-                fresh.task
+        // The first try decides on the state this isolate kept of the task, when it has one and
+        // the caller brought none: no read. A later try reads.
+        let mut kept = if retry == 0 && fresh.is_none() { kept_state(key) } else { None };
+        let (before, outcome, now, on_kept) = loop {
+            let on_kept = kept.is_some();
+            let before = match (fresh.take(), kept.take()) {
+                (Some(fresh), _) => {
+                    trips += fresh.trips;
+                    fresh.task
+                }
+                (None, Some(task)) => task,
+                (None, None) => {
+                    let read = match key {
+                        TaskKey::Id(id) => store::read_task(db, id).await?,
+                        TaskKey::OfStep(step_id) => store::read_task_of_step(db, step_id).await?,
+                    };
+                    trips += 1;
+                    let Some(read) = read else { return Ok(Driven::NoSuchTask) };
+                    let task = store::task_state(&read.task, &read.steps, &read.attempts)?;
+                    keep_read(&task);
+                    task
+                }
+            };
+            let now = platform::now();
+            let outcome = engine::apply(&before, command, now, random_u32()?);
+            // Only a change or an extension is written under a guard that a stale state fails;
+            // a refusal or an answer decided on a kept state is decided again on a fresh read.
+            if on_kept && !matches!(outcome, Ok(Outcome::Changed(_) | Outcome::Extended(_))) {
+                continue;
             }
-            None => {
-                let read = match key {
-                    TaskKey::Id(id) => store::read_task(db, id).await?,
-                    TaskKey::OfStep(step_id) => store::read_task_of_step(db, step_id).await?,
-                };
-                trips += 1;
-                let Some(read) = read else { return Ok(Driven::NoSuchTask) };
-                store::task_state(&read.task, &read.steps, &read.attempts)?
+            if on_kept {
+                KEPT_USED.fetch_add(1, Ordering::Relaxed);
             }
+            break (before, outcome, now, on_kept);
         };
-        let now = platform::now();
-        let transition = match engine::apply(&before, command, now, random_u32()?) {
+        let transition = match outcome {
             Err(refusal) => return Ok(Driven::Refused(refusal)),
             Ok(Outcome::Unchanged(why)) => return Ok(Driven::Unchanged(why)),
             Ok(Outcome::Replay(response)) => return Ok(Driven::Replay(response)),
             Ok(Outcome::Extended(extension)) => {
                 trips += 1;
                 if store::extend_lease(db, &extension).await? {
+                    keep_extended(&extension);
                     return Ok(Driven::Extended(extension));
                 }
                 // The lease ended between the read and the write: read again for the reason.
+                forget_kept(&before.id, on_kept);
+                lost_on_kept = on_kept;
                 continue;
             }
             Ok(Outcome::Changed(transition)) => transition,
@@ -137,13 +168,18 @@ pub async fn drive_from(
         match written {
             store::Write::Done => {
                 count_transition(&transition, trips);
+                keep_written(&before, &transition);
                 wake_for(env, &transition.task, &leasable).await;
                 let (at_once, queued) = engine::builtins_at_once(&transition.task, transition.sends.clone());
                 send(env, &before.id, &queued).await;
                 run_at_once(env, db, &transition.task, &at_once).await;
                 return Ok(Driven::Applied(Box::new(transition)));
             }
-            store::Write::Stale => continue,
+            store::Write::Stale => {
+                forget_kept(&before.id, on_kept);
+                lost_on_kept = on_kept;
+                continue;
+            }
         }
     }
     worker::console_warn!("a transition lost {TRANSITION_RETRIES_MAX} races in a row; answered busy");
@@ -261,6 +297,56 @@ pub async fn artifacts(
         extras.push(store::Extra::LogKey { step_id: completion.step_id.clone(), attempt, key });
     }
     Ok(extras)
+}
+
+thread_local! {
+    /// The task states this isolate last read or wrote (see `core::engine::recent`).
+    static RECENT: RefCell<RecentStates> = const { RefCell::new(RecentStates::new(RECENT_STATE_MS, RECENT_STATES_MAX)) };
+}
+
+/// Transitions this isolate decided on a kept state, and those of them whose write lost its
+/// guard (the state was stale), for the benchmark.
+static KEPT_USED: AtomicU64 = AtomicU64::new(0);
+static KEPT_STALE: AtomicU64 = AtomicU64::new(0);
+
+fn kept_state(key: TaskKey<'_>) -> Option<engine::Task> {
+    let now = platform::now();
+    RECENT.with(|recent| {
+        let recent = recent.borrow();
+        match key {
+            TaskKey::Id(task_id) => recent.of_task(task_id, now),
+            TaskKey::OfStep(step_id) => recent.of_step(step_id, now),
+        }
+    })
+}
+
+fn keep_read(task: &engine::Task) {
+    RECENT.with(|recent| recent.borrow_mut().read(task, platform::now()));
+}
+
+/// Keeps the state a written transition left, for the task's next transition to decide on.
+pub fn keep_written(before: &engine::Task, transition: &Transition) {
+    // The test fault leaves the kept state behind the store, as another isolate's write does.
+    if super::faults::check(super::faults::Point::KeptState).is_err() {
+        return;
+    }
+    RECENT.with(|recent| recent.borrow_mut().wrote(before, transition, platform::now()));
+}
+
+fn keep_extended(extension: &engine::Extension) {
+    RECENT.with(|recent| recent.borrow_mut().extended(extension));
+}
+
+/// Drops the kept state of a task whose write lost its guard; `on_kept`: a write decided on it.
+pub fn forget_kept(task_id: &str, on_kept: bool) {
+    if on_kept {
+        KEPT_STALE.fetch_add(1, Ordering::Relaxed);
+    }
+    RECENT.with(|recent| recent.borrow_mut().forget(task_id));
+}
+
+pub fn kept_state_counts() -> (u64, u64) {
+    (KEPT_USED.load(Ordering::Relaxed), KEPT_STALE.load(Ordering::Relaxed))
 }
 
 /// Step transitions applied by this isolate, and the D1 round trips they took (reads, writes

@@ -2,7 +2,8 @@
 //! after `skip` more operations of that kind pass, the next `fail` of them fail as the platform
 //! would make them fail (an error from the binding). The shell checks its points where it calls
 //! the bindings: every D1 round trip, R2 writes and reads, queue sends, webhook calls and calls to the
-//! agents' wake-up objects.
+//! agents' wake-up objects; and where an isolate keeps the state a write left (`kept_state`), to
+//! make that state stale as another isolate's write would.
 //!
 //! Armed faults live in the isolate's memory: `wrangler dev` runs the fetch, queue and cron
 //! handlers in one isolate, so a test arms the faults of the handlers it is about to drive.
@@ -22,11 +23,20 @@ pub enum Point {
     QueueSend,
     Webhook,
     DurableObject,
+    /// The isolate's kept state of a task misses a write, as when another isolate made it.
+    KeptState,
 }
 
 impl Point {
-    pub const ALL: [Point; 6] =
-        [Point::D1, Point::R2Write, Point::R2Read, Point::QueueSend, Point::Webhook, Point::DurableObject];
+    pub const ALL: [Point; 7] = [
+        Point::D1,
+        Point::R2Write,
+        Point::R2Read,
+        Point::QueueSend,
+        Point::Webhook,
+        Point::DurableObject,
+        Point::KeptState,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -36,6 +46,7 @@ impl Point {
             Point::QueueSend => "queue_send",
             Point::Webhook => "webhook",
             Point::DurableObject => "durable_object",
+            Point::KeptState => "kept_state",
         }
     }
 

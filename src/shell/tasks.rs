@@ -574,6 +574,8 @@ async fn try_lease(
                 store::Write::Done => {
                     engine::count_transition(&transition, trips);
                     engine::count_lease(trips);
+                    // Its completion is then decided on the state the lease left, without a read.
+                    engine::keep_written(&before, &transition);
                     return Ok(Some(ApiResponse::json(200, &json!({"step": payload}))));
                 }
                 // Another worker took the step, or the agent's last free lease. Only in the
@@ -732,6 +734,7 @@ pub fn counters() -> ApiResponse {
     let (transitions, transition_trips) = engine::transition_counts();
     let (summaries, summary_ms) = super::records::summary_counts();
     let (leases, lease_trips) = engine::lease_counts();
+    let (kept_used, kept_stale) = engine::kept_state_counts();
     ApiResponse::json(
         200,
         &json!({
@@ -740,6 +743,8 @@ pub fn counters() -> ApiResponse {
             "transition_round_trips": transition_trips,
             "leases": leases,
             "lease_round_trips": lease_trips,
+            "kept_state_decisions": kept_used,
+            "kept_state_stale": kept_stale,
             "step_messages_sent": engine::step_messages_sent(),
             "summaries_written": summaries,
             "summary_write_ms": summary_ms,

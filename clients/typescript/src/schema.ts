@@ -1260,6 +1260,10 @@ export interface components {
             leases?: number;
             /** @description D1 round trips those leases made (reads, writes and lost races), also counted in transition_round_trips. */
             lease_round_trips?: number;
+            /** @description Transitions and heartbeats decided on the state this isolate kept of their task from its last read or write, instead of a read. */
+            kept_state_decisions?: number;
+            /** @description Of those, the ones whose write lost its guard because the kept state was behind the store (each then decided again on a fresh read). */
+            kept_state_stale?: number;
             /** @description Step messages sent to the STEPS queue (webhook deliveries, retries after their backoff, messages the sweep sent again, built-in steps whose first run failed). */
             step_messages_sent?: number;
             /** @description Summaries written by built-in steps. */

@@ -151,6 +151,16 @@ pub const SELECT_AGENTS_MAX: usize = 64;
 /// up; short, because a write in another isolate reaches this one only when it expires.
 pub const ISOLATE_MEMO_MS: i64 = 2_000;
 
+/// How long an isolate decides a task's next transition on the state it last read or wrote of
+/// it instead of reading the task again (see `core::engine::recent`). A stale state costs one
+/// write that loses its guard, never a wrong write; ten minutes covers a coding agent's step
+/// between its lease and its completion.
+pub const RECENT_STATE_MS: i64 = 600_000;
+
+/// Task states an isolate keeps: a few times the tasks one isolate has in flight at once. A
+/// default task's state is a few KiB, so this is about a megabyte.
+pub const RECENT_STATES_MAX: usize = 256;
+
 /// Entries each of an isolate's two memos (agents, and the agents of tokens) holds before it
 /// forgets them all: twice a registry of [`SELECT_AGENTS_MAX`] agents, so that it stays
 /// remembered.

@@ -1,9 +1,10 @@
 //! The execution engine: how a task's steps move from `pending` to a terminal status, whatever
 //! order the platform delivers things in. This module is the state machine; beside it are what
 //! feeds it: the task, heartbeat and completion request bodies ([`task_api`]), submission
-//! planning ([`plan`]), queue messages and their consumers' decisions ([`queue`]), system events
-//! and the cron plan ([`system`]), the wake-up protocol of waiting leases ([`wakeup`]), and
-//! webhook delivery signatures ([`webhook`]).
+//! planning ([`plan`]), queue messages and their consumers' decisions ([`queue`]), the states an
+//! isolate keeps between transitions ([`recent`]), system events and the cron plan ([`system`]),
+//! the wake-up protocol of waiting leases ([`wakeup`]), and webhook delivery signatures
+//! ([`webhook`]).
 //!
 //! The engine uses every other group of the core and none uses it. Like all of the core it does no
 //! I/O: it decides, and the shell performs.
@@ -14,7 +15,10 @@
 //! number, and returns either the new state with the events to record and the queue messages to
 //! send, or a refusal. It never does I/O: the shell writes the new state in one D1 batch guarded
 //! by the version it read, so two transitions decided on the same state cannot both apply; the
-//! loser reads again and decides again.
+//! loser reads again and decides again. The state a transition is decided on may be any number of
+//! changes behind the store (the shell decides first on the state its isolate kept, [`recent`]):
+//! the guard, not the freshness of the state, is what keeps a decision from applying to a task
+//! that moved on.
 //!
 //! Step statuses:
 //!
@@ -82,6 +86,7 @@
 pub mod brief;
 pub mod plan;
 pub mod queue;
+pub mod recent;
 pub mod system;
 pub mod task_api;
 pub mod wakeup;

@@ -28,8 +28,10 @@ const CHAOS_EVENTS: usize = 250;
 /// attempt; every step can use 10 attempts and be retried by hand once: 7 × 5 × 20 = 700, so
 /// 2,000 leaves room without hiding a livelock.
 const CALM_EVENTS_MAX: usize = 2_000;
-/// A stale read is this many commits old at most: enough for every race the shell can see.
-const SNAPSHOTS_KEPT: usize = 4;
+/// A stale state is this many commits old at most. The shell decides a transition on the state
+/// its isolate kept of the task (`recent`), which may be any number of commits behind when other
+/// isolates wrote meanwhile; 32 is well past the commits a task makes in a chaos phase's burst.
+const SNAPSHOTS_KEPT: usize = 32;
 const REDISPATCH_AFTER_MS: i64 = 60_000;
 
 /// splitmix64: tiny, fast and good enough to drive a simulation.

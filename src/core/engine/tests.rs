@@ -1508,3 +1508,80 @@ fn loops_nest_and_every_item_of_every_loop_gets_its_own_steps() {
     assert_eq!(step(&task, "2").status, StepStatus::Succeeded);
     assert_eq!(task.status, TaskStatus::Succeeded);
 }
+
+// What an isolate keeps of the states it read and wrote (`recent`).
+
+#[test]
+fn a_kept_state_is_found_by_its_task_or_any_of_its_steps_until_it_is_too_old() {
+    let mut recent = recent::RecentStates::new(1_000, 4);
+    let task = dispatch(&submitted(FULL_STACK), "1");
+    recent.read(&task, at(10_000));
+    assert_eq!(recent.of_task(&task.id, at(10_999)), Some(task.clone()));
+    assert_eq!(recent.of_step(&id_of(&task, "1"), at(10_500)), Some(task.clone()));
+    assert_eq!(recent.of_task(&task.id, at(11_000)), None);
+    assert_eq!(recent.of_step("stp_unknown", at(10_000)), None);
+}
+
+#[test]
+fn an_older_read_does_not_replace_the_state_a_transition_wrote_since() {
+    let mut recent = recent::RecentStates::new(60_000, 4);
+    let leased = lease(&dispatch(&submitted(FULL_STACK), "1"), "1", "lse_a");
+    let done = changed(&leased, completion(&leased, "1", true, "h"), at(30));
+    recent.wrote(&leased, &done, at(30));
+    recent.read(&leased, at(31));
+    assert_eq!(recent.of_task(&leased.id, at(32)), Some(done.task));
+}
+
+#[test]
+fn a_lease_changes_only_its_step_of_the_kept_state() {
+    let mut recent = recent::RecentStates::new(60_000, 4);
+    let ready = dispatch(&submitted(FULL_STACK), "1");
+    recent.read(&ready, at(10));
+    let leased = changed(&ready, lease_command(&ready, "1", "lse_a"), at(20));
+    recent.wrote(&ready, &leased, at(20));
+    assert_eq!(recent.of_task(&ready.id, at(21)), Some(leased.task));
+}
+
+#[test]
+fn a_lease_decided_on_an_older_read_drops_a_kept_state_that_has_its_step_leased_already() {
+    let mut recent = recent::RecentStates::new(60_000, 4);
+    let ready = dispatch(&submitted(FULL_STACK), "1");
+    let first = changed(&ready, lease_command(&ready, "1", "lse_a"), at(20));
+    recent.wrote(&ready, &first, at(20));
+    // The kept state cannot hold both leases of the step, so it holds neither.
+    let second = changed(&ready, lease_command(&ready, "1", "lse_b"), at(21));
+    recent.wrote(&ready, &second, at(21));
+    assert_eq!(recent.of_task(&ready.id, at(22)), None);
+}
+
+#[test]
+fn a_heartbeat_moves_the_kept_expiry_of_its_own_lease_only() {
+    let mut recent = recent::RecentStates::new(60_000, 4);
+    let leased = lease(&dispatch(&submitted(FULL_STACK), "1"), "1", "lse_a");
+    recent.read(&leased, at(30));
+    let extension = |lease_id: &str| Extension {
+        task_id: leased.id.clone(),
+        step_id: id_of(&leased, "1"),
+        attempt: 1,
+        lease_id: lease_id.into(),
+        expires_at: at(9_000),
+    };
+    let expiry = |recent: &recent::RecentStates| recent.of_task(&leased.id, at(31)).unwrap().steps[0].lease_expires_at;
+    recent.extended(&extension("lse_other"));
+    assert_eq!(expiry(&recent), step(&leased, "1").lease_expires_at);
+    recent.extended(&extension("lse_a"));
+    assert_eq!(expiry(&recent), Some(at(9_000)));
+}
+
+#[test]
+fn a_full_keeper_makes_room_by_dropping_its_oldest_state() {
+    let mut recent = recent::RecentStates::new(60_000, 2);
+    for (n, id) in ["tsk_a", "tsk_b", "tsk_c"].into_iter().enumerate() {
+        let mut task = submitted(FULL_STACK);
+        task.id = id.into();
+        recent.read(&task, at(10 + n as i64));
+    }
+    assert_eq!(recent.of_task("tsk_a", at(20)), None);
+    assert!(recent.of_task("tsk_b", at(20)).is_some());
+    assert!(recent.of_task("tsk_c", at(20)).is_some());
+}
