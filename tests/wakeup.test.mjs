@@ -24,6 +24,18 @@ async function lease(worker, agent, wait) {
   return (await response.json()).step;
 }
 
+/** Registers `agents` (names, or names with more fields) and posts the workflow `name` of `steps`. */
+async function flowOf(worker, name, steps, agents) {
+  const post = (path, body) =>
+    worker.admin(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  for (const agent of agents) {
+    const made = await post("/v1/agents", { capabilities: ["testing"], ...(typeof agent === "string" ? { name: agent } : agent) });
+    assert.equal(made.status, 201, await made.text());
+  }
+  const flow = await post("/v1/workflows", { name, steps });
+  assert.equal(flow.status, 201, await flow.text());
+}
+
 describe("waiting lease requests", { timeout: 180_000 }, () => {
   let worker;
   let withoutObject;
@@ -66,51 +78,36 @@ describe("waiting lease requests", { timeout: 180_000 }, () => {
     assert.equal((await worker.admin(`/v1/tasks/${body.task.id}/cancel`, { method: "POST" })).status, 200);
   });
 
-  test("the three steps of a parallel group leased at the same moment by their agents are all leased at the first look: six D1 round trips in all", async () => {
-    const json = (method, path, body) =>
-      worker.admin(path, { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  test("the three steps of a parallel group leased at the same moment by their agents are all leased at the first write: three D1 round trips in all", async () => {
     const sides = ["2a", "2b", "2c"];
     const agentOf = (key) => `side-${key}-agent`;
-    for (const key of sides) {
-      assert.equal((await json("POST", "/v1/agents", { name: agentOf(key), capabilities: ["testing"] })).status, 201);
-      // Looked up now, so that the completion below finds them cached.
-      assert.equal((await worker.admin(`/v1/agents/${agentOf(key)}`)).status, 200);
-    }
-    const flow = await json("POST", "/v1/workflows", {
-      name: "sides-flow",
-      steps: [
-        { key: "1", name: "first", agent: agentOf("2a") },
-        ...sides.map((key) => ({ key, name: `side-${key}`, agent: agentOf(key), group: "sides" })),
-      ],
-    });
-    assert.equal(flow.status, 201, await flow.text());
+    await flowOf(worker, "sides-flow", [
+      { key: "1", name: "first", agent: agentOf("2a") },
+      ...sides.map((key) => ({ key, name: `side-${key}`, agent: agentOf(key), group: "sides" })),
+    ], sides.map(agentOf));
+    // Looked up now, so that the completion below finds them cached.
+    for (const key of sides) assert.equal((await worker.admin(`/v1/agents/${agentOf(key)}`)).status, 200);
     const { body } = await submit(worker, { title: "All sides at once", workflow: "sides-flow" });
     const first = await lease(worker, agentOf("2a"), 5);
     assert.equal(first?.key, "1");
     const done = await postAs(worker, ADMIN_TOKEN, `/v1/steps/${first.id}/complete`, { lease_id: first.lease_id, report: { notes: "first" } });
     assert.equal(done.status, 200, await done.clone().text());
     const before = await roundTrips(worker);
-    // All read the task at the same version; no lease moves it, so none loses.
+    // Each takes the read the completion made ahead for its agent, all of the task at the same
+    // version; no lease moves it, so none loses, and each costs its write alone.
     const leased = await Promise.all(sides.map((key) => lease(worker, agentOf(key), 0)));
     assert.deepEqual(leased.map((step) => step && `${step.task_id}:${step.key}`), sides.map((key) => `${body.task.id}:${key}`));
-    assert.equal((await roundTrips(worker)) - before, 2 * sides.length);
+    assert.equal((await roundTrips(worker)) - before, sides.length);
     const { events } = await (await worker.admin(`/v1/tasks/${body.task.id}/events`)).json();
     const leasedEvents = events.filter((event) => event.kind === "step.leased").map((event) => event.data.key);
     assert.deepEqual(leasedEvents.sort(), ["1", ...sides]);
   });
 
   test("completing a step this isolate leased is decided on the state the lease left: one D1 round trip, the write", async () => {
-    const json = (method, path, body) =>
-      worker.admin(path, { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-    assert.equal((await json("POST", "/v1/agents", { name: "kept-agent", capabilities: ["testing"] })).status, 201);
-    const flow = await json("POST", "/v1/workflows", {
-      name: "kept-flow",
-      steps: [
-        { key: "1", name: "first", agent: "kept-agent" },
-        { key: "2", name: "second", agent: "kept-agent" },
-      ],
-    });
-    assert.equal(flow.status, 201, await flow.text());
+    await flowOf(worker, "kept-flow", [
+      { key: "1", name: "first", agent: "kept-agent" },
+      { key: "2", name: "second", agent: "kept-agent" },
+    ], ["kept-agent"]);
     const { body } = await submit(worker, { title: "Kept between lease and completion", workflow: "kept-flow" });
     const first = await lease(worker, "kept-agent", 5);
     assert.equal(first?.key, "1");
@@ -127,23 +124,96 @@ describe("waiting lease requests", { timeout: 180_000 }, () => {
     assert.equal((await worker.admin(`/v1/tasks/${body.task.id}/cancel`, { method: "POST" })).status, 200);
   });
 
-  test("a completion decided on a kept state that is behind the store loses its guard and is decided again on a fresh read", async () => {
-    const json = (method, path, body) =>
-      worker.admin(path, { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  test("a runner's lease right after its completion is answered from the read its completion's batch made ahead: one D1 round trip each", async () => {
+    await flowOf(worker, "ahead-flow", [
+      { key: "1", name: "first", agent: "ahead-agent" },
+      { key: "2", name: "second", agent: "ahead-agent" },
+    ], ["ahead-agent"]);
+    const rotated = await worker.admin("/v1/agents/ahead-agent/token", { method: "POST" });
+    assert.equal(rotated.status, 200, await rotated.clone().text());
+    const { token } = await rotated.json();
+    const { body } = await submit(worker, { title: "Read ahead", workflow: "ahead-flow" });
+    const leaseAs = async () => {
+      const response = await postAs(worker, token, "/v1/agents/ahead-agent/lease?wait=5");
+      assert.equal(response.status, 200, await response.clone().text());
+      return (await response.json()).step;
+    };
+    const first = await leaseAs();
+    assert.equal(first.key, "1");
+    // Looked up now, so that the completion finds it cached.
+    assert.equal((await worker.admin("/v1/agents/ahead-agent")).status, 200);
+    const before = await roundTrips(worker);
+    const done = await postAs(worker, token, `/v1/steps/${first.id}/complete`, { lease_id: first.lease_id, report: { notes: "first done" } });
+    assert.equal(done.status, 200, await done.clone().text());
+    const second = await leaseAs();
+    // The completion's write with the read ahead, and the lease's write.
+    assert.equal((await roundTrips(worker)) - before, 2);
+    assert.equal(second.task_id, body.task.id);
+    assert.equal(second.key, "2");
+    assert.equal(second.inputs["1"].report.notes, "first done", "read after the completion was written");
+    const again = await postAs(worker, token, `/v1/steps/${second.id}/complete`, { lease_id: second.lease_id, report: { notes: "second" } });
+    assert.equal(again.status, 200, await again.clone().text());
+    // Nothing is left to read ahead: the next lease looks in D1 itself, and finds no work.
+    const idle = await postAs(worker, token, "/v1/agents/ahead-agent/lease");
+    assert.equal(idle.status, 204, await idle.text());
+    const { task } = await (await worker.admin(`/v1/tasks/${body.task.id}`)).json();
+    assert.equal(task.status, "succeeded");
+  });
+
+  test("a waiting lease woken by the change that made its step leasable takes the read that change's batch made: its one D1 round trip is the write", async () => {
     const counters = async () => (await worker.admin("/v1/system/counters")).json();
-    for (const name of ["behind-left", "behind-right"]) {
-      assert.equal((await json("POST", "/v1/agents", { name, capabilities: ["testing"] })).status, 201);
-    }
-    const flow = await json("POST", "/v1/workflows", {
-      name: "behind-flow",
-      steps: [
-        { key: "1", name: "first", agent: "behind-left" },
-        { key: "2a", name: "left", agent: "behind-left", group: "sides" },
-        { key: "2b", name: "right", agent: "behind-right", group: "sides" },
-        { key: "3", name: "last", agent: "behind-right" },
-      ],
-    });
-    assert.equal(flow.status, 201, await flow.text());
+    await flowOf(worker, "woken-flow", [
+      { key: "1", name: "first", agent: "woken-first" },
+      { key: "2", name: "next", agent: "woken-next" },
+    ], ["woken-first", "woken-next"]);
+    const { body } = await submit(worker, { title: "Woken with its read", workflow: "woken-flow" });
+    const first = await lease(worker, "woken-first", 5);
+    assert.equal(first?.key, "1");
+    const waiting = lease(worker, "woken-next", 10);
+    // Its first look has found nothing, and it waits on the agent's object.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal((await worker.admin("/v1/agents/woken-next")).status, 200);
+    const before = await counters();
+    const done = await postAs(worker, ADMIN_TOKEN, `/v1/steps/${first.id}/complete`, { lease_id: first.lease_id, report: { notes: "first done" } });
+    assert.equal(done.status, 200, await done.clone().text());
+    const next = await waiting;
+    assert.equal(next?.task_id, body.task.id);
+    assert.equal(next.key, "2");
+    assert.equal(next.inputs["1"].report.notes, "first done");
+    const after = await counters();
+    assert.deepEqual([after.leases - before.leases, after.lease_round_trips - before.lease_round_trips], [1, 1]);
+  });
+
+  test("a built-in step run by the completion that queued it summarises what that completion's batch read at its end: two D1 round trips for both", async () => {
+    await flowOf(worker, "summed-flow", [
+      { key: "1", name: "first", agent: "summed-agent" },
+      { key: "2", name: "task_summary" },
+    ], ["summed-agent"]);
+    const { body } = await submit(worker, { title: "Summed up", workflow: "summed-flow" });
+    const first = await lease(worker, "summed-agent", 5);
+    assert.equal(first?.key, "1");
+    assert.equal((await worker.admin("/v1/agents/summed-agent")).status, 200);
+    const before = await roundTrips(worker);
+    const report = { notes: "built it", files_created: ["a.ts"], lines_added: 7 };
+    const done = await postAs(worker, ADMIN_TOKEN, `/v1/steps/${first.id}/complete`, { lease_id: first.lease_id, report });
+    assert.equal(done.status, 200, await done.clone().text());
+    // The completion's write (with the summary's read at its end) and the built-in step's write.
+    assert.equal((await roundTrips(worker)) - before, 2);
+    const { task } = await (await worker.admin(`/v1/tasks/${body.task.id}`)).json();
+    assert.equal(task.status, "succeeded");
+    const summary = await (await worker.admin(`/v1/tasks/${body.task.id}/summary`, { headers: { accept: "application/json" } })).json();
+    const work = Object.fromEntries(summary.work.map((w) => [w.agent, w]));
+    assert.equal(work["summed-agent"]?.lines_added, 7, "the summary was read after the completion was written");
+  });
+
+  test("a completion decided on a kept state that is behind the store loses its guard and is decided again on a fresh read", async () => {
+    const counters = async () => (await worker.admin("/v1/system/counters")).json();
+    await flowOf(worker, "behind-flow", [
+      { key: "1", name: "first", agent: "behind-left" },
+      { key: "2a", name: "left", agent: "behind-left", group: "sides" },
+      { key: "2b", name: "right", agent: "behind-right", group: "sides" },
+      { key: "3", name: "last", agent: "behind-right" },
+    ], ["behind-left", "behind-right"]);
     const { body } = await submit(worker, { title: "Behind the store", workflow: "behind-flow" });
     const complete = (step) =>
       postAs(worker, ADMIN_TOKEN, `/v1/steps/${step.id}/complete`, { lease_id: step.lease_id, report: { notes: step.key } });
@@ -198,18 +268,11 @@ describe("waiting lease requests", { timeout: 180_000 }, () => {
   });
 
   test("a completion that makes two steps of one agent ready wakes two of its waiting leases, one step each", async () => {
-    const json = (method, path, body) =>
-      worker.admin(path, { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-    assert.equal((await json("POST", "/v1/agents", { name: "pair-agent", capabilities: ["testing"], max_concurrency: 2 })).status, 201);
-    const flow = await json("POST", "/v1/workflows", {
-      name: "pair-flow",
-      steps: [
-        { key: "1", name: "first", agent: "pair-agent" },
-        { key: "2a", name: "left", agent: "pair-agent", group: "pair" },
-        { key: "2b", name: "right", agent: "pair-agent", group: "pair" },
-      ],
-    });
-    assert.equal(flow.status, 201, await flow.text());
+    await flowOf(worker, "pair-flow", [
+      { key: "1", name: "first", agent: "pair-agent" },
+      { key: "2a", name: "left", agent: "pair-agent", group: "pair" },
+      { key: "2b", name: "right", agent: "pair-agent", group: "pair" },
+    ], [{ name: "pair-agent", max_concurrency: 2 }]);
     const { body } = await submit(worker, { title: "Two at once", workflow: "pair-flow" });
     const first = await lease(worker, "pair-agent", 5);
     assert.equal(first?.key, "1");

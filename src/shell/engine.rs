@@ -13,6 +13,7 @@
 //! re-sends it.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -26,9 +27,9 @@ use crate::core::base::bindings;
 use crate::core::base::encoding::sha256_hex;
 use crate::core::base::ids::IdKind;
 use crate::core::base::limits::{
-    RECENT_STATES_MAX, RECENT_STATE_MS, REDISPATCH_AFTER_MS_DEFAULT, REPORT_INLINE_BYTES_MAX, SWEEP_BUDGET_MS,
-    SWEEP_CONCURRENCY, SWEEP_ROUNDS_MAX, SWEEP_TASKS_MAX, TRANSITION_RETRIES_MAX, TRANSITION_RETRY_PAUSE_MS,
-    WEBHOOK_TIMEOUT_MS,
+    LEASE_READ_AHEAD_MS, LEASE_SPREAD, READ_AHEAD_AGENTS_MAX, RECENT_STATES_MAX, RECENT_STATE_MS,
+    REDISPATCH_AFTER_MS_DEFAULT, REPORT_INLINE_BYTES_MAX, SWEEP_BUDGET_MS, SWEEP_CONCURRENCY, SWEEP_ROUNDS_MAX,
+    SWEEP_TASKS_MAX, TRANSITION_RETRIES_MAX, TRANSITION_RETRY_PAUSE_MS, WEBHOOK_TIMEOUT_MS,
 };
 use crate::core::edge::error::ApiError;
 use crate::core::engine::queue::QueueMessage;
@@ -163,16 +164,19 @@ pub async fn drive_from(
         // Leasable from the batch on, not from the decision: writing the artifacts takes a while.
         let pull = pull_steps(env, db, &transition.task, &transition.sends).await;
         let (transition, leasable) = transition.with_leasable_at_once(platform::now(), &pull);
-        let written = store::write_transition(db, &before, &transition, guard, &extras, now).await?;
+        let (at_once, queued) = engine::builtins_at_once(&transition.task, transition.sends.clone());
+        let (ahead, read_after) = ReadsAhead::plan(db, command, &transition.task, &leasable, !at_once.is_empty())?;
+        let (written, read) =
+            store::write_transition(db, &before, &transition, guard, &extras, now, read_after).await?;
         trips += 1;
         match written {
             store::Write::Done => {
                 count_transition(&transition, trips);
                 keep_written(&before, &transition);
+                let summary_inputs = ahead.keep(&read, &before.id);
                 wake_for(env, &transition.task, &leasable).await;
-                let (at_once, queued) = engine::builtins_at_once(&transition.task, transition.sends.clone());
                 send(env, &before.id, &queued).await;
-                run_at_once(env, db, &transition.task, &at_once).await;
+                run_at_once(env, db, &transition.task, &at_once, summary_inputs).await;
                 return Ok(Driven::Applied(Box::new(transition)));
             }
             store::Write::Stale => {
@@ -335,6 +339,98 @@ pub fn keep_written(before: &engine::Task, transition: &Transition) {
 
 fn keep_extended(extension: &engine::Extension) {
     RECENT.with(|recent| recent.borrow_mut().extended(extension));
+}
+
+/// What a transition's batch reads at its end for what comes right after it, in the same round
+/// trip: the next lease of some agents ([`reads_ahead`]) and the records of the first built-in
+/// step it runs at once (which summarises the task as the batch wrote it).
+struct ReadsAhead {
+    /// Each agent read for, and where its results are among the batch's reads.
+    agents: Vec<(String, std::ops::Range<usize>)>,
+    /// Where the summary's records start, when a built-in step runs at once.
+    summary: Option<usize>,
+}
+
+impl ReadsAhead {
+    fn plan(
+        db: &D1Database,
+        command: &Command,
+        task: &engine::Task,
+        leasable: &[String],
+        runs_builtin: bool,
+    ) -> worker::Result<(ReadsAhead, Vec<worker::D1PreparedStatement>)> {
+        let mut statements = Vec::new();
+        let mut agents = Vec::new();
+        for agent in reads_ahead(command, task, leasable) {
+            let reads = store::lease_read_statements(db, &agent, random_u32()? % LEASE_SPREAD)?;
+            agents.push((agent, statements.len()..statements.len() + reads.len()));
+            statements.extend(reads);
+        }
+        let summary = runs_builtin.then_some(statements.len());
+        if runs_builtin {
+            statements.extend(store::summary_statements(db, &task.id)?);
+        }
+        Ok((ReadsAhead { agents, summary }, statements))
+    }
+
+    /// Keeps the lease reads for their agents and returns the summary's records. Unreadable, a
+    /// lease or the built-in step reads for itself: the change is written either way.
+    fn keep(self, read: &[worker::D1Result], task_id: &str) -> Option<store::SummaryInputs> {
+        for (agent, span) in self.agents {
+            keep_read_ahead(&agent, read.get(span).unwrap_or_default());
+        }
+        let start = self.summary?;
+        store::summary_inputs_of(read.get(start..).unwrap_or_default()).unwrap_or_else(|err| {
+            worker::console_warn!("task {task_id}: the read ahead for its summary was unreadable: {err}");
+            None
+        })
+    }
+}
+
+/// The agents whose next lease a transition's batch reads ahead for, saving that lease its own
+/// read: the agent that completes its step with its own token (its runner asks for the next one
+/// at once), and the agents of the steps the transition makes leasable (their waiting lease
+/// requests are woken for them). At most [`READ_AHEAD_AGENTS_MAX`].
+fn reads_ahead(command: &Command, task: &engine::Task, leasable: &[String]) -> Vec<String> {
+    let completing = match command {
+        Command::Complete(Completion { caller: Caller::Agent(agent), .. }) => Some(agent.as_str()),
+        _ => None,
+    };
+    let woken = leasable.iter().filter_map(|id| task.step(id)).filter_map(|s| s.agent.as_deref());
+    let mut agents: Vec<String> = Vec::new();
+    for agent in completing.into_iter().chain(woken) {
+        if agents.len() < READ_AHEAD_AGENTS_MAX && !agents.iter().any(|a| a == agent) {
+            agents.push(agent.to_string());
+        }
+    }
+    agents
+}
+
+thread_local! {
+    /// What the last completion of each agent read ahead for its next lease, and when.
+    static READ_AHEAD: RefCell<BTreeMap<String, (i64, store::LeaseRead)>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// Keeps a read ahead that found work; one that found none is no answer for a later lease,
+/// which looks again (a step may have been made ready since).
+fn keep_read_ahead(agent: &str, results: &[worker::D1Result]) {
+    let read = match store::lease_read_of(results) {
+        Ok(Some(read)) if read.task.is_some() => read,
+        Ok(_) => return,
+        Err(err) => {
+            worker::console_warn!("the read ahead for {agent}'s next lease was unreadable: {err}");
+            return;
+        }
+    };
+    let at = platform::now().as_millis();
+    READ_AHEAD.with(|kept| kept.borrow_mut().insert(agent.to_string(), (at, read)));
+}
+
+/// The read a completion of `agent` made ahead for this lease, once, if it is recent enough.
+pub fn take_read_ahead(agent: &str) -> Option<store::LeaseRead> {
+    let (at, read) = READ_AHEAD.with(|kept| kept.borrow_mut().remove(agent))?;
+    let age = platform::now().as_millis() - at;
+    (0..LEASE_READ_AHEAD_MS).contains(&age).then_some(read)
 }
 
 /// Drops the kept state of a task whose write lost its guard; `on_kept`: a write decided on it.
@@ -515,12 +611,18 @@ pub async fn hand_out(env: &Env, handout: brief::Handout<'_>) -> worker::Result<
 /// Runs the built-in steps a transition just queued (see `engine::builtins_at_once`), one after
 /// another, each deciding on the state written before it. A failure is logged: the step stays
 /// queued with its due time, and the sweep sends its message.
-async fn run_at_once(env: &Env, db: &D1Database, written: &engine::Task, sends: &[engine::Send]) {
+async fn run_at_once(
+    env: &Env,
+    db: &D1Database,
+    written: &engine::Task,
+    sends: &[engine::Send],
+    mut summary_inputs: Option<store::SummaryInputs>,
+) {
     for send in sends {
         let fresh = Fresh { task: written.clone(), trips: 0 };
         // Boxed: running a built-in step drives a transition, which may queue another.
         let ran: std::pin::Pin<Box<dyn std::future::Future<Output = worker::Result<()>> + '_>> =
-            Box::pin(dispatch_builtin(env, db, fresh, &send.step_id, send.attempt));
+            Box::pin(dispatch_builtin(env, db, fresh, &send.step_id, send.attempt, summary_inputs.take()));
         if let Err(err) = ran.await {
             worker::console_error!(
                 "task {}: built-in step {} failed to run (the sweep sends its message): {err}",
@@ -539,6 +641,7 @@ async fn dispatch_builtin(
     mut fresh: Fresh,
     step_id: &str,
     attempt: u32,
+    summary_inputs: Option<store::SummaryInputs>,
 ) -> worker::Result<()> {
     let task_id = fresh.task.id.clone();
     let Some(step) = fresh.task.step(step_id) else { return Ok(()) };
@@ -546,9 +649,11 @@ async fn dispatch_builtin(
         worker::console_log!("built-in step {step_id} attempt {attempt}: nothing to do");
         return Ok(());
     }
-    let (report, summary) = super::records::run_builtin(env, db, &task_id, step).await?;
-    // Its read of the task's records is one of this transition's round trips.
-    fresh.trips += 1;
+    // Its read of the task's records, when it makes one, is one of this transition's round trips.
+    if summary_inputs.is_none() {
+        fresh.trips += 1;
+    }
+    let (report, summary) = super::records::run_builtin(env, db, &task_id, step, summary_inputs).await?;
     let how = Dispatch::Builtin { report: ReportRef::Inline(report.to_string()) };
     let command = Command::Dispatch { step_id: step_id.to_string(), attempt, how };
     let extras = vec![store::Extra::Summary(summary)];
@@ -592,7 +697,9 @@ pub async fn dispatch(env: &Env, task_id: &str, step_id: &str, attempt: u32) -> 
     let agent = step.agent.clone();
     let mut guard = store::Guard::Version;
     let how = match (step.runner, agent.as_deref()) {
-        (Runner::Builtin, _) => return dispatch_builtin(env, &db, Fresh { task, trips: 1 }, step_id, attempt).await,
+        (Runner::Builtin, _) => {
+            return dispatch_builtin(env, &db, Fresh { task, trips: 1 }, step_id, attempt, None).await
+        }
         // A step that runs a child run is never sent; its child run's steps are.
         (Runner::ChildRun, _) => {
             worker::console_warn!("step message {step_id} is for a step that runs a child run; dropped");

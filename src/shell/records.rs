@@ -86,16 +86,21 @@ fn figures_of(row: &store::RecordRow) -> Option<StepFigures> {
 
 /// Runs a built-in step: builds its summary from every step's report, writes it (markdown and
 /// JSON) and the task's metrics (YAML) to R2, and returns the step's report and the row that
-/// records where the summary is. The engine commits both with the step's success.
+/// records where the summary is. The engine commits both with the step's success. `read`: what
+/// the step summarises, when the batch that queued it read it already.
 pub async fn run_builtin(
     env: &Env,
     db: &D1Database,
     task_id: &str,
     step: &core_engine::Step,
+    read: Option<store::SummaryInputs>,
 ) -> worker::Result<(Value, store::SummaryRow)> {
     let now = platform::now();
-    let (task, rows) =
-        store::summary_inputs(db, task_id).await?.ok_or_else(|| fault(format!("task {task_id} is gone")))?;
+    let read = match read {
+        Some(read) => Some(read),
+        None => store::summary_inputs(db, task_id).await?,
+    };
+    let (task, rows) = read.ok_or_else(|| fault(format!("task {task_id} is gone")))?;
     let definition: Definition = serde_json::from_str(&task.definition)
         .map_err(|err| fault(format!("the workflow of task {task_id} is not readable: {err}")))?;
     let mut reports: Vec<Option<Map<String, Value>>> = Vec::with_capacity(rows.len());

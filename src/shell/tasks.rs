@@ -16,7 +16,7 @@ use crate::core::base::bindings;
 use crate::core::base::encoding::sha256_hex;
 use crate::core::base::ids::IdKind;
 use crate::core::base::limits::{
-    COMPLETE_BODY_BYTES_MAX, HEARTBEAT_BODY_BYTES_MAX, LEASE_POLL_INTERVAL_MS, LEASE_WAIT_SECONDS_MAX,
+    COMPLETE_BODY_BYTES_MAX, HEARTBEAT_BODY_BYTES_MAX, LEASE_POLL_INTERVAL_MS, LEASE_SPREAD, LEASE_WAIT_SECONDS_MAX,
     TASKS_RUNNING_MAX, TRANSITION_RETRIES_MAX,
 };
 use crate::core::base::time::Timestamp;
@@ -500,17 +500,12 @@ pub async fn lease(call: &Call<'_>, body: &[u8]) -> Handled {
     }
 }
 
-/// How many of an agent's oldest ready steps a lease picks the task of among: workers of one
-/// agent asking at the same moment then mostly look at different tasks instead of racing for
-/// the oldest (within a task, [`core_engine::lease_candidate`] spreads them). Small, so that
-/// work is still taken close to the order it became ready.
-const LEASE_SPREAD: u32 = 4;
-
 /// How many steps of one read a lease tries before it reads again: the read goes stale as other
 /// workers take the steps it shows, and a fresh read costs one round trip like a write.
 const LEASE_WRITES_PER_READ: u32 = 2;
 
-/// One look for work: read the task of one of the agent's oldest leasable steps, decide the
+/// One look for work: read the task of one of the agent's oldest leasable steps (the first
+/// look may instead be the read the agent's last completion made ahead for it), decide the
 /// lease of one of its steps ([`core_engine::lease_candidate`]), write it guarded by the step as
 /// read (not the task's version: see `Scope::Step`) and the agent's lease count. A lease that
 /// lost its step to another worker tries another step of the same read (while the read left
@@ -524,22 +519,35 @@ async fn try_lease(
     // Round trips of this lease, counted as they are made (requests interleave).
     let mut trips = 0;
     let mut writes = 0;
+    // The first look may be the one the agent's last completion read ahead for it.
+    let mut ahead = engine::take_read_ahead(name);
     while writes < TRANSITION_RETRIES_MAX {
-        trips += 1;
-        let spread = engine::random_u32()? % LEASE_SPREAD;
-        let read = store::read_for_lease(db, name, spread)
-            .await?
-            .ok_or_else(|| ApiError::NotFound { message: format!("no agent named {name}") })?;
+        let from_ahead = ahead.is_some();
+        let read = match ahead.take() {
+            Some(read) => read,
+            None => {
+                trips += 1;
+                let spread = engine::random_u32()? % LEASE_SPREAD;
+                store::read_for_lease(db, name, spread)
+                    .await?
+                    .ok_or_else(|| ApiError::NotFound { message: format!("no agent named {name}") })?
+            }
+        };
         let Some(task_read) = &read.task else { return Ok(None) };
+        // "No room" from a read ahead may be out of date: only a look of its own says so.
         if read.leased >= read.max_concurrency {
+            if from_ahead {
+                continue;
+            }
             return Ok(None);
         }
         let before = store::task_state(&task_read.task, &task_read.steps, &task_read.attempts)?;
         let mut tried: Vec<String> = Vec::new();
         while writes < TRANSITION_RETRIES_MAX && (tried.len() as u32) < LEASE_WRITES_PER_READ {
             let Some(candidate) = core_engine::lease_candidate(&before, name, &tried, engine::random_u32()?) else {
-                // Every step of this read was tried and lost; none at all means no work here.
-                if tried.is_empty() {
+                // Every step of this read was tried and lost; none at all means no work here
+                // (or, in a read ahead, none left: look again).
+                if tried.is_empty() && !from_ahead {
                     return Ok(None);
                 }
                 break;
@@ -570,7 +578,7 @@ async fn try_lease(
             let guard = store::Guard::AgentBelow { agent: name, max_concurrency: read.max_concurrency };
             trips += 1;
             writes += 1;
-            match store::write_transition(db, &before, &transition, &guard, &[], now).await? {
+            match store::write_transition(db, &before, &transition, &guard, &[], now, Vec::new()).await?.0 {
                 store::Write::Done => {
                     engine::count_transition(&transition, trips);
                     engine::count_lease(trips);

@@ -151,6 +151,23 @@ pub const SELECT_AGENTS_MAX: usize = 64;
 /// up; short, because a write in another isolate reaches this one only when it expires.
 pub const ISOLATE_MEMO_MS: i64 = 2_000;
 
+/// How many of an agent's oldest ready steps a lease picks the task of among: workers of one
+/// agent asking at the same moment then mostly look at different tasks instead of racing for
+/// the oldest (within a task, `core::engine::lease_candidate` spreads them). Small, so that
+/// work is still taken close to the order it became ready.
+pub const LEASE_SPREAD: u32 = 4;
+
+/// How long a transition's read ahead for an agent's next lease answers that lease (see
+/// `READ_AHEAD_AGENTS_MAX`). A runner asks for its next step as soon as its completion is
+/// answered, and a woken lease request looks at once; past this, the lease reads again, so that
+/// the messages and steps it is given are never older than this.
+pub const LEASE_READ_AHEAD_MS: i64 = 2_000;
+
+/// Agents one transition's batch reads ahead for (see `LEASE_READ_AHEAD_MS`). Each adds seven
+/// indexed reads to the batch; the default workflow's widest change wakes three agents, and a
+/// wider fan-out's other agents read for themselves.
+pub const READ_AHEAD_AGENTS_MAX: usize = 4;
+
 /// How long an isolate decides a task's next transition on the state it last read or wrote of
 /// it instead of reading the task again (see `core::engine::recent`). A stale state costs one
 /// write that loses its guard, never a wrong write; ten minutes covers a coding agent's step

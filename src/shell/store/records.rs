@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
-use worker::{D1Database, D1PreparedStatement, Result};
+use worker::{D1Database, D1PreparedStatement, D1Result, Result};
 
 use super::{int, trip, Statement};
 use crate::core::base::time::Timestamp;
@@ -95,9 +95,19 @@ pub struct SummaryTaskRow {
 }
 
 /// What a built-in step summarises: the task with its workflow, and every step with its
-/// records, in one round trip. `None` when the task is gone.
-pub async fn summary_inputs(db: &D1Database, task_id: &str) -> Result<Option<(SummaryTaskRow, Vec<RecordRow>)>> {
+/// records.
+pub type SummaryInputs = (SummaryTaskRow, Vec<RecordRow>);
+
+/// [`SummaryInputs`] in one round trip. `None` when the task is gone.
+pub async fn summary_inputs(db: &D1Database, task_id: &str) -> Result<Option<SummaryInputs>> {
+    let statements = summary_statements(db, task_id)?;
     trip()?;
+    summary_inputs_of(&db.batch(statements).await?)
+}
+
+/// The statements of [`summary_inputs`], for a batch of their own or at the end of the batch of
+/// the transition that queued the built-in step (see `write_transition`).
+pub fn summary_statements(db: &D1Database, task_id: &str) -> Result<Vec<D1PreparedStatement>> {
     let task = db
         .statement(
             "SELECT t.title, t.description, t.input, json_extract(t.analysis, '$.task_type') AS task_type, t.status,
@@ -105,7 +115,11 @@ pub async fn summary_inputs(db: &D1Database, task_id: &str) -> Result<Option<(Su
              FROM tasks t JOIN workflows w ON w.id = t.workflow_id WHERE t.id = ?1",
         )
         .bind(&[task_id.into()])?;
-    let results = db.batch(vec![task, task_records_statement(db, task_id)?]).await?;
+    Ok(vec![task, task_records_statement(db, task_id)?])
+}
+
+/// What the statements of [`summary_statements`] read.
+pub fn summary_inputs_of(results: &[D1Result]) -> Result<Option<SummaryInputs>> {
     let (Some(task), Some(steps)) = (results.first(), results.get(1)) else {
         return Err(worker::Error::RustError("a summary read returned too few results".into()));
     };

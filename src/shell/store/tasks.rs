@@ -281,22 +281,14 @@ pub struct ReportRow {
 /// that several workers of one agent asking at once mostly pick different steps instead of all
 /// racing for the oldest one.
 pub async fn read_for_lease(db: &D1Database, agent: &str, spread: u32) -> Result<Option<LeaseRead>> {
-    #[derive(Deserialize)]
-    struct Limits {
-        max_concurrency: i64,
-        lease_ms: i64,
-        step_timeout_ms: i64,
-        schedule_timeout_ms: i64,
-        leased: i64,
-        description: String,
-        capabilities: String,
-        metadata: String,
-    }
-    #[derive(Deserialize)]
-    struct Instructions {
-        id: String,
-        instructions: String,
-    }
+    let statements = lease_read_statements(db, agent, spread)?;
+    trip()?;
+    lease_read_of(&db.batch(statements).await?)
+}
+
+/// The statements of [`read_for_lease`], for a batch of their own or at the end of a
+/// transition's (see [`write_transition`]).
+pub fn lease_read_statements(db: &D1Database, agent: &str, spread: u32) -> Result<Vec<D1PreparedStatement>> {
     let task_sql = "(SELECT task_id FROM steps WHERE agent = ?1 AND status = 'queued' AND ready_at IS NOT NULL \
                     ORDER BY ready_at, id LIMIT 1 OFFSET ?2 % MAX(1, (SELECT COUNT(*) FROM steps \
                     WHERE agent = ?1 AND status = 'queued' AND ready_at IS NOT NULL)))";
@@ -330,8 +322,28 @@ pub async fn read_for_lease(db: &D1Database, agent: &str, spread: u32) -> Result
         ))
         .bind(&binds)?,
     );
-    trip()?;
-    let results = db.batch(statements).await?;
+    Ok(statements)
+}
+
+/// What the statements of [`lease_read_statements`] read; `None` when the agent is not
+/// registered.
+pub fn lease_read_of(results: &[D1Result]) -> Result<Option<LeaseRead>> {
+    #[derive(Deserialize)]
+    struct Limits {
+        max_concurrency: i64,
+        lease_ms: i64,
+        step_timeout_ms: i64,
+        schedule_timeout_ms: i64,
+        leased: i64,
+        description: String,
+        capabilities: String,
+        metadata: String,
+    }
+    #[derive(Deserialize)]
+    struct Instructions {
+        id: String,
+        instructions: String,
+    }
     let Some(limits) = results.first().map(|r| r.results::<Limits>()).transpose()?.and_then(|l| l.into_iter().next())
     else {
         return Ok(None);
@@ -641,7 +653,9 @@ pub enum Extra {
 
 /// Writes a transition decided on `before`, in one batch that applies only if its guard holds
 /// (see [`guard_statement`]). Only what changed is written; a lease writes its step's lease
-/// columns alone ([`leased_step_statement`]) and leaves the task's version.
+/// columns alone ([`leased_step_statement`]) and leaves the task's version. `read_after` go at
+/// the end of the batch: what they read once the transition applied (nothing when it did not),
+/// in the same round trip.
 pub async fn write_transition(
     db: &D1Database,
     before: &Task,
@@ -649,7 +663,8 @@ pub async fn write_transition(
     guard: &Guard<'_>,
     extras: &[Extra],
     now: Timestamp,
-) -> Result<Write> {
+    read_after: Vec<D1PreparedStatement>,
+) -> Result<(Write, Vec<D1Result>)> {
     let after = &transition.task;
     let mut statements = vec![guard_statement(db, before, transition, guard)?];
     match &transition.scope {
@@ -713,10 +728,12 @@ pub async fn write_transition(
         };
         statements.push(event_statement(db, &after.id, event, dedupe_key, now)?);
     }
+    let written = statements.len();
+    statements.extend(read_after);
     trip()?;
     match db.batch(statements).await {
-        Ok(_) => Ok(Write::Done),
-        Err(err) if err.to_string().contains("stale_state") => Ok(Write::Stale),
+        Ok(mut results) => Ok((Write::Done, results.split_off(written.min(results.len())))),
+        Err(err) if err.to_string().contains("stale_state") => Ok((Write::Stale, Vec::new())),
         Err(err) => Err(err),
     }
 }
