@@ -165,7 +165,11 @@ pub async fn drive_from(
         let pull = pull_steps(env, db, &transition.task, &transition.sends).await;
         let (transition, leasable) = transition.with_leasable_at_once(platform::now(), &pull);
         let (at_once, queued) = engine::builtins_at_once(&transition.task, transition.sends.clone());
-        let (ahead, read_after) = ReadsAhead::plan(db, command, &transition.task, &leasable, !at_once.is_empty())?;
+        let completing = match command {
+            Command::Complete(Completion { caller: Caller::Agent(agent), .. }) => Some(agent.as_str()),
+            _ => None,
+        };
+        let (ahead, read_after) = ReadsAhead::plan(db, completing, &transition.task, &leasable, !at_once.is_empty())?;
         let (written, read) =
             store::write_transition(db, &before, &transition, guard, &extras, now, read_after).await?;
         trips += 1;
@@ -341,10 +345,11 @@ fn keep_extended(extension: &engine::Extension) {
     RECENT.with(|recent| recent.borrow_mut().extended(extension));
 }
 
-/// What a transition's batch reads at its end for what comes right after it, in the same round
-/// trip: the next lease of some agents ([`reads_ahead`]) and the records of the first built-in
-/// step it runs at once (which summarises the task as the batch wrote it).
-struct ReadsAhead {
+/// What a change's batch (a transition's, or a submission's) reads at its end for what comes
+/// right after it, in the same round trip: the next lease of some agents ([`reads_ahead`]) and
+/// the records of the first built-in step it runs at once (which summarises the task as the
+/// batch wrote it).
+pub struct ReadsAhead {
     /// Each agent read for, and where its results are among the batch's reads.
     agents: Vec<(String, std::ops::Range<usize>)>,
     /// Where the summary's records start, when a built-in step runs at once.
@@ -352,16 +357,16 @@ struct ReadsAhead {
 }
 
 impl ReadsAhead {
-    fn plan(
+    pub fn plan(
         db: &D1Database,
-        command: &Command,
+        completing: Option<&str>,
         task: &engine::Task,
         leasable: &[String],
         runs_builtin: bool,
     ) -> worker::Result<(ReadsAhead, Vec<worker::D1PreparedStatement>)> {
         let mut statements = Vec::new();
         let mut agents = Vec::new();
-        for agent in reads_ahead(command, task, leasable) {
+        for agent in reads_ahead(completing, task, leasable) {
             let reads = store::lease_read_statements(db, &agent, random_u32()? % LEASE_SPREAD)?;
             agents.push((agent, statements.len()..statements.len() + reads.len()));
             statements.extend(reads);
@@ -375,7 +380,7 @@ impl ReadsAhead {
 
     /// Keeps the lease reads for their agents and returns the summary's records. Unreadable, a
     /// lease or the built-in step reads for itself: the change is written either way.
-    fn keep(self, read: &[worker::D1Result], task_id: &str) -> Option<store::SummaryInputs> {
+    pub fn keep(self, read: &[worker::D1Result], task_id: &str) -> Option<store::SummaryInputs> {
         for (agent, span) in self.agents {
             keep_read_ahead(&agent, read.get(span).unwrap_or_default());
         }
@@ -387,15 +392,11 @@ impl ReadsAhead {
     }
 }
 
-/// The agents whose next lease a transition's batch reads ahead for, saving that lease its own
-/// read: the agent that completes its step with its own token (its runner asks for the next one
-/// at once), and the agents of the steps the transition makes leasable (their waiting lease
-/// requests are woken for them). At most [`READ_AHEAD_AGENTS_MAX`].
-fn reads_ahead(command: &Command, task: &engine::Task, leasable: &[String]) -> Vec<String> {
-    let completing = match command {
-        Command::Complete(Completion { caller: Caller::Agent(agent), .. }) => Some(agent.as_str()),
-        _ => None,
-    };
+/// The agents whose next lease a change's batch reads ahead for, saving that lease its own
+/// read: `completing`, the agent that completed its step with its own token (its runner asks
+/// for the next one at once), and the agents of the steps the change makes leasable (their
+/// waiting lease requests are woken for them). At most [`READ_AHEAD_AGENTS_MAX`].
+fn reads_ahead(completing: Option<&str>, task: &engine::Task, leasable: &[String]) -> Vec<String> {
     let woken = leasable.iter().filter_map(|id| task.step(id)).filter_map(|s| s.agent.as_deref());
     let mut agents: Vec<String> = Vec::new();
     for agent in completing.into_iter().chain(woken) {

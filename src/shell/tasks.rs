@@ -269,8 +269,13 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
         events: &planned.events,
         idempotency: key.as_deref().map(|k| (k, hash.as_str(), response.as_str())),
     };
-    match store::insert_task(&db, &new, call.now).await? {
-        store::Write::Done => {}
+    // The lease of its first step then takes the read its insert made.
+    let (ahead, read_after) = engine::ReadsAhead::plan(&db, None, &planned.task, &leasable, false)?;
+    let (written, read) = store::insert_task(&db, &new, call.now, read_after).await?;
+    match written {
+        store::Write::Done => {
+            ahead.keep(&read, &task_id);
+        }
         // Another request with the same key got there first: answer as it was answered.
         store::Write::Stale => {
             let row = match key.as_deref() {

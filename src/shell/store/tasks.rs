@@ -832,7 +832,14 @@ const SUBMIT_ROUTE: &str = "POST /v1/tasks";
 /// Inserts a task, its steps and its first events in one batch, which applies only while fewer
 /// than `TASKS_RUNNING_MAX` tasks run and, with an idempotency key, only if the key is new:
 /// `Write::Stale` means one of these did not hold.
-pub async fn insert_task(db: &D1Database, new: &NewTask<'_>, now: Timestamp) -> Result<Write> {
+/// Inserts a submitted task, its steps and first events in one guarded batch; `read_after` go at
+/// its end, as in [`write_transition`].
+pub async fn insert_task(
+    db: &D1Database,
+    new: &NewTask<'_>,
+    now: Timestamp,
+    read_after: Vec<D1PreparedStatement>,
+) -> Result<(Write, Vec<D1Result>)> {
     let task = new.task;
     // The guard: fewer than TASKS_RUNNING_MAX tasks are running, and the idempotency key (if
     // any) is new. Either failing rolls the batch back as `Write::Stale`.
@@ -923,10 +930,12 @@ pub async fn insert_task(db: &D1Database, new: &NewTask<'_>, now: Timestamp) -> 
     for (index, event) in new.events.iter().enumerate() {
         statements.push(event_statement(db, &task.id, event, format!("{}:1:{index}", task.id), now)?);
     }
+    let written = statements.len();
+    statements.extend(read_after);
     trip()?;
     match db.batch(statements).await {
-        Ok(_) => Ok(Write::Done),
-        Err(err) if err.to_string().contains("stale_state") => Ok(Write::Stale),
+        Ok(mut results) => Ok((Write::Done, results.split_off(written.min(results.len())))),
+        Err(err) if err.to_string().contains("stale_state") => Ok((Write::Stale, Vec::new())),
         Err(err) => Err(err),
     }
 }
