@@ -561,6 +561,28 @@ describe("Agent OS instruction files as written", { timeout: 300_000 }, () => {
     await worker.admin(`/v1/tasks/${seed.body.task.id}/cancel`, { method: "POST" });
   });
 
+  test("each submission takes the rules files its workflow version executes at their latest versions, though the isolate knew an older version's", async () => {
+    const rulesOf = async (workflow) => {
+      const { body } = await submit(worker, { title: "Which rules", workflow });
+      assert.equal(body.task?.status, "running", JSON.stringify(body));
+      const created = (await eventsOf(worker, body.task.id)).find((e) => e.kind === "task.created");
+      assert.equal((await worker.admin(`/v1/tasks/${body.task.id}/cancel`, { method: "POST" })).status, 200);
+      return created.data.rules.map((r) => `${r.check} ${r.name} v${r.version}`);
+    };
+    assert.equal((await postFile(RULED_FLOW, "swap-flow")).status, 201);
+    const closing = async () => (await worker.admin("/v1/workflows/team-closing")).json();
+    const closingAt = (await closing()).version;
+    const teamAt = (await (await worker.admin("/v1/workflows/team-rules")).json()).version;
+    assert.deepEqual(await rulesOf("swap-flow"), [`pre_flight team-rules v${teamAt}`, `post_flight team-closing v${closingAt}`]);
+    // A new version executing another file: the names the isolate learned are of the old one.
+    const swapped = RULED_FLOW.replace("meta/team-rules.md", "meta/team-closing.md");
+    assert.equal((await postFile(swapped, "swap-flow")).status, 201);
+    assert.deepEqual(await rulesOf("swap-flow"), [`pre_flight team-closing v${closingAt}`, `post_flight team-closing v${closingAt}`]);
+    // A newer rules file under the same version of the workflow is read with the next task.
+    assert.equal((await postFile("# Closing\n\n- Say what is left to do.\n", "team-closing")).status, 201);
+    assert.deepEqual(await rulesOf("swap-flow"), [`pre_flight team-closing v${closingAt + 1}`, `post_flight team-closing v${closingAt + 1}`]);
+  });
+
   test("an EXECUTE of a file not posted or not a rules file, or a task on a rules file, is refused and stores nothing", async () => {
     const missing = await postFile(RULED_FLOW.replace("team-closing.md", "nobody-wrote-this.md"), "unruled-flow");
     assert.equal(missing.status, 422);

@@ -13,6 +13,7 @@
 //! the bound above.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::LocalKey;
 
@@ -24,8 +25,8 @@ use super::{platform, store};
 use crate::core::base::bindings;
 use crate::core::base::ids::IdKind;
 use crate::core::base::limits::{
-    EXECUTE_DEPTH_MAX, INSTRUCTION_FILE_BYTES_MAX, ISOLATE_MEMO_ENTRIES_MAX, ISOLATE_MEMO_MS, SELECT_REQUIREMENTS_MAX,
-    TASK_REQUIREMENT_BYTES_MAX,
+    EXECUTED_WORKFLOWS_MAX, EXECUTE_DEPTH_MAX, INSTRUCTION_FILE_BYTES_MAX, ISOLATE_MEMO_ENTRIES_MAX, ISOLATE_MEMO_MS,
+    SELECT_REQUIREMENTS_MAX, TASK_REQUIREMENT_BYTES_MAX,
 };
 use crate::core::base::memo::Memo;
 use crate::core::base::time::Timestamp;
@@ -616,25 +617,48 @@ pub async fn create_workflow(call: &Call<'_>, body: &[u8]) -> Handled {
 }
 
 /// The stored workflow a task request names (its version, or the latest) and every registered
-/// agent, in one round trip; or the 422 saying there is no such workflow.
+/// agent, in one round trip; or the 422 saying there is no such workflow. In the same round
+/// trip, the latest versions of the files this isolate last saw the workflow `EXECUTE`
+/// ([`EXECUTED`]): when its version executes the same ones, [`executed_files`] reads nothing.
 pub async fn requested_workflow(
     db: &D1Database,
     request: &TaskRequest,
     workflow_ref: &WorkflowRef,
-) -> Result<(store::WorkflowRow, Vec<store::AgentRow>), Failed> {
-    let (row, agents) = store::workflow_and_agents(db, &workflow_ref.name, workflow_ref.version).await?;
+) -> Result<(store::WorkflowRow, Vec<store::AgentRow>, Found), Failed> {
+    let names = EXECUTED.with(|executed| executed.borrow().get(&workflow_ref.name).cloned()).unwrap_or_default();
+    let (row, agents, posted) =
+        store::workflow_and_agents(db, &workflow_ref.name, workflow_ref.version, &names).await?;
+    let found = found_among(names, &posted);
     let Some(row) = row else {
         let named = request.workflow.as_deref().unwrap_or(&workflow_ref.name);
         return Err(
             ApiError::Invalid { details: vec![Detail::field("workflow", format!("no workflow {named}"))] }.into()
         );
     };
-    Ok((row, agents))
+    Ok((row, agents, found))
 }
 
 /// Posted files by name as one read found them, `None` for a name nothing is posted under. A
 /// few names at most: a list, not a map.
-type Found = Vec<(String, Option<store::WorkflowRow>)>;
+pub type Found = Vec<(String, Option<store::WorkflowRow>)>;
+
+/// `names` as `posted` (the latest versions read of some of them) has them.
+fn found_among(names: Vec<String>, posted: &[(String, store::WorkflowRow)]) -> Found {
+    names
+        .into_iter()
+        .map(|name| {
+            let row = posted.iter().find(|(named, _)| *named == name).map(|(_, row)| row.clone());
+            (name, row)
+        })
+        .collect()
+}
+
+thread_local! {
+    /// By workflow name: the names of the posted files the version this isolate last submitted
+    /// a task of `EXECUTE`s. Only a guess of what to read with the workflow: the files are read
+    /// with each task, and any the version asked for executes besides are read after it.
+    static EXECUTED: RefCell<BTreeMap<String, Vec<String>>> = const { RefCell::new(BTreeMap::new()) };
+}
 
 /// What `found` says of `name`: `None` when the read did not look for it.
 fn found_under<'a>(found: &'a Found, name: &str) -> Option<&'a Option<store::WorkflowRow>> {
@@ -685,10 +709,12 @@ async fn child_files_after(db: &D1Database, definition: &Definition, found: &Fou
 /// What a submission runs besides its workflow: the rules files its flight checks `EXECUTE` (one
 /// that is no longer posted refuses the task) and the posted files its steps' `EXECUTE`s reach,
 /// at their latest versions, with the round trips made. The rules files are read in one round
-/// trip with the first level of child runs; each deeper level takes one more.
+/// trip with the first level of child runs, unless `read` (what [`requested_workflow`] read
+/// with the workflow) has them all already; each deeper level takes one more.
 pub async fn executed_files(
     db: &D1Database,
     definition: &Definition,
+    read: Found,
 ) -> Result<(Vec<FlightRules>, Files, u64), Failed> {
     let executes = definition.flight_executes();
     let mut names: Vec<String> = executes.iter().filter_map(|execute| execute.name.clone()).collect();
@@ -696,18 +722,17 @@ pub async fn executed_files(
     names.sort();
     names.dedup();
     let mut trips = 0;
-    let mut posted = Vec::new();
-    if !names.is_empty() {
-        posted = store::latest_workflows(db, &names).await?;
-        trips += 1;
+    let found = match names.iter().all(|name| found_under(&read, name).is_some()) {
+        true => read,
+        false => {
+            trips += 1;
+            found_among(names.clone(), &store::latest_workflows(db, &names).await?)
+        }
+    };
+    if EXECUTED.with(|executed| executed.borrow().len()) >= EXECUTED_WORKFLOWS_MAX {
+        EXECUTED.with(|executed| executed.borrow_mut().clear());
     }
-    let found: Found = names
-        .into_iter()
-        .map(|name| {
-            let row = posted.iter().find(|(named, _)| *named == name).map(|(_, row)| row.clone());
-            (name, row)
-        })
-        .collect();
+    EXECUTED.with(|executed| executed.borrow_mut().insert(definition.name.clone(), names));
     let mut rules = Vec::new();
     for execute in executes {
         let row = execute.name.as_ref().and_then(|name| found_under(&found, name)?.as_ref());
@@ -836,7 +861,7 @@ pub async fn analyze(call: &Call<'_>, body: &[u8]) -> Handled {
     let request: TaskRequest = parse_json_body(call.content_type.as_deref(), body)?;
     let workflow_ref = request.validate()?;
     let db = call.env.d1(bindings::DB)?;
-    let (row, agents) = requested_workflow(&db, &request, &workflow_ref).await?;
+    let (row, agents, _) = requested_workflow(&db, &request, &workflow_ref).await?;
     let definition = stored_definition(&row)?;
     let capabilities = capabilities_of(&agents);
     let profiles = profiles(&agents, &capabilities);

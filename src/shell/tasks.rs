@@ -182,7 +182,7 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
             return replay(row, &hash);
         }
     }
-    let (workflow, agents) = registry::requested_workflow(&db, &request, &workflow_ref).await?;
+    let (workflow, agents, executed) = registry::requested_workflow(&db, &request, &workflow_ref).await?;
     trips += 1;
     let mut definition = registry::stored_definition(&workflow)?;
     if definition.rules.is_some() {
@@ -197,7 +197,7 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
         }
         .into());
     }
-    let (flight_rules, files, reads) = registry::executed_files(&db, &definition).await?;
+    let (flight_rules, files, reads) = registry::executed_files(&db, &definition, executed).await?;
     trips += reads;
     definition.steps = workflow::steps_to_run(&definition);
     // The insert below.

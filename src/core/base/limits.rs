@@ -168,6 +168,10 @@ pub const LEASE_READ_AHEAD_MS: i64 = 2_000;
 /// wider fan-out's other agents read for themselves.
 pub const READ_AHEAD_AGENTS_MAX: usize = 4;
 
+/// Workflows an isolate remembers the executed files' names of (see `shell::registry`) before
+/// it forgets them all: a deployment runs a handful of workflows, and a name costs a few bytes.
+pub const EXECUTED_WORKFLOWS_MAX: usize = 64;
+
 /// How long an isolate decides a task's next transition on the state it last read or wrote of
 /// it instead of reading the task again (see `core::engine::recent`). A stale state costs one
 /// write that loses its guard, never a wrong write; ten minutes covers a coding agent's step

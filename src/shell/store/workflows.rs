@@ -91,12 +91,14 @@ pub async fn latest_workflows(db: &D1Database, names: &[String]) -> Result<Vec<(
 }
 
 /// A workflow (its latest version, or `version`) and every registered agent, in one round trip:
-/// what a submission or an analysis needs before it can decide anything.
+/// what a submission or an analysis needs before it can decide anything. With them, the latest
+/// versions of the posted files named `also` (as [`latest_workflows`] reads them).
 pub async fn workflow_and_agents(
     db: &D1Database,
     name: &str,
     version: Option<i64>,
-) -> Result<(Option<WorkflowRow>, Vec<AgentRow>)> {
+    also: &[String],
+) -> Result<(Option<WorkflowRow>, Vec<AgentRow>, Vec<(String, WorkflowRow)>)> {
     let workflow = match version {
         Some(version) => db
             .statement(format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE name = ?1 AND version = ?2"))
@@ -107,12 +109,21 @@ pub async fn workflow_and_agents(
             ))
             .bind(&[name.into()])?,
     };
+    let latest = format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE name = ?1 ORDER BY version DESC LIMIT 1");
+    let mut statements = vec![workflow, all_agents_statement(db)?];
+    for name in also {
+        statements.push(db.statement(&latest).bind(&[name.as_str().into()])?);
+    }
     trip()?;
-    let mut results = db.batch(vec![workflow, all_agents_statement(db)?]).await?.into_iter();
+    let mut results = db.batch(statements).await?.into_iter();
     let (Some(workflow), Some(agents)) = (results.next(), results.next()) else {
         return Err(worker::Error::RustError("D1 answered a batch of two statements with fewer results".into()));
     };
-    Ok((workflow.results::<WorkflowRow>()?.into_iter().next(), agents.results()?))
+    let mut found = Vec::new();
+    for (name, result) in also.iter().zip(results) {
+        found.extend(result.results::<WorkflowRow>()?.into_iter().next().map(|row| (name.clone(), row)));
+    }
+    Ok((workflow.results::<WorkflowRow>()?.into_iter().next(), agents.results()?, found))
 }
 
 pub async fn workflow_version(db: &D1Database, name: &str, version: i64) -> Result<Option<WorkflowRow>> {
