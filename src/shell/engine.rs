@@ -408,7 +408,8 @@ fn reads_ahead(completing: Option<&str>, task: &engine::Task, leasable: &[String
 }
 
 thread_local! {
-    /// What the last completion of each agent read ahead for its next lease, and when.
+    /// The last read made ahead for each agent's next lease (by a change that woke the agent, or
+    /// its own completion), and when.
     static READ_AHEAD: RefCell<BTreeMap<String, (i64, store::LeaseRead)>> = const { RefCell::new(BTreeMap::new()) };
 }
 
@@ -427,7 +428,7 @@ fn keep_read_ahead(agent: &str, results: &[worker::D1Result]) {
     READ_AHEAD.with(|kept| kept.borrow_mut().insert(agent.to_string(), (at, read)));
 }
 
-/// The read a completion of `agent` made ahead for this lease, once, if it is recent enough.
+/// The read a change made ahead for `agent`'s next lease, once, if it is recent enough.
 pub fn take_read_ahead(agent: &str) -> Option<store::LeaseRead> {
     let (at, read) = READ_AHEAD.with(|kept| kept.borrow_mut().remove(agent))?;
     let age = platform::now().as_millis() - at;

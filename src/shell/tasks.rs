@@ -510,7 +510,8 @@ pub async fn lease(call: &Call<'_>, body: &[u8]) -> Handled {
 const LEASE_WRITES_PER_READ: u32 = 2;
 
 /// One look for work: read the task of one of the agent's oldest leasable steps (the first
-/// look may instead be the read the agent's last completion made ahead for it), decide the
+/// look may instead be a read made ahead for it, by the change that made one of its steps
+/// leasable or by its last completion), decide the
 /// lease of one of its steps ([`core_engine::lease_candidate`]), write it guarded by the step as
 /// read (not the task's version: see `Scope::Step`) and the agent's lease count. A lease that
 /// lost its step to another worker tries another step of the same read (while the read left
@@ -524,7 +525,7 @@ async fn try_lease(
     // Round trips of this lease, counted as they are made (requests interleave).
     let mut trips = 0;
     let mut writes = 0;
-    // The first look may be the one the agent's last completion read ahead for it.
+    // The first look may be one made ahead for this agent (see `engine::ReadsAhead`).
     let mut ahead = engine::take_read_ahead(name);
     while writes < TRANSITION_RETRIES_MAX {
         let from_ahead = ahead.is_some();
