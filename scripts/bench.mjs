@@ -335,7 +335,7 @@ async function engineRun(worker, clients, count) {
       for (let attempt = 0; ; attempt += 1) {
         const done = await client.complete(step, { report: { notes: "bench" } });
         if (done.status === 200) break;
-        if (done.status !== 503 || attempt === 3) throw new Error(`complete answered ${done.status}`);
+        if (done.status !== 503 || attempt === 3) throw new Error(`complete answered ${done.status}: ${await done.text()}`);
         restarts += 1;
       }
     }
