@@ -617,15 +617,20 @@ pub async fn create_workflow(call: &Call<'_>, body: &[u8]) -> Handled {
 }
 
 /// The stored workflow a task request names (its version, or the latest) and every registered
-/// agent, in one round trip; or the 422 saying there is no such workflow. In the same round
-/// trip, the latest versions of the files this isolate last saw the workflow `EXECUTE`
-/// ([`EXECUTED`]): when its version executes the same ones, [`executed_files`] reads nothing.
+/// agent, in one round trip; or the 422 saying there is no such workflow. A submission asks
+/// for the files it will run as well (`with_files`): the latest versions of those this isolate
+/// last saw the workflow `EXECUTE` ([`EXECUTED`]) are read in the same round trip, and when its
+/// version executes the same ones, [`executed_files`] reads nothing.
 pub async fn requested_workflow(
     db: &D1Database,
     request: &TaskRequest,
     workflow_ref: &WorkflowRef,
+    with_files: bool,
 ) -> Result<(store::WorkflowRow, Vec<store::AgentRow>, Found), Failed> {
-    let names = EXECUTED.with(|executed| executed.borrow().get(&workflow_ref.name).cloned()).unwrap_or_default();
+    let names = match with_files {
+        true => EXECUTED.with(|executed| executed.borrow().get(&workflow_ref.name).cloned()).unwrap_or_default(),
+        false => Vec::new(),
+    };
     let (row, agents, posted) =
         store::workflow_and_agents(db, &workflow_ref.name, workflow_ref.version, &names).await?;
     let found = found_among(names, &posted);
@@ -861,7 +866,7 @@ pub async fn analyze(call: &Call<'_>, body: &[u8]) -> Handled {
     let request: TaskRequest = parse_json_body(call.content_type.as_deref(), body)?;
     let workflow_ref = request.validate()?;
     let db = call.env.d1(bindings::DB)?;
-    let (row, agents, _) = requested_workflow(&db, &request, &workflow_ref).await?;
+    let (row, agents, _) = requested_workflow(&db, &request, &workflow_ref, false).await?;
     let definition = stored_definition(&row)?;
     let capabilities = capabilities_of(&agents);
     let profiles = profiles(&agents, &capabilities);

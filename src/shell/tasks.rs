@@ -182,7 +182,7 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
             return replay(row, &hash);
         }
     }
-    let (workflow, agents, executed) = registry::requested_workflow(&db, &request, &workflow_ref).await?;
+    let (workflow, agents, executed) = registry::requested_workflow(&db, &request, &workflow_ref, true).await?;
     trips += 1;
     let mut definition = registry::stored_definition(&workflow)?;
     if definition.rules.is_some() {

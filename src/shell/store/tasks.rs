@@ -728,6 +728,16 @@ pub async fn write_transition(
         };
         statements.push(event_statement(db, &after.id, event, dedupe_key, now)?);
     }
+    guarded_batch(db, statements, read_after).await
+}
+
+/// Runs `statements` (a guard row first) with `read_after` at their end, in one round trip:
+/// `Stale` when the guard did not hold and nothing was written, else what `read_after` read.
+async fn guarded_batch(
+    db: &D1Database,
+    mut statements: Vec<D1PreparedStatement>,
+    read_after: Vec<D1PreparedStatement>,
+) -> Result<(Write, Vec<D1Result>)> {
     let written = statements.len();
     statements.extend(read_after);
     trip()?;
@@ -930,14 +940,7 @@ pub async fn insert_task(
     for (index, event) in new.events.iter().enumerate() {
         statements.push(event_statement(db, &task.id, event, format!("{}:1:{index}", task.id), now)?);
     }
-    let written = statements.len();
-    statements.extend(read_after);
-    trip()?;
-    match db.batch(statements).await {
-        Ok(mut results) => Ok((Write::Done, results.split_off(written.min(results.len())))),
-        Err(err) if err.to_string().contains("stale_state") => Ok((Write::Stale, Vec::new())),
-        Err(err) => Err(err),
-    }
+    guarded_batch(db, statements, read_after).await
 }
 
 #[derive(Debug, Clone, Deserialize)]

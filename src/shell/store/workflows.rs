@@ -1,7 +1,7 @@
 //! Workflow versions and loading the defaults once per installation.
 
 use serde::Deserialize;
-use worker::{D1Database, Result};
+use worker::{D1Database, D1PreparedStatement, D1Result, Result};
 
 use super::agents::{all_agents_statement, insert_agent_statement, AgentRow};
 use super::{int, text_or_null, trip, Statement};
@@ -78,11 +78,19 @@ pub async fn latest_workflows(db: &D1Database, names: &[String]) -> Result<Vec<(
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE name = ?1 ORDER BY version DESC LIMIT 1");
-    let statements =
-        names.iter().map(|name| db.statement(&sql).bind(&[name.as_str().into()])).collect::<Result<Vec<_>>>()?;
+    let statements = latest_statements(db, names)?;
     trip()?;
-    let results = db.batch(statements).await?;
+    latest_of(names, db.batch(statements).await?)
+}
+
+/// One statement per name, reading its latest version.
+fn latest_statements(db: &D1Database, names: &[String]) -> Result<Vec<D1PreparedStatement>> {
+    let sql = format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE name = ?1 ORDER BY version DESC LIMIT 1");
+    names.iter().map(|name| db.statement(&sql).bind(&[name.as_str().into()])).collect()
+}
+
+/// What [`latest_statements`] read, by name; a name nothing is posted under is left out.
+fn latest_of(names: &[String], results: impl IntoIterator<Item = D1Result>) -> Result<Vec<(String, WorkflowRow)>> {
     let mut found = Vec::new();
     for (name, result) in names.iter().zip(results) {
         found.extend(result.results::<WorkflowRow>()?.into_iter().next().map(|row| (name.clone(), row)));
@@ -109,21 +117,14 @@ pub async fn workflow_and_agents(
             ))
             .bind(&[name.into()])?,
     };
-    let latest = format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE name = ?1 ORDER BY version DESC LIMIT 1");
     let mut statements = vec![workflow, all_agents_statement(db)?];
-    for name in also {
-        statements.push(db.statement(&latest).bind(&[name.as_str().into()])?);
-    }
+    statements.extend(latest_statements(db, also)?);
     trip()?;
     let mut results = db.batch(statements).await?.into_iter();
     let (Some(workflow), Some(agents)) = (results.next(), results.next()) else {
         return Err(worker::Error::RustError("D1 answered a batch of two statements with fewer results".into()));
     };
-    let mut found = Vec::new();
-    for (name, result) in also.iter().zip(results) {
-        found.extend(result.results::<WorkflowRow>()?.into_iter().next().map(|row| (name.clone(), row)));
-    }
-    Ok((workflow.results::<WorkflowRow>()?.into_iter().next(), agents.results()?, found))
+    Ok((workflow.results::<WorkflowRow>()?.into_iter().next(), agents.results()?, latest_of(also, results)?))
 }
 
 pub async fn workflow_version(db: &D1Database, name: &str, version: i64) -> Result<Option<WorkflowRow>> {
