@@ -26,7 +26,7 @@ use crate::core::edge::auth::{self, Principal};
 use crate::core::edge::cors::CorsPolicy;
 use crate::core::edge::error::ApiError;
 use crate::core::edge::health::{self, Check, Failure};
-use crate::core::edge::http::parse_json_body;
+use crate::core::edge::http::{parse_json_body, query_of};
 use crate::core::edge::openapi;
 use crate::core::edge::paging::Page;
 use crate::core::edge::rate_limit;
@@ -96,7 +96,7 @@ async fn route_and_run(
     let call = Call {
         env,
         now,
-        query: req.url().map(|u| u.query().unwrap_or("").to_string()).unwrap_or_default(),
+        query: query_of(&req.inner().url()).to_string(),
         content_type: header(req, "content-type"),
         accept: header(req, "accept"),
         matched,

@@ -15,6 +15,7 @@ use futures_util::future::{select, Either};
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State, Stub};
 
 use crate::core::base::bindings;
+use crate::core::edge::http::query_of;
 use crate::core::engine::wakeup::{Waited, WakeCall, WAKEUPS_KEPT_MAX};
 
 #[durable_object]
@@ -31,8 +32,7 @@ impl DurableObject for AgentWake {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        let url = req.url()?;
-        let Some(call) = WakeCall::parse(url.path(), url.query().unwrap_or("")) else {
+        let Some(call) = WakeCall::parse(&req.path(), query_of(&req.inner().url())) else {
             return Response::error("not a wake-up call", 404);
         };
         match call {

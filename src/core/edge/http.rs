@@ -57,6 +57,15 @@ pub fn is_json_content_type(content_type: Option<&str>) -> bool {
     media_type(content_type).is_some_and(|m| m.eq_ignore_ascii_case("application/json"))
 }
 
+/// The query of a request's absolute URL, without the `?`: what follows the first `?` up to a
+/// `#`, or "" when there is none. The runtime hands the URL already serialised (its host in
+/// ASCII), so splitting the text is enough; parsing it whole would cost the module the `url`
+/// crate and its host tables.
+pub fn query_of(url: &str) -> &str {
+    let before_fragment = url.split('#').next().unwrap_or("");
+    before_fragment.split_once('?').map_or("", |(_, query)| query)
+}
+
 /// The media type of a `Content-Type` header without its parameters: `text/markdown`.
 pub fn media_type(content_type: Option<&str>) -> Option<&str> {
     content_type.map(|value| value.split(';').next().unwrap_or("").trim())
@@ -121,6 +130,17 @@ pub fn negotiate(accept: Option<&str>, offered: &[&'static str]) -> Option<&'sta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_query_is_what_follows_the_first_question_mark_up_to_a_fragment() {
+        assert_eq!(query_of("https://example.com/v1/tasks?limit=5&cursor=a%3Fb"), "limit=5&cursor=a%3Fb");
+        assert_eq!(query_of("http://127.0.0.1:8787/v1/agents/a/lease?wait=20"), "wait=20");
+        assert_eq!(query_of("https://example.com/v1/tasks?a=1?b=2"), "a=1?b=2");
+        assert_eq!(query_of("https://example.com/v1/tasks?a=1#frag?x"), "a=1");
+        assert_eq!(query_of("https://example.com/v1/tasks#frag?x"), "");
+        assert_eq!(query_of("https://example.com/v1/tasks?"), "");
+        assert_eq!(query_of("https://example.com/v1/tasks"), "");
+    }
 
     #[test]
     fn accept_picks_the_highest_rated_offered_type_and_none_when_all_are_refused() {
