@@ -757,6 +757,36 @@ fn combination_conditions_refer_to_the_other_rules() {
 }
 
 #[test]
+fn every_feature_of_the_word_table_is_found_with_its_own_weights() {
+    use super::words::{weight_in, WORD_WEIGHTS};
+    let lines: Vec<&str> = WORD_WEIGHTS.lines().collect();
+    assert!(lines.len() > 1000, "{} lines", lines.len());
+    assert!(lines.windows(2).all(|pair| pair[0].split('\t').next() < pair[1].split('\t').next()), "not sorted");
+    for line in lines {
+        let (feature, row) = line.split_once('\t').unwrap();
+        let expected: Vec<i16> = row.split(' ').map(|w| w.parse().unwrap()).collect();
+        assert_eq!(weight_in(WORD_WEIGHTS, feature).map(Vec::from), Some(expected), "{feature}");
+    }
+}
+
+#[test]
+fn a_feature_missing_from_the_word_table_has_no_weights_wherever_it_would_sort() {
+    use super::words::weight_in;
+    let table = "b\t1 2 3 4\nd\t-5 6 -7 8\nf\t9 10 11 12\n";
+    assert_eq!(weight_in(table, "d"), Some([-5, 6, -7, 8]));
+    assert_eq!(weight_in(table, "f"), Some([9, 10, 11, 12]));
+    for missing in ["", "a", "c", "e", "g", "b\t1", "dd"] {
+        assert_eq!(weight_in(table, missing), None, "{missing:?}");
+    }
+    assert_eq!(weight_in("", "a"), None);
+    // A row that is not four numbers is no row: never a panic, never made-up weights.
+    assert_eq!(weight_in("a\t1 2 3\n", "a"), None);
+    assert_eq!(weight_in("a\t1 2 3 4 5\n", "a"), None);
+    assert_eq!(weight_in("a\t1 2 x 4\n", "a"), None);
+    assert_eq!(weight_in("a 1 2 3 4\n", "a"), None);
+}
+
+#[test]
 fn the_word_weights_are_the_ones_the_tuning_sets_train() {
     use super::words::training::{render, train, Example};
     let cases: Vec<Labelled> =
