@@ -53,21 +53,63 @@ describe("waiting lease requests", { timeout: 180_000 }, () => {
     assert.equal((await roundTrips(worker)) - before, 1);
   });
 
-  test("submitting a task of the default workflow costs two D1 round trips (the workflow with the agents and its flight checks' rules files, the insert) and the lease of its first step one, on the read the insert made", async () => {
-    // The isolate learns which rules files this version of the workflow executes.
+  test("submitting a task of the default workflow costs one D1 round trip once the isolate has read the workflow (the insert, guarded on what that read found) and the lease of its first step one, on the read the insert made", async () => {
+    // The first submission reads the workflow, the agents and the rules files, and the isolate
+    // keeps that read for the next ones.
+    const before = await roundTrips(worker);
     const first = await submit(worker, { title: "Teach the isolate" });
     assert.equal(first.response.status, 201);
+    assert.ok((await roundTrips(worker)) - before >= 2, "a first submission reads before it inserts");
     assert.equal((await worker.admin(`/v1/tasks/${first.body.task.id}/cancel`, { method: "POST" })).status, 200);
-    const before = await roundTrips(worker);
+    const kept = await roundTrips(worker);
     const { response, body } = await submit(worker, { title: "Count my round trips" });
     assert.equal(response.status, 201);
-    assert.equal((await roundTrips(worker)) - before, 2);
+    assert.equal((await roundTrips(worker)) - kept, 1);
+    assert.deepEqual(body.task.steps.map((step) => step.key), first.body.task.steps.map((step) => step.key));
     const step = await lease(worker, "context-fetcher", 0);
     assert.equal(step?.task_id, body.task.id);
     assert.equal(step.key, "1");
-    assert.equal((await roundTrips(worker)) - before, 3);
+    assert.equal((await roundTrips(worker)) - kept, 2);
     // Its first step would otherwise be held by context-fetcher, which leases one at a time.
     assert.equal((await worker.admin(`/v1/tasks/${body.task.id}/cancel`, { method: "POST" })).status, 200);
+  });
+
+  test("a submission on a kept read whose agents changed since loses its guard and is planned again on a fresh read: an agent deleted since refuses the task, one changed since costs the lost write and a fresh read", async () => {
+    await flowOf(worker, "kept-read-flow", [{ key: "1", name: "only", agent: "kept-read-agent" }], ["kept-read-agent"]);
+    const task = { title: "Planned on what the isolate read", workflow: "kept-read-flow" };
+    const cancel = async (made) => assert.equal((await worker.admin(`/v1/tasks/${made.body.task.id}/cancel`, { method: "POST" })).status, 200);
+    const fresh = await submit(worker, task);
+    assert.equal(fresh.response.status, 201, JSON.stringify(fresh.body));
+    await cancel(fresh);
+    let before = await roundTrips(worker);
+    const kept = await submit(worker, task);
+    assert.equal(kept.response.status, 201);
+    assert.equal((await roundTrips(worker)) - before, 1, "planned on the kept read");
+    await cancel(kept);
+
+    assert.equal((await worker.admin("/v1/agents/kept-read-agent", { method: "DELETE" })).status, 204);
+    const refused = await submit(worker, task);
+    assert.equal(refused.response.status, 422, JSON.stringify(refused.body));
+    assert.match(JSON.stringify(refused.body.error.details), /kept-read-agent/);
+
+    const put = (body) =>
+      worker.admin("/v1/agents/kept-read-agent", { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const made = await worker.admin("/v1/agents", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "kept-read-agent", capabilities: ["testing"] }),
+    });
+    assert.equal(made.status, 201, await made.text());
+    const again = await submit(worker, task);
+    assert.equal(again.response.status, 201, JSON.stringify(again.body));
+    await cancel(again);
+    const changed = await put({ capabilities: ["testing", "reviews"] });
+    assert.equal(changed.status, 200, await changed.text());
+    before = await roundTrips(worker);
+    const replanned = await submit(worker, task);
+    assert.equal(replanned.response.status, 201);
+    assert.equal((await roundTrips(worker)) - before, 3, "the write that lost its guard, a fresh read, the insert");
+    await cancel(replanned);
   });
 
   test("completing the analysis step with a selection costs two D1 round trips: the task with the agents it names, and the write", async () => {

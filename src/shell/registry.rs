@@ -26,7 +26,7 @@ use crate::core::base::bindings;
 use crate::core::base::ids::IdKind;
 use crate::core::base::limits::{
     EXECUTED_WORKFLOWS_MAX, EXECUTE_DEPTH_MAX, INSTRUCTION_FILE_BYTES_MAX, ISOLATE_MEMO_ENTRIES_MAX, ISOLATE_MEMO_MS,
-    SELECT_REQUIREMENTS_MAX, TASK_REQUIREMENT_BYTES_MAX,
+    SELECT_REQUIREMENTS_MAX, SUBMISSION_READS_KEPT_MAX, SUBMISSION_READ_KEPT_MS, TASK_REQUIREMENT_BYTES_MAX,
 };
 use crate::core::base::memo::Memo;
 use crate::core::base::time::Timestamp;
@@ -641,6 +641,99 @@ pub async fn requested_workflow(
         );
     };
     Ok((row, agents, found))
+}
+
+/// Everything a submission reads before it plans: the workflow's version (parsed), every
+/// registered agent, the rules files its flight checks attach and the posted files its
+/// `EXECUTE`s reach.
+#[derive(Clone)]
+pub struct SubmissionRead {
+    pub workflow: store::WorkflowRow,
+    pub definition: Definition,
+    pub agents: Vec<store::AgentRow>,
+    pub rules: Vec<FlightRules>,
+    pub files: Files,
+}
+
+/// A submission's read: one this isolate kept, or one just made.
+pub enum ReadMade {
+    /// Kept from an earlier submission of the workflow: the insert must carry [`SubmissionRead::guard`].
+    Kept(SubmissionRead),
+    /// Read now, in `trips` D1 round trips; `read_from` is what [`keep_submission_read`] needs.
+    Fresh { read: SubmissionRead, trips: u64, read_from: u64 },
+}
+
+thread_local! {
+    /// By workflow reference (`name`, or `name@version`): the last submission read of it that
+    /// planned a task.
+    static SUBMISSION_READS: RefCell<Memo<SubmissionRead>> =
+        const { RefCell::new(Memo::new(SUBMISSION_READ_KEPT_MS, SUBMISSION_READS_KEPT_MAX)) };
+}
+
+fn submission_read_key(workflow_ref: &WorkflowRef) -> String {
+    match workflow_ref.version {
+        Some(version) => format!("{}@{version}", workflow_ref.name),
+        None => workflow_ref.name.clone(),
+    }
+}
+
+/// What a submission of `workflow_ref` plans on: the read this isolate kept of it, when
+/// `may_keep` and it has one, else a fresh one. A workflow that is a rules file, or whose
+/// flight checks execute a file no longer posted, is refused here (422).
+pub async fn submission_read(
+    db: &D1Database,
+    request: &TaskRequest,
+    workflow_ref: &WorkflowRef,
+    may_keep: bool,
+) -> Result<ReadMade, Failed> {
+    let read_from = match recall(&SUBMISSION_READS, &submission_read_key(workflow_ref)) {
+        Ok(read) if may_keep => return Ok(ReadMade::Kept(read)),
+        Ok(_) => SUBMISSION_READS.with(|memo| memo.borrow().writes()),
+        Err(read_from) => read_from,
+    };
+    let (workflow, agents, executed) = requested_workflow(db, request, workflow_ref, true).await?;
+    let definition = stored_definition(&workflow)?;
+    if definition.rules.is_some() {
+        let message = format!(
+            "{} is a rules file: it has no steps to run; workflows EXECUTE it from their flight checks",
+            workflow_ref.name
+        );
+        return Err(ApiError::Invalid { details: vec![Detail::field("workflow", message)] }.into());
+    }
+    let (rules, files, reads) = executed_files(db, &definition, executed).await?;
+    let read = SubmissionRead { workflow, definition, agents, rules, files };
+    Ok(ReadMade::Fresh { read, trips: 1 + reads, read_from })
+}
+
+/// Keeps a fresh read whose task was inserted, for the next submissions of the workflow.
+pub fn keep_submission_read(workflow_ref: &WorkflowRef, read: &SubmissionRead, read_from: u64) {
+    remember(&SUBMISSION_READS, submission_read_key(workflow_ref), read, read_from);
+}
+
+/// Forgets the kept read of a workflow, once an insert planned on it lost its guard.
+pub fn forget_submission_read(workflow_ref: &WorkflowRef) {
+    SUBMISSION_READS.with(|memo| memo.borrow_mut().forget(&submission_read_key(workflow_ref)));
+}
+
+impl SubmissionRead {
+    /// What the insert of a task planned on this read must find unchanged when the read was
+    /// kept rather than made: the workflow's latest version (unless a version was asked for:
+    /// versions never change), every file looked up by name at the version found (or still
+    /// unposted), and every agent at its version, none added or removed.
+    pub fn guard(&self, workflow_ref: &WorkflowRef) -> store::ReadGuard {
+        let mut workflows: Vec<(String, Option<i64>)> = Vec::new();
+        if workflow_ref.version.is_none() {
+            workflows.push((workflow_ref.name.clone(), Some(self.workflow.version)));
+        }
+        workflows.extend(self.rules.iter().map(|rules| (rules.name.clone(), Some(rules.version))));
+        let reached = std::iter::once(&self.definition).chain(self.files.values().map(|file| &file.definition));
+        for name in child_runs::executed_names(reached) {
+            let version = self.files.get(&name).map(|file| file.version);
+            workflows.push((name, version));
+        }
+        let agents = self.agents.iter().map(|agent| (agent.name.clone(), agent.version)).collect();
+        store::ReadGuard { workflows, agents }
+    }
 }
 
 /// Posted files by name as one read found them, `None` for a name nothing is posted under. A

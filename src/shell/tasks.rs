@@ -182,31 +182,79 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
             return replay(row, &hash);
         }
     }
-    let (workflow, agents, executed) = registry::requested_workflow(&db, &request, &workflow_ref, true).await?;
-    trips += 1;
-    let mut definition = registry::stored_definition(&workflow)?;
-    if definition.rules.is_some() {
-        return Err(ApiError::Invalid {
-            details: vec![Detail::field(
-                "workflow",
-                format!(
-                    "{} is a rules file: it has no steps to run; workflows EXECUTE it from their flight checks",
-                    workflow_ref.name
-                ),
-            )],
+    // A read this isolate kept is tried first; if the registry moved since, its insert loses its
+    // guard and the task is planned again on a fresh read.
+    for may_keep in [true, false] {
+        let (read, read_guard, read_from) =
+            match registry::submission_read(&db, &request, &workflow_ref, may_keep).await? {
+                registry::ReadMade::Kept(read) => {
+                    let guard = read.guard(&workflow_ref);
+                    (read, Some(guard), None)
+                }
+                registry::ReadMade::Fresh { read, trips: reads, read_from } => {
+                    trips += reads;
+                    (read, None, Some(read_from))
+                }
+            };
+        // The insert below.
+        trips += 1;
+        let Some(submitted) =
+            plan_and_insert(call, &db, &request, &workflow_ref, &read, read_guard.as_ref(), &key, &hash).await?
+        else {
+            registry::forget_submission_read(&workflow_ref);
+            continue;
+        };
+        if let Some(read_from) = read_from {
+            registry::keep_submission_read(&workflow_ref, &read, read_from);
         }
-        .into());
+        let Submitted { planned, leasable, task_id, response } = match submitted {
+            Inserted::Task(submitted) => submitted,
+            Inserted::Answer(answer) => return answer,
+        };
+        engine::count_submission(&planned.events, trips);
+        engine::wake_for(call.env, &planned.task, &leasable).await;
+        engine::send(call.env, &task_id, &planned.sends).await;
+        return Ok(ApiResponse::raw(201, "application/json; charset=utf-8", response));
     }
-    let (flight_rules, files, reads) = registry::executed_files(&db, &definition, executed).await?;
-    trips += reads;
+    Err(Failed::Fault("a fresh submission read lost its guard as a kept one".into()))
+}
+
+/// A task planned and inserted, with what the submission does after its insert.
+struct Submitted {
+    planned: plan::Plan,
+    leasable: Vec<String>,
+    task_id: String,
+    response: String,
+}
+
+/// What [`plan_and_insert`] came to: the task inserted, or the answer given instead (a replay
+/// of the same idempotency key, or the running limit).
+enum Inserted {
+    Task(Submitted),
+    Answer(Handled),
+}
+
+/// Plans a task on `read` and inserts it; `None` when the read was kept (`read_guard`) and
+/// either refuses the task or no longer holds: nothing was written, and a fresh read decides.
+#[allow(clippy::too_many_arguments)]
+async fn plan_and_insert(
+    call: &Call<'_>,
+    db: &worker::D1Database,
+    request: &TaskRequest,
+    workflow_ref: &crate::core::engine::task_api::WorkflowRef,
+    read: &registry::SubmissionRead,
+    read_guard: Option<&store::ReadGuard>,
+    key: &Option<String>,
+    hash: &str,
+) -> Result<Option<Inserted>, Failed> {
+    let registry::SubmissionRead { workflow, definition, agents, rules: flight_rules, files } = read;
+    let mut definition = definition.clone();
     definition.steps = workflow::steps_to_run(&definition);
-    // The insert below.
-    trips += 1;
-    let capabilities = registry::capabilities_of(&agents);
-    let profiles = registry::profiles(&agents, &capabilities);
+    let capabilities = registry::capabilities_of(agents);
+    let profiles = registry::profiles(agents, &capabilities);
     let analysis = analysis::analyze(&request.task_input(), &definition.routing_input(&profiles));
     let task_id = platform::new_id(IdKind::Task, call.now)?;
-    let step_ids = (0..plan::step_count(&definition, &files))
+    let step_ids = (0..plan::step_count(&definition, files))
         .map(|_| platform::new_id(IdKind::Step, call.now))
         .collect::<worker::Result<Vec<_>>>()?;
     let main_agent = workflow::main_agent_of(
@@ -218,16 +266,21 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
         task_id: &task_id,
         step_ids: &step_ids,
         definition: &definition,
-        files: &files,
+        files,
         workflow_version: workflow.version,
         analysis: &analysis,
         agents: &profiles,
         main_agent: &main_agent,
-        flight_rules: &flight_rules,
+        flight_rules,
         now: call.now,
-    })
-    .map_err(|details| ApiError::Invalid { details })?;
-    let pull = engine::pull_steps_among(&agents, &planned.task, &planned.sends);
+    });
+    let planned = match planned {
+        Ok(planned) => planned,
+        // A kept read never answers a client: the files it refuses may have been fixed since.
+        Err(_) if read_guard.is_some() => return Ok(None),
+        Err(details) => return Err(ApiError::Invalid { details }.into()),
+    };
+    let pull = engine::pull_steps_among(agents, &planned.task, &planned.sends);
     let (planned, leasable) = planned.with_leasable_at_once(platform::now(), &pull);
     let mut analysis_json = serde_json::to_value(&analysis).map_err(|e| Failed::Fault(e.to_string()))?;
     analysis_json["selections"] =
@@ -267,35 +320,37 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
         analysis: &row.analysis,
         instructions: &instructions,
         events: &planned.events,
-        idempotency: key.as_deref().map(|k| (k, hash.as_str(), response.as_str())),
+        idempotency: key.as_deref().map(|k| (k, hash, response.as_str())),
+        read_guard,
     };
     // The lease of its first step then takes the read its insert made.
-    let (ahead, read_after) = engine::ReadsAhead::plan(&db, None, &planned.task, &leasable, false)?;
-    let (written, read) = store::insert_task(&db, &new, call.now, read_after).await?;
+    let (ahead, read_after) = engine::ReadsAhead::plan(db, None, &planned.task, &leasable, false)?;
+    let (written, read) = store::insert_task(db, &new, call.now, read_after).await?;
     match written {
         store::Write::Done => {
             ahead.keep(&read, &task_id);
         }
+        // A kept read may be what lost: plan again on a fresh read, which answers a key taken
+        // or the running limit if either was the cause.
+        store::Write::Stale if read_guard.is_some() => return Ok(None),
         // Another request with the same key got there first: answer as it was answered.
         store::Write::Stale => {
             let row = match key.as_deref() {
-                Some(key) => store::submission_by_key(&db, key).await?,
+                Some(key) => store::submission_by_key(db, key).await?,
                 None => None,
             };
-            return match row {
-                Some(row) => replay(row, &hash),
+            let answer = match row {
+                Some(row) => replay(row, hash),
                 None => Err(ApiError::TooManyRequests {
                     message: format!("{TASKS_RUNNING_MAX} tasks are running, the limit; submit again when some finish"),
                     retry_after_seconds: 60,
                 }
                 .into()),
             };
+            return Ok(Some(Inserted::Answer(answer)));
         }
     }
-    engine::count_submission(&planned.events, trips);
-    engine::wake_for(call.env, &planned.task, &leasable).await;
-    engine::send(call.env, &task_id, &planned.sends).await;
-    Ok(ApiResponse::raw(201, "application/json; charset=utf-8", response))
+    Ok(Some(Inserted::Task(Submitted { planned, leasable, task_id, response })))
 }
 
 async fn task_view(call: &Call<'_>, task_id: &str) -> Handled {

@@ -172,6 +172,19 @@ pub const READ_AHEAD_AGENTS_MAX: usize = 4;
 /// it forgets them all: a deployment runs a handful of workflows, and a name costs a few bytes.
 pub const EXECUTED_WORKFLOWS_MAX: usize = 64;
 
+/// How long an isolate submits tasks of a workflow on what it last read for one (the workflow,
+/// every agent, the files it executes) instead of reading all of it again (see
+/// `shell::registry::submission_read`). The insert is guarded on everything that read found, so
+/// a read overtaken by a post or an agent's change costs one write that loses its guard and a
+/// fresh read, never a task planned on the old registry. A minute keeps a busy workflow's
+/// submissions at one round trip; the registry rarely changes more often than that.
+pub const SUBMISSION_READ_KEPT_MS: i64 = 60_000;
+
+/// Workflows whose last submission read an isolate keeps. A read holds every agent (at most
+/// `SELECT_AGENTS_MAX`) and the workflow's files, some tens of KiB; a deployment submits tasks
+/// of a handful of workflows.
+pub const SUBMISSION_READS_KEPT_MAX: usize = 16;
+
 /// How long an isolate decides a task's next transition on the state it last read or wrote of
 /// it instead of reading the task again (see `core::engine::recent`). A stale state costs one
 /// write that loses its guard, never a wrong write; ten minutes covers a coding agent's step

@@ -834,6 +834,16 @@ pub struct NewTask<'a> {
     pub events: &'a [Event],
     /// The idempotency key, the request's hash and the response to keep for it.
     pub idempotency: Option<(&'a str, &'a str, &'a str)>,
+    /// What the submission's read found, when the isolate kept that read rather than made it.
+    pub read_guard: Option<&'a ReadGuard>,
+}
+
+/// What a task's insert must find as its submission read it, when that read was one an isolate
+/// kept: each workflow or posted file by name at its latest version (`None`: nothing posted
+/// under the name), and every registered agent at its version, no more and no fewer.
+pub struct ReadGuard {
+    pub workflows: Vec<(String, Option<i64>)>,
+    pub agents: Vec<(String, i64)>,
 }
 
 /// The route name idempotency keys of task submissions are stored under.
@@ -851,16 +861,38 @@ pub async fn insert_task(
     read_after: Vec<D1PreparedStatement>,
 ) -> Result<(Write, Vec<D1Result>)> {
     let task = new.task;
-    // The guard: fewer than TASKS_RUNNING_MAX tasks are running, and the idempotency key (if
-    // any) is new. Either failing rolls the batch back as `Write::Stale`.
+    // The guard: fewer than TASKS_RUNNING_MAX tasks are running, the idempotency key (if any)
+    // is new, and a kept read (if any) is still what D1 holds. Any failing rolls the batch back
+    // as `Write::Stale`.
+    let (workflows, agents) = match new.read_guard {
+        Some(guard) => (
+            serde_json::to_string(&guard.workflows).map_err(|e| worker::Error::RustError(e.to_string()))?.into(),
+            serde_json::to_string(&guard.agents).map_err(|e| worker::Error::RustError(e.to_string()))?.into(),
+        ),
+        None => (JsValue::NULL, JsValue::NULL),
+    };
     let mut statements = vec![db
         .statement(
             "INSERT INTO transition_guard (id, ok)
              VALUES (1, (SELECT COUNT(*) FROM tasks WHERE status = 'running') < ?3
-                        AND NOT EXISTS (SELECT 1 FROM idempotency_keys WHERE key = ?1 AND route = ?2))
+                        AND NOT EXISTS (SELECT 1 FROM idempotency_keys WHERE key = ?1 AND route = ?2)
+                        AND (?4 IS NULL OR (
+                          NOT EXISTS (SELECT 1 FROM json_each(?4) AS w
+                                      WHERE (SELECT MAX(version) FROM workflows WHERE name = w.value ->> 0)
+                                            IS NOT w.value ->> 1)
+                          AND (SELECT COUNT(*) FROM agents) = json_array_length(?5)
+                          AND NOT EXISTS (SELECT 1 FROM json_each(?5) AS a
+                                          WHERE NOT EXISTS (SELECT 1 FROM agents
+                                                            WHERE name = a.value ->> 0 AND version = a.value ->> 1)))))
              ON CONFLICT (id) DO UPDATE SET ok = excluded.ok",
         )
-        .bind(&[text_or_null(new.idempotency.map(|(key, _, _)| key)), SUBMIT_ROUTE.into(), int(TASKS_RUNNING_MAX)])?];
+        .bind(&[
+            text_or_null(new.idempotency.map(|(key, _, _)| key)),
+            SUBMIT_ROUTE.into(),
+            int(TASKS_RUNNING_MAX),
+            workflows,
+            agents,
+        ])?];
     if let Some((key, hash, response)) = new.idempotency {
         statements.push(
             db.statement(
