@@ -153,6 +153,42 @@ describe("waiting lease requests", { timeout: 180_000 }, () => {
     assert.deepEqual(leasedEvents.sort(), ["1", ...sides]);
   });
 
+  test("two steps of a parallel group completed at the same moment: the one whose write loses decides again on the state the other's write left, without a read, and the step after the group is queued once", async () => {
+    await flowOf(worker, "pair-flow", [
+      { key: "1", name: "first", agent: "pair-a" },
+      { key: "2a", name: "left", agent: "pair-a", group: "pair" },
+      { key: "2b", name: "right", agent: "pair-b", group: "pair" },
+      { key: "3", name: "after", agent: "pair-a" },
+    ], ["pair-a", "pair-b"]);
+    const counters = async () => (await worker.admin("/v1/system/counters")).json();
+    let lost = 0;
+    for (let round = 0; round < 3; round += 1) {
+      const { body } = await submit(worker, { title: `Both sides done at once, round ${round}`, workflow: "pair-flow" });
+      const first = await lease(worker, "pair-a", 5);
+      assert.equal(first?.key, "1");
+      const done = await postAs(worker, ADMIN_TOKEN, `/v1/steps/${first.id}/complete`, { lease_id: first.lease_id, report: { notes: "first" } });
+      assert.equal(done.status, 200, await done.clone().text());
+      const pair = await Promise.all([lease(worker, "pair-a", 5), lease(worker, "pair-b", 5)]);
+      assert.deepEqual(pair.map((step) => step?.key), ["2a", "2b"]);
+      const before = await counters();
+      const completed = await Promise.all(
+        pair.map((step) => postAs(worker, ADMIN_TOKEN, `/v1/steps/${step.id}/complete`, { lease_id: step.lease_id, report: { notes: step.key } })),
+      );
+      assert.deepEqual(completed.map((response) => response.status), [200, 200]);
+      const after = await counters();
+      const stale = after.kept_state_stale - before.kept_state_stale;
+      lost += stale;
+      // Two writes, and for a lost race the lost write alone: no read.
+      assert.equal(after.d1_round_trips - before.d1_round_trips, 2 + stale, `round ${round}`);
+      const { task } = await (await worker.admin(`/v1/tasks/${body.task.id}`)).json();
+      assert.deepEqual(task.steps.map((step) => `${step.key}:${step.status}`), ["1:succeeded", "2a:succeeded", "2b:succeeded", "3:queued"]);
+      const { events } = await (await worker.admin(`/v1/tasks/${body.task.id}/events`)).json();
+      assert.equal(events.filter((event) => event.kind === "step.queued" && event.data.key === "3").length, 1);
+      assert.equal((await worker.admin(`/v1/tasks/${body.task.id}/cancel`, { method: "POST" })).status, 200);
+    }
+    assert.ok(lost >= 1, "completions sent together race for the task's version at least once in three rounds");
+  });
+
   test("completing a step this isolate leased is decided on the state the lease left: one D1 round trip, the write", async () => {
     await flowOf(worker, "kept-flow", [
       { key: "1", name: "first", agent: "kept-agent" },

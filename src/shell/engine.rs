@@ -8,7 +8,8 @@
 //! A transition's first try is decided on the state this isolate kept of the task from its last
 //! read or write (`core::engine::recent`), when it has one, instead of a read. A transition that
 //! loses a race (another one applied to the task first, or the kept state was behind) is decided
-//! again on fresh state, up to `TRANSITION_RETRIES_MAX` times. Messages are sent after the batch
+//! again on the newer state this isolate kept, when another of its requests wrote the task
+//! meanwhile, and otherwise on a fresh read, up to `TRANSITION_RETRIES_MAX` times. Messages are sent after the batch
 //! commits: if sending fails, the step stays `queued` with its due time, and the cron sweep
 //! re-sends it.
 
@@ -103,13 +104,16 @@ pub async fn drive_from(
     // A write decided on a kept state that lost its guard is tried again at once: its state was
     // behind, which a pause does not help.
     let mut lost_on_kept = false;
+    // A state this isolate kept that is newer than the one a lost write was decided on.
+    let mut newer: Option<engine::Task> = None;
+    let mut tried_newer = false;
     for retry in 0..TRANSITION_RETRIES_MAX {
         if retry > 0 && !lost_on_kept {
             pause_before_retry(retry).await?;
         }
         // The first try decides on the state this isolate kept of the task, when it has one and
-        // the caller brought none: no read. A later try reads.
-        let mut kept = if retry == 0 && fresh.is_none() { kept_state(key) } else { None };
+        // the caller brought none: no read. A later try reads, unless it has a newer kept state.
+        let mut kept = if retry == 0 && fresh.is_none() { kept_state(key) } else { newer.take() };
         let (before, outcome, now, on_kept) = loop {
             let on_kept = kept.is_some();
             let before = match (fresh.take(), kept.take()) {
@@ -184,6 +188,18 @@ pub async fn drive_from(
                 return Ok(Driven::Applied(Box::new(transition)));
             }
             store::Write::Stale => {
+                // Another request of this isolate may have written the task since this try's
+                // state (the other completion of a parallel group, say), and kept what it
+                // wrote: the next try decides on that, without a read. Once; a second loss reads.
+                if let Some(task) = kept_state(key).filter(|task| !tried_newer && task.version > before.version) {
+                    if on_kept {
+                        KEPT_STALE.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tried_newer = true;
+                    newer = Some(task);
+                    lost_on_kept = true;
+                    continue;
+                }
                 forget_kept(&before.id, on_kept);
                 lost_on_kept = on_kept;
                 continue;
