@@ -446,7 +446,7 @@ async function engine() {
       console.log(`          ${(leaseTrips / leases).toFixed(2)} D1 round trips per lease written (${leaseTrips} / ${leases}; a read and a write, and lost races)`);
       console.log(
         `          ${kept} transitions decided on the isolate's kept state of their task instead of a read, ` +
-          `${keptStale} of them behind the store (decided again on a fresh read)`,
+          `${keptStale} of them behind the store (decided again, on the newer state the isolate kept or a fresh read)`,
       );
       console.log(`          ${(messages / count).toFixed(2)} step messages sent to the queue per task (${messages})`);
       if (restarts > 0) {
