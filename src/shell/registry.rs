@@ -11,6 +11,11 @@
 //! the tokens it read, for [`ISOLATE_MEMO_MS`] (a runner's requests come seconds apart): its own
 //! writes forget an entry at once, another isolate's reach it within that time, which adds to
 //! the bound above.
+//!
+//! A submission's read (the workflow, every agent, the files it executes) is kept per workflow
+//! for `SUBMISSION_READ_KEPT_MS` too, but never trusted: a task planned on it is inserted only
+//! if D1 still holds what it found ([`SubmissionRead::guard`]), and planned again on a fresh
+//! read otherwise.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
