@@ -26,7 +26,9 @@ use crate::core::edge::http::{parse_json_body, parse_json_body_within, parse_no_
 use crate::core::edge::paging::Page;
 use crate::core::edge::response::ApiResponse;
 use crate::core::engine::plan::{self, PlanInput};
-use crate::core::engine::task_api::{CompletionRequest, HeartbeatRequest, Outcome as Reported, TaskRequest};
+use crate::core::engine::task_api::{
+    CompletionRequest, HeartbeatRequest, Outcome as Reported, TaskRequest, WorkflowRef,
+};
 use crate::core::engine::wakeup::Waited;
 use crate::core::engine::{self as core_engine, brief, Caller, Command, Completion, Outcome, ReportRef, Task};
 use crate::core::records::archive::Document;
@@ -216,7 +218,8 @@ pub async fn submit(call: &Call<'_>, body: &[u8]) -> Handled {
         engine::send(call.env, &task_id, &planned.sends).await;
         return Ok(ApiResponse::raw(201, "application/json; charset=utf-8", response));
     }
-    Err(Failed::Fault("a fresh submission read lost its guard as a kept one".into()))
+    // Unreachable: only a kept read (the first try) can ask for another.
+    Err(Failed::Fault("a submission planned on a fresh read asked for another read".into()))
 }
 
 /// A task planned and inserted, with what the submission does after its insert.
@@ -241,7 +244,7 @@ async fn plan_and_insert(
     call: &Call<'_>,
     db: &worker::D1Database,
     request: &TaskRequest,
-    workflow_ref: &crate::core::engine::task_api::WorkflowRef,
+    workflow_ref: &WorkflowRef,
     read: &registry::SubmissionRead,
     read_guard: Option<&store::ReadGuard>,
     key: &Option<String>,
