@@ -11,9 +11,19 @@ import { ADMIN_TOKEN, armFault, startWorker } from "./helpers/worker.mjs";
 
 const FULL_STACK = { title: "Add a D1-backed comments API and a SvelteKit page that lists the comments" };
 
+/** The Worker's counters (GET /v1/system/counters). */
+async function counters(worker) {
+  return (await worker.admin("/v1/system/counters")).json();
+}
+
 /** D1 round trips the Worker made so far. */
 async function roundTrips(worker) {
-  return (await (await worker.admin("/v1/system/counters")).json()).d1_round_trips;
+  return (await counters(worker)).d1_round_trips;
+}
+
+/** Completes a leased step as admin, reporting its key. */
+function complete(worker, step) {
+  return postAs(worker, ADMIN_TOKEN, `/v1/steps/${step.id}/complete`, { lease_id: step.lease_id, report: { notes: step.key } });
 }
 
 /** A lease as admin (no token lookup, so every D1 round trip is the lease's own). */
@@ -34,6 +44,16 @@ async function flowOf(worker, name, steps, agents) {
   }
   const flow = await post("/v1/workflows", { name, steps });
   assert.equal(flow.status, 201, await flow.text());
+}
+
+/** A flow of a first step, a parallel group of two (2a by `left`, 2b by `right`) and a step after it. */
+function pairFlow(worker, name, left, right) {
+  return flowOf(worker, name, [
+    { key: "1", name: "first", agent: left },
+    { key: "2a", name: "left", agent: left, group: "pair" },
+    { key: "2b", name: "right", agent: right, group: "pair" },
+    { key: "3", name: "after", agent: right },
+  ], [left, right]);
 }
 
 describe("waiting lease requests", { timeout: 180_000 }, () => {
@@ -154,28 +174,20 @@ describe("waiting lease requests", { timeout: 180_000 }, () => {
   });
 
   test("two steps of a parallel group completed at the same moment: the one whose write loses decides again on the state the other's write left, without a read, and the step after the group is queued once", async () => {
-    await flowOf(worker, "pair-flow", [
-      { key: "1", name: "first", agent: "pair-a" },
-      { key: "2a", name: "left", agent: "pair-a", group: "pair" },
-      { key: "2b", name: "right", agent: "pair-b", group: "pair" },
-      { key: "3", name: "after", agent: "pair-a" },
-    ], ["pair-a", "pair-b"]);
-    const counters = async () => (await worker.admin("/v1/system/counters")).json();
+    await pairFlow(worker, "pair-flow", "pair-a", "pair-b");
     let lost = 0;
     for (let round = 0; round < 3; round += 1) {
       const { body } = await submit(worker, { title: `Both sides done at once, round ${round}`, workflow: "pair-flow" });
       const first = await lease(worker, "pair-a", 5);
       assert.equal(first?.key, "1");
-      const done = await postAs(worker, ADMIN_TOKEN, `/v1/steps/${first.id}/complete`, { lease_id: first.lease_id, report: { notes: "first" } });
+      const done = await complete(worker, first);
       assert.equal(done.status, 200, await done.clone().text());
       const pair = await Promise.all([lease(worker, "pair-a", 5), lease(worker, "pair-b", 5)]);
       assert.deepEqual(pair.map((step) => step?.key), ["2a", "2b"]);
-      const before = await counters();
-      const completed = await Promise.all(
-        pair.map((step) => postAs(worker, ADMIN_TOKEN, `/v1/steps/${step.id}/complete`, { lease_id: step.lease_id, report: { notes: step.key } })),
-      );
+      const before = await counters(worker);
+      const completed = await Promise.all(pair.map((step) => complete(worker, step)));
       assert.deepEqual(completed.map((response) => response.status), [200, 200]);
-      const after = await counters();
+      const after = await counters(worker);
       const stale = after.kept_state_stale - before.kept_state_stale;
       lost += stale;
       // Two writes, and for a lost race the lost write alone: no read.
@@ -247,7 +259,6 @@ describe("waiting lease requests", { timeout: 180_000 }, () => {
   });
 
   test("a waiting lease woken by the change that made its step leasable takes the read that change's batch made: its one D1 round trip is the write", async () => {
-    const counters = async () => (await worker.admin("/v1/system/counters")).json();
     await flowOf(worker, "woken-flow", [
       { key: "1", name: "first", agent: "woken-first" },
       { key: "2", name: "next", agent: "woken-next" },
@@ -259,14 +270,14 @@ describe("waiting lease requests", { timeout: 180_000 }, () => {
     // Its first look has found nothing, and it waits on the agent's object.
     await new Promise((resolve) => setTimeout(resolve, 500));
     assert.equal((await worker.admin("/v1/agents/woken-next")).status, 200);
-    const before = await counters();
+    const before = await counters(worker);
     const done = await postAs(worker, ADMIN_TOKEN, `/v1/steps/${first.id}/complete`, { lease_id: first.lease_id, report: { notes: "first done" } });
     assert.equal(done.status, 200, await done.clone().text());
     const next = await waiting;
     assert.equal(next?.task_id, body.task.id);
     assert.equal(next.key, "2");
     assert.equal(next.inputs["1"].report.notes, "first done");
-    const after = await counters();
+    const after = await counters(worker);
     assert.deepEqual([after.leases - before.leases, after.lease_round_trips - before.lease_round_trips], [1, 1]);
   });
 
@@ -293,31 +304,23 @@ describe("waiting lease requests", { timeout: 180_000 }, () => {
   });
 
   test("a completion decided on a kept state that is behind the store loses its guard and is decided again on a fresh read", async () => {
-    const counters = async () => (await worker.admin("/v1/system/counters")).json();
-    await flowOf(worker, "behind-flow", [
-      { key: "1", name: "first", agent: "behind-left" },
-      { key: "2a", name: "left", agent: "behind-left", group: "sides" },
-      { key: "2b", name: "right", agent: "behind-right", group: "sides" },
-      { key: "3", name: "last", agent: "behind-right" },
-    ], ["behind-left", "behind-right"]);
+    await pairFlow(worker, "behind-flow", "behind-left", "behind-right");
     const { body } = await submit(worker, { title: "Behind the store", workflow: "behind-flow" });
-    const complete = (step) =>
-      postAs(worker, ADMIN_TOKEN, `/v1/steps/${step.id}/complete`, { lease_id: step.lease_id, report: { notes: step.key } });
     const first = await lease(worker, "behind-left", 5);
-    assert.equal((await complete(first)).status, 200);
+    assert.equal((await complete(worker, first)).status, 200);
     const left = await lease(worker, "behind-left", 5);
     const right = await lease(worker, "behind-right", 5);
     assert.deepEqual([left?.key, right?.key], ["2a", "2b"]);
     // The isolate misses the left completion's write, as when another isolate makes it.
     assert.equal((await armFault(worker, "kept_state", 1)).status, 200);
-    assert.equal((await complete(left)).status, 200);
+    assert.equal((await complete(worker, left)).status, 200);
     for (const name of ["behind-left", "behind-right"]) assert.equal((await worker.admin(`/v1/agents/${name}`)).status, 200);
-    const before = { trips: await roundTrips(worker), counters: await counters() };
-    const done = await complete(right);
+    const before = { trips: await roundTrips(worker), counters: await counters(worker) };
+    const done = await complete(worker, right);
     assert.equal(done.status, 200, await done.clone().text());
     // The write decided on the kept state, the fresh read, the write decided on it.
     assert.equal((await roundTrips(worker)) - before.trips, 3);
-    const after = await counters();
+    const after = await counters(worker);
     assert.equal(after.kept_state_stale - before.counters.kept_state_stale, 1);
     const { task } = await (await worker.admin(`/v1/tasks/${body.task.id}`)).json();
     assert.deepEqual(task.steps.map((step) => `${step.key}:${step.status}`), ["1:succeeded", "2a:succeeded", "2b:succeeded", "3:queued"]);
