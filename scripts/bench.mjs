@@ -44,7 +44,9 @@
 //     (drive.py: N tasks, the five agents played by one thread each) for N = 50 and 200, in
 //     alternating runs, switchyard leasing both as the driver does by default (an empty lease
 //     asked again 5 ms later) and long-polling (its --lease-query ?wait=5, as switchyard-agent
-//     leases); agent steps/s, tasks/s and task p50, and switchyard's ratios to the peer.
+//     leases); agent steps/s, tasks/s and task p50, and switchyard's ratios to the peer. The
+//     same driver also runs against scripts/ceiling-worker.js (the flow over memory, no work
+//     done): what the harness itself carries, and each side's share of it.
 //     Then one more drive of switchyard with the isolate's CPU profiler on: its busy time per
 //     agent step and which switchyard functions (or the runtime's bindings) the time went to.
 // 14. History: submit, lease, complete, task read and two task lists, p50 over a bounded number
@@ -1244,8 +1246,14 @@ async function startPeer() {
   const state = join(dir, "state");
   const migrate = spawnSync(wranglerBin, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state], { cwd: dir, env: QUIET_ENV, encoding: "utf8" });
   if (migrate.status !== 0) throw new Error(`migrating the peer failed: ${migrate.stderr}`);
+  return serve("the peer", wranglerBin, dir, ["--persist-to", state]);
+}
+
+/** `wrangler dev` of the Worker in `dir` on a free loopback port, until its /health answers;
+ * stop() ends it and removes `dir`. */
+async function serve(what, wranglerBin, dir, extra) {
   const port = await freePort();
-  const args = ["dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", state, "--show-interactive-dev-session=false"];
+  const args = ["dev", "--ip", "127.0.0.1", "--port", String(port), ...extra, "--show-interactive-dev-session=false"];
   const { child, exited, output } = spawnGroup(wranglerBin, args, { cwd: dir, env: QUIET_ENV });
   const url = `http://127.0.0.1:${port}`;
   const stop = async () => {
@@ -1254,9 +1262,18 @@ async function startPeer() {
   };
   if (!(await answers(`${url}/health`, child, 120_000, 200))) {
     await stop();
-    throw new Error(`the peer did not start:\n${output()}`);
+    throw new Error(`${what} did not start:\n${output()}`);
   }
   return { url, stop };
+}
+
+/** The ceiling (scripts/ceiling-worker.js: the driver's protocol over memory, no work done),
+ * served by this project's wrangler from a directory of its own. */
+async function startCeiling() {
+  const dir = mkdtempSync(join(tmpdir(), "switchyard-ceiling-"));
+  const config = { name: "ceiling", main: join(ROOT, "scripts", "ceiling-worker.js"), compatibility_date: readWranglerConfig().compatibility_date };
+  writeFileSync(join(dir, "wrangler.json"), JSON.stringify(config));
+  return serve("the ceiling Worker", join(ROOT, "node_modules", ".bin", "wrangler"), dir, []);
 }
 
 async function peerBench() {
@@ -1265,6 +1282,7 @@ async function peerBench() {
     return;
   }
   const peer = await startPeer();
+  const ceiling = await startCeiling();
   const worker = await startWorker({ pollMs: 50 });
   try {
     const ours = ["--prefix", "/v1", "--token", ADMIN_TOKEN, "--json-body", JSON.stringify(PEER_TASK)];
@@ -1272,13 +1290,16 @@ async function peerBench() {
     console.log(
       `\nAgainst Cloudflare Workflows (the peers' driver, five agents; ${PEER_ROUNDS} alternating runs per side; ` +
         `switchyard leasing as the driver does by default, an empty lease answered at once and asked again 5 ms later, ` +
-        `and long-polling with its --lease-query ?wait=${PEER_LEASE_WAIT_SECONDS}, as switchyard-agent leases)`,
+        `and long-polling with its --lease-query ?wait=${PEER_LEASE_WAIT_SECONDS}, as switchyard-agent leases). ` +
+        `"ceiling" is scripts/ceiling-worker.js under the same driver: switchyard's six agent steps kept in memory, ` +
+        `nothing durable, no work; what this machine's harness carries at most`,
     );
     console.log(`  ${"tasks".padStart(5)} ${"side".padEnd(20)} ${"steps/s".padStart(8)} ${"tasks/s".padStart(8)} ${"p50 s".padStart(7)} ${"ok".padStart(5)}`);
     for (const tasks of PEER_TASKS) {
-      const runs = { workflows: [], switchyard: [], "switchyard ?wait": [] };
+      const runs = { workflows: [], switchyard: [], "switchyard ?wait": [], ceiling: [] };
       for (let round = 0; round < PEER_ROUNDS; round += 1) {
         runs.workflows.push(drive(peer.url, tasks));
+        runs.ceiling.push(drive(ceiling.url, tasks));
         runs.switchyard.push(drive(worker.url, tasks, ours));
         runs["switchyard ?wait"].push(drive(worker.url, tasks, longPoll));
         // The driver exits with its lease requests still waiting, and the local runtime does
@@ -1301,9 +1322,17 @@ async function peerBench() {
             `tasks/s ${ratio(side, "tasks_per_s")}×, task p50 ${ratio(side, "task_latency_p50_s")}× (lower is faster)`,
         );
       }
+      // Twice the peer, as a share of what the harness carries with no work done at all.
+      const ofCeiling = (side) => (mean(runs[side], "agent_steps_per_s") / mean(runs.ceiling, "agent_steps_per_s")).toFixed(2);
+      console.log(
+        `  ${String(tasks).padStart(5)} of the ceiling's agent steps/s: workflows ${ofCeiling("workflows")}×, ` +
+          `switchyard ${ofCeiling("switchyard")}×, switchyard ?wait ${ofCeiling("switchyard ?wait")}×; ` +
+          `twice the peer would be ${(2 * Number(ofCeiling("workflows"))).toFixed(2)}×`,
+      );
     }
   } finally {
     await worker.stop();
+    await ceiling.stop();
     await peer.stop();
   }
 }
@@ -1376,6 +1405,7 @@ async function profileBench() {
     const figures = await driveAsync(worker.url, PROFILE_TASKS, ["--prefix", "/v1", "--token", ADMIN_TOKEN, "--json-body", JSON.stringify(PEER_TASK)]);
     const { profile } = (await session.send("Profiler.stop")).result;
     session.close();
+    if (process.env.PROFILE_DUMP) writeFileSync(process.env.PROFILE_DUMP, JSON.stringify(profile));
     const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
     const parents = new Map();
     for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node.id);
