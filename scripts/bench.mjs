@@ -48,7 +48,8 @@
 //     same driver also runs against scripts/ceiling-worker.js (the flow over memory, no work
 //     done): what the harness itself carries, and each side's share of it.
 //     Then one more drive of switchyard with the isolate's CPU profiler on: its busy time per
-//     agent step and which switchyard functions (or the runtime's bindings) the time went to.
+//     agent step and which switchyard functions (or the runtime's bindings) the time went to
+//     (BENCH_PROFILE_FILE=x.cpuprofile also writes the whole profile there).
 // 14. History: submit, lease, complete, task read and two task lists, p50 over a bounded number
 //     of requests, on an empty database and on one seeded with 100,000 finished tasks (six
 //     steps, six attempts and eight events each), and the ratio of the two.
@@ -1341,6 +1342,8 @@ async function peerBench() {
 const PROFILE_TASKS = 50;
 /** The profiler's sampling interval: fine enough for per-request costs, coarse enough to stay cheap. */
 const PROFILE_SAMPLING_US = 200;
+/** Where to write the raw profile (a .cpuprofile), if anywhere. */
+const PROFILE_FILE = process.env.BENCH_PROFILE_FILE;
 /** Frames shown in the profile's breakdown. */
 const PROFILE_FRAMES_SHOWN = 16;
 
@@ -1405,7 +1408,8 @@ async function profileBench() {
     const figures = await driveAsync(worker.url, PROFILE_TASKS, ["--prefix", "/v1", "--token", ADMIN_TOKEN, "--json-body", JSON.stringify(PEER_TASK)]);
     const { profile } = (await session.send("Profiler.stop")).result;
     session.close();
-    if (process.env.PROFILE_DUMP) writeFileSync(process.env.PROFILE_DUMP, JSON.stringify(profile));
+    // The whole profile, for Chrome's DevTools (Performance → Load profile) or a script of one's own.
+    if (PROFILE_FILE) writeFileSync(PROFILE_FILE, JSON.stringify(profile));
     const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
     const parents = new Map();
     for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node.id);
