@@ -46,7 +46,8 @@
 //     asked again 5 ms later) and long-polling (its --lease-query ?wait=5, as switchyard-agent
 //     leases); agent steps/s, tasks/s and task p50, and switchyard's ratios to the peer. The
 //     same driver also runs against scripts/ceiling-worker.js (the flow over memory, no work
-//     done): what the harness itself carries, and each side's share of it.
+//     done: what the harness itself carries, and each side's share of it) and against
+//     scripts/bare-durable-worker.js (each change written to a Durable Object and nothing else).
 //     Then one more drive of switchyard with the isolate's CPU profiler on: its busy time per
 //     agent step and which switchyard functions (or the runtime's bindings) the time went to
 //     (BENCH_PROFILE_FILE=x.cpuprofile also writes the whole profile there).
@@ -1268,24 +1269,42 @@ async function serve(what, wranglerBin, dir, extra) {
   return { url, stop };
 }
 
-/** The ceiling (scripts/ceiling-worker.js: the driver's protocol over memory, no work done),
- * served by this project's wrangler from a directory of its own. */
-async function startCeiling() {
-  const dir = mkdtempSync(join(tmpdir(), "switchyard-ceiling-"));
-  const config = { name: "ceiling", main: join(ROOT, "scripts", "ceiling-worker.js"), compatibility_date: readWranglerConfig().compatibility_date };
-  writeFileSync(join(dir, "wrangler.json"), JSON.stringify(config));
-  return serve("the ceiling Worker", join(ROOT, "node_modules", ".bin", "wrangler"), dir, []);
+/** One of the bench's reference Workers in scripts/ (`name`-worker.js), served by this
+ * project's wrangler from a directory of its own with `config` added to its configuration. */
+async function startReference(name, config = {}) {
+  const dir = mkdtempSync(join(tmpdir(), `switchyard-${name}-`));
+  const main = join(ROOT, "scripts", `${name}-worker.js`);
+  writeFileSync(join(dir, "wrangler.json"), JSON.stringify({ name, main, compatibility_date: readWranglerConfig().compatibility_date, ...config }));
+  return serve(`the ${name} Worker`, join(ROOT, "node_modules", ".bin", "wrangler"), dir, ["--persist-to", join(dir, "state")]);
 }
+
+/** The driver's protocol over memory, no work done: what the harness carries at most. */
+const startCeiling = () => startReference("ceiling");
+
+/** The same flow with every change written to a Durable Object before it is answered. */
+const startBareDurable = () =>
+  startReference("bare-durable", {
+    durable_objects: { bindings: [{ name: "TASK_STEPS", class_name: "TaskSteps" }, { name: "AGENT_STEPS", class_name: "AgentSteps" }] },
+    migrations: [{ tag: "v1", new_sqlite_classes: ["TaskSteps", "AgentSteps"] }],
+  });
 
 async function peerBench() {
   if (!existsSync(join(PEERS, "drive.py")) || !existsSync(join(PEERS, "workflows"))) {
     console.log("\nAgainst Cloudflare Workflows: skipped (no ../shared/peers beside the repository)");
     return;
   }
-  const peer = await startPeer();
-  const ceiling = await startCeiling();
-  const worker = await startWorker({ pollMs: 50 });
+  // Each runtime is stopped at the end, or when a later one fails to start.
+  const started = [];
+  const start = async (starting) => {
+    const runtime = await starting;
+    started.push(runtime);
+    return runtime;
+  };
   try {
+    const peer = await start(startPeer());
+    const ceiling = await start(startCeiling());
+    const bareDurable = await start(startBareDurable());
+    const worker = await start(startWorker({ pollMs: 50 }));
     const ours = ["--prefix", "/v1", "--token", ADMIN_TOKEN, "--json-body", JSON.stringify(PEER_TASK)];
     const longPoll = [...ours, "--lease-query", `?wait=${PEER_LEASE_WAIT_SECONDS}`];
     console.log(
@@ -1293,14 +1312,16 @@ async function peerBench() {
         `switchyard leasing as the driver does by default, an empty lease answered at once and asked again 5 ms later, ` +
         `and long-polling with its --lease-query ?wait=${PEER_LEASE_WAIT_SECONDS}, as switchyard-agent leases). ` +
         `"ceiling" is scripts/ceiling-worker.js under the same driver: switchyard's six agent steps kept in memory, ` +
-        `nothing durable, no work; what this machine's harness carries at most`,
+        `nothing durable, no work; what this machine's harness carries at most. "bare durable" is scripts/bare-durable-worker.js: ` +
+        `the same flow with each change written first to a SQLite-backed Durable Object per task and one per agent, and nothing else`,
     );
     console.log(`  ${"tasks".padStart(5)} ${"side".padEnd(20)} ${"steps/s".padStart(8)} ${"tasks/s".padStart(8)} ${"p50 s".padStart(7)} ${"ok".padStart(5)}`);
     for (const tasks of PEER_TASKS) {
-      const runs = { workflows: [], switchyard: [], "switchyard ?wait": [], ceiling: [] };
+      const runs = { workflows: [], switchyard: [], "switchyard ?wait": [], "bare durable": [], ceiling: [] };
       for (let round = 0; round < PEER_ROUNDS; round += 1) {
         runs.workflows.push(drive(peer.url, tasks));
         runs.ceiling.push(drive(ceiling.url, tasks));
+        runs["bare durable"].push(drive(bareDurable.url, tasks));
         runs.switchyard.push(drive(worker.url, tasks, ours));
         runs["switchyard ?wait"].push(drive(worker.url, tasks, longPoll));
         // The driver exits with its lease requests still waiting, and the local runtime does
@@ -1327,14 +1348,13 @@ async function peerBench() {
       const ofCeiling = (side) => (mean(runs[side], "agent_steps_per_s") / mean(runs.ceiling, "agent_steps_per_s")).toFixed(2);
       console.log(
         `  ${String(tasks).padStart(5)} of the ceiling's agent steps/s: workflows ${ofCeiling("workflows")}×, ` +
-          `switchyard ${ofCeiling("switchyard")}×, switchyard ?wait ${ofCeiling("switchyard ?wait")}×; ` +
+          `switchyard ${ofCeiling("switchyard")}×, switchyard ?wait ${ofCeiling("switchyard ?wait")}×, ` +
+          `bare durable ${ofCeiling("bare durable")}× (${ratio("bare durable", "agent_steps_per_s")}× workflows); ` +
           `twice the peer would be ${(2 * Number(ofCeiling("workflows"))).toFixed(2)}×`,
       );
     }
   } finally {
-    await worker.stop();
-    await ceiling.stop();
-    await peer.stop();
+    for (const runtime of started.reverse()) await runtime.stop();
   }
 }
 
