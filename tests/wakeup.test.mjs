@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { postAs, submit } from "./helpers/agents.mjs";
-import { ADMIN_TOKEN, armFault, startWorker } from "./helpers/worker.mjs";
+import { ADMIN_TOKEN, armFault, eventually, startWorker } from "./helpers/worker.mjs";
 
 const FULL_STACK = { title: "Add a D1-backed comments API and a SvelteKit page that lists the comments" };
 
@@ -24,6 +24,22 @@ async function roundTrips(worker) {
 /** Completes a leased step as admin, reporting its key. */
 function complete(worker, step) {
   return postAs(worker, ADMIN_TOKEN, `/v1/steps/${step.id}/complete`, { lease_id: step.lease_id, report: { notes: step.key } });
+}
+
+/** The fault points' state (GET /__test/faults). */
+async function faults(worker) {
+  return (await worker.admin("/__test/faults")).json();
+}
+
+/** Holds (or releases) the next batch that writes a change of a task; the points' state. */
+async function holdChangeWrite(worker, hold) {
+  const response = await worker.admin("/__test/faults", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ point: "change_write", hold }),
+  });
+  assert.equal(response.status, 200, await response.clone().text());
+  return response.json();
 }
 
 /** A lease as admin (no token lookup, so every D1 round trip is the lease's own). */
@@ -175,30 +191,50 @@ describe("waiting lease requests", { timeout: 180_000 }, () => {
 
   test("two steps of a parallel group completed at the same moment: the one whose write loses decides again on the state the other's write left, without a read, and the step after the group is queued once", async () => {
     await pairFlow(worker, "pair-flow", "pair-a", "pair-b");
-    let lost = 0;
-    for (let round = 0; round < 3; round += 1) {
-      const { body } = await submit(worker, { title: `Both sides done at once, round ${round}`, workflow: "pair-flow" });
-      const first = await lease(worker, "pair-a", 5);
-      assert.equal(first?.key, "1");
-      const done = await complete(worker, first);
-      assert.equal(done.status, 200, await done.clone().text());
-      const pair = await Promise.all([lease(worker, "pair-a", 5), lease(worker, "pair-b", 5)]);
-      assert.deepEqual(pair.map((step) => step?.key), ["2a", "2b"]);
-      const before = await counters(worker);
-      const completed = await Promise.all(pair.map((step) => complete(worker, step)));
-      assert.deepEqual(completed.map((response) => response.status), [200, 200]);
-      const after = await counters(worker);
-      const stale = after.kept_state_stale - before.kept_state_stale;
-      lost += stale;
-      // Two writes, and for a lost race the lost write alone: no read.
-      assert.equal(after.d1_round_trips - before.d1_round_trips, 2 + stale, `round ${round}`);
-      const { task } = await (await worker.admin(`/v1/tasks/${body.task.id}`)).json();
-      assert.deepEqual(task.steps.map((step) => `${step.key}:${step.status}`), ["1:succeeded", "2a:succeeded", "2b:succeeded", "3:queued"]);
-      const { events } = await (await worker.admin(`/v1/tasks/${body.task.id}/events`)).json();
-      assert.equal(events.filter((event) => event.kind === "step.queued" && event.data.key === "3").length, 1);
-      assert.equal((await worker.admin(`/v1/tasks/${body.task.id}/cancel`, { method: "POST" })).status, 200);
+    const { body } = await submit(worker, { title: "Both sides done at once", workflow: "pair-flow" });
+    const first = await lease(worker, "pair-a", 5);
+    assert.equal(first?.key, "1");
+    const done = await complete(worker, first);
+    assert.equal(done.status, 200, await done.clone().text());
+    const [left, right] = await Promise.all([lease(worker, "pair-a", 5), lease(worker, "pair-b", 5)]);
+    assert.deepEqual([left?.key, right?.key], ["2a", "2b"]);
+    const before = await counters(worker);
+    // 2b's completion is decided, then its write waits; 2a's is decided on the same state and
+    // written meanwhile. Released, 2b's write finds the task moved on: the race, every time.
+    assert.equal((await holdChangeWrite(worker, true)).change_write.held, 0);
+    const rightDone = complete(worker, right);
+    assert.ok(await eventually(async () => (await faults(worker)).change_write.held === 1), "2b's write is held");
+    const leftDone = await complete(worker, left);
+    assert.equal(leftDone.status, 200, await leftDone.clone().text());
+    await holdChangeWrite(worker, false);
+    const rightAnswer = await rightDone;
+    assert.equal(rightAnswer.status, 200, await rightAnswer.clone().text());
+    const after = await counters(worker);
+    assert.equal(after.kept_state_stale - before.kept_state_stale, 1, "2b's first write lost to 2a's");
+    // 2a's write, 2b's lost write and its write again: no read.
+    assert.equal(after.d1_round_trips - before.d1_round_trips, 3);
+    const { task } = await (await worker.admin(`/v1/tasks/${body.task.id}`)).json();
+    assert.deepEqual(task.steps.map((step) => `${step.key}:${step.status}`), ["1:succeeded", "2a:succeeded", "2b:succeeded", "3:queued"]);
+    const { events } = await (await worker.admin(`/v1/tasks/${body.task.id}/events`)).json();
+    assert.equal(events.filter((event) => event.kind === "step.queued" && event.data.key === "3").length, 1);
+    assert.equal(events.filter((event) => event.kind === "step.succeeded").length, 3);
+  });
+
+  test("the test route holds only a change's write, and takes a hold or a failure, not both", async () => {
+    const arm = (body) =>
+      worker.admin("/__test/faults", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    for (const body of [
+      { point: "d1", hold: true },
+      { point: "change_write", hold: true, fail: 1 },
+      { point: "change_write", hold: true, skip: 2 },
+      { point: "change_write" },
+      { point: "change_write", hold: "yes" },
+    ]) {
+      const response = await arm(body);
+      assert.equal(response.status, 422, `${JSON.stringify(body)}: ${await response.clone().text()}`);
     }
-    assert.ok(lost >= 1, "completions sent together race for the task's version at least once in three rounds");
+    const state = await faults(worker);
+    assert.deepEqual([state.d1.held, state.change_write.held, state.change_write.fail], [0, 0, 0]);
   });
 
   test("completing a step this isolate leased is decided on the state the lease left: one D1 round trip, the write", async () => {

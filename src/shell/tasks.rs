@@ -831,22 +831,33 @@ struct TestFault {
     point: String,
     #[serde(default)]
     skip: u32,
-    fail: u32,
+    fail: Option<u32>,
+    hold: Option<bool>,
 }
 
 /// `POST /__test/faults` (test-only): after `skip` more operations at `point` pass, the next
-/// `fail` fail (see `shell/faults.rs`).
+/// `fail` fail; or, with `hold`, the next operation at `point` waits until `hold` is false
+/// (see `shell/faults.rs`).
 pub async fn test_arm_fault(call: &Call<'_>, body: &[u8]) -> Handled {
+    use super::faults::{self, Point};
     let request: TestFault = parse_json_body(call.content_type.as_deref(), body)?;
-    let Some(point) = super::faults::Point::parse(&request.point) else {
-        let names: Vec<_> = super::faults::Point::ALL.iter().map(|p| p.name()).collect();
-        return Err(ApiError::Invalid {
-            details: vec![Detail::field("point", format!("is one of {}", names.join(", ")))],
-        }
-        .into());
+    let invalid =
+        |field: &str, why: String| -> Failed { ApiError::Invalid { details: vec![Detail::field(field, why)] }.into() };
+    let Some(point) = Point::parse(&request.point) else {
+        let names: Vec<_> = Point::ALL.iter().map(|p| p.name()).collect();
+        return Err(invalid("point", format!("is one of {}", names.join(", "))));
     };
-    super::faults::arm(point, request.skip, request.fail);
-    Ok(ApiResponse::json(200, &super::faults::status()))
+    match (request.fail, request.hold) {
+        (Some(fail), None) => faults::arm(point, request.skip, fail),
+        (None, Some(_)) if !Point::HOLDABLE.contains(&point) => {
+            let names: Vec<_> = Point::HOLDABLE.iter().map(|p| p.name()).collect();
+            return Err(invalid("point", format!("is one of {} to be held", names.join(", "))));
+        }
+        (None, Some(_)) if request.skip > 0 => return Err(invalid("skip", "is not used with hold".into())),
+        (None, Some(on)) => faults::hold(point, on),
+        _ => return Err(invalid("fail", "or hold is required, not both".into())),
+    }
+    Ok(ApiResponse::json(200, &faults::status()))
 }
 
 #[derive(serde::Deserialize)]

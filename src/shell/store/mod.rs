@@ -155,6 +155,15 @@ fn trip() -> Result<()> {
     super::faults::check(super::faults::Point::D1)
 }
 
+/// [`trip`] for the batch that writes a change of a task, which a test can also fail or hold
+/// (make it wait for its release) as `change_write`.
+async fn change_trip() -> Result<()> {
+    trip()?;
+    super::faults::check(super::faults::Point::ChangeWrite)?;
+    super::faults::wait_if_held(super::faults::Point::ChangeWrite).await;
+    Ok(())
+}
+
 pub fn round_trips() -> u64 {
     ROUND_TRIPS.load(Ordering::Relaxed)
 }

@@ -7,7 +7,7 @@ use worker::{D1Database, D1PreparedStatement, D1Result, Result};
 
 use super::messages::{MessageRow, MESSAGE_COLUMNS};
 use super::records::SummaryRow;
-use super::{count, int, opt_int, opt_time, report_count, text_or_null, time, trip, Statement};
+use super::{change_trip, count, int, opt_int, opt_time, report_count, text_or_null, time, trip, Statement};
 use crate::core::base::limits::{MESSAGES_IN_LEASE_MAX, TASKS_RUNNING_MAX};
 use crate::core::base::time::Timestamp;
 use crate::core::engine::{
@@ -740,7 +740,7 @@ async fn guarded_batch(
 ) -> Result<(Write, Vec<D1Result>)> {
     let written = statements.len();
     statements.extend(read_after);
-    trip()?;
+    change_trip().await?;
     match db.batch(statements).await {
         Ok(mut results) => Ok((Write::Done, results.split_off(written.min(results.len())))),
         Err(err) if err.to_string().contains("stale_state") => Ok((Write::Stale, Vec::new())),
