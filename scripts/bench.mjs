@@ -367,8 +367,15 @@ async function engineRun(worker, clients, count) {
   const leaseTrips = now.lease_round_trips - before.lease_round_trips;
   const kept = now.kept_state_decisions - before.kept_state_decisions;
   const keptStale = now.kept_state_stale - before.kept_state_stale;
+  const byChange = {
+    submissions: now.submission_round_trips - before.submission_round_trips,
+    leases: leaseTrips,
+    completions: now.completion_round_trips - before.completion_round_trips,
+    "built-in steps": now.builtin_round_trips - before.builtin_round_trips,
+  };
+  byChange.other = trips - Object.values(byChange).reduce((sum, n) => sum + n, 0);
   const { waits, handOvers, transitions, agentSteps } = await handOverFigures(worker, ids);
-  return { seconds, transitions, trips, counted, allTrips, messages, leases, leaseTrips, kept, keptStale, waits, handOvers, restarts, agentSteps };
+  return { seconds, transitions, trips, counted, allTrips, messages, leases, leaseTrips, kept, keptStale, byChange, waits, handOvers, restarts, agentSteps };
 }
 
 /**
@@ -429,7 +436,7 @@ async function engine() {
         console.error(worker.logs().split("\n").filter((l) => !/Request\.cf|ENOTFOUND|GetAddrInfo/.test(l)).slice(-40).join("\n"));
         throw error;
       });
-      const { seconds, transitions, trips, counted, allTrips, messages, leases, leaseTrips, kept, keptStale, waits, handOvers, restarts, agentSteps } = run;
+      const { seconds, transitions, trips, counted, allTrips, messages, leases, leaseTrips, kept, keptStale, byChange, waits, handOvers, restarts, agentSteps } = run;
       console.log(
         `  N=${String(count).padEnd(4)} ${(count / seconds).toFixed(2).padStart(7)} tasks/s  ` +
           `${(transitions / seconds).toFixed(1).padStart(7)} step transitions/s  ` +
@@ -447,6 +454,8 @@ async function engine() {
         `          ${(trips / agentSteps).toFixed(2)} D1 round trips per agent step end to end (every transition's, ` +
           `built-in steps and fan-in included, over the ${agentSteps} steps agents leased)`,
       );
+      const perTask = Object.entries(byChange).map(([change, n]) => `${change} ${(n / count).toFixed(2)}`);
+      console.log(`          per task, by the change that made them: ${perTask.join(", ")} (lost races in each)`);
       console.log(`          ${(leaseTrips / leases).toFixed(2)} D1 round trips per lease written (${leaseTrips} / ${leases}; a read and a write, and lost races)`);
       console.log(
         `          ${kept} transitions decided on the isolate's kept state of their task instead of a read, ` +

@@ -180,6 +180,7 @@ pub async fn drive_from(
         match written {
             store::Write::Done => {
                 count_transition(&transition, trips);
+                count_by_command(command, trips);
                 keep_written(&before, &transition);
                 let summary_inputs = ahead.keep(&read, &before.id);
                 wake_for(env, &transition.task, &leasable).await;
@@ -508,6 +509,29 @@ pub async fn checked_selection(
 pub fn count_submission(events: &[engine::Event], round_trips: u64) {
     TRANSITIONS.fetch_add(events.iter().filter(|e| e.step_id.is_some()).count() as u64, Ordering::Relaxed);
     TRANSITION_TRIPS.fetch_add(round_trips, Ordering::Relaxed);
+    SUBMISSION_TRIPS.fetch_add(round_trips, Ordering::Relaxed);
+}
+
+/// Of the transitions' round trips, those of submissions, of completions and of built-in steps'
+/// runs (leases have theirs, below), so that the benchmark can say where a task's go.
+static SUBMISSION_TRIPS: AtomicU64 = AtomicU64::new(0);
+static COMPLETION_TRIPS: AtomicU64 = AtomicU64::new(0);
+static BUILTIN_TRIPS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts the round trips of a written transition by the command that made it.
+fn count_by_command(command: &Command, round_trips: u64) {
+    let counter = match command {
+        Command::Complete(_) => &COMPLETION_TRIPS,
+        Command::Dispatch { how: Dispatch::Builtin { .. }, .. } => &BUILTIN_TRIPS,
+        _ => return,
+    };
+    counter.fetch_add(round_trips, Ordering::Relaxed);
+}
+
+/// The round trips of submissions, completions and built-in steps' runs (see [`count_by_command`]).
+pub fn trips_by_command() -> (u64, u64, u64) {
+    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    (load(&SUBMISSION_TRIPS), load(&COMPLETION_TRIPS), load(&BUILTIN_TRIPS))
 }
 
 pub fn transition_counts() -> (u64, u64) {

@@ -807,6 +807,7 @@ pub fn counters() -> ApiResponse {
     let (summaries, summary_ms) = super::records::summary_counts();
     let (leases, lease_trips) = engine::lease_counts();
     let (kept_used, kept_stale) = engine::kept_state_counts();
+    let (submission_trips, completion_trips, builtin_trips) = engine::trips_by_command();
     ApiResponse::json(
         200,
         &json!({
@@ -815,6 +816,9 @@ pub fn counters() -> ApiResponse {
             "transition_round_trips": transition_trips,
             "leases": leases,
             "lease_round_trips": lease_trips,
+            "submission_round_trips": submission_trips,
+            "completion_round_trips": completion_trips,
+            "builtin_round_trips": builtin_trips,
             "kept_state_decisions": kept_used,
             "kept_state_stale": kept_stale,
             "step_messages_sent": engine::step_messages_sent(),

@@ -1260,9 +1260,15 @@ export interface components {
             leases?: number;
             /** @description D1 round trips those leases made (reads, writes and lost races), also counted in transition_round_trips. */
             lease_round_trips?: number;
+            /** @description D1 round trips made by task submissions (reads, the insert and lost races), also counted in transition_round_trips. */
+            submission_round_trips?: number;
+            /** @description D1 round trips made by completions (reads, writes and lost races), also counted in transition_round_trips. */
+            completion_round_trips?: number;
+            /** @description D1 round trips made by built-in steps' runs (the read of the records they summarise when it was not made ahead, and the write), also counted in transition_round_trips. */
+            builtin_round_trips?: number;
             /** @description Transitions and heartbeats decided on the state this isolate kept of their task from its last read or write, instead of a read. */
             kept_state_decisions?: number;
-            /** @description Of those, the ones whose write lost its guard because the kept state was behind the store (each then decided again on a fresh read). */
+            /** @description Of those, the ones whose write lost its guard because the kept state was behind the store (each then decided again on a newer state this isolate kept, or on a fresh read). */
             kept_state_stale?: number;
             /** @description Step messages sent to the STEPS queue (webhook deliveries, retries after their backoff, messages the sweep sent again, built-in steps whose first run failed). */
             step_messages_sent?: number;
