@@ -1,23 +1,15 @@
 // The bench's bare durable orchestrator: the least a durable one does under the peers' driver.
 //
-// Like scripts/ceiling-worker.js it runs switchyard's default flow for a full-stack task (six
-// agent steps, 1 → 2a ∥ 2b → 3 → 5 → 6, the same agents), but every change is written before
-// it is answered, in the layout docs/scaling.md argues for: each task's steps in a SQLite-backed
-// Durable Object of its own, and each agent's leasable steps in one of the agent's. Nothing else:
+// Like scripts/ceiling-worker.js it runs switchyard's default flow for a full-stack task
+// (scripts/reference-flow.js), but every change is written before it is answered, in the layout
+// docs/scaling.md argues for: each task's steps in a SQLite-backed Durable Object of its own,
+// and each agent's leasable steps in one of the agent's. Nothing else:
 // no auth, no events, attempts, reports, records or built-in steps, and no outbox between the two
 // objects (a crash between a task's write and its agent's could lose a step), so it is an upper
 // bound on any durable design of that shape. Never a part of switchyard.
 
 import { DurableObject } from "cloudflare:workers";
-
-const FLOW = [
-  { key: "1", agent: "context-fetcher", after: [] },
-  { key: "2a", agent: "cloudflare-specialist", after: ["1"] },
-  { key: "2b", agent: "sveltekit-specialist", after: ["1"] },
-  { key: "3", agent: "project-manager", after: ["2a", "2b"] },
-  { key: "5", agent: "test-runner", after: ["3"] },
-  { key: "6", agent: "project-manager", after: ["5"] },
-];
+import { answer, FLOW, leasableNow } from "./reference-flow.js";
 
 /** One task's steps. Each method runs alone (the object's one-request-at-a-time rule). */
 export class TaskSteps extends DurableObject {
@@ -30,7 +22,7 @@ export class TaskSteps extends DurableObject {
   advance() {
     const status = {};
     for (const row of this.ctx.storage.sql.exec("SELECT key, status FROM steps")) status[row.key] = row.status;
-    const leasable = FLOW.filter(({ key, after }) => status[key] === "waiting" && after.every((b) => status[b] === "succeeded"));
+    const leasable = leasableNow(status);
     for (const { key } of leasable) this.ctx.storage.sql.exec("UPDATE steps SET status = 'leasable' WHERE key = ?", key);
     return leasable;
   }
@@ -68,9 +60,6 @@ export class AgentSteps extends DurableObject {
     return row?.step ?? null;
   }
 }
-
-const answer = (status, body) =>
-  new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
 
 let created = 0;
 

@@ -1,39 +1,27 @@
 // The bench's ceiling: a Worker that speaks the peers' driver's protocol and does no work.
 //
 // It keeps tasks in the isolate's memory (nothing durable, no auth, no records) and runs
-// switchyard's default flow for a full-stack task: six agent steps, 1 → 2a ∥ 2b → 3 → 5 → 6,
-// with the same agents. Driven by the same client on the same machine, it shows how many agent
-// steps per second the harness itself (the driver, wrangler dev's two runtimes, loopback HTTP)
-// can carry, and so how far any durable orchestrator can get on it. Never a part of switchyard.
+// switchyard's default flow for a full-stack task (scripts/reference-flow.js). Driven by the
+// same client on the same machine, it shows how many agent steps per second the harness itself
+// (the driver, wrangler dev's two runtimes, loopback HTTP) can carry, and so how far any durable
+// orchestrator can get on it. Never a part of switchyard.
 
-const FLOW = [
-  { key: "1", agent: "context-fetcher", after: [] },
-  { key: "2a", agent: "cloudflare-specialist", after: ["1"] },
-  { key: "2b", agent: "sveltekit-specialist", after: ["1"] },
-  { key: "3", agent: "project-manager", after: ["2a", "2b"] },
-  { key: "5", agent: "test-runner", after: ["3"] },
-  { key: "6", agent: "project-manager", after: ["5"] },
-];
+import { allSucceeded, answer, FLOW, leasableNow } from "./reference-flow.js";
 
 const tasks = new Map();
 /** Leasable steps by agent, oldest first. */
 const leasable = new Map();
 let created = 0;
 
-const answer = (status, body) =>
-  new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
-
 /** Makes leasable every waiting step whose steps before it all succeeded; finishes the task. */
 function advance(task) {
-  for (const { key, agent, after } of FLOW) {
-    const step = task.steps[key];
-    if (step.status === "waiting" && after.every((before) => task.steps[before].status === "succeeded")) {
-      step.status = "leasable";
-      if (!leasable.has(agent)) leasable.set(agent, []);
-      leasable.get(agent).push(step);
-    }
+  const status = Object.fromEntries(Object.entries(task.steps).map(([key, step]) => [key, step.status]));
+  for (const { key, agent } of leasableNow(status)) {
+    task.steps[key].status = "leasable";
+    if (!leasable.has(agent)) leasable.set(agent, []);
+    leasable.get(agent).push(task.steps[key]);
   }
-  if (FLOW.every(({ key }) => task.steps[key].status === "succeeded")) task.status = "succeeded";
+  if (allSucceeded(status)) task.status = "succeeded";
 }
 
 export default {

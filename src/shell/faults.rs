@@ -77,7 +77,7 @@ struct Armed {
 
 /// A held point: whether the next operation there is to wait, how many wait, and how many
 /// times the point was released (a waiting operation goes on when this moves).
-#[derive(Default, Clone, Copy)]
+#[derive(Default)]
 struct Held {
     next: bool,
     waiting: u32,
